@@ -1,0 +1,1 @@
+"""Benchmarks and the occ-bench CLI; results are JSON files, never timed tests."""

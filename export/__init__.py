@@ -1,0 +1,1 @@
+"""Export: checkpoint → verified ONNX graph with the manifest embedded."""

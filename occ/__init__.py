@@ -1,0 +1,2 @@
+"""occ: train, export and deploy adversarially trained one-class anomaly detectors (ALOCC, AVID)."""
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from occ.cli import app
+
+app(prog_name="occ")

@@ -1,0 +1,187 @@
+"""Evaluation metrics (numpy only). Scores are anomaly scores: higher means more anomalous.
+
+Frame level: ROC AUC pooled over all frames (micro) or averaged over videos (macro), equal error
+rate, F1 at a threshold. Pixel level: the criterion of Mahadevan et al. (CVPR 2010): an anomalous
+frame counts as detected only if at least 40 % of its ground-truth pixels are detected; any
+detection on a normal frame is a false positive.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+class MetricError(ValueError):
+    """The inputs cannot give the asked metric (e.g. only one class present)."""
+
+
+def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels).astype(bool).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise MetricError(f"{labels.size} labels but {scores.size} scores")
+    if not np.all(np.isfinite(scores)):
+        raise MetricError("scores contain NaN or infinity")
+    if labels.all() or not labels.any():
+        raise MetricError("ROC needs both normal and anomalous samples")
+    return labels, scores
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rate, true-positive rate and thresholds (decision: ``score >= threshold``).
+
+    Starts at (0, 0) with threshold +inf; tied scores form a single step.
+    """
+    labels, scores = _check(labels, scores)
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(scores))[0], scores.size - 1]
+    tps = np.cumsum(labels)[last_of_tie]
+    fps = (last_of_tie + 1) - tps
+    tpr = np.r_[0.0, tps / labels.sum()]
+    fpr = np.r_[0.0, fps / (~labels).sum()]
+    return fpr, tpr, np.r_[np.inf, scores[last_of_tie]]
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve (Mann–Whitney form, ties count one half)."""
+    labels, scores = _check(labels, scores)
+    ranks = _average_ranks(scores)
+    n_pos = labels.sum()
+    n_neg = labels.size - n_pos
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def equal_error_rate(labels, scores) -> tuple[float, float]:
+    """The rate where false-positive rate equals miss rate, and the threshold closest to it.
+
+    Linear interpolation between the two ROC points that bracket ``fpr = 1 − tpr``.
+    """
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    fnr = 1.0 - tpr
+    diff = fpr - fnr  # rises from -1 to +1
+    i = int(np.argmax(diff >= 0))
+    if diff[i] == 0 or i == 0:
+        return float(fpr[i]), float(thresholds[i])
+    d0, d1 = diff[i - 1], diff[i]
+    w = -d0 / (d1 - d0)
+    rate = fpr[i - 1] + w * (fpr[i] - fpr[i - 1])
+    threshold = thresholds[i] if w >= 0.5 else thresholds[i - 1]
+    return float(rate), float(threshold)
+
+
+def f1_score(labels, predictions) -> float:
+    """F1 of the positive class (``labels`` True) given boolean ``predictions``."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    predictions = np.asarray(predictions).astype(bool).ravel()
+    tp = np.sum(labels & predictions)
+    fp = np.sum(~labels & predictions)
+    fn = np.sum(labels & ~predictions)
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0
+
+
+def minmax_per_video(videos: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Rescale each video's scores to 0..1 on its own (labelled 'per-video normalized' in reports).
+
+    Uses the video's own extremes, so it needs the whole video: an offline protocol, not a live one.
+    """
+    out = []
+    for scores in videos:
+        scores = np.asarray(scores, dtype=np.float64)
+        span = scores.max() - scores.min()
+        out.append((scores - scores.min()) / span if span > 0 else np.zeros_like(scores))
+    return out
+
+
+def smooth_scores(scores: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average over ``window`` frames (odd), edges averaged over what exists."""
+    if window <= 1:
+        return np.asarray(scores, dtype=np.float64)
+    if window % 2 == 0:
+        raise MetricError(f"smoothing window must be odd, got {window}")
+    scores = np.asarray(scores, dtype=np.float64)
+    kernel = np.ones(window)
+    total = np.convolve(scores, kernel, mode="same")
+    count = np.convolve(np.ones_like(scores), kernel, mode="same")
+    return total / count
+
+
+@dataclass
+class FrameLevelReport:
+    micro_auc: float
+    macro_auc: float
+    eer: float
+    eer_threshold: float
+    videos_in_macro: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def frame_level(videos_labels: Sequence[np.ndarray], videos_scores: Sequence[np.ndarray]) -> FrameLevelReport:
+    """Micro AUC and EER over all frames pooled; macro AUC over videos that hold both classes."""
+    labels = np.concatenate([np.asarray(v, bool) for v in videos_labels])
+    scores = np.concatenate([np.asarray(v, np.float64) for v in videos_scores])
+    per_video = [
+        roc_auc(l, s) for l, s in zip(videos_labels, videos_scores) if 0 < np.sum(l) < len(l)
+    ]
+    eer, threshold = equal_error_rate(labels, scores)
+    return FrameLevelReport(
+        micro_auc=roc_auc(labels, scores),
+        macro_auc=float(np.mean(per_video)) if per_video else float("nan"),
+        eer=eer,
+        eer_threshold=threshold,
+        videos_in_macro=len(per_video),
+    )
+
+
+def pixel_level_scores(score_maps: np.ndarray, gt_masks: np.ndarray, coverage: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce per-pixel anomaly maps to one score per frame for the pixel-level criterion.
+
+    A frame is flagged at threshold ``t`` when its map has pixels ``>= t``. For an anomalous frame,
+    the criterion needs ``ceil(coverage · n_gt)`` of its ``n_gt`` ground-truth pixels flagged, which
+    holds exactly when ``t`` is at most the ``ceil(coverage · n_gt)``-th largest map value inside
+    the ground truth; for a normal frame any flagged pixel is a false positive, so its score is the
+    map's maximum. ROC analysis on these per-frame scores is the pixel-level ROC.
+
+    Returns:
+        ``(labels, scores)``: per-frame ground truth (any anomalous pixel) and reduced scores.
+    """
+    score_maps = np.asarray(score_maps, dtype=np.float64)
+    gt_masks = np.asarray(gt_masks, dtype=bool)
+    if score_maps.shape != gt_masks.shape:
+        raise MetricError(f"score maps {score_maps.shape} and masks {gt_masks.shape} differ in shape")
+    labels = gt_masks.reshape(len(gt_masks), -1).any(axis=1)
+    scores = np.empty(len(score_maps))
+    for i, (smap, gt) in enumerate(zip(score_maps, gt_masks)):
+        if labels[i]:
+            inside = np.sort(smap[gt])[::-1]
+            scores[i] = inside[math.ceil(coverage * inside.size) - 1]
+        else:
+            scores[i] = smap.max()
+    return labels, scores
+
+
+def pixel_level_rates(pred_masks: np.ndarray, gt_masks: np.ndarray, coverage: float = 0.4) -> tuple[float, float]:
+    """True- and false-positive rates of binary masks under the pixel-level criterion."""
+    pred_masks = np.asarray(pred_masks, bool)
+    gt_masks = np.asarray(gt_masks, bool)
+    flat_gt = gt_masks.reshape(len(gt_masks), -1)
+    flat_pred = pred_masks.reshape(len(pred_masks), -1)
+    anomalous = flat_gt.any(axis=1)
+    hit = (flat_pred & flat_gt).sum(axis=1) >= np.ceil(coverage * flat_gt.sum(axis=1))
+    tpr = float(hit[anomalous].mean()) if anomalous.any() else float("nan")
+    fpr = float(flat_pred[~anomalous].any(axis=1).mean()) if (~anomalous).any() else float("nan")
+    return tpr, fpr
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    _, inverse, counts = np.unique(values[order], return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = ((ends - counts + ends + 1) / 2.0)[inverse]
+    return ranks

@@ -1,0 +1,200 @@
+import gzip
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from occ.runtime.datasets import (
+    DatasetError,
+    WalkwayConfig,
+    generate_walkway,
+    load_mnist,
+    load_ucsd,
+    read_frame_ranges,
+    read_idx,
+    read_image_folder,
+    read_video,
+    write_ucsd_layout,
+)
+from occ.runtime.datasets.spec import load_video_data
+from occ.runtime.datasets.video import write_video
+
+
+# ---- synthetic walkway ----------------------------------------------------------------------
+def test_walkway_is_deterministic_by_seed():
+    config = WalkwayConfig(height=40, width=60, train_clips=1, test_clips=1, frames_per_clip=20, seed=3)
+    a, b = generate_walkway(config), generate_walkway(config)
+    np.testing.assert_array_equal(a.test[0].frames, b.test[0].frames)
+    np.testing.assert_array_equal(a.test[0].masks, b.test[0].masks)
+    config.seed = 4
+    assert not np.array_equal(generate_walkway(config).train[0].frames, a.train[0].frames)
+
+
+def test_walkway_ground_truth_is_exact(tiny_walkway):
+    data = tiny_walkway
+    assert all(not clip.labels.any() and clip.masks is None for clip in data.train)
+    assert data.kinds == ["car", "fast", "against_flow"]
+    for clip in data.test:
+        assert clip.labels.any() and not clip.labels.all()  # normal frames before the episode
+        np.testing.assert_array_equal(clip.labels, clip.masks.reshape(len(clip), -1).any(axis=1))
+    car = data.test[0]
+    t = int(np.argmax(car.masks.reshape(len(car), -1).sum(axis=1)))
+    inside = car.frames[t][car.masks[t]].astype(float)
+    # the car body is painted at 230 (windows 60) under ~2 grey levels of noise and 8 % drift
+    assert np.mean(inside > 180) > 0.5
+    assert car.masks[t].sum() > 100
+
+
+def test_walkway_any_frame_size():
+    data = generate_walkway(WalkwayConfig(height=31, width=97, train_clips=1, test_clips=1, frames_per_clip=12))
+    assert data.train[0].frames.shape == (12, 31, 97)
+    with pytest.raises(DatasetError, match="at least 24x24"):
+        generate_walkway(WalkwayConfig(height=10, width=10))
+
+
+def test_walkway_spec_options():
+    data = load_video_data("walkway:height=32,width=48,train_clips=1,test_clips=1,frames_per_clip=12,seed=2")
+    assert data.train[0].frames.shape == (12, 32, 48)
+    with pytest.raises(DatasetError, match="bad walkway option"):
+        load_video_data("walkway:colour=red")
+    with pytest.raises(DatasetError, match="no such data folder"):
+        load_video_data("/nonexistent/place")
+
+
+# ---- UCSD layout ----------------------------------------------------------------------------
+def test_ucsd_round_trip(tmp_path, tiny_walkway):
+    root = write_ucsd_layout(tiny_walkway, tmp_path / "UCSDwalkway")
+    assert (root / "Test" / "UCSDwalkway.m").is_file()
+    assert sorted(p.name for p in (root / "Train").iterdir()) == ["Train001", "Train002"]
+    test = load_ucsd(tmp_path, "test")  # the parent folder works too
+    for original, loaded in zip(tiny_walkway.test, test):
+        np.testing.assert_array_equal(original.frames, loaded.frames)
+        np.testing.assert_array_equal(original.labels, loaded.labels)
+        np.testing.assert_array_equal(original.masks, loaded.masks)
+    train = load_ucsd(root, "train")
+    assert all(not c.labels.any() for c in train)
+    half = load_ucsd(root, "test", size=(24, 36), clips=["Test002"])
+    assert [c.name for c in half] == ["Test002"] and half[0].frames.shape[1:] == (24, 36)
+    assert half[0].masks.shape[1:] == (24, 36)
+
+
+def test_ucsd_m_file_with_two_ranges(tmp_path):
+    m = tmp_path / "UCSDped1.m"
+    m.write_text(
+        "TestVideoFile = {};\n"
+        "TestVideoFile{end+1}.gt_frame = [61:180];\n"
+        "TestVideoFile{end+1}.gt_frame = [5:90, 140:200];\n"
+    )
+    assert read_frame_ranges(m) == [[(61, 180)], [(5, 90), (140, 200)]]
+    m.write_text("TestVideoFile{end+1}.gt_frame = [9:3];\n")
+    with pytest.raises(DatasetError, match="malformed"):
+        read_frame_ranges(m)
+
+
+def _small_layout(tmp_path):
+    data = generate_walkway(WalkwayConfig(height=32, width=48, train_clips=1, test_clips=2, frames_per_clip=12))
+    return write_ucsd_layout(data, tmp_path / "ds")
+
+
+def test_ucsd_errors_name_the_file(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_ucsd(tmp_path / "missing")
+    root = _small_layout(tmp_path)
+    # a frame that is not an image
+    (root / "Test" / "Test001" / "005.tif").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match=r"005\.tif: unreadable image"):
+        load_ucsd(root, "test")
+    root = _small_layout(tmp_path)
+    # a mask missing
+    os.remove(root / "Test" / "Test002_gt" / "003.bmp")
+    with pytest.raises(DatasetError, match="11 masks for 12 frames"):
+        load_ucsd(root, "test")
+    root = _small_layout(tmp_path)
+    # .m entries that do not match the clips
+    m = root / "Test" / "UCSDwalkway.m"
+    m.write_text(m.read_text().splitlines()[1] + "\n")
+    with pytest.raises(DatasetError, match="1 gt_frame entries for 2 test clips"):
+        load_ucsd(root, "test")
+
+
+def test_ucsd_accepts_jpg_frames(tmp_path):
+    folder = tmp_path / "Ped" / "Train" / "Train001"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i + 1:03d}.jpg"), np.full((16, 16, 3), 100, np.uint8))
+    clips = load_ucsd(tmp_path / "Ped", "train")
+    assert clips[0].frames.shape == (3, 16, 16) and abs(int(clips[0].frames[0, 0, 0]) - 100) <= 2
+
+
+# ---- MNIST IDX ------------------------------------------------------------------------------
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_mnist_idx_reader(tmp_path, rng, compress):
+    images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], np.uint8)
+    for stem, array in (("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", labels)):
+        payload = _idx_bytes(array)
+        if compress:
+            (tmp_path / f"{stem}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (tmp_path / stem).write_bytes(payload)
+    got_images, got_labels = load_mnist(tmp_path, "test")
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+    with pytest.raises(DatasetError, match="no train-images"):
+        load_mnist(tmp_path, "train")
+
+
+def test_mnist_idx_errors(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(DatasetError, match="bad magic"):
+        read_idx(bad)
+    short = tmp_path / "short"
+    short.write_bytes(_idx_bytes(np.zeros((2, 2), np.uint8))[:-1])
+    with pytest.raises(DatasetError, match="payload is 3 bytes, header says 4"):
+        read_idx(short)
+
+
+# ---- video files and image folders ----------------------------------------------------------
+def test_video_file_round_trip(tmp_path, tiny_walkway):
+    frames = tiny_walkway.test[0].frames[:10]
+    path = write_video(tmp_path / "clip.avi", frames)
+    decoded = np.stack(list(read_video(path)))
+    assert decoded.shape == frames.shape
+    # MJPG is lossy: a few grey levels on average
+    assert np.abs(decoded.astype(float) - frames).mean() < 4
+    with pytest.raises(DatasetError, match="not found"):
+        list(read_video(tmp_path / "none.avi"))
+    (tmp_path / "junk.avi").write_bytes(b"not a video")
+    with pytest.raises(DatasetError, match="junk.avi"):
+        list(read_video(tmp_path / "junk.avi"))
+
+
+def test_image_folder(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((8, 8), i * 10, np.uint8))
+    frames = list(read_image_folder(tmp_path))
+    assert [int(f[0, 0]) for f in frames] == [0, 10, 20]
+    cv2.imwrite(str(tmp_path / "3.png"), np.zeros((9, 8), np.uint8))
+    with pytest.raises(DatasetError, match="3.png: size"):
+        list(read_image_folder(tmp_path))
+
+
+def test_data_cli_generate_and_info(tmp_path):
+    out = tmp_path / "walk"
+    cmd = [sys.executable, "-m", "occ", "data", "generate", str(out), "--height", "32", "--width", "48",
+           "--train-clips", "1", "--test-clips", "1", "--frames", "12", "--json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert '"anomaly": "car"' in result.stdout
+    info = subprocess.run([sys.executable, "-m", "occ", "data", "info", str(tmp_path / "nothing")],
+                          capture_output=True, text=True)
+    assert info.returncode == 2
+    assert "nothing: no such data folder" in info.stderr and "Traceback" not in info.stderr

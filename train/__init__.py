@@ -1,0 +1,1 @@
+"""Training (PyTorch): the networks of ALOCC and AVID and their adversarial training loops."""
