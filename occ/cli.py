@@ -115,3 +115,171 @@ def _print_summary(title: str, rows: list[dict], json_out: bool) -> None:
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     console.print(table)
+
+
+# ---- train --------------------------------------------------------------------------------------
+train_app = typer.Typer(help="Train a detector on normal data (needs occ[train]).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+_GEOMETRY = "Geometry"
+_TRAINING = "Training"
+
+
+@train_app.command("alocc")
+def train_alocc_command(
+    data: Annotated[str, typer.Option(help="Normal training data: a UCSD-layout folder, 'walkway[:opts]', or 'mnist:FOLDER'.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt).")],
+    digit: Annotated[int, typer.Option(help="MNIST only: the target (normal) digit.")] = 0,
+    height: Annotated[int, typer.Option(help="Video: frame height after resize, pixels.", rich_help_panel=_GEOMETRY)] = 60,
+    width: Annotated[int, typer.Option(help="Video: frame width after resize, pixels.", rich_help_panel=_GEOMETRY)] = 90,
+    patch_size: Annotated[int, typer.Option(help="Video: patch side, pixels.", rich_help_panel=_GEOMETRY)] = 20,
+    stride: Annotated[int, typer.Option(help="Video: step between patches, pixels.", rich_help_panel=_GEOMETRY)] = 10,
+    temporal: Annotated[str, typer.Option(help="Video: 'frame_diff' (appearance + signed motion) or 'none'.", rich_help_panel=_GEOMETRY)] = "frame_diff",
+    base_width: Annotated[int, typer.Option(help="Channels of the first layer (paper: 64).", rich_help_panel=_TRAINING)] = 32,
+    depth: Annotated[int, typer.Option(help="Stride-2 layers per network (paper: 4).", rich_help_panel=_TRAINING)] = 3,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.", rich_help_panel=_TRAINING)] = 8,
+    batch_size: Annotated[int, typer.Option(help="Patches per batch.", rich_help_panel=_TRAINING)] = 64,
+    optimizer: Annotated[str, typer.Option(help="'adam' or 'sgd'.", rich_help_panel=_TRAINING)] = "adam",
+    lr: Annotated[float, typer.Option(help="Learning rate of R and D.", rich_help_panel=_TRAINING)] = 2e-4,
+    noise_sigma: Annotated[float, typer.Option(help="σ of the Gaussian noise on R's input (normalized units).", rich_help_panel=_TRAINING)] = 0.155,
+    lam: Annotated[float, typer.Option(help="λ, weight of ‖X − R(X̃)‖².", rich_help_panel=_TRAINING)] = 0.4,
+    d_steps: Annotated[int, typer.Option(help="D updates per batch.", rich_help_panel=_TRAINING)] = 1,
+    r_steps: Annotated[int, typer.Option(help="R updates per batch.", rich_help_panel=_TRAINING)] = 1,
+    rho: Annotated[float, typer.Option(help="Stop once validation ‖X − R(X)‖² per pixel < ρ (0: off).", rich_help_panel=_TRAINING)] = 0.0,
+    false_alarm_rate: Annotated[float, typer.Option(help="Target false-alarm rate of the threshold on held-out normal frames.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
+) -> None:
+    """Train ALOCC (R + D) on normal data; calibrate its threshold on held-out normal frames."""
+    from occ.runtime.datasets import DatasetError
+    from occ.train.train_alocc import AloccConfig, image_data, train_alocc, video_data
+
+    config = AloccConfig(height=height, width=width, patch_size=patch_size, stride=stride, temporal=temporal,
+                         base_width=base_width, depth=depth, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                         lr=lr, noise_sigma=noise_sigma, lam=lam, d_steps=d_steps, r_steps=r_steps, rho=rho,
+                         false_alarm_rate=false_alarm_rate, seed=seed)
+    try:
+        if data.startswith("mnist:"):
+            from occ.runtime.datasets import load_mnist
+
+            images, labels = load_mnist(data.partition(":")[2], "train")
+            prepared = image_data(images[labels == digit], config, f"MNIST train digit {digit}")
+        else:
+            from occ.runtime.datasets.spec import load_video_data
+
+            video = load_video_data(data, splits=("train",))
+            prepared = video_data(video.train, config, video.description)
+        manifest = train_alocc(prepared, config, out, console)
+    except (DatasetError, ValueError) as exc:
+        fail(str(exc))
+    tau = manifest.thresholds["tau"]
+    console.print(f"wrote {out}: tau = {tau.value:.4f} at {tau.target_false_alarm_rate:.1%} false alarms on {tau.n_samples} held-out normal frames")
+
+
+# ---- run, eval, calibrate -----------------------------------------------------------------------
+def _open_detector(model: Path, backend: str):
+    from occ.runtime.backends import BackendError
+    from occ.runtime.detector import Detector
+    from occ.runtime.manifest import ManifestError
+
+    try:
+        return Detector.open(str(model), backend)
+    except (BackendError, ManifestError) as exc:
+        fail(str(exc))
+
+
+def _frames_of(source: str):
+    """Frames from a video file, an image folder or a UCSD clip folder."""
+    from occ.runtime.datasets.video import read_image_folder, read_video
+
+    path = Path(source)
+    return read_image_folder(path) if path.is_dir() else read_video(path)
+
+
+@app.command("run")
+def run_command(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx).")],
+    source: Annotated[str, typer.Option(help="Video file, image folder or UCSD clip folder.")],
+    out: Annotated[Optional[Path], typer.Option(help="JSON-lines output (default: standard output).")] = None,
+    overlay: Annotated[Optional[Path], typer.Option(help="Write overlay frames: a folder (PNG per frame) or a .avi video.")] = None,
+    backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu or ort-cuda.")] = "ort-cpu",
+) -> None:
+    """Score every frame of a source: one JSON line per frame (score, decision, patch map, boxes)."""
+    from occ.runtime.datasets import DatasetError
+    from occ.runtime.overlay import OverlayWriter
+
+    detector = _open_detector(model, backend)
+    handle = open(out, "w") if out else None
+    writer = OverlayWriter(overlay, detector.manifest) if overlay else None
+    count = flagged = 0
+    try:
+        for frame in _frames_of(source):
+            result = detector.process(frame)
+            line = json.dumps(result.to_json())
+            print(line, file=handle) if handle else print(line)
+            if writer:
+                writer.write(frame, result)
+            count += 1
+            flagged += result.decision
+    except DatasetError as exc:
+        fail(str(exc))
+    finally:
+        if handle:
+            handle.close()
+        if writer:
+            writer.close()
+    err_console.print(f"{count} frames, {flagged} anomalous", highlight=False)
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx); the exported graph is what gets evaluated.")],
+    data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder or 'walkway[:opts]'.")],
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
+    roc: Annotated[Optional[Path], typer.Option(help="Write the frame-level ROC curve as a PNG here.")] = None,
+    smoothing: Annotated[int, typer.Option(help="Window (frames, odd) of the labelled smoothed variants.")] = 9,
+    backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu or ort-cuda.")] = "ort-cpu",
+) -> None:
+    """Evaluate an exported model on labelled test clips: frame AUC/EER (micro, macro), pixel level where masks exist."""
+    from occ.runtime.datasets import DatasetError
+    from occ.runtime.datasets.spec import load_video_data
+    from occ.runtime.evaluate import report, score_clips
+
+    detector = _open_detector(model, backend)
+    try:
+        video = load_video_data(data, splits=("test",))
+    except DatasetError as exc:
+        fail(str(exc))
+    from occ.train.common import progress_bar  # noqa: F401  (rich only; no torch import at module level)
+    from rich.progress import Progress
+
+    with Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task("scoring clips", total=len(video.test))
+        clips = score_clips(detector, video.test, progress=lambda: progress.advance(task))
+    result = {"model": str(model), "data": video.description, **report(clips, smoothing)}
+    if json_path:
+        from occ.runtime.manifest import write_atomic
+
+        write_atomic(json_path, json.dumps(result, indent=2).encode())
+    if roc:
+        from occ.runtime.overlay import write_roc_png
+        import numpy as np
+
+        write_roc_png(roc, np.concatenate([c.labels for c in clips]), np.concatenate([c.scores for c in clips]))
+    _print_eval(result)
+
+
+def _print_eval(result: dict) -> None:
+    table = Table(title=f"{result['model']} on {result['data']}")
+    for column in ("variant", "micro AUC", "macro AUC", "EER"):
+        table.add_column(column)
+    for name, metrics in result["frame_level"].items():
+        if "error" in metrics:
+            table.add_row(name, metrics["error"], "", "")
+        else:
+            table.add_row(name, f"{metrics['micro_auc']:.3f}", f"{metrics['macro_auc']:.3f}", f"{metrics['eer']:.1%}")
+    if "pixel_level" in result and "auc" in result["pixel_level"]:
+        table.add_row("pixel level (40 % rule)", f"{result['pixel_level']['auc']:.3f}", "", f"{result['pixel_level']['eer']:.1%}")
+    console.print(table)
+    at = result["at_stored_threshold"]
+    console.print(f"at the stored threshold: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
+                  f"F1 {at['f1_anomalous']:.3f} over {result['frames']} frames", highlight=False)

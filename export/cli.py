@@ -1,0 +1,51 @@
+"""``occ-export model.pt``: checkpoint → verified ONNX with the manifest embedded."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint written by `occ train` (.pt).")],
+    out: Annotated[Optional[Path], typer.Option(help="ONNX file to write (default: beside the checkpoint, .onnx).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    with_d_of_x: Annotated[bool, typer.Option(help="ALOCC: also output D(X) (logit).")] = False,
+    with_reconstruction: Annotated[bool, typer.Option(help="ALOCC: also output R(X).")] = False,
+    data: Annotated[Optional[str], typer.Option(help="Verify on this data spec instead of the samples stored in the checkpoint.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Maximum |score difference| between PyTorch and ONNX Runtime.")] = 1e-4,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Export a checkpoint to one ONNX graph, verify it against PyTorch on real samples, write it atomically."""
+    from occ.runtime.datasets import DatasetError
+    from occ.runtime.manifest import ManifestError
+    from occ.train.common import CheckpointError
+
+    from .onnx_export import ExportError, export_onnx
+
+    try:
+        result = export_onnx(checkpoint, out, opset, with_d_of_x, with_reconstruction, data, tolerance)
+    except ExportError as exc:
+        for line in exc.report:
+            err_console.print(line, highlight=False, markup=False)
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1)
+    except (CheckpointError, ManifestError, DatasetError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2)
+    if json_out:
+        print(json.dumps({"path": str(result.path), "report": result.report, "manifest": result.manifest.to_dict()}, indent=2))
+        return
+    for line in result.report:
+        console.print(line, highlight=False, markup=False)
+    console.print(f"wrote {result.path} ({result.manifest.method}, opset {opset}, manifest embedded)")
+
+
+def main() -> None:
+    typer.run(export_command)

@@ -1,0 +1,84 @@
+"""Output comparison between two backends, reported per output in the manner of Polygraphy."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class OutputComparison:
+    """How far one output of a candidate backend lies from the reference."""
+
+    name: str
+    max_abs: float
+    mean_abs: float
+    median_abs: float
+    max_rel: float
+    tolerance: float
+    shape: tuple[int, ...]
+
+    def __bool__(self) -> bool:
+        return self.max_abs <= self.tolerance
+
+    def line(self) -> str:
+        status = "PASSED" if self else "FAILED"
+        return (f"{status} {self.name} {self.shape}: max abs {self.max_abs:.3g} (tolerance {self.tolerance:.3g}), "
+                f"mean abs {self.mean_abs:.3g}, median abs {self.median_abs:.3g}, max rel {self.max_rel:.3g}")
+
+
+@dataclass
+class DecisionComparison:
+    """Agreement of thresholded decisions (or masks) between two backends."""
+
+    name: str
+    agreement: float
+    required: float
+    count: int
+
+    def __bool__(self) -> bool:
+        return self.agreement >= self.required
+
+    def line(self) -> str:
+        status = "PASSED" if self else "FAILED"
+        return f"{status} {self.name}: {self.agreement * 100:.2f} % agree over {self.count} (required {self.required * 100:.2f} %)"
+
+
+def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, tolerance: float) -> OutputComparison:
+    reference = np.asarray(reference, np.float64)
+    candidate = np.asarray(candidate, np.float64)
+    if reference.shape != candidate.shape:
+        raise ValueError(f"output {name}: shape {candidate.shape} differs from the reference {reference.shape}")
+    diff = np.abs(reference - candidate)
+    rel = diff / np.maximum(np.abs(reference), 1e-12)
+    return OutputComparison(
+        name=name, max_abs=float(diff.max(initial=0)), mean_abs=float(diff.mean()) if diff.size else 0.0,
+        median_abs=float(np.median(diff)) if diff.size else 0.0, max_rel=float(rel.max(initial=0)),
+        tolerance=tolerance, shape=tuple(reference.shape),
+    )
+
+
+def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
+                    tolerances: dict[str, float], default_tolerance: float) -> list[OutputComparison]:
+    """Compare every output the two share; raise when they share none (never silently pass)."""
+    shared = [name for name in reference if name in candidate]
+    if not shared:
+        raise ValueError(f"nothing to compare: reference outputs {sorted(reference)}, candidate outputs {sorted(candidate)}")
+    return [compare_output(n, reference[n], candidate[n], tolerances.get(n, default_tolerance)) for n in shared]
+
+
+def compare_decisions(name: str, reference: np.ndarray, candidate: np.ndarray, required: float = 1.0) -> DecisionComparison:
+    reference = np.asarray(reference, bool)
+    candidate = np.asarray(candidate, bool)
+    if reference.shape != candidate.shape:
+        raise ValueError(f"{name}: shape {candidate.shape} differs from the reference {reference.shape}")
+    agreement = float((reference == candidate).mean()) if reference.size else 1.0
+    return DecisionComparison(name=name, agreement=agreement, required=required, count=int(reference.size))
+
+
+def mask_iou(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Intersection over union of two boolean masks; 1.0 when both are empty."""
+    reference = np.asarray(reference, bool)
+    candidate = np.asarray(candidate, bool)
+    union = np.logical_or(reference, candidate).sum()
+    return float(np.logical_and(reference, candidate).sum() / union) if union else 1.0

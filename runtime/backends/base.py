@@ -1,0 +1,69 @@
+"""The backend lifecycle every runtime shares (after Polygraphy's runners)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..manifest import Manifest
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot load or run a model; one line naming the model and the problem."""
+
+
+class Backend:
+    """Base class: public methods check, subclasses implement the ``_impl`` methods.
+
+    Attributes:
+        name: backend name (``ort-cpu``...).
+        model_path: the model file.
+        manifest: the model's manifest, available after :meth:`activate`.
+    """
+
+    name = "base"
+
+    def __init__(self, model_path: str):
+        self.model_path = str(model_path)
+        self.manifest: Manifest | None = None
+        self.input_names: list[str] = []
+        self.output_names: list[str] = []
+        self._active = False
+
+    def activate(self) -> "Backend":
+        if not self._active:
+            self._activate_impl()
+            self._active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self._active:
+            self._deactivate_impl()
+            self._active = False
+
+    def __enter__(self) -> "Backend":
+        return self.activate()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.deactivate()
+
+    def infer(self, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        if not self._active:
+            raise BackendError(f"{self.model_path}: backend {self.name} is not active (use `with backend:`)")
+        unknown = sorted(set(feed) - set(self.input_names))
+        if unknown:
+            raise BackendError(f"{self.model_path}: unknown input(s) {unknown}; the model takes {self.input_names}")
+        wanted = outputs or self.output_names
+        missing = sorted(set(wanted) - set(self.output_names))
+        if missing:
+            raise BackendError(f"{self.model_path}: no output(s) {missing}; the model gives {self.output_names}")
+        return self._infer_impl(feed, wanted)
+
+    def _activate_impl(self) -> None:
+        raise NotImplementedError
+
+    def _deactivate_impl(self) -> None:
+        raise NotImplementedError
+
+    def _infer_impl(self, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        raise NotImplementedError

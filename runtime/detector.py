@@ -1,0 +1,175 @@
+"""From a preprocessed frame to a scored, decided, localized result.
+
+``Detector.open(model)`` reads the model's manifest and picks the method's detector:
+
+- ALOCC: the frame is cut into the manifest's patch grid; the graph gives ``score = −D(R(X))``
+  per patch; scores are normalized per grid location when the manifest holds scene statistics;
+  the frame score is the worst patch; decision ``frame score > tau``.
+- AVID: the graph gives the residual ``|X − I(X)|``, the region map ``1 − O`` and the
+  intersection map ``min(residual / α, (1 − O) / (1 − ζ))``; the mask is where that map is
+  ``>= 1``, the frame score is its maximum and the decision is "the mask is not empty".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .backends import Backend, create_backend
+from .manifest import Manifest
+from .preprocess import FramePreprocessor, PatchGrid, preprocess_clip
+from .scoring import fused_location_scores, reduce_frame
+
+
+@dataclass
+class FrameResult:
+    """What the detector says about one frame.
+
+    Attributes:
+        index: frame number in the stream (0-based).
+        score: frame anomaly score (higher = more anomalous).
+        decision: True when the frame is anomalous.
+        location_scores: per-patch (ALOCC) or per-region (AVID) scores as a ``rows × cols`` map.
+        mask: AVID pixel mask at the network size (None for ALOCC).
+        boxes: ``[top, left, bottom, right]`` boxes of anomalous regions, in network pixels.
+        timestamp: capture time in seconds, when the source gives one.
+    """
+
+    index: int
+    score: float
+    decision: bool
+    location_scores: np.ndarray
+    mask: np.ndarray | None = None
+    boxes: list[list[int]] = field(default_factory=list)
+    timestamp: float | None = None
+    pixel_map: np.ndarray | None = None
+
+    @property
+    def mask_area(self) -> int:
+        return int(self.mask.sum()) if self.mask is not None else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frame": self.index,
+            "timestamp": self.timestamp,
+            "score": round(float(self.score), 6),
+            "decision": bool(self.decision),
+            "mask_area": self.mask_area,
+            "boxes": self.boxes,
+            "location_scores": np.round(self.location_scores, 4).tolist(),
+        }
+
+
+class Detector:
+    """Preprocess → infer → postprocess for one model. Use :meth:`open`."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend.activate()
+        self.manifest: Manifest = backend.manifest
+        self.preprocessor = FramePreprocessor(self.manifest.input)
+        self._index = 0
+
+    @staticmethod
+    def open(model_path: str, backend: str = "ort-cpu") -> "Detector":
+        instance = create_backend(backend, model_path)
+        instance.activate()
+        method = instance.manifest.method
+        return AloccDetector(instance) if method == "alocc" else AvidDetector(instance)
+
+    def reset(self) -> None:
+        """Forget temporal context (call at a clip boundary or after a reconnect)."""
+        self.preprocessor.reset()
+
+    def close(self) -> None:
+        self.backend.deactivate()
+
+    def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
+        """Score one raw frame (uint8 gray or BGR) of a stream."""
+        x = self.preprocessor.push(frame)
+        result = self._postprocess(self._infer(x[None]), 0)
+        result.index, result.timestamp = self._index, timestamp
+        self._index += 1
+        return result
+
+    def process_clip(self, frames: np.ndarray, batch_frames: int = 64) -> list[FrameResult]:
+        """Score a whole clip in batches (same results as :meth:`process` frame by frame)."""
+        inputs = preprocess_clip(frames, self.manifest.input)
+        results = []
+        for start in range(0, len(inputs), batch_frames):
+            outputs = self._infer(inputs[start : start + batch_frames])
+            for i in range(len(inputs[start : start + batch_frames])):
+                result = self._postprocess(outputs, i)
+                result.index = start + i
+                results.append(result)
+        return results
+
+    def _infer(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], i: int) -> FrameResult:
+        raise NotImplementedError
+
+
+class AloccDetector(Detector):
+    def __init__(self, backend: Backend):
+        super().__init__(backend)
+        self.grid = PatchGrid.from_spec(self.manifest.patches, self.manifest.input)
+        self.tau = self.manifest.threshold("tau")
+        self.terms = list((self.manifest.scoring.get("terms") or {"score": 1.0}))
+
+    def _infer(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        patches = self.grid.extract_clip(inputs)  # (F, P, C, s, s)
+        flat = np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:]))
+        outputs = self.backend.infer({"patches": flat}, self.terms)
+        fused = fused_location_scores({k: v.reshape(len(inputs), self.grid.count) for k, v in outputs.items()},
+                                      self.manifest.scoring)
+        return {"patch_scores": fused}
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], i: int) -> FrameResult:
+        normalized = outputs["patch_scores"][i]
+        score = float(reduce_frame(normalized))
+        boxes = [box.tolist() for box, s in zip(self.grid.boxes(), normalized) if s > self.tau]
+        return FrameResult(index=0, score=score, decision=score > self.tau,
+                           location_scores=self.grid.to_map(normalized), boxes=boxes)
+
+
+class AvidDetector(Detector):
+    OUTPUTS = ["score", "mask", "region_anomaly", "intersection"]
+
+    def __init__(self, backend: Backend):
+        super().__init__(backend)
+        self.alpha = np.array([self.manifest.threshold("alpha")], np.float32)
+        self.zeta = np.array([self.manifest.threshold("zeta")], np.float32)
+
+    def set_thresholds(self, alpha: float | None = None, zeta: float | None = None) -> None:
+        """Retune α and ζ on a running model (they are inputs of the graph)."""
+        if alpha is not None:
+            self.alpha = np.array([alpha], np.float32)
+        if zeta is not None:
+            self.zeta = np.array([zeta], np.float32)
+
+    def _infer(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        feed = {"frames": np.ascontiguousarray(inputs), "alpha": self.alpha, "zeta": self.zeta}
+        return self.backend.infer(feed, self.OUTPUTS)
+
+    def _postprocess(self, outputs: dict[str, np.ndarray], i: int) -> FrameResult:
+        mask = outputs["mask"][i].astype(bool)
+        score = float(outputs["score"][i])
+        return FrameResult(index=0, score=score, decision=bool(mask.any()),
+                           location_scores=outputs["region_anomaly"][i], mask=mask, boxes=mask_boxes(mask),
+                           pixel_map=outputs["intersection"][i])
+
+
+def mask_boxes(mask: np.ndarray, min_area: int = 1) -> list[list[int]]:
+    """``[top, left, bottom, right]`` of each 8-connected component of a mask."""
+    if not mask.any():
+        return []
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    boxes = []
+    for label in range(1, count):
+        left, top, width, height, area = (int(v) for v in stats[label])
+        if area >= min_area:
+            boxes.append([top, left, top + height, left + width])
+    return boxes

@@ -1,0 +1,99 @@
+"""Evaluate an exported model through the runtime on labelled clips."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .datasets.common import Clip
+from .detector import Detector
+from .metrics import MetricError, f1_score, frame_level, minmax_per_video, pixel_level_scores, roc_auc, equal_error_rate, smooth_scores
+
+
+@dataclass
+class ClipScores:
+    name: str
+    labels: np.ndarray
+    scores: np.ndarray
+    decisions: np.ndarray
+    pixel_labels: np.ndarray | None = None
+    pixel_scores: np.ndarray | None = None
+
+
+def score_clips(detector: Detector, clips: list[Clip], progress=None) -> list[ClipScores]:
+    """Run every clip through the detector (temporal context reset per clip)."""
+    out = []
+    for clip in clips:
+        detector.reset()
+        results = detector.process_clip(clip.frames)
+        scores = np.array([r.score for r in results])
+        decisions = np.array([r.decision for r in results])
+        entry = ClipScores(clip.name, np.asarray(clip.labels, bool), scores, decisions)
+        if clip.masks is not None and results and results[0].pixel_map is not None:
+            maps = np.stack([r.pixel_map for r in results])
+            masks = _resize_masks(clip.masks, maps.shape[1:])
+            entry.pixel_labels, entry.pixel_scores = pixel_level_scores(maps, masks)
+        out.append(entry)
+        if progress is not None:
+            progress()
+    return out
+
+
+def _resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if masks.shape[1:] == tuple(size):
+        return masks
+    import cv2
+
+    return np.stack([cv2.resize(m.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
+
+
+def _variant(clips: list[ClipScores], per_video: bool, window: int) -> dict[str, Any]:
+    scores = [c.scores for c in clips]
+    if per_video:
+        scores = minmax_per_video(scores)
+    if window > 1:
+        scores = [smooth_scores(s, window) for s in scores]
+    try:
+        return frame_level([c.labels for c in clips], scores).as_dict()
+    except MetricError as exc:
+        return {"error": str(exc)}
+
+
+def report(clips: list[ClipScores], smoothing: int = 9) -> dict[str, Any]:
+    """Frame-level metrics in every labelled variant, pixel level where masks exist, and decisions."""
+    labels = np.concatenate([c.labels for c in clips])
+    decisions = np.concatenate([c.decisions for c in clips])
+    out: dict[str, Any] = {
+        "frames": int(labels.size),
+        "anomalous_frames": int(labels.sum()),
+        "frame_level": {
+            "raw": _variant(clips, False, 1),
+            f"smoothed_{smoothing}": _variant(clips, False, smoothing),
+            "per_video_minmax": _variant(clips, True, 1),
+            f"per_video_minmax_smoothed_{smoothing}": _variant(clips, True, smoothing),
+        },
+        "at_stored_threshold": {
+            "f1_anomalous": f1_score(labels, decisions),
+            "true_positive_rate": float(decisions[labels].mean()) if labels.any() else None,
+            "false_positive_rate": float(decisions[~labels].mean()) if (~labels).any() else None,
+        },
+        "per_clip": [{"clip": c.name, "frames": int(c.labels.size), "anomalous": int(c.labels.sum()),
+                      "auc": _safe_auc(c.labels, c.scores)} for c in clips],
+    }
+    if all(c.pixel_scores is not None for c in clips):
+        pl = np.concatenate([c.pixel_labels for c in clips])
+        ps = np.concatenate([c.pixel_scores for c in clips])
+        try:
+            eer, _ = equal_error_rate(pl, ps)
+            out["pixel_level"] = {"auc": roc_auc(pl, ps), "eer": eer, "criterion": "40 % of ground-truth pixels"}
+        except MetricError as exc:
+            out["pixel_level"] = {"error": str(exc)}
+    return out
+
+
+def _safe_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    try:
+        return roc_auc(labels, scores)
+    except MetricError:
+        return None

@@ -1,0 +1,71 @@
+"""Scoring as pure functions: per-location normalization, frame reduction, threshold calibration.
+
+Statistics live in the manifest (``scoring``), written at training or calibration, read here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .manifest import Threshold, now_iso
+
+# A location whose normal scores barely vary would turn tiny wobbles into huge z-scores.
+STD_FLOOR_FRACTION = 0.25
+
+
+def location_stats(normal_scores: np.ndarray) -> dict[str, list[float]]:
+    """Per-location mean and standard deviation of normal scores, ``(frames, locations)`` in.
+
+    The standard deviation is floored at a fraction of the median over locations.
+    """
+    normal_scores = np.asarray(normal_scores, dtype=np.float64)
+    mean = normal_scores.mean(axis=0)
+    std = normal_scores.std(axis=0)
+    floor = STD_FLOOR_FRACTION * float(np.median(std)) + 1e-6
+    return {"mean": mean.tolist(), "std": np.maximum(std, floor).tolist()}
+
+
+def normalize_by_location(scores: np.ndarray, stats: dict[str, Any] | None) -> np.ndarray:
+    """Scene-aware scores: ``(score − mean[loc]) / std[loc]`` over the last axis (locations)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if not stats:
+        return scores
+    mean = np.asarray(stats["mean"], np.float32)
+    std = np.asarray(stats["std"], np.float32)
+    if mean.shape[-1] != scores.shape[-1]:
+        raise ValueError(f"scene statistics cover {mean.shape[-1]} locations, scores have {scores.shape[-1]}")
+    return (scores - mean) / std
+
+
+def reduce_frame(location_scores: np.ndarray) -> np.ndarray:
+    """Frame score = the worst (highest) location score, over the last axis."""
+    return np.max(location_scores, axis=-1)
+
+
+def quantile_threshold(normal_scores: np.ndarray, false_alarm_rate: float, data: str) -> Threshold:
+    """Threshold such that a fraction ``false_alarm_rate`` of normal scores lies above it."""
+    normal_scores = np.asarray(normal_scores, dtype=np.float64).ravel()
+    if not 0 < false_alarm_rate < 1:
+        raise ValueError(f"false-alarm rate must be in (0, 1), got {false_alarm_rate}")
+    if normal_scores.size == 0:
+        raise ValueError("no normal scores to calibrate on")
+    value = float(np.quantile(normal_scores, 1.0 - false_alarm_rate))
+    return Threshold(value=value, data=data, target_false_alarm_rate=false_alarm_rate,
+                     n_samples=int(normal_scores.size), date=now_iso(), method="quantile")
+
+
+def fused_location_scores(outputs: dict[str, np.ndarray], scoring: dict[str, Any]) -> np.ndarray:
+    """Weighted sum of per-location normalized graph outputs: ``Σ w_k · z_k``.
+
+    ``scoring["terms"]`` maps graph output names (``score`` = −D(R(X)), ``reconstruction_error``)
+    to weights; ``scoring["location_stats"]`` maps the same names to per-location statistics (no
+    statistics: the raw output is used).
+    """
+    terms = scoring.get("terms") or {"score": 1.0}
+    stats = scoring.get("location_stats") or {}
+    total = None
+    for name, weight in terms.items():
+        term = np.float32(weight) * normalize_by_location(outputs[name], stats.get(name))
+        total = term if total is None else total + term
+    return total

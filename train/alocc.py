@@ -1,0 +1,177 @@
+"""ALOCC networks (Sabokrou et al., CVPR 2018): reconstructor R and discriminator D.
+
+Both work on square patches of ``patch_size`` pixels. Paper widths are 64-128-256-512 with 5×5
+stride-2 convolutions, batch norm and LeakyReLU, no pooling.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+PAPER_WIDTHS = (64, 128, 256, 512)
+
+
+def spatial_sizes(patch_size: int, depth: int) -> list[int]:
+    """Feature-map side after each stride-2 'same' convolution: ``ceil(n / 2)`` per level."""
+    sizes = [patch_size]
+    for _ in range(depth):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+def _widths(base_width: int, depth: int) -> list[int]:
+    return [base_width * 2**i for i in range(depth)]
+
+
+class ConvBlock(nn.Sequential):
+    """5×5 stride-2 convolution, optional batch norm, LeakyReLU(0.2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: bool = True, bn_eps: float = 1e-5):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 5, stride=2, padding=2, bias=not norm),
+            nn.BatchNorm2d(out_channels, eps=bn_eps) if norm else nn.Identity(),
+            nn.LeakyReLU(0.2),
+        )
+
+
+class UpBlock(nn.Sequential):
+    """5×5 stride-2 transposed convolution back to an exact size, batch norm, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, output_padding: int, bn_eps: float = 1e-5):
+        super().__init__(
+            # output_padding is fixed at construction so the exported graph has static spatial shapes
+            nn.ConvTranspose2d(in_channels, out_channels, 5, stride=2, padding=2, output_padding=output_padding, bias=False),
+            nn.BatchNorm2d(out_channels, eps=bn_eps),
+            nn.ReLU(),
+        )
+
+
+class AloccReconstructor(nn.Module):
+    """R: a convolutional encoder-decoder that maps (noisy) patches to clean normal-looking ones.
+
+    Args:
+        in_channels: channels of the input patch (output has the same).
+        patch_size: side of the square input patch in pixels.
+        base_width: channels of the first encoder layer; each next layer doubles it.
+        depth: number of stride-2 encoder layers (the decoder mirrors them).
+        bn_eps: batch-norm epsilon.
+    """
+
+    def __init__(self, in_channels: int = 1, patch_size: int = 28, base_width: int = 64, depth: int = 4, bn_eps: float = 1e-5):
+        super().__init__()
+        if depth < 1 or patch_size < 2**depth // 2:
+            raise ValueError(f"patch_size {patch_size} is too small for depth {depth}")
+        widths = _widths(base_width, depth)
+        sizes = spatial_sizes(patch_size, depth)
+        encoder: list[nn.Module] = []
+        channels = in_channels
+        for width in widths:
+            encoder.append(ConvBlock(channels, width, norm=True, bn_eps=bn_eps))
+            channels = width
+        self.encoder = nn.Sequential(*encoder)
+        decoder: list[nn.Module] = []
+        for level in range(depth - 1, 0, -1):
+            out_padding = sizes[level] - 2 * sizes[level + 1] + 1
+            decoder.append(UpBlock(widths[level], widths[level - 1], out_padding, bn_eps))
+        self.decoder = nn.Sequential(*decoder)
+        self.head = nn.ConvTranspose2d(widths[0], in_channels, 5, stride=2, padding=2,
+                                       output_padding=sizes[0] - 2 * sizes[1] + 1)
+        self.output_activation = nn.Tanh()
+        self.patch_size = patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_activation(self.head(self.decoder(self.encoder(x))))
+
+
+class AloccDiscriminator(nn.Module):
+    """D: stride-2 convolutions (no batch norm on the first), then one linear layer to a logit.
+
+    The logit is positive for patches that look like the target (normal) class. The sigmoid is
+    applied only where a probability is needed (numerically safer in FP16).
+
+    Args:
+        in_channels: channels of the input patch.
+        patch_size: side of the square input patch in pixels.
+        base_width: channels of the first layer; each next layer doubles it.
+        depth: number of stride-2 convolution layers.
+        bn_eps: batch-norm epsilon.
+    """
+
+    def __init__(self, in_channels: int = 1, patch_size: int = 28, base_width: int = 64, depth: int = 4, bn_eps: float = 1e-5):
+        super().__init__()
+        widths = _widths(base_width, depth)
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i, width in enumerate(widths):
+            layers.append(ConvBlock(channels, width, norm=i > 0, bn_eps=bn_eps))
+            channels = width
+        self.features = nn.Sequential(*layers)
+        final = spatial_sizes(patch_size, depth)[-1]
+        self.classifier = nn.Linear(channels * final * final, 1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        # flatten from dim 1 keeps the batch dimension dynamic in the exported graph
+        return torch.flatten(self.features(x), 1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(features).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class AloccScorer(nn.Module):
+    """The deployed graph: per-patch anomaly score ``−D(R(X))`` plus diagnostics.
+
+    Outputs, in order: ``score`` = −logit of D(R(X)) (higher = more anomalous), ``d_of_r`` = that
+    logit, ``reconstruction_error`` = mean ``(X − R(X))²`` per patch, and optionally ``d_of_x``
+    (D(X) logit) and ``reconstruction`` (R(X)).
+    """
+
+    def __init__(self, reconstructor: AloccReconstructor, discriminator: AloccDiscriminator,
+                 with_d_of_x: bool = False, with_reconstruction: bool = False):
+        super().__init__()
+        self.reconstructor = reconstructor
+        self.discriminator = discriminator
+        self.with_d_of_x = with_d_of_x
+        self.with_reconstruction = with_reconstruction
+
+    def output_names(self) -> list[str]:
+        names = ["score", "d_of_r", "reconstruction_error"]
+        if self.with_d_of_x:
+            names.append("d_of_x")
+        if self.with_reconstruction:
+            names.append("reconstruction")
+        return names
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        r = self.reconstructor(x)
+        d_of_r = self.discriminator(r)
+        error = torch.mean((x - r) ** 2, dim=(1, 2, 3))
+        outputs = [-d_of_r, d_of_r, error]
+        if self.with_d_of_x:
+            outputs.append(self.discriminator(x))
+        if self.with_reconstruction:
+            outputs.append(r)
+        return tuple(outputs)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def create_alocc(in_channels: int, patch_size: int, base_width: int = 64, depth: int = 4) -> tuple[AloccReconstructor, AloccDiscriminator]:
+    """Build R and D with matching geometry and DCGAN initialisation."""
+    reconstructor = AloccReconstructor(in_channels, patch_size, base_width, depth)
+    discriminator = AloccDiscriminator(in_channels, patch_size, base_width, depth)
+    reconstructor.apply(_init_weights)
+    discriminator.apply(_init_weights)
+    return reconstructor, discriminator
+

@@ -1,0 +1,161 @@
+"""Pieces both training loops share: seeding, optimizers, collapse detection, checkpoints, logging."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from occ.runtime.manifest import Manifest, write_atomic
+
+CHECKPOINT_FORMAT = "occ-checkpoint-1"
+LN4 = 2 * math.log(2)  # BCE of a discriminator that says 0.5 to both real and fake
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read; one line naming the file."""
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, numpy and torch, ask torch for deterministic kernels; return a batch-order generator."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], lr: float, momentum: float) -> torch.optim.Optimizer:
+    """``adam`` (betas ``(momentum, 0.999)``, the DCGAN setting at 0.5) or ``sgd`` with momentum."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(momentum, 0.999))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum)
+    raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
+
+
+def batches(count: int, batch_size: int, generator: torch.Generator, shuffle: bool = True) -> list[torch.Tensor]:
+    order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
+    return list(order.split(batch_size))
+
+
+@dataclass
+class CollapseMonitor:
+    """Flags a discriminator that has won (loss near 0) or gives up (loss stuck at 2·ln 2).
+
+    Args:
+        patience: epochs in a row before a collapse is reported.
+        low: discriminator loss below this counts as 'D wins'.
+        band: distance from 2·ln 2 that counts as 'D confused'.
+    """
+
+    patience: int = 3
+    low: float = 0.01
+    band: float = 0.02
+    _wins: int = 0
+    _confused: int = 0
+    events: list[str] = field(default_factory=list)
+
+    def update(self, epoch: int, d_loss: float, d_loss_std: float) -> str | None:
+        self._wins = self._wins + 1 if d_loss < self.low else 0
+        stuck = abs(d_loss - LN4) < self.band and d_loss_std < self.band
+        self._confused = self._confused + 1 if stuck else 0
+        message = None
+        if self._wins == self.patience:
+            message = f"epoch {epoch}: discriminator collapse (D loss {d_loss:.4f} ≈ 0: D separates everything, R gets no signal)"
+        if self._confused == self.patience:
+            message = f"epoch {epoch}: discriminator collapse (D loss {d_loss:.4f} ≈ 2·ln2: D cannot tell real from reconstructed)"
+        if message:
+            self.events.append(message)
+        return message
+
+
+def progress_bar(console: Console | None = None) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(path: str | Path, manifest: Manifest, architecture: dict[str, Any],
+                    networks: dict[str, torch.nn.Module], history: list[dict[str, Any]],
+                    verification_inputs: np.ndarray | None = None) -> Path:
+    """Write a checkpoint that ``torch.load(path, weights_only=True)`` opens: tensors, strings, numbers.
+
+    ``verification_inputs`` are real held-out normal samples that export checks ONNX Runtime on.
+    """
+    state_dicts = {name: {k: v.detach().cpu() for k, v in net.state_dict().items()} for name, net in networks.items()}
+    if verification_inputs is not None:
+        state_dicts["verification"] = {"inputs": torch.from_numpy(np.ascontiguousarray(verification_inputs))}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "method": manifest.method,
+        "manifest": manifest.to_json(),
+        "architecture": json.dumps(architecture),
+        "history": json.dumps(history),
+        "state_dicts": state_dicts,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_atomic(Path(path), buffer.getvalue())
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    method: str
+    manifest: Manifest
+    architecture: dict[str, Any]
+    history: list[dict[str, Any]]
+    state_dicts: dict[str, dict[str, torch.Tensor]]
+    sha256: str
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an occ checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r})")
+    manifest = Manifest.from_json(payload["manifest"], str(path))
+    return Checkpoint(
+        path=path,
+        method=payload["method"],
+        manifest=manifest,
+        architecture=json.loads(payload["architecture"]),
+        history=json.loads(payload["history"]),
+        state_dicts=payload["state_dicts"],
+        sha256=file_sha256(path),
+    )
+
+
+def evaluate_in_batches(fn: Callable[[torch.Tensor], Any], data: np.ndarray, batch_size: int = 512) -> list[Any]:
+    """Run ``fn`` under no_grad over ``data`` in batches; return the per-batch results."""
+    results = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            results.append(fn(torch.from_numpy(np.ascontiguousarray(data[start : start + batch_size]))))
+    return results
