@@ -148,8 +148,9 @@ def verify(checkpoint: Checkpoint, module: torch.nn.Module, model_bytes: bytes, 
         outputs = compare_outputs(reference, candidate, tolerances, default_tolerance=max(tolerance, 1e-3))
         tau = manifest.threshold("tau")
         shape = frames.shape[:2]
-        ref_patches = fused_location_scores({k: v.reshape(shape) for k, v in reference.items()}, manifest.scoring)
-        cand_patches = fused_location_scores({k: v.reshape(shape) for k, v in candidate.items()}, manifest.scoring)
+        per_patch = [k for k in reference if reference[k].ndim == 1]  # not R(X)
+        ref_patches = fused_location_scores({k: reference[k].reshape(shape) for k in per_patch}, manifest.scoring)
+        cand_patches = fused_location_scores({k: candidate[k].reshape(shape) for k in per_patch}, manifest.scoring)
         ref_frames, cand_frames = reduce_frame(ref_patches), reduce_frame(cand_patches)
         decisions = [
             compare_decisions("patch decisions at tau", ref_patches > tau, cand_patches > tau),

@@ -25,7 +25,7 @@ from occ.runtime.preprocess import PatchGrid, normalize, preprocess_clip
 from occ.runtime.scoring import fused_location_scores, location_stats, quantile_threshold, reduce_frame
 
 from .alocc import AloccScorer, create_alocc
-from .common import CollapseMonitor, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything
+from .common import CollapseMonitor, squared_error, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything
 
 
 @dataclass
@@ -277,16 +277,6 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     save_checkpoint(out, manifest, architecture, {"reconstructor": reconstructor, "discriminator": discriminator}, history,
                     verification_inputs=verification)
     return manifest
-
-
-def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``‖a − b‖²`` per sample (summed over pixels, as in the paper), averaged over the batch.
-
-    The sum, not the per-pixel mean, is what keeps λ = 0.4 meaningful: with a mean the
-    reconstruction term is hundreds of times weaker than the adversarial one and R stops
-    reconstructing.
-    """
-    return ((a - b) ** 2).flatten(1).sum(dim=1).mean()
 
 
 def _validate(reconstructor, discriminator, val_patches: np.ndarray, config: AloccConfig, generator: torch.Generator) -> dict[str, float]:

@@ -53,7 +53,9 @@ class OrtBackend(Backend):
         except ManifestError:
             self.session = None
             raise
+        # inputs with a default value (AVID's alpha and zeta) are listed as overridable initializers
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_names += [i.name for i in self.session.get_overridable_initializers()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _deactivate_impl(self) -> None:

@@ -1,0 +1,85 @@
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from occ.export.onnx_export import ExportError, export_onnx
+from occ.runtime.backends import BackendError, OrtBackend
+from occ.runtime.manifest import METADATA_KEY, ManifestError
+from occ.train.common import load_checkpoint
+from occ.train.train_alocc import build_scorer
+from occ.train.train_avid import build_graph
+
+
+def test_alocc_export_parity_on_real_samples(alocc_checkpoint, tiny_walkway, tmp_path):
+    result = export_onnx(alocc_checkpoint, tmp_path / "m.onnx", with_d_of_x=True, with_reconstruction=True)
+    assert all(result.outputs) and all(result.decisions)
+    model = onnx.load(str(result.path))
+    onnx.checker.check_model(model, full_check=True)
+    assert any(p.key == METADATA_KEY for p in model.metadata_props)
+    # Independent check: PyTorch vs ONNX Runtime on test frames with anomalies, batch of 37.
+    checkpoint = load_checkpoint(alocc_checkpoint)
+    scorer = build_scorer(checkpoint.architecture, checkpoint.state_dicts)
+    from occ.runtime.preprocess import PatchGrid, preprocess_clip
+
+    grid = PatchGrid.from_spec(checkpoint.manifest.patches, checkpoint.manifest.input)
+    patches = grid.extract_clip(preprocess_clip(tiny_walkway.test[0].frames, checkpoint.manifest.input))
+    flat = np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:])[:37])
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert names == ["score", "d_of_r", "reconstruction_error", "d_of_x", "reconstruction"]
+    got = dict(zip(names, session.run(None, {"patches": flat})))
+    with torch.no_grad():
+        ref = scorer(torch.from_numpy(flat))
+    np.testing.assert_allclose(got["score"], ref[0].numpy(), atol=1e-4)
+    assert result.manifest.export["source_checkpoint_sha256"] == checkpoint.sha256
+
+
+def test_failing_parity_leaves_no_file(alocc_checkpoint, tmp_path):
+    out = tmp_path / "never.onnx"
+    with pytest.raises(ExportError) as info:
+        export_onnx(alocc_checkpoint, out, tolerance=0.0)  # float32 kernels differ in the last bits
+    assert any(line.startswith("FAILED score") for line in info.value.report)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_avid_export_mask_parity_and_threshold_inputs(avid_checkpoint, tiny_walkway, tmp_path):
+    result = export_onnx(avid_checkpoint, tmp_path / "v.onnx")
+    assert result.extra["mask IoU"] == 1.0
+    checkpoint = load_checkpoint(avid_checkpoint)
+    graph = build_graph(checkpoint.architecture, checkpoint.state_dicts, checkpoint.manifest)
+    from occ.runtime.preprocess import preprocess_clip
+
+    frames = np.ascontiguousarray(preprocess_clip(tiny_walkway.test[0].frames, checkpoint.manifest.input)[10:20])
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert {i.name for i in session.get_overridable_initializers()} == {"alpha", "zeta"}
+    # defaults are the calibrated thresholds
+    default = session.run(["mask", "score"], {"frames": frames})
+    alpha, zeta = checkpoint.manifest.threshold("alpha"), checkpoint.manifest.threshold("zeta")
+    with torch.no_grad():
+        ref = graph(torch.from_numpy(frames), torch.tensor([alpha]), torch.tensor([zeta]))
+    # Masks agree except, at most, pixels whose intersection value lies within float32 noise of 1.
+    differ = default[0] != ref[2].numpy()
+    assert np.all(np.abs(ref[5].numpy()[differ] - 1.0) < 1e-4)
+    # retuned without re-export: a lower alpha gives a larger mask, identical to PyTorch
+    low = session.run(["mask"], {"frames": frames, "alpha": np.array([alpha / 4], np.float32), "zeta": np.array([zeta], np.float32)})[0]
+    with torch.no_grad():
+        ref_low = graph(torch.from_numpy(frames), torch.tensor([alpha / 4]), torch.tensor([zeta]))
+    differ = low != ref_low[2].numpy()
+    assert np.all(np.abs(ref_low[5].numpy()[differ] - 1.0) < 1e-4)
+    assert low.sum() > default[0].sum()
+
+
+def test_runtime_refuses_models_without_manifest(alocc_onnx, tmp_path):
+    model = onnx.load(str(alocc_onnx))
+    del model.metadata_props[:]
+    stripped = tmp_path / "stripped.onnx"
+    onnx.save(model, str(stripped))
+    with pytest.raises(ManifestError, match="no occ manifest"):
+        OrtBackend(str(stripped)).activate()
+    with pytest.raises(BackendError, match="model file not found"):
+        OrtBackend(str(tmp_path / "none.onnx")).activate()
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    with pytest.raises(BackendError, match="cannot load"):
+        OrtBackend(str(tmp_path / "junk.onnx")).activate()

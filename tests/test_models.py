@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from occ.train.alocc import AloccDiscriminator, AloccReconstructor, create_alocc
+from occ.train.avid import AvidDetector, AvidGraph, AvidInpainter, create_avid
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("patch", [28, 30, 20, 17])
+def test_alocc_shapes(patch):
+    r, d = create_alocc(in_channels=2, patch_size=patch, base_width=8, depth=3)
+    x = torch.randn(4, 2, patch, patch)
+    assert r(x).shape == x.shape
+    assert d(x).shape == (4,)
+    assert r(x).abs().max() <= 1.0  # tanh output
+
+
+def test_alocc_parameter_counts_hand_computed():
+    # D, in 1, width 8, depth 2, patch 8: conv 1→8 5×5 + bias = 208; conv 8→16 5×5 (no bias) = 3200,
+    # its batch norm 32; linear 16·2·2 → 1 = 65.
+    assert n_params(AloccDiscriminator(1, 8, base_width=8, depth=2)) == 208 + 3200 + 32 + 65
+    # R, in 1, width 8, depth 2, patch 8: encoder 200 + 16 + 3200 + 32; decoder ConvT 16→8 3200 + 16;
+    # head ConvT 8→1 200 + 1.
+    assert n_params(AloccReconstructor(1, 8, base_width=8, depth=2)) == 200 + 16 + 3200 + 32 + 3200 + 16 + 201
+    # The paper's widths: 64-128-256-512.
+    paper = AloccDiscriminator(3, 32, base_width=64, depth=4)
+    assert [m[0].out_channels for m in paper.features] == [64, 128, 256, 512]
+
+
+def test_avid_shapes_and_cells():
+    inpainter, detector = create_avid(3, base_width=4, depth=3)
+    for h, w in [(64, 96), (32, 32), (240, 360 - 360 % 8)]:
+        x = torch.randn(2, 3, h, w)
+        assert inpainter(x).shape == x.shape
+        assert detector(x).shape == (2, h // 8, w // 8)
+    assert detector.cell == 8
+    assert not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.Linear)) for m in detector.modules())
+
+
+class FixedLogits(torch.nn.Module):
+    """Stands in for D with a known region map, to test the cell → block mapping of the graph."""
+
+    def __init__(self, logits, cell):
+        super().__init__()
+        self.logits, self.cell = logits, cell
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1, -1)
+
+
+def test_region_cell_maps_to_its_pixel_block():
+    inpainter = AvidInpainter(1, base_width=4, depth=2)
+    logits = torch.full((1, 3, 4), 10.0)  # all normal
+    logits[0, 1, 2] = -10.0  # cell (1, 2) anomalous
+    graph = AvidGraph(inpainter, FixedLogits(logits, 4), residual_kernel=1).eval()
+    frames = torch.randn(1, 1, 12, 16)
+    with torch.no_grad():
+        score, decision, mask, residual, regions, inter = graph(frames, torch.tensor([1e-6]), torch.tensor([0.5]))
+    # residual/α is huge everywhere, so the intersection is (1 − O)/(1 − ζ): ≈ 2 in the anomalous block, ≈ 1e-4 elsewhere
+    region_pixels = inter[0] > 0.5
+    expected = torch.zeros(12, 16, dtype=torch.bool)
+    expected[4:8, 8:12] = True  # block of cell (1, 2): rows [4, 8), cols [8, 12)
+    assert torch.equal(mask[0], expected & (residual[0] >= 1e-6))
+    assert torch.equal(region_pixels, expected)
+    assert bool(decision[0]) == bool(mask[0].any())

@@ -1,0 +1,106 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from occ.runtime.datasets.video import write_video
+from occ.runtime.detector import Detector
+from occ.runtime.evaluate import report, score_clips
+from occ.runtime.scoring import location_stats, normalize_by_location, quantile_threshold
+
+
+def test_streaming_detector_equals_clip_scoring(alocc_onnx, avid_onnx, tiny_walkway):
+    clip = tiny_walkway.test[0]
+    for model in (alocc_onnx, avid_onnx):
+        detector = Detector.open(str(model))
+        batch = detector.process_clip(clip.frames)
+        detector.reset()
+        stream = [detector.process(f) for f in clip.frames]
+        np.testing.assert_allclose([r.score for r in stream], [r.score for r in batch], rtol=1e-5, atol=1e-5)
+        assert [r.index for r in stream] == list(range(len(clip)))
+
+
+def test_eval_report_has_all_labelled_variants(avid_onnx, tiny_walkway):
+    detector = Detector.open(str(avid_onnx))
+    result = report(score_clips(detector, tiny_walkway.test), smoothing=3)
+    assert set(result["frame_level"]) == {"raw", "smoothed_3", "per_video_minmax", "per_video_minmax_smoothed_3"}
+    assert 0.0 <= result["pixel_level"]["auc"] <= 1.0  # the walkway has pixel masks
+    assert result["frames"] == sum(len(c) for c in tiny_walkway.test)
+
+
+def test_occ_run_on_a_real_video_file(alocc_onnx, tiny_walkway, tmp_path):
+    video = write_video(tmp_path / "clip.avi", tiny_walkway.test[0].frames)
+    out = tmp_path / "scores.jsonl"
+    overlay = tmp_path / "overlay.avi"
+    subprocess.run([sys.executable, "-m", "occ", "run", str(alocc_onnx), "--source", str(video), "--out", str(out),
+                    "--overlay", str(overlay)], check=True, capture_output=True, text=True)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == len(tiny_walkway.test[0])
+    assert {"frame", "score", "decision", "boxes", "location_scores"} <= set(lines[0])
+    assert np.array(lines[0]["location_scores"]).shape == (3, 5)  # 48x72 frame, 16 px patches
+    assert overlay.stat().st_size > 0
+
+
+def test_cpu_runtime_runs_without_torch(alocc_onnx, avid_onnx, tiny_walkway, tmp_path):
+    video = write_video(tmp_path / "clip.avi", tiny_walkway.test[1].frames)
+    script = textwrap.dedent(f"""
+        import sys
+        class BlockTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+        sys.meta_path.insert(0, BlockTorch())
+        from occ.runtime.detector import Detector
+        from occ.runtime.datasets.video import read_video
+        for model in ({str(alocc_onnx)!r}, {str(avid_onnx)!r}):
+            detector = Detector.open(model)
+            results = [detector.process(frame) for frame in read_video({str(video)!r})]
+            assert len(results) == {len(tiny_walkway.test[1])}
+        from occ.cli import app
+        assert "torch" not in sys.modules, "torch was imported"
+        print("ok without torch")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ok without torch" in result.stdout
+
+
+def test_calibration_hits_its_false_alarm_rate(rng):
+    normal = rng.gamma(2.0, 1.0, size=20000)
+    calibration, held_out = normal[:10000], normal[10000:]
+    threshold = quantile_threshold(calibration, 0.01, data="synthetic normal scores")
+    observed = float(np.mean(held_out > threshold.value))
+    sampling_error = np.sqrt(0.01 * 0.99 / len(held_out))
+    assert abs(observed - 0.01) < 4 * sampling_error
+    assert threshold.n_samples == 10000 and threshold.target_false_alarm_rate == 0.01
+
+
+def test_scene_aware_scoring_ignores_a_busy_region(rng):
+    # A fixed camera where one location (index 3) always varies a lot (a tree in the wind).
+    normal = rng.normal(0.0, 1.0, size=(2000, 8))
+    normal[:, 3] = rng.normal(0.0, 6.0, size=2000)
+    stats = location_stats(normal[:1000])
+    test_normal = normal[1000:]
+    anomalous = rng.normal(0.0, 1.0, size=(1000, 8))
+    anomalous[:, 5] += 5.0  # a real anomaly at a quiet location
+    from occ.runtime.metrics import roc_auc
+
+    labels = np.r_[np.zeros(1000), np.ones(1000)]
+    plain = np.r_[test_normal.max(axis=1), anomalous.max(axis=1)]
+    aware = np.r_[normalize_by_location(test_normal, stats).max(axis=1), normalize_by_location(anomalous, stats).max(axis=1)]
+    assert roc_auc(labels, plain) < 0.8  # the busy location drowns the anomaly
+    assert roc_auc(labels, aware) > 0.95
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "occ", "run", str(tmp_path / "none.onnx"), "--source", "x"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "none.onnx: model file not found" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "occ.export.cli", str(tmp_path / "none.pt")], capture_output=True, text=True)
+    help_text = subprocess.run([sys.executable, "-m", "occ", "--help"], capture_output=True, text=True).stdout
+    for command in ("data", "train", "run", "eval", "demo"):
+        assert command in help_text

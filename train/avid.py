@@ -1,0 +1,158 @@
+"""AVID networks (Sabokrou et al., ACCV 2018): U-Net inpainter I and fully convolutional detector D.
+
+D's output cell ``(i, j)`` scores the pixel block rows ``[i·cell, (i+1)·cell)`` and columns
+``[j·cell, (j+1)·cell)`` with ``cell = 2**depth`` (its total stride); inputs must be multiples of
+``cell`` on both sides, which the manifest checks.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DoubleConv(nn.Sequential):
+    """Two 3×3 convolutions, each with batch norm and ReLU (the U-Net block)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class AvidInpainter(nn.Module):
+    """I: a U-Net that maps (noisy) frames to normal-looking ones, in the input's value range.
+
+    Args:
+        in_channels: input channels (3 for the temporal triplet, 1 for images); output matches.
+        base_width: channels at full resolution; doubled at every level down.
+        depth: number of 2× down-sampling steps (input sides must be multiples of ``2**depth``).
+    """
+
+    def __init__(self, in_channels: int = 3, base_width: int = 32, depth: int = 3):
+        super().__init__()
+        widths = [base_width * 2**i for i in range(depth + 1)]
+        self.stem = DoubleConv(in_channels, widths[0])
+        self.down = nn.ModuleList(DoubleConv(widths[i], widths[i + 1]) for i in range(depth))
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
+        self.merge = nn.ModuleList(DoubleConv(2 * widths[i], widths[i]) for i in reversed(range(depth)))
+        self.head = nn.Conv2d(widths[0], in_channels, 1)
+        self.depth = depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(self.pool(skips[-1])))
+        y = skips.pop()
+        for up, merge in zip(self.up, self.merge):
+            y = merge(torch.cat([up(y), skips.pop()], dim=1))
+        # tanh keeps the output in the normalized input range (−1..1)
+        return torch.tanh(self.head(y))
+
+
+class AvidDetector(nn.Module):
+    """D: a fully convolutional network without pooling or fully connected layers.
+
+    ``depth`` stride-2 4×4 convolutions (batch norm from the second on, LeakyReLU), then 1×1
+    convolutions that enrich features per location, then one 1×1 convolution to a logit per region
+    (positive = normal).
+
+    Args:
+        in_channels: input channels.
+        base_width: channels of the first layer; doubled per stride-2 layer (capped at 8×).
+        depth: stride-2 layers; the region cell is ``2**depth`` pixels.
+        pointwise_layers: 1×1 convolution layers before the output layer.
+    """
+
+    def __init__(self, in_channels: int = 3, base_width: int = 32, depth: int = 3, pointwise_layers: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i in range(depth):
+            width = base_width * min(2**i, 8)
+            layers += [
+                nn.Conv2d(channels, width, 4, stride=2, padding=1, bias=i == 0),
+                nn.BatchNorm2d(width) if i > 0 else nn.Identity(),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            channels = width
+        for _ in range(pointwise_layers):
+            layers += [nn.Conv2d(channels, channels, 1), nn.LeakyReLU(0.2, inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(channels, 1, 1)
+        self.cell = 2**depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` → region logits ``(N, H / cell, W / cell)``."""
+        return self.head(self.features(x)).squeeze(1)
+
+
+class AvidGraph(nn.Module):
+    """The deployed graph: residual, region map, intersection mask, frame score and decision.
+
+    Inputs: ``frames`` ``(N, C, H, W)``, ``alpha`` and ``zeta`` ``(1,)`` (graph inputs with the
+    calibrated values as defaults). Outputs, in order:
+
+    - ``score`` ``(N,)``: the maximum over pixels of ``min(residual / α, (1 − O) / (1 − ζ))``;
+    - ``decision`` ``(N,)``: ``score >= 1``, i.e. the mask is not empty;
+    - ``mask`` ``(N, H, W)``: ``{residual >= α} ∩ {B_i : O_i <= ζ}`` (Eq. 4);
+    - ``residual`` ``(N, H, W)``: ``|X − I(X)|`` averaged over channels and over a
+      ``residual_kernel``² window (pixel noise suppression);
+    - ``region_anomaly`` ``(N, rows, cols)``: ``1 − O`` with ``O = sigmoid(D(X))``;
+    - ``intersection`` ``(N, H, W)``: the map whose maximum is the score (for pixel-level ROC).
+    """
+
+    def __init__(self, inpainter: AvidInpainter, detector: AvidDetector, residual_kernel: int = 3):
+        super().__init__()
+        self.inpainter = inpainter
+        self.detector = detector
+        self.residual_kernel = residual_kernel
+
+    @staticmethod
+    def output_names() -> list[str]:
+        return ["score", "decision", "mask", "residual", "region_anomaly", "intersection"]
+
+    def residual(self, frames: torch.Tensor) -> torch.Tensor:
+        error = torch.mean(torch.abs(frames - self.inpainter(frames)), dim=1, keepdim=True)
+        k = self.residual_kernel
+        if k > 1:
+            error = F.avg_pool2d(error, k, stride=1, padding=k // 2, count_include_pad=False)
+        return error.squeeze(1)
+
+    def region_anomaly(self, frames: torch.Tensor) -> torch.Tensor:
+        # sigmoid(−logit) = 1 − O, computed from the logit so it stays accurate near 0 and 1
+        return torch.sigmoid(-self.detector(frames))
+
+    def forward(self, frames: torch.Tensor, alpha: torch.Tensor, zeta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        residual = self.residual(frames)
+        regions = self.region_anomaly(frames)
+        # nearest upsampling by the cell size maps each O cell onto exactly its pixel block B_i
+        regions_up = F.interpolate(regions.unsqueeze(1), scale_factor=float(self.detector.cell), mode="nearest").squeeze(1)
+        intersection = torch.minimum(residual / alpha, regions_up / (1.0 - zeta))
+        mask = intersection >= 1.0
+        score = torch.amax(intersection, dim=(1, 2))
+        return score, score >= 1.0, mask, residual, regions, intersection
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def create_avid(in_channels: int, base_width: int = 32, depth: int = 3, detector_width: int | None = None) -> tuple[AvidInpainter, AvidDetector]:
+    inpainter = AvidInpainter(in_channels, base_width, depth)
+    detector = AvidDetector(in_channels, detector_width or base_width, depth)
+    inpainter.apply(_init_weights)
+    detector.apply(_init_weights)
+    return inpainter, detector
