@@ -396,3 +396,35 @@ def demo_command(
     console.print(table)
     console.print("frame-level metrics pool all test frames, raw scores (no smoothing, no per-video normalization); "
                   "pixel level: 40 % rule of Mahadevan et al.", highlight=False)
+
+
+@app.command("calibrate")
+def calibrate_command(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx); its embedded manifest is updated in place.")],
+    data: Annotated[str, typer.Option(help="New normal data: a UCSD-layout folder (its Train clips) or a video file / image folder.")],
+    false_alarm_rate: Annotated[float, typer.Option(help="Target false-alarm rate on this normal data.")] = 0.01,
+    backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu or ort-cuda.")] = "ort-cpu",
+) -> None:
+    """Recompute thresholds (ALOCC tau; AVID alpha, zeta) on new normal data; old values go to the history."""
+    import numpy as np
+
+    from occ.runtime.calibrate import calibrate, write_manifest_into_onnx
+    from occ.runtime.datasets import Clip, DatasetError
+    from occ.runtime.datasets.spec import load_video_data
+
+    detector = _open_detector(model, backend)
+    try:
+        path = Path(data)
+        if path.is_file() or (path.is_dir() and not (path / "Train").exists() and any(path.iterdir()) and not any(p.is_dir() for p in path.iterdir())):
+            frames = np.stack(list(_frames_of(data)))
+            clips = [Clip(name=path.name, frames=frames, labels=np.zeros(len(frames), bool))]
+        else:
+            clips = load_video_data(data, splits=("train",)).train
+        manifest = calibrate(detector, clips, false_alarm_rate, f"{data} (normal, {sum(len(c) for c in clips)} frames)")
+        detector.close()
+        write_manifest_into_onnx(model, manifest)
+    except (DatasetError, RuntimeError) as exc:
+        fail(str(exc))
+    for name, threshold in manifest.thresholds.items():
+        console.print(f"{name} = {threshold.value:.5g} ({threshold.method}; {threshold.n_samples} samples)", highlight=False)
+    console.print(f"updated {model} (previous values kept in threshold_history)")

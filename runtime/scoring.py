@@ -69,3 +69,23 @@ def fused_location_scores(outputs: dict[str, np.ndarray], scoring: dict[str, Any
         term = np.float32(weight) * normalize_by_location(outputs[name], stats.get(name))
         total = term if total is None else total + term
     return total
+
+
+def calibrate_avid_thresholds(residual: np.ndarray, regions: np.ndarray, cell: int, false_alarm_rate: float, data: str,
+                              pixel_quantile: float = 0.999, region_quantile: float = 0.99) -> dict[str, Threshold]:
+    """α and ζ on normal frames so that a fraction ``false_alarm_rate`` of them has a non-empty mask.
+
+    First α₀ and (1 − ζ₀) are set at high quantiles of normal pixel residuals and region scores;
+    then both are scaled by the same factor τ, the ``1 − false_alarm_rate`` quantile of normal
+    frame scores ``max min(residual / α₀, (1 − O) / (1 − ζ₀))``.
+    """
+    alpha0 = float(np.quantile(residual, pixel_quantile))
+    region0 = float(np.quantile(regions, region_quantile))
+    up = np.repeat(np.repeat(regions, cell, axis=1), cell, axis=2)
+    frame = np.minimum(residual / alpha0, up / region0).reshape(len(residual), -1).max(axis=1)
+    tau = float(np.quantile(frame, 1 - false_alarm_rate))
+    alpha = tau * alpha0
+    zeta = float(np.clip(1.0 - tau * region0, 1e-6, 1 - 1e-6))
+    common = dict(data=data, target_false_alarm_rate=false_alarm_rate, n_samples=int(len(residual)), date=now_iso())
+    return {"alpha": Threshold(value=alpha, method=f"quantile {pixel_quantile} of pixel residuals × {tau:.4f}", **common),
+            "zeta": Threshold(value=zeta, method=f"1 − quantile {region_quantile} of 1−O × {tau:.4f}", **common)}

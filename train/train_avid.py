@@ -20,7 +20,8 @@ from rich.console import Console
 
 from occ import __version__
 from occ.runtime.datasets.common import Clip
-from occ.runtime.manifest import InputSpec, Manifest, RegionSpec, Threshold, now_iso
+from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
+from occ.runtime.scoring import calibrate_avid_thresholds
 from occ.runtime.preprocess import normalize, preprocess_clip
 
 from .avid import AvidGraph, create_avid
@@ -93,25 +94,6 @@ def graph_maps(graph: AvidGraph, frames: np.ndarray) -> tuple[np.ndarray, np.nda
     """Residual ``(N, H, W)`` and region anomaly ``(N, rows, cols)`` maps."""
     results = evaluate_in_batches(lambda x: (graph.residual(x), graph.region_anomaly(x)), frames, 64)
     return (np.concatenate([r[0].numpy() for r in results]), np.concatenate([r[1].numpy() for r in results]))
-
-
-def calibrate_thresholds(residual: np.ndarray, regions: np.ndarray, cell: int, config: AvidConfig, data: str) -> dict[str, Threshold]:
-    """α and ζ on normal frames so that a fraction ``false_alarm_rate`` of them has a non-empty mask.
-
-    First α₀ and (1 − ζ₀) are set at high quantiles of normal pixel residuals and region scores;
-    then both are scaled by the same factor τ, the ``1 − false_alarm_rate`` quantile of normal
-    frame scores ``max min(residual / α₀, (1 − O) / (1 − ζ₀))``.
-    """
-    alpha0 = float(np.quantile(residual, config.pixel_quantile))
-    region0 = float(np.quantile(regions, config.region_quantile))
-    up = np.repeat(np.repeat(regions, cell, axis=1), cell, axis=2)
-    frame = np.minimum(residual / alpha0, up / region0).reshape(len(residual), -1).max(axis=1)
-    tau = float(np.quantile(frame, 1 - config.false_alarm_rate))
-    alpha = tau * alpha0
-    zeta = float(np.clip(1.0 - tau * region0, 1e-6, 1 - 1e-6))
-    common = dict(data=data, target_false_alarm_rate=config.false_alarm_rate, n_samples=int(len(residual)), date=now_iso())
-    return {"alpha": Threshold(value=alpha, method=f"quantile {config.pixel_quantile} of pixel residuals × {tau:.4f}", **common),
-            "zeta": Threshold(value=zeta, method=f"1 − quantile {config.region_quantile} of 1−O × {tau:.4f}", **common)}
 
 
 def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Console | None = None) -> Manifest:
@@ -189,7 +171,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     detector.load_state_dict(best_d["state"])
     graph = AvidGraph(inpainter, detector, config.residual_kernel).eval()
     residual, regions = graph_maps(graph, data.val)
-    thresholds = calibrate_thresholds(residual, regions, cell, config, f"{data.description} (held-out normal frames)")
+    thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, f"{data.description} (held-out normal frames)",
+                                           config.pixel_quantile, config.region_quantile)
     manifest = Manifest(
         method="avid",
         input=data.spec,
