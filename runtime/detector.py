@@ -73,10 +73,13 @@ class Detector:
 
     @staticmethod
     def open(model_path: str, backend: str = "ort-cpu") -> "Detector":
-        instance = create_backend(backend, model_path)
-        instance.activate()
-        method = instance.manifest.method
-        return AloccDetector(instance) if method == "alocc" else AvidDetector(instance)
+        return Detector.for_backend(create_backend(backend, model_path))
+
+    @staticmethod
+    def for_backend(backend: Backend) -> "Detector":
+        """The method's detector around an existing backend (activated here)."""
+        backend.activate()
+        return AloccDetector(backend) if backend.manifest.method == "alocc" else AvidDetector(backend)
 
     def reset(self) -> None:
         """Forget temporal context (call at a clip boundary or after a reconnect)."""
@@ -88,7 +91,7 @@ class Detector:
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
         """Score one raw frame (uint8 gray or BGR) of a stream."""
         x = self.preprocessor.push(frame)
-        result = self._postprocess(self._infer(x[None]), 0)
+        result = self.finish(self.forward(self.prepare(x[None])), 1)[0]
         result.index, result.timestamp = self._index, timestamp
         self._index += 1
         return result
@@ -96,19 +99,25 @@ class Detector:
     def process_clip(self, frames: np.ndarray, batch_frames: int = 64) -> list[FrameResult]:
         """Score a whole clip in batches (same results as :meth:`process` frame by frame)."""
         inputs = preprocess_clip(frames, self.manifest.input)
-        results = []
+        results: list[FrameResult] = []
         for start in range(0, len(inputs), batch_frames):
-            outputs = self._infer(inputs[start : start + batch_frames])
-            for i in range(len(inputs[start : start + batch_frames])):
-                result = self._postprocess(outputs, i)
-                result.index = start + i
-                results.append(result)
+            chunk = inputs[start : start + batch_frames]
+            results += self.finish(self.forward(self.prepare(chunk)), len(chunk))
+        for index, result in enumerate(results):
+            result.index = index
         return results
 
-    def _infer(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    # The three stages, separately callable so benchmarks can time each one.
+    def prepare(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Network inputs ``(F, C, H, W)`` → the graph's feed."""
         raise NotImplementedError
 
-    def _postprocess(self, outputs: dict[str, np.ndarray], i: int) -> FrameResult:
+    def forward(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on the backend."""
+        return self.backend.infer(feed, self.outputs)
+
+    def finish(self, outputs: dict[str, np.ndarray], frames: int) -> list[FrameResult]:
+        """Graph outputs → one result per frame (scores, decisions, masks, boxes)."""
         raise NotImplementedError
 
 
@@ -116,27 +125,28 @@ class AloccDetector(Detector):
     def __init__(self, backend: Backend):
         super().__init__(backend)
         self.grid = PatchGrid.from_spec(self.manifest.patches, self.manifest.input)
+        self.boxes = self.grid.boxes()
         self.tau = self.manifest.threshold("tau")
-        self.terms = list((self.manifest.scoring.get("terms") or {"score": 1.0}))
+        self.outputs = list((self.manifest.scoring.get("terms") or {"score": 1.0}))
 
-    def _infer(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    def prepare(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
         patches = self.grid.extract_clip(inputs)  # (F, P, C, s, s)
-        flat = np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:]))
-        outputs = self.backend.infer({"patches": flat}, self.terms)
-        fused = fused_location_scores({k: v.reshape(len(inputs), self.grid.count) for k, v in outputs.items()},
-                                      self.manifest.scoring)
-        return {"patch_scores": fused}
+        return {"patches": np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:]))}
 
-    def _postprocess(self, outputs: dict[str, np.ndarray], i: int) -> FrameResult:
-        normalized = outputs["patch_scores"][i]
-        score = float(reduce_frame(normalized))
-        boxes = [box.tolist() for box, s in zip(self.grid.boxes(), normalized) if s > self.tau]
-        return FrameResult(index=0, score=score, decision=score > self.tau,
-                           location_scores=self.grid.to_map(normalized), boxes=boxes)
+    def finish(self, outputs: dict[str, np.ndarray], frames: int) -> list[FrameResult]:
+        fused = fused_location_scores({k: v.reshape(frames, self.grid.count) for k, v in outputs.items()},
+                                      self.manifest.scoring)
+        results = []
+        for normalized in fused:
+            score = float(reduce_frame(normalized))
+            boxes = [box.tolist() for box in self.boxes[normalized > self.tau]]
+            results.append(FrameResult(index=0, score=score, decision=score > self.tau,
+                                       location_scores=self.grid.to_map(normalized), boxes=boxes))
+        return results
 
 
 class AvidDetector(Detector):
-    OUTPUTS = ["score", "mask", "region_anomaly", "intersection"]
+    outputs = ["score", "mask", "region_anomaly", "intersection"]
 
     def __init__(self, backend: Backend):
         super().__init__(backend)
@@ -150,16 +160,17 @@ class AvidDetector(Detector):
         if zeta is not None:
             self.zeta = np.array([zeta], np.float32)
 
-    def _infer(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
-        feed = {"frames": np.ascontiguousarray(inputs), "alpha": self.alpha, "zeta": self.zeta}
-        return self.backend.infer(feed, self.OUTPUTS)
+    def prepare(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        return {"frames": np.ascontiguousarray(inputs), "alpha": self.alpha, "zeta": self.zeta}
 
-    def _postprocess(self, outputs: dict[str, np.ndarray], i: int) -> FrameResult:
-        mask = outputs["mask"][i].astype(bool)
-        score = float(outputs["score"][i])
-        return FrameResult(index=0, score=score, decision=bool(mask.any()),
-                           location_scores=outputs["region_anomaly"][i], mask=mask, boxes=mask_boxes(mask),
-                           pixel_map=outputs["intersection"][i])
+    def finish(self, outputs: dict[str, np.ndarray], frames: int) -> list[FrameResult]:
+        results = []
+        for i in range(frames):
+            mask = outputs["mask"][i].astype(bool)
+            results.append(FrameResult(index=0, score=float(outputs["score"][i]), decision=bool(mask.any()),
+                                       location_scores=outputs["region_anomaly"][i], mask=mask, boxes=mask_boxes(mask),
+                                       pixel_map=outputs["intersection"][i]))
+        return results
 
 
 def mask_boxes(mask: np.ndarray, min_area: int = 1) -> list[list[int]]:

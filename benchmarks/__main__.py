@@ -1,0 +1,3 @@
+from occ.benchmarks.cli import app
+
+app(prog_name="occ-bench")
