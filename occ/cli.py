@@ -197,37 +197,49 @@ def _frames_of(source: str):
 
 @app.command("run")
 def run_command(
-    model: Annotated[Path, typer.Argument(help="Exported model (.onnx).")],
-    source: Annotated[str, typer.Option(help="Video file, image folder or UCSD clip folder.")],
-    out: Annotated[Optional[Path], typer.Option(help="JSON-lines output (default: standard output).")] = None,
-    overlay: Annotated[Optional[Path], typer.Option(help="Write overlay frames: a folder (PNG per frame) or a .avi video.")] = None,
+    model: Annotated[Optional[Path], typer.Argument(help="Exported model (.onnx); not needed with --config.")] = None,
+    source: Annotated[Optional[str], typer.Option(help="Video file, image folder, /dev/videoN, rtsp:// or http:// URL, or GStreamer pipeline.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="Service configuration (TOML); see `occ.runtime.service`.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Per-frame JSON lines (default: standard output when no --events).")] = None,
+    events: Annotated[Optional[Path], typer.Option(help="Event JSON lines (episodes), appended.")] = None,
+    snapshots: Annotated[Optional[Path], typer.Option(help="Folder for peak-frame snapshots of events (rotated).")] = None,
+    overlay: Annotated[Optional[Path], typer.Option(help="Overlay output: a .avi video or a folder of PNGs.")] = None,
+    open_after: Annotated[int, typer.Option(help="Anomalous frames in a row that open an event.")] = 3,
+    close_after: Annotated[int, typer.Option(help="Quiet frames in a row that close an event.")] = 5,
+    metrics_port: Annotated[int, typer.Option(help="Serve /healthz and /metrics on this port (0: off).")] = 0,
     backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu or ort-cuda.")] = "ort-cpu",
 ) -> None:
-    """Score every frame of a source: one JSON line per frame (score, decision, patch map, boxes)."""
-    from occ.runtime.datasets import DatasetError
-    from occ.runtime.overlay import OverlayWriter
+    """Run a model on a source: per-frame JSON lines, events, snapshots, overlays, /metrics. Stops on SIGTERM/SIGINT."""
+    import signal
+    import tempfile
 
-    detector = _open_detector(model, backend)
-    handle = open(out, "w") if out else None
-    writer = OverlayWriter(overlay, detector.manifest) if overlay else None
-    count = flagged = 0
+    from occ.runtime.backends import BackendError
+    from occ.runtime.datasets import DatasetError
+    from occ.runtime.manifest import ManifestError
+    from occ.runtime.service import ConfigError, Service, ServiceConfig, setup_logging
+
     try:
-        for frame in _frames_of(source):
-            result = detector.process(frame)
-            line = json.dumps(result.to_json())
-            print(line, file=handle) if handle else print(line)
-            if writer:
-                writer.write(frame, result)
-            count += 1
-            flagged += result.decision
-    except DatasetError as exc:
+        if config is not None:
+            settings = ServiceConfig.from_toml(config)
+        elif model is None or source is None:
+            fail("give MODEL and --source, or --config FILE")
+        else:
+            to_stdout = out is None and events is None
+            settings = ServiceConfig(
+                model=str(model), source=source, backend=backend,
+                events_log=str(events) if events else str(Path(tempfile.mkdtemp()) / "events.jsonl"),
+                open_after=open_after, close_after=close_after, snapshots=str(snapshots or ""),
+                overlay_video=str(overlay or ""), frames_log="/dev/stdout" if to_stdout else str(out or ""),
+                metrics_port=metrics_port)
+        setup_logging()
+        service = Service(settings)
+        signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: service.request_stop())
+        summary = service.run()
+    except (BackendError, ManifestError, DatasetError, ConfigError) as exc:
         fail(str(exc))
-    finally:
-        if handle:
-            handle.close()
-        if writer:
-            writer.close()
-    err_console.print(f"{count} frames, {flagged} anomalous", highlight=False)
+    err_console.print(f"{summary['frames']} frames, {summary['anomalous_frames']} anomalous, {summary['events']} events, "
+                      f"{summary['dropped']} dropped, {summary['reconnects']} reconnects", highlight=False)
 
 
 @app.command("eval")

@@ -41,6 +41,8 @@ class OverlayWriter:
         self.fps = fps
         self._video: cv2.VideoWriter | None = None
         self._count = 0
+        if self.path.suffix.lower() not in (".avi", ""):
+            raise ValueError(f"{self.path}: overlay output must be a .avi file or a folder")
         if self.path.suffix.lower() != ".avi":
             self.path.mkdir(parents=True, exist_ok=True)
 

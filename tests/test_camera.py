@@ -1,0 +1,207 @@
+"""Camera deployment with real components: ffmpeg HTTP stream server, subprocess service, HTTP scrape."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from occ.runtime.datasets.common import ranges_from_labels
+from occ.runtime.datasets.video import write_video
+from occ.runtime.detector import FrameResult
+from occ.runtime.events import EpisodeTracker, Metrics, MetricsServer, SnapshotStore
+from occ.runtime.service import Service, ServiceConfig
+from occ.runtime.sources import LiveSource, open_source
+
+FFMPEG = shutil.which("ffmpeg")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _results(decisions, scores=None):
+    scores = scores if scores is not None else [float(d) for d in decisions]
+    return [FrameResult(index=i, score=s, decision=bool(d), location_scores=np.zeros((1, 1)), timestamp=i / 10)
+            for i, (d, s) in enumerate(zip(decisions, scores))]
+
+
+def test_episodes_follow_known_anomalies(tiny_walkway):
+    clip = tiny_walkway.test[0]
+    labels = clip.labels.copy()
+    labels[np.nonzero(labels)[0][5]] = False  # a one-frame gap inside the episode must not split it
+    tracker = EpisodeTracker(open_after=3, close_after=4)
+    opened, closed = [], []
+    for result in _results(labels):
+        o, c, _ = tracker.update(result)
+        opened += [o] if o else []
+        closed += [c] if c else []
+    if tracker.current is not None:
+        closed.append(tracker.flush("end of stream"))
+    (first, last), = ranges_from_labels(clip.labels)  # 1-based inclusive
+    assert len(opened) == 1 and len(closed) == 1
+    event = closed[0]
+    assert event.start_frame == first - 1 and event.end_frame == last - 1
+    assert event.start_time == pytest.approx((first - 1) / 10)
+
+
+def test_short_blips_do_not_open_and_peaks_are_tracked():
+    decisions = [0, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0]
+    scores = [0, 5, 5, 0, 2, 9, 3, 4, 0, 0, 0]
+    tracker = EpisodeTracker(open_after=3, close_after=3)
+    events = [c for r in _results(decisions, scores) for _, c, _ in [tracker.update(r)] if c]
+    assert len(events) == 1
+    event = events[0]
+    assert (event.start_frame, event.end_frame, event.peak_frame, event.peak_score, event.frames) == (4, 7, 5, 9.0, 4)
+    assert event.closed_by == "quiet"
+
+
+def test_snapshot_rotation_is_bounded(tmp_path):
+    store = SnapshotStore(tmp_path, max_files=3, max_bytes=10**9)
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    for i in range(10):
+        store.save(f"snap_{i:02d}", image)
+        os.utime(tmp_path / f"snap_{i:02d}.jpg", (1000 + i, 1000 + i))
+    store.rotate()
+    assert sorted(p.name for p in tmp_path.glob("*.jpg")) == ["snap_07.jpg", "snap_08.jpg", "snap_09.jpg"]
+    one = (tmp_path / "snap_09.jpg").stat().st_size
+    by_bytes = SnapshotStore(tmp_path, max_files=100, max_bytes=2 * one)
+    by_bytes.rotate()
+    assert sum(p.stat().st_size for p in tmp_path.glob("*.jpg")) <= 2 * one
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_metrics_endpoint_format():
+    metrics = Metrics()
+    for i, result in enumerate(_results([0, 1, 1])):
+        metrics.observe(result, latency_ms=2.0 + i, now=float(i) / 10)
+    server = MetricsServer(metrics, port=0)
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
+        health = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5).read().decode()
+    finally:
+        server.close()
+    assert "occ_frames_total 3" in body and "occ_anomalous_frames_total 2" in body
+    assert 'occ_latency_ms{quantile="0.5"} 3.0000' in body
+    assert "occ_fps 10.000" in body
+    assert health == "ok\n"
+
+
+def _long_video(tmp_path, clip, repeats: int):
+    return write_video(tmp_path / "long.avi", np.concatenate([clip.frames] * repeats))
+
+
+def test_sigterm_flushes_an_open_event_and_metrics_are_scraped(alocc_onnx, tiny_walkway, tmp_path):
+    video = _long_video(tmp_path, tiny_walkway.test[0], 100)  # 3000 frames: seconds of work
+    port = free_port()
+    config = tmp_path / "site.toml"
+    config.write_text(f"""
+[model]
+path = "{alocc_onnx}"
+[thresholds]
+tau = -1e9          # every frame anomalous: an episode opens and stays open
+[source]
+spec = "{video}"
+[events]
+log = "{tmp_path / 'events.jsonl'}"
+open_after = 2
+close_after = 3
+[snapshots]
+folder = "{tmp_path / 'snaps'}"
+[metrics]
+port = {port}
+""")
+    process = subprocess.Popen([sys.executable, "-m", "occ", "run", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        events = tmp_path / "events.jsonl"
+        wait_for(lambda: events.exists() and '"opened"' in events.read_text(), 60, "an opened event")
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        frames = int(next(line.split()[1] for line in body.splitlines() if line.startswith("occ_frames_total")))
+        assert frames >= 2 and "occ_events_total 1" in body
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [line["type"] for line in lines] == ["opened", "closed"]
+    assert lines[1]["closed_by"] == "shutdown" and lines[1]["end_frame"] >= lines[1]["start_frame"]
+    assert len(list((tmp_path / "snaps").glob("*.jpg"))) == 1
+    assert any(json.loads(line)["message"] == "service stopped" for line in stderr.splitlines() if line.startswith("{"))
+
+
+def _serve(video, port):
+    return subprocess.Popen([FFMPEG, "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),
+                             "-f", "mpjpeg", "-listen", "1", f"http://127.0.0.1:{port}/stream"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (make test installs it where apt-get works)")
+def test_http_stream_server_killed_and_restarted(alocc_onnx, tiny_walkway, tmp_path):
+    video = write_video(tmp_path / "clip.avi", tiny_walkway.test[1].frames)
+    port = free_port()
+    server = _serve(video, port)
+    config = ServiceConfig(model=str(alocc_onnx), source=f"http://127.0.0.1:{port}/stream",
+                           events_log=str(tmp_path / "events.jsonl"), backoff=0.2, max_backoff=1.0, give_up_after=20,
+                           metrics_port=free_port())
+    service = Service(config)
+    summary = {}
+    runner = threading.Thread(target=lambda: summary.update(service.run()), daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: service.source is not None and service.source.stats.frames >= 10, 30, "10 frames from the stream")
+        server.kill()
+        server.wait()
+        before = service.source.stats.frames
+        time.sleep(1.0)
+        server = _serve(video, port)
+        wait_for(lambda: service.source.stats.frames >= before + 10, 30, "frames after the server restarted")
+        assert service.source.stats.reconnects >= 1
+        body = urllib.request.urlopen(f"http://127.0.0.1:{config.metrics_port}/metrics", timeout=5).read().decode()
+        assert "occ_reconnects_total" in body
+    finally:
+        service.request_stop()
+        runner.join(timeout=30)
+        server.kill()
+    assert summary["frames"] >= 20 and summary["reconnects"] >= 1
+
+
+def test_live_source_drops_oldest_frames_when_the_consumer_is_slow(tiny_walkway, tmp_path):
+    # A GStreamer-free, network-free live source: OpenCV reading a file through the FFmpeg
+    # backend as fast as it decodes, while the consumer sleeps.
+    video = write_video(tmp_path / "clip.avi", np.concatenate([tiny_walkway.test[0].frames] * 4))
+    source = LiveSource(f"file:{video}", buffer=2, backoff=0.5, give_up_after=0.3)
+    received = []
+    for frame in source:
+        received.append(frame.index)
+        time.sleep(0.02)
+    source.close()
+    assert source.stats.dropped > 0
+    assert received == sorted(received) and len(received) + source.stats.dropped == source.stats.frames
+
+
+def test_open_source_dispatch(tmp_path):
+    assert isinstance(open_source("rtsp://127.0.0.1:1/x"), LiveSource)
+    assert isinstance(open_source("videotestsrc ! appsink"), LiveSource)
+    with pytest.raises(Exception, match="no such file"):
+        open_source(str(tmp_path / "missing.avi"))
