@@ -187,14 +187,6 @@ def _open_detector(model: Path, backend: str):
         fail(str(exc))
 
 
-def _frames_of(source: str):
-    """Frames from a video file, an image folder or a UCSD clip folder."""
-    from occ.runtime.datasets.video import read_image_folder, read_video
-
-    path = Path(source)
-    return read_image_folder(path) if path.is_dir() else read_video(path)
-
-
 @app.command("run")
 def run_command(
     model: Annotated[Optional[Path], typer.Argument(help="Exported model (.onnx); not needed with --config.")] = None,
@@ -412,24 +404,40 @@ def demo_command(
 
 @app.command("calibrate")
 def calibrate_command(
-    model: Annotated[Path, typer.Argument(help="Exported model (.onnx); its embedded manifest is updated in place.")],
-    data: Annotated[str, typer.Option(help="New normal data: a UCSD-layout folder (its Train clips) or a video file / image folder.")],
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx); its embedded manifest and <model>.onnx.json are updated.")],
+    data: Annotated[str, typer.Option(help="New normal data: a UCSD-layout folder (its Train clips), a video file, an image folder, or a live source (/dev/videoN, URL, GStreamer pipeline).")],
+    minutes: Annotated[float, typer.Option(help="Live sources: minutes of footage to collect.")] = 5.0,
     false_alarm_rate: Annotated[float, typer.Option(help="Target false-alarm rate on this normal data.")] = 0.01,
     backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu or ort-cuda.")] = "ort-cpu",
 ) -> None:
     """Recompute thresholds (ALOCC tau; AVID alpha, zeta) on new normal data; old values go to the history."""
+    import time
+
     import numpy as np
 
     from occ.runtime.calibrate import calibrate, write_manifest_into_onnx
     from occ.runtime.datasets import Clip, DatasetError
     from occ.runtime.datasets.spec import load_video_data
+    from occ.runtime.sources import is_live, open_source
 
     detector = _open_detector(model, backend)
     try:
         path = Path(data)
-        if path.is_file() or (path.is_dir() and not (path / "Train").exists() and any(path.iterdir()) and not any(p.is_dir() for p in path.iterdir())):
-            frames = np.stack(list(_frames_of(data)))
-            clips = [Clip(name=path.name, frames=frames, labels=np.zeros(len(frames), bool))]
+        if is_live(data) or path.is_file() or (path.is_dir() and not (path / "Train").is_dir() and not any(p.is_dir() for p in path.iterdir())):
+            frames, deadline = [], time.monotonic() + minutes * 60
+            from rich.progress import Progress
+
+            with Progress(console=err_console, transient=True) as progress:
+                task = progress.add_task(f"collecting normal frames from {data}", total=None)
+                with open_source(data) as source:
+                    for frame in source:
+                        frames.append(frame.image)
+                        progress.advance(task)
+                        if source.live and time.monotonic() > deadline:
+                            break
+            if not frames:
+                fail(f"{data}: no frames collected")
+            clips = [Clip(name=path.name or data, frames=np.stack(frames), labels=np.zeros(len(frames), bool))]
         else:
             clips = load_video_data(data, splits=("train",)).train
         manifest = calibrate(detector, clips, false_alarm_rate, f"{data} (normal, {sum(len(c) for c in clips)} frames)")
@@ -439,4 +447,4 @@ def calibrate_command(
         fail(str(exc))
     for name, threshold in manifest.thresholds.items():
         console.print(f"{name} = {threshold.value:.5g} ({threshold.method}; {threshold.n_samples} samples)", highlight=False)
-    console.print(f"updated {model} (previous values kept in threshold_history)")
+    console.print(f"updated {model} and {model}.json (previous values kept in threshold_history)")

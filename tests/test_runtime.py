@@ -104,3 +104,28 @@ def test_cli_errors_are_one_line(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "occ", "--help"], capture_output=True, text=True).stdout
     for command in ("data", "train", "run", "eval", "demo"):
         assert command in help_text
+
+
+def test_calibrate_command_updates_the_embedded_manifest(alocc_onnx, tiny_walkway, tmp_path):
+    import shutil
+
+    from occ.runtime.backends import OrtBackend
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(alocc_onnx, model)
+    video = write_video(tmp_path / "normal.avi", tiny_walkway.train[0].frames)
+    before = OrtBackend(str(model)).activate().manifest.threshold("tau")
+    result = subprocess.run([sys.executable, "-m", "occ", "calibrate", str(model), "--data", str(video),
+                             "--false-alarm-rate", "0.2"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    manifest = OrtBackend(str(model)).activate().manifest
+    assert manifest.threshold("tau") != before
+    assert manifest.thresholds["tau"].target_false_alarm_rate == 0.2
+    assert manifest.threshold_history[-1]["value"] == before
+    assert (tmp_path / "m.onnx.json").is_file()
+    # the new threshold flags about 20 % of the calibration frames (as decoded from the video)
+    from occ.runtime.datasets import read_video
+
+    detector = Detector.open(str(model))
+    flagged = np.mean([r.decision for r in detector.process_clip(np.stack(list(read_video(video))))])
+    assert 0.1 <= flagged <= 0.3

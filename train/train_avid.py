@@ -2,8 +2,11 @@
 
 I sees ``X + γ·N(0, 1)`` (γ = 0.4, 'hard' noise) and is trained to make D call every region of
 its output normal (Eq. 3), plus the optional ``λ‖X − I(X̃)‖²`` term; D learns to score regions
-of X as normal and regions of I(X̃) as inpainted. On a normal-only validation split θ_I is kept
-where ``‖X − I(X)‖²`` is lowest and θ_D where D best separates real from inpainted.
+of X as normal and regions of I(X̃) as inpainted. With ``irregularities`` (default on, see
+:mod:`train.irregularities`) some inputs also carry synthetic irregular regions made from the
+normal data: D learns to score those cells irregular and I to inpaint them back to the clean
+input. On a normal-only validation split θ_I is kept where ``‖X − I(X)‖²`` is lowest and θ_D
+where D best separates normal from irregular (real vs inpainted without irregularities).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from occ.runtime.scoring import calibrate_avid_thresholds
 from occ.runtime.preprocess import normalize, preprocess_clip
 
 from .avid import AvidGraph, create_avid
+from .irregularities import IrregularityMaker, SampleStore
 from .common import CollapseMonitor, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything, squared_error
 
 
@@ -38,9 +42,9 @@ class AvidConfig:
     depth: int = 3
     epochs: int = 6
     batch_size: int = 16
-    optimizer: str = "sgd"
-    lr: float = 0.002
-    momentum: float = 0.9
+    optimizer: str = "adam"
+    lr: float = 0.0002
+    momentum: float = 0.5
     gamma: float = 0.4
     lam: float = 0.4
     residual_kernel: int = 3
@@ -49,35 +53,51 @@ class AvidConfig:
     false_alarm_rate: float = 0.01
     pixel_quantile: float = 0.999
     region_quantile: float = 0.99
+    irregularities: bool = True
+    irregular_fraction: float = 0.5
     seed: int = 0
 
 
 @dataclass
 class AvidData:
     spec: InputSpec
-    train: np.ndarray  # (N, C, H, W)
-    val: np.ndarray  # (M, C, H, W) held-out normal frames
+    train: SampleStore
+    val: SampleStore
     description: str
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def _averaged_sequence(clip: Clip, spec: InputSpec) -> np.ndarray:
+    """Normalized ``I'_t = (I_t + I_{t-1}) / 2`` of a clip, the frames the triplets are cut from."""
+    from occ.runtime.preprocess import resize_frame
+
+    resized = np.stack([resize_frame(f, spec) for f in clip.frames])
+    previous = np.concatenate([resized[:1], resized[:-1]])
+    return ((resized + previous) * np.float32(0.5) - np.float32(spec.norm_mean)) / np.float32(spec.norm_std)
+
+
 def video_data(clips: list[Clip], config: AvidConfig, description: str) -> AvidData:
-    """Temporal triplets of normal clips; the last clips (``val_fraction``) are held out."""
+    """Normal clips as averaged-frame sequences; the last clips (``val_fraction``) are held out."""
     spec = InputSpec(height=config.height, width=config.width, channels=3, temporal="avid_triplet")
-    per_clip = [preprocess_clip(clip.frames, spec) for clip in clips]
-    if len(per_clip) >= 2:
-        n_val = max(1, round(config.val_fraction * len(per_clip)))
-        train, val = np.concatenate(per_clip[:-n_val]), np.concatenate(per_clip[-n_val:])
-        val_names = [c.name for c in clips[-n_val:]]
+    sequences = [_averaged_sequence(clip, spec) for clip in clips]
+    rows = [(c, t) for c, sequence in enumerate(sequences) for t in range(len(sequence))]
+    if len(sequences) >= 2:
+        n_val = max(1, round(config.val_fraction * len(sequences)))
+        first_val = len(sequences) - n_val
+        train_rows = [r for r in rows if r[0] < first_val]
+        val_rows = [r for r in rows if r[0] >= first_val]
+        val_names = [c.name for c in clips[first_val:]]
     else:
-        cut = int(len(per_clip[0]) * (1 - config.val_fraction))
-        train, val = per_clip[0][:cut], per_clip[0][cut:]
+        cut = int(len(sequences[0]) * (1 - config.val_fraction))
+        train_rows, val_rows = rows[:cut], rows[cut:]
         val_names = [f"{clips[0].name}[{cut}:]"]
-    if config.max_train_frames and len(train) > config.max_train_frames:
-        train = train[np.sort(np.random.default_rng(config.seed).choice(len(train), config.max_train_frames, replace=False))]
-    return AvidData(spec=spec, train=train, val=val, description=description,
+    rng = np.random.default_rng(config.seed)
+    if config.max_train_frames and len(train_rows) > config.max_train_frames:
+        train_rows = [train_rows[i] for i in np.sort(rng.choice(len(train_rows), config.max_train_frames, replace=False))]
+    return AvidData(spec=spec, train=SampleStore(sequences, np.array(train_rows)), val=SampleStore(sequences, np.array(val_rows)),
+                    description=description,
                     summary={"data": description, "clips": [c.name for c in clips], "validation_clips": val_names,
-                             "train_frames": int(len(train))})
+                             "train_frames": len(train_rows)})
 
 
 def image_data(images: np.ndarray, config: AvidConfig, description: str) -> AvidData:
@@ -86,7 +106,8 @@ def image_data(images: np.ndarray, config: AvidConfig, description: str) -> Avid
     x = normalize(images.astype(np.float32)[:, None], spec)
     order = np.random.default_rng(config.seed).permutation(len(x))
     n_val = max(1, int(config.val_fraction * len(x)))
-    return AvidData(spec=spec, train=x[order[n_val:]], val=x[order[:n_val]], description=description,
+    return AvidData(spec=spec, train=SampleStore(None, order[n_val:, None], x), val=SampleStore(None, order[:n_val, None], x),
+                    description=description,
                     summary={"data": description, "train_images": int(len(x) - n_val), "validation_images": n_val})
 
 
@@ -97,46 +118,66 @@ def graph_maps(graph: AvidGraph, frames: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Console | None = None) -> Manifest:
+    """Train I and D, calibrate α and ζ on held-out normal frames, write the checkpoint.
+
+    Returns:
+        The manifest written into the checkpoint.
+    """
     console = console or Console()
     cell = 2**config.depth
     if data.spec.height % cell or data.spec.width % cell:
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
     generator = seed_everything(config.seed)
-    channels = data.train.shape[1]
+    rng = np.random.default_rng(config.seed)
+    channels = data.spec.channels
     inpainter, detector = create_avid(channels, config.base_width, config.depth)
     opt_i = make_optimizer(config.optimizer, inpainter.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, detector.parameters(), config.lr, config.momentum)
-    train = torch.from_numpy(data.train)
-    val = torch.from_numpy(data.val[: 256])
+    maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng) if config.irregularities else None
+    val_rows = np.linspace(0, len(data.val) - 1, min(256, len(data.val))).astype(int)
+    val_clean = data.val.inputs(val_rows)
+    # a fixed validation set of synthetic irregularities (normal data only) for choosing θ_D
+    val_pseudo, val_labels = IrregularityMaker(data.val, cell, 1.0, 2, np.random.default_rng(config.seed + 1))(val_rows, val_clean)
     monitor = CollapseMonitor()
     history: list[dict[str, Any]] = []
     best_i: dict[str, Any] | None = None
     best_d: dict[str, Any] | None = None
     started = time.monotonic()
+    bce = F.binary_cross_entropy_with_logits
 
     with progress_bar(console) as progress:
         for epoch in range(1, config.epochs + 1):
             inpainter.train()
             detector.train()
-            order = batches(len(train), config.batch_size, generator)
+            order = batches(len(data.train), config.batch_size, generator)
             task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=len(order))
-            d_losses, i_adv, i_rec = [], [], []
+            d_losses, d_real_vs_inpainted, i_adv, i_rec = [], [], [], []
             for index in order:
-                x = train[index]
-                if len(x) < 2:
+                if len(index) < 2:
                     continue
-                noisy = x + config.gamma * torch.randn(x.shape, generator=generator)
+                rows = index.numpy()
+                clean_np = data.train.inputs(rows)
+                x = torch.from_numpy(clean_np)
+                if maker is not None:
+                    pseudo_np, labels_np = maker(rows, clean_np)
+                    source, labels = torch.from_numpy(pseudo_np), torch.from_numpy(labels_np)
+                else:
+                    source = x
+                noisy = source + config.gamma * torch.randn(x.shape, generator=generator)
                 with torch.no_grad():
                     fake = inpainter(noisy)
                 real_logits, fake_logits = detector(x), detector(fake)
-                d_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + \
-                    F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+                d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+                d_real_vs_inpainted.append(d_loss.item())  # the part whose collapse signature is 0 or 2·ln 2
+                if maker is not None:
+                    d_loss = d_loss + bce(detector(source), labels)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()
                 opt_d.step()
                 fake = inpainter(noisy)
                 logits = detector(fake)
-                adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+                adv = bce(logits, torch.ones_like(logits))
+                # I restores the clean input: noise and synthetic irregularities both count as damage
                 rec = squared_error(fake, x) if config.lam > 0 else torch.zeros(())
                 loss = adv + config.lam * rec
                 opt_i.zero_grad(set_to_none=True)
@@ -148,29 +189,30 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                 i_rec.append(rec.item())
                 progress.advance(task)
             progress.remove_task(task)
-            val_rec, d_accuracy = _validate(inpainter, detector, val, config, generator)
+            val = _validate(inpainter, detector, val_clean, val_pseudo, val_labels, config, generator)
             record = {"epoch": epoch, "d_loss": float(np.mean(d_losses)), "i_adv_loss": float(np.mean(i_adv)),
-                      "train_reconstruction": float(np.mean(i_rec)), "val_reconstruction": val_rec,
-                      "d_accuracy": d_accuracy, "seconds": round(time.monotonic() - started, 1)}
+                      "train_reconstruction": float(np.mean(i_rec)), **val, "seconds": round(time.monotonic() - started, 1)}
             marks = ""
-            if best_i is None or val_rec < best_i["value"]:
-                best_i = {"epoch": epoch, "value": val_rec, "state": copy.deepcopy(inpainter.state_dict())}
+            if best_i is None or val["val_reconstruction"] < best_i["value"]:
+                best_i = {"epoch": epoch, "value": val["val_reconstruction"], "state": copy.deepcopy(inpainter.state_dict())}
                 marks += " I*"
-            if best_d is None or d_accuracy > best_d["value"]:
-                best_d = {"epoch": epoch, "value": d_accuracy, "state": copy.deepcopy(detector.state_dict())}
+            d_score = val["irregular_cell_auc"] if maker is not None else val["d_accuracy"]
+            if best_d is None or d_score > best_d["value"]:
+                best_d = {"epoch": epoch, "value": d_score, "state": copy.deepcopy(detector.state_dict())}
                 marks += " D*"
             history.append(record)
             console.print(f"epoch {epoch:3d}  D {record['d_loss']:.3f}  I adv {record['i_adv_loss']:.3f}  "
-                          f"rec {record['train_reconstruction']:.1f}  val rec/px {val_rec:.4f}  D acc {d_accuracy:.2f}{marks}",
+                          f"rec {record['train_reconstruction']:.1f}  val rec/px {val['val_reconstruction']:.4f}  "
+                          f"D acc {val['d_accuracy']:.2f}  irregular-cell AUC {val['irregular_cell_auc']:.3f}{marks}",
                           highlight=False)
-            collapse = monitor.update(epoch, record["d_loss"], float(np.std(d_losses)))
+            collapse = monitor.update(epoch, float(np.mean(d_real_vs_inpainted)), float(np.std(d_real_vs_inpainted)))
             if collapse:
                 console.print(f"[yellow]warning:[/yellow] {collapse}", highlight=False)
 
     inpainter.load_state_dict(best_i["state"])
     detector.load_state_dict(best_d["state"])
     graph = AvidGraph(inpainter, detector, config.residual_kernel).eval()
-    residual, regions = graph_maps(graph, data.val)
+    residual, regions = graph_maps(graph, data.val.inputs(np.arange(len(data.val))))
     thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, f"{data.description} (held-out normal frames)",
                                            config.pixel_quantile, config.region_quantile)
     manifest = Manifest(
@@ -191,21 +233,30 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     manifest.validate()
     architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
                     "residual_kernel": config.residual_kernel}
-    verification = data.val[np.linspace(0, len(data.val) - 1, min(8, len(data.val))).astype(int)]
+    verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
     save_checkpoint(out, manifest, architecture, {"inpainter": inpainter, "detector": detector}, history,
                     verification_inputs=verification)
     return manifest
 
 
-def _validate(inpainter, detector, val: torch.Tensor, config: AvidConfig, generator) -> tuple[float, float]:
+def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels: np.ndarray, config: AvidConfig,
+              generator) -> dict[str, float]:
+    from occ.runtime.metrics import MetricError, roc_auc
+
     inpainter.eval()
     detector.eval()
     with torch.no_grad():
+        val = torch.from_numpy(clean)
         rec = float(torch.mean((inpainter(val) - val) ** 2))
         noisy = val + config.gamma * torch.randn(val.shape, generator=generator)
         real, fake = detector(val), detector(inpainter(noisy))
         accuracy = float(((real > 0).float().mean() + (fake < 0).float().mean()) / 2)
-    return rec, accuracy
+        logits = detector(torch.from_numpy(pseudo)).numpy()
+    try:
+        auc = roc_auc(labels.ravel() < 0.5, -logits.ravel())
+    except MetricError:
+        auc = float("nan")
+    return {"val_reconstruction": rec, "d_accuracy": accuracy, "irregular_cell_auc": auc}
 
 
 def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], manifest: Manifest) -> AvidGraph:
