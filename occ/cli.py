@@ -299,11 +299,13 @@ def train_avid_command(
     depth: Annotated[int, typer.Option(help="Down-sampling steps; D's region cell is 2**depth pixels.", rich_help_panel=_TRAINING)] = 3,
     epochs: Annotated[int, typer.Option(help="Epochs.", rich_help_panel=_TRAINING)] = 6,
     batch_size: Annotated[int, typer.Option(help="Frames per batch (paper: 16).", rich_help_panel=_TRAINING)] = 16,
-    optimizer: Annotated[str, typer.Option(help="'sgd' (paper) or 'adam'.", rich_help_panel=_TRAINING)] = "sgd",
-    lr: Annotated[float, typer.Option(help="Learning rate of I and D (paper: 0.002).", rich_help_panel=_TRAINING)] = 0.002,
-    momentum: Annotated[float, typer.Option(help="Momentum (paper: 0.9); Adam's beta1.", rich_help_panel=_TRAINING)] = 0.9,
+    optimizer: Annotated[str, typer.Option(help="'adam', or 'sgd' (paper; with lr 0.002, momentum 0.9 D stayed at 2·ln 2 here).", rich_help_panel=_TRAINING)] = "adam",
+    lr: Annotated[float, typer.Option(help="Learning rate of I and D (paper: 0.002 with SGD).", rich_help_panel=_TRAINING)] = 0.001,
+    momentum: Annotated[float, typer.Option(help="SGD momentum (paper: 0.9) or Adam's beta1.", rich_help_panel=_TRAINING)] = 0.5,
     gamma: Annotated[float, typer.Option(help="γ, scale of the Gaussian noise on I's input (normalized units).", rich_help_panel=_TRAINING)] = 0.4,
     lam: Annotated[float, typer.Option(help="λ of ‖X − I(X̃)‖² (0 drops the term, as the authors' code).", rich_help_panel=_TRAINING)] = 0.4,
+    predict_newest: Annotated[bool, typer.Option(help="Hide the newest frame from I so its residual is a prediction error.", rich_help_panel=_TRAINING)] = True,
+    irregularities: Annotated[bool, typer.Option(help="Train with synthetic irregularities made from the normal data.", rich_help_panel=_TRAINING)] = True,
     false_alarm_rate: Annotated[float, typer.Option(help="Target fraction of held-out normal frames with a non-empty mask.")] = 0.01,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
 ) -> None:
@@ -313,8 +315,8 @@ def train_avid_command(
     from occ.train.train_avid import AvidConfig, train_avid, video_data
 
     config = AvidConfig(height=height, width=width, base_width=base_width, depth=depth, epochs=epochs, batch_size=batch_size,
-                        optimizer=optimizer, lr=lr, momentum=momentum, gamma=gamma, lam=lam,
-                        false_alarm_rate=false_alarm_rate, seed=seed)
+                        optimizer=optimizer, lr=lr, momentum=momentum, gamma=gamma, lam=lam, predict_newest=predict_newest,
+                        irregularities=irregularities, false_alarm_rate=false_alarm_rate, seed=seed)
     try:
         video = load_video_data(data, splits=("train",))
         manifest = train_avid(video_data(video.train, config, video.description), config, out, console)
@@ -328,7 +330,7 @@ def train_avid_command(
 def demo_command(
     workdir: Annotated[Path, typer.Option(help="Folder for the data, checkpoints, models and reports.")] = Path("runs/demo"),
     alocc_epochs: Annotated[int, typer.Option(help="ALOCC training epochs.")] = 4,
-    avid_epochs: Annotated[int, typer.Option(help="AVID training epochs.")] = 4,
+    avid_epochs: Annotated[int, typer.Option(help="AVID training epochs.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the data and of training.")] = 0,
 ) -> None:
     """The main job on built-in data: walkway → train ALOCC and AVID → export → run → evaluate."""

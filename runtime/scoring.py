@@ -72,20 +72,20 @@ def fused_location_scores(outputs: dict[str, np.ndarray], scoring: dict[str, Any
 
 
 def calibrate_avid_thresholds(residual: np.ndarray, regions: np.ndarray, cell: int, false_alarm_rate: float, data: str,
-                              pixel_quantile: float = 0.999, region_quantile: float = 0.99) -> dict[str, Threshold]:
-    """α and ζ on normal frames so that a fraction ``false_alarm_rate`` of them has a non-empty mask.
+                              pixel_quantile: float | None = None, region_quantile: float = 0.5) -> dict[str, Threshold]:
+    """α and ζ from normal frames: residual maps ``(N, H, W)`` and region maps ``1 − O`` ``(N, rows, cols)``.
 
-    First α₀ and (1 − ζ₀) are set at high quantiles of normal pixel residuals and region scores;
-    then both are scaled by the same factor τ, the ``1 − false_alarm_rate`` quantile of normal
-    frame scores ``max min(residual / α₀, (1 − O) / (1 − ζ₀))``.
+    ζ makes D's gate pass the regions D finds least normal: ``1 − ζ`` is the ``region_quantile``
+    quantile of normal ``1 − O`` values (0.5: D vetoes the half of normal regions it is surest of).
+    α is then the ``1 − false_alarm_rate`` quantile, over normal frames, of the largest residual
+    inside the gate, so that fraction of normal frames gets a non-empty mask. ``pixel_quantile``
+    is accepted for configuration compatibility and unused.
     """
-    alpha0 = float(np.quantile(residual, pixel_quantile))
-    region0 = float(np.quantile(regions, region_quantile))
+    gate = float(np.quantile(regions, region_quantile))
+    zeta = float(np.clip(1.0 - gate, 1e-6, 1 - 1e-6))
     up = np.repeat(np.repeat(regions, cell, axis=1), cell, axis=2)
-    frame = np.minimum(residual / alpha0, up / region0).reshape(len(residual), -1).max(axis=1)
-    tau = float(np.quantile(frame, 1 - false_alarm_rate))
-    alpha = tau * alpha0
-    zeta = float(np.clip(1.0 - tau * region0, 1e-6, 1 - 1e-6))
+    frame = np.where(up >= 1.0 - zeta, residual, 0.0).reshape(len(residual), -1).max(axis=1)
+    alpha = max(float(np.quantile(frame, 1 - false_alarm_rate)), 1e-6)
     common = dict(data=data, target_false_alarm_rate=false_alarm_rate, n_samples=int(len(residual)), date=now_iso())
-    return {"alpha": Threshold(value=alpha, method=f"quantile {pixel_quantile} of pixel residuals × {tau:.4f}", **common),
-            "zeta": Threshold(value=zeta, method=f"1 − quantile {region_quantile} of 1−O × {tau:.4f}", **common)}
+    return {"alpha": Threshold(value=alpha, method=f"quantile {1 - false_alarm_rate:g} of the frames' largest gated residual", **common),
+            "zeta": Threshold(value=zeta, method=f"1 − quantile {region_quantile:g} of normal 1−O", **common)}

@@ -53,16 +53,28 @@ class FixedLogits(torch.nn.Module):
 
 def test_region_cell_maps_to_its_pixel_block():
     inpainter = AvidInpainter(1, base_width=4, depth=2)
-    logits = torch.full((1, 3, 4), 10.0)  # all normal
-    logits[0, 1, 2] = -10.0  # cell (1, 2) anomalous
+    logits = torch.full((1, 3, 4), 10.0)  # all normal: 1 − O ≈ 4.5e-5
+    logits[0, 1, 2] = -10.0  # cell (1, 2) irregular: 1 − O ≈ 1
     graph = AvidGraph(inpainter, FixedLogits(logits, 4), residual_kernel=1).eval()
     frames = torch.randn(1, 1, 12, 16)
     with torch.no_grad():
         score, decision, mask, residual, regions, inter = graph(frames, torch.tensor([1e-6]), torch.tensor([0.5]))
-    # residual/α is huge everywhere, so the intersection is (1 − O)/(1 − ζ): ≈ 2 in the anomalous block, ≈ 1e-4 elsewhere
-    region_pixels = inter[0] > 0.5
     expected = torch.zeros(12, 16, dtype=torch.bool)
     expected[4:8, 8:12] = True  # block of cell (1, 2): rows [4, 8), cols [8, 12)
+    # α is tiny, so every residual passes; only D's gate (O <= ζ) limits the mask to the block
     assert torch.equal(mask[0], expected & (residual[0] >= 1e-6))
-    assert torch.equal(region_pixels, expected)
-    assert bool(decision[0]) == bool(mask[0].any())
+    assert torch.equal(inter[0] > 0, expected & (residual[0] > 0))
+    assert torch.all(inter[0][~expected] == 0)
+    assert bool(decision[0]) == bool(mask[0].any()) and float(score[0]) == float(inter[0].max())
+
+
+def test_predicting_the_newest_frame_hides_it_from_the_inpainter():
+    inpainter, detector = create_avid(3, base_width=4, depth=2)
+    graph = AvidGraph(inpainter, detector, residual_kernel=1, predict_newest=True).eval()
+    frames = torch.randn(2, 3, 16, 16)
+    changed = frames.clone()
+    changed[:, 2] += 1.0  # only the newest channel changes
+    with torch.no_grad():
+        assert torch.equal(graph.inpaint(frames), graph.inpaint(changed))  # I never sees it
+        # so the residual (newest channel only) moves by exactly the change
+        torch.testing.assert_close(graph.residual(changed), (changed[:, 2] - graph.inpaint(frames)[:, 2]).abs())

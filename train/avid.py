@@ -99,27 +99,37 @@ class AvidGraph(nn.Module):
     Inputs: ``frames`` ``(N, C, H, W)``, ``alpha`` and ``zeta`` ``(1,)`` (graph inputs with the
     calibrated values as defaults). Outputs, in order:
 
-    - ``score`` ``(N,)``: the maximum over pixels of ``min(residual / α, (1 − O) / (1 − ζ))``;
+    - ``score`` ``(N,)``: the maximum of ``intersection``; the frame decision is ``score >= 1``;
     - ``decision`` ``(N,)``: ``score >= 1``, i.e. the mask is not empty;
     - ``mask`` ``(N, H, W)``: ``{residual >= α} ∩ {B_i : O_i <= ζ}`` (Eq. 4);
     - ``residual`` ``(N, H, W)``: ``|X − I(X)|`` averaged over channels and over a
-      ``residual_kernel``² window (pixel noise suppression);
+      ``residual_kernel``² window (pixel noise suppression); with ``predict_newest`` the newest
+      channel is hidden from I (zeroed) and the residual is that channel's alone, so I(X) predicts
+      ``I'_t`` from ``I'_{t−4}, I'_{t−2}`` (see ``AvidConfig.predict_newest``);
     - ``region_anomaly`` ``(N, rows, cols)``: ``1 − O`` with ``O = sigmoid(D(X))``;
-    - ``intersection`` ``(N, H, W)``: the map whose maximum is the score (for pixel-level ROC).
+    - ``intersection`` ``(N, H, W)``: ``residual / α`` inside the regions D flags (``O <= ζ``),
+      0 elsewhere; ``>= 1`` exactly on the mask. Sweeping α with ζ fixed traces the ROC.
     """
 
-    def __init__(self, inpainter: AvidInpainter, detector: AvidDetector, residual_kernel: int = 3):
+    def __init__(self, inpainter: AvidInpainter, detector: AvidDetector, residual_kernel: int = 3,
+                 predict_newest: bool = False):
         super().__init__()
         self.inpainter = inpainter
         self.detector = detector
         self.residual_kernel = residual_kernel
+        self.predict_newest = predict_newest
 
     @staticmethod
     def output_names() -> list[str]:
         return ["score", "decision", "mask", "residual", "region_anomaly", "intersection"]
 
+    def inpaint(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.inpainter(hide_newest(frames) if self.predict_newest else frames)
+
     def residual(self, frames: torch.Tensor) -> torch.Tensor:
-        error = torch.mean(torch.abs(frames - self.inpainter(frames)), dim=1, keepdim=True)
+        error = torch.abs(frames - self.inpaint(frames))
+        # slicing keeps the channel axis, so the exported graph has the same shapes either way
+        error = error[:, -1:] if self.predict_newest else torch.mean(error, dim=1, keepdim=True)
         k = self.residual_kernel
         if k > 1:
             error = F.avg_pool2d(error, k, stride=1, padding=k // 2, count_include_pad=False)
@@ -134,10 +144,16 @@ class AvidGraph(nn.Module):
         regions = self.region_anomaly(frames)
         # nearest upsampling by the cell size maps each O cell onto exactly its pixel block B_i
         regions_up = F.interpolate(regions.unsqueeze(1), scale_factor=float(self.detector.cell), mode="nearest").squeeze(1)
-        intersection = torch.minimum(residual / alpha, regions_up / (1.0 - zeta))
+        flagged = regions_up >= 1.0 - zeta  # B_i with O_i <= ζ
+        intersection = torch.where(flagged, residual / alpha, torch.zeros_like(residual))
         mask = intersection >= 1.0
         score = torch.amax(intersection, dim=(1, 2))
         return score, score >= 1.0, mask, residual, regions, intersection
+
+
+def hide_newest(frames: torch.Tensor) -> torch.Tensor:
+    """Zero the newest temporal channel (the last one), which I then has to predict."""
+    return torch.cat([frames[:, :-1], torch.zeros_like(frames[:, -1:])], dim=1)
 
 
 def _init_weights(module: nn.Module) -> None:

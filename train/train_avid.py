@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
 from occ.runtime.scoring import calibrate_avid_thresholds
 from occ.runtime.preprocess import normalize, preprocess_clip
 
-from .avid import AvidGraph, create_avid
+from .avid import AvidGraph, create_avid, hide_newest
 from .irregularities import IrregularityMaker, SampleStore
 from .common import CollapseMonitor, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything, squared_error
 
@@ -43,7 +43,7 @@ class AvidConfig:
     epochs: int = 6
     batch_size: int = 16
     optimizer: str = "adam"
-    lr: float = 0.0002
+    lr: float = 0.001
     momentum: float = 0.5
     gamma: float = 0.4
     lam: float = 0.4
@@ -51,10 +51,10 @@ class AvidConfig:
     val_fraction: float = 0.2
     max_train_frames: int | None = 4000
     false_alarm_rate: float = 0.01
-    pixel_quantile: float = 0.999
-    region_quantile: float = 0.99
+    region_quantile: float = 0.5
     irregularities: bool = True
     irregular_fraction: float = 0.5
+    predict_newest: bool = True
     seed: int = 0
 
 
@@ -124,6 +124,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         The manifest written into the checkpoint.
     """
     console = console or Console()
+    if config.predict_newest and data.spec.temporal != "avid_triplet":
+        config = replace(config, predict_newest=False)  # single images have no newest frame to predict
     cell = 2**config.depth
     if data.spec.height % cell or data.spec.width % cell:
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
@@ -164,6 +166,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                 else:
                     source = x
                 noisy = source + config.gamma * torch.randn(x.shape, generator=generator)
+                if config.predict_newest:
+                    noisy = hide_newest(noisy)
                 with torch.no_grad():
                     fake = inpainter(noisy)
                 real_logits, fake_logits = detector(x), detector(fake)
@@ -211,17 +215,18 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
 
     inpainter.load_state_dict(best_i["state"])
     detector.load_state_dict(best_d["state"])
-    graph = AvidGraph(inpainter, detector, config.residual_kernel).eval()
+    graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest).eval()
     residual, regions = graph_maps(graph, data.val.inputs(np.arange(len(data.val))))
     thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, f"{data.description} (held-out normal frames)",
-                                           config.pixel_quantile, config.region_quantile)
+                                           region_quantile=config.region_quantile)
     manifest = Manifest(
         method="avid",
         input=data.spec,
         regions=RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell),
         scoring={
-            "frame_score": "max over pixels of min(residual / alpha, (1 - O) / (1 - zeta)); decision: score >= 1",
+            "frame_score": "max over pixels of residual / alpha inside the regions with O <= zeta; decision: score >= 1 (mask not empty)",
             "residual_kernel": config.residual_kernel,
+            "residual": "newest channel, predicted by I from the older two" if config.predict_newest else "all channels",
         },
         training={**data.summary, "config": asdict(config), "selected_epoch_inpainter": best_i["epoch"],
                   "selected_epoch_detector": best_d["epoch"], "collapse_events": monitor.events,
@@ -232,7 +237,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         manifest.set_threshold(name, threshold)
     manifest.validate()
     architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
-                    "residual_kernel": config.residual_kernel}
+                    "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest}
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
     save_checkpoint(out, manifest, architecture, {"inpainter": inpainter, "detector": detector}, history,
                     verification_inputs=verification)
@@ -247,9 +252,10 @@ def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels
     detector.eval()
     with torch.no_grad():
         val = torch.from_numpy(clean)
-        rec = float(torch.mean((inpainter(val) - val) ** 2))
+        hide = hide_newest if config.predict_newest else (lambda v: v)
+        rec = float(torch.mean((inpainter(hide(val)) - val) ** 2))
         noisy = val + config.gamma * torch.randn(val.shape, generator=generator)
-        real, fake = detector(val), detector(inpainter(noisy))
+        real, fake = detector(val), detector(inpainter(hide(noisy)))
         accuracy = float(((real > 0).float().mean() + (fake < 0).float().mean()) / 2)
         logits = detector(torch.from_numpy(pseudo)).numpy()
     try:
@@ -263,4 +269,4 @@ def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], mani
     inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"])
     inpainter.load_state_dict(state_dicts["inpainter"])
     detector.load_state_dict(state_dicts["detector"])
-    return AvidGraph(inpainter, detector, architecture["residual_kernel"]).eval()
+    return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False)).eval()
