@@ -198,3 +198,19 @@ def test_data_cli_generate_and_info(tmp_path):
                           capture_output=True, text=True)
     assert info.returncode == 2
     assert "nothing: no such data folder" in info.stderr and "Traceback" not in info.stderr
+
+
+def test_irmnist_builder_ground_truth(rng):
+    from occ.runtime.datasets.irmnist import CELL, build_irmnist
+
+    # digits whose pixels encode their label make the ground truth checkable cell by cell
+    labels = np.arange(200) % 10
+    images = np.repeat(labels[:, None, None], CELL * CELL, axis=1).reshape(200, CELL, CELL).astype(np.uint8) * 20
+    data = build_irmnist(images, labels, images, labels, n_train=6, n_test=10, grid=5, seed=1)
+    assert data.train.shape == (6, 5 * CELL, 5 * CELL)
+    cell_values = lambda grid_image: grid_image.reshape(5, CELL, 5, CELL)[:, 0, :, 0] // 20  # noqa: E731
+    assert all((cell_values(image) != 3).all() for image in data.train)  # no 3 in training
+    for image, truth in zip(data.test, data.test_cells):
+        np.testing.assert_array_equal(cell_values(image) == 3, truth)
+    assert data.test_labels.tolist() == [False, True] * 5
+    assert all(1 <= t.sum() <= 5 for t in data.test_cells[1::2])

@@ -101,9 +101,12 @@ def video_data(clips: list[Clip], config: AvidConfig, description: str) -> AvidD
 
 
 def image_data(images: np.ndarray, config: AvidConfig, description: str) -> AvidData:
-    """Single-channel images (IR-MNIST grids); ``val_fraction`` held out."""
-    spec = InputSpec(height=images.shape[1], width=images.shape[2], channels=1, temporal="none")
-    x = normalize(images.astype(np.float32)[:, None], spec)
+    """Single-channel images (IR-MNIST grids), resized to ``height``×``width`` by the reference
+    preprocessing; ``val_fraction`` held out."""
+    from occ.runtime.preprocess import resize_frame
+
+    spec = InputSpec(height=config.height, width=config.width, channels=1, temporal="none")
+    x = normalize(np.stack([resize_frame(image, spec) for image in images])[:, None], spec)
     order = np.random.default_rng(config.seed).permutation(len(x))
     n_val = max(1, int(config.val_fraction * len(x)))
     return AvidData(spec=spec, train=SampleStore(None, order[n_val:, None], x), val=SampleStore(None, order[:n_val, None], x),

@@ -1,0 +1,151 @@
+"""AVID accuracy benchmark: the synthetic walkway (pixel masks) and IR-MNIST (the paper's toy set).
+
+    python -m occ.benchmarks.avid_accuracy --mnist ../shared/data/mnist --out runs/bench_avid
+
+Each model is trained, exported and evaluated as an ONNX model through the runtime. Besides the
+deployed intersection, the same graph's outputs give the two components alone, to check the
+paper's claim that M beats |X − I(X)| and D each: the residual map alone, and D's region map
+(1 − O, upsampled to pixels) alone. IR-MNIST: detection EER (does the grid hold a 3; score = the
+frame score) and localization EER over all 11×11 cells (cell score = the largest intersection
+value inside the cell). Writes ``avid_accuracy.json`` and ``avid_accuracy.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from occ.runtime.detector import Detector
+from occ.runtime.metrics import equal_error_rate, frame_level, pixel_level_scores, roc_auc
+from occ.runtime.preprocess import preprocess_clip
+
+
+def component_maps(detector: Detector, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-pixel maps of the three detectors for a clip: intersection, residual, region."""
+    x = preprocess_clip(frames, detector.manifest.input)
+    cell = detector.manifest.regions.cell
+    out = {"intersection": [], "residual |X−I(X)|": [], "region map D": []}
+    for start in range(0, len(x), 32):
+        y = detector.backend.infer(
+            detector.prepare(x[start : start + 32]), ["intersection", "residual", "region_anomaly"])
+        out["intersection"].append(y["intersection"])
+        out["residual |X−I(X)|"].append(y["residual"])
+        out["region map D"].append(np.repeat(np.repeat(y["region_anomaly"], cell, axis=1), cell, axis=2))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def walkway(workdir: Path, epochs: int, seed: int) -> dict:
+    import cv2
+
+    from occ.export.onnx_export import export_onnx
+    from occ.runtime.datasets.spec import load_video_data
+    from occ.runtime.evaluate import report, score_clips
+    from occ.train.train_avid import AvidConfig, train_avid, video_data
+
+    video = load_video_data("walkway")
+    config = AvidConfig(epochs=epochs, seed=seed)
+    started = time.monotonic()
+    train_avid(video_data(video.train, config, video.description), config, workdir / "walkway_avid.pt", Console(file=io.StringIO()))
+    seconds = time.monotonic() - started
+    detector = Detector.open(str(export_onnx(workdir / "walkway_avid.pt").path))
+    deployed = report(score_clips(detector, video.test))
+    components = {}
+    per_clip = {}
+    for clip in video.test:
+        maps = component_maps(detector, clip.frames)
+        size = maps["intersection"].shape[1:]
+        masks = np.stack([cv2.resize(m.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0 for m in clip.masks])
+        for name, values in maps.items():
+            entry = per_clip.setdefault(name, {"labels": [], "scores": [], "pl": [], "ps": []})
+            entry["labels"].append(clip.labels)
+            entry["scores"].append(values.reshape(len(values), -1).max(axis=1))
+            labels, scores = pixel_level_scores(values, masks)
+            entry["pl"].append(labels)
+            entry["ps"].append(scores)
+    for name, entry in per_clip.items():
+        frame = frame_level(entry["labels"], entry["scores"])
+        pl, ps = np.concatenate(entry["pl"]), np.concatenate(entry["ps"])
+        components[name] = {"micro_auc": frame.micro_auc, "macro_auc": frame.macro_auc, "eer": frame.eer,
+                            "pixel_auc": roc_auc(pl, ps), "pixel_eer": equal_error_rate(pl, ps)[0]}
+    return {"train_seconds": round(seconds, 1), "deployed": deployed, "components": components}
+
+
+def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, seed: int) -> dict:
+    from occ.export.onnx_export import export_onnx
+    from occ.runtime.datasets import load_mnist
+    from occ.runtime.datasets.irmnist import build_irmnist
+    from occ.train.train_avid import AvidConfig, image_data, train_avid
+
+    train_x, train_y = load_mnist(folder, "train")
+    test_x, test_y = load_mnist(folder, "test")
+    data = build_irmnist(train_x, train_y, test_x, test_y, n_train=n_train, n_test=n_test, seed=seed)
+    # 176 = 11 × 16: with depth 4 every detector cell is exactly one digit cell
+    config = AvidConfig(height=176, width=176, depth=4, base_width=16, epochs=epochs, batch_size=16, seed=seed)
+    started = time.monotonic()
+    train_avid(image_data(data.train, config, f"IR-MNIST {n_train} grids"), config, workdir / "irmnist_avid.pt", Console(file=io.StringIO()))
+    seconds = time.monotonic() - started
+    detector = Detector.open(str(export_onnx(workdir / "irmnist_avid.pt").path))
+    results = detector.process_clip(data.test, batch_frames=32)
+    image_scores = np.array([r.score for r in results])
+    grid, cell = data.grid, config.height // data.grid
+    cell_scores = np.stack([r.pixel_map.reshape(grid, cell, grid, cell).max(axis=(1, 3)) for r in results])
+    return {
+        "train_seconds": round(seconds, 1), "train_grids": n_train, "test_grids": n_test,
+        "detection_eer": equal_error_rate(data.test_labels, image_scores)[0],
+        "detection_auc": roc_auc(data.test_labels, image_scores),
+        "localization_eer": equal_error_rate(data.test_cells.ravel(), cell_scores.ravel())[0],
+        "localization_auc": roc_auc(data.test_cells.ravel(), cell_scores.ravel()),
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [f"AVID accuracy ({result['machine']}, {result['date']})", ""]
+    if "walkway" in result:
+        w = result["walkway"]
+        raw = w["deployed"]["frame_level"]["raw"]
+        lines += ["| synthetic walkway | micro AUC | macro AUC | EER | pixel AUC | pixel EER |", "|---|---|---|---|---|---|",
+                  f"| deployed (intersection M, runtime) | {raw['micro_auc']:.3f} | {raw['macro_auc']:.3f} | {raw['eer']:.1%} | "
+                  f"{w['deployed']['pixel_level']['auc']:.3f} | {w['deployed']['pixel_level']['eer']:.1%} |"]
+        for name, c in w["components"].items():
+            lines.append(f"| {name} alone | {c['micro_auc']:.3f} | {c['macro_auc']:.3f} | {c['eer']:.1%} | {c['pixel_auc']:.3f} | {c['pixel_eer']:.1%} |")
+        lines.append("")
+    if "irmnist" in result:
+        r = result["irmnist"]
+        lines += ["| IR-MNIST | detection EER | localization EER | detection AUC | localization AUC |", "|---|---|---|---|---|",
+                  f"| {r['train_grids']} training grids, {r['test_grids']} test grids | {r['detection_eer']:.1%} | "
+                  f"{r['localization_eer']:.1%} | {r['detection_auc']:.3f} | {r['localization_auc']:.3f} |"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist", help="folder with the MNIST IDX files (optional: IR-MNIST part)")
+    parser.add_argument("--irmnist-train", type=int, default=5000, help="IR-MNIST training grids (paper: 5000)")
+    parser.add_argument("--irmnist-test", type=int, default=1000, help="IR-MNIST test grids (paper: 1000)")
+    parser.add_argument("--irmnist-epochs", type=int, default=5)
+    parser.add_argument("--walkway-epochs", type=int, default=10)
+    parser.add_argument("--no-walkway", action="store_true")
+    parser.add_argument("--out", default="runs/bench_avid")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    workdir = Path(args.out)
+    workdir.mkdir(parents=True, exist_ok=True)
+    result = {"machine": f"{platform.machine()} CPU, {len(__import__('os').sched_getaffinity(0))} cores", "date": time.strftime("%Y-%m-%d")}
+    if not args.no_walkway:
+        result["walkway"] = walkway(workdir, args.walkway_epochs, args.seed)
+        print(markdown(result), flush=True)
+    if args.mnist:
+        result["irmnist"] = irmnist(args.mnist, workdir, args.irmnist_epochs, args.irmnist_train, args.irmnist_test, args.seed)
+    (workdir / "avid_accuracy.json").write_text(json.dumps(result, indent=2))
+    (workdir / "avid_accuracy.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

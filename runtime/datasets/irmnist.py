@@ -1,0 +1,58 @@
+"""IR-MNIST (AVID paper, Sec. 4.1): 11×11 grids of 28×28 MNIST digits; the digit 3 is the irregularity.
+
+Training grids never contain a 3 (digits from the MNIST training split). Test grids use the
+MNIST test split; so that image-level detection is measurable, half of them contain no 3 and the
+other half one to five 3s at random cells (with uniformly drawn digits nearly every grid would
+hold a 3: 0.9^121 ≈ 3·10⁻⁶). Ground truth is per cell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .common import DatasetError
+
+CELL = 28
+
+
+@dataclass
+class IrMnist:
+    train: np.ndarray  # (N, 11·28, 11·28) uint8
+    test: np.ndarray  # (M, 11·28, 11·28) uint8
+    test_cells: np.ndarray  # (M, 11, 11) bool: the cell holds the irregular digit
+    grid: int = 11
+
+    @property
+    def test_labels(self) -> np.ndarray:
+        return self.test_cells.reshape(len(self.test_cells), -1).any(axis=1)
+
+
+def _tile(digits: np.ndarray, grid: int) -> np.ndarray:
+    return digits.reshape(grid, grid, CELL, CELL).transpose(0, 2, 1, 3).reshape(grid * CELL, grid * CELL)
+
+
+def build_irmnist(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
+                  n_train: int = 5000, n_test: int = 1000, grid: int = 11, irregular_digit: int = 3,
+                  max_irregular: int = 5, seed: int = 0) -> IrMnist:
+    """Build the grids from MNIST arrays (``(N, 28, 28)`` uint8 images and their labels)."""
+    if train_images.shape[1:] != (CELL, CELL) or test_images.shape[1:] != (CELL, CELL):
+        raise DatasetError(f"IR-MNIST needs 28x28 digits, got {train_images.shape[1:]} and {test_images.shape[1:]}")
+    rng = np.random.default_rng(seed)
+    cells = grid * grid
+    normal_train = np.nonzero(train_labels != irregular_digit)[0]
+    normal_test = np.nonzero(test_labels != irregular_digit)[0]
+    irregular_test = np.nonzero(test_labels == irregular_digit)[0]
+    if len(irregular_test) == 0:
+        raise DatasetError(f"the MNIST test split holds no digit {irregular_digit}")
+    train = np.stack([_tile(train_images[rng.choice(normal_train, cells)], grid) for _ in range(n_train)])
+    test = np.empty((n_test, grid * CELL, grid * CELL), np.uint8)
+    truth = np.zeros((n_test, grid, grid), bool)
+    for i in range(n_test):
+        chosen = test_images[rng.choice(normal_test, cells)]
+        if i % 2 == 1:
+            where = rng.choice(cells, int(rng.integers(1, max_irregular + 1)), replace=False)
+            chosen[where] = test_images[rng.choice(irregular_test, len(where))]
+            truth[i].flat[where] = True
+        test[i] = _tile(chosen, grid)
+    return IrMnist(train=train, test=test, test_cells=truth, grid=grid)
