@@ -1,0 +1,83 @@
+"""NVRTC compilation of the preprocessing kernels, cached per architecture.
+
+Compilation needs no GPU (tests compile every kernel for Jetson Orin, sm_87, and desktop GPUs,
+sm_80 to sm_90); loading a module and launching needs one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .cuda import CudaError, bindings, check
+
+KERNEL_DIR = Path(__file__).with_name("kernels")
+KERNELS = {
+    "gray_resize.cu": ("gray_resize_u8",),
+    "temporal_average.cu": ("temporal_average",),
+    "gather_channels.cu": ("gather_channels_f32", "gather_channels_f16"),
+    "extract_patches.cu": ("extract_patches_f32", "extract_patches_f16"),
+    "nv12_luma.cu": ("nv12_luma",),
+}
+OPTIONS = (b"--std=c++17", b"-default-device")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("OCC_KERNEL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "occ", "kernels")
+    return Path(root)
+
+
+def compile_source(name: str, arch: str) -> bytes:
+    """CUBIN of one kernel file for ``arch`` (e.g. ``sm_87``), from the cache when present."""
+    if name not in KERNELS:
+        raise ValueError(f"unknown kernel file {name!r}; known: {sorted(KERNELS)}")
+    source = (KERNEL_DIR / name).read_bytes()
+    _, nvrtc = bindings()
+    version = check(nvrtc.nvrtcVersion(), "nvrtcVersion")
+    key = hashlib.sha256(source + b"\0".join(OPTIONS) + str(version).encode() + arch.encode()).hexdigest()[:24]
+    cached = cache_dir() / f"{Path(name).stem}-{arch}-{key}.cubin"
+    if cached.is_file():
+        return cached.read_bytes()
+    program = check(nvrtc.nvrtcCreateProgram(source, name.encode(), 0, [], []), "nvrtcCreateProgram")
+    try:
+        options = [*OPTIONS, f"--gpu-architecture={arch}".encode()]
+        status = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        if status[0] != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            size = check(nvrtc.nvrtcGetProgramLogSize(program), "nvrtcGetProgramLogSize")
+            log = b" " * size
+            check(nvrtc.nvrtcGetProgramLog(program, log), "nvrtcGetProgramLog")
+            raise CudaError(f"NVRTC could not compile {name} for {arch}: {log.decode(errors='replace').strip()[:500]}")
+        size = check(nvrtc.nvrtcGetCUBINSize(program), "nvrtcGetCUBINSize")
+        cubin = b" " * size
+        check(nvrtc.nvrtcGetCUBIN(program, cubin), "nvrtcGetCUBIN")
+    finally:
+        check(nvrtc.nvrtcDestroyProgram(program), "nvrtcDestroyProgram")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(cubin)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # a read-only cache only costs a recompilation next time
+    return cubin
+
+
+class KernelModule:
+    """The kernels of one ``.cu`` file loaded into the current context (needs a GPU)."""
+
+    def __init__(self, name: str, arch: str):
+        driver, _ = bindings()
+        self.name = name
+        self.module = check(driver.cuModuleLoadData(compile_source(name, arch)), f"cuModuleLoadData({name})")
+        self.functions = {fn: check(driver.cuModuleGetFunction(self.module, fn.encode()), f"cuModuleGetFunction({fn})")
+                          for fn in KERNELS[name]}
+
+    def launch(self, function: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: tuple, types: tuple, stream) -> None:
+        """Launch on ``stream``; ``types`` holds a ctypes type per argument, None for pointers."""
+        driver, _ = bindings()
+        check(driver.cuLaunchKernel(self.functions[function], *grid, *block, 0, stream.handle, (args, types), 0),
+              f"cuLaunchKernel({function})")
+
+
+def ceil_div(a: int, b: int) -> int:
+    return (a + b - 1) // b
