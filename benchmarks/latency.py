@@ -64,8 +64,15 @@ def available_backends(model_path: str, checkpoint_path: str | None) -> tuple[li
     import onnxruntime
 
     names, skipped = ["ort-cpu"], []
+    half = fp16_sibling(model_path)
+    if half:
+        names.append("ort-cpu-fp16")
+    else:
+        skipped.append({"backend": "ort-cpu-fp16", "reason": "no <name>.fp16.onnx beside the model (occ-export --fp16)"})
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         names.append("ort-cuda")
+        if half:
+            names.append("ort-cuda-fp16")
     else:
         skipped.append({"backend": "ort-cuda", "reason": "onnxruntime has no CUDAExecutionProvider here"})
     skipped.append({"backend": "tensorrt", "reason": "TensorRT backend not part of this build (see README)"})
@@ -85,6 +92,15 @@ def available_backends(model_path: str, checkpoint_path: str | None) -> tuple[li
     return names, skipped
 
 
+def fp16_sibling(model_path: str) -> str | None:
+    """``<name>.fp16.onnx`` beside an FP32 model, if export wrote one."""
+    from pathlib import Path
+
+    path = Path(model_path)
+    sibling = path.with_name(path.stem + ".fp16.onnx")
+    return str(sibling) if path.suffix == ".onnx" and sibling.is_file() else None
+
+
 def open_backend(name: str, model_path: str, checkpoint_path: str | None) -> Backend:
     if name.startswith("torch"):
         from .torch_backend import TorchBackend
@@ -96,6 +112,13 @@ def open_backend(name: str, model_path: str, checkpoint_path: str | None) -> Bac
         if name == "torch-fp16-cuda":
             return TorchBackend(checkpoint_path, precision="fp16", device="cuda")
         raise BackendError(f"unknown backend {name!r}")
+    if name.endswith("-fp16"):
+        half = fp16_sibling(model_path)
+        if half is None:
+            raise BackendError(f"{model_path}: {name} needs <name>.fp16.onnx beside it (occ-export --fp16)")
+        backend = create_backend(name[: -len("-fp16")], half)
+        backend.name = name
+        return backend
     return create_backend(name, model_path)
 
 

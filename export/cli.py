@@ -20,6 +20,7 @@ def export_command(
     with_reconstruction: Annotated[bool, typer.Option(help="ALOCC: also output R(X).")] = False,
     data: Annotated[Optional[str], typer.Option(help="Verify on this data spec instead of the samples stored in the checkpoint.")] = None,
     tolerance: Annotated[float, typer.Option(help="Maximum |score difference| between PyTorch and ONNX Runtime.")] = 1e-4,
+    fp16: Annotated[bool, typer.Option(help="Also write <name>.fp16.onnx (FP16 bodies, FP32 islands), verified against FP32.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Export a checkpoint to one ONNX graph, verify it against PyTorch on real samples, write it atomically."""
@@ -27,10 +28,11 @@ def export_command(
     from occ.runtime.manifest import ManifestError
     from occ.train.common import CheckpointError
 
-    from .onnx_export import ExportError, export_onnx
+    from .onnx_export import ExportError, export_fp16, export_onnx
 
     try:
         result = export_onnx(checkpoint, out, opset, with_d_of_x, with_reconstruction, data, tolerance)
+        half = export_fp16(result.path, checkpoint_path=checkpoint) if fp16 else None
     except ExportError as exc:
         for line in exc.report:
             err_console.print(line, highlight=False, markup=False)
@@ -40,11 +42,19 @@ def export_command(
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2)
     if json_out:
-        print(json.dumps({"path": str(result.path), "report": result.report, "manifest": result.manifest.to_dict()}, indent=2))
+        payload = {"path": str(result.path), "report": result.report, "manifest": result.manifest.to_dict()}
+        if half:
+            payload["fp16"] = {"path": str(half.path), "report": half.report}
+        print(json.dumps(payload, indent=2))
         return
     for line in result.report:
         console.print(line, highlight=False, markup=False)
     console.print(f"wrote {result.path} ({result.manifest.method}, opset {opset}, manifest embedded)")
+    if half:
+        for line in half.report:
+            console.print(line, highlight=False, markup=False)
+        console.print(f"wrote {half.path} (FP16 with FP32 islands: {half.manifest.export['fp16_nodes']} FP16 nodes, "
+                      f"{half.manifest.export['fp32_nodes']} FP32)")
 
 
 def main() -> None:

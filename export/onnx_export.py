@@ -20,7 +20,7 @@ import torch
 from occ.runtime.manifest import METADATA_KEY, Manifest, now_iso, write_atomic
 from occ.train.common import Checkpoint, load_checkpoint
 
-from .verify import DecisionComparison, OutputComparison, compare_decisions, compare_outputs, mask_iou
+from .verify import DecisionComparison, OutputComparison, compare_decisions, compare_output, compare_outputs, mask_iou
 
 DEFAULT_OPSET = 17
 SCORE_TOLERANCE = 1e-4
@@ -232,4 +232,63 @@ def export_onnx(
     if not all(outputs) or not all(decisions):
         raise ExportError(f"{checkpoint.path}: ONNX Runtime disagrees with PyTorch; nothing written", result.report)
     write_atomic(out, model_bytes)
+    return result
+
+
+FP16_AGREEMENT = 0.995
+
+
+def export_fp16(fp32_path: str | Path, out: str | Path | None = None, samples: np.ndarray | None = None,
+                checkpoint_path: str | Path | None = None) -> ExportResult:
+    """Write ``<name>.fp16.onnx`` (FP16 bodies, FP32 islands; see :mod:`export.fp16`) and verify it.
+
+    Verification runs both ONNX files with ONNX Runtime on the checkpoint's validation samples
+    and requires ≥ 99.5 % identical decisions (frames and, for AVID, mask pixels); the score
+    error is reported. Fails with :class:`ExportError` and writes nothing otherwise.
+    """
+    from occ.runtime.manifest import manifest_from_metadata
+
+    from .fp16 import precision_summary, to_mixed_fp16
+
+    fp32_path = Path(fp32_path)
+    out = Path(out) if out else fp32_path.with_name(fp32_path.stem + ".fp16.onnx")
+    model = onnx.load(str(fp32_path))
+    manifest = manifest_from_metadata({p.key: p.value for p in model.metadata_props}, str(fp32_path))
+    mixed = to_mixed_fp16(model)
+    manifest.export = {**manifest.export, "precision": "fp16", "fp32_model": fp32_path.name,
+                       "fp32_islands": "residual, thresholds, reductions, logits, sigmoids, comparisons",
+                       **precision_summary(mixed)}
+    for entry in mixed.metadata_props:
+        if entry.key == METADATA_KEY:
+            entry.value = manifest.to_json()
+    onnx.checker.check_model(mixed, full_check=True)
+    mixed_bytes = mixed.SerializeToString()
+    if samples is None:
+        checkpoint = load_checkpoint(checkpoint_path or fp32_path.with_suffix(".pt"))
+        samples = verification_samples(checkpoint)
+    outputs = [o.name for o in model.graph.output]
+    if manifest.method == "alocc":
+        feed = {"patches": np.ascontiguousarray(samples.reshape(-1, *samples.shape[2:]))}
+    else:
+        feed = {"frames": np.ascontiguousarray(samples)}
+    reference = _run_ort(model.SerializeToString(), feed, outputs)
+    candidate = _run_ort(mixed_bytes, feed, outputs)
+    comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]
+    if manifest.method == "alocc":
+        from occ.runtime.scoring import fused_location_scores
+
+        shape = samples.shape[:2]
+        terms = [k for k in outputs if reference[k].ndim == 1]
+        ref = fused_location_scores({k: reference[k].reshape(shape) for k in terms}, manifest.scoring)
+        cand = fused_location_scores({k: candidate[k].reshape(shape) for k in terms}, manifest.scoring)
+        tau = manifest.threshold("tau")
+        decisions = [compare_decisions("patch decisions at tau", ref > tau, cand > tau, FP16_AGREEMENT)]
+    else:
+        decisions = [compare_decisions("frame decisions", reference["decision"], candidate["decision"], FP16_AGREEMENT),
+                     compare_decisions("mask pixels", reference["mask"], candidate["mask"], FP16_AGREEMENT)]
+    result = ExportResult(path=out, manifest=manifest, outputs=comparisons, decisions=decisions,
+                          extra={"mask IoU": round(mask_iou(reference["mask"], candidate["mask"]), 6)} if "mask" in reference else {})
+    if not all(decisions):
+        raise ExportError(f"{fp32_path}: the FP16 graph disagrees with FP32 beyond budget; nothing written", result.report)
+    write_atomic(out, mixed_bytes)
     return result

@@ -84,3 +84,33 @@ def test_runtime_refuses_models_without_manifest(alocc_onnx, tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(BackendError, match="cannot load"):
         OrtBackend(str(tmp_path / "junk.onnx")).activate()
+
+
+def test_fp16_export_keeps_fp32_islands_and_agrees(alocc_checkpoint, avid_checkpoint, tiny_walkway, tmp_path):
+    from onnx import TensorProto
+
+    from occ.export.fp16 import _SHAPE_OPS, FP16_OPS
+    from occ.export.onnx_export import export_fp16
+    from occ.runtime.detector import Detector
+
+    for checkpoint in (alocc_checkpoint, avid_checkpoint):
+        fp32 = export_onnx(checkpoint, tmp_path / f"{checkpoint.stem}.onnx").path
+        result = export_fp16(fp32, checkpoint_path=checkpoint)
+        assert result.path.name == f"{checkpoint.stem}.fp16.onnx" and all(result.decisions)
+        model = onnx.load(str(result.path))
+        onnx.checker.check_model(model, full_check=True)
+        # inputs and outputs keep FP32 (callers do not change); the bodies hold FP16 weights
+        assert all(v.type.tensor_type.elem_type in (TensorProto.FLOAT, TensorProto.BOOL) for v in [*model.graph.input, *model.graph.output])
+        assert any(init.data_type == TensorProto.FLOAT16 for init in model.graph.initializer)
+        # every compute op outside the convolutional bodies reads FP32: no FP16 tensor enters an
+        # island (reshapes only move FP16 data along)
+        half = {o for n in model.graph.node if n.op_type in FP16_OPS | _SHAPE_OPS for o in n.output}
+        for node in model.graph.node:
+            if node.op_type not in FP16_OPS | _SHAPE_OPS | {"Cast"}:
+                assert not half.intersection(node.input), f"{node.op_type} reads FP16"
+        assert result.manifest.export["precision"] == "fp16"
+        # the runtime runs it and decides like the FP32 model on real frames
+        a = Detector.open(str(fp32)).process_clip(tiny_walkway.test[0].frames)
+        b = Detector.open(str(result.path)).process_clip(tiny_walkway.test[0].frames)
+        agreement = np.mean([x.decision == y.decision for x, y in zip(a, b)])
+        assert agreement >= 0.95

@@ -1,0 +1,114 @@
+"""FP16-typed ONNX with FP32 islands (``<name>.fp16.onnx``), for TensorRT 11 and ONNX Runtime CUDA.
+
+TensorRT 11 builds strongly typed networks only (no FP16 builder flag), so the precision lives in
+the graph. The network bodies (convolutions, batch norm, activations, pooling, concatenation,
+resizing) run in FP16; everything after them stays FP32: the |X − I(X)| residual and its
+threshold, the reductions, the logits and sigmoids, the comparisons. Graph inputs and outputs
+keep their FP32 types, so callers and manifests do not change.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# Ops that run in FP16: the convolutional bodies of R, D, I and the FCN.
+FP16_OPS = frozenset({"Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "MaxPool", "Concat", "Tanh"})
+# Ops whose numerics never depend on the float type (they pass values through).
+_SHAPE_OPS = frozenset({"Shape", "Gather", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Constant"})
+
+
+def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` with FP16 bodies and FP32 islands, Cast nodes at every boundary."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    half_nodes = {id(node) for node in graph.node if node.op_type in FP16_OPS}
+    # which tensors are FP16: outputs of FP16 nodes, and FP16 nodes' weights
+    half_tensors: set[str] = set()
+    for node in graph.node:
+        if id(node) in half_nodes:
+            half_tensors.update(node.output)
+    for name, init in initializers.items():
+        users = consumers.get(name, [])
+        if init.data_type == TensorProto.FLOAT and users and all(id(u) in half_nodes for u in users):
+            array = numpy_helper.to_array(init).astype(np.float16)
+            init.CopyFrom(numpy_helper.from_array(array, name))
+            half_tensors.add(name)
+    new_nodes: list[onnx.NodeProto] = []
+    casts: dict[tuple[str, int], str] = {}
+
+    def cast(name: str, to: int) -> str:
+        key = (name, to)
+        if key not in casts:
+            casts[key] = f"{name}__to_{'fp16' if to == TensorProto.FLOAT16 else 'fp32'}"
+            new_nodes.append(helper.make_node("Cast", [name], [casts[key]], to=to, name=casts[key]))
+        return casts[key]
+
+    for node in graph.node:
+        wants_half = id(node) in half_nodes
+        for i, name in enumerate(node.input):
+            if not name or name in initializers and (name in half_tensors) == wants_half:
+                continue
+            if node.op_type in _SHAPE_OPS and i > 0:
+                continue  # shape/index operands keep their integer types
+            is_half = name in half_tensors
+            if wants_half and not is_half and _is_float(name, graph, initializers):
+                node.input[i] = cast(name, TensorProto.FLOAT16)
+            elif not wants_half and is_half and node.op_type not in _SHAPE_OPS:
+                node.input[i] = cast(name, TensorProto.FLOAT)
+        if node.op_type in _SHAPE_OPS and node.input and node.input[0] in half_tensors:
+            half_tensors.update(node.output)  # a reshape of FP16 data is FP16 data
+        new_nodes.append(node)
+    outputs = {o.name for o in graph.output}
+    for name in sorted(outputs & half_tensors):
+        fp32 = cast(name, TensorProto.FLOAT)
+        for node in new_nodes:  # rename the producer's output so the graph output keeps its name
+            for j, out in enumerate(node.output):
+                if out == name:
+                    node.output[j] = f"{name}__fp16"
+            for j, inp in enumerate(node.input):
+                if inp == name:
+                    node.input[j] = f"{name}__fp16"
+        for node in new_nodes:
+            if node.name == fp32:
+                node.output[0] = name
+    del graph.node[:]
+    graph.node.extend(_topological(new_nodes, {i.name for i in graph.input} | set(initializers)))
+    del graph.value_info[:]
+    return model
+
+
+def _is_float(name: str, graph: onnx.GraphProto, initializers: dict) -> bool:
+    if name in initializers:
+        return initializers[name].data_type == TensorProto.FLOAT
+    for value in graph.input:
+        if value.name == name:
+            return value.type.tensor_type.elem_type == TensorProto.FLOAT
+    return True  # intermediate float tensors of these graphs
+
+
+def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
+    ready, ordered, pending = set(available), [], list(nodes)
+    while pending:
+        progressed = False
+        for node in list(pending):
+            if all(not name or name in ready for name in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+                pending.remove(node)
+                progressed = True
+        if not progressed:
+            raise ValueError(f"graph has a cycle or a missing input near {pending[0].name or pending[0].op_type}")
+    return ordered
+
+
+def precision_summary(model: onnx.ModelProto) -> dict[str, int]:
+    """How many compute nodes run in FP16 and FP32 (Cast and shape nodes not counted)."""
+    half = sum(1 for n in model.graph.node if n.op_type in FP16_OPS)
+    other = sum(1 for n in model.graph.node if n.op_type not in FP16_OPS | _SHAPE_OPS | {"Cast"})
+    return {"fp16_nodes": half, "fp32_nodes": other}
