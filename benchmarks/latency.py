@@ -75,7 +75,16 @@ def available_backends(model_path: str, checkpoint_path: str | None) -> tuple[li
             names.append("ort-cuda-fp16")
     else:
         skipped.append({"backend": "ort-cuda", "reason": "onnxruntime has no CUDAExecutionProvider here"})
-    skipped.append({"backend": "tensorrt", "reason": "TensorRT backend not part of this build (see README)"})
+    import importlib.util
+    from pathlib import Path
+
+    engine = Path(model_path).with_suffix(".engine")
+    if importlib.util.find_spec("tensorrt") is None:
+        skipped.append({"backend": "tensorrt", "reason": "TensorRT is not installed here"})
+    elif not engine.is_file():
+        skipped.append({"backend": "tensorrt", "reason": f"no {engine.name} beside the model (occ-export --engine)"})
+    else:
+        names.append("tensorrt")
     try:
         import torch
     except ImportError:
@@ -112,6 +121,10 @@ def open_backend(name: str, model_path: str, checkpoint_path: str | None) -> Bac
         if name == "torch-fp16-cuda":
             return TorchBackend(checkpoint_path, precision="fp16", device="cuda")
         raise BackendError(f"unknown backend {name!r}")
+    if name == "tensorrt":
+        from pathlib import Path
+
+        return create_backend("tensorrt", str(Path(model_path).with_suffix(".engine")))
     if name.endswith("-fp16"):
         half = fp16_sibling(model_path)
         if half is None:

@@ -21,6 +21,12 @@ def export_command(
     data: Annotated[Optional[str], typer.Option(help="Verify on this data spec instead of the samples stored in the checkpoint.")] = None,
     tolerance: Annotated[float, typer.Option(help="Maximum |score difference| between PyTorch and ONNX Runtime.")] = 1e-4,
     fp16: Annotated[bool, typer.Option(help="Also write <name>.fp16.onnx (FP16 bodies, FP32 islands), verified against FP32.")] = False,
+    engine: Annotated[bool, typer.Option(help="Also build an FP16 TensorRT engine <name>.engine (+ .engine.json); needs TensorRT.", rich_help_panel="TensorRT")] = False,
+    batch: Annotated[str, typer.Option(help="Engine batch profile MIN,OPT,MAX (frames for AVID, patches for ALOCC).", rich_help_panel="TensorRT")] = "1,8,32",
+    workspace_mb: Annotated[int, typer.Option(help="Builder workspace limit, MiB.", rich_help_panel="TensorRT")] = 1024,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file (read and updated).", rich_help_panel="TensorRT")] = None,
+    dla_core: Annotated[Optional[int], typer.Option(help="Jetson DLA core, with GPU fallback.", rich_help_panel="TensorRT")] = None,
+    version_compatible: Annotated[bool, typer.Option(help="Version-compatible engine.", rich_help_panel="TensorRT")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Export a checkpoint to one ONNX graph, verify it against PyTorch on real samples, write it atomically."""
@@ -32,7 +38,24 @@ def export_command(
 
     try:
         result = export_onnx(checkpoint, out, opset, with_d_of_x, with_reconstruction, data, tolerance)
-        half = export_fp16(result.path, checkpoint_path=checkpoint) if fp16 else None
+        half = export_fp16(result.path, checkpoint_path=checkpoint) if (fp16 or engine) else None
+        if engine:
+            from occ.runtime.backends.tensorrt_build import BuildOptions, EngineBuildError, build_engine
+
+            try:
+                sizes = tuple(int(v) for v in batch.split(","))
+                if len(sizes) != 3 or not 0 < sizes[0] <= sizes[1] <= sizes[2]:
+                    raise ValueError
+            except ValueError:
+                err_console.print(f"[red]error:[/red] --batch must be MIN,OPT,MAX with 0 < MIN <= OPT <= MAX, got {batch!r}")
+                raise typer.Exit(2)
+            try:
+                engine_path = build_engine(result.path, options=BuildOptions(sizes, workspace_mb, str(timing_cache) if timing_cache else None,
+                                                                             dla_core, version_compatible))
+                console.print(f"wrote {engine_path} and {engine_path}.json")
+            except EngineBuildError as exc:
+                err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+                raise typer.Exit(2)
     except ExportError as exc:
         for line in exc.report:
             err_console.print(line, highlight=False, markup=False)

@@ -116,3 +116,39 @@ def test_fp16_export_keeps_fp32_islands_and_agrees(alocc_checkpoint, avid_checkp
         b = Detector.open(str(result.path)).process_clip(tiny_walkway.test[0].frames)
         agreement = np.mean([x.decision == y.decision for x, y in zip(a, b)])
         assert agreement >= 0.95
+
+
+def test_engine_compatibility_rules_and_missing_tensorrt(alocc_onnx, tmp_path):
+    from occ.runtime.backends.tensorrt import TensorRTBackend
+    from occ.runtime.backends.tensorrt_build import EngineBuildError, build_engine, compatibility_problem
+
+    sidecar = {"tensorrt_version": "10.3.0", "gpu": {"name": "Orin", "compute_capability": "sm_87"},
+               "version_compatible": False, "rebuild": "occ-export m.onnx --engine --batch 1,8,32"}
+    assert compatibility_problem(sidecar, "10.3.1", {"name": "Orin", "compute_capability": "sm_87"}) is None
+    problem = compatibility_problem(sidecar, "10.7.0", {"name": "Orin", "compute_capability": "sm_87"})
+    assert "TensorRT 10.3.0" in problem and "occ-export m.onnx --engine" in problem
+    assert "sm_90" in compatibility_problem(sidecar, "10.3.0", {"name": "H100", "compute_capability": "sm_90"})
+    assert compatibility_problem({**sidecar, "version_compatible": True}, "10.7.0", None) is None
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(EngineBuildError, match="TensorRT is not installed"):
+            build_engine(alocc_onnx, tmp_path / "m.engine")
+        with pytest.raises(BackendError, match="TensorRT is not installed"):
+            TensorRTBackend(str(tmp_path / "m.engine")).activate()
+        assert not (tmp_path / "m.engine").exists()
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is None, reason="TensorRT is not installed here")
+def test_tensorrt_engine_agrees_with_onnx_runtime(alocc_checkpoint, tmp_path):  # pragma: no cover - needs TensorRT + GPU
+    from occ.export.onnx_export import export_fp16
+    from occ.runtime.backends.tensorrt_build import BuildOptions, build_engine
+    from occ.runtime.detector import Detector
+
+    fp32 = export_onnx(alocc_checkpoint, tmp_path / "m.onnx").path
+    export_fp16(fp32, checkpoint_path=alocc_checkpoint)
+    engine = build_engine(fp32, options=BuildOptions(batch=(1, 64, 256)))
+    frames = np.random.default_rng(0).integers(0, 256, (20, 48, 72), dtype=np.uint8)
+    a = Detector.open(str(fp32)).process_clip(frames)
+    b = Detector.open(str(engine), backend="tensorrt").process_clip(frames)
+    assert np.mean([x.decision == y.decision for x, y in zip(a, b)]) >= 0.995

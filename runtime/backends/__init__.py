@@ -6,15 +6,20 @@ Optional backends are imported where used; a missing one raises with the install
 from .base import Backend, BackendError
 from .ort import OrtBackend
 
-BACKENDS = ("ort-cpu", "ort-cuda")
+BACKENDS = ("ort-cpu", "ort-cuda", "tensorrt")
 
 
 def create_backend(name: str, model_path: str) -> Backend:
-    """Backend by name: ``ort-cpu`` (ONNX Runtime, CPU) or ``ort-cuda`` (onnxruntime-gpu)."""
+    """Backend by name: ``ort-cpu`` (ONNX Runtime, CPU), ``ort-cuda`` (onnxruntime-gpu) or
+    ``tensorrt`` (a ``.engine`` with its ``.engine.json`` sidecar)."""
     if name == "ort-cpu":
         return OrtBackend(model_path, providers=("CPUExecutionProvider",))
     if name == "ort-cuda":
         return OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda")
+    if name == "tensorrt":
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend(model_path)
     raise BackendError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
 
 
