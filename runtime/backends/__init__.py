@@ -15,7 +15,7 @@ def create_backend(name: str, model_path: str) -> Backend:
     if name == "ort-cpu":
         return OrtBackend(model_path, providers=("CPUExecutionProvider",))
     if name == "ort-cuda":
-        return OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda")
+        return OrtBackend(model_path, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), name="ort-cuda")
     if name == "tensorrt":
         from .tensorrt import TensorRTBackend
 
