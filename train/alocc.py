@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .init import dcgan_init
+
 PAPER_WIDTHS = (64, 128, 256, 512)
 
 
@@ -156,22 +158,11 @@ class AloccScorer(nn.Module):
         return tuple(outputs)
 
 
-def _init_weights(module: nn.Module) -> None:
-    """DCGAN initialisation: N(0, 0.02) convolutions, N(1, 0.02) batch-norm scales."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
 def create_alocc(in_channels: int, patch_size: int, base_width: int = 64, depth: int = 4) -> tuple[AloccReconstructor, AloccDiscriminator]:
     """Build R and D with matching geometry and DCGAN initialisation."""
     reconstructor = AloccReconstructor(in_channels, patch_size, base_width, depth)
     discriminator = AloccDiscriminator(in_channels, patch_size, base_width, depth)
-    reconstructor.apply(_init_weights)
-    discriminator.apply(_init_weights)
+    reconstructor.apply(dcgan_init)
+    discriminator.apply(dcgan_init)
     return reconstructor, discriminator
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .init import dcgan_init
+
 
 class DoubleConv(nn.Sequential):
     """Two 3×3 convolutions, each with batch norm and ReLU (the U-Net block)."""
@@ -156,24 +158,14 @@ def hide_newest(frames: torch.Tensor) -> torch.Tensor:
     return torch.cat([frames[:, :-1], torch.zeros_like(frames[:, -1:])], dim=1)
 
 
-def _init_weights(module: nn.Module) -> None:
-    """N(0, 0.02) for the inpainter's convolutions, N(1, 0.02) for batch-norm scales.
-
-    The detector keeps PyTorch's default (Kaiming-uniform) initialisation: with N(0, 0.02) through
-    its six layers the logits start near zero with vanishing gradients, and plain SGD at the paper's
-    learning rate never moves D off 2·ln 2 (seen on the walkway).
-    """
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
 def create_avid(in_channels: int, base_width: int = 32, depth: int = 3, detector_width: int | None = None) -> tuple[AvidInpainter, AvidDetector]:
+    """Build I (DCGAN initialisation) and D.
+
+    D keeps PyTorch's default (Kaiming-uniform) initialisation: with N(0, 0.02) through its six
+    layers the logits start near zero with vanishing gradients, and plain SGD at the paper's
+    learning rate never moved D off 2·ln 2 (seen on the walkway).
+    """
     inpainter = AvidInpainter(in_channels, base_width, depth)
     detector = AvidDetector(in_channels, detector_width or base_width, depth)
-    inpainter.apply(_init_weights)
+    inpainter.apply(dcgan_init)
     return inpainter, detector
