@@ -237,9 +237,10 @@ def run_command(
 @app.command("eval")
 def eval_command(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx); the exported graph is what gets evaluated.")],
-    data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder or 'walkway[:opts]'.")],
+    data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder, 'walkway[:opts]', or 'mnist:FOLDER' (paper protocol).")],
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     roc: Annotated[Optional[Path], typer.Option(help="Write the frame-level ROC curve as a PNG here.")] = None,
+    digit: Annotated[Optional[int], typer.Option(help="MNIST: the target digit (default: the one the model was trained on).")] = None,
     smoothing: Annotated[int, typer.Option(help="Window (frames, odd) of the labelled smoothed variants.")] = 9,
     backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu or ort-cuda.")] = "ort-cpu",
 ) -> None:
@@ -249,6 +250,9 @@ def eval_command(
     from occ.runtime.evaluate import report, score_clips
 
     detector = _open_detector(model, backend)
+    if data.startswith("mnist:"):
+        _eval_mnist(detector, model, data.partition(":")[2], digit, json_path)
+        return
     try:
         video = load_video_data(data, splits=("test",))
     except DatasetError as exc:
@@ -270,6 +274,34 @@ def eval_command(
 
         write_roc_png(roc, np.concatenate([c.labels for c in clips]), np.concatenate([c.scores for c in clips]))
     _print_eval(result)
+
+
+def _eval_mnist(detector, model: Path, folder: str, digit: Optional[int], json_path: Optional[Path]) -> None:
+    import re
+
+    from occ.runtime.datasets import DatasetError, load_mnist
+    from occ.runtime.evaluate import mnist_protocol
+
+    if digit is None:
+        match = re.search(r"digit (\d)", detector.manifest.training.get("data", ""))
+        if not match:
+            fail(f"{model}: give --digit (the manifest does not say which digit it was trained on)")
+        digit = int(match.group(1))
+    try:
+        images, labels = load_mnist(folder, "test")
+    except DatasetError as exc:
+        fail(str(exc))
+    result = {"model": str(model), "data": f"MNIST test, target digit {digit}", **mnist_protocol(detector, images, labels, digit)}
+    if json_path:
+        from occ.runtime.manifest import write_atomic
+
+        write_atomic(json_path, json.dumps(result, indent=2).encode())
+    table = Table(title=f"{model}: MNIST one-class protocol, target digit {digit}, threshold from the manifest")
+    for column in ("outliers", "F1 (target positive)", "F1 (outliers positive)", "AUC", "images"):
+        table.add_column(column)
+    for fraction, row in result["by_outlier_fraction"].items():
+        table.add_row(fraction, f"{row['f1_target']:.3f}", f"{row['f1_outlier']:.3f}", f"{row['auc']:.3f}", str(row["images"]))
+    console.print(table)
 
 
 def _print_eval(result: dict) -> None:
@@ -410,14 +442,14 @@ def calibrate_command(
     data: Annotated[str, typer.Option(help="New normal data: a UCSD-layout folder (its Train clips), a video file, an image folder, or a live source (/dev/videoN, URL, GStreamer pipeline).")],
     minutes: Annotated[float, typer.Option(help="Live sources: minutes of footage to collect.")] = 5.0,
     false_alarm_rate: Annotated[float, typer.Option(help="Target false-alarm rate on this normal data.")] = 0.01,
-    backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu or ort-cuda.")] = "ort-cpu",
+    backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu, ort-cuda, or tensorrt for an .engine.")] = "ort-cpu",
 ) -> None:
     """Recompute thresholds (ALOCC tau; AVID alpha, zeta) on new normal data; old values go to the history."""
     import time
 
     import numpy as np
 
-    from occ.runtime.calibrate import calibrate, write_manifest_into_onnx
+    from occ.runtime.calibrate import calibrate, write_manifest
     from occ.runtime.datasets import Clip, DatasetError
     from occ.runtime.datasets.spec import load_video_data
     from occ.runtime.sources import is_live, open_source
@@ -444,7 +476,7 @@ def calibrate_command(
             clips = load_video_data(data, splits=("train",)).train
         manifest = calibrate(detector, clips, false_alarm_rate, f"{data} (normal, {sum(len(c) for c in clips)} frames)")
         detector.close()
-        write_manifest_into_onnx(model, manifest)
+        write_manifest(model, manifest)
     except (DatasetError, RuntimeError) as exc:
         fail(str(exc))
     for name, threshold in manifest.thresholds.items():

@@ -37,6 +37,21 @@ def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, da
     return manifest
 
 
+def write_manifest(model_path: str | Path, manifest: Manifest) -> Path:
+    """Store recalibrated thresholds with the model: in an engine's ``<name>.engine.json`` sidecar,
+    or inside an ONNX file (see :func:`write_manifest_into_onnx`)."""
+    import json
+
+    model_path = Path(model_path)
+    if model_path.suffix == ".engine":
+        sidecar = model_path.with_name(model_path.name + ".json")
+        data = json.loads(sidecar.read_text())
+        data["manifest"] = manifest.to_dict()
+        write_atomic(sidecar, json.dumps(data, indent=2).encode())
+        return sidecar
+    return write_manifest_into_onnx(model_path, manifest)
+
+
 def write_manifest_into_onnx(model_path: str | Path, manifest: Manifest) -> Path:
     """Replace the embedded manifest (and AVID's α/ζ defaults) of an ONNX file, atomically.
 

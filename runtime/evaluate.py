@@ -97,3 +97,24 @@ def _safe_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
         return roc_auc(labels, scores)
     except MetricError:
         return None
+
+
+def mnist_protocol(detector: Detector, images: np.ndarray, labels: np.ndarray, digit: int,
+                   fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5), seed: int = 0) -> dict[str, Any]:
+    """The ALOCC paper's MNIST protocol on an exported model: the target digit's test images plus
+    other digits drawn to make up ``fraction`` of the set; F1 with the target class positive (the
+    paper's convention) and with the outliers positive, at the stored threshold, and AUC."""
+    results = detector.process_clip(images, batch_frames=512)
+    scores = np.array([r.score for r in results])
+    decisions = np.array([r.decision for r in results])
+    rng = np.random.default_rng(seed)
+    inliers, pool = np.nonzero(labels == digit)[0], np.nonzero(labels != digit)[0]
+    rows = {}
+    for fraction in fractions:
+        n_out = int(round(len(inliers) * fraction / (1 - fraction)))
+        chosen = np.r_[inliers, rng.choice(pool, n_out, replace=False)]
+        outlier = np.r_[np.zeros(len(inliers), bool), np.ones(n_out, bool)]
+        rows[f"{fraction:.0%}"] = {"f1_target": f1_score(~outlier, ~decisions[chosen]),
+                                   "f1_outlier": f1_score(outlier, decisions[chosen]),
+                                   "auc": roc_auc(outlier, scores[chosen]), "images": int(len(chosen))}
+    return {"digit": digit, "by_outlier_fraction": rows}
