@@ -362,7 +362,7 @@ def train_avid_command(
 def demo_command(
     workdir: Annotated[Path, typer.Option(help="Folder for the data, checkpoints, models and reports.")] = Path("runs/demo"),
     alocc_epochs: Annotated[int, typer.Option(help="ALOCC training epochs.")] = 4,
-    avid_epochs: Annotated[int, typer.Option(help="AVID training epochs.")] = 8,
+    avid_epochs: Annotated[int, typer.Option(help="AVID training epochs.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the data and of training.")] = 0,
 ) -> None:
     """The main job on built-in data: walkway → train ALOCC and AVID → export → run → evaluate."""
