@@ -118,7 +118,7 @@ def _print_summary(title: str, rows: list[dict], json_out: bool) -> None:
 
 
 # ---- train --------------------------------------------------------------------------------------
-train_app = typer.Typer(help="Train a detector on normal data (needs occ[train]).", no_args_is_help=True)
+train_app = typer.Typer(help="Train a detector on normal data (needs the train extra: pip install occ\\[train]).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 _GEOMETRY = "Geometry"
