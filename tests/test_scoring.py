@@ -1,0 +1,58 @@
+"""Scoring components on synthetic cases built to need them."""
+import numpy as np
+
+from occ.runtime.metrics import roc_auc
+from occ.runtime.scoring import calibrate_avid_thresholds, fused_location_scores, location_stats, reduce_frame
+
+
+def test_fusion_puts_outputs_on_one_scale(rng):
+    # Two graph outputs: the discriminator term is informative but lives on a scale 100× smaller
+    # than the reconstruction term, which here is pure noise. A raw sum drowns the signal.
+    frames, locations = 2000, 6
+    labels = np.r_[np.zeros(frames // 2, bool), np.ones(frames // 2, bool)]
+    d_term = rng.normal(0, 0.01, (frames, locations))
+    d_term[labels, 2] += 0.05
+    r_term = rng.normal(0, 1.0, (frames, locations))
+    stats = {"score": location_stats(d_term[~labels][:500]), "reconstruction_error": location_stats(r_term[~labels][:500])}
+    outputs = {"score": d_term, "reconstruction_error": r_term}
+    raw = reduce_frame(fused_location_scores(outputs, {"terms": {"score": 1.0, "reconstruction_error": 1.0}}))
+    fused = reduce_frame(fused_location_scores(outputs, {"terms": {"score": 1.0, "reconstruction_error": 1.0},
+                                                         "location_stats": stats}))
+    assert roc_auc(labels, raw) < 0.6
+    assert roc_auc(labels, fused) > 0.8
+
+
+def test_avid_thresholds_hit_the_false_alarm_rate_and_gate_half_the_regions(rng):
+    cell = 4
+    regions = rng.uniform(0, 1, (4000, 3, 5))
+    residual = rng.gamma(2.0, 0.05, (4000, 12, 20)).astype(np.float32)
+    thresholds = calibrate_avid_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
+    alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
+    assert abs((1 - zeta) - 0.5) < 0.02  # the gate passes the half of regions D is least sure of
+    up = np.repeat(np.repeat(regions[2000:], cell, axis=1), cell, axis=2)
+    fired = (np.where(up >= 1 - zeta, residual[2000:], 0) >= alpha).reshape(2000, -1).any(axis=1)
+    assert abs(fired.mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)
+    assert thresholds["alpha"].target_false_alarm_rate == 0.05 and thresholds["alpha"].n_samples == 2000
+
+
+def test_synthetic_irregularities_label_only_changed_cells(rng):
+    from occ.train.irregularities import IrregularityMaker, SampleStore
+
+    # a static scene (every frame equal) with one moving bright square in clip 0
+    sequence = np.full((12, 16, 16), -0.5, np.float32)
+    for t in range(12):
+        sequence[t, 4:8, t : t + 4] = 0.8
+    store = SampleStore([sequence], np.array([(0, t) for t in range(12)]))
+    maker = IrregularityMaker(store, cell=4, probability=1.0, max_regions=2, rng=rng)
+    rows = np.arange(6, 12)
+    clean = store.inputs(rows)
+    pseudo, labels = maker(rows, clean)
+    assert labels.shape == (6, 4, 4) and set(np.unique(labels)) <= {0.0, 1.0}
+    change = np.abs(pseudo - clean).mean(axis=1).reshape(6, 4, 4, 4, 4).mean(axis=(2, 4))
+    np.testing.assert_array_equal(labels == 0, change >= maker.min_change)
+    # on a static background, a 'reverse' or 'fast' region changes nothing and stays normal
+    static = SampleStore([np.full((12, 16, 16), 0.1, np.float32)], np.array([(0, t) for t in range(12)]))
+    static_maker = IrregularityMaker(static, cell=4, probability=1.0, max_regions=2, rng=rng)
+    static_maker.kinds = ("reverse", "fast")
+    _, static_labels = static_maker(rows, static.inputs(rows))
+    assert static_labels.min() == 1.0
