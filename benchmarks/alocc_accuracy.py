@@ -13,7 +13,6 @@ Writes ``alocc_accuracy.json`` and ``alocc_accuracy.md``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import time
@@ -36,7 +35,7 @@ def mnist_digit(folder: str, digit: int, config: AloccConfig, workdir: Path, see
 
     train_x, train_y = load_mnist(folder, "train")
     test_x, test_y = load_mnist(folder, "test")
-    quiet = Console(file=io.StringIO())
+    quiet = Console(stderr=True)
     checkpoint_path = workdir / f"mnist_{digit}.pt"
     started = time.monotonic()
     manifest = train_alocc(image_data(train_x[train_y == digit], config, f"MNIST digit {digit}"), config, checkpoint_path, quiet)
@@ -95,7 +94,7 @@ def walkway(config: AloccConfig, workdir: Path) -> dict:
 
     video = load_video_data("walkway")
     started = time.monotonic()
-    train_alocc(video_data(video.train, config, video.description), config, workdir / "walkway_alocc.pt", Console(file=io.StringIO()))
+    train_alocc(video_data(video.train, config, video.description), config, workdir / "walkway_alocc.pt", Console(stderr=True))
     seconds = time.monotonic() - started
     onnx_path = export_onnx(workdir / "walkway_alocc.pt").path
     metrics = report(score_clips(Detector.open(str(onnx_path)), video.test))

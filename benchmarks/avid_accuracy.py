@@ -12,7 +12,6 @@ value inside the cell). Writes ``avid_accuracy.json`` and ``avid_accuracy.md``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import time
@@ -51,7 +50,7 @@ def walkway(workdir: Path, epochs: int, seed: int) -> dict:
     video = load_video_data("walkway")
     config = AvidConfig(epochs=epochs, seed=seed)
     started = time.monotonic()
-    train_avid(video_data(video.train, config, video.description), config, workdir / "walkway_avid.pt", Console(file=io.StringIO()))
+    train_avid(video_data(video.train, config, video.description), config, workdir / "walkway_avid.pt", Console(stderr=True))
     seconds = time.monotonic() - started
     detector = Detector.open(str(export_onnx(workdir / "walkway_avid.pt").path))
     deployed = report(score_clips(detector, video.test))
@@ -88,7 +87,7 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
     # 176 = 11 × 16: with depth 4 every detector cell is exactly one digit cell
     config = AvidConfig(height=176, width=176, depth=4, base_width=16, epochs=epochs, batch_size=16, seed=seed)
     started = time.monotonic()
-    train_avid(image_data(data.train, config, f"IR-MNIST {n_train} grids"), config, workdir / "irmnist_avid.pt", Console(file=io.StringIO()))
+    train_avid(image_data(data.train, config, f"IR-MNIST {n_train} grids"), config, workdir / "irmnist_avid.pt", Console(stderr=True))
     seconds = time.monotonic() - started
     detector = Detector.open(str(export_onnx(workdir / "irmnist_avid.pt").path))
     results = detector.process_clip(data.test, batch_frames=32)

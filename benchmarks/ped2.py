@@ -15,7 +15,6 @@ Writes ``ped2_<method>.json`` and ``ped2_<method>.md``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import time
@@ -78,7 +77,7 @@ def train(method: str, data: str, size: str, workdir: Path, seed: int) -> tuple[
     from occ.runtime.datasets.spec import load_video_data
 
     video = load_video_data(data, splits=("train",))
-    quiet = Console(file=io.StringIO())
+    quiet = Console(stderr=True)
     started = time.monotonic()
     checkpoint = workdir / f"ped2_{method}.pt"
     if method == "alocc":
