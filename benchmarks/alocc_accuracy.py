@@ -35,10 +35,10 @@ def mnist_digit(folder: str, digit: int, config: AloccConfig, workdir: Path, see
 
     train_x, train_y = load_mnist(folder, "train")
     test_x, test_y = load_mnist(folder, "test")
-    quiet = Console(stderr=True)
+    console = Console(stderr=True)
     checkpoint_path = workdir / f"mnist_{digit}.pt"
     started = time.monotonic()
-    manifest = train_alocc(image_data(train_x[train_y == digit], config, f"MNIST digit {digit}"), config, checkpoint_path, quiet)
+    manifest = train_alocc(image_data(train_x[train_y == digit], config, f"MNIST digit {digit}"), config, checkpoint_path, console)
     seconds = time.monotonic() - started
     checkpoint = load_checkpoint(checkpoint_path)
     scorer = build_scorer(checkpoint.architecture, checkpoint.state_dicts)

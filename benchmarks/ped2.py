@@ -77,19 +77,19 @@ def train(method: str, data: str, size: str, workdir: Path, seed: int) -> tuple[
     from occ.runtime.datasets.spec import load_video_data
 
     video = load_video_data(data, splits=("train",))
-    quiet = Console(stderr=True)
+    console = Console(stderr=True)
     started = time.monotonic()
     checkpoint = workdir / f"ped2_{method}.pt"
     if method == "alocc":
         from occ.train.train_alocc import AloccConfig, train_alocc, video_data
 
         config = AloccConfig(seed=seed, **SIZES[size]["alocc"])
-        train_alocc(video_data(video.train, config, video.description), config, checkpoint, quiet)
+        train_alocc(video_data(video.train, config, video.description), config, checkpoint, console)
     else:
         from occ.train.train_avid import AvidConfig, train_avid, video_data
 
         config = AvidConfig(seed=seed, **SIZES[size]["avid"])
-        train_avid(video_data(video.train, config, video.description), config, checkpoint, quiet)
+        train_avid(video_data(video.train, config, video.description), config, checkpoint, console)
     seconds = time.monotonic() - started
     return export_onnx(checkpoint).path, seconds
 
