@@ -47,7 +47,7 @@ class AvidConfig:
     momentum: float = 0.5
     gamma: float = 0.4
     lam: float = 0.4
-    residual_kernel: int = 3
+    residual_kernel: int | None = None  # None: odd size near 0.13 × height (see residual_kernel_for)
     val_fraction: float = 0.2
     max_train_frames: int | None = 4000
     false_alarm_rate: float = 0.01
@@ -120,6 +120,17 @@ def graph_maps(graph: AvidGraph, frames: np.ndarray) -> tuple[np.ndarray, np.nda
     return (np.concatenate([r[0].numpy() for r in results]), np.concatenate([r[1].numpy() for r in results]))
 
 
+def residual_kernel_for(height: int) -> int:
+    """Window of the residual average: an odd size near 0.13 × the input height.
+
+    Chosen on the dev splits (docs/accuracy.md): per-pixel residuals are noise, objects are
+    about a tenth of the frame high; 9 px at 64×96 (walkway) and 17 px at 128×192 (Ped2) gave
+    the best frame-level results of the sizes tried (3 to 17).
+    """
+    size = max(3, int(round(0.13 * height)))
+    return size if size % 2 else size + 1
+
+
 def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Console | None = None) -> Manifest:
     """Train I and D, calibrate α and ζ on held-out normal frames, write the checkpoint.
 
@@ -129,6 +140,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     console = console or Console()
     if config.predict_newest and data.spec.temporal != "avid_triplet":
         config = replace(config, predict_newest=False)  # single images have no newest frame to predict
+    if config.residual_kernel is None:
+        config = replace(config, residual_kernel=residual_kernel_for(data.spec.height))
     cell = 2**config.depth
     if data.spec.height % cell or data.spec.width % cell:
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
