@@ -8,7 +8,7 @@ temporal smoothing and with per-video min–max normalization, each labelled. Fo
 scoring ablations (plain D(R(X)), scene-aware, fused with the reconstruction error) are computed
 from the same exported graph, since scoring is pure runtime functions over its outputs.
 
-Sizes: ``--size cpu`` (default) 120×180 ALOCC frames / 128×192 AVID frames and a few epochs,
+Sizes: ``--size cpu`` (default) 120×180 ALOCC frames with 32-px patches / 128×192 AVID frames and a few epochs,
 minutes on 2 cores; ``--size gpu`` full 240×360 (AVID 240×352) with more epochs, for a GPU.
 Writes ``ped2_<method>.json`` and ``ped2_<method>.md``.
 """
@@ -28,7 +28,7 @@ from occ.runtime.detector import Detector
 from occ.runtime.evaluate import report, score_clips
 
 SIZES = {
-    "cpu": {"alocc": dict(height=120, width=180, patch_size=24, stride=12, epochs=5),
+    "cpu": {"alocc": dict(height=120, width=180, patch_size=32, stride=16, epochs=5),
             "avid": dict(height=128, width=192, epochs=6)},
     "gpu": {"alocc": dict(height=240, width=360, patch_size=30, stride=15, epochs=15, base_width=64, depth=3),
             "avid": dict(height=240, width=352, epochs=20, base_width=32)},
