@@ -14,15 +14,17 @@ from .manifest import Threshold, now_iso
 STD_FLOOR_FRACTION = 0.25
 
 
-def location_stats(normal_scores: np.ndarray) -> dict[str, list[float]]:
+def location_stats(normal_scores: np.ndarray, absolute_floor: float = 0.0) -> dict[str, list[float]]:
     """Per-location mean and standard deviation of normal scores, ``(frames, locations)`` in.
 
-    The standard deviation is floored at a fraction of the median over locations.
+    The standard deviation is floored at a fraction of the median over locations, and at
+    ``absolute_floor`` (in the scores' own unit): a term whose normal outputs barely vary (an
+    undertrained discriminator) would otherwise turn meaningless wobbles into huge z-scores.
     """
     normal_scores = np.asarray(normal_scores, dtype=np.float64)
     mean = normal_scores.mean(axis=0)
     std = normal_scores.std(axis=0)
-    floor = STD_FLOOR_FRACTION * float(np.median(std)) + 1e-6
+    floor = max(STD_FLOOR_FRACTION * float(np.median(std)) + 1e-6, absolute_floor)
     return {"mean": mean.tolist(), "std": np.maximum(std, floor).tolist()}
 
 

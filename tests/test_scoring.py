@@ -56,3 +56,13 @@ def test_synthetic_irregularities_label_only_changed_cells(rng):
     static_maker.kinds = ("reverse", "fast")
     _, static_labels = static_maker(rows, static.inputs(rows))
     assert static_labels.min() == 1.0
+
+
+def test_absolute_floor_keeps_a_flat_term_from_dominating(rng):
+    flat = 0.3 + rng.normal(0, 1e-5, (500, 1))  # an undertrained D: outputs barely vary
+    assert location_stats(flat)["std"][0] < 1e-4
+    floored = location_stats(flat, absolute_floor=0.1)
+    assert floored["std"] == [0.1]
+    # a wobble of 1e-4 logits now moves the z-score by 1e-3, not by ~10
+    z = fused_location_scores({"score": np.array([[0.3001]])}, {"terms": {"score": 1.0}, "location_stats": {"score": floored}})
+    assert abs(float(z[0, 0])) < 0.01

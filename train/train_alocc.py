@@ -245,7 +245,9 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
         outputs = graph_outputs(scorer, stats_frames)
         if not config.scene_stats:
             outputs = {k: v.reshape(-1, 1) for k, v in outputs.items()}
-        stats = {name: location_stats(outputs[name]) for name in terms}
+        # 0.1 logits: below that D(R(X)) differences mean nothing (trained D's vary by 0.1–0.6)
+        floors = {"score": 0.1}
+        stats = {name: location_stats(outputs[name], floors.get(name, 0.0)) for name in terms}
         if not config.scene_stats:  # one global statistic, repeated for every location
             count = data.train_frames.shape[1]
             stats = {name: {k: [v[0]] * count for k, v in s.items()} for name, s in stats.items()}
