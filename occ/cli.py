@@ -424,7 +424,7 @@ def demo_command(
                                     f"{metrics['at_stored_threshold']['false_positive_rate']:.2f}",
             "train s": f"{train_seconds:.0f}",
         })
-        console.print(f"  per clip AUC: " + ", ".join(f"{c['clip']} {c['auc']:.3f}" for c in metrics["per_clip"]), highlight=False)
+        console.print("  per clip AUC: " + ", ".join(f"{c['clip']} {c['auc']:.3f}" for c in metrics["per_clip"]), highlight=False)
         console.print(f"  overlay video of {video.test[0].name}: {overlay_path}", highlight=False)
     table = Table(title=f"occ demo on the synthetic walkway (exported ONNX models, ONNX Runtime CPU), {time.monotonic() - started:.0f} s")
     for key in rows[0]:

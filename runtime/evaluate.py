@@ -1,7 +1,7 @@
 """Evaluate an exported model through the runtime on labelled clips."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

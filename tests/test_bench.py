@@ -3,7 +3,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from occ.benchmarks.latency import SCHEMA, STAGES, compare_runs, run_latency, summarize, validate

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from occ.train.alocc import AloccDiscriminator, AloccReconstructor, create_alocc
-from occ.train.avid import AvidDetector, AvidGraph, AvidInpainter, create_avid
+from occ.train.avid import AvidGraph, AvidInpainter, create_avid
 
 
 def n_params(module):

@@ -4,7 +4,6 @@ import sys
 import textwrap
 
 import numpy as np
-import pytest
 
 from occ.runtime.datasets.video import write_video
 from occ.runtime.detector import Detector

@@ -1,4 +1,3 @@
-import numpy as np
 import torch
 
 from occ.train.common import load_checkpoint
@@ -62,7 +61,6 @@ def test_avid_step_lowers_losses(avid_checkpoint):
     assert history[0]["val_reconstruction"] < 0.2  # per pixel, normalized units: I reconstructs
     from occ.train.avid import create_avid
     from occ.train.common import squared_error
-    from occ.train.train_avid import AvidConfig, video_data
 
     torch.manual_seed(0)
     inpainter, _ = create_avid(3, 4, 2)

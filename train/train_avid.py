@@ -25,7 +25,7 @@ from occ import __version__
 from occ.runtime.datasets.common import Clip
 from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
 from occ.runtime.scoring import calibrate_avid_thresholds
-from occ.runtime.preprocess import normalize, preprocess_clip
+from occ.runtime.preprocess import normalize
 
 from .avid import AvidGraph, create_avid, hide_newest
 from .irregularities import IrregularityMaker, SampleStore

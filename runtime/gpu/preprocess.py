@@ -20,7 +20,7 @@ import numpy as np
 from ..manifest import InputSpec, PatchSpec
 from ..preprocess import AVID_OFFSETS, PatchGrid, channel_means
 from .compile import KernelModule, ceil_div
-from .cuda import Context, DeviceBuffer, PinnedBuffer, Stream, device_pointer
+from .cuda import Context, DeviceBuffer, PinnedBuffer, Stream, bindings, check, device_pointer
 
 _I = ctypes.c_int
 _F = ctypes.c_float
@@ -107,10 +107,8 @@ class GpuPreprocessor:
             channels = [self.ring[max(self.frames - k, 0) % len(self.ring)].ptr for k in AVID_OFFSETS]
             difference = 0
         elif spec.temporal == "frame_diff":
-            # previous holds I(t-1) (or I(t) at a clip start): a copy-free ping-pong would save one pass
-            if first:
-                self.k_average.launch("temporal_average", *linear, (self.current.ptr, self.previous.ptr, self.previous.ptr, self.pixels, 1),
-                                      (None, None, None, _I, _I), self.stream)
+            if first:  # at a clip start I(t-1) := I(t)
+                self._copy(self.current, self.previous)
             channels = [self.current.ptr, self.previous.ptr, self.current.ptr]
             difference = 1
         else:
@@ -122,9 +120,7 @@ class GpuPreprocessor:
         self.k_gather.launch(kernel, *linear, (*channels, spec.channels, difference, mean, 1.0 / spec.norm_std, target, self.pixels),
                              (None, None, None, _I, _I, _F, _F, None, _I), self.stream)
         if spec.temporal == "frame_diff":
-            # keep I(t) for the next frame's difference
-            self.k_average.launch("temporal_average", *linear, (self.current.ptr, self.previous.ptr, self.ring_scratch.ptr, self.pixels, 0),
-                                  (None, None, None, _I, _I), self.stream)
+            self._copy(self.current, self.previous)  # I(t) becomes the next frame's I(t-1)
         self.frames += 1
         if self.grid is None:
             return target
@@ -137,16 +133,12 @@ class GpuPreprocessor:
                               (None, _I, _I, _I, None, None, _I, _I, _I, None), self.stream)
         return destination
 
-    @property
-    def ring_scratch(self) -> DeviceBuffer:
-        if not hasattr(self, "_scratch"):
-            self._scratch = DeviceBuffer(self.pixels * 4)
-        return self._scratch
+    def _copy(self, source: DeviceBuffer, destination: DeviceBuffer) -> None:
+        driver, _ = bindings()
+        check(driver.cuMemcpyDtoDAsync(destination.ptr, source.ptr, source.nbytes, self.stream.handle), "cuMemcpyDtoDAsync")
 
     def free(self) -> None:
         for buffer in [self.source, self.current, self.previous, self.output, *self.ring,
                        *( [self.tops, self.lefts, self.patch_output] if self.grid else [] )]:
             buffer.free()
-        if hasattr(self, "_scratch"):
-            self._scratch.free()
         self.staging.free()
