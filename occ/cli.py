@@ -199,7 +199,9 @@ def run_command(
     open_after: Annotated[int, typer.Option(help="Anomalous frames in a row that open an event.")] = 3,
     close_after: Annotated[int, typer.Option(help="Quiet frames in a row that close an event.")] = 5,
     metrics_port: Annotated[int, typer.Option(help="Serve /healthz and /metrics on this port (0: off).")] = 0,
-    backend: Annotated[str, typer.Option(help="Inference backend: ort-cpu or ort-cuda.")] = "ort-cpu",
+    backend: Annotated[str, typer.Option(help="ort-cpu (numpy preprocessing, ONNX Runtime CPU); ort-cuda or tensorrt "
+                                              "(.engine): the whole frame path on the GPU (CUDA preprocessing kernels, "
+                                              "model on device buffers).")] = "ort-cpu",
 ) -> None:
     """Run a model on a source: per-frame JSON lines, events, snapshots, overlays, /metrics. Stops on SIGTERM/SIGINT."""
     import signal
@@ -207,6 +209,7 @@ def run_command(
 
     from occ.runtime.backends import BackendError
     from occ.runtime.datasets import DatasetError
+    from occ.runtime.gpu.cuda import CudaError, GpuUnavailable
     from occ.runtime.manifest import ManifestError
     from occ.runtime.service import ConfigError, Service, ServiceConfig, setup_logging
 
@@ -228,7 +231,7 @@ def run_command(
         signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
         signal.signal(signal.SIGINT, lambda *_: service.request_stop())
         summary = service.run()
-    except (BackendError, ManifestError, DatasetError, ConfigError) as exc:
+    except (BackendError, ManifestError, DatasetError, ConfigError, GpuUnavailable, CudaError) as exc:
         fail(str(exc))
     err_console.print(f"{summary['frames']} frames, {summary['anomalous_frames']} anomalous, {summary['events']} events, "
                       f"{summary['dropped']} dropped, {summary['reconnects']} reconnects", highlight=False)

@@ -169,8 +169,19 @@ class AvidDetector(Detector):
             mask = outputs["mask"][i].astype(bool)
             results.append(FrameResult(index=0, score=float(outputs["score"][i]), decision=bool(mask.any()),
                                        location_scores=outputs["region_anomaly"][i], mask=mask, boxes=mask_boxes(mask),
-                                       pixel_map=outputs["intersection"][i]))
+                                       pixel_map=outputs["intersection"][i] if "intersection" in outputs else None))
         return results
+
+
+def open_stream_detector(model_path: str, backend: str = "ort-cpu"):
+    """The detector for one live stream: on ``ort-cuda`` and ``tensorrt`` the whole frame path runs
+    on the GPU (:class:`occ.runtime.gpu.pipeline.GpuStreamDetector`: preprocessing kernels, model
+    on device buffers); on ``ort-cpu`` the numpy reference and ONNX Runtime CPU."""
+    if backend in ("ort-cuda", "tensorrt"):
+        from .gpu.pipeline import GpuStreamDetector
+
+        return GpuStreamDetector(model_path, backend)
+    return Detector.open(model_path, backend)
 
 
 def mask_boxes(mask: np.ndarray, min_area: int = 1) -> list[list[int]]:

@@ -49,6 +49,21 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
     raise FrameError(f"frame shape {frame.shape} is not H×W, H×W×1, H×W×3 or H×W×4")
 
 
+def nv12_to_gray(buffer: np.ndarray, height: int, width: int, full_range: bool = False) -> np.ndarray:
+    """The luma plane of a packed NV12 buffer (``height * 3 / 2`` rows of ``width`` bytes) as uint8.
+
+    NV12 (what Jetson cameras deliver) is usually limited range (16..235); unless ``full_range``,
+    it is expanded to 0..255 and rounded, so it matches the luma of the same scene as BGR.
+    """
+    if buffer.dtype != np.uint8 or buffer.size != height * width * 3 // 2:
+        raise FrameError(f"an NV12 {height}x{width} frame is {height * width * 3 // 2} uint8 bytes, "
+                         f"got {buffer.size} of {buffer.dtype}")
+    luma = buffer.reshape(-1)[: height * width].reshape(height, width).astype(np.float32)
+    if full_range:
+        return luma.astype(np.uint8)
+    return np.clip(np.rint((luma - 16.0) * np.float32(255.0 / 219.0)), 0, 255).astype(np.uint8)
+
+
 def resize(image: np.ndarray, height: int, width: int, interpolation: str = "bilinear") -> np.ndarray:
     """Resize a float32 H×W image; a no-op when the size already matches."""
     if image.shape[:2] == (height, width):

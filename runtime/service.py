@@ -4,7 +4,7 @@ Example configuration (every key but ``model.path`` and ``source.spec`` has a de
 
     [model]
     path = "ped2.onnx"
-    backend = "ort-cpu"          # ort-cpu | ort-cuda
+    backend = "ort-cpu"          # ort-cpu | ort-cuda | tensorrt (the last two: whole frame path on the GPU)
 
     [thresholds]                 # optional overrides of the manifest's values
     # tau = 3.0                  # ALOCC
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .detector import AloccDetector, AvidDetector, Detector
+from .detector import open_stream_detector
 from .events import EpisodeTracker, EventLog, Metrics, MetricsServer, SnapshotStore
 from .overlay import OverlayWriter, render_overlay
 from .sources import LiveSource, open_source
@@ -149,10 +149,11 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.propagate = False
 
 
-def apply_thresholds(detector: Detector, thresholds: dict[str, float]) -> None:
-    if isinstance(detector, AloccDetector) and "tau" in thresholds:
+def apply_thresholds(detector, thresholds: dict[str, float]) -> None:
+    """Site overrides of the manifest's thresholds, on a CPU or GPU stream detector."""
+    if detector.manifest.method == "alocc" and "tau" in thresholds:
         detector.tau = thresholds["tau"]
-    if isinstance(detector, AvidDetector):
+    if detector.manifest.method == "avid":
         detector.set_thresholds(thresholds.get("alpha"), thresholds.get("zeta"))
 
 
@@ -172,7 +173,7 @@ class Service:
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
-        detector = Detector.open(cfg.model, cfg.backend)
+        detector = open_stream_detector(cfg.model, cfg.backend)
         apply_thresholds(detector, cfg.thresholds)
         live_options = {"buffer": cfg.buffer, "backoff": cfg.backoff, "max_backoff": cfg.max_backoff,
                         "give_up_after": cfg.give_up_after}

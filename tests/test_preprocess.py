@@ -81,3 +81,14 @@ def test_patch_grid_roi_and_paint():
     painted = grid.paint(np.arange(8, dtype=np.float32), 40, 40)
     assert np.isnan(painted[:20]).all()
     assert painted[35, 35] == 7
+
+
+def test_nv12_luma_expands_limited_range_by_hand_values():
+    from occ.runtime.preprocess import FrameError, nv12_to_gray
+
+    luma = np.array([[16, 235, 126, 0]], np.uint8)  # 126 → (126 − 16) · 255/219 = 128.08 → 128
+    buffer = np.concatenate([luma.ravel(), np.full(2, 128, np.uint8)])  # then one interleaved UV pair (unused)
+    assert nv12_to_gray(buffer, 1, 4).tolist() == [[0, 255, 128, 0]]
+    assert nv12_to_gray(buffer, 1, 4, full_range=True).tolist() == [[16, 235, 126, 0]]
+    with pytest.raises(FrameError, match="NV12 2x4 frame is 12 uint8 bytes"):
+        nv12_to_gray(buffer, 2, 4)

@@ -4,6 +4,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from occ.runtime.datasets.video import write_video
 from occ.runtime.detector import Detector
@@ -175,3 +176,64 @@ def test_eval_mnist_protocol_through_the_runtime(tmp_path, rng):
         assert 0.0 <= row["f1_target"] <= 1.0 and 0.0 <= row["f1_outlier"] <= 1.0 and 0.0 <= row["auc"] <= 1.0
     # (No accuracy assertion: with a 2-epoch model the D(R(X)) term ranks these outliers as *more*
     # normal, the inversion docs/accuracy.md records on MNIST; the accuracy work is open.)
+
+
+def test_ort_fixed_dimensions_make_the_batch_static_and_outputs_follow(avid_onnx):
+    from occ.runtime.backends import BackendError, OrtBackend
+    from occ.runtime.backends.ort import read_manifest
+
+    manifest = read_manifest(str(avid_onnx))
+    assert manifest.method == "avid"
+    spec = manifest.input
+    with OrtBackend(str(avid_onnx), fixed_dimensions={"batch": 3}) as backend:
+        shapes = backend.device_outputs({"frames": (3, spec.channels, spec.height, spec.width)})
+        assert shapes["score"] == ((3,), np.dtype(np.float32))
+        assert shapes["mask"][0] == (3, spec.height, spec.width)
+        frames = np.zeros((3, spec.channels, spec.height, spec.width), np.float32)
+        assert backend.infer({"frames": frames}, ["score"])["score"].shape == (3,)
+        with pytest.raises(Exception, match="(?i)dimension|shape"):
+            backend.infer({"frames": frames[:2]}, ["score"])  # the batch is now fixed at 3
+    with pytest.raises(BackendError, match="cannot load the model"):
+        read_manifest(__file__)
+
+
+def test_gpu_backend_without_a_gpu_is_one_line_naming_the_problem(avid_onnx, tmp_path, tiny_walkway):
+    from occ.runtime.gpu.cuda import Context, CudaError, GpuUnavailable
+
+    try:
+        Context()
+        pytest.skip("a CUDA device is present here: the GPU path runs instead (tests/test_gpu.py)")
+    except (GpuUnavailable, CudaError):
+        pass
+    from occ.runtime.datasets import write_ucsd_layout
+
+    clip = write_ucsd_layout(tiny_walkway, tmp_path / "walkway") / "Test" / "Test001"
+    run = subprocess.run([sys.executable, "-m", "occ", "run", str(avid_onnx), "--source", str(clip), "--backend", "ort-cuda",
+                          "--out", str(tmp_path / "frames.jsonl")], capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr and run.stderr.count("error:") == 1, run.stderr
+    assert "service started" not in run.stderr  # refused before the stream opens
+    assert "backend ort-cuda runs on an NVIDIA GPU" in run.stderr.strip().splitlines()[-1]
+
+
+def test_ort_device_binding_runs_in_place_and_alpha_zeta_are_bindable(avid_onnx):
+    """The IOBinding path the GPU pipeline uses, on the CPU provider (buffers given by address)."""
+    from occ.runtime.backends import OrtBackend
+
+    with OrtBackend(str(avid_onnx), fixed_dimensions={"batch": 2}) as backend:
+        spec = backend.manifest.input
+        frames = np.random.default_rng(0).normal(size=(2, spec.channels, spec.height, spec.width)).astype(np.float32)
+        alpha = np.array([backend.manifest.threshold("alpha")], np.float32)
+        zeta = np.array([backend.manifest.threshold("zeta")], np.float32)
+        shapes = backend.device_outputs({"frames": frames.shape})
+        outputs = {name: np.full(shape, 7, dtype) for name, (shape, dtype) in shapes.items()}
+        inputs = {"frames": frames, "alpha": alpha, "zeta": zeta}
+        backend.bind_device({k: (v.ctypes.data, v.shape, v.dtype) for k, v in inputs.items()},
+                            {k: (v.ctypes.data, v.shape, v.dtype) for k, v in outputs.items()}, None)
+        backend.run_device()
+        want = backend.infer(inputs)
+        for name in shapes:
+            np.testing.assert_array_equal(outputs[name], want[name])
+        alpha[0] = 1e6  # rewritten in place: the next run sees it without rebinding
+        backend.run_device()
+        assert not outputs["mask"].any()

@@ -59,6 +59,20 @@ class Backend:
             raise BackendError(f"{self.model_path}: no output(s) {missing}; the model gives {self.output_names}")
         return self._infer_impl(feed, wanted)
 
+    # Device-resident inference (GPU backends): inputs and outputs stay in device memory at fixed
+    # addresses, which CUDA graph capture needs. ``DeviceTensor`` = (pointer, shape, numpy dtype).
+    def device_outputs(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Shape and dtype of every output for these input shapes."""
+        raise BackendError(f"{self.model_path}: backend {self.name} has no device-resident path")
+
+    def bind_device(self, inputs: dict[str, tuple], outputs: dict[str, tuple], stream: Any) -> None:
+        """Fix the device buffers of every input and output (``{name: (pointer, shape, dtype)}``)."""
+        raise BackendError(f"{self.model_path}: backend {self.name} has no device-resident path")
+
+    def run_device(self) -> None:
+        """Run on the bound buffers; when it returns, outputs are complete or ordered on the bound stream."""
+        raise BackendError(f"{self.model_path}: backend {self.name} has no device-resident path")
+
     def _activate_impl(self) -> None:
         raise NotImplementedError
 

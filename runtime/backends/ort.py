@@ -17,16 +17,26 @@ class OrtBackend(Backend):
         providers: execution providers, in order of preference.
         threads: intra-op threads (None: ONNX Runtime's default).
         name: backend name used in reports.
+        cuda_graph: CUDA EP only: capture the graph on the first device-resident run, replay after.
+        device_id: CUDA EP only: which GPU.
+        user_stream: CUDA EP only: the CUDA stream (handle as int) ORT runs on.
+        fixed_dimensions: symbolic dimensions fixed for this session (``{"batch": 32}``): with every
+            shape static ORT folds the shape arithmetic into constants, so no node falls back to the
+            CPU, which CUDA graph capture requires.
     """
 
     def __init__(self, model_path: str, providers: tuple[str, ...] = ("CPUExecutionProvider",), threads: int | None = None,
-                 name: str = "ort-cpu", cuda_graph: bool = False, device_id: int = 0):
+                 name: str = "ort-cpu", cuda_graph: bool = False, device_id: int = 0, user_stream: int | None = None,
+                 fixed_dimensions: dict[str, int] | None = None):
         super().__init__(model_path)
         self.providers = providers
         self.threads = threads
         self.name = name
         self.cuda_graph = cuda_graph
         self.device_id = device_id
+        self.user_stream = user_stream
+        self.fixed_dimensions = dict(fixed_dimensions or {})
+        self.notes: list[str] = []  # what differed from the asked-for settings, for reports
         self.session = None
         self._binding = None
 
@@ -41,7 +51,10 @@ class OrtBackend(Backend):
             if provider == "CUDAExecutionProvider":
                 options = {"device_id": str(self.device_id), "cudnn_conv_algo_search": "EXHAUSTIVE", "prefer_nhwc": "1"}
                 if self.cuda_graph:
-                    options["enable_cuda_graph"] = "1"  # needs inputs bound at fixed addresses: see infer_device
+                    options["enable_cuda_graph"] = "1"  # needs inputs bound at fixed addresses: see bind_device
+                if self.user_stream is not None:  # run on the caller's stream, ordered after its preprocessing
+                    options["has_user_compute_stream"] = "1"
+                    options["user_compute_stream"] = str(int(self.user_stream))
                 out.append((provider, options))
             else:
                 out.append(provider)
@@ -60,14 +73,32 @@ class OrtBackend(Backend):
                 f"{path}: ONNX Runtime here lacks {missing} (has {available}); "
                 "for CUDA: pip uninstall onnxruntime && pip install 'occ[gpu]'"
             )
+        if "CUDAExecutionProvider" in self.providers and hasattr(ort, "preload_dlls"):
+            try:  # CUDA and cuDNN from pip's nvidia-* packages are found only once loaded (ORT ≥ 1.21)
+                ort.preload_dlls()
+            except Exception:  # noqa: BLE001 - system-wide CUDA libraries still work; the session says if not
+                pass
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
+        for dimension, value in self.fixed_dimensions.items():
+            options.add_free_dimension_override_by_name(dimension, int(value))
+        providers = self._provider_list()
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=self._provider_list())
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
-            raise BackendError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]})") from None
+            if "prefer_nhwc" not in str(exc):
+                raise BackendError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]})") from None
+            # an onnxruntime-gpu built without NHWC kernels: the option is a speed-up, not a requirement
+            self.notes.append("prefer_nhwc refused by this onnxruntime build; running NCHW")
+            for provider in providers:
+                if isinstance(provider, tuple):
+                    provider[1].pop("prefer_nhwc", None)
+            try:
+                self.session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+            except Exception as exc2:  # noqa: BLE001
+                raise BackendError(f"{path}: ONNX Runtime cannot load the model ({str(exc2).splitlines()[0][:200]})") from None
         try:
             self.manifest = manifest_from_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         except ManifestError:
@@ -85,22 +116,64 @@ class OrtBackend(Backend):
         values = self.session.run(outputs, feed)
         return dict(zip(outputs, values))
 
-    def infer_device(self, inputs: dict[str, tuple[object, tuple[int, ...], type]], outputs: list[str]) -> dict[str, np.ndarray]:
-        """Run on inputs already in GPU memory (IOBinding): ``{name: (pointer, shape, dtype)}``.
+    def device_outputs(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        # Symbolic dimensions (the dynamic batch) are resolved from the input shapes: running the
+        # session to find out would capture a CUDA graph on host buffers.
+        symbols: dict[str, int] = {}
+        for i in self.session.get_inputs():
+            for dim, value in zip(i.shape, input_shapes.get(i.name, ())):
+                if isinstance(dim, str):
+                    symbols[dim] = int(value)
+        result = {}
+        for o in self.session.get_outputs():
+            shape = []
+            for dim in o.shape:
+                if isinstance(dim, int):
+                    shape.append(dim)
+                elif dim in symbols:
+                    shape.append(symbols[dim])
+                else:
+                    raise BackendError(f"{self.model_path}: output {o.name} has a dimension {dim!r} no input fixes")
+            result[o.name] = (tuple(shape), np.dtype(ORT_TYPES[o.type]))
+        return result
 
-        The pointer may come from occ's buffers, pycuda, CuPy or PyTorch (see
-        :func:`occ.runtime.gpu.cuda.device_pointer`). The binding is made once and reused, which
-        CUDA graph capture requires (same addresses every run). Outputs are copied to the host.
-        """
+    def bind_device(self, inputs: dict[str, tuple], outputs: dict[str, tuple], stream=None) -> None:
+        """IOBinding on device buffers from occ, pycuda, CuPy or PyTorch (see
+        :func:`occ.runtime.gpu.cuda.device_pointer`), made once: CUDA graph replay needs the same
+        addresses every run. ``stream`` is informational here: the stream ORT runs on is fixed when
+        the session is made (``user_stream``)."""
         from ..gpu.cuda import device_pointer
 
-        if self.session is None:
-            raise BackendError(f"{self.model_path}: backend {self.name} is not active")
+        binding = self.session.io_binding()
+        # on the CPU provider "device" memory is host memory: the same path, testable without a GPU
+        device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        for name, (pointer, shape, dtype) in inputs.items():
+            binding.bind_input(name, device, self.device_id, np.dtype(dtype).type, list(shape), device_pointer(pointer))
+        for name, (pointer, shape, dtype) in outputs.items():
+            binding.bind_output(name, device, self.device_id, np.dtype(dtype).type, list(shape), device_pointer(pointer))
+        self._binding = binding
+
+    def run_device(self) -> None:
         if self._binding is None:
-            self._binding = self.session.io_binding()
-            for name, (pointer, shape, dtype) in inputs.items():
-                self._binding.bind_input(name, "cuda", self.device_id, dtype, list(shape), device_pointer(pointer))
-            for name in outputs:
-                self._binding.bind_output(name, "cuda", self.device_id)
+            raise BackendError(f"{self.model_path}: bind_device first")
         self.session.run_with_iobinding(self._binding)
-        return dict(zip(outputs, self._binding.copy_outputs_to_cpu()))
+        self._binding.synchronize_outputs()
+
+
+# ONNX Runtime's type strings → numpy
+ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(bool)": np.bool_,
+             "tensor(uint8)": np.uint8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+def read_manifest(model_path: str):
+    """The manifest embedded in an ONNX file, read through a light CPU session (no GPU touched)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for bad files
+        raise BackendError(f"{model_path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]})") from None
+    return manifest_from_metadata(session.get_modelmeta().custom_metadata_map, str(model_path))

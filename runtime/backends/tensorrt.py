@@ -107,3 +107,30 @@ class TensorRTBackend(Backend):
             self._buffers[name].download(results[name], self.stream)
         self.stream.synchronize()
         return {name: results[name] for name in outputs}
+
+    def device_outputs(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        trt = self._trt
+        for name in self.input_names:
+            if name in input_shapes:
+                self.context.set_input_shape(name, tuple(input_shapes[name]))
+        return {name: (tuple(self.context.get_tensor_shape(name)), np.dtype(trt.nptype(self.engine.get_tensor_dtype(name))))
+                for name in self.output_names}
+
+    def bind_device(self, inputs: dict[str, tuple], outputs: dict[str, tuple], stream) -> None:
+        """Tensor addresses set once; ``execute_async_v3`` then runs on the caller's ``stream``, so the
+        preprocessing before it and the copies after it need no host synchronization."""
+        from ..gpu.cuda import device_pointer
+
+        missing = sorted(set(self.input_names) - set(inputs))
+        if missing:
+            raise BackendError(f"{self.model_path}: the engine needs device buffers for inputs {missing}")
+        for name, (pointer, shape, _dtype) in inputs.items():
+            self.context.set_input_shape(name, tuple(shape))
+            self.context.set_tensor_address(name, device_pointer(pointer))
+        for name, (pointer, _shape, _dtype) in outputs.items():
+            self.context.set_tensor_address(name, device_pointer(pointer))
+        self._device_stream = stream
+
+    def run_device(self) -> None:
+        if not self.context.execute_async_v3(self._device_stream.ptr):
+            raise BackendError(f"{self.model_path}: execute_async_v3 failed")

@@ -13,11 +13,8 @@ from .cuda import CudaError, bindings, check
 
 KERNEL_DIR = Path(__file__).with_name("kernels")
 KERNELS = {
-    "gray_resize.cu": ("gray_resize_u8",),
-    "temporal_average.cu": ("temporal_average",),
-    "gather_channels.cu": ("gather_channels_f32", "gather_channels_f16"),
+    "preprocess_frames.cu": ("preprocess_frames_f32", "preprocess_frames_f16"),
     "extract_patches.cu": ("extract_patches_f32", "extract_patches_f16"),
-    "nv12_luma.cu": ("nv12_luma",),
 }
 OPTIONS = (b"--std=c++17", b"-default-device")
 
@@ -73,7 +70,7 @@ class KernelModule:
                           for fn in KERNELS[name]}
 
     def launch(self, function: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: tuple, types: tuple, stream) -> None:
-        """Launch on ``stream``; ``types`` holds a ctypes type per argument, None for pointers."""
+        """Launch on ``stream``; ``types`` holds a ctypes type per argument (``c_void_p`` for device pointers)."""
         driver, _ = bindings()
         check(driver.cuLaunchKernel(self.functions[function], *grid, *block, 0, stream.handle, (args, types), 0),
               f"cuLaunchKernel({function})")

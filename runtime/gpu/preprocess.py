@@ -1,15 +1,17 @@
-"""The preprocessing reference on the GPU: uint8 frame → network input, in device memory.
+"""The preprocessing reference on the GPU: uint8 frames → network input, in device memory.
 
-Per frame: upload (pinned host → device, or a device pointer from pycuda/CuPy/PyTorch) → luma and
-bilinear resize (``gray_resize.cu``) → temporal rule (``temporal_average.cu`` into a ring buffer of
-averaged frames for AVID) → normalized channels in FP32 or FP16 (``gather_channels.cu``) written
-straight into the engine's input buffer → for ALOCC, the patch batch (``extract_patches.cu``).
-NV12 frames (Jetson cameras) go through ``nv12_luma.cu`` first.
+One kernel launch per batch (``kernels/preprocess_frames.cu``) does what
+:class:`occ.runtime.preprocess.FramePreprocessor` does per frame: luma (gray, BGR, BGRA or the
+luma plane of NV12, what Jetson cameras deliver), bilinear resize, the temporal rule (for AVID a
+ring of averaged frames kept on the GPU), normalization to FP32 or FP16, written straight into the
+inference input buffer. For ALOCC a second launch (``kernels/extract_patches.cu``) cuts the patch
+batch. A batch is ``streams`` independent cameras advancing together, each with its own temporal
+state.
 
 Tolerance against the numpy reference: 1e-3 in 0..255 units before normalization (the kernel
-interpolates in float32 with the same half-pixel convention as OpenCV; the difference is float
-rounding order), i.e. about 1e-5 after normalization in FP32; FP16 outputs add half-precision
-rounding (relative 2⁻¹¹).
+interpolates in float32 with OpenCV's half-pixel convention; the difference is the order of float
+rounding), about 1e-5 after normalization in FP32; FP16 outputs add half-precision rounding
+(relative 2⁻¹¹, i.e. ≤ 5e-4 on values in −1..1).
 """
 from __future__ import annotations
 
@@ -22,123 +24,166 @@ from ..preprocess import AVID_OFFSETS, PatchGrid, channel_means
 from .compile import KernelModule, ceil_div
 from .cuda import Context, DeviceBuffer, PinnedBuffer, Stream, bindings, check, device_pointer
 
+_P = ctypes.c_void_p  # cuda-python packs device pointers given as ints only under this type
 _I = ctypes.c_int
+_L = ctypes.c_longlong
 _F = ctypes.c_float
+# name: (kernel code, bytes per pixel of the packed raw frame that the kernel reads)
+SOURCE_FORMATS = {"gray": (0, 1), "bgr": (1, 3), "bgra": (2, 4), "nv12": (3, 1), "nv12_full": (4, 1)}
+_TEMPORAL = {"none": 0, "avid_triplet": 1, "frame_diff": 2}
+_RING_SLOTS = max(AVID_OFFSETS) + 1
 
 
 class GpuPreprocessor:
-    """Streaming GPU form of :class:`occ.runtime.preprocess.FramePreprocessor`.
+    """Streaming GPU form of :class:`occ.runtime.preprocess.FramePreprocessor` for ``streams`` cameras.
 
     Args:
         spec: the manifest's input specification.
-        source_shape: raw frame ``(height, width, channels)`` (uint8; channels 1 or 3).
+        frame_size: raw frame ``(height, width)`` in pixels.
+        source_format: raw pixel layout, one of :data:`SOURCE_FORMATS` (``nv12``: limited range
+            luma expanded to 0..255; ``nv12_full``: taken as is).
         precision: ``fp32`` or ``fp16`` output.
         patches: ALOCC patch geometry (then :meth:`push` returns the patch batch).
+        streams: cameras per batch; :meth:`push` takes one frame of each.
         context: an existing :class:`Context` (one is created otherwise).
-        stream: the stream every copy and launch goes on (one is created otherwise).
+        stream: the CUDA stream every copy and launch goes on (one is created otherwise).
     """
 
-    def __init__(self, spec: InputSpec, source_shape: tuple[int, int, int], precision: str = "fp32",
-                 patches: PatchSpec | None = None, context: Context | None = None, stream: Stream | None = None):
+    def __init__(self, spec: InputSpec, frame_size: tuple[int, int], source_format: str = "bgr", precision: str = "fp32",
+                 patches: PatchSpec | None = None, streams: int = 1, context: Context | None = None,
+                 stream: Stream | None = None):
+        spec.validate()
         if precision not in ("fp32", "fp16"):
             raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
-        if len(source_shape) != 3 or source_shape[2] not in (1, 3):
-            raise ValueError(f"source frames must be (height, width, 1 or 3) uint8, got {source_shape}")
-        self.spec, self.source_shape, self.precision = spec, tuple(source_shape), precision
+        if source_format not in SOURCE_FORMATS:
+            raise ValueError(f"source_format must be one of {sorted(SOURCE_FORMATS)}, got {source_format!r}")
+        if spec.interpolation != "bilinear":
+            raise ValueError(f"the GPU preprocessing implements bilinear resizing only; the model asks for {spec.interpolation!r}")
+        if len(frame_size) != 2 or min(frame_size) < 2:
+            raise ValueError(f"frame_size must be (height, width) of at least 2x2 pixels, got {frame_size}")
+        if streams < 1:
+            raise ValueError(f"streams must be ≥ 1, got {streams}")
+        self.spec, self.frame_size, self.source_format = spec, tuple(int(v) for v in frame_size), source_format
+        self.precision, self.streams = precision, int(streams)
         self.context = context or Context()
         self.stream = stream or Stream()
-        arch = self.context.arch
-        self.k_resize = KernelModule("gray_resize.cu", arch)
-        self.k_average = KernelModule("temporal_average.cu", arch)
-        self.k_gather = KernelModule("gather_channels.cu", arch)
-        self.k_patches = KernelModule("extract_patches.cu", arch) if patches else None
-        h, w = spec.height, spec.width
-        self.pixels = h * w
-        itemsize = 2 if precision == "fp16" else 4
-        self.staging = PinnedBuffer(self.source_shape, np.uint8)
-        self.source = DeviceBuffer(int(np.prod(self.source_shape)))
-        self.current = DeviceBuffer(self.pixels * 4)
-        self.previous = DeviceBuffer(self.pixels * 4)
-        slots = max(AVID_OFFSETS) + 1
-        self.ring = [DeviceBuffer(self.pixels * 4) for _ in range(slots if spec.temporal == "avid_triplet" else 0)]
-        self.output = DeviceBuffer(spec.channels * self.pixels * itemsize)
-        self.grid = None
-        if patches:
-            self.grid = PatchGrid.from_spec(patches, spec)
+        self.k_frames = KernelModule("preprocess_frames.cu", self.context.arch)
+        self.k_patches = KernelModule("extract_patches.cu", self.context.arch) if patches else None
+        h, w = self.frame_size
+        code, per_pixel = SOURCE_FORMATS[source_format]
+        self._format_code = code
+        self.frame_bytes = h * w * per_pixel  # only the luma plane of NV12 is read and uploaded
+        self.device_frame_bytes = h * w * 3 // 2 if source_format.startswith("nv12") else self.frame_bytes
+        self.pixels = spec.height * spec.width
+        self.itemsize = 2 if precision == "fp16" else 4
+        self.staging = PinnedBuffer((self.streams, self.frame_bytes), np.uint8)
+        self.source = DeviceBuffer(self.streams * self.frame_bytes)
+        self.previous = DeviceBuffer(self.streams * self.pixels * 4)
+        self.ring = DeviceBuffer(self.streams * _RING_SLOTS * self.pixels * 4 if spec.temporal == "avid_triplet" else 4)
+        self.output = DeviceBuffer(self.streams * spec.channels * self.pixels * self.itemsize)
+        self.grid = PatchGrid.from_spec(patches, spec) if patches else None
+        if self.grid:
             self.tops = DeviceBuffer(4 * self.grid.rows)
             self.lefts = DeviceBuffer(4 * self.grid.cols)
-            self.tops.upload(np.asarray(self.grid.tops, np.int32), self.stream)
-            self.lefts.upload(np.asarray(self.grid.lefts, np.int32), self.stream)
-            self.patch_output = DeviceBuffer(self.grid.count * spec.channels * patches.size**2 * itemsize)
+            self._index_arrays = (np.asarray(self.grid.tops, np.int32), np.asarray(self.grid.lefts, np.int32))
+            self.tops.upload(self._index_arrays[0], self.stream)
+            self.lefts.upload(self._index_arrays[1], self.stream)
+            self.patch_output = DeviceBuffer(self.streams * self.grid.count * spec.channels * patches.size**2 * self.itemsize)
+        self.mean = float(channel_means(spec)[0])
         self.frames = 0
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of what :meth:`push` writes: ``(streams, C, H, W)`` or the patch batch."""
+        c, s = self.spec.channels, self.spec
+        if self.grid:
+            return (self.streams * self.grid.count, c, self.grid.size, self.grid.size)
+        return (self.streams, c, s.height, s.width)
+
+    @property
+    def output_dtype(self) -> type:
+        return np.float16 if self.precision == "fp16" else np.float32
 
     def reset(self) -> None:
+        """Forget temporal context (a clip boundary or a reconnect): the next frame starts anew."""
         self.frames = 0
 
-    def push(self, frame: np.ndarray | None = None, device_frame=None, out=None) -> int:
-        """Preprocess one frame; returns the device pointer of the network input (or patch batch).
+    def push(self, frames: np.ndarray | None = None, device_frames=None, out=None) -> int:
+        """Preprocess one frame of every stream; returns the device pointer of the network input.
 
         Args:
-            frame: host uint8 frame of ``source_shape`` (copied through pinned memory), or
-            device_frame: a device pointer (occ, pycuda, CuPy, PyTorch) to a packed uint8 frame.
-            out: optional device pointer to write the network input to (e.g. the engine's input).
+            frames: host uint8 frames, ``(streams, height, width[, channels])`` (or one frame when
+                ``streams`` is 1; NV12 as ``(height * 3 / 2, width)``), copied through pinned memory; or
+            device_frames: a device pointer (occ, pycuda, CuPy, PyTorch) to ``streams`` packed raw
+                frames back to back.
+            out: optional device pointer to write the network input to (e.g. the engine's input
+                buffer); the preprocessor's own buffer otherwise.
         """
-        h, w, c = self.source_shape
-        if device_frame is None:
-            if frame is None or frame.dtype != np.uint8 or frame.reshape(h, w, -1).shape != self.source_shape:
-                raise ValueError(f"frame must be uint8 of shape {self.source_shape}")
-            self.staging.array[...] = frame.reshape(self.source_shape)
+        if device_frames is None:
+            self._stage(frames)
             self.source.upload(self.staging.array, self.stream)
-            source_ptr = self.source.ptr
+            source_ptr, source_stride = self.source.ptr, self.frame_bytes
         else:
-            source_ptr = device_pointer(device_frame)
+            source_ptr, source_stride = device_pointer(device_frames), self.device_frame_bytes
         spec = self.spec
-        block = (16, 16, 1)
-        self.k_resize.launch("gray_resize_u8", (ceil_div(spec.width, 16), ceil_div(spec.height, 16), 1), block,
-                             (source_ptr, h, w, w * c, c, self.current.ptr, spec.height, spec.width),
-                             (None, _I, _I, _I, _I, None, _I, _I), self.stream)
-        first = int(self.frames == 0)
-        linear = (ceil_div(self.pixels, 256), 1, 1), (256, 1, 1)
-        if spec.temporal == "avid_triplet":
-            slot = self.ring[self.frames % len(self.ring)]
-            self.k_average.launch("temporal_average", *linear, (self.current.ptr, self.previous.ptr, slot.ptr, self.pixels, first),
-                                  (None, None, None, _I, _I), self.stream)
-            # frame max(t − k, 0) lives in ring slot (t − k) mod 5: the clip-start rule of the reference
-            channels = [self.ring[max(self.frames - k, 0) % len(self.ring)].ptr for k in AVID_OFFSETS]
-            difference = 0
-        elif spec.temporal == "frame_diff":
-            if first:  # at a clip start I(t-1) := I(t)
-                self._copy(self.current, self.previous)
-            channels = [self.current.ptr, self.previous.ptr, self.current.ptr]
-            difference = 1
-        else:
-            channels = [self.current.ptr] * 3
-            difference = 0
-        target = device_pointer(out) if (out is not None and self.grid is None) else self.output.ptr
-        mean = float(channel_means(spec)[0])
-        kernel = "gather_channels_f16" if self.precision == "fp16" else "gather_channels_f32"
-        self.k_gather.launch(kernel, *linear, (*channels, spec.channels, difference, mean, 1.0 / spec.norm_std, target, self.pixels),
-                             (None, None, None, _I, _I, _F, _F, None, _I), self.stream)
-        if spec.temporal == "frame_diff":
-            self._copy(self.current, self.previous)  # I(t) becomes the next frame's I(t-1)
+        h, w = self.frame_size
+        per_pixel = SOURCE_FORMATS[self.source_format][1]
+        t = self.frames
+        slot_now = t % _RING_SLOTS
+        # frame max(t − k, 0) lives in ring slot max(t − k, 0) mod 5: the reference's clip-start rule
+        slot_a, slot_b = (max(t - k, 0) % _RING_SLOTS for k in AVID_OFFSETS[:2])
+        network_input = device_pointer(out) if (out is not None and self.grid is None) else self.output.ptr
+        kernel = "preprocess_frames_f16" if self.precision == "fp16" else "preprocess_frames_f32"
+        self.k_frames.launch(
+            kernel, (ceil_div(spec.width, 32), ceil_div(spec.height, 8), self.streams), (32, 8, 1),
+            (source_ptr, source_stride, h, w, w * per_pixel, self._format_code, self.previous.ptr, self.ring.ptr,
+             _RING_SLOTS, slot_now, slot_a, slot_b, _TEMPORAL[spec.temporal], int(t == 0), self.mean,
+             1.0 / spec.norm_std, network_input, spec.channels * self.pixels, spec.height, spec.width),
+            (_P, _L, _I, _I, _I, _I, _P, _P, _I, _I, _I, _I, _I, _I, _F, _F, _P, _L, _I, _I), self.stream)
         self.frames += 1
         if self.grid is None:
-            return target
+            return network_input
         size = self.grid.size
         destination = device_pointer(out) if out is not None else self.patch_output.ptr
         kernel = "extract_patches_f16" if self.precision == "fp16" else "extract_patches_f32"
-        self.k_patches.launch(kernel, (ceil_div(size * size, 256), self.grid.count, spec.channels), (256, 1, 1),
-                              (target, spec.channels, spec.height, spec.width, self.tops.ptr, self.lefts.ptr,
+        self.k_patches.launch(kernel, (ceil_div(size * size, 256), self.streams * self.grid.count, spec.channels), (256, 1, 1),
+                              (network_input, spec.channels, spec.height, spec.width, self.tops.ptr, self.lefts.ptr,
                                self.grid.rows, self.grid.cols, size, destination),
-                              (None, _I, _I, _I, None, None, _I, _I, _I, None), self.stream)
+                              (_P, _I, _I, _I, _P, _P, _I, _I, _I, _P), self.stream)
         return destination
 
-    def _copy(self, source: DeviceBuffer, destination: DeviceBuffer) -> None:
+    def _stage(self, frames: np.ndarray | None) -> None:
+        h, w = self.frame_size
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be a uint8 numpy array, got {getattr(frames, 'dtype', type(frames))}")
+        planar = self.source_format in ("gray", "nv12", "nv12_full")
+        if planar and frames.ndim in (3, 4) and frames.shape[-1] == 1 and frames.shape[-2] != 1:
+            frames = frames[..., 0]  # gray given as (H, W, 1)
+        batch = frames[None] if frames.ndim == (2 if planar else 3) else frames
+        if batch.shape[0] != self.streams:
+            raise ValueError(f"expected one frame for each of {self.streams} streams, got {batch.shape[0]}")
+        if self.source_format.startswith("nv12"):
+            if batch.shape[1:3] != (h * 3 // 2, w):
+                raise ValueError(f"NV12 frames must be ({h * 3 // 2}, {w}) uint8, got {batch.shape[1:]}")
+            self.staging.array[...] = batch[:, :h, :w].reshape(self.streams, -1)
+            return
+        per_pixel = SOURCE_FORMATS[self.source_format][1]
+        channels = batch.shape[3] if batch.ndim == 4 else 1 if batch.ndim == 3 else None
+        if batch.shape[1:3] != (h, w) or channels != per_pixel:
+            raise ValueError(f"{self.source_format} frames must be ({h}, {w}, {per_pixel}) uint8, got {batch.shape[1:]}")
+        self.staging.array[...] = batch.reshape(self.streams, -1)
+
+    def read_output(self, pointer: int | None = None) -> np.ndarray:
+        """Copy what :meth:`push` wrote (at ``pointer``, default its own buffer) back to the host."""
         driver, _ = bindings()
-        check(driver.cuMemcpyDtoDAsync(destination.ptr, source.ptr, source.nbytes, self.stream.handle), "cuMemcpyDtoDAsync")
+        if pointer is None:
+            pointer = self.patch_output.ptr if self.grid else self.output.ptr
+        host = np.empty(self.output_shape, self.output_dtype)
+        check(driver.cuMemcpyDtoHAsync(host.ctypes.data, pointer, host.nbytes, self.stream.handle), "cuMemcpyDtoHAsync")
+        self.stream.synchronize()
+        return host
 
     def free(self) -> None:
-        for buffer in [self.source, self.current, self.previous, self.output, *self.ring,
-                       *( [self.tops, self.lefts, self.patch_output] if self.grid else [] )]:
+        for buffer in [self.source, self.previous, self.ring, self.output, *([self.tops, self.lefts, self.patch_output] if self.grid else [])]:
             buffer.free()
         self.staging.free()

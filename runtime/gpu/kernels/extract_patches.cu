@@ -1,5 +1,5 @@
-// ALOCC patch batch: (C, H, W) network input -> (P, C, s, s), row-major over the patch grid whose
-// origins are given in tops[rows] and lefts[cols]. Same element type in and out; FP16 moves as raw
+// ALOCC patch batch: F frames of (C, H, W) network input -> (F * P, C, s, s), frame-major, then
+// row-major over the patch grid whose origins are given in tops[rows] and lefts[cols]. Same element type in and out; FP16 moves as raw
 // 16-bit words (no conversion, no CUDA headers needed).
 typedef unsigned short half_bits;
 
@@ -8,13 +8,14 @@ __device__ void extract(const T* __restrict__ image, int channels, int height, i
                         const int* __restrict__ lefts, int rows, int cols, int size, T* __restrict__ out)
 {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;  // pixel inside the patch, flattened
-    const int patch = blockIdx.y;
+    const int patch = blockIdx.y % (rows * cols);
+    const int frame = blockIdx.y / (rows * cols);
     const int channel = blockIdx.z;
-    if (x >= size * size || patch >= rows * cols || channel >= channels) return;
+    if (x >= size * size || channel >= channels) return;
     const int py = x / size, px = x % size;
     const int top = tops[patch / cols], left = lefts[patch % cols];
-    const size_t src = ((size_t)channel * height + top + py) * width + left + px;
-    const size_t dst = (((size_t)patch * channels + channel) * size + py) * size + px;
+    const size_t src = (((size_t)frame * channels + channel) * height + top + py) * width + left + px;
+    const size_t dst = ((((size_t)blockIdx.y) * channels + channel) * size + py) * size + px;
     out[dst] = image[src];
 }
 

@@ -1,0 +1,212 @@
+"""The whole frame path on the GPU: uint8 frames → GPU preprocessing → model → results on the host.
+
+Nothing leaves the device between the raw frame upload and the model's outputs: the preprocessing
+kernels write straight into the model's input buffer, the model (ONNX Runtime CUDA with IOBinding,
+or a TensorRT engine) reads it in place and writes its outputs into fixed device buffers, and only
+the outputs the detector needs are copied back (pinned memory). Fixed addresses let ONNX Runtime
+capture the model as a CUDA graph; a shared stream lets the model run after the preprocessing
+without the host waiting in between.
+
+    pipeline = GpuPipeline("avid.fp16.onnx", backend="ort-cuda", streams=4, frame_size=(240, 360))
+    results = pipeline.process(frames)          # frames: (4, 240, 360, 3) uint8, one per camera
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends import BackendError, OrtBackend
+from ..detector import AloccDetector, Detector, FrameResult
+from .cuda import Context, DeviceBuffer, GpuUnavailable, PinnedBuffer, Stream, bindings, check
+from .preprocess import GpuPreprocessor
+
+BACKENDS = ("ort-cuda", "tensorrt")
+
+
+class GpuPipeline:
+    """Frames of ``streams`` cameras in, one :class:`FrameResult` per camera out.
+
+    Args:
+        model_path: ``.onnx`` (``ort-cuda``; the ``.fp16.onnx`` sibling for FP16) or ``.engine`` (``tensorrt``).
+        backend: ``ort-cuda`` or ``tensorrt``.
+        streams: cameras per batch (the model's batch; for ALOCC each camera's patches).
+        frame_size: raw frame ``(height, width)`` in pixels.
+        source_format: raw pixel layout (see :data:`occ.runtime.gpu.preprocess.SOURCE_FORMATS`).
+        cuda_graph: ``ort-cuda``: capture the model as a CUDA graph on the first run, replay after.
+        share_stream: ``ort-cuda``: run ONNX Runtime on the preprocessing stream (no host wait between).
+        outputs: graph outputs copied back (default: what the detector's results need, without
+            AVID's full-resolution ``intersection`` map, which overlays can ask for).
+    """
+
+    def __init__(self, model_path: str, backend: str = "ort-cuda", streams: int = 1, frame_size: tuple[int, int] = (240, 360),
+                 source_format: str = "bgr", cuda_graph: bool = True, share_stream: bool = True,
+                 outputs: list[str] | None = None):
+        if backend not in BACKENDS:
+            raise BackendError(f"{model_path}: the GPU pipeline runs on {', '.join(BACKENDS)}, not {backend!r}")
+        self.context = Context()
+        self.stream = Stream()
+        if backend == "ort-cuda":
+            from ..backends.ort import read_manifest
+            from ..preprocess import PatchGrid
+
+            manifest = read_manifest(model_path)
+            batch = streams * (PatchGrid.from_spec(manifest.patches, manifest.input).count if manifest.method == "alocc" else 1)
+            engine = OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda", cuda_graph=cuda_graph,
+                                user_stream=self.stream.ptr if share_stream else None, fixed_dimensions={"batch": batch})
+            self._wait_before_model = not share_stream
+        else:
+            from ..backends.tensorrt import TensorRTBackend
+
+            engine = TensorRTBackend(model_path)
+            self._wait_before_model = False  # execute_async_v3 runs on our stream
+        self.detector: Detector = Detector.for_backend(engine)
+        self.backend = engine
+        manifest = self.detector.manifest
+        alocc = isinstance(self.detector, AloccDetector)
+        self.input_name = "patches" if alocc else "frames"
+        input_dtype = self._input_dtype(self.input_name)
+        self.preprocessor = GpuPreprocessor(manifest.input, frame_size, source_format=source_format,
+                                            precision="fp16" if input_dtype == np.float16 else "fp32",
+                                            patches=manifest.patches if alocc else None, streams=streams,
+                                            context=self.context, stream=self.stream)
+        self.streams = streams
+        self.input = DeviceBuffer(int(np.prod(self.preprocessor.output_shape)) * np.dtype(input_dtype).itemsize)
+        inputs = {self.input_name: (self.input.ptr, self.preprocessor.output_shape, input_dtype)}
+        self._thresholds: dict[str, DeviceBuffer] = {}
+        if not alocc:  # α and ζ are graph inputs: device scalars that set_thresholds rewrites
+            for name in ("alpha", "zeta"):
+                self._thresholds[name] = DeviceBuffer(4)
+                inputs[name] = (self._thresholds[name].ptr, (1,), np.float32)
+            self.set_thresholds(float(self.detector.alpha[0]), float(self.detector.zeta[0]))
+        wanted = outputs or [o for o in self.detector.outputs if o != "intersection"]
+        shapes = engine.device_outputs({name: shape for name, (_, shape, _) in inputs.items()})
+        unknown = sorted(set(wanted) - set(shapes))
+        if unknown:
+            raise BackendError(f"{model_path}: no output(s) {unknown}; the model gives {sorted(shapes)}")
+        self._device_outputs = {name: DeviceBuffer(int(np.prod(shape)) * dtype.itemsize) for name, (shape, dtype) in shapes.items()}
+        self._host_outputs = {name: PinnedBuffer(shapes[name][0], shapes[name][1]) for name in wanted}
+        engine.bind_device(inputs, {name: (buffer.ptr, *shapes[name]) for name, buffer in self._device_outputs.items()},
+                           self.stream)
+
+    def _input_dtype(self, name: str) -> type:
+        backend = self.backend
+        if isinstance(backend, OrtBackend):
+            from ..backends.ort import ORT_TYPES
+
+            return next(ORT_TYPES[i.type] for i in backend.session.get_inputs() if i.name == name)
+        return backend._trt.nptype(backend.engine.get_tensor_dtype(name))
+
+    def set_thresholds(self, alpha: float | None = None, zeta: float | None = None) -> None:
+        """Retune AVID's α and ζ on the running graph (no re-export, no rebinding)."""
+        self.detector.set_thresholds(alpha, zeta)
+        for name, value in (("alpha", self.detector.alpha), ("zeta", self.detector.zeta)):
+            self._thresholds[name].upload(np.ascontiguousarray(value, np.float32), self.stream)
+        self.stream.synchronize()
+
+    def reset(self) -> None:
+        """Forget temporal context of every stream (clip boundary, reconnect)."""
+        self.preprocessor.reset()
+
+    def infer(self, frames: np.ndarray | None = None, device_frames=None) -> dict[str, np.ndarray]:
+        """Raw frames (host array or device pointer) → the wanted outputs, copied to the host."""
+        self.preprocessor.push(frames, device_frames=device_frames, out=self.input.ptr)
+        if self._wait_before_model:
+            self.stream.synchronize()
+        self.backend.run_device()
+        driver, _ = bindings()
+        for name, host in self._host_outputs.items():
+            check(driver.cuMemcpyDtoHAsync(host.array.ctypes.data, self._device_outputs[name].ptr, host.nbytes,
+                                           self.stream.handle), "cuMemcpyDtoHAsync")
+        self.stream.synchronize()
+        return {name: host.array.copy() for name, host in self._host_outputs.items()}
+
+    def process(self, frames: np.ndarray | None = None, device_frames=None) -> list[FrameResult]:
+        """One result per stream (score, decision, mask and boxes, as the CPU detector gives)."""
+        return self.detector.finish(self.infer(frames, device_frames), self.streams)
+
+    def close(self) -> None:
+        self.detector.close()
+        self.preprocessor.free()
+        for buffer in [self.input, *self._thresholds.values(), *self._device_outputs.values()]:
+            buffer.free()
+        for host in self._host_outputs.values():
+            host.free()
+        self.stream.free()
+
+
+class GpuStreamDetector:
+    """One camera through :class:`GpuPipeline`, with the CPU :class:`Detector`'s streaming interface
+    (``process``, ``reset``, ``close``, ``manifest``, thresholds), so the service and ``occ run`` use
+    either without knowing which. The pipeline is built at the first frame, which fixes the frame
+    size and pixel layout; a stream that changes either gets a new pipeline (and a fresh temporal
+    context)."""
+
+    _LAYOUTS = {1: "gray", 3: "bgr", 4: "bgra"}
+
+    def __init__(self, model_path: str, backend: str = "ort-cuda", cuda_graph: bool = True):
+        from ..backends.ort import read_manifest
+
+        self.model_path, self.backend, self.cuda_graph = str(model_path), backend, cuda_graph
+        try:  # fail before the stream is opened, not at its first frame
+            Context()
+        except GpuUnavailable as exc:
+            raise GpuUnavailable(f"{model_path}: backend {backend} runs on an NVIDIA GPU: {exc}") from None
+        if backend == "tensorrt":
+            import json
+            from pathlib import Path
+
+            from ..manifest import Manifest
+
+            sidecar = Path(self.model_path).with_name(Path(self.model_path).name + ".json")
+            self.manifest = Manifest.from_dict(json.loads(sidecar.read_text())["manifest"], str(sidecar))
+        else:
+            self.manifest = read_manifest(self.model_path)
+        self._pipeline: GpuPipeline | None = None
+        self._key: tuple | None = None
+        self._overrides: dict[str, float] = {}
+        self._index = 0
+
+    @property
+    def tau(self) -> float:
+        return self._overrides.get("tau", self.manifest.threshold("tau"))
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        self._overrides["tau"] = float(value)
+        if self._pipeline is not None:
+            self._pipeline.detector.tau = float(value)
+
+    def set_thresholds(self, alpha: float | None = None, zeta: float | None = None) -> None:
+        for name, value in (("alpha", alpha), ("zeta", zeta)):
+            if value is not None:
+                self._overrides[name] = float(value)
+        if self._pipeline is not None:
+            self._pipeline.set_thresholds(alpha, zeta)
+
+    def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
+        channels = 1 if frame.ndim == 2 else frame.shape[2]
+        if channels not in self._LAYOUTS or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 gray, BGR or BGRA, got {frame.dtype} {frame.shape}")
+        key = (frame.shape[:2], channels)
+        if key != self._key:
+            if self._pipeline is not None:
+                self._pipeline.close()
+            self._pipeline = GpuPipeline(self.model_path, self.backend, frame_size=frame.shape[:2],
+                                         source_format=self._LAYOUTS[channels], cuda_graph=self.cuda_graph)
+            self._key = key
+            if "tau" in self._overrides and self.manifest.method == "alocc":
+                self._pipeline.detector.tau = self._overrides["tau"]
+            if self.manifest.method == "avid" and ("alpha" in self._overrides or "zeta" in self._overrides):
+                self._pipeline.set_thresholds(self._overrides.get("alpha"), self._overrides.get("zeta"))
+        result = self._pipeline.process(frame)[0]
+        result.index, result.timestamp = self._index, timestamp
+        self._index += 1
+        return result
+
+    def reset(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.reset()
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
