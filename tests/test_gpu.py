@@ -131,3 +131,20 @@ def test_gpu_pipeline_gives_the_cpu_detectors_results(model, cuda_graph, request
         assert not any(r.mask.any() for r in pipeline.process(clip.frames[12]))
     pipeline.close()
     reference.close()
+
+
+@pytest.mark.parametrize("source,target", [((240, 360), (120, 176)), ((240, 360), (256, 384)), ((120, 180), (64, 96)),
+                                           ((240, 360), (120, 180)), ((48, 72), (48, 72)), ((31, 47), (64, 96))])
+def test_resize_tables_reproduce_opencv_bilinear(source, target, rng):
+    """The kernel's resize, done in numpy from the same tables, equals cv2.resize (the reference)."""
+    import cv2
+
+    from occ.runtime.gpu.preprocess import resize_taps
+
+    image = rng.integers(0, 256, source).astype(np.float32)
+    x_taps, x_weights = resize_taps(source[1], target[1], "x")
+    y_taps, y_weights = resize_taps(source[0], target[0], "y")
+    rows = image[:, x_taps[:, 0]] * (1 - x_weights) + image[:, x_taps[:, 1]] * x_weights
+    got = rows[y_taps[:, 0]] * (1 - y_weights)[:, None] + rows[y_taps[:, 1]] * y_weights[:, None]
+    want = cv2.resize(image, (target[1], target[0]), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)  # float rounding order only

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +79,22 @@ def test_predicting_the_newest_frame_hides_it_from_the_inpainter():
         assert torch.equal(graph.inpaint(frames), graph.inpaint(changed))  # I never sees it
         # so the residual (newest channel only) moves by exactly the change
         torch.testing.assert_close(graph.residual(changed), (changed[:, 2] - graph.inpaint(frames)[:, 2]).abs())
+
+
+def test_residual_window_is_the_plain_window_mean_including_the_borders():
+    """The separable pooling in the graph equals the k×k mean over the pixels inside the frame."""
+    import torch
+
+    from occ.train.avid import AvidGraph, create_avid
+
+    inpainter, detector = create_avid(1, base_width=4, depth=2)
+    graph = AvidGraph(inpainter, detector, residual_kernel=5).eval()
+    frames = torch.randn(1, 1, 12, 16)
+    with torch.no_grad():
+        error = torch.abs(frames - graph.inpaint(frames))[0, 0].numpy()
+        got = graph.residual(frames)[0].numpy()
+    want = np.zeros_like(error)
+    for y in range(12):
+        for x in range(16):
+            want[y, x] = error[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].mean()
+    np.testing.assert_allclose(got, want, atol=1e-6)

@@ -134,7 +134,11 @@ class AvidGraph(nn.Module):
         error = error[:, -1:] if self.predict_newest else torch.mean(error, dim=1, keepdim=True)
         k = self.residual_kernel
         if k > 1:
-            error = F.avg_pool2d(error, k, stride=1, padding=k // 2, count_include_pad=False)
+            # the k×k window mean as a column mean of row means: the same numbers (border windows
+            # are rectangles, so their pixel counts factor too) at 2k instead of k² reads per pixel,
+            # which matters on a GPU at the ~0.13 × height windows the residual uses
+            error = F.avg_pool2d(error, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+            error = F.avg_pool2d(error, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
         return error.squeeze(1)
 
     def region_anomaly(self, frames: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ sm_80 to sm_90); loading a module and launching needs one.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 from pathlib import Path
@@ -69,11 +70,40 @@ class KernelModule:
         self.functions = {fn: check(driver.cuModuleGetFunction(self.module, fn.encode()), f"cuModuleGetFunction({fn})")
                           for fn in KERNELS[name]}
 
+    def prepare(self, function: str, types: tuple) -> "PreparedLaunch":
+        """Argument storage for repeated launches of ``function`` (see :class:`PreparedLaunch`)."""
+        return PreparedLaunch(self.functions[function], function, types)
+
     def launch(self, function: str, grid: tuple[int, int, int], block: tuple[int, int, int], args: tuple, types: tuple, stream) -> None:
         """Launch on ``stream``; ``types`` holds a ctypes type per argument (``c_void_p`` for device pointers)."""
         driver, _ = bindings()
         check(driver.cuLaunchKernel(self.functions[function], *grid, *block, 0, stream.handle, (args, types), 0),
               f"cuLaunchKernel({function})")
+
+
+class PreparedLaunch:
+    """A kernel's arguments kept in ctypes storage across launches: a per-frame launch only rewrites
+    the values that change, instead of packing every argument again (the Python-side cost of a
+    launch is what bounds small batches)."""
+
+    def __init__(self, function, name: str, types: tuple):
+        self.function, self.name = function, name
+        self.values = [t() for t in types]
+        self._pointers = (ctypes.c_void_p * len(types))(*[ctypes.addressof(v) for v in self.values])
+        self._address = ctypes.addressof(self._pointers)
+
+    def set(self, *values) -> "PreparedLaunch":
+        for slot, value in zip(self.values, values):
+            slot.value = value
+        return self
+
+    def __setitem__(self, index: int, value) -> None:
+        self.values[index].value = value
+
+    def launch(self, grid: tuple[int, int, int], block: tuple[int, int, int], stream) -> None:
+        driver, _ = bindings()
+        check(driver.cuLaunchKernel(self.function, *grid, *block, 0, stream.handle, self._address, 0),
+              f"cuLaunchKernel({self.name})")
 
 
 def ceil_div(a: int, b: int) -> int:

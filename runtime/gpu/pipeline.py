@@ -106,8 +106,15 @@ class GpuPipeline:
         """Forget temporal context of every stream (clip boundary, reconnect)."""
         self.preprocessor.reset()
 
+    @property
+    def host_frames(self) -> np.ndarray:
+        """Pinned host memory for the next batch of raw frames (see ``GpuPreprocessor.host_frames``):
+        write frames here and call :meth:`infer` with none to save a host copy."""
+        return self.preprocessor.host_frames
+
     def infer(self, frames: np.ndarray | None = None, device_frames=None) -> dict[str, np.ndarray]:
-        """Raw frames (host array or device pointer) → the wanted outputs, copied to the host."""
+        """Raw frames (host array, device pointer, or none: what is in :attr:`host_frames`) → the
+        wanted outputs, copied to the host."""
         self.preprocessor.push(frames, device_frames=device_frames, out=self.input.ptr)
         if self._wait_before_model:
             self.stream.synchronize()

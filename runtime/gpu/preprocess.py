@@ -34,6 +34,30 @@ _TEMPORAL = {"none": 0, "avid_triplet": 1, "frame_diff": 2}
 _RING_SLOTS = max(AVID_OFFSETS) + 1
 
 
+def resize_taps(source: int, target: int, axis: str) -> tuple[np.ndarray, np.ndarray]:
+    """Source taps ``(target, 2)`` and weights ``(target,)`` of OpenCV's INTER_LINEAR along one axis.
+
+    As ``cv::resize`` computes them: position ``(i + 0.5) · source / target − 0.5`` and its
+    fractional part in double precision, the weight then rounded to float. Columns clamp the tap
+    and zero the weight outside the image; rows keep the weight and clamp both row indices, as
+    OpenCV's vertical pass does. Output ``i`` = ``(1 − w)·src[tap0] + w·src[tap1]``.
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    scale = 1.0 / (target / source)
+    position = (np.arange(target) + 0.5) * scale - 0.5
+    tap = np.floor(position).astype(np.int64)
+    weight = (position - tap).astype(np.float32)
+    if axis == "x":
+        low, high = tap < 0, tap >= source - 1
+        weight[low | high] = 0.0
+        tap = np.where(low, 0, np.where(high, source - 1, tap))
+        taps = np.stack([tap, np.minimum(tap + 1, source - 1)], axis=1)
+    else:
+        taps = np.stack([np.clip(tap, 0, source - 1), np.clip(tap + 1, 0, source - 1)], axis=1)
+    return taps.astype(np.int32), weight
+
+
 class GpuPreprocessor:
     """Streaming GPU form of :class:`occ.runtime.preprocess.FramePreprocessor` for ``streams`` cameras.
 
@@ -90,6 +114,25 @@ class GpuPreprocessor:
             self.lefts.upload(self._index_arrays[1], self.stream)
             self.patch_output = DeviceBuffer(self.streams * self.grid.count * spec.channels * patches.size**2 * self.itemsize)
         self.mean = float(channel_means(spec)[0])
+        x_taps, x_weights = resize_taps(w, spec.width, "x")
+        y_taps, y_weights = resize_taps(h, spec.height, "y")
+        self.tables = [DeviceBuffer(a.nbytes) for a in (x_taps, x_weights, y_taps, y_weights)]
+        for buffer, array in zip(self.tables, (x_taps, x_weights, y_taps, y_weights)):
+            buffer.upload(array, self.stream)
+        self.stream.synchronize()  # the tables' host arrays go out of scope
+        kernel = "preprocess_frames_f16" if precision == "fp16" else "preprocess_frames_f32"
+        self._frames_launch = self.k_frames.prepare(
+            kernel, (_P, _L, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _F, _F, _P, _L, _I, _I)).set(
+            0, 0, w * per_pixel, code, *(t.ptr for t in self.tables), self.previous.ptr, self.ring.ptr, _RING_SLOTS,
+            0, 0, 0, _TEMPORAL[spec.temporal], 1, self.mean, 1.0 / spec.norm_std, 0, spec.channels * self.pixels,
+            spec.height, spec.width)
+        self._frames_grid = (ceil_div(spec.width, 32), ceil_div(spec.height, 8), self.streams)
+        if self.grid:
+            kernel = "extract_patches_f16" if precision == "fp16" else "extract_patches_f32"
+            self._patches_launch = self.k_patches.prepare(kernel, (_P, _I, _I, _I, _P, _P, _I, _I, _I, _P)).set(
+                0, spec.channels, spec.height, spec.width, self.tops.ptr, self.lefts.ptr, self.grid.rows, self.grid.cols,
+                self.grid.size, 0)
+            self._patches_grid = (ceil_div(self.grid.size**2, 256), self.streams * self.grid.count, spec.channels)
         self.frames = 0
 
     @property
@@ -108,48 +151,48 @@ class GpuPreprocessor:
         """Forget temporal context (a clip boundary or a reconnect): the next frame starts anew."""
         self.frames = 0
 
+    @property
+    def host_frames(self) -> np.ndarray:
+        """Pinned host memory for one batch of raw frames, ``(streams, height, width[, channels])``
+        (NV12: its luma plane). A decoder that writes here saves a host copy: call :meth:`push`
+        with no frames to upload it as it is."""
+        h, w = self.frame_size
+        per_pixel = SOURCE_FORMATS[self.source_format][1]
+        return self.staging.array.reshape((self.streams, h, w) + ((per_pixel,) if per_pixel > 1 else ()))
+
     def push(self, frames: np.ndarray | None = None, device_frames=None, out=None) -> int:
         """Preprocess one frame of every stream; returns the device pointer of the network input.
 
         Args:
             frames: host uint8 frames, ``(streams, height, width[, channels])`` (or one frame when
-                ``streams`` is 1; NV12 as ``(height * 3 / 2, width)``), copied through pinned memory; or
+                ``streams`` is 1; NV12 as ``(height * 3 / 2, width)``), copied through pinned memory;
+                or nothing, to upload what was written into :attr:`host_frames`; or
             device_frames: a device pointer (occ, pycuda, CuPy, PyTorch) to ``streams`` packed raw
                 frames back to back.
             out: optional device pointer to write the network input to (e.g. the engine's input
                 buffer); the preprocessor's own buffer otherwise.
         """
         if device_frames is None:
-            self._stage(frames)
+            if frames is not None:
+                self._stage(frames)
             self.source.upload(self.staging.array, self.stream)
             source_ptr, source_stride = self.source.ptr, self.frame_bytes
         else:
             source_ptr, source_stride = device_pointer(device_frames), self.device_frame_bytes
-        spec = self.spec
-        h, w = self.frame_size
-        per_pixel = SOURCE_FORMATS[self.source_format][1]
         t = self.frames
-        slot_now = t % _RING_SLOTS
         # frame max(t − k, 0) lives in ring slot max(t − k, 0) mod 5: the reference's clip-start rule
         slot_a, slot_b = (max(t - k, 0) % _RING_SLOTS for k in AVID_OFFSETS[:2])
         network_input = device_pointer(out) if (out is not None and self.grid is None) else self.output.ptr
-        kernel = "preprocess_frames_f16" if self.precision == "fp16" else "preprocess_frames_f32"
-        self.k_frames.launch(
-            kernel, (ceil_div(spec.width, 32), ceil_div(spec.height, 8), self.streams), (32, 8, 1),
-            (source_ptr, source_stride, h, w, w * per_pixel, self._format_code, self.previous.ptr, self.ring.ptr,
-             _RING_SLOTS, slot_now, slot_a, slot_b, _TEMPORAL[spec.temporal], int(t == 0), self.mean,
-             1.0 / spec.norm_std, network_input, spec.channels * self.pixels, spec.height, spec.width),
-            (_P, _L, _I, _I, _I, _I, _P, _P, _I, _I, _I, _I, _I, _I, _F, _F, _P, _L, _I, _I), self.stream)
+        launch = self._frames_launch
+        launch[0], launch[1], launch[11], launch[12], launch[13] = source_ptr, source_stride, t % _RING_SLOTS, slot_a, slot_b
+        launch[15], launch[18] = int(t == 0), network_input
+        launch.launch(self._frames_grid, (32, 8, 1), self.stream)
         self.frames += 1
         if self.grid is None:
             return network_input
-        size = self.grid.size
         destination = device_pointer(out) if out is not None else self.patch_output.ptr
-        kernel = "extract_patches_f16" if self.precision == "fp16" else "extract_patches_f32"
-        self.k_patches.launch(kernel, (ceil_div(size * size, 256), self.streams * self.grid.count, spec.channels), (256, 1, 1),
-                              (network_input, spec.channels, spec.height, spec.width, self.tops.ptr, self.lefts.ptr,
-                               self.grid.rows, self.grid.cols, size, destination),
-                              (_P, _I, _I, _I, _P, _P, _I, _I, _I, _P), self.stream)
+        self._patches_launch[0], self._patches_launch[9] = network_input, destination
+        self._patches_launch.launch(self._patches_grid, (256, 1, 1), self.stream)
         return destination
 
     def _stage(self, frames: np.ndarray | None) -> None:
@@ -184,6 +227,7 @@ class GpuPreprocessor:
         return host
 
     def free(self) -> None:
-        for buffer in [self.source, self.previous, self.ring, self.output, *([self.tops, self.lefts, self.patch_output] if self.grid else [])]:
+        for buffer in [self.source, self.previous, self.ring, self.output, *self.tables,
+                       *([self.tops, self.lefts, self.patch_output] if self.grid else [])]:
             buffer.free()
         self.staging.free()

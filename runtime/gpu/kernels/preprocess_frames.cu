@@ -6,7 +6,10 @@
 // Raw frame formats (source_format): 0 gray (1 byte/pixel), 1 BGR (3), 2 BGRA (4), 3 NV12 luma
 // plane with limited range expanded to 0..255 and rounded to uint8 (as runtime.preprocess.nv12_to_gray),
 // 4 NV12 luma plane taken as full range.
-// Resize: OpenCV INTER_LINEAR (half-pixel centres, source index clamped at the borders).
+// Resize: OpenCV INTER_LINEAR. The source taps and weights of every output column and row come
+// from tables the host computes once as OpenCV does (coordinates in double precision, weights
+// rounded to float): computed per pixel in float they drift by ~1e-5 px across a row, which is
+// ~0.005 grey levels on a sharp edge.
 // Temporal rules (temporal): 0 none <I_t>; 1 AVID triplet <I'_{t-4}, I'_{t-2}, I'_t> with
 // I'_t = (I_t + I_{t-1}) / 2 kept in a ring of `slots` averaged frames per stream; 2 frame
 // difference <I_t, I_t - I_{t-1}>. first != 0 at a clip start: I_{t-1} := I_t.
@@ -36,10 +39,12 @@ __device__ __forceinline__ float luma_at(const unsigned char* frame, int pitch, 
 }
 
 template <typename T>
-__device__ void preprocess(const unsigned char* __restrict__ source, long long source_stride, int source_h, int source_w,
-                           int source_pitch, int source_format, float* __restrict__ previous, float* __restrict__ ring,
-                           int slots, int slot_now, int slot_a, int slot_b, int temporal, int first, float mean,
-                           float inv_std, T* __restrict__ out, long long out_stride, int height, int width)
+__device__ void preprocess(const unsigned char* __restrict__ source, long long source_stride, int source_pitch,
+                           int source_format, const int* __restrict__ x_taps, const float* __restrict__ x_weights,
+                           const int* __restrict__ y_taps, const float* __restrict__ y_weights,
+                           float* __restrict__ previous, float* __restrict__ ring, int slots, int slot_now, int slot_a,
+                           int slot_b, int temporal, int first, float mean, float inv_std, T* __restrict__ out,
+                           long long out_stride, int height, int width)
 {
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
@@ -49,20 +54,9 @@ __device__ void preprocess(const unsigned char* __restrict__ source, long long s
     const int i = y * width + x;
     const unsigned char* frame = source + (size_t)stream * source_stride;
 
-    const float scale_x = (float)source_w / (float)width;
-    const float scale_y = (float)source_h / (float)height;
-    float fx = ((float)x + 0.5f) * scale_x - 0.5f;
-    float fy = ((float)y + 0.5f) * scale_y - 0.5f;
-    int sx = (int)floorf(fx);
-    int sy = (int)floorf(fy);
-    fx -= (float)sx;
-    fy -= (float)sy;
-    if (sx < 0) { fx = 0.f; sx = 0; }
-    if (sy < 0) { fy = 0.f; sy = 0; }
-    if (sx >= source_w - 1) { fx = 0.f; sx = source_w - 1; }
-    if (sy >= source_h - 1) { fy = 0.f; sy = source_h - 1; }
-    const int sx1 = min(sx + 1, source_w - 1);
-    const int sy1 = min(sy + 1, source_h - 1);
+    const int sx = x_taps[2 * x], sx1 = x_taps[2 * x + 1];
+    const int sy = y_taps[2 * y], sy1 = y_taps[2 * y + 1];
+    const float fx = x_weights[x], fy = y_weights[y];
     const float top = luma_at(frame, source_pitch, sy, sx, source_format) * (1.f - fx)
                     + luma_at(frame, source_pitch, sy, sx1, source_format) * fx;
     const float bottom = luma_at(frame, source_pitch, sy1, sx, source_format) * (1.f - fx)
@@ -92,20 +86,18 @@ __device__ void preprocess(const unsigned char* __restrict__ source, long long s
     o[2 * pixels + i] = from_float<T>((averaged - mean) * inv_std);
 }
 
-extern "C" __global__ void preprocess_frames_f32(const unsigned char* source, long long source_stride, int source_h, int source_w,
-                                                 int source_pitch, int source_format, float* previous, float* ring, int slots,
-                                                 int slot_now, int slot_a, int slot_b, int temporal, int first, float mean,
-                                                 float inv_std, float* out, long long out_stride, int height, int width)
+#define PREPROCESS_ARGS const unsigned char* source, long long source_stride, int source_pitch, int source_format, \
+    const int* x_taps, const float* x_weights, const int* y_taps, const float* y_weights, float* previous, float* ring, \
+    int slots, int slot_now, int slot_a, int slot_b, int temporal, int first, float mean, float inv_std
+#define PREPROCESS_PASS source, source_stride, source_pitch, source_format, x_taps, x_weights, y_taps, y_weights, previous, \
+    ring, slots, slot_now, slot_a, slot_b, temporal, first, mean, inv_std
+
+extern "C" __global__ void preprocess_frames_f32(PREPROCESS_ARGS, float* out, long long out_stride, int height, int width)
 {
-    preprocess<float>(source, source_stride, source_h, source_w, source_pitch, source_format, previous, ring, slots, slot_now,
-                      slot_a, slot_b, temporal, first, mean, inv_std, out, out_stride, height, width);
+    preprocess<float>(PREPROCESS_PASS, out, out_stride, height, width);
 }
 
-extern "C" __global__ void preprocess_frames_f16(const unsigned char* source, long long source_stride, int source_h, int source_w,
-                                                 int source_pitch, int source_format, float* previous, float* ring, int slots,
-                                                 int slot_now, int slot_a, int slot_b, int temporal, int first, float mean,
-                                                 float inv_std, half_bits* out, long long out_stride, int height, int width)
+extern "C" __global__ void preprocess_frames_f16(PREPROCESS_ARGS, half_bits* out, long long out_stride, int height, int width)
 {
-    preprocess<half_bits>(source, source_stride, source_h, source_w, source_pitch, source_format, previous, ring, slots,
-                          slot_now, slot_a, slot_b, temporal, first, mean, inv_std, out, out_stride, height, width);
+    preprocess<half_bits>(PREPROCESS_PASS, out, out_stride, height, width);
 }
