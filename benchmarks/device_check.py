@@ -60,6 +60,7 @@ def prepare(models: Path) -> dict[str, str]:
          alocc_video, train_alocc, big.train),
         ("avid_256x384", AvidConfig(height=256, width=384, epochs=1), avid_video, train_avid, big.train),
         ("avid_256x384_w32", AvidConfig(height=256, width=384, base_width=32, epochs=1), avid_video, train_avid, big.train),
+        ("avid_256x384_w8", AvidConfig(height=256, width=384, base_width=8, epochs=1), avid_video, train_avid, big.train),
     ]
     written = {}
     for name, config, video, train, clips in jobs:
@@ -232,7 +233,7 @@ def pipeline_agreement(model: str, **variant) -> dict[str, Any]:
     frame_size = clips[0].frames.shape[1:3]
     pipeline = GpuPipeline(fp16_sibling(model) or model, "ort-cuda", streams=1, frame_size=frame_size,
                            source_format="gray" if clips[0].frames.ndim == 3 else "bgr", **variant)
-    scores_cpu, scores_gpu, decisions_cpu, decisions_gpu, ious = [], [], [], [], []
+    scores_cpu, scores_gpu, decisions_cpu, decisions_gpu, ious, worst = [], [], [], [], [], None
     for clip in clips:
         reference.reset()
         pipeline.reset()
@@ -246,12 +247,17 @@ def pipeline_agreement(model: str, **variant) -> dict[str, Any]:
             if want.mask is not None:
                 union = np.logical_or(want.mask, got.mask).sum()
                 ious.append(1.0 if union == 0 else float(np.logical_and(want.mask, got.mask).sum() / union))
+                if worst is None or ious[-1] < worst["iou"]:
+                    worst = {"frame": len(ious) - 1, "iou": ious[-1], "mask_pixels_cpu": int(want.mask.sum()),
+                             "mask_pixels_gpu": int(got.mask.sum()), "score_cpu": want.score, "score_gpu": got.score}
     reference.close()
     pipeline.close()
     agreement = float(np.mean(np.array(decisions_cpu) == np.array(decisions_gpu)))
     return {"frames": len(scores_cpu), "variant": variant, "decision_agreement": agreement,
             "score_max_abs": float(np.max(np.abs(np.array(scores_cpu) - np.array(scores_gpu)))),
             "mask_iou_mean": float(np.mean(ious)) if ious else None, "mask_iou_min": float(np.min(ious)) if ious else None,
+            "worst_mask_frame": worst, "nonzero_scores": int(np.count_nonzero(scores_cpu)),
+            "sample_scores": [[float(a), float(b)] for a, b in list(zip(scores_cpu, scores_gpu))[::50]],
             "ok": agreement >= AIMS["fp16_decision_agreement"]}
 
 
@@ -301,6 +307,34 @@ def pipeline_latency(model: str, streams: int, frame_size: tuple[int, int], dura
         result[f"{key}frames_per_s"] = streams * 1000.0 / e2e["mean"]
     pipeline.close()
     return result
+
+
+def model_profile(model: str, streams: int, frame_size: tuple[int, int], iterations: int = 30) -> dict[str, Any]:
+    """Where ONNX Runtime spends the model's time: per-node profile (no CUDA graph), summed by operator."""
+    import tempfile
+
+    from occ.runtime.gpu.pipeline import GpuPipeline
+
+    prefix = str(Path(tempfile.mkdtemp()) / "ort_profile")
+    pipeline = GpuPipeline(model, "ort-cuda", streams=streams, frame_size=frame_size, source_format="gray",
+                           cuda_graph=False, profile_prefix=prefix)
+    frames = np.random.default_rng(0).integers(0, 256, (streams, *frame_size), dtype=np.uint8)
+    for _ in range(iterations):
+        pipeline.infer(frames)
+    events = json.loads(Path(pipeline.backend.end_profiling()).read_text())
+    pipeline.close()
+    by_op: dict[str, float] = {}
+    by_node: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
+            continue
+        op = event.get("args", {}).get("op_name", "?")
+        by_op[op] = by_op.get(op, 0.0) + event["dur"] / iterations
+        name = f"{op}:{event['name'][:-len('_kernel_time')]}"
+        by_node[name] = by_node.get(name, 0.0) + event["dur"] / iterations
+    top = sorted(by_node.items(), key=lambda kv: -kv[1])[:15]
+    return {"model": Path(model).name, "streams": streams, "us_per_run_by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
+            "top_nodes_us": dict(top), "total_us": sum(by_op.values())}
 
 
 def kernel_launch_time(streams: int = 32, launches: int = 50) -> dict[str, Any]:
@@ -427,6 +461,10 @@ def run(models: Path, out: Path, duration_s: float) -> dict[str, Any]:
     step("latency_avid_w32_fp16_b32", lambda: pipeline_latency(fp16_sibling(str(wide)) or str(wide), 32, (256, 384), duration_s, **best))
     step("latency_alocc_fp16_b1", lambda: pipeline_latency(alocc16, 1, (240, 360), duration_s, **best))
     step("latency_alocc_fp32_b1", lambda: pipeline_latency(alocc, 1, (240, 360), duration_s, **best))
+    step("profile_avid_fp16_b32", lambda: model_profile(avid16, 32, (256, 384)))
+    step("profile_avid_fp16_b1", lambda: model_profile(avid16, 1, (256, 384)))
+    step("latency_avid_w8_fp16_b32", lambda: pipeline_latency(fp16_sibling(str(models / "avid_256x384_w8.onnx")) or "", 32, (256, 384),
+                                                              duration_s, **best))
     step("torch_avid_b1", lambda: torch_model_only(str(models / "avid_256x384.pt"), 1, duration_s))
     step("torch_avid_b32", lambda: torch_model_only(str(models / "avid_256x384.pt"), 32, duration_s))
     step("torch_alocc_b1", lambda: torch_model_only(str(models / "alocc_240x360.pt"), 1, duration_s))

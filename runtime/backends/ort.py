@@ -23,11 +23,13 @@ class OrtBackend(Backend):
         fixed_dimensions: symbolic dimensions fixed for this session (``{"batch": 32}``): with every
             shape static ORT folds the shape arithmetic into constants, so no node falls back to the
             CPU, which CUDA graph capture requires.
+        profile_prefix: write ONNX Runtime's per-node profile (JSON) under this prefix; read it with
+            :meth:`end_profiling`.
     """
 
     def __init__(self, model_path: str, providers: tuple[str, ...] = ("CPUExecutionProvider",), threads: int | None = None,
                  name: str = "ort-cpu", cuda_graph: bool = False, device_id: int = 0, user_stream: int | None = None,
-                 fixed_dimensions: dict[str, int] | None = None):
+                 fixed_dimensions: dict[str, int] | None = None, profile_prefix: str | None = None):
         super().__init__(model_path)
         self.providers = providers
         self.threads = threads
@@ -37,6 +39,7 @@ class OrtBackend(Backend):
         self.user_stream = user_stream
         self.fixed_dimensions = dict(fixed_dimensions or {})
         self.notes: list[str] = []  # what differed from the asked-for settings, for reports
+        self.profile_prefix = profile_prefix
         self.session = None
         self._binding = None
 
@@ -82,6 +85,9 @@ class OrtBackend(Backend):
         if self.threads:
             options.intra_op_num_threads = self.threads
         options.log_severity_level = 3
+        if self.profile_prefix:
+            options.enable_profiling = True
+            options.profile_file_prefix = self.profile_prefix
         for dimension, value in self.fixed_dimensions.items():
             options.add_free_dimension_override_by_name(dimension, int(value))
         providers = self._provider_list()
@@ -108,6 +114,10 @@ class OrtBackend(Backend):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_names += [i.name for i in self.session.get_overridable_initializers()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def end_profiling(self) -> str:
+        """Stop profiling; returns the profile's path (see ``profile_prefix``)."""
+        return self.session.end_profiling()
 
     def _deactivate_impl(self) -> None:
         self.session = None

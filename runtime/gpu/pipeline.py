@@ -35,11 +35,13 @@ class GpuPipeline:
         share_stream: ``ort-cuda``: run ONNX Runtime on the preprocessing stream (no host wait between).
         outputs: graph outputs copied back (default: what the detector's results need, without
             AVID's full-resolution ``intersection`` map, which overlays can ask for).
+        profile_prefix: ``ort-cuda``: ONNX Runtime's per-node profile under this prefix (use
+            without ``cuda_graph``: a replayed graph is one opaque step).
     """
 
     def __init__(self, model_path: str, backend: str = "ort-cuda", streams: int = 1, frame_size: tuple[int, int] = (240, 360),
                  source_format: str = "bgr", cuda_graph: bool = True, share_stream: bool = True,
-                 outputs: list[str] | None = None):
+                 outputs: list[str] | None = None, profile_prefix: str | None = None):
         if backend not in BACKENDS:
             raise BackendError(f"{model_path}: the GPU pipeline runs on {', '.join(BACKENDS)}, not {backend!r}")
         self.context = Context()
@@ -51,7 +53,8 @@ class GpuPipeline:
             manifest = read_manifest(model_path)
             batch = streams * (PatchGrid.from_spec(manifest.patches, manifest.input).count if manifest.method == "alocc" else 1)
             engine = OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda", cuda_graph=cuda_graph,
-                                user_stream=self.stream.ptr if share_stream else None, fixed_dimensions={"batch": batch})
+                                user_stream=self.stream.ptr if share_stream else None, fixed_dimensions={"batch": batch},
+                                profile_prefix=profile_prefix)
             self._wait_before_model = not share_stream
         else:
             from ..backends.tensorrt import TensorRTBackend
