@@ -378,8 +378,12 @@ def torch_model_only(checkpoint: str, batch: int, duration_s: float) -> dict[str
     module, _, _, _ = build_graph(loaded)
     spec = loaded.manifest.input
     out: dict[str, Any] = {"checkpoint": Path(checkpoint).name, "batch": batch}
-    for label, dtype, graph in (("eager_fp32", torch.float32, False), ("fp16_cuda_graph", torch.float16, True)):
+    variants = (("eager_fp32", torch.float32, False, False), ("fp16_cuda_graph", torch.float16, True, False),
+                ("fp16_channels_last_cuda_graph", torch.float16, True, True))
+    for label, dtype, graph, channels_last in variants:
         net = module.to("cuda", dtype).eval()
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
         if loaded.manifest.method == "alocc":
             from occ.runtime.preprocess import PatchGrid
 
@@ -389,6 +393,8 @@ def torch_model_only(checkpoint: str, batch: int, duration_s: float) -> dict[str
             args = (torch.randn(batch, spec.channels, spec.height, spec.width, device="cuda", dtype=dtype),
                     torch.tensor([loaded.manifest.threshold("alpha")], device="cuda", dtype=dtype),
                     torch.tensor([loaded.manifest.threshold("zeta")], device="cuda", dtype=dtype))
+        if channels_last:
+            args = (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
         with torch.inference_mode():
             for _ in range(10):
                 net(*args)
