@@ -159,16 +159,17 @@ def validate_command(
         print(json.dumps(result, indent=2))
     else:
         table = Table(title=f"validate {model} on {data}")
-        for column in ("backend", "status", "frame AUC", "frame EER", "pixel EER", "decision agreement", "max |score error|"):
+        for column in ("backend", "status", "frame AUC", "frame EER", "pixel EER", "decision agreement", "max |score error|", "relative"):
             table.add_column(column)
         for row in result["backends"]:
             if row["status"] == "failed":
-                table.add_row(row["backend"], "[red]failed[/red]", row["reason"], "", "", "", "")
+                table.add_row(row["backend"], "[red]failed[/red]", row["reason"], "", "", "", "", "")
                 continue
             colour = "green" if row["status"] == "works" else "yellow"
             pixel = "n/a" if row["pixel_eer"] is None else f"{row['pixel_eer']:.1%}"
             table.add_row(row["backend"], f"[{colour}]{row['status']}[/{colour}]", f"{row['frame_auc']:.3f}", f"{row['frame_eer']:.1%}",
-                          pixel, f"{row['decision_agreement']:.2%}", f"{row['score_max_abs']:.2e}")
+                          pixel, f"{row['decision_agreement']:.2%}", f"{row['score_max_abs']:.2e}",
+                          f"{row['score_rel_error']:.2e}")
         console.print(table)
         for skipped in result["skipped"]:
             console.print(f"skipped {skipped['backend']}: {skipped['reason']}", highlight=False)

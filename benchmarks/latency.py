@@ -242,7 +242,9 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ---- validation across backends ----------------------------------------------------------------
-BUDGETS = {"decision_agreement": 0.995, "score_max_abs_fp32": 1e-3, "score_max_abs_fp16": 5e-2}
+# Score error is relative to the score's size (|Δ| / max(1, |reference|)): ALOCC's location z-scores
+# reach tens, and a GPU's FP32 convolutions (TF32 on Ampere and later) differ by ~1e-4 of that.
+BUDGETS = {"decision_agreement": 0.995, "score_rel_error_fp32": 1e-3, "score_rel_error_fp16": 5e-2}
 
 
 def validate(model_path: str, data_spec: str, backends: list[str] | None = None) -> dict[str, Any]:
@@ -278,13 +280,15 @@ def validate(model_path: str, data_spec: str, backends: list[str] | None = None)
                "pixel_eer": metrics.get("pixel_level", {}).get("eer")}
         if reference_scores is None:
             reference_scores, reference_decisions = scores, decisions
-            row.update({"decision_agreement": 1.0, "score_max_abs": 0.0, "status": "works", "reference": True})
+            row.update({"decision_agreement": 1.0, "score_max_abs": 0.0, "score_rel_error": 0.0, "status": "works",
+                        "reference": True})
         else:
             agreement = float(np.mean(decisions == reference_decisions))
             error = float(np.max(np.abs(scores - reference_scores)))
-            budget = BUDGETS["score_max_abs_fp16" if "fp16" in name else "score_max_abs_fp32"]
-            ok = agreement >= BUDGETS["decision_agreement"] and error <= budget
-            row.update({"decision_agreement": agreement, "score_max_abs": error, "score_budget": budget,
+            relative = float(np.max(np.abs(scores - reference_scores) / np.maximum(1.0, np.abs(reference_scores))))
+            budget = BUDGETS["score_rel_error_fp16" if "fp16" in name else "score_rel_error_fp32"]
+            ok = agreement >= BUDGETS["decision_agreement"] and relative <= budget
+            row.update({"decision_agreement": agreement, "score_max_abs": error, "score_rel_error": relative, "score_budget": budget,
                         "status": "works" if ok else "off-budget"})
         rows.append(row)
     return {"schema": "occ-bench-validate/1", "model": str(model_path), "data": data_spec, "budgets": BUDGETS,
