@@ -125,6 +125,35 @@ _GEOMETRY = "Geometry"
 _TRAINING = "Training"
 
 
+def _relaunch_on_devices(devices: int) -> None:
+    """``--devices N`` (N > 1): run this same command in N processes under torchrun, then exit.
+
+    Inside torchrun (``WORLD_SIZE`` set) it returns and the command trains its shard; rank 0
+    writes the checkpoint. GPUs use NCCL when there are N of them, otherwise gloo on the CPU.
+    """
+    import os
+    import subprocess
+    import sys
+
+    if devices < 1:
+        fail(f"--devices must be ≥ 1, got {devices}")
+    if devices == 1 or "WORLD_SIZE" in os.environ:
+        return
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "--devices":
+            skip = True
+            continue
+        if arg.startswith("--devices="):
+            continue
+        argv.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}", "-m", "occ", *argv]
+    raise typer.Exit(subprocess.run(command).returncode)
+
+
 @train_app.command("alocc")
 def train_alocc_command(
     data: Annotated[str, typer.Option(help="Normal training data: a UCSD-layout folder, 'walkway[:opts]', or 'mnist:FOLDER'.")],
@@ -147,9 +176,11 @@ def train_alocc_command(
     r_steps: Annotated[int, typer.Option(help="R updates per batch.", rich_help_panel=_TRAINING)] = 1,
     rho: Annotated[float, typer.Option(help="Stop once validation ‖X − R(X)‖² per pixel < ρ (0: off).", rich_help_panel=_TRAINING)] = 0.0,
     false_alarm_rate: Annotated[float, typer.Option(help="Target false-alarm rate of the threshold on held-out normal frames.")] = 0.01,
+    devices: Annotated[int, typer.Option(help="Processes to train in (torchrun; one per GPU with NCCL, else gloo on the CPU). Results equal one process on the same global batch.", rich_help_panel=_TRAINING)] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
 ) -> None:
     """Train ALOCC (R + D) on normal data; calibrate its threshold on held-out normal frames."""
+    _relaunch_on_devices(devices)
     from occ.runtime.datasets import DatasetError
     from occ.train.train_alocc import AloccConfig, image_data, train_alocc, video_data
 
@@ -171,6 +202,8 @@ def train_alocc_command(
         manifest = train_alocc(prepared, config, out, console)
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
+    if manifest is None:  # a torchrun rank other than 0
+        return
     tau = manifest.thresholds["tau"]
     console.print(f"wrote {out}: tau = {tau.value:.4f} at {tau.target_false_alarm_rate:.1%} false alarms on {tau.n_samples} held-out normal frames")
 
@@ -342,9 +375,11 @@ def train_avid_command(
     predict_newest: Annotated[bool, typer.Option(help="Hide the newest frame from I so its residual is a prediction error.", rich_help_panel=_TRAINING)] = True,
     irregularities: Annotated[bool, typer.Option(help="Train with synthetic irregularities made from the normal data.", rich_help_panel=_TRAINING)] = True,
     false_alarm_rate: Annotated[float, typer.Option(help="Target fraction of held-out normal frames with a non-empty mask.")] = 0.01,
+    devices: Annotated[int, typer.Option(help="Processes to train in (torchrun; one per GPU with NCCL, else gloo on the CPU). Results equal one process on the same global batch.", rich_help_panel=_TRAINING)] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
 ) -> None:
     """Train AVID (U-Net inpainter I + FCN detector D) on normal video; calibrate α and ζ."""
+    _relaunch_on_devices(devices)
     from occ.runtime.datasets import DatasetError
     from occ.runtime.datasets.spec import load_video_data
     from occ.train.train_avid import AvidConfig, train_avid, video_data
@@ -357,6 +392,8 @@ def train_avid_command(
         manifest = train_avid(video_data(video.train, config, video.description), config, out, console)
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
+    if manifest is None:  # a torchrun rank other than 0
+        return
     console.print(f"wrote {out}: alpha = {manifest.threshold('alpha'):.4f}, zeta = {manifest.threshold('zeta'):.4f}")
 
 

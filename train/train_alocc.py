@@ -7,7 +7,7 @@ stops early once it falls below ρ); anomalies are never looked at.
 """
 from __future__ import annotations
 
-import copy
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from occ.runtime.preprocess import PatchGrid, normalize, preprocess_clip
 from occ.runtime.scoring import fused_location_scores, location_stats, quantile_threshold, reduce_frame
 
 from .alocc import AloccScorer, create_alocc
+from .distributed import Distributed, plain_state_dict
 from .common import CollapseMonitor, squared_error, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything
 
 
@@ -139,16 +140,21 @@ def frame_scores(scorer: AloccScorer, frames: np.ndarray, scoring: dict) -> np.n
     return reduce_frame(fused_location_scores(graph_outputs(scorer, frames), scoring))
 
 
-def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: Console | None = None) -> Manifest:
+def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: Console | None = None) -> Manifest | None:
     """Train R and D, calibrate the threshold on held-out normal frames, write the checkpoint.
 
+    Under ``torchrun`` every process trains on its shard of each batch (see
+    :mod:`occ.train.distributed`); rank 0 calibrates and writes the checkpoint.
+
     Returns:
-        The manifest written into the checkpoint.
+        The manifest written into the checkpoint (None on ranks other than 0).
     """
-    console = console or Console()
+    ddp = Distributed.from_env()
+    console = (console or Console()) if ddp.is_main else Console(file=io.StringIO())
     generator = seed_everything(config.seed)
     channels = data.train.shape[1]
     reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth)
+    reconstructor, discriminator = ddp.prepare(reconstructor), ddp.prepare(discriminator)
     opt_r = make_optimizer(config.optimizer, reconstructor.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, discriminator.parameters(), config.lr, config.momentum)
     train = torch.from_numpy(data.train)
@@ -158,8 +164,8 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     started = time.monotonic()
-    ones = lambda n: torch.ones(n)  # noqa: E731
-    zeros = lambda n: torch.zeros(n)  # noqa: E731
+    ones = lambda n: torch.ones(n, device=ddp.device)  # noqa: E731
+    zeros = lambda n: torch.zeros(n, device=ddp.device)  # noqa: E731
 
     with progress_bar(console) as progress:
         for epoch in range(1, config.epochs + 1):
@@ -169,17 +175,21 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
             task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=len(order))
             d_losses, r_adv_losses, rec_losses = [], [], []
             for index in order:
-                x = train[index]
-                if len(x) < 2:  # batch norm needs two samples
+                batch = train[index]
+                if len(batch) < 2 * ddp.world:  # batch norm needs two samples
                     continue
-                noisy = x + config.noise_sigma * torch.randn(x.shape, generator=generator)
+                # the global batch's noise, drawn identically in every process, then sharded
+                noisy_batch = batch + config.noise_sigma * torch.randn(batch.shape, generator=generator)
+                x, noisy = ddp.shard(batch), ddp.shard(noisy_batch)
+                weight = ddp.loss_weight(len(x), len(batch))
                 for _ in range(config.d_steps):
                     with torch.no_grad():
                         fake = reconstructor(noisy)
                     d_loss = F.binary_cross_entropy_with_logits(discriminator(x), ones(len(x))) + \
                         F.binary_cross_entropy_with_logits(discriminator(fake), zeros(len(x)))
                     opt_d.zero_grad(set_to_none=True)
-                    d_loss.backward()
+                    (d_loss * weight).backward()
+                    ddp.average_gradients(discriminator)
                     opt_d.step()
                 for _ in range(config.r_steps):
                     fake = reconstructor(noisy)
@@ -187,11 +197,12 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
                     rec = squared_error(fake, x)
                     r_loss = adv + config.lam * rec
                     opt_r.zero_grad(set_to_none=True)
-                    r_loss.backward()
+                    (r_loss * weight).backward()
+                    ddp.average_gradients(reconstructor)
                     opt_r.step()
-                d_losses.append(d_loss.item())
-                r_adv_losses.append(adv.item())
-                rec_losses.append(rec.item())
+                d_losses.append(ddp.global_mean(d_loss.item(), len(x), len(batch)))
+                r_adv_losses.append(ddp.global_mean(adv.item(), len(x), len(batch)))
+                rec_losses.append(ddp.global_mean(rec.item(), len(x), len(batch)))
                 progress.advance(task)
             progress.remove_task(task)
 
@@ -209,8 +220,8 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
             if improved:
                 best = {
                     "epoch": epoch, "val_reconstruction": val["val_reconstruction"],
-                    "reconstructor": copy.deepcopy(reconstructor.state_dict()),
-                    "discriminator": copy.deepcopy(discriminator.state_dict()),
+                    "reconstructor": plain_state_dict(reconstructor),
+                    "discriminator": plain_state_dict(discriminator),
                 }
             history.append(record)
             console.print(
@@ -226,6 +237,10 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
                 break
 
     assert best is not None, "no epoch ran"
+    if not ddp.is_main:  # rank 0 calibrates and writes the checkpoint
+        return None
+    # the rest runs on the CPU with plain networks (no synchronised batch norm)
+    reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth)
     reconstructor.load_state_dict(best["reconstructor"])
     discriminator.load_state_dict(best["discriminator"])
     reconstructor.eval()
@@ -287,13 +302,15 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
 def _validate(reconstructor, discriminator, val_patches: np.ndarray, config: AloccConfig, generator: torch.Generator) -> dict[str, float]:
     reconstructor.eval()
     discriminator.eval()
+    device = next(reconstructor.parameters()).device
     errors, correct, total = [], 0, 0
     with torch.no_grad():
         for start in range(0, len(val_patches), 512):
             x = torch.from_numpy(val_patches[start : start + 512])
+            noisy = (x + config.noise_sigma * torch.randn(x.shape, generator=generator)).to(device)
+            x = x.to(device)
             r = reconstructor(x)
-            errors.append(torch.mean((x - r) ** 2, dim=(1, 2, 3)))
-            noisy = x + config.noise_sigma * torch.randn(x.shape, generator=generator)
+            errors.append(torch.mean((x - r) ** 2, dim=(1, 2, 3)).cpu())
             correct += int((discriminator(x) > 0).sum()) + int((discriminator(reconstructor(noisy)) < 0).sum())
             total += 2 * len(x)
     return {"val_reconstruction": float(torch.cat(errors).mean()), "d_accuracy": correct / total}

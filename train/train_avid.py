@@ -10,7 +10,7 @@ where D best separates normal from irregular (real vs inpainted without irregula
 """
 from __future__ import annotations
 
-import copy
+import io
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,6 +29,7 @@ from occ.runtime.preprocess import normalize
 
 from .avid import AvidGraph, create_avid, hide_newest
 from .irregularities import IrregularityMaker, SampleStore
+from .distributed import Distributed, plain_state_dict
 from .common import CollapseMonitor, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything, squared_error
 
 
@@ -131,11 +132,14 @@ def residual_kernel_for(height: int) -> int:
     return size if size % 2 else size + 1
 
 
-def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Console | None = None) -> Manifest:
+def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Console | None = None) -> Manifest | None:
     """Train I and D, calibrate α and ζ on held-out normal frames, write the checkpoint.
 
+    Under ``torchrun`` every process trains on its shard of each batch (see
+    :mod:`occ.train.distributed`); rank 0 calibrates and writes the checkpoint.
+
     Returns:
-        The manifest written into the checkpoint.
+        The manifest written into the checkpoint (None on ranks other than 0).
     """
     console = console or Console()
     if config.predict_newest and data.spec.temporal != "avid_triplet":
@@ -145,10 +149,14 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     cell = 2**config.depth
     if data.spec.height % cell or data.spec.width % cell:
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
+    ddp = Distributed.from_env()
+    if not ddp.is_main:
+        console = Console(file=io.StringIO())
     generator = seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     channels = data.spec.channels
     inpainter, detector = create_avid(channels, config.base_width, config.depth)
+    inpainter, detector = ddp.prepare(inpainter), ddp.prepare(detector)
     opt_i = make_optimizer(config.optimizer, inpainter.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, detector.parameters(), config.lr, config.momentum)
     maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng) if config.irregularities else None
@@ -171,28 +179,33 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
             task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=len(order))
             d_losses, d_real_vs_inpainted, i_adv, i_rec = [], [], [], []
             for index in order:
-                if len(index) < 2:
+                if len(index) < 2 * ddp.world:
                     continue
+                # the global batch (irregularities and noise drawn identically in every process), sharded
                 rows = index.numpy()
                 clean_np = data.train.inputs(rows)
-                x = torch.from_numpy(clean_np)
+                batch = torch.from_numpy(clean_np)
                 if maker is not None:
                     pseudo_np, labels_np = maker(rows, clean_np)
-                    source, labels = torch.from_numpy(pseudo_np), torch.from_numpy(labels_np)
-                else:
+                    source, labels = ddp.shard(torch.from_numpy(pseudo_np)), ddp.shard(torch.from_numpy(labels_np))
+                noisy = (torch.from_numpy(pseudo_np) if maker is not None else batch) + \
+                    config.gamma * torch.randn(batch.shape, generator=generator)
+                x, noisy = ddp.shard(batch), ddp.shard(noisy)
+                if maker is None:
                     source = x
-                noisy = source + config.gamma * torch.randn(x.shape, generator=generator)
+                weight = ddp.loss_weight(len(x), len(batch))
                 if config.predict_newest:
                     noisy = hide_newest(noisy)
                 with torch.no_grad():
                     fake = inpainter(noisy)
                 real_logits, fake_logits = detector(x), detector(fake)
                 d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
-                d_real_vs_inpainted.append(d_loss.item())  # the part whose collapse signature is 0 or 2·ln 2
+                d_real_vs_inpainted.append(ddp.global_mean(d_loss.item(), len(x), len(batch)))  # the part whose collapse signature is 0 or 2·ln 2
                 if maker is not None:
                     d_loss = d_loss + bce(detector(source), labels)
                 opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
+                (d_loss * weight).backward()
+                ddp.average_gradients(detector)
                 opt_d.step()
                 fake = inpainter(noisy)
                 logits = detector(fake)
@@ -201,12 +214,13 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                 rec = squared_error(fake, x) if config.lam > 0 else torch.zeros(())
                 loss = adv + config.lam * rec
                 opt_i.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * weight).backward()
+                ddp.average_gradients(inpainter)
                 torch.nn.utils.clip_grad_norm_(inpainter.parameters(), 10.0)
                 opt_i.step()
-                d_losses.append(d_loss.item())
-                i_adv.append(adv.item())
-                i_rec.append(rec.item())
+                d_losses.append(ddp.global_mean(d_loss.item(), len(x), len(batch)))
+                i_adv.append(ddp.global_mean(adv.item(), len(x), len(batch)))
+                i_rec.append(ddp.global_mean(rec.item(), len(x), len(batch)))
                 progress.advance(task)
             progress.remove_task(task)
             val = _validate(inpainter, detector, val_clean, val_pseudo, val_labels, config, generator)
@@ -214,11 +228,11 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                       "train_reconstruction": float(np.mean(i_rec)), **val, "seconds": round(time.monotonic() - started, 1)}
             marks = ""
             if best_i is None or val["val_reconstruction"] < best_i["value"]:
-                best_i = {"epoch": epoch, "value": val["val_reconstruction"], "state": copy.deepcopy(inpainter.state_dict())}
+                best_i = {"epoch": epoch, "value": val["val_reconstruction"], "state": plain_state_dict(inpainter)}
                 marks += " I*"
             d_score = val["irregular_cell_auc"] if maker is not None else val["d_accuracy"]
             if best_d is None or d_score > best_d["value"]:
-                best_d = {"epoch": epoch, "value": d_score, "state": copy.deepcopy(detector.state_dict())}
+                best_d = {"epoch": epoch, "value": d_score, "state": plain_state_dict(detector)}
                 marks += " D*"
             history.append(record)
             console.print(f"epoch {epoch:3d}  D {record['d_loss']:.3f}  I adv {record['i_adv_loss']:.3f}  "
@@ -229,6 +243,10 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
             if collapse:
                 console.print(f"[yellow]warning:[/yellow] {collapse}", highlight=False)
 
+    if not ddp.is_main:  # rank 0 calibrates and writes the checkpoint
+        return None
+    # the rest runs on the CPU with plain networks (no synchronised batch norm)
+    inpainter, detector = create_avid(channels, config.base_width, config.depth)
     inpainter.load_state_dict(best_i["state"])
     detector.load_state_dict(best_d["state"])
     graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest).eval()
@@ -266,14 +284,16 @@ def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels
 
     inpainter.eval()
     detector.eval()
+    device = next(inpainter.parameters()).device
     with torch.no_grad():
         val = torch.from_numpy(clean)
+        noisy = (val + config.gamma * torch.randn(val.shape, generator=generator)).to(device)
+        val = val.to(device)
         hide = hide_newest if config.predict_newest else (lambda v: v)
         rec = float(torch.mean((inpainter(hide(val)) - val) ** 2))
-        noisy = val + config.gamma * torch.randn(val.shape, generator=generator)
         real, fake = detector(val), detector(inpainter(hide(noisy)))
         accuracy = float(((real > 0).float().mean() + (fake < 0).float().mean()) / 2)
-        logits = detector(torch.from_numpy(pseudo)).numpy()
+        logits = detector(torch.from_numpy(pseudo).to(device)).cpu().numpy()
     try:
         auc = roc_auc(labels.ravel() < 0.5, -logits.ravel())
     except MetricError:
