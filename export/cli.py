@@ -27,6 +27,10 @@ def export_command(
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file (read and updated).", rich_help_panel="TensorRT")] = None,
     dla_core: Annotated[Optional[int], typer.Option(help="Jetson DLA core, with GPU fallback.", rich_help_panel="TensorRT")] = None,
     version_compatible: Annotated[bool, typer.Option(help="Version-compatible engine.", rich_help_panel="TensorRT")] = False,
+    triton: Annotated[Optional[Path], typer.Option(help="Also write a Triton model repository entry DIR/<name>/ (config.pbtxt validated against Triton's schema).", rich_help_panel="Serving")] = None,
+    triton_max_batch: Annotated[Optional[int], typer.Option(help="Triton max_batch_size (default: 32 frames for AVID, 8 frames of patches for ALOCC).", rich_help_panel="Serving")] = None,
+    triton_instances: Annotated[int, typer.Option(help="Triton model instances on the GPU.", rich_help_panel="Serving")] = 1,
+    deepstream: Annotated[Optional[Path], typer.Option(help="Also write a DeepStream nvinfer configuration, the model and a probe example into DIR.", rich_help_panel="Serving")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Export a checkpoint to one ONNX graph, verify it against PyTorch on real samples, write it atomically."""
@@ -64,8 +68,22 @@ def export_command(
     except (CheckpointError, ManifestError, DatasetError) as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2)
+    serving: dict[str, str] = {}
+    try:
+        if triton is not None:
+            from .triton import write_triton_repository
+
+            repository = write_triton_repository(result.path, triton, max_batch_size=triton_max_batch, instances=triton_instances)
+            serving["triton"] = str(repository.model_dir)
+        if deepstream is not None:
+            from .deepstream import write_deepstream_config
+
+            serving["deepstream"] = str(write_deepstream_config(result.path, deepstream).config_path)
+    except RuntimeError as exc:  # TritonExportError, DeepStreamExportError: one line each
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2)
     if json_out:
-        payload = {"path": str(result.path), "report": result.report, "manifest": result.manifest.to_dict()}
+        payload = {"path": str(result.path), "report": result.report, "manifest": result.manifest.to_dict(), **serving}
         if half:
             payload["fp16"] = {"path": str(half.path), "report": half.report}
         print(json.dumps(payload, indent=2))
@@ -78,6 +96,10 @@ def export_command(
             console.print(line, highlight=False, markup=False)
         console.print(f"wrote {half.path} (FP16 with FP32 islands: {half.manifest.export['fp16_nodes']} FP16 nodes, "
                       f"{half.manifest.export['fp32_nodes']} FP32)")
+    if "triton" in serving:
+        console.print(f"wrote Triton model {serving['triton']} (config.pbtxt validated against Triton's ModelConfig schema)")
+    if "deepstream" in serving:
+        console.print(f"wrote DeepStream nvinfer configuration {serving['deepstream']} (never run under DeepStream here)")
 
 
 def main() -> None:

@@ -232,6 +232,8 @@ def run_command(
     open_after: Annotated[int, typer.Option(help="Anomalous frames in a row that open an event.")] = 3,
     close_after: Annotated[int, typer.Option(help="Quiet frames in a row that close an event.")] = 5,
     metrics_port: Annotated[int, typer.Option(help="Serve /healthz and /metrics on this port (0: off).")] = 0,
+    triton: Annotated[Optional[str], typer.Option(help="Triton / KServe v2 server (host:port); the model runs there, named by --model.", rich_help_panel="Triton")] = None,
+    model_name: Annotated[Optional[str], typer.Option("--model", help="With --triton: the model's name in the server's repository.", rich_help_panel="Triton")] = None,
     backend: Annotated[str, typer.Option(help="ort-cpu (numpy preprocessing, ONNX Runtime CPU); ort-cuda or tensorrt "
                                               "(.engine): the whole frame path on the GPU (CUDA preprocessing kernels, "
                                               "model on device buffers).")] = "ort-cpu",
@@ -247,6 +249,10 @@ def run_command(
     from occ.runtime.service import ConfigError, Service, ServiceConfig, setup_logging
 
     try:
+        if triton is not None:
+            if model_name is None or model is not None:
+                fail("with --triton give the server's model name as --model NAME (and no MODEL file)")
+            model, backend = Path(model_name), "triton"
         if config is not None:
             settings = ServiceConfig.from_toml(config)
         elif model is None or source is None:
@@ -254,7 +260,7 @@ def run_command(
         else:
             to_stdout = out is None and events is None
             settings = ServiceConfig(
-                model=str(model), source=source, backend=backend,
+                model=str(model), source=source, backend=backend, triton_url=triton or "",
                 events_log=str(events) if events else str(Path(tempfile.mkdtemp()) / "events.jsonl"),
                 open_after=open_after, close_after=close_after, snapshots=str(snapshots or ""),
                 overlay_video=str(overlay or ""), frames_log="/dev/stdout" if to_stdout else str(out or ""),

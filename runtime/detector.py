@@ -173,10 +173,16 @@ class AvidDetector(Detector):
         return results
 
 
-def open_stream_detector(model_path: str, backend: str = "ort-cpu"):
+def open_stream_detector(model_path: str, backend: str = "ort-cpu", triton_url: str = ""):
     """The detector for one live stream: on ``ort-cuda`` and ``tensorrt`` the whole frame path runs
     on the GPU (:class:`occ.runtime.gpu.pipeline.GpuStreamDetector`: preprocessing kernels, model
-    on device buffers); on ``ort-cpu`` the numpy reference and ONNX Runtime CPU."""
+    on device buffers); on ``ort-cpu`` the numpy reference and ONNX Runtime CPU; on ``triton`` the
+    numpy reference here and the model on the server at ``triton_url`` (``model_path`` is then
+    the model's name there)."""
+    if backend == "triton":
+        from .backends.triton import TritonBackend
+
+        return Detector.for_backend(TritonBackend(triton_url, model_path))
     if backend in ("ort-cuda", "tensorrt"):
         from .gpu.pipeline import GpuStreamDetector
 

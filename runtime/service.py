@@ -4,7 +4,8 @@ Example configuration (every key but ``model.path`` and ``source.spec`` has a de
 
     [model]
     path = "ped2.onnx"
-    backend = "ort-cpu"          # ort-cpu | ort-cuda | tensorrt (the last two: whole frame path on the GPU)
+    backend = "ort-cpu"          # ort-cpu | ort-cuda | tensorrt (the last two: whole frame path on the GPU) | triton
+    # triton_url = "triton-host:8000"   # backend "triton": path is then the model's name on the server
 
     [thresholds]                 # optional overrides of the manifest's values
     # tau = 3.0                  # ALOCC
@@ -68,6 +69,7 @@ class ServiceConfig:
     model: str
     source: str
     backend: str = "ort-cpu"
+    triton_url: str = ""  # backend "triton": the server; ``model`` is then the model's name there
     thresholds: dict[str, float] = field(default_factory=dict)
     buffer: int = 2
     backoff: float = 0.5
@@ -106,10 +108,14 @@ class ServiceConfig:
         except KeyError as exc:
             raise ConfigError(f"{path}: missing required key {exc.args[0]!r} (need [model] path and [source] spec)") from None
         get = lambda section, key, default: data.get(section, {}).get(key, default)  # noqa: E731
+        backend = get("model", "backend", "ort-cpu")
+        if backend == "triton" and not get("model", "triton_url", ""):
+            raise ConfigError(f"{path}: [model] backend = \"triton\" needs triton_url (and path = the model's name on the server)")
         return cls(
-            model=str((path.parent / model) if not Path(model).is_absolute() else model),
+            model=model if backend == "triton" else str((path.parent / model) if not Path(model).is_absolute() else model),
             source=source,
-            backend=get("model", "backend", "ort-cpu"),
+            backend=backend,
+            triton_url=get("model", "triton_url", ""),
             thresholds={k: float(v) for k, v in data.get("thresholds", {}).items()},
             buffer=int(get("source", "buffer", 2)),
             backoff=float(get("source", "backoff", 0.5)),
@@ -173,7 +179,7 @@ class Service:
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
-        detector = open_stream_detector(cfg.model, cfg.backend)
+        detector = open_stream_detector(cfg.model, cfg.backend, cfg.triton_url)
         apply_thresholds(detector, cfg.thresholds)
         live_options = {"buffer": cfg.buffer, "backoff": cfg.backoff, "max_backoff": cfg.max_backoff,
                         "give_up_after": cfg.give_up_after}
