@@ -33,7 +33,7 @@ def _ints(text: str, what: str) -> list[int]:
 @app.command("latency")
 def latency_command(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx); PyTorch baselines use the checkpoint beside it.")],
-    backend: Annotated[Optional[str], typer.Option(help="Comma-separated backends (ort-cpu, ort-cuda, torch-fp32, torch-fp16-cuda); default: every one present.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Comma-separated backends: ort-cpu, ort-cpu-fp16, ort-cuda, ort-cuda-fp16 (numpy preprocessing), gpu-pipeline, gpu-pipeline-fp16 (CUDA preprocessing + ORT CUDA on device buffers, CUDA graph: what occ run --backend ort-cuda runs), tensorrt, torch-fp32, torch-fp16-cuda; default: every one present.")] = None,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes (frames per inference).")] = "1,8,32",
     duration: Annotated[float, typer.Option(help="Seconds of recorded iterations per backend and batch.")] = 3.0,
     warmup: Annotated[float, typer.Option(help="Seconds of unrecorded warm-up per backend and batch.")] = 1.0,

@@ -73,8 +73,14 @@ def available_backends(model_path: str, checkpoint_path: str | None) -> tuple[li
         names.append("ort-cuda")
         if half:
             names.append("ort-cuda-fp16")
+        problem = gpu_pipeline_problem()
+        if problem:
+            skipped.append({"backend": "gpu-pipeline", "reason": problem})
+        else:
+            names += ["gpu-pipeline"] + (["gpu-pipeline-fp16"] if half else [])
     else:
         skipped.append({"backend": "ort-cuda", "reason": "onnxruntime has no CUDAExecutionProvider here"})
+        skipped.append({"backend": "gpu-pipeline", "reason": "onnxruntime has no CUDAExecutionProvider here"})
     import importlib.util
     from pathlib import Path
 
@@ -99,6 +105,63 @@ def available_backends(model_path: str, checkpoint_path: str | None) -> tuple[li
     else:
         skipped.append({"backend": "torch-fp16", "reason": "PyTorch FP16 needs a CUDA device"})
     return names, skipped
+
+
+def gpu_pipeline_problem() -> str | None:
+    """Why the GPU pipeline (CUDA preprocessing + ORT CUDA on device buffers) cannot run here, or None."""
+    try:
+        from occ.runtime.gpu.cuda import Context
+
+        Context()
+    except Exception as exc:  # GpuUnavailable, CudaError, loader errors: all mean "not here"
+        return f"no usable CUDA device for the GPU pipeline ({str(exc).splitlines()[0][:120]})"
+    return None
+
+
+def measure_pipeline(model_path: str, frames: list[np.ndarray], batch: int, warmup_s: float, duration_s: float,
+                     min_iterations: int = 10) -> StageSamples:
+    """The GPU pipeline (``occ run --backend ort-cuda``'s path) on ``batch`` cameras: host_to_device
+    and preprocess (upload + kernel, synchronised), inference (graph + outputs copied back),
+    postprocess (results on the host)."""
+    from occ.runtime.gpu.pipeline import GpuPipeline
+
+    shape = frames[0].shape
+    layout = "gray" if len(shape) == 2 else {1: "gray", 3: "bgr", 4: "bgra"}[shape[2]]
+    pipeline = GpuPipeline(model_path, "ort-cuda", streams=batch, frame_size=shape[:2], source_format=layout,
+                           share_stream=False)
+    samples = StageSamples()
+    clock = time.perf_counter_ns
+    step = 0
+
+    def one_iteration(record: bool) -> None:
+        nonlocal step
+        raw = np.stack([frames[(step + k) % len(frames)] for k in range(batch)])
+        step += 1
+        t0 = clock()
+        pipeline.preprocessor.push(raw, out=pipeline.input.ptr)
+        pipeline.stream.synchronize()
+        t1 = clock()
+        outputs = pipeline.infer_prepared()
+        t2 = clock()
+        pipeline.detector.finish(outputs, batch)
+        t3 = clock()
+        if record:
+            samples.stages["preprocess"].append((t1 - t0) / 1e6)
+            samples.stages["inference"].append((t2 - t1) / 1e6)
+            samples.stages["postprocess"].append((t3 - t2) / 1e6)
+            samples.end_to_end.append((t3 - t0) / 1e6)
+
+    try:
+        deadline = time.monotonic() + warmup_s
+        one_iteration(False)
+        while time.monotonic() < deadline:
+            one_iteration(False)
+        deadline = time.monotonic() + duration_s
+        while time.monotonic() < deadline or len(samples.end_to_end) < min_iterations:
+            one_iteration(True)
+    finally:
+        pipeline.close()
+    return samples
 
 
 def fp16_sibling(model_path: str) -> str | None:
@@ -197,7 +260,16 @@ def run_latency(model_path: str, backends: list[str] | None, batches: list[int],
     }
     for name in chosen:
         try:
-            detector = Detector.for_backend(open_backend(name, model_path, checkpoint_path))
+            if name.startswith("gpu-pipeline"):
+                pipeline_model = fp16_sibling(model_path) if name.endswith("-fp16") else model_path
+                if pipeline_model is None:
+                    raise BackendError(f"{model_path}: {name} needs <name>.fp16.onnx beside it (occ-export --fp16)")
+                problem = gpu_pipeline_problem()
+                if problem:
+                    raise BackendError(problem)
+                detector = Detector.open(model_path, "ort-cpu")  # the manifest and patch grid only
+            else:
+                detector = Detector.for_backend(open_backend(name, model_path, checkpoint_path))
         except (BackendError, ImportError) as exc:
             result["skipped"].append({"backend": name, "reason": str(exc)})
             continue
@@ -206,7 +278,10 @@ def run_latency(model_path: str, backends: list[str] | None, batches: list[int],
         for batch in batches:
             if progress:
                 progress(f"{name} batch {batch}")
-            samples = measure(detector, frames, batch, warmup_s, duration_s, min_iterations)
+            if name.startswith("gpu-pipeline"):
+                samples = measure_pipeline(pipeline_model, frames, batch, warmup_s, duration_s, min_iterations)
+            else:
+                samples = measure(detector, frames, batch, warmup_s, duration_s, min_iterations)
             e2e = summarize(samples.end_to_end)
             model = summarize(samples.stages["inference"])
             stages = {stage: (summarize(samples.stages[stage]) if stage in samples.stages else None) for stage in STAGES}
@@ -261,7 +336,8 @@ def validate(model_path: str, data_spec: str, backends: list[str] | None = None)
     clips = load_video_data(data_spec, splits=("test",)).test
     checkpoint_path = checkpoint_for(model_path)
     present, skipped = available_backends(model_path, checkpoint_path)
-    names = backends or present
+    # the GPU pipeline streams frame by frame; its agreement is checked by benchmarks/device_check.py
+    names = [n for n in (backends or present) if not n.startswith("gpu-pipeline")]
     reference_scores = None
     rows = []
     for name in ["ort-cpu"] + [n for n in names if n != "ort-cpu"]:

@@ -119,6 +119,11 @@ class GpuPipeline:
         """Raw frames (host array, device pointer, or none: what is in :attr:`host_frames`) → the
         wanted outputs, copied to the host."""
         self.preprocessor.push(frames, device_frames=device_frames, out=self.input.ptr)
+        return self.infer_prepared()
+
+    def infer_prepared(self) -> dict[str, np.ndarray]:
+        """The model on what the preprocessor last wrote into the input buffer → outputs on the host
+        (the second half of :meth:`infer`, separate so benchmarks can time the stages)."""
         if self._wait_before_model:
             self.stream.synchronize()
         self.backend.run_device()
