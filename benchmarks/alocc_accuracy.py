@@ -123,8 +123,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist", help="folder with the MNIST IDX files (optional)")
     parser.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9", help="target digits, comma-separated")
-    parser.add_argument("--epochs", type=int, default=5, help="ALOCC epochs per MNIST digit")
+    parser.add_argument("--epochs", type=int, default=15, help="ALOCC epochs per MNIST digit")
     parser.add_argument("--base-width", type=int, default=16, help="ALOCC first-layer width (paper: 64)")
+    parser.add_argument("--bottleneck", type=int, default=16, help="MNIST: linear code size in R (0: none, as the paper; "
+                        "`occ train alocc` uses 16 for images)")
     parser.add_argument("--no-walkway", action="store_true", help="skip the walkway part")
     parser.add_argument("--out", default="runs/bench_alocc", help="output folder")
     parser.add_argument("--seed", type=int, default=0)
@@ -135,7 +137,8 @@ def main() -> None:
     result: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU",
                     "date": time.strftime("%Y-%m-%d")}
     if args.mnist:
-        config = AloccConfig(base_width=args.base_width, depth=3, epochs=args.epochs, batch_size=64, val_fraction=0.1, seed=args.seed)
+        config = AloccConfig(base_width=args.base_width, depth=3, epochs=args.epochs, batch_size=64, val_fraction=0.1, seed=args.seed,
+                             bottleneck=args.bottleneck)
         result["mnist_config"] = config.__dict__
         result["mnist"] = []
         for digit in (int(d) for d in args.digits.split(",")):

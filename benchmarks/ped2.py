@@ -72,7 +72,7 @@ def evaluate_model(model_path: str, clips) -> dict[str, Any]:
     return results
 
 
-def train(method: str, data: str, size: str, workdir: Path, seed: int) -> tuple[Path, float]:
+def train(method: str, data: str, size: str, workdir: Path, seed: int, alocc_overrides: dict | None = None) -> tuple[Path, float]:
     from occ.export.onnx_export import export_onnx
     from occ.runtime.datasets.spec import load_video_data
 
@@ -83,7 +83,7 @@ def train(method: str, data: str, size: str, workdir: Path, seed: int) -> tuple[
     if method == "alocc":
         from occ.train.train_alocc import AloccConfig, train_alocc, video_data
 
-        config = AloccConfig(seed=seed, **SIZES[size]["alocc"])
+        config = AloccConfig(seed=seed, **{**SIZES[size]["alocc"], **(alocc_overrides or {})})
         train_alocc(video_data(video.train, config, video.description), config, checkpoint, console)
     else:
         from occ.train.train_avid import AvidConfig, train_avid, video_data
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--model", help="evaluate this exported model instead of training one")
     parser.add_argument("--out", default="runs/ped2")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bottleneck", type=int, help="ALOCC: linear code size in R (default: the size's setting)")
     args = parser.parse_args()
     from occ.runtime.datasets.spec import load_video_data
 
@@ -126,7 +127,8 @@ def main() -> None:
     if args.model:
         model_path = args.model
     else:
-        model_path, seconds = train(args.method, args.data, args.size, workdir, args.seed)
+        overrides = {"bottleneck": args.bottleneck} if args.bottleneck is not None else None
+        model_path, seconds = train(args.method, args.data, args.size, workdir, args.seed, overrides)
         result["train_seconds"] = round(seconds)
     result["model"] = str(model_path)
     clips = load_video_data(args.data, splits=("test",)).test

@@ -166,6 +166,7 @@ def train_alocc_command(
     temporal: Annotated[str, typer.Option(help="Video: 'frame_diff' (appearance + signed motion) or 'none'.", rich_help_panel=_GEOMETRY)] = "frame_diff",
     base_width: Annotated[int, typer.Option(help="Channels of the first layer (paper: 64).", rich_help_panel=_TRAINING)] = 32,
     depth: Annotated[int, typer.Option(help="Stride-2 layers per network (paper: 4).", rich_help_panel=_TRAINING)] = 3,
+    bottleneck: Annotated[Optional[int], typer.Option(help="Size of a linear code between R's encoder and decoder (0: none, as the paper). Default: 16 for images (mnist:), 0 for video; see docs/accuracy.md.", rich_help_panel=_TRAINING)] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.", rich_help_panel=_TRAINING)] = 8,
     batch_size: Annotated[int, typer.Option(help="Patches per batch.", rich_help_panel=_TRAINING)] = 64,
     optimizer: Annotated[str, typer.Option(help="'adam' or 'sgd'.", rich_help_panel=_TRAINING)] = "adam",
@@ -184,8 +185,10 @@ def train_alocc_command(
     from occ.runtime.datasets import DatasetError
     from occ.train.train_alocc import AloccConfig, image_data, train_alocc, video_data
 
+    if bottleneck is None:  # measured: a code of 16 lifts MNIST's mean AUC from 0.74 to 0.96, no gain on video
+        bottleneck = 16 if data.startswith("mnist:") else 0
     config = AloccConfig(height=height, width=width, patch_size=patch_size, stride=stride, temporal=temporal,
-                         base_width=base_width, depth=depth, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                         base_width=base_width, depth=depth, bottleneck=bottleneck, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                          lr=lr, noise_sigma=noise_sigma, lam=lam, d_steps=d_steps, r_steps=r_steps, rho=rho,
                          false_alarm_rate=false_alarm_rate, seed=seed)
     try:

@@ -98,3 +98,14 @@ def test_residual_window_is_the_plain_window_mean_including_the_borders():
         for x in range(16):
             want[y, x] = error[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].mean()
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_alocc_bottleneck_is_a_linear_code_of_the_given_size():
+    r, _ = create_alocc(in_channels=1, patch_size=28, base_width=8, depth=3, bottleneck=16)
+    plain, _ = create_alocc(in_channels=1, patch_size=28, base_width=8, depth=3)
+    x = torch.randn(5, 1, 28, 28)
+    assert r(x).shape == x.shape
+    # deepest map 32 channels × 4 × 4 = 512 → 16 → 512: two linear layers
+    assert n_params(r) - n_params(plain) == (512 * 16 + 16) + (16 * 512 + 512)
+    code = r.code[1](r.code[0](r.encoder(x)))
+    assert code.shape == (5, 16)

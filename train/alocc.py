@@ -57,9 +57,12 @@ class AloccReconstructor(nn.Module):
         base_width: channels of the first encoder layer; each next layer doubles it.
         depth: number of stride-2 encoder layers (the decoder mirrors them).
         bn_eps: batch-norm epsilon.
+        bottleneck: 0 (the paper's R: convolutions only), or the size of a linear code between
+            encoder and decoder, which stops R from reconstructing whatever it is shown.
     """
 
-    def __init__(self, in_channels: int = 1, patch_size: int = 28, base_width: int = 64, depth: int = 4, bn_eps: float = 1e-5):
+    def __init__(self, in_channels: int = 1, patch_size: int = 28, base_width: int = 64, depth: int = 4, bn_eps: float = 1e-5,
+                 bottleneck: int = 0):
         super().__init__()
         if depth < 1 or patch_size < 2**depth // 2:
             raise ValueError(f"patch_size {patch_size} is too small for depth {depth}")
@@ -71,6 +74,12 @@ class AloccReconstructor(nn.Module):
             encoder.append(ConvBlock(channels, width, norm=True, bn_eps=bn_eps))
             channels = width
         self.encoder = nn.Sequential(*encoder)
+        self.code = nn.Identity()
+        if bottleneck:
+            deepest = (widths[-1], sizes[depth], sizes[depth])
+            flat = deepest[0] * deepest[1] * deepest[2]
+            self.code = nn.Sequential(nn.Flatten(), nn.Linear(flat, bottleneck), nn.Linear(bottleneck, flat),
+                                      nn.LeakyReLU(0.2, inplace=True), nn.Unflatten(1, deepest))
         decoder: list[nn.Module] = []
         for level in range(depth - 1, 0, -1):
             out_padding = sizes[level] - 2 * sizes[level + 1] + 1
@@ -82,7 +91,7 @@ class AloccReconstructor(nn.Module):
         self.patch_size = patch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output_activation(self.head(self.decoder(self.encoder(x))))
+        return self.output_activation(self.head(self.decoder(self.code(self.encoder(x)))))
 
 
 class AloccDiscriminator(nn.Module):
@@ -158,9 +167,10 @@ class AloccScorer(nn.Module):
         return tuple(outputs)
 
 
-def create_alocc(in_channels: int, patch_size: int, base_width: int = 64, depth: int = 4) -> tuple[AloccReconstructor, AloccDiscriminator]:
+def create_alocc(in_channels: int, patch_size: int, base_width: int = 64, depth: int = 4,
+                 bottleneck: int = 0) -> tuple[AloccReconstructor, AloccDiscriminator]:
     """Build R and D with matching geometry and DCGAN initialisation."""
-    reconstructor = AloccReconstructor(in_channels, patch_size, base_width, depth)
+    reconstructor = AloccReconstructor(in_channels, patch_size, base_width, depth, bottleneck=bottleneck)
     discriminator = AloccDiscriminator(in_channels, patch_size, base_width, depth)
     reconstructor.apply(dcgan_init)
     discriminator.apply(dcgan_init)

@@ -45,6 +45,7 @@ class AloccConfig:
     roi: list[int] | None = None
     base_width: int = 32
     depth: int = 3
+    bottleneck: int = 0  # linear code size in R (0: none, as the paper); see AloccReconstructor
     epochs: int = 8
     batch_size: int = 64
     optimizer: str = "adam"
@@ -153,7 +154,7 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     console = (console or Console()) if ddp.is_main else Console(file=io.StringIO())
     generator = seed_everything(config.seed)
     channels = data.train.shape[1]
-    reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth)
+    reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth, config.bottleneck)
     reconstructor, discriminator = ddp.prepare(reconstructor), ddp.prepare(discriminator)
     opt_r = make_optimizer(config.optimizer, reconstructor.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, discriminator.parameters(), config.lr, config.momentum)
@@ -240,7 +241,7 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     if not ddp.is_main:  # rank 0 calibrates and writes the checkpoint
         return None
     # the rest runs on the CPU with plain networks (no synchronised batch norm)
-    reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth)
+    reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth, config.bottleneck)
     reconstructor.load_state_dict(best["reconstructor"])
     discriminator.load_state_dict(best["discriminator"])
     reconstructor.eval()
@@ -292,7 +293,8 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     )
     manifest.set_threshold("tau", tau)
     manifest.validate()
-    architecture = {"in_channels": channels, "patch_size": data.patches.size, "base_width": config.base_width, "depth": config.depth}
+    architecture = {"in_channels": channels, "patch_size": data.patches.size, "base_width": config.base_width, "depth": config.depth,
+                    "bottleneck": config.bottleneck}
     verification = data.val_frames[np.linspace(0, len(data.val_frames) - 1, min(8, len(data.val_frames))).astype(int)]
     save_checkpoint(out, manifest, architecture, {"reconstructor": reconstructor, "discriminator": discriminator}, history,
                     verification_inputs=verification)
