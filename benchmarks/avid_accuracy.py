@@ -75,7 +75,8 @@ def walkway(workdir: Path, epochs: int, seed: int) -> dict:
     return {"train_seconds": round(seconds, 1), "deployed": deployed, "components": components}
 
 
-def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, seed: int) -> dict:
+def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, seed: int, skip_connections: bool = False,
+            code_channels: int = 16, residual_kernel: int | None = 5) -> dict:
     from occ.export.onnx_export import export_onnx
     from occ.runtime.datasets import load_mnist
     from occ.runtime.datasets.irmnist import build_irmnist
@@ -85,22 +86,28 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
     test_x, test_y = load_mnist(folder, "test")
     data = build_irmnist(train_x, train_y, test_x, test_y, n_train=n_train, n_test=n_test, seed=seed)
     # 176 = 11 × 16: with depth 4 every detector cell is exactly one digit cell
-    config = AvidConfig(height=176, width=176, depth=4, base_width=16, epochs=epochs, batch_size=16, seed=seed)
+    # I without skips and with a 16-channel code (one code per digit cell): it cannot copy a 3 (docs/accuracy.md);
+    # a 5-px residual window, a stroke's width, where the video rule would blur over neighbouring cells
+    config = AvidConfig(height=176, width=176, depth=4, base_width=16, epochs=epochs, batch_size=16, seed=seed,
+                        skip_connections=skip_connections, code_channels=code_channels, residual_kernel=residual_kernel)
     started = time.monotonic()
     train_avid(image_data(data.train, config, f"IR-MNIST {n_train} grids"), config, workdir / "irmnist_avid.pt", Console(stderr=True))
     seconds = time.monotonic() - started
     detector = Detector.open(str(export_onnx(workdir / "irmnist_avid.pt").path))
-    results = detector.process_clip(data.test, batch_frames=32)
-    image_scores = np.array([r.score for r in results])
     grid, cell = data.grid, config.height // data.grid
-    cell_scores = np.stack([r.pixel_map.reshape(grid, cell, grid, cell).max(axis=(1, 3)) for r in results])
-    return {
-        "train_seconds": round(seconds, 1), "train_grids": n_train, "test_grids": n_test,
-        "detection_eer": equal_error_rate(data.test_labels, image_scores)[0],
-        "detection_auc": roc_auc(data.test_labels, image_scores),
-        "localization_eer": equal_error_rate(data.test_cells.ravel(), cell_scores.ravel())[0],
-        "localization_auc": roc_auc(data.test_cells.ravel(), cell_scores.ravel()),
-    }
+    maps = component_maps(detector, data.test)
+    rows = {}
+    for name, values in maps.items():  # the deployed intersection, and each component alone
+        cells = values.reshape(len(values), grid, cell, grid, cell).max(axis=(2, 4))
+        images = cells.reshape(len(cells), -1).max(axis=1)
+        rows[name] = {
+            "detection_eer": equal_error_rate(data.test_labels, images)[0], "detection_auc": roc_auc(data.test_labels, images),
+            "localization_eer": equal_error_rate(data.test_cells.ravel(), cells.ravel())[0],
+            "localization_auc": roc_auc(data.test_cells.ravel(), cells.ravel()),
+        }
+    return {"train_seconds": round(seconds, 1), "train_grids": n_train, "test_grids": n_test,
+            "config": {"skip_connections": skip_connections, "code_channels": code_channels, "residual_kernel": config.residual_kernel},
+            **rows["intersection"], "components": rows}
 
 
 def markdown(result: dict) -> str:
@@ -119,6 +126,10 @@ def markdown(result: dict) -> str:
         lines += ["| IR-MNIST | detection EER | localization EER | detection AUC | localization AUC |", "|---|---|---|---|---|",
                   f"| {r['train_grids']} training grids, {r['test_grids']} test grids | {r['detection_eer']:.1%} | "
                   f"{r['localization_eer']:.1%} | {r['detection_auc']:.3f} | {r['localization_auc']:.3f} |"]
+        for name, c in r.get("components", {}).items():
+            if name != "intersection":
+                lines.append(f"| {name} alone | {c['detection_eer']:.1%} | {c['localization_eer']:.1%} | "
+                             f"{c['detection_auc']:.3f} | {c['localization_auc']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -128,6 +139,9 @@ def main() -> None:
     parser.add_argument("--irmnist-train", type=int, default=5000, help="IR-MNIST training grids (paper: 5000)")
     parser.add_argument("--irmnist-test", type=int, default=1000, help="IR-MNIST test grids (paper: 1000)")
     parser.add_argument("--irmnist-epochs", type=int, default=5)
+    parser.add_argument("--irmnist-skips", action="store_true", help="keep I's U-Net skips (the paper's I; default: none)")
+    parser.add_argument("--irmnist-code", type=int, default=16, help="channels of I's deepest 1×1 code (0: none)")
+    parser.add_argument("--irmnist-residual-kernel", type=int, default=5, help="residual window, pixels (0: the video rule)")
     parser.add_argument("--walkway-epochs", type=int, default=10)
     parser.add_argument("--no-walkway", action="store_true")
     parser.add_argument("--out", default="runs/bench_avid")
@@ -140,7 +154,8 @@ def main() -> None:
         result["walkway"] = walkway(workdir, args.walkway_epochs, args.seed)
         print(markdown(result), flush=True)
     if args.mnist:
-        result["irmnist"] = irmnist(args.mnist, workdir, args.irmnist_epochs, args.irmnist_train, args.irmnist_test, args.seed)
+        result["irmnist"] = irmnist(args.mnist, workdir, args.irmnist_epochs, args.irmnist_train, args.irmnist_test, args.seed,
+                                    args.irmnist_skips, args.irmnist_code, args.irmnist_residual_kernel or None)
     (workdir / "avid_accuracy.json").write_text(json.dumps(result, indent=2))
     (workdir / "avid_accuracy.md").write_text(markdown(result))
     print(markdown(result))

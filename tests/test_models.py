@@ -109,3 +109,14 @@ def test_alocc_bottleneck_is_a_linear_code_of_the_given_size():
     assert n_params(r) - n_params(plain) == (512 * 16 + 16) + (16 * 512 + 512)
     code = r.code[1](r.code[0](r.encoder(x)))
     assert code.shape == (5, 16)
+
+
+def test_avid_inpainter_without_skips_and_with_a_code_keeps_shapes_and_drops_the_skip_inputs():
+    plain = AvidInpainter(1, base_width=4, depth=2)
+    narrow = AvidInpainter(1, base_width=4, depth=2, skip_connections=False, code_channels=3)
+    x = torch.randn(2, 1, 32, 48)
+    assert narrow(x).shape == x.shape and narrow(x).abs().max() <= 1.0
+    # merge blocks see half the channels (no skip), plus the 1×1 code 16 → 3 → 16
+    first_merge = lambda m: m.merge[0][0].weight.shape[1]  # noqa: E731
+    assert first_merge(plain) == 2 * first_merge(narrow) == 16
+    assert sum(p.numel() for p in narrow.code.parameters()) == (16 * 3 + 3) + (3 * 16 + 16)

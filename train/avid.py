@@ -34,26 +34,38 @@ class AvidInpainter(nn.Module):
         in_channels: input channels (3 for the temporal triplet, 1 for images); output matches.
         base_width: channels at full resolution; doubled at every level down.
         depth: number of 2× down-sampling steps (input sides must be multiples of ``2**depth``).
+        skip_connections: U-Net skips from encoder to decoder (True: the paper's I). Without them,
+            and with a narrow ``code_channels``, I cannot copy what it is shown and must draw on
+            what it learned of normal data (images; see docs/accuracy.md).
+        code_channels: 0, or the channels of a 1×1 bottleneck at the deepest level.
     """
 
-    def __init__(self, in_channels: int = 3, base_width: int = 32, depth: int = 3):
+    def __init__(self, in_channels: int = 3, base_width: int = 32, depth: int = 3, skip_connections: bool = True,
+                 code_channels: int = 0):
         super().__init__()
         widths = [base_width * 2**i for i in range(depth + 1)]
         self.stem = DoubleConv(in_channels, widths[0])
         self.down = nn.ModuleList(DoubleConv(widths[i], widths[i + 1]) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
+        self.code = nn.Identity()
+        if code_channels:
+            self.code = nn.Sequential(nn.Conv2d(widths[-1], code_channels, 1), nn.Conv2d(code_channels, widths[-1], 1),
+                                      nn.ReLU(inplace=True))
         self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
-        self.merge = nn.ModuleList(DoubleConv(2 * widths[i], widths[i]) for i in reversed(range(depth)))
+        merge_in = 2 if skip_connections else 1
+        self.merge = nn.ModuleList(DoubleConv(merge_in * widths[i], widths[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], in_channels, 1)
         self.depth = depth
+        self.skip_connections = skip_connections
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(self.pool(skips[-1])))
-        y = skips.pop()
+        y = self.code(skips.pop())
         for up, merge in zip(self.up, self.merge):
-            y = merge(torch.cat([up(y), skips.pop()], dim=1))
+            skip = skips.pop()
+            y = merge(torch.cat([up(y), skip], dim=1) if self.skip_connections else up(y))
         # tanh keeps the output in the normalized input range (−1..1)
         return torch.tanh(self.head(y))
 
@@ -162,14 +174,15 @@ def hide_newest(frames: torch.Tensor) -> torch.Tensor:
     return torch.cat([frames[:, :-1], torch.zeros_like(frames[:, -1:])], dim=1)
 
 
-def create_avid(in_channels: int, base_width: int = 32, depth: int = 3, detector_width: int | None = None) -> tuple[AvidInpainter, AvidDetector]:
+def create_avid(in_channels: int, base_width: int = 32, depth: int = 3, detector_width: int | None = None,
+                skip_connections: bool = True, code_channels: int = 0) -> tuple[AvidInpainter, AvidDetector]:
     """Build I (DCGAN initialisation) and D.
 
     D keeps PyTorch's default (Kaiming-uniform) initialisation: with N(0, 0.02) through its six
     layers the logits start near zero with vanishing gradients, and plain SGD at the paper's
     learning rate never moved D off 2·ln 2 (seen on the walkway).
     """
-    inpainter = AvidInpainter(in_channels, base_width, depth)
+    inpainter = AvidInpainter(in_channels, base_width, depth, skip_connections, code_channels)
     detector = AvidDetector(in_channels, detector_width or base_width, depth)
     inpainter.apply(dcgan_init)
     return inpainter, detector

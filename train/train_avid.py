@@ -41,6 +41,8 @@ class AvidConfig:
     width: int = 96
     base_width: int = 16
     depth: int = 3
+    skip_connections: bool = True  # I's U-Net skips (False with code_channels: I cannot copy; images)
+    code_channels: int = 0  # 1×1 bottleneck at I's deepest level (0: none)
     epochs: int = 6
     batch_size: int = 16
     optimizer: str = "adam"
@@ -155,7 +157,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     generator = seed_everything(config.seed)
     rng = np.random.default_rng(config.seed)
     channels = data.spec.channels
-    inpainter, detector = create_avid(channels, config.base_width, config.depth)
+    inpainter, detector = create_avid(channels, config.base_width, config.depth,
+                                      skip_connections=config.skip_connections, code_channels=config.code_channels)
     inpainter, detector = ddp.prepare(inpainter), ddp.prepare(detector)
     opt_i = make_optimizer(config.optimizer, inpainter.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, detector.parameters(), config.lr, config.momentum)
@@ -246,7 +249,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     if not ddp.is_main:  # rank 0 calibrates and writes the checkpoint
         return None
     # the rest runs on the CPU with plain networks (no synchronised batch norm)
-    inpainter, detector = create_avid(channels, config.base_width, config.depth)
+    inpainter, detector = create_avid(channels, config.base_width, config.depth,
+                                      skip_connections=config.skip_connections, code_channels=config.code_channels)
     inpainter.load_state_dict(best_i["state"])
     detector.load_state_dict(best_d["state"])
     graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest).eval()
@@ -271,6 +275,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         manifest.set_threshold(name, threshold)
     manifest.validate()
     architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
+                    "skip_connections": config.skip_connections, "code_channels": config.code_channels,
                     "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest}
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
     save_checkpoint(out, manifest, architecture, {"inpainter": inpainter, "detector": detector}, history,
@@ -302,7 +307,9 @@ def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels
 
 
 def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], manifest: Manifest) -> AvidGraph:
-    inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"])
+    inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
+                                      skip_connections=architecture.get("skip_connections", True),
+                                      code_channels=architecture.get("code_channels", 0))
     inpainter.load_state_dict(state_dicts["inpainter"])
     detector.load_state_dict(state_dicts["detector"])
     return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False)).eval()
