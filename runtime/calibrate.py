@@ -9,7 +9,7 @@ from .datasets.common import Clip
 from .detector import AloccDetector, AvidDetector, Detector
 from .manifest import METADATA_KEY, Manifest, write_atomic
 from .preprocess import preprocess_clip
-from .scoring import calibrate_avid_thresholds, quantile_threshold
+from .scoring import REGION_QUANTILE, calibrate_avid_thresholds, quantile_threshold
 
 
 def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, data: str) -> Manifest:
@@ -30,8 +30,11 @@ def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, da
             out = detector.backend.infer({"frames": np.ascontiguousarray(inputs[start : start + 64])}, ["residual", "region_anomaly"])
             residuals.append(out["residual"])
             regions.append(out["region_anomaly"])
+    # the model's own region quantile (recorded in its training configuration), so recalibration
+    # on site moves α and ζ with the rule they were first set by
+    quantile = (manifest.training.get("config") or {}).get("region_quantile", REGION_QUANTILE)
     thresholds = calibrate_avid_thresholds(np.concatenate(residuals), np.concatenate(regions), manifest.regions.cell,
-                                           false_alarm_rate, data)
+                                           false_alarm_rate, data, region_quantile=quantile)
     for name, threshold in thresholds.items():
         manifest.set_threshold(name, threshold)
     return manifest

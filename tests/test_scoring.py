@@ -22,13 +22,16 @@ def test_fusion_puts_outputs_on_one_scale(rng):
     assert roc_auc(labels, fused) > 0.8
 
 
-def test_avid_thresholds_hit_the_false_alarm_rate_and_gate_half_the_regions(rng):
+def test_avid_thresholds_hit_the_false_alarm_rate_and_gate_the_chosen_share_of_regions(rng):
     cell = 4
     regions = rng.uniform(0, 1, (4000, 3, 5))
     residual = rng.gamma(2.0, 0.05, (4000, 12, 20)).astype(np.float32)
     thresholds = calibrate_avid_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
     alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
-    assert abs((1 - zeta) - 0.5) < 0.02  # the gate passes the half of regions D is least sure of
+    # uniform 1 − O: the default gate passes the 80 % of regions D is least sure of (D vetoes 20 %)
+    assert abs((1 - zeta) - 0.2) < 0.02
+    wider = calibrate_avid_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic", region_quantile=0.5)
+    assert abs((1 - wider["zeta"].value) - 0.5) < 0.02 and wider["alpha"].value < alpha  # a wider veto, a lower α
     up = np.repeat(np.repeat(regions[2000:], cell, axis=1), cell, axis=2)
     fired = (np.where(up >= 1 - zeta, residual[2000:], 0) >= alpha).reshape(2000, -1).any(axis=1)
     assert abs(fired.mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)

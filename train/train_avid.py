@@ -24,7 +24,7 @@ from rich.console import Console
 from occ import __version__
 from occ.runtime.datasets.common import Clip
 from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
-from occ.runtime.scoring import calibrate_avid_thresholds
+from occ.runtime.scoring import REGION_QUANTILE, calibrate_avid_thresholds
 from occ.runtime.preprocess import normalize
 
 from .avid import AvidGraph, create_avid, hide_newest
@@ -54,7 +54,7 @@ class AvidConfig:
     val_fraction: float = 0.2
     max_train_frames: int | None = 4000
     false_alarm_rate: float = 0.01
-    region_quantile: float = 0.5
+    region_quantile: float = REGION_QUANTILE  # see occ.runtime.scoring.REGION_QUANTILE
     irregularities: bool = True
     irregular_fraction: float = 0.5
     predict_newest: bool = True
