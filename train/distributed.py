@@ -13,7 +13,9 @@ and backpropagate the R/I loss through D without updating D, which DDP's buckete
 refuses or all-reduces at the wrong moment. The averaging here is the same all-reduce, flattened
 into one call per network and step.
 
-Rank 0 alone validates the checkpoint's manifest and writes files; every rank trains.
+Rank 0 alone validates the checkpoint's manifest and writes files; every rank trains. A single
+process trains on the GPU when there is one (``OCC_TRAIN_DEVICE=cpu`` keeps it on the CPU, where
+training is deterministic); calibration and export always run on the CPU.
 """
 from __future__ import annotations
 
@@ -70,8 +72,10 @@ class Distributed:
     def from_env(cls) -> "Distributed":
         """Join the process group that ``torchrun`` describes in the environment (a no-op alone)."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return cls()
+        if world <= 1:  # one process: the GPU when there is one (OCC_TRAIN_DEVICE=cpu keeps the CPU)
+            wanted = os.environ.get("OCC_TRAIN_DEVICE", "auto")
+            use_cuda = wanted != "cpu" and torch.cuda.is_available()
+            return cls(device=torch.device("cuda:0" if use_cuda else "cpu"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         cuda = torch.cuda.is_available() and torch.cuda.device_count() > local_rank
         if not dist.is_initialized():
