@@ -262,19 +262,13 @@ def pipeline_agreement(model: str, **variant) -> dict[str, Any]:
 
 
 # ---- 4. latency --------------------------------------------------------------------------------
-def _summary(samples_ms: list[float]) -> dict[str, float]:
-    a = np.asarray(samples_ms)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()), "count": int(a.size)}
-
-
 def pipeline_latency(model: str, streams: int, frame_size: tuple[int, int], duration_s: float, **variant) -> dict[str, Any]:
     """uint8 BGR frames in host memory → outputs in host memory, timed per call, twice: frames in
     pageable memory (copied into pinned staging, included), and frames already in the pipeline's
     pinned ``host_frames`` (where a decoder can write them)."""
     from occ.runtime.gpu.pipeline import GpuPipeline
 
-    from .latency import synthetic_frames
+    from .latency import summarize, synthetic_frames
 
     frames = synthetic_frames(*frame_size, count=16)
     frames = [np.ascontiguousarray(np.repeat(f[..., None], 3, axis=2) if f.ndim == 2 else f) for f in frames]
@@ -300,10 +294,10 @@ def pipeline_latency(model: str, streams: int, frame_size: tuple[int, int], dura
             to_host.append((t1 - t0) / 1e6)
             with_results.append((t2 - t0) / 1e6)
             i += 1
-        e2e = _summary(to_host)
+        e2e = summarize(to_host)
         key = "" if label == "pageable" else "pinned_"
         result[f"{key}end_to_end_ms"] = e2e
-        result[f"{key}with_results_ms"] = _summary(with_results)
+        result[f"{key}with_results_ms"] = summarize(with_results)
         result[f"{key}frames_per_s"] = streams * 1000.0 / e2e["mean"]
     pipeline.close()
     return result
@@ -340,6 +334,8 @@ def model_profile(model: str, streams: int, frame_size: tuple[int, int], iterati
 def kernel_launch_time(streams: int = 32, launches: int = 50) -> dict[str, Any]:
     """GPU time of single preprocessing launches (events around each), not bounded by the host."""
     from occ.runtime.gpu.cuda import Context, DeviceBuffer, Event
+
+    from .latency import summarize
     from occ.runtime.gpu.preprocess import GpuPreprocessor
     from occ.runtime.manifest import InputSpec
 
@@ -360,7 +356,7 @@ def kernel_launch_time(streams: int = 32, launches: int = 50) -> dict[str, Any]:
             stop.record(gpu.stream)
             if k >= 5:
                 samples.append(stop.elapsed_ms(start) * 1000)
-        out[f"{source_format}_us_per_launch"] = _summary(samples)
+        out[f"{source_format}_us_per_launch"] = summarize(samples)
         out[f"{source_format}_us_per_frame_p50"] = out[f"{source_format}_us_per_launch"]["p50"] / streams
         gpu.free()
         resident.free()
@@ -373,6 +369,8 @@ def torch_model_only(checkpoint: str, batch: int, duration_s: float) -> dict[str
 
     from occ.export.onnx_export import build_graph
     from occ.train.common import load_checkpoint
+
+    from .latency import summarize
 
     loaded = load_checkpoint(checkpoint)
     module, _, _, _ = build_graph(loaded)
@@ -414,7 +412,7 @@ def torch_model_only(checkpoint: str, batch: int, duration_s: float) -> dict[str
                 end.record()
                 end.synchronize()
                 samples.append(begin.elapsed_time(end))
-        out[label] = _summary(samples)
+        out[label] = summarize(samples)
     return out
 
 

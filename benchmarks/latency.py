@@ -58,6 +58,25 @@ class StageSamples:
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in ("preprocess", "inference", "postprocess")})
     end_to_end: list[float] = field(default_factory=list)
 
+    @classmethod
+    def collect(cls, step: Callable[[], tuple[int, int, int, int]], warmup_s: float, duration_s: float,
+                min_iterations: int) -> "StageSamples":
+        """Run ``step`` (returning the ``perf_counter_ns`` at its stage boundaries) unrecorded for
+        ``warmup_s``, then recorded for at least ``duration_s`` and ``min_iterations``."""
+        samples = cls()
+        deadline = time.monotonic() + warmup_s
+        step()
+        while time.monotonic() < deadline:
+            step()
+        deadline = time.monotonic() + duration_s
+        while time.monotonic() < deadline or len(samples.end_to_end) < min_iterations:
+            t0, t1, t2, t3 = step()
+            samples.stages["preprocess"].append((t1 - t0) / 1e6)
+            samples.stages["inference"].append((t2 - t1) / 1e6)
+            samples.stages["postprocess"].append((t3 - t2) / 1e6)
+            samples.end_to_end.append((t3 - t0) / 1e6)
+        return samples
+
 
 def available_backends(model_path: str, checkpoint_path: str | None) -> tuple[list[str], list[dict[str, str]]]:
     """Backends that can run here, and the skipped ones with why."""
@@ -129,11 +148,10 @@ def measure_pipeline(model_path: str, frames: list[np.ndarray], batch: int, warm
     layout = "gray" if len(shape) == 2 else {1: "gray", 3: "bgr", 4: "bgra"}[shape[2]]
     pipeline = GpuPipeline(model_path, "ort-cuda", streams=batch, frame_size=shape[:2], source_format=layout,
                            share_stream=False)
-    samples = StageSamples()
     clock = time.perf_counter_ns
     step = 0
 
-    def one_iteration(record: bool) -> None:
+    def one_iteration() -> tuple[int, int, int, int]:
         nonlocal step
         raw = np.stack([frames[(step + k) % len(frames)] for k in range(batch)])
         step += 1
@@ -144,24 +162,12 @@ def measure_pipeline(model_path: str, frames: list[np.ndarray], batch: int, warm
         outputs = pipeline.infer_prepared()
         t2 = clock()
         pipeline.detector.finish(outputs, batch)
-        t3 = clock()
-        if record:
-            samples.stages["preprocess"].append((t1 - t0) / 1e6)
-            samples.stages["inference"].append((t2 - t1) / 1e6)
-            samples.stages["postprocess"].append((t3 - t2) / 1e6)
-            samples.end_to_end.append((t3 - t0) / 1e6)
+        return t0, t1, t2, clock()
 
     try:
-        deadline = time.monotonic() + warmup_s
-        one_iteration(False)
-        while time.monotonic() < deadline:
-            one_iteration(False)
-        deadline = time.monotonic() + duration_s
-        while time.monotonic() < deadline or len(samples.end_to_end) < min_iterations:
-            one_iteration(True)
+        return StageSamples.collect(one_iteration, warmup_s, duration_s, min_iterations)
     finally:
         pipeline.close()
-    return samples
 
 
 def fp16_sibling(model_path: str) -> str | None:
@@ -211,11 +217,10 @@ def measure(detector: Detector, frames: list[np.ndarray], batch: int, warmup_s: 
             min_iterations: int = 10) -> StageSamples:
     """Time the pipeline on ``batch`` independent streams (one preprocessor each)."""
     streams = [FramePreprocessor(detector.manifest.input) for _ in range(batch)]
-    samples = StageSamples()
     clock = time.perf_counter_ns
     step = 0
 
-    def one_iteration(record: bool) -> None:
+    def one_iteration() -> tuple[int, int, int, int]:
         nonlocal step
         raw = [frames[(step + k) % len(frames)] for k in range(batch)]
         step += 1
@@ -226,21 +231,9 @@ def measure(detector: Detector, frames: list[np.ndarray], batch: int, warmup_s: 
         outputs = detector.forward(feed)
         t2 = clock()
         detector.finish(outputs, batch)
-        t3 = clock()
-        if record:
-            samples.stages["preprocess"].append((t1 - t0) / 1e6)
-            samples.stages["inference"].append((t2 - t1) / 1e6)
-            samples.stages["postprocess"].append((t3 - t2) / 1e6)
-            samples.end_to_end.append((t3 - t0) / 1e6)
+        return t0, t1, t2, clock()
 
-    deadline = time.monotonic() + warmup_s
-    one_iteration(False)
-    while time.monotonic() < deadline:
-        one_iteration(False)
-    deadline = time.monotonic() + duration_s
-    while time.monotonic() < deadline or len(samples.end_to_end) < min_iterations:
-        one_iteration(True)
-    return samples
+    return StageSamples.collect(one_iteration, warmup_s, duration_s, min_iterations)
 
 
 def run_latency(model_path: str, backends: list[str] | None, batches: list[int], warmup_s: float, duration_s: float,

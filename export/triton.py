@@ -28,9 +28,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from occ.runtime.backends.triton import THRESHOLD_INPUTS
 from occ.runtime.manifest import Manifest, manifest_from_metadata
 
-THRESHOLD_INPUTS = ("alpha", "zeta")
 _TRITON_TYPES = {TensorProto.FLOAT: "TYPE_FP32", TensorProto.FLOAT16: "TYPE_FP16", TensorProto.BOOL: "TYPE_BOOL",
                  TensorProto.UINT8: "TYPE_UINT8", TensorProto.INT32: "TYPE_INT32", TensorProto.INT64: "TYPE_INT64"}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..manifest import Manifest, ManifestError
+from ..manifest import Manifest
 from .base import Backend, BackendError
 
 THRESHOLD_INPUTS = ("alpha", "zeta")
@@ -60,10 +60,7 @@ class TritonBackend(Backend):
         if not text:
             raise BackendError(f"{self.model_path}: the model's configuration carries no occ manifest "
                                "(export the repository with occ-export --triton)")
-        try:
-            self.manifest = Manifest.from_json(text, self.model_path)
-        except ManifestError:
-            raise
+        self.manifest = Manifest.from_json(text, self.model_path)
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self._datatypes = {t["name"]: t["datatype"] for t in metadata["inputs"] + metadata["outputs"]}
         self.input_names = [t["name"] for t in metadata["inputs"]]
