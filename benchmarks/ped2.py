@@ -61,18 +61,31 @@ def evaluate_model(model_path: str, clips) -> dict[str, Any]:
     detector = Detector.open(model_path)
     results = {}
     if detector.manifest.method == "alocc":
+        # One pass through the graph; the scoring variants re-score its recorded outputs (scoring is
+        # pure runtime code over them), so the ablations cost no extra inference.
         original = detector.manifest.scoring
-        for name, scoring in alocc_variants(original).items():
+        variants = alocc_variants(original)
+        detector.outputs = sorted({term for scoring in variants.values() for term in scoring["terms"]})
+        recorded: list[dict[str, np.ndarray]] = []
+        infer = detector.forward
+
+        def record(feed):
+            outputs = infer(feed)
+            recorded.append(outputs)
+            return outputs
+
+        for index, (name, scoring) in enumerate(variants.items()):
+            replay = iter(recorded)
+            detector.forward = record if index == 0 else (lambda feed: next(replay))
             detector.manifest.scoring = scoring
-            detector.outputs = list(scoring["terms"])
             results[name] = report(score_clips(detector, clips))
-        detector.manifest.scoring = original
+        detector.manifest.scoring, detector.forward = original, infer
     else:
         results["deployed"] = report(score_clips(detector, clips))
     return results
 
 
-def train(method: str, data: str, size: str, workdir: Path, seed: int, alocc_overrides: dict | None = None) -> tuple[Path, float]:
+def train(method: str, data: str, size: str, workdir: Path, seed: int, overrides: dict | None = None) -> tuple[Path, float]:
     from occ.export.onnx_export import export_onnx
     from occ.runtime.datasets.spec import load_video_data
 
@@ -83,12 +96,12 @@ def train(method: str, data: str, size: str, workdir: Path, seed: int, alocc_ove
     if method == "alocc":
         from occ.train.train_alocc import AloccConfig, train_alocc, video_data
 
-        config = AloccConfig(seed=seed, **{**SIZES[size]["alocc"], **(alocc_overrides or {})})
+        config = AloccConfig(seed=seed, **{**SIZES[size]["alocc"], **(overrides or {})})
         train_alocc(video_data(video.train, config, video.description), config, checkpoint, console)
     else:
         from occ.train.train_avid import AvidConfig, train_avid, video_data
 
-        config = AvidConfig(seed=seed, **SIZES[size]["avid"])
+        config = AvidConfig(seed=seed, **{**SIZES[size]["avid"], **(overrides or {})})
         train_avid(video_data(video.train, config, video.description), config, checkpoint, console)
     seconds = time.monotonic() - started
     return export_onnx(checkpoint).path, seconds
@@ -107,6 +120,20 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine() -> str:
+    import os
+
+    text = f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
+    try:
+        import torch
+
+        if torch.cuda.is_available() and os.environ.get("OCC_TRAIN_DEVICE", "auto") != "cpu":
+            text += f", trained on {torch.cuda.get_device_name(0)}"
+    except ImportError:
+        pass
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="UCSD Ped2 folder (official layout)")
@@ -116,18 +143,27 @@ def main() -> None:
     parser.add_argument("--out", default="runs/ped2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bottleneck", type=int, help="ALOCC: linear code size in R (default: the size's setting)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a training config field (AloccConfig / AvidConfig), e.g. --set epochs=8; repeatable")
     args = parser.parse_args()
     from occ.runtime.datasets.spec import load_video_data
 
     workdir = Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"method": args.method, "size": args.size, "data": args.data,
-                              "machine": f"{platform.machine()} CPU, {len(__import__('os').sched_getaffinity(0))} cores",
+                              "machine": _machine(),
                               "date": time.strftime("%Y-%m-%d")}
     if args.model:
         model_path = args.model
     else:
-        overrides = {"bottleneck": args.bottleneck} if args.bottleneck is not None else None
+        overrides = {"bottleneck": args.bottleneck} if args.bottleneck is not None else {}
+        for item in args.set:
+            field, _, value = item.partition("=")
+            try:
+                overrides[field] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[field] = value
+        result["overrides"] = overrides
         model_path, seconds = train(args.method, args.data, args.size, workdir, args.seed, overrides)
         result["train_seconds"] = round(seconds)
     result["model"] = str(model_path)

@@ -1,5 +1,6 @@
 """Scoring components on synthetic cases built to need them."""
 import numpy as np
+import pytest
 
 from occ.runtime.metrics import roc_auc
 from occ.runtime.scoring import calibrate_avid_thresholds, fused_location_scores, location_stats, reduce_frame
@@ -69,3 +70,44 @@ def test_absolute_floor_keeps_a_flat_term_from_dominating(rng):
     # a wobble of 1e-4 logits now moves the z-score by 1e-3, not by ~10
     z = fused_location_scores({"score": np.array([[0.3001]])}, {"terms": {"score": 1.0}, "location_stats": {"score": floored}})
     assert abs(float(z[0, 0])) < 0.01
+
+
+def _moving_square_clip(speed: int, frames: int = 16, height: int = 16, width: int = 48) -> np.ndarray:
+    """Normalized ⟨I_t, I_t − I_{t−1}⟩ frames of a bright square crossing a dark static scene."""
+    from occ.runtime.manifest import InputSpec
+    from occ.runtime.preprocess import normalize, stack_clip
+
+    raw = np.full((frames, height, width), 40.0, np.float32)
+    for t in range(frames):
+        left = (2 + speed * t) % (width - 6)
+        raw[t, 5:11, left : left + 6] = 220.0
+    spec = InputSpec(height=height, width=width, channels=2, temporal="frame_diff")
+    return normalize(stack_clip(raw, "frame_diff"), spec)
+
+
+@pytest.mark.parametrize("kind", ["fast", "reverse"])
+def test_alocc_motion_patches_follow_their_definition(kind, rng):
+    from occ.runtime.preprocess import PatchGrid
+    from occ.train.irregularities import motion_patches
+
+    frames = _moving_square_clip(speed=1)
+    grid = PatchGrid(tops=(0, 8), lefts=tuple(range(0, 41, 8)), size=8)
+    odd, clean = motion_patches(frames, grid, 40, rng, kinds=(kind,), strides=(3,))
+    assert len(odd) == len(clean) > 0 and odd.shape[1:] == (2, 8, 8)
+    patches = grid.extract_clip(frames)  # (T, P, 2, 8, 8)
+    for irregular, normal in zip(odd, clean):
+        # the clean patch is a real patch at some time t and place p, and the odd one follows the rule there
+        (ts, ps) = np.nonzero(np.all(patches == normal, axis=(2, 3, 4)))
+        matched = False
+        for t, p in zip(ts, ps):
+            if kind == "fast":
+                expected = np.stack([patches[t, p, 0], patches[t, p, 0] - patches[t - 3, p, 0]])
+            else:
+                expected = np.stack([patches[t - 1, p, 0], -patches[t, p, 1]])
+            matched |= bool(np.allclose(irregular, expected, atol=1e-6))
+        assert matched
+        assert np.abs(irregular - normal).mean() >= 0.02  # only patches the change is visible in
+    # nothing moves in a static scene, so there is nothing to make irregular
+    static = np.repeat(frames[:1] * np.array([1.0, 0.0], np.float32)[:, None, None], 16, axis=0)
+    empty, _ = motion_patches(static, grid, 40, rng, kinds=(kind,))
+    assert len(empty) == 0

@@ -19,6 +19,7 @@ training is deterministic); calibration and export always run on the CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -96,12 +97,25 @@ class Distributed:
                 module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
             else:
                 module = _convert_batchnorm(module)
-        return module.to(self.device)
+        module = module.to(self.device)
+        if self.device.type == "cuda":  # tensor cores read NHWC without transposes
+            module = module.to(memory_format=torch.channels_last)
+        return module
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
-        """This process's contiguous part of a global batch, on this device."""
+        """This process's contiguous part of a global batch, on this device (channels-last on a GPU)."""
         part = batch.tensor_split(self.world)[self.rank] if self.world > 1 else batch
-        return part.to(self.device)
+        part = part.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and part.dim() == 4:
+            part = part.contiguous(memory_format=torch.channels_last)
+        return part
+
+    def autocast(self):
+        """Mixed precision for forward passes on a GPU (bfloat16: no loss scaling needed); a no-op on the CPU,
+        where training stays FP32 and deterministic."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def loss_weight(self, local: int, total: int) -> float:
         """Factor on a shard's mean loss so that averaging gradients gives the global mean's gradient."""

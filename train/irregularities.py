@@ -1,4 +1,4 @@
-"""Normal training samples for AVID, and synthetic irregularities pasted into them.
+"""Normal training samples, and synthetic irregularities made from them (AVID regions, ALOCC patches).
 
 AVID trains on normal data only. Its inpainter is meant to remove irregularities and its
 detector to find them, yet neither sees one in training, and measured on the walkway the detector
@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from occ.runtime.preprocess import AVID_OFFSETS
+from occ.runtime.preprocess import AVID_OFFSETS, PatchGrid
 
 VIDEO_KINDS = ("fast", "reverse", "foreign")
 IMAGE_KINDS = ("flip", "foreign")
+MOTION_KINDS = ("fast", "reverse")  # ALOCC patches, see motion_patches
 
 
 @dataclass
@@ -107,3 +108,55 @@ class IrregularityMaker:
         stride = int(self.rng.integers(2, 4))  # 2–3× the normal temporal stride
         offsets = tuple(k * stride for k in AVID_OFFSETS)
         return self.store.triplet(clip, t, offsets)[region]
+
+
+def motion_patches(frames: np.ndarray, grid: PatchGrid, count: int, rng: np.random.Generator,
+                   kinds: tuple[str, ...] = ("fast",), strides: tuple[int, ...] = (3, 4),
+                   min_change: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """ALOCC's synthetic irregularities: patches whose motion is not the scene's.
+
+    ``fast``: the motion channel spans ``k`` frames instead of one, ``I_t − I_{t−k}``;
+    ``reverse``: time runs backwards, ``⟨I_{t−1}, I_{t−1} − I_t⟩``.
+
+    Args:
+        frames: one clip's normalized ``⟨I_t, I_t − I_{t−1}⟩`` frames, ``(T, 2, H, W)``; the appearance
+            channel's normalization cancels in a difference, so ``I_t − I_{t−k}`` comes from it.
+        grid: where the patches are.
+        count: most patches to return.
+        strides: frame gaps ``k`` to draw from (the normal gap is 1).
+        min_change: mean absolute change of the motion channel (normalized units) that makes a patch
+            irregular; a patch over static background changes nothing and is not taken.
+
+    Returns:
+        ``(irregular, clean)``: the fast patches and the normal patches at the same place and time,
+        each ``(N, 2, size, size)`` with ``N <= count``.
+    """
+    length = len(frames)
+    if length <= max(strides) or count <= 0:
+        empty = np.zeros((0, 2, grid.size, grid.size), np.float32)
+        return empty, empty
+    boxes = grid.boxes()
+    s = grid.size
+    irregular, clean = [], []
+    for _ in range(8):  # candidates in rounds: most patches of a clip are background
+        times = rng.integers(max(strides), length, size=4 * count)
+        places = rng.integers(0, len(boxes), size=4 * count)
+        gaps = rng.choice(strides, size=4 * count)
+        chosen_kinds = rng.integers(0, len(kinds), size=4 * count)
+        for t, p, k, kind in zip(times, places, gaps, chosen_kinds):
+            top, left = boxes[p, 0], boxes[p, 1]
+            normal = frames[t, :, top : top + s, left : left + s]
+            if kinds[kind] == "reverse":
+                odd = np.stack([frames[t - 1, 0, top : top + s, left : left + s], -normal[1]])
+            else:
+                odd = np.stack([normal[0], normal[0] - frames[t - k, 0, top : top + s, left : left + s]])
+            if np.abs(odd - normal).mean() < min_change:
+                continue
+            irregular.append(odd)
+            clean.append(normal)
+            if len(irregular) == count:
+                return np.stack(irregular).astype(np.float32), np.stack(clean).astype(np.float32)
+    if not irregular:
+        empty = np.zeros((0, 2, s, s), np.float32)
+        return empty, empty
+    return np.stack(irregular).astype(np.float32), np.stack(clean).astype(np.float32)

@@ -26,6 +26,7 @@ from occ.runtime.scoring import fused_location_scores, location_stats, quantile_
 
 from .alocc import AloccScorer, create_alocc
 from .distributed import Distributed, plain_state_dict
+from .irregularities import MOTION_KINDS, motion_patches
 from .common import CollapseMonitor, squared_error, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything
 
 
@@ -62,6 +63,13 @@ class AloccConfig:
     scene_stats: bool = True
     fuse_reconstruction: bool = True
     d_weight: float = 0.25
+    # Synthetic irregular patches made from the normal clips (video with frame_diff only): D learns
+    # them as not normal, R to restore the normal patch. Ped2 dev EER 16.2 -> 14.1 %, walkway AUC
+    # 0.892 -> 0.932 (docs/accuracy.md). 0 turns them off.
+    irregular_weight: float = 1.0
+    irregular_inpaint: bool = True
+    irregular_patches: int = 20000
+    irregular_kinds: list[str] = field(default_factory=lambda: ["fast", "reverse"])
     seed: int = 0
 
 
@@ -76,6 +84,8 @@ class AloccData:
     val_frames: np.ndarray  # (F, P, C, s, s) held-out normal frames
     description: str
     summary: dict[str, Any] = field(default_factory=dict)
+    irregular: np.ndarray | None = None  # (M, C, s, s) synthetic irregular patches, see motion_patches
+    irregular_clean: np.ndarray | None = None  # (M, C, s, s) the normal patches they were made from
 
 
 def video_data(clips: list[Clip], config: AloccConfig, description: str) -> AloccData:
@@ -87,25 +97,41 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str) -> Aloc
     patch_spec = PatchSpec(size=config.patch_size, stride=config.stride, roi=config.roi)
     patch_spec.validate(spec)
     grid = PatchGrid.from_spec(patch_spec, spec)
-    per_clip = [grid.extract_clip(preprocess_clip(clip.frames, spec)) for clip in clips]
+    stacked = [preprocess_clip(clip.frames, spec) for clip in clips]
+    per_clip = [grid.extract_clip(frames) for frames in stacked]
     if len(per_clip) >= 2:
         n_val = max(1, round(config.val_fraction * len(per_clip)))
         train_frames, val_frames = np.concatenate(per_clip[:-n_val]), np.concatenate(per_clip[-n_val:])
+        train_stacked = stacked[:-n_val]
         val_names = [c.name for c in clips[-n_val:]]
     else:
         frames = per_clip[0]
         cut = int(len(frames) * (1 - config.val_fraction))
         train_frames, val_frames = frames[:cut], frames[cut:]
+        train_stacked = [stacked[0][:cut]]
         val_names = [f"{clips[0].name}[{cut}:]"]
     train = train_frames.reshape(-1, *train_frames.shape[2:])
     rng = np.random.default_rng(config.seed)
     if config.max_train_patches and len(train) > config.max_train_patches:
         train = train[np.sort(rng.choice(len(train), config.max_train_patches, replace=False))]
+    irregular = irregular_clean = None
+    if config.irregular_weight > 0 and config.temporal == "frame_diff":  # they change the motion channel
+        unknown = set(config.irregular_kinds) - set(MOTION_KINDS)
+        if unknown:
+            raise ValueError(f"unknown ALOCC irregularity kind(s) {sorted(unknown)}; choose from {list(MOTION_KINDS)}")
+        per_clip_count = -(-config.irregular_patches // len(train_stacked))
+        made = [motion_patches(frames, grid, per_clip_count, rng, tuple(config.irregular_kinds)) for frames in train_stacked]
+        irregular = np.concatenate([m[0] for m in made])
+        irregular_clean = np.concatenate([m[1] for m in made])
+        if not len(irregular):
+            raise ValueError(f"{description}: no motion in the training clips to make synthetic irregularities from")
     return AloccData(
         spec=spec, patches=patch_spec, train=train, train_frames=train_frames, val_frames=val_frames,
         description=description,
         summary={"data": description, "clips": [c.name for c in clips], "validation_clips": val_names,
-                 "train_patches": int(len(train)), "patches_per_frame": grid.count},
+                 "train_patches": int(len(train)), "patches_per_frame": grid.count,
+                 "irregular_patches": 0 if irregular is None else int(len(irregular))},
+        irregular=irregular, irregular_clean=irregular_clean,
     )
 
 
@@ -159,6 +185,9 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     opt_r = make_optimizer(config.optimizer, reconstructor.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, discriminator.parameters(), config.lr, config.momentum)
     train = torch.from_numpy(data.train)
+    use_irregular = config.irregular_weight > 0 and data.irregular is not None and len(data.irregular) > 0
+    if use_irregular:
+        irregular, irregular_clean = torch.from_numpy(data.irregular), torch.from_numpy(data.irregular_clean)
     val_patches = data.val_frames.reshape(-1, *data.val_frames.shape[2:])
     val_patches = val_patches[np.random.default_rng(config.seed).permutation(len(val_patches))[:4096]]
     monitor = CollapseMonitor()
@@ -183,20 +212,31 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
                 noisy_batch = batch + config.noise_sigma * torch.randn(batch.shape, generator=generator)
                 x, noisy = ddp.shard(batch), ddp.shard(noisy_batch)
                 weight = ddp.loss_weight(len(x), len(batch))
+                if use_irregular:
+                    picked = torch.randint(len(irregular), (len(batch),), generator=generator)
+                    noisy_irregular = irregular[picked] + config.noise_sigma * torch.randn(batch.shape, generator=generator)
+                    odd, odd_noisy, odd_clean = ddp.shard(irregular[picked]), ddp.shard(noisy_irregular), ddp.shard(irregular_clean[picked])
                 for _ in range(config.d_steps):
-                    with torch.no_grad():
+                    with torch.no_grad(), ddp.autocast():
                         fake = reconstructor(noisy)
-                    d_loss = F.binary_cross_entropy_with_logits(discriminator(x), ones(len(x))) + \
-                        F.binary_cross_entropy_with_logits(discriminator(fake), zeros(len(x)))
+                    with ddp.autocast():
+                        d_loss = F.binary_cross_entropy_with_logits(discriminator(x), ones(len(x))) + \
+                            F.binary_cross_entropy_with_logits(discriminator(fake), zeros(len(x)))
+                        if use_irregular:
+                            d_loss = d_loss + config.irregular_weight * F.binary_cross_entropy_with_logits(discriminator(odd), zeros(len(odd)))
                     opt_d.zero_grad(set_to_none=True)
                     (d_loss * weight).backward()
                     ddp.average_gradients(discriminator)
                     opt_d.step()
                 for _ in range(config.r_steps):
-                    fake = reconstructor(noisy)
-                    adv = F.binary_cross_entropy_with_logits(discriminator(fake), ones(len(x)))
-                    rec = squared_error(fake, x)
-                    r_loss = adv + config.lam * rec
+                    with ddp.autocast():
+                        fake = reconstructor(noisy)
+                        adv = F.binary_cross_entropy_with_logits(discriminator(fake), ones(len(x)))
+                        rec = squared_error(fake.float(), x)
+                        r_loss = adv + config.lam * rec
+                        if use_irregular and config.irregular_inpaint:
+                            restored = reconstructor(odd_noisy).float()
+                            r_loss = r_loss + config.irregular_weight * config.lam * squared_error(restored, odd_clean)
                     opt_r.zero_grad(set_to_none=True)
                     (r_loss * weight).backward()
                     ddp.average_gradients(reconstructor)

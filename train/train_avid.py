@@ -199,23 +199,27 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                 weight = ddp.loss_weight(len(x), len(batch))
                 if config.predict_newest:
                     noisy = hide_newest(noisy)
-                with torch.no_grad():
+                with torch.no_grad(), ddp.autocast():
                     fake = inpainter(noisy)
-                real_logits, fake_logits = detector(x), detector(fake)
-                d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+                with ddp.autocast():
+                    real_logits, fake_logits = detector(x), detector(fake)
+                    d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+                    if maker is not None:
+                        d_irregular = bce(detector(source), labels)
                 d_real_vs_inpainted.append(ddp.global_mean(d_loss.item(), len(x), len(batch)))  # the part whose collapse signature is 0 or 2·ln 2
                 if maker is not None:
-                    d_loss = d_loss + bce(detector(source), labels)
+                    d_loss = d_loss + d_irregular
                 opt_d.zero_grad(set_to_none=True)
                 (d_loss * weight).backward()
                 ddp.average_gradients(detector)
                 opt_d.step()
-                fake = inpainter(noisy)
-                logits = detector(fake)
-                adv = bce(logits, torch.ones_like(logits))
-                # I restores the clean input: noise and synthetic irregularities both count as damage
-                rec = squared_error(fake, x) if config.lam > 0 else torch.zeros(())
-                loss = adv + config.lam * rec
+                with ddp.autocast():
+                    fake = inpainter(noisy)
+                    logits = detector(fake)
+                    adv = bce(logits, torch.ones_like(logits))
+                    # I restores the clean input: noise and synthetic irregularities both count as damage
+                    rec = squared_error(fake.float(), x) if config.lam > 0 else torch.zeros((), device=x.device)
+                    loss = adv + config.lam * rec
                 opt_i.zero_grad(set_to_none=True)
                 (loss * weight).backward()
                 ddp.average_gradients(inpainter)
