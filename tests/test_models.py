@@ -120,3 +120,38 @@ def test_avid_inpainter_without_skips_and_with_a_code_keeps_shapes_and_drops_the
     first_merge = lambda m: m.merge[0][0].weight.shape[1]  # noqa: E731
     assert first_merge(plain) == 2 * first_merge(narrow) == 16
     assert sum(p.numel() for p in narrow.code.parameters()) == (16 * 3 + 3) + (3 * 16 + 16)
+
+
+class FixedResidual(torch.nn.Module):
+    """Stands in for I so that |X − I(X)| is exactly the input: I(X) = 0."""
+
+    def forward(self, x):
+        return torch.zeros_like(x)
+
+
+def test_mask_reach_keeps_whole_objects_that_d_flags_and_only_those():
+    # two bright objects on a quiet frame; D flags one cell of the left object only
+    frames = torch.zeros(1, 1, 16, 32)
+    frames[0, 0, 2:12, 2:14] = 1.0  # left object, spans cells (0..2, 0..3)
+    frames[0, 0, 4:10, 22:28] = 1.0  # right object, no flagged cell
+    logits = torch.full((1, 4, 8), 10.0)
+    logits[0, 1, 1] = -10.0  # cell (1, 1): rows [4, 8), cols [4, 8), inside the left object
+    alpha, zeta = torch.tensor([0.5]), torch.tensor([0.5])
+    masks = {}
+    for reach in (0, 2, 16):
+        graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, mask_reach=reach).eval()
+        with torch.no_grad():
+            score, decision, mask, residual, regions, inter = graph(frames, alpha, zeta)
+        masks[reach] = mask[0]
+        assert float(score[0]) == 2.0 and bool(decision[0])  # the frame score does not depend on the reach
+        # thresholding the continuous map at α is the mask, as the ROC sweep assumes
+        assert torch.equal(inter[0] >= 1.0, mask[0])
+    block = torch.zeros(16, 32, dtype=torch.bool)
+    block[4:8, 4:8] = True
+    left = torch.zeros(16, 32, dtype=torch.bool)
+    left[2:12, 2:14] = True
+    assert torch.equal(masks[0], block)  # Eq. 4: only the flagged block
+    grown = block.clone()
+    grown[2:10, 2:10] = True  # two 3×3 dilations, inside the object
+    assert torch.equal(masks[2], grown & left)
+    assert torch.equal(masks[16], left)  # the whole left object, never the right one

@@ -115,23 +115,31 @@ class AvidGraph(nn.Module):
 
     - ``score`` ``(N,)``: the maximum of ``intersection``; the frame decision is ``score >= 1``;
     - ``decision`` ``(N,)``: ``score >= 1``, i.e. the mask is not empty;
-    - ``mask`` ``(N, H, W)``: ``{residual >= α} ∩ {B_i : O_i <= ζ}`` (Eq. 4);
+    - ``mask`` ``(N, H, W)``: ``{residual >= α} ∩ {B_i : O_i <= ζ}`` (Eq. 4), taken object by object
+      when ``mask_reach`` > 0: every connected part of ``{residual >= α}`` that meets a flagged block
+      within ``mask_reach`` pixels of it is kept whole (D tells which objects, the residual where
+      they end; D flags only some cells of a large object);
     - ``residual`` ``(N, H, W)``: ``|X − I(X)|`` averaged over channels and over a
       ``residual_kernel``² window (pixel noise suppression); with ``predict_newest`` the newest
       channel is hidden from I (zeroed) and the residual is that channel's alone, so I(X) predicts
       ``I'_t`` from ``I'_{t−4}, I'_{t−2}`` (see ``AvidConfig.predict_newest``);
     - ``region_anomaly`` ``(N, rows, cols)``: ``1 − O`` with ``O = sigmoid(D(X))``;
     - ``intersection`` ``(N, H, W)``: ``residual / α`` inside the regions D flags (``O <= ζ``),
-      0 elsewhere; ``>= 1`` exactly on the mask. Sweeping α with ζ fixed traces the ROC.
+      0 elsewhere; ``>= 1`` exactly on the mask. Sweeping α with ζ fixed traces the ROC. With
+      ``mask_reach`` it is the grayscale geodesic reconstruction of the gated residual under the
+      residual (``mask_reach`` steps of a 3×3 dilation, each capped by the residual): thresholding
+      it at any α gives the parts of ``{residual >= α}`` connected to a flagged pixel above α, so
+      the ROC sweep and the mask agree at every α. Its maximum, the frame score, is unchanged.
     """
 
     def __init__(self, inpainter: AvidInpainter, detector: AvidDetector, residual_kernel: int = 3,
-                 predict_newest: bool = False):
+                 predict_newest: bool = False, mask_reach: int = 0):
         super().__init__()
         self.inpainter = inpainter
         self.detector = detector
         self.residual_kernel = residual_kernel
         self.predict_newest = predict_newest
+        self.mask_reach = mask_reach
 
     @staticmethod
     def output_names() -> list[str]:
@@ -163,7 +171,13 @@ class AvidGraph(nn.Module):
         # nearest upsampling by the cell size maps each O cell onto exactly its pixel block B_i
         regions_up = F.interpolate(regions.unsqueeze(1), scale_factor=float(self.detector.cell), mode="nearest").squeeze(1)
         flagged = regions_up >= 1.0 - zeta  # B_i with O_i <= ζ
-        intersection = torch.where(flagged, residual / alpha, torch.zeros_like(residual))
+        gated = torch.where(flagged, residual, torch.zeros_like(residual))
+        if self.mask_reach > 0:
+            bound, gated = residual.unsqueeze(1), gated.unsqueeze(1)
+            for _ in range(self.mask_reach):
+                gated = torch.minimum(F.max_pool2d(gated, 3, stride=1, padding=1), bound)
+            gated = gated.squeeze(1)
+        intersection = gated / alpha
         mask = intersection >= 1.0
         score = torch.amax(intersection, dim=(1, 2))
         return score, score >= 1.0, mask, residual, regions, intersection

@@ -51,6 +51,7 @@ class AvidConfig:
     gamma: float = 0.4
     lam: float = 0.4
     residual_kernel: int | None = None  # None: odd size near 0.13 × height (see residual_kernel_for)
+    mask_reach: int | None = None  # None: height / 8 (see mask_reach_for); 0: Eq. 4 block by block
     val_fraction: float = 0.2
     max_train_frames: int | None = 4000
     false_alarm_rate: float = 0.01
@@ -123,6 +124,15 @@ def graph_maps(graph: AvidGraph, frames: np.ndarray) -> tuple[np.ndarray, np.nda
     return (np.concatenate([r[0].numpy() for r in results]), np.concatenate([r[1].numpy() for r in results]))
 
 
+def mask_reach_for(height: int) -> int:
+    """How far (pixels) the mask follows a residual object out of the blocks D flags: 1/8 of the height.
+
+    Objects are about a tenth of the frame high; on the walkway (64 px, reach 8) every reach from
+    4 to 32 px gave the same localization, so the rule only has to cover an object.
+    """
+    return max(1, int(round(height / 8)))
+
+
 def residual_kernel_for(height: int) -> int:
     """Window of the residual average: an odd size near 0.13 × the input height.
 
@@ -148,6 +158,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         config = replace(config, predict_newest=False)  # single images have no newest frame to predict
     if config.residual_kernel is None:
         config = replace(config, residual_kernel=residual_kernel_for(data.spec.height))
+    if config.mask_reach is None:
+        config = replace(config, mask_reach=mask_reach_for(data.spec.height))
     cell = 2**config.depth
     if data.spec.height % cell or data.spec.width % cell:
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
@@ -257,7 +269,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                                       skip_connections=config.skip_connections, code_channels=config.code_channels)
     inpainter.load_state_dict(best_i["state"])
     detector.load_state_dict(best_d["state"])
-    graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest).eval()
+    graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest, config.mask_reach).eval()
     residual, regions = graph_maps(graph, data.val.inputs(np.arange(len(data.val))))
     thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, f"{data.description} (held-out normal frames)",
                                            region_quantile=config.region_quantile)
@@ -268,6 +280,9 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         scoring={
             "frame_score": "max over pixels of residual / alpha inside the regions with O <= zeta; decision: score >= 1 (mask not empty)",
             "residual_kernel": config.residual_kernel,
+            "mask": "parts of {residual >= alpha} connected to a flagged block within mask_reach pixels" if config.mask_reach
+                    else "{residual >= alpha} inside the blocks with O <= zeta (Eq. 4)",
+            "mask_reach": config.mask_reach,
             "residual": "newest channel, predicted by I from the older two" if config.predict_newest else "all channels",
         },
         training={**data.summary, "config": asdict(config), "selected_epoch_inpainter": best_i["epoch"],
@@ -280,7 +295,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     manifest.validate()
     architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
                     "skip_connections": config.skip_connections, "code_channels": config.code_channels,
-                    "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest}
+                    "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest,
+                    "mask_reach": config.mask_reach}
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
     save_checkpoint(out, manifest, architecture, {"inpainter": inpainter, "detector": detector}, history,
                     verification_inputs=verification)
@@ -316,4 +332,6 @@ def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], mani
                                       code_channels=architecture.get("code_channels", 0))
     inpainter.load_state_dict(state_dicts["inpainter"])
     detector.load_state_dict(state_dicts["detector"])
-    return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False)).eval()
+    # checkpoints from before mask_reach existed keep the block-wise mask of Eq. 4 (reach 0)
+    return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False),
+                     architecture.get("mask_reach", 0)).eval()
