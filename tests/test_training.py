@@ -168,3 +168,9 @@ def test_alocc_synthetic_fast_patches_teach_it_what_fast_motion_is(tmp_path):
         labels = np.r_[np.zeros(len(moving[1]), bool), np.ones(len(moving[4]), bool)]
         scores[weight] = roc_auc(labels, np.r_[moving[1], moving[4]])
     assert scores[1.0] > 0.9 and scores[1.0] > scores[0.0] + 0.1, scores
+
+
+def test_unknown_irregularity_kind_is_a_clear_error(tiny_walkway):
+    config = AloccConfig(height=48, width=72, patch_size=16, stride=16, irregular_kinds=["fast", "sideways"])
+    with pytest.raises(ValueError, match=r"unknown ALOCC irregularity kind\(s\) \['sideways'\]"):
+        video_data(tiny_walkway.train, config, "tiny")
