@@ -176,7 +176,7 @@ def train_alocc_command(
     d_steps: Annotated[int, typer.Option(help="D updates per batch.", rich_help_panel=_TRAINING)] = 1,
     r_steps: Annotated[int, typer.Option(help="R updates per batch.", rich_help_panel=_TRAINING)] = 1,
     rho: Annotated[float, typer.Option(help="Stop once validation ‖X − R(X)‖² per pixel < ρ (0: off).", rich_help_panel=_TRAINING)] = 0.0,
-    irregular_weight: Annotated[float, typer.Option(help="Video with frame_diff: weight of synthetic irregular patches made from the normal clips (D learns them as not normal, R to restore them); 0 turns them off.", rich_help_panel=_TRAINING)] = 1.0,
+    irregular_weight: Annotated[float, typer.Option(help="Video with frame_diff: weight of synthetic irregular patches made from the normal clips (D learns them as not normal, R to restore them); 0 turns them off.", rich_help_panel=_TRAINING)] = 2.0,
     irregular_kinds: Annotated[str, typer.Option(help="Comma-separated kinds: 'fast' (motion over 3–4 frames instead of 1), 'reverse' (time runs backwards).", rich_help_panel=_TRAINING)] = "fast,reverse",
     false_alarm_rate: Annotated[float, typer.Option(help="Target false-alarm rate of the threshold on held-out normal frames.")] = 0.01,
     devices: Annotated[int, typer.Option(help="Processes to train in (torchrun; one per GPU with NCCL, else gloo on the CPU). Results equal one process on the same global batch.", rich_help_panel=_TRAINING)] = 1,
