@@ -142,9 +142,8 @@ def main() -> None:
     parser.add_argument("--model", help="evaluate this exported model instead of training one")
     parser.add_argument("--out", default="runs/ped2")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bottleneck", type=int, help="ALOCC: linear code size in R (default: the size's setting)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a training config field (AloccConfig / AvidConfig), e.g. --set epochs=8; repeatable")
+                        help="override a training config field (AloccConfig / AvidConfig), e.g. --set epochs=8 or --set bottleneck=16; repeatable")
     args = parser.parse_args()
     from occ.runtime.datasets.spec import load_video_data
 
@@ -156,7 +155,7 @@ def main() -> None:
     if args.model:
         model_path = args.model
     else:
-        overrides = {"bottleneck": args.bottleneck} if args.bottleneck is not None else {}
+        overrides = {}
         for item in args.set:
             field, _, value = item.partition("=")
             try:

@@ -128,35 +128,33 @@ def motion_patches(frames: np.ndarray, grid: PatchGrid, count: int, rng: np.rand
             irregular; a patch over static background changes nothing and is not taken.
 
     Returns:
-        ``(irregular, clean)``: the fast patches and the normal patches at the same place and time,
-        each ``(N, 2, size, size)`` with ``N <= count``.
+        ``(irregular, clean)``: the irregular patches and the normal patches at the same place and
+        time, each ``(N, 2, size, size)`` float32 with ``N <= count``.
     """
-    length = len(frames)
-    if length <= max(strides) or count <= 0:
-        empty = np.zeros((0, 2, grid.size, grid.size), np.float32)
-        return empty, empty
-    boxes = grid.boxes()
     s = grid.size
     irregular, clean = [], []
-    for _ in range(8):  # candidates in rounds: most patches of a clip are background
-        times = rng.integers(max(strides), length, size=4 * count)
-        places = rng.integers(0, len(boxes), size=4 * count)
-        gaps = rng.choice(strides, size=4 * count)
-        chosen_kinds = rng.integers(0, len(kinds), size=4 * count)
-        for t, p, k, kind in zip(times, places, gaps, chosen_kinds):
-            top, left = boxes[p, 0], boxes[p, 1]
-            normal = frames[t, :, top : top + s, left : left + s]
-            if kinds[kind] == "reverse":
-                odd = np.stack([frames[t - 1, 0, top : top + s, left : left + s], -normal[1]])
-            else:
-                odd = np.stack([normal[0], normal[0] - frames[t - k, 0, top : top + s, left : left + s]])
-            if np.abs(odd - normal).mean() < min_change:
-                continue
-            irregular.append(odd)
-            clean.append(normal)
+    if len(frames) > max(strides) and count > 0:
+        boxes = grid.boxes()
+        for _ in range(8):  # candidates in rounds: most patches of a clip are background
+            times = rng.integers(max(strides), len(frames), size=4 * count)
+            places = rng.integers(0, len(boxes), size=4 * count)
+            gaps = rng.choice(strides, size=4 * count)
+            chosen_kinds = rng.integers(0, len(kinds), size=4 * count)
+            for t, p, k, kind in zip(times, places, gaps, chosen_kinds):
+                top, left = boxes[p, 0], boxes[p, 1]
+                normal = frames[t, :, top : top + s, left : left + s]
+                if kinds[kind] == "reverse":
+                    odd = np.stack([frames[t - 1, 0, top : top + s, left : left + s], -normal[1]])
+                else:
+                    odd = np.stack([normal[0], normal[0] - frames[t - k, 0, top : top + s, left : left + s]])
+                if np.abs(odd - normal).mean() >= min_change:
+                    irregular.append(odd)
+                    clean.append(normal)
+                    if len(irregular) == count:
+                        break
             if len(irregular) == count:
-                return np.stack(irregular).astype(np.float32), np.stack(clean).astype(np.float32)
+                break
     if not irregular:
         empty = np.zeros((0, 2, s, s), np.float32)
         return empty, empty
-    return np.stack(irregular).astype(np.float32), np.stack(clean).astype(np.float32)
+    return np.stack(irregular), np.stack(clean)

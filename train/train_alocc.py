@@ -67,7 +67,6 @@ class AloccConfig:
     # them as not normal, R to restore the normal patch. At weight 2: Ped2 dev EER 16.2 -> 13.0 %,
     # walkway AUC 0.892 -> 0.950 (docs/accuracy.md). 0 turns them off.
     irregular_weight: float = 2.0
-    irregular_inpaint: bool = True
     irregular_patches: int = 20000
     irregular_kinds: list[str] = field(default_factory=lambda: ["fast", "reverse"])
     seed: int = 0
@@ -185,7 +184,7 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     opt_r = make_optimizer(config.optimizer, reconstructor.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, discriminator.parameters(), config.lr, config.momentum)
     train = torch.from_numpy(data.train)
-    use_irregular = config.irregular_weight > 0 and data.irregular is not None and len(data.irregular) > 0
+    use_irregular = config.irregular_weight > 0 and data.irregular is not None  # video_data never makes an empty pool
     if use_irregular:
         irregular, irregular_clean = torch.from_numpy(data.irregular), torch.from_numpy(data.irregular_clean)
     val_patches = data.val_frames.reshape(-1, *data.val_frames.shape[2:])
@@ -214,8 +213,9 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
                 weight = ddp.loss_weight(len(x), len(batch))
                 if use_irregular:
                     picked = torch.randint(len(irregular), (len(batch),), generator=generator)
-                    noisy_irregular = irregular[picked] + config.noise_sigma * torch.randn(batch.shape, generator=generator)
-                    odd, odd_noisy, odd_clean = ddp.shard(irregular[picked]), ddp.shard(noisy_irregular), ddp.shard(irregular_clean[picked])
+                    odd_batch = irregular[picked]
+                    noisy_odd_batch = odd_batch + config.noise_sigma * torch.randn(batch.shape, generator=generator)
+                    odd, odd_noisy, odd_clean = ddp.shard(odd_batch), ddp.shard(noisy_odd_batch), ddp.shard(irregular_clean[picked])
                 for _ in range(config.d_steps):
                     with torch.no_grad(), ddp.autocast():
                         fake = reconstructor(noisy)
@@ -234,7 +234,7 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
                         adv = F.binary_cross_entropy_with_logits(discriminator(fake), ones(len(x)))
                         rec = squared_error(fake.float(), x)
                         r_loss = adv + config.lam * rec
-                        if use_irregular and config.irregular_inpaint:
+                        if use_irregular:
                             restored = reconstructor(odd_noisy).float()
                             r_loss = r_loss + config.irregular_weight * config.lam * squared_error(restored, odd_clean)
                     opt_r.zero_grad(set_to_none=True)
