@@ -15,6 +15,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from rich.console import Console
 from occ.runtime.detector import Detector
 from occ.runtime.metrics import equal_error_rate, frame_level, pixel_level_scores, roc_auc
 from occ.runtime.preprocess import preprocess_clip
+
+from .ped2 import parse_overrides
 
 
 def component_maps(detector: Detector, frames: np.ndarray) -> dict[str, np.ndarray]:
@@ -39,7 +42,7 @@ def component_maps(detector: Detector, frames: np.ndarray) -> dict[str, np.ndarr
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def walkway(workdir: Path, epochs: int, seed: int) -> dict:
+def walkway(workdir: Path, epochs: int, seed: int, overrides: dict | None = None) -> dict:
     import cv2
 
     from occ.export.onnx_export import export_onnx
@@ -48,7 +51,7 @@ def walkway(workdir: Path, epochs: int, seed: int) -> dict:
     from occ.train.train_avid import AvidConfig, train_avid, video_data
 
     video = load_video_data("walkway")
-    config = AvidConfig(epochs=epochs, seed=seed)
+    config = replace(AvidConfig(epochs=epochs, seed=seed), **(overrides or {}))
     started = time.monotonic()
     train_avid(video_data(video.train, config, video.description), config, workdir / "walkway_avid.pt", Console(stderr=True))
     seconds = time.monotonic() - started
@@ -76,20 +79,24 @@ def walkway(workdir: Path, epochs: int, seed: int) -> dict:
 
 
 def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, seed: int, skip_connections: bool = False,
-            code_channels: int = 16, residual_kernel: int | None = 5) -> dict:
+            code_channels: int = 16, residual_kernel: int | None = 5, overrides: dict | None = None,
+            irregular_digit: int = 3) -> dict:
     from occ.export.onnx_export import export_onnx
     from occ.runtime.datasets import load_mnist
     from occ.runtime.datasets.irmnist import build_irmnist
+    from occ.train.irregularities import IMAGE_DEFAULT_KINDS
     from occ.train.train_avid import AvidConfig, image_data, train_avid
 
     train_x, train_y = load_mnist(folder, "train")
     test_x, test_y = load_mnist(folder, "test")
-    data = build_irmnist(train_x, train_y, test_x, test_y, n_train=n_train, n_test=n_test, seed=seed)
+    data = build_irmnist(train_x, train_y, test_x, test_y, n_train=n_train, n_test=n_test, seed=seed,
+                         irregular_digit=irregular_digit)
     # 176 = 11 × 16: with depth 4 every detector cell is exactly one digit cell
     # I without skips and with a 16-channel code (one code per digit cell): it cannot copy a 3 (docs/accuracy.md);
     # a 5-px residual window, a stroke's width, where the video rule would blur over neighbouring cells
     config = AvidConfig(height=176, width=176, depth=4, base_width=16, epochs=epochs, batch_size=16, seed=seed,
                         skip_connections=skip_connections, code_channels=code_channels, residual_kernel=residual_kernel)
+    config = replace(config, **(overrides or {}))
     started = time.monotonic()
     train_avid(image_data(data.train, config, f"IR-MNIST {n_train} grids"), config, workdir / "irmnist_avid.pt", Console(stderr=True))
     seconds = time.monotonic() - started
@@ -106,7 +113,10 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
             "localization_auc": roc_auc(data.test_cells.ravel(), cells.ravel()),
         }
     return {"train_seconds": round(seconds, 1), "train_grids": n_train, "test_grids": n_test,
-            "config": {"skip_connections": skip_connections, "code_channels": code_channels, "residual_kernel": config.residual_kernel},
+            "irregular_digit": irregular_digit,
+            "config": {"skip_connections": config.skip_connections, "code_channels": config.code_channels,
+                       "residual_kernel": config.residual_kernel, "epochs": config.epochs,
+                       "irregular_kinds": config.irregular_kinds or list(IMAGE_DEFAULT_KINDS)},
             **rows["intersection"], "components": rows}
 
 
@@ -124,7 +134,7 @@ def markdown(result: dict) -> str:
     if "irmnist" in result:
         r = result["irmnist"]
         lines += ["| IR-MNIST | detection EER | localization EER | detection AUC | localization AUC |", "|---|---|---|---|---|",
-                  f"| {r['train_grids']} training grids, {r['test_grids']} test grids | {r['detection_eer']:.1%} | "
+                  f"| {r['train_grids']} training grids, {r['test_grids']} test grids, digit {r.get('irregular_digit', 3)} irregular | {r['detection_eer']:.1%} | "
                   f"{r['localization_eer']:.1%} | {r['detection_auc']:.3f} | {r['localization_auc']:.3f} |"]
         for name, c in r.get("components", {}).items():
             if name != "intersection":
@@ -142,20 +152,32 @@ def main() -> None:
     parser.add_argument("--irmnist-skips", action="store_true", help="keep I's U-Net skips (the paper's I; default: none)")
     parser.add_argument("--irmnist-code", type=int, default=16, help="channels of I's deepest 1×1 code (0: none)")
     parser.add_argument("--irmnist-residual-kernel", type=int, default=5, help="residual window, pixels (0: the video rule)")
+    parser.add_argument("--irmnist-digit", type=int, default=3, help="the irregular digit (paper: 3)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override an AvidConfig field of both parts, e.g. --set irregular_kinds='[\"chimera\"]'; repeatable")
     parser.add_argument("--walkway-epochs", type=int, default=10)
     parser.add_argument("--no-walkway", action="store_true")
     parser.add_argument("--out", default="runs/bench_avid")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    overrides = parse_overrides(args.set)
+    from dataclasses import fields
+
+    from occ.train.train_avid import AvidConfig
+
+    unknown = sorted(set(overrides) - {f.name for f in fields(AvidConfig)})
+    if unknown:
+        parser.error(f"--set: unknown AvidConfig field(s) {unknown}")
     workdir = Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
     result = {"machine": f"{platform.machine()} CPU, {len(__import__('os').sched_getaffinity(0))} cores", "date": time.strftime("%Y-%m-%d")}
     if not args.no_walkway:
-        result["walkway"] = walkway(workdir, args.walkway_epochs, args.seed)
+        result["walkway"] = walkway(workdir, args.walkway_epochs, args.seed, overrides)
         print(markdown(result), flush=True)
     if args.mnist:
         result["irmnist"] = irmnist(args.mnist, workdir, args.irmnist_epochs, args.irmnist_train, args.irmnist_test, args.seed,
-                                    args.irmnist_skips, args.irmnist_code, args.irmnist_residual_kernel or None)
+                                    args.irmnist_skips, args.irmnist_code, args.irmnist_residual_kernel or None,
+                                    overrides, args.irmnist_digit)
     (workdir / "avid_accuracy.json").write_text(json.dumps(result, indent=2))
     (workdir / "avid_accuracy.md").write_text(markdown(result))
     print(markdown(result))

@@ -134,6 +134,18 @@ def _machine() -> str:
     return text
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` strings to a dict, values read as JSON where they parse (numbers, lists, null)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        field, _, value = item.partition("=")
+        try:
+            overrides[field] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[field] = value
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="UCSD Ped2 folder (official layout)")
@@ -155,13 +167,7 @@ def main() -> None:
     if args.model:
         model_path = args.model
     else:
-        overrides = {}
-        for item in args.set:
-            field, _, value = item.partition("=")
-            try:
-                overrides[field] = json.loads(value)
-            except json.JSONDecodeError:
-                overrides[field] = value
+        overrides = parse_overrides(args.set)
         result["overrides"] = overrides
         model_path, seconds = train(args.method, args.data, args.size, workdir, args.seed, overrides)
         result["train_seconds"] = round(seconds)

@@ -386,6 +386,7 @@ def train_avid_command(
     lam: Annotated[float, typer.Option(help="λ of ‖X − I(X̃)‖² (0 drops the term, as the authors' code).", rich_help_panel=_TRAINING)] = 0.4,
     predict_newest: Annotated[bool, typer.Option(help="Hide the newest frame from I so its residual is a prediction error.", rich_help_panel=_TRAINING)] = True,
     irregularities: Annotated[bool, typer.Option(help="Train with synthetic irregularities made from the normal data.", rich_help_panel=_TRAINING)] = True,
+    irregular_kinds: Annotated[str, typer.Option(help="Comma-separated kinds of synthetic irregularity: 'fast' (a region's frames 2–3× further apart), 'reverse' (time backwards), 'foreign' (a region from another frame and place). Empty: all three.", rich_help_panel=_TRAINING)] = "",
     false_alarm_rate: Annotated[float, typer.Option(help="Target fraction of held-out normal frames with a non-empty mask.")] = 0.01,
     devices: Annotated[int, typer.Option(help="Processes to train in (torchrun; one per GPU with NCCL, else gloo on the CPU). Results equal one process on the same global batch.", rich_help_panel=_TRAINING)] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
@@ -398,7 +399,8 @@ def train_avid_command(
 
     config = AvidConfig(height=height, width=width, base_width=base_width, depth=depth, epochs=epochs, batch_size=batch_size,
                         optimizer=optimizer, lr=lr, momentum=momentum, gamma=gamma, lam=lam, predict_newest=predict_newest,
-                        irregularities=irregularities, false_alarm_rate=false_alarm_rate, seed=seed)
+                        irregularities=irregularities, false_alarm_rate=false_alarm_rate, seed=seed,
+                        irregular_kinds=[k.strip() for k in irregular_kinds.split(",") if k.strip()] or None)
     try:
         video = load_video_data(data, splits=("train",))
         manifest = train_avid(video_data(video.train, config, video.description), config, out, console)

@@ -155,3 +155,16 @@ def test_mask_reach_keeps_whole_objects_that_d_flags_and_only_those():
     grown[2:10, 2:10] = True  # two 3×3 dilations, inside the object
     assert torch.equal(masks[2], grown & left)
     assert torch.equal(masks[16], left)  # the whole left object, never the right one
+
+
+def test_region_gate_separates_confident_regions_that_round_to_the_same_probability():
+    # anomaly logits 17 and 18: 1 − O rounds to 1.0 for both in float32, yet ζ between them must
+    # flag only the second; a probability comparison would flag both (and backends disagree there)
+    frames = torch.ones(1, 1, 4, 8)
+    logits = torch.tensor([[[-17.0, -18.0]]])  # D's logits; the anomaly logit is their negative
+    assert float(torch.sigmoid(-logits[0, 0, 0])) == float(torch.sigmoid(-logits[0, 0, 1])) == 1.0
+    zeta = torch.tensor([float(torch.sigmoid(torch.tensor(-17.5, dtype=torch.float64)))])  # O <= ζ ⟺ logit <= −17.5
+    graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1).eval()
+    with torch.no_grad():
+        _, _, mask, _, _, _ = graph(frames, torch.tensor([0.5]), zeta)
+    assert not mask[0, :, :4].any() and mask[0, :, 4:].all()

@@ -62,6 +62,50 @@ def test_synthetic_irregularities_label_only_changed_cells(rng):
     assert static_labels.min() == 1.0
 
 
+def _digit_like_images(rng, count: int = 10, cell: int = 8, cells: int = 3) -> np.ndarray:
+    """Images of ``cells``×``cells`` cells, each a distinct random stroke pattern on a dark background."""
+    images = np.full((count, 1, cells * cell, cells * cell), -1.0, np.float32)
+    strokes = rng.random((count, cells * cell, cells * cell)) < 0.35
+    images[:, 0][strokes] = 1.0
+    return images
+
+
+def test_cell_irregularities_change_halves_of_whole_cells(rng):
+    from occ.train.irregularities import IrregularityMaker, SampleStore
+
+    images = _digit_like_images(rng)
+    store = SampleStore(None, np.arange(len(images))[:, None], images)
+    rows = np.arange(len(images))
+    for kind in ("chimera", "erase", "warp"):
+        maker = IrregularityMaker(store, cell=8, probability=1.0, max_regions=1, rng=rng, kinds=(kind,))
+        clean = store.inputs(rows)
+        pseudo, labels = maker(rows, clean)
+        changed = pseudo != clean
+        assert changed.any() and (labels == 0).any()
+        for b in range(len(rows)):
+            for i in range(3):
+                for j in range(3):
+                    block = changed[b, 0, i * 8 : (i + 1) * 8, j * 8 : (j + 1) * 8]
+                    halves = [block[:4].any(), block[4:].any(), block[:, :4].any(), block[:, 4:].any()]
+                    # one region per image, so at most one half of each cell is replaced
+                    assert kind == "warp" or not all(halves), (kind, b, i, j)
+                    if kind == "erase" and block.any():
+                        assert (pseudo[b, 0, i * 8 : (i + 1) * 8, j * 8 : (j + 1) * 8][block] == -1.0).all()
+        change = np.abs(pseudo - clean).mean(axis=1).reshape(len(rows), 3, 8, 3, 8).mean(axis=(2, 4))
+        np.testing.assert_array_equal(labels == 0, change >= maker.min_change)
+        # the altered content stays in the image's value range (halves copied, wiped or resampled)
+        assert pseudo.min() >= -1.0 and pseudo.max() <= 1.0 + 1e-6
+
+
+def test_unknown_avid_irregularity_is_one_clear_error(rng):
+    from occ.train.irregularities import IrregularityMaker, SampleStore
+
+    images = _digit_like_images(rng)
+    store = SampleStore(None, np.arange(len(images))[:, None], images)
+    with pytest.raises(ValueError, match=r"unknown AVID irregularity kind\(s\) \['fast'\] for single images"):
+        IrregularityMaker(store, cell=8, probability=1.0, max_regions=2, rng=rng, kinds=("fast",))
+
+
 def test_absolute_floor_keeps_a_flat_term_from_dominating(rng):
     flat = 0.3 + rng.normal(0, 1e-5, (500, 1))  # an undertrained D: outputs barely vary
     assert location_stats(flat)["std"][0] < 1e-4

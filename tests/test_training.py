@@ -174,3 +174,16 @@ def test_unknown_irregularity_kind_is_a_clear_error(tiny_walkway):
     config = AloccConfig(height=48, width=72, patch_size=16, stride=16, irregular_kinds=["fast", "sideways"])
     with pytest.raises(ValueError, match=r"unknown ALOCC irregularity kind\(s\) \['sideways'\]"):
         video_data(tiny_walkway.train, config, "tiny")
+
+
+def test_unknown_avid_irregularity_kind_on_the_command_line_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "avid.pt"
+    run = subprocess.run([sys.executable, "-m", "occ", "train", "avid", "--data", TINY_WALKWAY, "--out", str(out),
+                          "--height", "32", "--width", "48", "--epochs", "1", "--irregular-kinds", "fast,flip"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and not out.exists()
+    message = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(message) == 1 and "unknown AVID irregularity kind(s) ['flip'] for video" in message[0], run.stderr

@@ -167,10 +167,13 @@ class AvidGraph(nn.Module):
 
     def forward(self, frames: torch.Tensor, alpha: torch.Tensor, zeta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         residual = self.residual(frames)
-        regions = self.region_anomaly(frames)
+        anomaly_logit = -self.detector(frames)
+        regions = torch.sigmoid(anomaly_logit)  # 1 − O
         # nearest upsampling by the cell size maps each O cell onto exactly its pixel block B_i
-        regions_up = F.interpolate(regions.unsqueeze(1), scale_factor=float(self.detector.cell), mode="nearest").squeeze(1)
-        flagged = regions_up >= 1.0 - zeta  # B_i with O_i <= ζ
+        logit_up = F.interpolate(anomaly_logit.unsqueeze(1), scale_factor=float(self.detector.cell), mode="nearest").squeeze(1)
+        # B_i with O_i <= ζ, compared as logits: a confident D puts normal regions at 1 − O ≈ 1e-7,
+        # where backends round differently by more than the gaps between regions (seen on IR-MNIST)
+        flagged = logit_up >= torch.log((1.0 - zeta) / zeta)
         gated = torch.where(flagged, residual, torch.zeros_like(residual))
         if self.mask_reach > 0:
             bound, gated = residual.unsqueeze(1), gated.unsqueeze(1)

@@ -58,6 +58,7 @@ class AvidConfig:
     region_quantile: float = REGION_QUANTILE  # see occ.runtime.scoring.REGION_QUANTILE
     irregularities: bool = True
     irregular_fraction: float = 0.5
+    irregular_kinds: list[str] | None = None  # None: the data's default kinds (train.irregularities)
     predict_newest: bool = True
     seed: int = 0
 
@@ -174,11 +175,13 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     inpainter, detector = ddp.prepare(inpainter), ddp.prepare(detector)
     opt_i = make_optimizer(config.optimizer, inpainter.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, detector.parameters(), config.lr, config.momentum)
-    maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng) if config.irregularities else None
+    maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng, kinds=config.irregular_kinds) \
+        if config.irregularities else None
     val_rows = np.linspace(0, len(data.val) - 1, min(256, len(data.val))).astype(int)
     val_clean = data.val.inputs(val_rows)
     # a fixed validation set of synthetic irregularities (normal data only) for choosing θ_D
-    val_pseudo, val_labels = IrregularityMaker(data.val, cell, 1.0, 2, np.random.default_rng(config.seed + 1))(val_rows, val_clean)
+    val_pseudo, val_labels = IrregularityMaker(data.val, cell, 1.0, 2, np.random.default_rng(config.seed + 1),
+                                             kinds=config.irregular_kinds)(val_rows, val_clean)
     monitor = CollapseMonitor()
     history: list[dict[str, Any]] = []
     best_i: dict[str, Any] | None = None
