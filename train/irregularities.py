@@ -31,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from occ.runtime.preprocess import AVID_OFFSETS, PatchGrid
 
@@ -148,16 +150,15 @@ class IrregularityMaker:
         return region
 
     def _warp(self, region: np.ndarray, rows: int, cols: int) -> np.ndarray:
-        """A smooth random displacement of up to ~a third of a cell (3×3 control points per cell)."""
-        import torch
-        import torch.nn.functional as F
-
-        amplitude = self.rng.uniform(0.15, 0.35) * 2.0 / 3.0  # in units of a cell, grid_sample coordinates span 2
+        """A smooth random displacement, largest moves about a third of a cell (2 control points per cell side)."""
+        # offsets in grid_sample units, where one cell spans 2 / cols (2 / rows) of the region's [-1, 1]:
+        # dividing by cols below makes an offset of 2 one whole cell, so the standard deviation is
+        # 0.05–0.12 of a cell and the largest offsets reach about a third of one
+        amplitude = self.rng.uniform(0.15, 0.35) * 2.0 / 3.0
         control = self.rng.normal(0.0, amplitude, size=(1, 2, 2 * rows + 1, 2 * cols + 1)).astype(np.float32)
         h, w = region.shape[1:]
         shift = F.interpolate(torch.from_numpy(control), size=(h, w), mode="bicubic", align_corners=True)[0]
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-        # per-cell displacement: the offsets are in cell units, the sampling grid spans the region
         grid = torch.stack([xs + shift[0] / cols, ys + shift[1] / rows], dim=-1)[None]
         warped = F.grid_sample(torch.from_numpy(np.ascontiguousarray(region))[None], grid, mode="bilinear",
                                padding_mode="border", align_corners=True)
