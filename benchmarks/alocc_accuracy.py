@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -27,6 +26,8 @@ from occ.runtime.metrics import f1_score, roc_auc
 from occ.runtime.preprocess import normalize
 from occ.train.common import load_checkpoint
 from occ.train.train_alocc import AloccConfig, build_scorer, image_data, train_alocc
+
+from .training_runs import machine
 
 OUTLIER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 # false-alarm rates on held-out target images at which F1 is reported; the first is the trained
@@ -138,7 +139,7 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     workdir = Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
-    result: dict = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU",
+    result: dict = {"machine": machine(),
                     "date": time.strftime("%Y-%m-%d")}
     if args.mnist:
         config = AloccConfig(base_width=args.base_width, depth=3, epochs=args.epochs, batch_size=64, val_fraction=0.1, seed=args.seed,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from occ.runtime.detector import Detector
 from occ.runtime.metrics import equal_error_rate, frame_level, pixel_level_scores, roc_auc
 from occ.runtime.preprocess import preprocess_clip
 
-from .ped2 import parse_overrides
+from .training_runs import config_overrides, machine
 
 
 def component_maps(detector: Detector, frames: np.ndarray) -> dict[str, np.ndarray]:
@@ -160,17 +159,15 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_avid")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    overrides = parse_overrides(args.set)
-    from dataclasses import fields
-
     from occ.train.train_avid import AvidConfig
 
-    unknown = sorted(set(overrides) - {f.name for f in fields(AvidConfig)})
-    if unknown:
-        parser.error(f"--set: unknown AvidConfig field(s) {unknown}")
+    try:
+        overrides = config_overrides(args.set, AvidConfig)
+    except ValueError as exc:
+        parser.error(str(exc))
     workdir = Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
-    result = {"machine": f"{platform.machine()} CPU, {len(__import__('os').sched_getaffinity(0))} cores", "date": time.strftime("%Y-%m-%d")}
+    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     if not args.no_walkway:
         result["walkway"] = walkway(workdir, args.walkway_epochs, args.seed, overrides)
         print(markdown(result), flush=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from rich.console import Console
 
 from occ.runtime.detector import Detector
 from occ.runtime.evaluate import report, score_clips
+
+from .training_runs import config_overrides, machine
 
 SIZES = {
     "cpu": {"alocc": dict(height=120, width=180, patch_size=32, stride=16, epochs=5),
@@ -120,32 +121,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _machine() -> str:
-    import os
-
-    text = f"{platform.machine()} CPU, {len(os.sched_getaffinity(0))} cores"
-    try:
-        import torch
-
-        if torch.cuda.is_available() and os.environ.get("OCC_TRAIN_DEVICE", "auto") != "cpu":
-            text += f", trained on {torch.cuda.get_device_name(0)}"
-    except ImportError:
-        pass
-    return text
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``FIELD=VALUE`` strings to a dict, values read as JSON where they parse (numbers, lists, null)."""
-    overrides: dict[str, Any] = {}
-    for item in items:
-        field, _, value = item.partition("=")
-        try:
-            overrides[field] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[field] = value
-    return overrides
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="UCSD Ped2 folder (official layout)")
@@ -162,12 +137,19 @@ def main() -> None:
     workdir = Path(args.out)
     workdir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"method": args.method, "size": args.size, "data": args.data,
-                              "machine": _machine(),
+                              "machine": machine(),
                               "date": time.strftime("%Y-%m-%d")}
     if args.model:
         model_path = args.model
     else:
-        overrides = parse_overrides(args.set)
+        if args.method == "alocc":
+            from occ.train.train_alocc import AloccConfig as config_class
+        else:
+            from occ.train.train_avid import AvidConfig as config_class
+        try:
+            overrides = config_overrides(args.set, config_class)
+        except ValueError as exc:
+            parser.error(str(exc))
         result["overrides"] = overrides
         model_path, seconds = train(args.method, args.data, args.size, workdir, args.seed, overrides)
         result["train_seconds"] = round(seconds)

@@ -89,6 +89,11 @@ def data_info(
     _print_summary(data.description, _clip_summary(data.train, data.test), json_out)
 
 
+def _comma_list(text: str) -> list[str]:
+    """``'a, b,'`` → ``['a', 'b']``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def _clip_summary(train, test, kinds=None) -> list[dict]:
     rows = []
     for split, clips in (("train", train), ("test", test)):
@@ -192,7 +197,7 @@ def train_alocc_command(
     config = AloccConfig(height=height, width=width, patch_size=patch_size, stride=stride, temporal=temporal,
                          base_width=base_width, depth=depth, bottleneck=bottleneck, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                          lr=lr, noise_sigma=noise_sigma, lam=lam, d_steps=d_steps, r_steps=r_steps, rho=rho,
-                         irregular_weight=irregular_weight, irregular_kinds=[k.strip() for k in irregular_kinds.split(",") if k.strip()],
+                         irregular_weight=irregular_weight, irregular_kinds=_comma_list(irregular_kinds),
                          false_alarm_rate=false_alarm_rate, seed=seed)
     try:
         if data.startswith("mnist:"):
@@ -400,7 +405,7 @@ def train_avid_command(
     config = AvidConfig(height=height, width=width, base_width=base_width, depth=depth, epochs=epochs, batch_size=batch_size,
                         optimizer=optimizer, lr=lr, momentum=momentum, gamma=gamma, lam=lam, predict_newest=predict_newest,
                         irregularities=irregularities, false_alarm_rate=false_alarm_rate, seed=seed,
-                        irregular_kinds=[k.strip() for k in irregular_kinds.split(",") if k.strip()] or None)
+                        irregular_kinds=_comma_list(irregular_kinds) or None)
     try:
         video = load_video_data(data, splits=("train",))
         manifest = train_avid(video_data(video.train, config, video.description), config, out, console)

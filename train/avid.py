@@ -168,7 +168,7 @@ class AvidGraph(nn.Module):
     def forward(self, frames: torch.Tensor, alpha: torch.Tensor, zeta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         residual = self.residual(frames)
         anomaly_logit = -self.detector(frames)
-        regions = torch.sigmoid(anomaly_logit)  # 1 − O
+        regions = torch.sigmoid(anomaly_logit)  # 1 − O, as region_anomaly, without running D twice
         # nearest upsampling by the cell size maps each O cell onto exactly its pixel block B_i
         logit_up = F.interpolate(anomaly_logit.unsqueeze(1), scale_factor=float(self.detector.cell), mode="nearest").squeeze(1)
         # B_i with O_i <= ζ, compared as logits: a confident D puts normal regions at 1 − O ≈ 1e-7,

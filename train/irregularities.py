@@ -91,12 +91,13 @@ class IrregularityMaker:
                  min_change: float = 0.02, kinds: tuple[str, ...] | None = None):
         self.store, self.cell, self.probability, self.max_regions, self.rng = store, cell, probability, max_regions, rng
         self.min_change = min_change
-        allowed = IMAGE_KINDS if store.images is not None else VIDEO_KINDS
+        images = store.images is not None
+        allowed = IMAGE_KINDS if images else VIDEO_KINDS
         unknown = set(kinds or ()) - set(allowed)
         if unknown:
-            mode = "single images" if store.images is not None else "video"
-            raise ValueError(f"unknown AVID irregularity kind(s) {sorted(unknown)} for {mode}; choose from {list(allowed)}")
-        self.kinds = tuple(kinds) if kinds else IMAGE_DEFAULT_KINDS if store.images is not None else VIDEO_KINDS
+            raise ValueError(f"unknown AVID irregularity kind(s) {sorted(unknown)} for {'single images' if images else 'video'}; "
+                             f"choose from {list(allowed)}")
+        self.kinds = tuple(kinds) if kinds else IMAGE_DEFAULT_KINDS if images else VIDEO_KINDS
 
     def __call__(self, rows: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(pseudo inputs, labels)``; labels ``(B, H/cell, W/cell)`` are 1 for normal cells, 0 for irregular."""
@@ -134,11 +135,11 @@ class IrregularityMaker:
             others = self.store.inputs(self.rng.integers(len(self.store), size=rows * cols))
         else:
             background = np.median(clean.reshape(len(clean), -1), axis=1)[:, None, None]
+        whole, first, second = slice(0, c), slice(0, c // 2), slice(c // 2, c)
+        halves = ((first, whole), (second, whole), (whole, first), (whole, second))  # top, bottom, left, right
         for i in range(rows):
             for j in range(cols):
-                half = self.rng.integers(4)  # top, bottom, left, right
-                ys = slice(0, c // 2) if half == 0 else slice(c // 2, c) if half == 1 else slice(0, c)
-                xs = slice(0, c // 2) if half == 2 else slice(c // 2, c) if half == 3 else slice(0, c)
+                ys, xs = halves[self.rng.integers(4)]
                 target = region[:, i * c : (i + 1) * c, j * c : (j + 1) * c]
                 if kind == "chimera":
                     src_top = int(self.rng.integers(0, clean.shape[1] // c)) * c
