@@ -3,9 +3,12 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from occ.benchmarks.latency import SCHEMA, STAGES, compare_runs, run_latency, summarize, validate
+
+from mnist_files import write_mnist
 
 
 def test_percentiles_against_a_known_list():
@@ -77,3 +80,45 @@ def test_validate_statuses_and_exit_codes(alocc_onnx, avid_checkpoint, tmp_path)
                          env={**__import__("os").environ, "COLUMNS": "200"})
     assert off.returncode == 1
     assert "off-budget" in off.stdout
+
+
+def _write_bar_digits(folder, rng) -> None:
+    """Ten synthetic digit classes (a bright bar at a class-specific place) as gzipped IDX files."""
+    for split, count in (("train", 300), ("t10k", 200)):
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        images = rng.integers(0, 30, (count, 28, 28), dtype=np.uint8)
+        for image, label in zip(images, labels):
+            image[2 + 2 * label : 6 + 2 * label, 4:24] = 230
+        write_mnist(folder, split, images, labels)
+
+
+def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
+    _write_bar_digits(tmp_path, rng)
+    bench = [sys.executable, "-m", "occ.benchmarks.avid_accuracy", "--mnist", str(tmp_path), "--no-walkway",
+             "--irmnist-train", "20", "--irmnist-test", "12", "--irmnist-epochs", "1"]
+    first = subprocess.run(bench + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    result = json.loads((tmp_path / "a" / "avid_accuracy.json").read_text())["irmnist"]
+    natural = result["natural_positives"]
+    assert 9 <= natural["irregular_per_positive_grid"] <= 15  # ~121 / 10 threes per positive grid
+    for rows in (result["components"], natural["components"]):
+        assert list(rows) == ["intersection", "residual |X−I(X)|", "region map D"]
+        for row in rows.values():
+            assert all(0.0 <= row[k] <= 1.0 for k in ("detection_eer", "detection_auc", "localization_eer", "localization_auc"))
+    assert result["localization_eer"] == result["components"]["intersection"]["localization_eer"]
+    assert "paper draws them" in (tmp_path / "a" / "avid_accuracy.md").read_text()
+
+    # the saved model, evaluated again without training, gives the same numbers
+    model = tmp_path / "a" / "irmnist_avid.pt"
+    again = subprocess.run(bench + ["--irmnist-model", str(model), "--out", str(tmp_path / "b")], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    repeat = json.loads((tmp_path / "b" / "avid_accuracy.json").read_text())["irmnist"]
+    assert repeat["components"] == result["components"] and repeat["natural_positives"] == natural
+    assert repeat["train_seconds"] is None
+
+    # another seed's grids are not the ones the model was trained on: refused in one line
+    wrong = subprocess.run(bench + ["--irmnist-model", str(model), "--seed", "1", "--out", str(tmp_path / "c")],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 2 and "with seed 0, not on this run's" in wrong.stderr and "Traceback" not in wrong.stderr
+    missing = subprocess.run(bench + ["--irmnist-model", str(tmp_path / "none.pt")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "none.pt: no such file" in missing.stderr

@@ -22,6 +22,8 @@ from occ.runtime.datasets import (
 from occ.runtime.datasets.spec import load_video_data
 from occ.runtime.datasets.video import write_video
 
+from mnist_files import idx_bytes
+
 
 # ---- synthetic walkway ----------------------------------------------------------------------
 def test_walkway_is_deterministic_by_seed():
@@ -130,17 +132,12 @@ def test_ucsd_accepts_jpg_frames(tmp_path):
 
 
 # ---- MNIST IDX ------------------------------------------------------------------------------
-def _idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 @pytest.mark.parametrize("compress", [True, False])
 def test_mnist_idx_reader(tmp_path, rng, compress):
     images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
     labels = np.array([3, 1, 4, 1, 5], np.uint8)
     for stem, array in (("t10k-images-idx3-ubyte", images), ("t10k-labels-idx1-ubyte", labels)):
-        payload = _idx_bytes(array)
+        payload = idx_bytes(array)
         if compress:
             (tmp_path / f"{stem}.gz").write_bytes(gzip.compress(payload))
         else:
@@ -158,7 +155,7 @@ def test_mnist_idx_errors(tmp_path):
     with pytest.raises(DatasetError, match="bad magic"):
         read_idx(bad)
     short = tmp_path / "short"
-    short.write_bytes(_idx_bytes(np.zeros((2, 2), np.uint8))[:-1])
+    short.write_bytes(idx_bytes(np.zeros((2, 2), np.uint8))[:-1])
     with pytest.raises(DatasetError, match="payload is 3 bytes, header says 4"):
         read_idx(short)
 
@@ -214,3 +211,25 @@ def test_irmnist_builder_ground_truth(rng):
         np.testing.assert_array_equal(cell_values(image) == 3, truth)
     assert data.test_labels.tolist() == [False, True] * 5
     assert all(1 <= t.sum() <= 5 for t in data.test_cells[1::2])
+
+
+def test_irmnist_natural_positives_draw_every_cell_from_all_digits():
+    from occ.runtime.datasets.common import DatasetError
+    from occ.runtime.datasets.irmnist import CELL, build_irmnist
+
+    labels = np.arange(200) % 10
+    images = np.repeat(labels[:, None, None], CELL * CELL, axis=1).reshape(200, CELL, CELL).astype(np.uint8) * 20
+    few = build_irmnist(images, labels, images, labels, n_train=6, n_test=40, grid=11, seed=1)
+    natural = build_irmnist(images, labels, images, labels, n_train=6, n_test=40, grid=11, positives="natural", seed=1)
+    np.testing.assert_array_equal(few.train, natural.train)  # one model serves both constructions
+    cell_values = lambda grid_image: grid_image.reshape(11, CELL, 11, CELL)[:, 0, :, 0] // 20  # noqa: E731
+    for image, truth in zip(natural.test, natural.test_cells):
+        np.testing.assert_array_equal(cell_values(image) == 3, truth)
+    assert natural.test_labels.tolist() == [False, True] * 20
+    # every digit at its rate of one in ten: about 12 threes per positive grid, far more than "few" allows
+    threes = natural.test_cells[1::2].sum(axis=(1, 2))
+    assert 9 <= threes.mean() <= 15 and threes.max() > 5
+    positive_digits = np.concatenate([cell_values(image).ravel() for image in natural.test[1::2]])
+    assert set(positive_digits.tolist()) == set(range(10))
+    with pytest.raises(DatasetError, match="unknown IR-MNIST positives 'many'"):
+        build_irmnist(images, labels, images, labels, n_train=1, n_test=2, positives="many")

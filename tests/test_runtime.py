@@ -11,6 +11,8 @@ from occ.runtime.detector import Detector
 from occ.runtime.evaluate import report, score_clips
 from occ.runtime.scoring import location_stats, normalize_by_location, quantile_threshold
 
+from mnist_files import write_mnist
+
 
 def test_streaming_detector_equals_clip_scoring(alocc_onnx, avid_onnx, tiny_walkway):
     clip = tiny_walkway.test[0]
@@ -133,8 +135,6 @@ def test_calibrate_command_updates_the_embedded_manifest(alocc_onnx, tiny_walkwa
 
 def test_eval_mnist_protocol_through_the_runtime(tmp_path, rng):
     """ALOCC on image data end to end: IDX files → train (one digit) → export → occ eval --data mnist:."""
-    import gzip
-
     from occ.export.onnx_export import export_onnx
     from occ.runtime.datasets import load_mnist
     from occ.train.train_alocc import AloccConfig, image_data, train_alocc
@@ -151,9 +151,7 @@ def test_eval_mnist_protocol_through_the_runtime(tmp_path, rng):
     for split, count in (("train", 120), ("t10k", 60)):
         images = np.concatenate([digits(0, count), digits(1, count)])
         labels = np.repeat(np.array([0, 1], np.uint8), count)
-        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-            header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-            (tmp_path / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(header + array.tobytes()))
+        write_mnist(tmp_path, split, images, labels)
     train_images, train_labels = load_mnist(tmp_path, "train")
     config = AloccConfig(base_width=4, depth=2, epochs=2, batch_size=16, val_fraction=0.2)
     import io

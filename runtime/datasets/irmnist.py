@@ -1,9 +1,17 @@
 """IR-MNIST (AVID paper, Sec. 4.1): 11×11 grids of 28×28 MNIST digits; the digit 3 is the irregularity.
 
 Training grids never contain a 3 (digits from the MNIST training split). Test grids use the
-MNIST test split; so that image-level detection is measurable, half of them contain no 3 and the
-other half one to five 3s at random cells (with uniformly drawn digits nearly every grid would
-hold a 3: 0.9^121 ≈ 3·10⁻⁶). Ground truth is per cell.
+MNIST test split; so that image-level detection is measurable, half of them contain no 3 (with
+uniformly drawn digits nearly every grid would hold one: 0.9^121 ≈ 3·10⁻⁶). The other half, the
+positives, come in two constructions (``positives``):
+
+- ``"few"`` (default): one to five 3s at random cells, the rest normal digits. The hard case: the
+  grid's evidence is a handful of cells among 121.
+- ``"natural"``: every cell drawn from the whole test split, as the paper builds its grids
+  ("randomly 121 samples are selected from the MNIST dataset"), so 3s appear at their natural rate
+  (about 10 %, 12 per grid); redrawn in the rare grid that holds none.
+
+Ground truth is per cell.
 """
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import numpy as np
 from .common import DatasetError
 
 CELL = 28
+POSITIVES = ("few", "natural")
 
 
 @dataclass
@@ -34,8 +43,14 @@ def _tile(digits: np.ndarray, grid: int) -> np.ndarray:
 
 def build_irmnist(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
                   n_train: int = 5000, n_test: int = 1000, grid: int = 11, irregular_digit: int = 3,
-                  max_irregular: int = 5, seed: int = 0) -> IrMnist:
-    """Build the grids from MNIST arrays (``(N, 28, 28)`` uint8 images and their labels)."""
+                  max_irregular: int = 5, positives: str = "few", seed: int = 0) -> IrMnist:
+    """Build the grids from MNIST arrays (``(N, 28, 28)`` uint8 images and their labels).
+
+    The training grids depend only on ``seed`` and ``n_train``: builds that differ in ``positives``
+    share them, so one trained model is evaluated on both test constructions.
+    """
+    if positives not in POSITIVES:
+        raise DatasetError(f"unknown IR-MNIST positives {positives!r}: choose from {', '.join(POSITIVES)}")
     if train_images.shape[1:] != (CELL, CELL) or test_images.shape[1:] != (CELL, CELL):
         raise DatasetError(f"IR-MNIST needs 28x28 digits, got {train_images.shape[1:]} and {test_images.shape[1:]}")
     rng = np.random.default_rng(seed)
@@ -49,8 +64,15 @@ def build_irmnist(train_images: np.ndarray, train_labels: np.ndarray, test_image
     test = np.empty((n_test, grid * CELL, grid * CELL), np.uint8)
     truth = np.zeros((n_test, grid, grid), bool)
     for i in range(n_test):
-        chosen = test_images[rng.choice(normal_test, cells)]
-        if i % 2 == 1:
+        if i % 2 == 1 and positives == "natural":
+            picked = rng.choice(len(test_labels), cells)
+            while not (test_labels[picked] == irregular_digit).any():
+                picked = rng.choice(len(test_labels), cells)
+            chosen = test_images[picked]
+            truth[i].flat[:] = test_labels[picked] == irregular_digit
+        else:
+            chosen = test_images[rng.choice(normal_test, cells)]
+        if i % 2 == 1 and positives == "few":
             where = rng.choice(cells, int(rng.integers(1, max_irregular + 1)), replace=False)
             chosen[where] = test_images[rng.choice(irregular_test, len(where))]
             truth[i].flat[where] = True

@@ -1,0 +1,17 @@
+"""MNIST IDX files written by the tests (the real MNIST is never needed)."""
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An unsigned-byte IDX file: magic (type 0x08, rank), big-endian sizes, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist(folder: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """``{split}-images-idx3-ubyte.gz`` and ``{split}-labels-idx1-ubyte.gz`` (split: train or t10k)."""
+    for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+        (Path(folder) / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(idx_bytes(array)))
