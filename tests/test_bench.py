@@ -104,7 +104,9 @@ def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
     for rows in (result["components"], natural["components"]):
         assert list(rows) == ["intersection", "residual |X−I(X)|", "region map D"]
         for row in rows.values():
-            assert all(0.0 <= row[k] <= 1.0 for k in ("detection_eer", "detection_auc", "localization_eer", "localization_auc"))
+            assert all(0.0 <= row[k] <= 1.0 for k in ("detection_eer", "detection_auc", "detection_eer_summed",
+                                                       "detection_auc_summed", "localization_eer", "localization_auc"))
+    assert all(q > 0 for q in result["summed_reference"].values())
     assert result["localization_eer"] == result["components"]["intersection"]["localization_eer"]
     assert "paper draws them" in (tmp_path / "a" / "avid_accuracy.md").read_text()
 
@@ -122,3 +124,12 @@ def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
     assert wrong.returncode == 2 and "with seed 0, not on this run's" in wrong.stderr and "Traceback" not in wrong.stderr
     missing = subprocess.run(bench + ["--irmnist-model", str(tmp_path / "none.pt")], capture_output=True, text=True)
     assert missing.returncode == 2 and "none.pt: no such file" in missing.stderr
+
+
+def test_summed_evidence_by_hand():
+    from occ.benchmarks.avid_accuracy import summed_evidence
+
+    cells = np.array([[0.5, 1.0, 3.0], [2.0, 2.0, 0.0]])
+    # reference 1: 0 + 0 + 2 and 1 + 1 + 0; reference 2: only the 3.0 cell counts, by 0.5
+    np.testing.assert_allclose(summed_evidence(cells, 1.0), [2.0, 2.0])
+    np.testing.assert_allclose(summed_evidence(cells, 2.0), [0.5, 0.0])
