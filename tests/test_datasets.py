@@ -197,39 +197,48 @@ def test_data_cli_generate_and_info(tmp_path):
     assert "nothing: no such data folder" in info.stderr and "Traceback" not in info.stderr
 
 
+def _labelled_digits(count: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Digits whose pixels encode their label (label × 20), so ground truth is checkable cell by cell."""
+    from occ.runtime.datasets.irmnist import CELL
+
+    labels = np.arange(count) % 10
+    return np.repeat(labels[:, None, None], CELL * CELL, axis=1).reshape(count, CELL, CELL).astype(np.uint8) * 20, labels
+
+
+def _cell_labels(grid_image: np.ndarray, grid: int) -> np.ndarray:
+    from occ.runtime.datasets.irmnist import CELL
+
+    return grid_image.reshape(grid, CELL, grid, CELL)[:, 0, :, 0] // 20
+
+
 def test_irmnist_builder_ground_truth(rng):
     from occ.runtime.datasets.irmnist import CELL, build_irmnist
 
-    # digits whose pixels encode their label make the ground truth checkable cell by cell
-    labels = np.arange(200) % 10
-    images = np.repeat(labels[:, None, None], CELL * CELL, axis=1).reshape(200, CELL, CELL).astype(np.uint8) * 20
+    images, labels = _labelled_digits()
     data = build_irmnist(images, labels, images, labels, n_train=6, n_test=10, grid=5, seed=1)
     assert data.train.shape == (6, 5 * CELL, 5 * CELL)
-    cell_values = lambda grid_image: grid_image.reshape(5, CELL, 5, CELL)[:, 0, :, 0] // 20  # noqa: E731
-    assert all((cell_values(image) != 3).all() for image in data.train)  # no 3 in training
+    assert all((_cell_labels(image, 5) != 3).all() for image in data.train)  # no 3 in training
     for image, truth in zip(data.test, data.test_cells):
-        np.testing.assert_array_equal(cell_values(image) == 3, truth)
+        np.testing.assert_array_equal(_cell_labels(image, 5) == 3, truth)
     assert data.test_labels.tolist() == [False, True] * 5
     assert all(1 <= t.sum() <= 5 for t in data.test_cells[1::2])
 
 
 def test_irmnist_natural_positives_draw_every_cell_from_all_digits():
     from occ.runtime.datasets.common import DatasetError
-    from occ.runtime.datasets.irmnist import CELL, build_irmnist
+    from occ.runtime.datasets.irmnist import build_irmnist
 
-    labels = np.arange(200) % 10
-    images = np.repeat(labels[:, None, None], CELL * CELL, axis=1).reshape(200, CELL, CELL).astype(np.uint8) * 20
+    images, labels = _labelled_digits()
     few = build_irmnist(images, labels, images, labels, n_train=6, n_test=40, grid=11, seed=1)
     natural = build_irmnist(images, labels, images, labels, n_train=6, n_test=40, grid=11, positives="natural", seed=1)
     np.testing.assert_array_equal(few.train, natural.train)  # one model serves both constructions
-    cell_values = lambda grid_image: grid_image.reshape(11, CELL, 11, CELL)[:, 0, :, 0] // 20  # noqa: E731
     for image, truth in zip(natural.test, natural.test_cells):
-        np.testing.assert_array_equal(cell_values(image) == 3, truth)
+        np.testing.assert_array_equal(_cell_labels(image, 11) == 3, truth)
     assert natural.test_labels.tolist() == [False, True] * 20
     # every digit at its rate of one in ten: about 12 threes per positive grid, far more than "few" allows
     threes = natural.test_cells[1::2].sum(axis=(1, 2))
     assert 9 <= threes.mean() <= 15 and threes.max() > 5
-    positive_digits = np.concatenate([cell_values(image).ravel() for image in natural.test[1::2]])
+    positive_digits = np.concatenate([_cell_labels(image, 11).ravel() for image in natural.test[1::2]])
     assert set(positive_digits.tolist()) == set(range(10))
     with pytest.raises(DatasetError, match="unknown IR-MNIST positives 'many'"):
         build_irmnist(images, labels, images, labels, n_train=1, n_test=2, positives="many")
