@@ -37,7 +37,8 @@ class IrMnist:
         return self.test_cells.reshape(len(self.test_cells), -1).any(axis=1)
 
 
-def _tile(digits: np.ndarray, grid: int) -> np.ndarray:
+def tile(digits: np.ndarray, grid: int) -> np.ndarray:
+    """``(grid², 28, 28)`` digits → one ``(grid·28, grid·28)`` image, row by row."""
     return digits.reshape(grid, grid, CELL, CELL).transpose(0, 2, 1, 3).reshape(grid * CELL, grid * CELL)
 
 
@@ -60,7 +61,7 @@ def build_irmnist(train_images: np.ndarray, train_labels: np.ndarray, test_image
     irregular_test = np.nonzero(test_labels == irregular_digit)[0]
     if len(irregular_test) == 0:
         raise DatasetError(f"the MNIST test split holds no digit {irregular_digit}")
-    train = np.stack([_tile(train_images[rng.choice(normal_train, cells)], grid) for _ in range(n_train)])
+    train = np.stack([tile(train_images[rng.choice(normal_train, cells)], grid) for _ in range(n_train)])
     test = np.empty((n_test, grid * CELL, grid * CELL), np.uint8)
     truth = np.zeros((n_test, grid, grid), bool)
     for i in range(n_test):
@@ -76,5 +77,5 @@ def build_irmnist(train_images: np.ndarray, train_labels: np.ndarray, test_image
             where = rng.choice(cells, int(rng.integers(1, max_irregular + 1)), replace=False)
             chosen[where] = test_images[rng.choice(irregular_test, len(where))]
             truth[i].flat[where] = True
-        test[i] = _tile(chosen, grid)
+        test[i] = tile(chosen, grid)
     return IrMnist(train=train, test=test, test_cells=truth, grid=grid)
