@@ -10,9 +10,8 @@ frame score, and offline the evidence summed over cells, see ``irmnist_scores``)
 EER over all 11×11 cells (cell score = the largest value inside the cell), on two constructions of
 the positive test grids (runtime/datasets/irmnist.py): one to five 3s per grid (ours, the hard
 case) and every cell drawn from all of MNIST (the paper's "121 randomly selected samples": about
-twelve 3s per grid). Offline references, not part of the deployed graph, say what a region scorer
-that knows the normal classes would give: each cell's distance to the nearest normal training
-digit (:class:`DigitMemory`), alone and intersected with the residual. Writes
+twelve 3s per grid). The IR-MNIST model's region map comes from a memory of the normal training
+digits (``AvidConfig.region_memory``, ``--irmnist-region-memory``; 0: D, as published). Writes
 ``avid_accuracy.json`` and ``avid_accuracy.md``.
 """
 from __future__ import annotations
@@ -38,13 +37,14 @@ def component_maps(detector: Detector, frames: np.ndarray) -> dict[str, np.ndarr
     """Per-pixel maps of the three detectors for a clip: intersection, residual, region."""
     x = preprocess_clip(frames, detector.manifest.input)
     cell = detector.manifest.regions.cell
-    out = {"intersection": [], "residual |X−I(X)|": [], "region map D": []}
+    region = region_label(detector.manifest)
+    out = {"intersection": [], "residual |X−I(X)|": [], region: []}
     for start in range(0, len(x), 32):
         y = detector.backend.infer(
             detector.prepare(x[start : start + 32]), ["intersection", "residual", "region_anomaly"])
         out["intersection"].append(y["intersection"])
         out["residual |X−I(X)|"].append(y["residual"])
-        out["region map D"].append(np.repeat(np.repeat(y["region_anomaly"], cell, axis=1), cell, axis=2))
+        out[region].append(np.repeat(np.repeat(y["region_anomaly"], cell, axis=1), cell, axis=2))
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
@@ -84,9 +84,14 @@ def walkway(workdir: Path, epochs: int, seed: int, overrides: dict | None = None
     return {"train_seconds": round(seconds, 1), "deployed": deployed, "components": components}
 
 
+def region_label(manifest) -> str:
+    """The region map's name in the tables: D's, or the region memory's (``AvidConfig.region_memory``)."""
+    return "region map, memory" if manifest.training.get("config", {}).get("region_memory") else "region map D"
+
+
 def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, seed: int, skip_connections: bool = False,
             code_channels: int = 16, residual_kernel: int | None = 5, overrides: dict | None = None,
-            irregular_digit: int = 3, model: Path | None = None) -> dict:
+            irregular_digit: int = 3, model: Path | None = None, region_memory: int = 60000) -> dict:
     """Train on IR-MNIST (or take ``model``, trained on the same seed's grids) and evaluate it."""
     from occ.export.onnx_export import export_onnx
     from occ.runtime.datasets import load_mnist
@@ -103,7 +108,8 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
     # I without skips and with a 16-channel code (one code per digit cell): it cannot copy a 3 (docs/accuracy.md);
     # a 5-px residual window, a stroke's width, where the video rule would blur over neighbouring cells
     config = AvidConfig(height=176, width=176, depth=4, base_width=16, epochs=epochs, batch_size=16, seed=seed,
-                        skip_connections=skip_connections, code_channels=code_channels, residual_kernel=residual_kernel)
+                        skip_connections=skip_connections, code_channels=code_channels, residual_kernel=residual_kernel,
+                        region_memory=region_memory)
     config = replace(config, **(overrides or {}))
     seconds = None
     description = f"IR-MNIST {n_train} grids, digit {irregular_digit} left out"
@@ -122,29 +128,20 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
     trained = detector.manifest.training["config"]
     # the summed score's reference: normal cells from training grids (the test grids stay unseen)
     reference = median_cells(detector, data.train[:: max(1, len(data.train) // 200)], data.grid)
-    memory = DigitMemory.from_grids(data.train, detector.manifest.input, data.grid, seed)
-    rows, offline = evaluate_grids(detector, data, reference, memory)
+    rows = irmnist_scores(cell_peaks(detector, data.test, data.grid), data, reference)
     # the same model (same training grids) on the paper's construction of positive grids
     natural = build_irmnist(train_x, train_y, test_x, test_y, n_train=n_train, n_test=n_test, seed=seed,
                             irregular_digit=irregular_digit, positives="natural")
-    natural_rows, natural_offline = evaluate_grids(detector, natural, reference, memory)
     return {"train_seconds": seconds, "model": str(model), "train_grids": n_train, "test_grids": n_test,
             "irregular_digit": irregular_digit,
             "config": {"skip_connections": trained["skip_connections"], "code_channels": trained["code_channels"],
                        "residual_kernel": trained["residual_kernel"], "epochs": trained["epochs"],
-                       "irregular_kinds": trained["irregular_kinds"] or list(IMAGE_DEFAULT_KINDS)},
-            **rows["intersection"], "components": rows, "offline_references": offline,
+                       "irregular_kinds": trained["irregular_kinds"] or list(IMAGE_DEFAULT_KINDS),
+                       "region_memory": detector.manifest.training["config"].get("region_memory", 0)},
+            **rows["intersection"], "components": rows,
             "natural_positives": {"irregular_per_positive_grid": float(natural.test_cells[1::2].sum(axis=(1, 2)).mean()),
-                                  "components": natural_rows, "offline_references": natural_offline},
-            "summed_reference": reference, "digit_memory": {"digits": len(memory.bank), "held_out": len(memory.held_out),
-                                                            "reference": memory.reference}}
-
-
-def evaluate_grids(detector: Detector, data, reference: dict[str, float], memory: DigitMemory) -> tuple[dict, dict]:
-    """Per test construction: the graph's outputs (:func:`irmnist_scores`) and the offline references."""
-    peaks = cell_peaks(detector, data.test, data.grid)
-    residual = peaks["residual |X−I(X)|"] / reference["residual |X−I(X)|"]
-    return irmnist_scores(peaks, data, reference), memory.scores(data, detector.manifest.input, residual)
+                                  "components": irmnist_scores(cell_peaks(detector, natural.test, natural.grid), natural, reference)},
+            "summed_reference": reference}
 
 
 def irmnist_scores(peaks: dict[str, np.ndarray], data, reference: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -188,86 +185,20 @@ def cell_peaks(detector: Detector, grids: np.ndarray, grid: int) -> dict[str, np
 
 def median_cells(detector: Detector, normal_grids: np.ndarray, grid: int) -> dict[str, float]:
     """Per output, the median cell peak over normal grids, the reference of the summed detection
-    score; cells at 0 (vetoed by D in the intersection) are left out, so the reference is never 0."""
-    return {name: float(np.median(cells[cells > 0])) if (cells > 0).any() else 1.0
-            for name, cells in cell_peaks(detector, normal_grids, grid).items()}
+    score; cells at 0 (vetoed by D in the intersection) are left out, so the reference is never 0.
 
-
-def nearest_distance(queries: np.ndarray, bank: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """``(M, D)`` queries, ``(K, D)`` bank → ``(M,)`` Euclidean distance of each query to its nearest bank row."""
-    queries, bank = queries.astype(np.float32), bank.astype(np.float32)
-    bank_sq = np.einsum("kd,kd->k", bank, bank)
-    out = np.empty(len(queries), np.float32)
-    for start in range(0, len(queries), chunk):
-        q = queries[start : start + chunk]
-        # ‖q − b‖² = ‖q‖² − 2 q·b + ‖b‖²: one matrix product per chunk instead of M·K differences
-        squared = np.einsum("md,md->m", q, q)[:, None] - 2.0 * (q @ bank.T) + bank_sq[None, :]
-        out[start : start + chunk] = np.sqrt(np.maximum(squared.min(axis=1), 0.0))
-    return out
-
-
-class DigitMemory:
-    """Offline reference: every distinct normal digit of the training grids, as the detector sees a cell.
-
-    A cell's score is its distance to the nearest of them (a nearest-neighbour density estimate of
-    the normal classes, which needs no labels), each cell centred and scaled to unit length first:
-    the digit's shape, not its amount of ink (per-cell AUC for the 3s 0.96 against 0.95 raw). Not
-    deployed (docs/accuracy.md): the bank is the whole training set, about 49,000 digits, and on
-    Ped2 the same idea tied the residual. A share of the distinct digits is held out of the bank to
-    give the normal distance level, the reference of the summed detection score and of the
-    intersection.
+    With a region memory the training grids' digits are in its bank (at distance ~0), so they say
+    nothing of an unseen normal digit: the region map's reference is then the memory's level
+    (1 − O = 0.5 by construction) and the graded intersection's its calibration's balance point,
+    the residual's median over α (``calibrate_graded_thresholds``).
     """
-
-    def __init__(self, bank: np.ndarray, held_out: np.ndarray):
-        self.bank, self.held_out = bank, held_out
-        self.reference = float(np.median(nearest_distance(held_out, bank))) if len(held_out) else 1.0
-
-    @classmethod
-    def from_grids(cls, grids: np.ndarray, spec, grid: int, seed: int, held_out: int = 4840) -> DigitMemory:
-        digit = grids.shape[1] // grid
-        raw = grids.reshape(len(grids), grid, digit, grid, digit).transpose(0, 1, 3, 2, 4).reshape(-1, digit * digit)
-        raw = np.ascontiguousarray(raw)
-        # a training digit appears in about ten grids; one row per distinct image
-        _, first = np.unique(raw.view(np.dtype((np.void, raw.shape[1]))).ravel(), return_index=True)
-        distinct = raw[np.random.default_rng(seed).permutation(np.sort(first))]
-        cells = cls._as_cells(distinct.reshape(-1, digit, digit), spec, grid)
-        keep = min(held_out, len(cells) // 10)
-        return cls(cells[keep:], cells[:keep])
-
-    @staticmethod
-    def _as_cells(digits: np.ndarray, spec, grid: int) -> np.ndarray:
-        """Digits → ``(N, C·cell²)``, through the model's preprocessing and tiled into grids as test digits are."""
-        from occ.runtime.datasets.irmnist import tile
-
-        per = grid * grid
-        padded = np.concatenate([digits, np.zeros(((-len(digits)) % per, *digits.shape[1:]), digits.dtype)])
-        tiles = np.stack([tile(padded[i : i + per], grid) for i in range(0, len(padded), per)])
-        return shape_vectors(grid_cells(preprocess_clip(tiles, spec), grid).reshape(len(padded), -1)[: len(digits)])
-
-    def cells(self, grids: np.ndarray, spec, grid: int) -> np.ndarray:
-        """``(N, grid, grid)`` distances of each cell to the nearest normal training digit."""
-        x = shape_vectors(grid_cells(preprocess_clip(grids, spec), grid).reshape(-1, self.bank.shape[1]))
-        return nearest_distance(x, self.bank).reshape(len(grids), grid, grid)
-
-    def scores(self, data, spec, residual: np.ndarray) -> dict[str, dict[str, float]]:
-        """The memory alone, and intersected with ``residual`` (cell peaks over their normal level): the
-        smaller of the two, so a cell counts only where both say irregular (Eq. 4's two thresholds
-        scaled together)."""
-        memory = self.cells(data.test, spec, data.grid) / self.reference
-        return {"nearest normal digit": cell_metrics(data, memory, 1.0),
-                "residual ∩ nearest normal digit": cell_metrics(data, np.minimum(memory, residual), 1.0)}
-
-
-def shape_vectors(cells: np.ndarray) -> np.ndarray:
-    """``(N, D)`` → each row minus its mean, over its length (a constant row stays 0)."""
-    centred = cells - cells.mean(axis=1, keepdims=True)
-    return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-6)
-
-
-def grid_cells(x: np.ndarray, grid: int) -> np.ndarray:
-    """``(N, C, H, W)`` → ``(N, grid, grid, C, H/grid, W/grid)``: each digit cell's pixels."""
-    n, c, h, w = x.shape
-    return x.reshape(n, c, grid, h // grid, grid, w // grid).transpose(0, 2, 4, 1, 3, 5)
+    manifest = detector.manifest
+    medians = {name: float(np.median(cells[cells > 0])) if (cells > 0).any() else 1.0
+               for name, cells in cell_peaks(detector, normal_grids, grid).items()}
+    if manifest.training.get("config", {}).get("region_memory"):
+        medians[region_label(manifest)] = 0.5
+        medians["intersection"] = medians["residual |X−I(X)|"] / manifest.threshold("alpha")
+    return medians
 
 
 def markdown(result: dict) -> str:
@@ -298,10 +229,6 @@ def markdown(result: dict) -> str:
                      f"{n['irregular_per_positive_grid']:.1f} irregular digits per grid)* | | | | | |")
         lines += [row("deployed intersection M" if name == "intersection" else f"{name} alone", c)
                   for name, c in n["components"].items()]
-        lines.append(f"| *offline references, not deployed: distance to the nearest of {r['digit_memory']['digits']} "
-                     "normal training digits* | | | | | |")
-        for construction, label in ((r, "one to five 3s"), (n, "the paper's grids")):
-            lines += [row(f"{name}, {label}", c) for name, c in construction["offline_references"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -315,6 +242,8 @@ def main() -> None:
     parser.add_argument("--irmnist-code", type=int, default=16, help="channels of I's deepest 1×1 code (0: none)")
     parser.add_argument("--irmnist-residual-kernel", type=int, default=5, help="residual window, pixels (0: the video rule)")
     parser.add_argument("--irmnist-digit", type=int, default=3, help="the irregular digit (paper: 3)")
+    parser.add_argument("--irmnist-region-memory", type=int, default=60000, metavar="N",
+                        help="score regions by the nearest of up to N normal training digits (0: D, as published)")
     parser.add_argument("--irmnist-model", type=Path, metavar="PT",
                         help="evaluate this IR-MNIST checkpoint (from a run with the same --seed, --irmnist-train and "
                              "--irmnist-digit) instead of training one")
@@ -343,7 +272,7 @@ def main() -> None:
         try:
             result["irmnist"] = irmnist(args.mnist, workdir, args.irmnist_epochs, args.irmnist_train, args.irmnist_test,
                                         args.seed, args.irmnist_skips, args.irmnist_code, args.irmnist_residual_kernel or None,
-                                        overrides, args.irmnist_digit, args.irmnist_model)
+                                        overrides, args.irmnist_digit, args.irmnist_model, args.irmnist_region_memory)
         except (ValueError, DatasetError) as exc:
             parser.error(str(exc))
     (workdir / "avid_accuracy.json").write_text(json.dumps(result, indent=2))

@@ -27,7 +27,9 @@ def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    half_nodes = {id(node) for node in graph.node if node.op_type in FP16_OPS}
+    # a Concat (or any body op) of integer shape pieces stays as it is
+    float_tensors = _float_tensors(model)
+    half_nodes = {id(node) for node in graph.node if node.op_type in FP16_OPS and node.input[0] in float_tensors}
     # which tensors are FP16: outputs of FP16 nodes, and FP16 nodes' weights
     half_tensors: set[str] = set()
     for node in graph.node:
@@ -57,12 +59,12 @@ def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
             if node.op_type in _SHAPE_OPS and i > 0:
                 continue  # shape/index operands keep their integer types
             is_half = name in half_tensors
-            if wants_half and not is_half and _is_float(name, graph, initializers):
+            if wants_half and not is_half and name in float_tensors:
                 node.input[i] = cast(name, TensorProto.FLOAT16)
             elif not wants_half and is_half and node.op_type not in _SHAPE_OPS:
                 node.input[i] = cast(name, TensorProto.FLOAT)
-        if node.op_type in _SHAPE_OPS and node.input and node.input[0] in half_tensors:
-            half_tensors.update(node.output)  # a reshape of FP16 data is FP16 data
+        if node.op_type in _SHAPE_OPS and node.op_type != "Shape" and node.input and node.input[0] in half_tensors:
+            half_tensors.update(node.output)  # a reshape of FP16 data is FP16 data; its Shape is int64
         new_nodes.append(node)
     outputs = {o.name for o in graph.output}
     for name in sorted(outputs & half_tensors):
@@ -81,15 +83,6 @@ def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.node.extend(_topological(new_nodes, {i.name for i in graph.input} | set(initializers)))
     del graph.value_info[:]
     return model
-
-
-def _is_float(name: str, graph: onnx.GraphProto, initializers: dict) -> bool:
-    if name in initializers:
-        return initializers[name].data_type == TensorProto.FLOAT
-    for value in graph.input:
-        if value.name == name:
-            return value.type.tensor_type.elem_type == TensorProto.FLOAT
-    return True  # intermediate float tensors of these graphs
 
 
 def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
@@ -112,3 +105,11 @@ def precision_summary(model: onnx.ModelProto) -> dict[str, int]:
     half = sum(1 for n in model.graph.node if n.op_type in FP16_OPS)
     other = sum(1 for n in model.graph.node if n.op_type not in FP16_OPS | _SHAPE_OPS | {"Cast"})
     return {"fp16_nodes": half, "fp32_nodes": other}
+
+
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of the FP32 tensors of ``model`` (inputs, initializers and intermediates, by ONNX type inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    typed = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}
+    typed.update({init.name: init.data_type for init in inferred.graph.initializer})
+    return {name for name, kind in typed.items() if kind == TensorProto.FLOAT}

@@ -9,7 +9,7 @@ from .datasets.common import Clip
 from .detector import AloccDetector, AvidDetector, Detector
 from .manifest import METADATA_KEY, Manifest, write_atomic
 from .preprocess import preprocess_clip
-from .scoring import REGION_QUANTILE, calibrate_avid_thresholds, quantile_threshold
+from .scoring import REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds, quantile_threshold
 
 
 def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, data: str) -> Manifest:
@@ -30,11 +30,15 @@ def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, da
             out = detector.backend.infer({"frames": np.ascontiguousarray(inputs[start : start + 64])}, ["residual", "region_anomaly"])
             residuals.append(out["residual"])
             regions.append(out["region_anomaly"])
-    # the model's own region quantile (recorded in its training configuration), so recalibration
-    # on site moves α and ζ with the rule they were first set by
-    quantile = (manifest.training.get("config") or {}).get("region_quantile", REGION_QUANTILE)
-    thresholds = calibrate_avid_thresholds(np.concatenate(residuals), np.concatenate(regions), manifest.regions.cell,
-                                           false_alarm_rate, data, region_quantile=quantile)
+    # the rule the model's thresholds were first set by (recorded in its training configuration),
+    # so recalibration on site moves α and ζ the same way
+    config = manifest.training.get("config") or {}
+    residual, region = np.concatenate(residuals), np.concatenate(regions)
+    if config.get("region_memory"):  # a graded gate (AvidGraph.graded_gate)
+        thresholds = calibrate_graded_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data)
+    else:
+        thresholds = calibrate_avid_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data,
+                                               region_quantile=config.get("region_quantile", REGION_QUANTILE))
     for name, threshold in thresholds.items():
         manifest.set_threshold(name, threshold)
     return manifest

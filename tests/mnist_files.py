@@ -15,3 +15,12 @@ def write_mnist(folder: Path, split: str, images: np.ndarray, labels: np.ndarray
     """``{split}-images-idx3-ubyte.gz`` and ``{split}-labels-idx1-ubyte.gz`` (split: train or t10k)."""
     for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
         (Path(folder) / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(idx_bytes(array)))
+
+
+def bar_digits(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ten synthetic digit classes, ``count`` 28×28 images: a bright bar at a class-specific row, on noise."""
+    labels = (np.arange(count) % 10).astype(np.uint8)
+    images = rng.integers(0, 30, (count, 28, 28), dtype=np.uint8)
+    for image, label in zip(images, labels):
+        image[2 + 2 * label : 6 + 2 * label, 4:24] = 230
+    return images, labels

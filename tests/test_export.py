@@ -152,3 +152,86 @@ def test_tensorrt_engine_agrees_with_onnx_runtime(alocc_checkpoint, tmp_path):  
     a = Detector.open(str(fp32)).process_clip(frames)
     b = Detector.open(str(engine), backend="tensorrt").process_clip(frames)
     assert np.mean([x.decision == y.decision for x, y in zip(a, b)]) >= 0.995
+
+
+@pytest.fixture(scope="module")
+def bar_grids():
+    """3×3 grids of synthetic bar digits (tests/mnist_files.py); the 3-bar is the irregularity."""
+    from mnist_files import bar_digits
+
+    from occ.runtime.datasets.irmnist import build_irmnist
+
+    rng = np.random.default_rng(0)
+    return build_irmnist(*bar_digits(rng, 300), *bar_digits(rng, 200), n_train=40, n_test=20, grid=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def memory_checkpoint(tmp_path_factory, bar_grids):
+    """A tiny single-image AVID model whose gate scores regions with a RegionMemory."""
+    from occ.train.train_avid import AvidConfig, image_data, train_avid
+
+    config = AvidConfig(height=48, width=48, depth=4, base_width=4, epochs=1, batch_size=8, region_memory=120,
+                        skip_connections=False, code_channels=4, residual_kernel=3)
+    path = tmp_path_factory.mktemp("memory") / "memory.pt"
+    import io
+
+    from rich.console import Console
+
+    train_avid(image_data(bar_grids.train, config, "bar grids"), config, path, Console(file=io.StringIO()))
+    return path
+
+
+def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_digit(memory_checkpoint, bar_grids, tmp_path):
+    from occ.export.onnx_export import export_fp16
+    from occ.runtime.metrics import roc_auc
+    from occ.runtime.preprocess import preprocess_clip
+    from occ.train.avid import RegionMemory
+
+    checkpoint = load_checkpoint(memory_checkpoint)
+    graph = build_graph(checkpoint.architecture, checkpoint.state_dicts, checkpoint.manifest)
+    assert isinstance(graph.detector, RegionMemory) and graph.graded_gate
+    # at most the asked-for bank, one row per distinct region; the level from held-out regions
+    assert checkpoint.architecture["region_memory"] == len(graph.detector.bank) == 120
+    assert float(graph.detector.level) > graph.detector.floor
+    assert checkpoint.manifest.thresholds["alpha"].method.startswith("graded gate")
+    assert "nearest of 120 normal training regions" in checkpoint.manifest.scoring["regions"]
+
+    result = export_onnx(memory_checkpoint, tmp_path / "m.onnx")
+    assert result.extra["mask IoU"] == 1.0
+    frames = np.ascontiguousarray(preprocess_clip(list(bar_grids.test), checkpoint.manifest.input))
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    names = ["score", "mask", "region_anomaly", "intersection"]
+    alpha, zeta = checkpoint.manifest.threshold("alpha"), checkpoint.manifest.threshold("zeta")
+    for thresholds in ({}, {"alpha": np.array([alpha / 4], np.float32), "zeta": np.array([0.9999], np.float32)}):
+        got = dict(zip(names, session.run(names, {"frames": frames, **thresholds})))
+        with torch.no_grad():
+            ref = graph(torch.from_numpy(frames), torch.tensor([thresholds.get("alpha", [alpha])[0]], dtype=torch.float32),
+                        torch.tensor([thresholds.get("zeta", [zeta])[0]], dtype=torch.float32))
+        # fresh digits (none in the bank): distances well above the floor, float32 agreement
+        np.testing.assert_allclose(got["region_anomaly"], ref[4].numpy(), atol=1e-4)
+        np.testing.assert_allclose(got["score"], ref[0].numpy(), atol=1e-4)
+        differ = got["mask"] != ref[2].numpy()
+        assert np.all(np.abs(ref[5].numpy()[differ] - 1.0) < 1e-4)
+    assert got["mask"].sum() > session.run(["mask"], {"frames": frames})[0].sum()  # retuned without re-export
+    # the memory knows the normal bars: the unseen digit's cells rank first
+    assert roc_auc(bar_grids.test_cells.ravel(), got["region_anomaly"].ravel()) > 0.95
+    # FP16: the bank's distances stay FP32, the decisions agree with FP32
+    fp16 = export_fp16(result.path, checkpoint_path=memory_checkpoint)
+    assert all(fp16.decisions)
+    # recalibrated on site by the rule the model was calibrated with (the graded gate's)
+    from occ.runtime.calibrate import calibrate
+    from occ.runtime.datasets.common import Clip
+    from occ.runtime.detector import Detector
+
+    normal = bar_grids.test[~bar_grids.test_labels]
+    updated = calibrate(Detector.open(str(result.path)), [Clip(name="normal grids", frames=normal)], 0.1, "normal bar grids")
+    assert updated.thresholds["alpha"].method.startswith("graded gate") and updated.thresholds["alpha"].n_samples == len(normal)
+
+
+def test_region_memory_refuses_video_in_one_line(tmp_path, tiny_walkway):
+    from occ.train.train_avid import AvidConfig, train_avid, video_data
+
+    config = AvidConfig(height=32, width=48, base_width=4, depth=2, epochs=1, region_memory=100)
+    with pytest.raises(ValueError, match="region_memory is for single images"):
+        train_avid(video_data(tiny_walkway.train, config, "tiny walkway"), config, tmp_path / "never.pt")
+    assert not (tmp_path / "never.pt").exists()

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from occ.train.alocc import AloccDiscriminator, AloccReconstructor, create_alocc
-from occ.train.avid import AvidGraph, AvidInpainter, create_avid
+from occ.train.avid import AvidGraph, AvidInpainter, RegionMemory, create_avid
 
 
 def n_params(module):
@@ -168,3 +168,50 @@ def test_region_gate_separates_confident_regions_that_round_to_the_same_probabil
     with torch.no_grad():
         _, _, mask, _, _, _ = graph(frames, torch.tensor([0.5]), zeta)
     assert not mask[0, :, :4].any() and mask[0, :, 4:].all()
+
+
+def test_region_memory_distances_by_hand():
+    # one 2×4 frame, cell 2: two regions; the left one a vertical edge, the right one flat
+    frame = torch.tensor([[[[0.0, 1.0, 0.3, 0.3], [0.0, 1.0, 0.3, 0.3]]]])
+    shapes = RegionMemory.describe(frame, 2)
+    edge = torch.tensor([-0.5, 0.5, -0.5, 0.5])  # centred (−0.5, 0.5, −0.5, 0.5): unit length already
+    torch.testing.assert_close(shapes[0, 0], edge)
+    torch.testing.assert_close(shapes[0, 1], torch.zeros(4))  # flat: no shape, near other flat regions
+    # a faint edge (spread 0.02 < MIN_CONTRAST 0.1) is scaled as if its spread were 0.1: length 0.2
+    faint = RegionMemory.describe(torch.tensor([[[[0.0, 0.04], [0.0, 0.04]]]]), 2)
+    assert abs(float(torch.linalg.vector_norm(faint)) - 0.2) < 1e-6
+    # bank: the edge, its mirror image and a flat region
+    bank = torch.stack([edge, -edge, torch.zeros(4)])
+    memory = RegionMemory(bank, cell=2, level=0.5)
+    distances = memory.distances(frame)[0, 0]
+    # both regions are in the bank: distance 0, read as the floor 0.05
+    torch.testing.assert_close(distances, torch.tensor([0.05, 0.05]))
+    # their own copies left out, the next nearest: the flat region at 1 from the edge (and back)
+    with memory.leaving_out_identical():
+        torch.testing.assert_close(memory.distances(frame)[0, 0], torch.tensor([1.0, 1.0]))
+    assert not memory.skip_identical
+    # the mirrored edge alone in the bank: distance ‖e − (−e)‖ = 2; normality logit log(level / d)
+    far = RegionMemory(-edge[None], cell=2, level=0.5)
+    torch.testing.assert_close(far(frame[..., :2]), torch.log(torch.tensor([[[0.25]]])))
+
+
+def test_graded_gate_masks_eq4_and_scores_by_the_weaker_part():
+    # residual 1 everywhere in the left cell, 3 in the right; anomaly odds 4 and 0.5 (logits log 4, log 0.5)
+    frames = torch.ones(1, 1, 4, 8)
+    frames[..., 4:] = 3.0
+    logits = -torch.log(torch.tensor([[[4.0, 0.5]]]))  # detector logits: positive = normal
+    graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, graded_gate=True).eval()
+    alpha, zeta = torch.tensor([0.5]), torch.tensor([1 / (1 + 2.0)])  # odds(1 − ζ) = 2
+    with torch.no_grad():
+        score, decision, mask, _, _, inter = graph(frames, alpha, zeta)
+    # left: min(1 / 0.5, 4 / 2) = 2; right: min(3 / 0.5, 0.5 / 2) = 0.25
+    torch.testing.assert_close(inter[0, :, :4], torch.full((4, 4), 2.0))
+    torch.testing.assert_close(inter[0, :, 4:], torch.full((4, 4), 0.25))
+    assert abs(float(score[0]) - 2.0) < 1e-5 and bool(decision[0])
+    # the mask is Eq. 4: residual >= α inside regions with odds >= odds(1 − ζ), i.e. the left cell
+    assert mask[0, :, :4].all() and not mask[0, :, 4:].any()
+    # the binary gate (as published) gives the same mask, and the unflagged cell 0 instead of 0.25
+    plain = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1).eval()
+    with torch.no_grad():
+        _, _, plain_mask, _, _, plain_inter = plain(frames, alpha, zeta)
+    assert torch.equal(plain_mask, mask) and float(plain_inter[0, 0, 4]) == 0.0

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from occ.runtime.metrics import roc_auc
-from occ.runtime.scoring import calibrate_avid_thresholds, fused_location_scores, location_stats, reduce_frame
+from occ.runtime.scoring import calibrate_avid_thresholds, calibrate_graded_thresholds, fused_location_scores, location_stats, reduce_frame
 
 
 def test_fusion_puts_outputs_on_one_scale(rng):
@@ -155,3 +155,21 @@ def test_alocc_motion_patches_follow_their_definition(kind, rng):
     static = np.repeat(frames[:1] * np.array([1.0, 0.0], np.float32)[:, None, None], 16, axis=0)
     empty, _ = motion_patches(static, grid, 40, rng, kinds=(kind,))
     assert len(empty) == 0
+
+
+def test_graded_thresholds_balance_the_medians_and_hit_the_false_alarm_rate(rng):
+    cell = 4
+    regions = rng.uniform(0.05, 0.95, (4000, 3, 5))
+    residual = rng.gamma(2.0, 0.05, (4000, 12, 20)).astype(np.float32)
+    thresholds = calibrate_graded_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
+    alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
+    peaks = residual[:2000].reshape(2000, 3, cell, 5, cell).max(axis=(2, 4))
+    odds = regions[:2000] / (1 - regions[:2000])
+    # one factor scales both medians: the thresholds keep their ratio
+    odds_zeta = (1 - zeta) / zeta
+    assert abs((alpha / np.median(peaks)) / (odds_zeta / np.median(odds)) - 1) < 1e-9
+    # on fresh normal maps, about 5 % of frames get a non-empty mask (Eq. 4 at α and ζ)
+    up = np.repeat(np.repeat(regions[2000:], cell, axis=1), cell, axis=2)
+    fired = ((residual[2000:] >= alpha) & (up >= 1 - zeta)).reshape(2000, -1).any(axis=1)
+    assert abs(fired.mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)
+    assert thresholds["alpha"].method.startswith("graded gate") and thresholds["zeta"].n_samples == 2000

@@ -24,10 +24,10 @@ from rich.console import Console
 from occ import __version__
 from occ.runtime.datasets.common import Clip
 from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
-from occ.runtime.scoring import REGION_QUANTILE, calibrate_avid_thresholds
+from occ.runtime.scoring import REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds
 from occ.runtime.preprocess import normalize
 
-from .avid import AvidGraph, create_avid, hide_newest
+from .avid import AvidGraph, RegionMemory, create_avid, hide_newest
 from .irregularities import IrregularityMaker, SampleStore
 from .distributed import Distributed, plain_state_dict
 from .common import CollapseMonitor, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything, squared_error
@@ -60,6 +60,10 @@ class AvidConfig:
     irregular_fraction: float = 0.5
     irregular_kinds: list[str] | None = None  # None: the data's default kinds (train.irregularities)
     predict_newest: bool = True
+    # > 0 (single images only): the deployed gate scores regions by their distance to the nearest of
+    # up to this many normal training regions (RegionMemory) instead of by D, with a graded gate;
+    # D is still trained, as I's adversary. 0: D, as published.
+    region_memory: int = 0
     seed: int = 0
 
 
@@ -164,6 +168,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     cell = 2**config.depth
     if data.spec.height % cell or data.spec.width % cell:
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
+    if config.region_memory and data.spec.temporal != "none":
+        raise ValueError("region_memory is for single images: on video it tied the residual (docs/accuracy.md)")
     ddp = Distributed.from_env()
     if not ddp.is_main:
         console = Console(file=io.StringIO())
@@ -272,16 +278,29 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                                       skip_connections=config.skip_connections, code_channels=config.code_channels)
     inpainter.load_state_dict(best_i["state"])
     detector.load_state_dict(best_d["state"])
-    graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest, config.mask_reach).eval()
-    residual, regions = graph_maps(graph, data.val.inputs(np.arange(len(data.val))))
-    thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, f"{data.description} (held-out normal frames)",
-                                           region_quantile=config.region_quantile)
+    val_all = data.val.inputs(np.arange(len(data.val)))
+    calibration_data = f"{data.description} (held-out normal frames)"
+    if config.region_memory:
+        memory = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed))
+        graph = AvidGraph(inpainter, memory, config.residual_kernel, config.predict_newest, config.mask_reach, graded_gate=True).eval()
+        with memory.leaving_out_identical():
+            residual, regions = graph_maps(graph, val_all)
+        thresholds = calibrate_graded_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data)
+    else:
+        graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest, config.mask_reach).eval()
+        residual, regions = graph_maps(graph, val_all)
+        thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data,
+                                               region_quantile=config.region_quantile)
     manifest = Manifest(
         method="avid",
         input=data.spec,
         regions=RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell),
         scoring={
-            "frame_score": "max over pixels of residual / alpha inside the regions with O <= zeta; decision: score >= 1 (mask not empty)",
+            "frame_score": ("max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))" if config.region_memory
+                            else "max over pixels of residual / alpha inside the regions with O <= zeta")
+                           + "; decision: score >= 1 (mask not empty)",
+            "regions": (f"O from the distance to the nearest of {len(graph.detector.bank)} normal training regions "
+                        "(unit-length shapes): 1 - O = d / (d + level)") if config.region_memory else "O from D",
             "residual_kernel": config.residual_kernel,
             "mask": "parts of {residual >= alpha} connected to a flagged block within mask_reach pixels" if config.mask_reach
                     else "{residual >= alpha} inside the blocks with O <= zeta (Eq. 4)",
@@ -299,9 +318,12 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
                     "skip_connections": config.skip_connections, "code_channels": config.code_channels,
                     "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest,
-                    "mask_reach": config.mask_reach}
+                    "mask_reach": config.mask_reach, "region_memory": len(graph.detector.bank) if config.region_memory else 0}
+    networks = {"inpainter": inpainter, "detector": detector}
+    if config.region_memory:
+        networks["region_memory"] = graph.detector
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
-    save_checkpoint(out, manifest, architecture, {"inpainter": inpainter, "detector": detector}, history,
+    save_checkpoint(out, manifest, architecture, networks, history,
                     verification_inputs=verification)
     return manifest
 
@@ -335,6 +357,33 @@ def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], mani
                                       code_channels=architecture.get("code_channels", 0))
     inpainter.load_state_dict(state_dicts["inpainter"])
     detector.load_state_dict(state_dicts["detector"])
+    memory = architecture.get("region_memory", 0)
+    if memory:
+        stored = state_dicts["region_memory"]
+        detector = RegionMemory(stored["bank"], detector.cell, float(stored["level"]))
+        detector.load_state_dict(stored)
     # checkpoints from before mask_reach existed keep the block-wise mask of Eq. 4 (reach 0)
     return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False),
-                     architecture.get("mask_reach", 0)).eval()
+                     architecture.get("mask_reach", 0), graded_gate=bool(memory)).eval()
+
+
+def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: int, rng: np.random.Generator) -> RegionMemory:
+    """A memory of up to ``size`` distinct normal training regions, its level from the held-out frames.
+
+    The level is the median distance of held-out regions to their nearest bank region other than
+    an identical one: IR-MNIST's held-out grids reuse the training digits, and a region's own copy
+    says nothing about how far an unseen normal region lies.
+    """
+    shapes = []
+    for start in range(0, len(train), 256):
+        batch = torch.from_numpy(train.inputs(np.arange(start, min(start + 256, len(train)))))
+        shapes.append(RegionMemory.describe(batch, cell).reshape(-1, batch.shape[1] * cell * cell).numpy())
+    shapes = np.ascontiguousarray(np.concatenate(shapes))
+    # the same region recurs (a digit in ten grids, a static background); one row each
+    _, first = np.unique(shapes.view(np.dtype((np.void, shapes.shape[1] * shapes.itemsize))).ravel(), return_index=True)
+    keep = np.sort(first) if len(first) <= size else np.sort(rng.choice(first, size, replace=False))
+    memory = RegionMemory(torch.from_numpy(shapes[keep]), cell, level=1.0)
+    with torch.no_grad(), memory.leaving_out_identical():
+        distances = torch.cat([memory.distances(torch.from_numpy(val[i : i + 64])).flatten() for i in range(0, len(val), 64)])
+    memory.level.fill_(float(torch.median(distances)))
+    return memory
