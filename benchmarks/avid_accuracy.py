@@ -29,6 +29,7 @@ from occ.runtime.datasets.common import DatasetError
 from occ.runtime.detector import Detector
 from occ.runtime.metrics import equal_error_rate, frame_level, pixel_level_scores, roc_auc
 from occ.runtime.preprocess import preprocess_clip
+from occ.runtime.scoring import has_graded_gate
 
 from .training_runs import config_overrides, machine
 
@@ -86,7 +87,7 @@ def walkway(workdir: Path, epochs: int, seed: int, overrides: dict | None = None
 
 def region_label(manifest) -> str:
     """The region map's name in the tables: D's, or the region memory's (``AvidConfig.region_memory``)."""
-    return "region map, memory" if manifest.training.get("config", {}).get("region_memory") else "region map D"
+    return "region map, memory" if has_graded_gate(manifest) else "region map D"
 
 
 def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, seed: int, skip_connections: bool = False,
@@ -137,7 +138,7 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
             "config": {"skip_connections": trained["skip_connections"], "code_channels": trained["code_channels"],
                        "residual_kernel": trained["residual_kernel"], "epochs": trained["epochs"],
                        "irregular_kinds": trained["irregular_kinds"] or list(IMAGE_DEFAULT_KINDS),
-                       "region_memory": detector.manifest.training["config"].get("region_memory", 0)},
+                       "region_memory": trained.get("region_memory", 0)},
             **rows["intersection"], "components": rows,
             "natural_positives": {"irregular_per_positive_grid": float(natural.test_cells[1::2].sum(axis=(1, 2)).mean()),
                                   "components": irmnist_scores(cell_peaks(detector, natural.test, natural.grid), natural, reference)},
@@ -195,7 +196,7 @@ def median_cells(detector: Detector, normal_grids: np.ndarray, grid: int) -> dic
     manifest = detector.manifest
     medians = {name: float(np.median(cells[cells > 0])) if (cells > 0).any() else 1.0
                for name, cells in cell_peaks(detector, normal_grids, grid).items()}
-    if manifest.training.get("config", {}).get("region_memory"):
+    if has_graded_gate(manifest):
         medians[region_label(manifest)] = 0.5
         medians["intersection"] = medians["residual |X−I(X)|"] / manifest.threshold("alpha")
     return medians

@@ -63,8 +63,9 @@ def to_mixed_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
                 node.input[i] = cast(name, TensorProto.FLOAT16)
             elif not wants_half and is_half and node.op_type not in _SHAPE_OPS:
                 node.input[i] = cast(name, TensorProto.FLOAT)
-        if node.op_type in _SHAPE_OPS and node.op_type != "Shape" and node.input and node.input[0] in half_tensors:
-            half_tensors.update(node.output)  # a reshape of FP16 data is FP16 data; its Shape is int64
+        if node.op_type in _SHAPE_OPS and node.input and node.input[0] in half_tensors:
+            # a reshape of FP16 data is FP16 data; a Shape of it stays int64
+            half_tensors.update(name for name in node.output if name in float_tensors)
         new_nodes.append(node)
     outputs = {o.name for o in graph.output}
     for name in sorted(outputs & half_tensors):

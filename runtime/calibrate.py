@@ -9,7 +9,7 @@ from .datasets.common import Clip
 from .detector import AloccDetector, AvidDetector, Detector
 from .manifest import METADATA_KEY, Manifest, write_atomic
 from .preprocess import preprocess_clip
-from .scoring import REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds, quantile_threshold
+from .scoring import REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds, has_graded_gate, quantile_threshold
 
 
 def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, data: str) -> Manifest:
@@ -32,13 +32,13 @@ def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, da
             regions.append(out["region_anomaly"])
     # the rule the model's thresholds were first set by (recorded in its training configuration),
     # so recalibration on site moves α and ζ the same way
-    config = manifest.training.get("config") or {}
     residual, region = np.concatenate(residuals), np.concatenate(regions)
-    if config.get("region_memory"):  # a graded gate (AvidGraph.graded_gate)
+    if has_graded_gate(manifest):
         thresholds = calibrate_graded_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data)
     else:
+        quantile = (manifest.training.get("config") or {}).get("region_quantile", REGION_QUANTILE)
         thresholds = calibrate_avid_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data,
-                                               region_quantile=config.get("region_quantile", REGION_QUANTILE))
+                                               region_quantile=quantile)
     for name, threshold in thresholds.items():
         manifest.set_threshold(name, threshold)
     return manifest

@@ -100,6 +100,11 @@ def calibrate_avid_thresholds(residual: np.ndarray, regions: np.ndarray, cell: i
             "zeta": Threshold(value=zeta, method=f"1 − quantile {region_quantile:g} of normal 1−O", **common)}
 
 
+def has_graded_gate(manifest) -> bool:
+    """Whether an AVID model gates with a region memory and a graded gate (``AvidConfig.region_memory``)."""
+    return bool((manifest.training.get("config") or {}).get("region_memory"))
+
+
 def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell: int, false_alarm_rate: float,
                                 data: str) -> dict[str, Threshold]:
     """α and ζ for a graded gate (``AvidGraph.graded_gate``), from normal frames.

@@ -23,10 +23,14 @@ def test_fusion_puts_outputs_on_one_scale(rng):
     assert roc_auc(labels, fused) > 0.8
 
 
+def _normal_maps(rng, lowest: float, highest: float):
+    """4000 synthetic normal frames, cell 4: uniform 1 − O in [lowest, highest] (3×5) and a gamma residual (12×20)."""
+    return rng.uniform(lowest, highest, (4000, 3, 5)), rng.gamma(2.0, 0.05, (4000, 12, 20)).astype(np.float32)
+
+
 def test_avid_thresholds_hit_the_false_alarm_rate_and_gate_the_chosen_share_of_regions(rng):
     cell = 4
-    regions = rng.uniform(0, 1, (4000, 3, 5))
-    residual = rng.gamma(2.0, 0.05, (4000, 12, 20)).astype(np.float32)
+    regions, residual = _normal_maps(rng, 0.0, 1.0)
     thresholds = calibrate_avid_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
     alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
     # uniform 1 − O: the default gate passes the 80 % of regions D is least sure of (D vetoes 20 %)
@@ -159,8 +163,7 @@ def test_alocc_motion_patches_follow_their_definition(kind, rng):
 
 def test_graded_thresholds_balance_the_medians_and_hit_the_false_alarm_rate(rng):
     cell = 4
-    regions = rng.uniform(0.05, 0.95, (4000, 3, 5))
-    residual = rng.gamma(2.0, 0.05, (4000, 12, 20)).astype(np.float32)
+    regions, residual = _normal_maps(rng, 0.05, 0.95)
     thresholds = calibrate_graded_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
     alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
     peaks = residual[:2000].reshape(2000, 3, cell, 5, cell).max(axis=(2, 4))

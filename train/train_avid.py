@@ -280,8 +280,9 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     detector.load_state_dict(best_d["state"])
     val_all = data.val.inputs(np.arange(len(data.val)))
     calibration_data = f"{data.description} (held-out normal frames)"
-    if config.region_memory:
-        memory = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed))
+    memory = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed)) \
+        if config.region_memory else None
+    if memory is not None:
         graph = AvidGraph(inpainter, memory, config.residual_kernel, config.predict_newest, config.mask_reach, graded_gate=True).eval()
         with memory.leaving_out_identical():
             residual, regions = graph_maps(graph, val_all)
@@ -296,11 +297,11 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         input=data.spec,
         regions=RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell),
         scoring={
-            "frame_score": ("max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))" if config.region_memory
+            "frame_score": ("max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))" if memory is not None
                             else "max over pixels of residual / alpha inside the regions with O <= zeta")
                            + "; decision: score >= 1 (mask not empty)",
-            "regions": (f"O from the distance to the nearest of {len(graph.detector.bank)} normal training regions "
-                        "(unit-length shapes): 1 - O = d / (d + level)") if config.region_memory else "O from D",
+            "regions": (f"O from the distance to the nearest of {len(memory.bank)} normal training regions "
+                        "(unit-length shapes): 1 - O = d / (d + level)") if memory is not None else "O from D",
             "residual_kernel": config.residual_kernel,
             "mask": "parts of {residual >= alpha} connected to a flagged block within mask_reach pixels" if config.mask_reach
                     else "{residual >= alpha} inside the blocks with O <= zeta (Eq. 4)",
@@ -318,10 +319,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
                     "skip_connections": config.skip_connections, "code_channels": config.code_channels,
                     "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest,
-                    "mask_reach": config.mask_reach, "region_memory": len(graph.detector.bank) if config.region_memory else 0}
-    networks = {"inpainter": inpainter, "detector": detector}
-    if config.region_memory:
-        networks["region_memory"] = graph.detector
+                    "mask_reach": config.mask_reach, "region_memory": 0 if memory is None else len(memory.bank)}
+    networks = {"inpainter": inpainter, "detector": detector, **({} if memory is None else {"region_memory": memory})}
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
     save_checkpoint(out, manifest, architecture, networks, history,
                     verification_inputs=verification)
