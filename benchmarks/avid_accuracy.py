@@ -27,26 +27,12 @@ from rich.console import Console
 
 from occ.runtime.datasets.common import DatasetError
 from occ.runtime.detector import Detector
+from occ.runtime.datasets.irmnist import IrMnistSpec
+from occ.runtime.evaluate import RESIDUAL_LABEL, avid_maps, cell_peaks, grid_metrics, region_label
 from occ.runtime.metrics import equal_error_rate, frame_level, pixel_level_scores, roc_auc
-from occ.runtime.preprocess import preprocess_clip
 from occ.runtime.scoring import has_graded_gate
 
 from .training_runs import config_overrides, machine
-
-
-def component_maps(detector: Detector, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-pixel maps of the three detectors for a clip: intersection, residual, region."""
-    x = preprocess_clip(frames, detector.manifest.input)
-    cell = detector.manifest.regions.cell
-    region = region_label(detector.manifest)
-    out = {"intersection": [], "residual |X−I(X)|": [], region: []}
-    for start in range(0, len(x), 32):
-        y = detector.backend.infer(
-            detector.prepare(x[start : start + 32]), ["intersection", "residual", "region_anomaly"])
-        out["intersection"].append(y["intersection"])
-        out["residual |X−I(X)|"].append(y["residual"])
-        out[region].append(np.repeat(np.repeat(y["region_anomaly"], cell, axis=1), cell, axis=2))
-    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def walkway(workdir: Path, epochs: int, seed: int, overrides: dict | None = None) -> dict:
@@ -67,7 +53,7 @@ def walkway(workdir: Path, epochs: int, seed: int, overrides: dict | None = None
     components = {}
     per_clip = {}
     for clip in video.test:
-        maps = component_maps(detector, clip.frames)
+        maps = avid_maps(detector, clip.frames)
         size = maps["intersection"].shape[1:]
         masks = np.stack([cv2.resize(m.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0 for m in clip.masks])
         for name, values in maps.items():
@@ -85,35 +71,21 @@ def walkway(workdir: Path, epochs: int, seed: int, overrides: dict | None = None
     return {"train_seconds": round(seconds, 1), "deployed": deployed, "components": components}
 
 
-def region_label(manifest) -> str:
-    """The region map's name in the tables: D's, or the region memory's (``AvidConfig.region_memory``)."""
-    return "region map, memory" if has_graded_gate(manifest) else "region map D"
-
-
 def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, seed: int, skip_connections: bool = False,
             code_channels: int = 16, residual_kernel: int | None = 5, overrides: dict | None = None,
             irregular_digit: int = 3, model: Path | None = None, region_memory: int = 60000) -> dict:
     """Train on IR-MNIST (or take ``model``, trained on the same seed's grids) and evaluate it."""
     from occ.export.onnx_export import export_onnx
-    from occ.runtime.datasets import load_mnist
-    from occ.runtime.datasets.irmnist import build_irmnist
     from occ.train.common import load_checkpoint
     from occ.train.irregularities import IMAGE_DEFAULT_KINDS
-    from occ.train.train_avid import AvidConfig, image_data, train_avid
+    from occ.train.train_avid import image_data, irmnist_config, train_avid
 
-    train_x, train_y = load_mnist(folder, "train")
-    test_x, test_y = load_mnist(folder, "test")
-    data = build_irmnist(train_x, train_y, test_x, test_y, n_train=n_train, n_test=n_test, seed=seed,
-                         irregular_digit=irregular_digit)
-    # 176 = 11 × 16: with depth 4 every detector cell is exactly one digit cell
-    # I without skips and with a 16-channel code (one code per digit cell): it cannot copy a 3 (docs/accuracy.md);
-    # a 5-px residual window, a stroke's width, where the video rule would blur over neighbouring cells
-    config = AvidConfig(height=176, width=176, depth=4, base_width=16, epochs=epochs, batch_size=16, seed=seed,
-                        skip_connections=skip_connections, code_channels=code_channels, residual_kernel=residual_kernel,
-                        region_memory=region_memory)
-    config = replace(config, **(overrides or {}))
+    spec = IrMnistSpec(folder, grids=n_train, test_grids=n_test, digit=irregular_digit)
+    data = spec.build(seed)
+    config = irmnist_config(epochs=epochs, seed=seed, skip_connections=skip_connections, code_channels=code_channels,
+                            residual_kernel=residual_kernel, region_memory=region_memory, **(overrides or {}))
     seconds = None
-    description = f"IR-MNIST {n_train} grids, digit {irregular_digit} left out"
+    description = spec.description()
     if model is None:
         model = workdir / "irmnist_avid.pt"
         started = time.monotonic()
@@ -131,8 +103,7 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
     reference = median_cells(detector, data.train[:: max(1, len(data.train) // 200)], data.grid)
     rows = irmnist_scores(cell_peaks(detector, data.test, data.grid), data, reference)
     # the same model (same training grids) on the paper's construction of positive grids
-    natural = build_irmnist(train_x, train_y, test_x, test_y, n_train=n_train, n_test=n_test, seed=seed,
-                            irregular_digit=irregular_digit, positives="natural")
+    natural = spec.build(seed, positives="natural")
     return {"train_seconds": seconds, "model": str(model), "train_grids": n_train, "test_grids": n_test,
             "irregular_digit": irregular_digit,
             "config": {"skip_connections": trained["skip_connections"], "code_channels": trained["code_channels"],
@@ -159,29 +130,17 @@ def irmnist_scores(peaks: dict[str, np.ndarray], data, reference: dict[str, floa
 
 
 def cell_metrics(data, cells: np.ndarray, reference: float) -> dict[str, float]:
-    """Detection (largest cell; summed evidence over ``reference``) and localization of ``(N, grid, grid)`` cell scores."""
-    flat = cells.reshape(len(cells), -1)
-    largest = flat.max(axis=1)
-    summed = summed_evidence(flat, reference)
-    return {
-        "detection_eer": equal_error_rate(data.test_labels, largest)[0], "detection_auc": roc_auc(data.test_labels, largest),
-        "detection_eer_summed": equal_error_rate(data.test_labels, summed)[0],
-        "detection_auc_summed": roc_auc(data.test_labels, summed),
-        "localization_eer": equal_error_rate(data.test_cells.ravel(), cells.ravel())[0],
-        "localization_auc": roc_auc(data.test_cells.ravel(), cells.ravel()),
-    }
+    """The paper's two measures (:func:`occ.runtime.evaluate.grid_metrics`) and, offline, detection by
+    the evidence summed over cells above ``reference``."""
+    summed = summed_evidence(cells.reshape(len(cells), -1), reference)
+    return {**grid_metrics(data.test_cells, cells),
+            "detection_eer_summed": equal_error_rate(data.test_labels, summed)[0],
+            "detection_auc_summed": roc_auc(data.test_labels, summed)}
 
 
 def summed_evidence(cells: np.ndarray, reference: float) -> np.ndarray:
     """``(N, K)`` cell peaks → ``(N,)`` scores Σ max(0, cell / reference − 1)."""
     return np.maximum(cells / reference - 1.0, 0.0).sum(axis=1)
-
-
-def cell_peaks(detector: Detector, grids: np.ndarray, grid: int) -> dict[str, np.ndarray]:
-    """Per output, the largest value in each digit cell: ``(N, grid, grid)``."""
-    cell = detector.manifest.input.height // grid
-    return {name: values.reshape(len(values), grid, cell, grid, cell).max(axis=(2, 4))
-            for name, values in component_maps(detector, grids).items()}
 
 
 def median_cells(detector: Detector, normal_grids: np.ndarray, grid: int) -> dict[str, float]:
@@ -190,15 +149,16 @@ def median_cells(detector: Detector, normal_grids: np.ndarray, grid: int) -> dic
 
     With a region memory the training grids' digits are in its bank (at distance ~0), so they say
     nothing of an unseen normal digit: the region map's reference is then the memory's level
-    (1 − O = 0.5 by construction) and the graded intersection's its calibration's balance point,
-    the residual's median over α (``calibrate_graded_thresholds``).
+    (1 − O = 0.5 by construction) and the graded intersection's the smaller of its two parts'
+    typical values, min(residual median / α, odds(0.5) / odds(1 − ζ)).
     """
     manifest = detector.manifest
     medians = {name: float(np.median(cells[cells > 0])) if (cells > 0).any() else 1.0
                for name, cells in cell_peaks(detector, normal_grids, grid).items()}
     if has_graded_gate(manifest):
         medians[region_label(manifest)] = 0.5
-        medians["intersection"] = medians["residual |X−I(X)|"] / manifest.threshold("alpha")
+        zeta = manifest.threshold("zeta")
+        medians["intersection"] = min(medians[RESIDUAL_LABEL] / manifest.threshold("alpha"), zeta / (1.0 - zeta))
     return medians
 
 

@@ -104,3 +104,7 @@ def export_command(
 
 def main() -> None:
     typer.run(export_command)
+
+
+if __name__ == "__main__":
+    main()

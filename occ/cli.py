@@ -290,7 +290,9 @@ def run_command(
 @app.command("eval")
 def eval_command(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx); the exported graph is what gets evaluated.")],
-    data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder, 'walkway[:opts]', or 'mnist:FOLDER' (paper protocol).")],
+    data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder, 'walkway[:opts]', 'mnist:FOLDER' (ALOCC paper "
+                                           "protocol), or 'irmnist:FOLDER[:test_grids=1000,digit=D]' (AVID paper: detection and "
+                                           "localization EER; the digit and the grids' seed default to the model's training).")],
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     roc: Annotated[Optional[Path], typer.Option(help="Write the frame-level ROC curve as a PNG here.")] = None,
     digit: Annotated[Optional[int], typer.Option(help="MNIST: the target digit (default: the one the model was trained on).")] = None,
@@ -305,6 +307,9 @@ def eval_command(
     detector = _open_detector(model, backend)
     if data.startswith("mnist:"):
         _eval_mnist(detector, model, data.partition(":")[2], digit, json_path)
+        return
+    if data.startswith("irmnist:"):
+        _eval_irmnist(detector, model, data, json_path)
         return
     try:
         video = load_video_data(data, splits=("test",))
@@ -357,6 +362,42 @@ def _eval_mnist(detector, model: Path, folder: str, digit: Optional[int], json_p
     console.print(table)
 
 
+def _eval_irmnist(detector, model: Path, data: str, json_path: Optional[Path]) -> None:
+    import re
+
+    from occ.runtime.datasets import DatasetError
+    from occ.runtime.datasets.irmnist import IrMnistSpec
+    from occ.runtime.evaluate import irmnist_protocol
+
+    training = detector.manifest.training
+    match = re.search(r"digit (\d) left out", training.get("data", ""))
+    seed = int(training.get("config", {}).get("seed", 0))
+    try:
+        spec = IrMnistSpec.parse(data, digit=int(match.group(1)) if match else 3)
+        with err_console.status(f"scoring {spec.test_grids} test grids of each construction"):
+            result = {"model": str(model), "data": f"IR-MNIST test grids, digit {spec.digit} irregular", **irmnist_protocol(detector, spec, seed)}
+    except DatasetError as exc:
+        fail(str(exc))
+    if json_path:
+        from occ.runtime.manifest import write_atomic
+
+        write_atomic(json_path, json.dumps(result, indent=2).encode())
+    for positives, title in (("few", "one to five irregular digits per positive grid"),
+                             ("natural", "every cell from all of MNIST test, as the paper")):
+        row = result[positives]
+        table = Table(title=f"{model}: IR-MNIST, {spec.test_grids} grids (half positive), {title} "
+                            f"({row['irregular_per_positive_grid']:.1f} per positive grid)")
+        for column in ("map", "detection EER", "detection AUC", "localization EER", "localization AUC"):
+            table.add_column(column)
+        for name, m in row["parts"].items():
+            table.add_row("deployed intersection M" if name == "intersection" else f"{name} alone", f"{m['detection_eer']:.1%}",
+                          f"{m['detection_auc']:.3f}", f"{m['localization_eer']:.1%}", f"{m['localization_auc']:.3f}")
+        console.print(table)
+        at = row["at_stored_thresholds"]
+        console.print(f"at the stored thresholds: detection TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}",
+                      highlight=False)
+
+
 def _print_eval(result: dict) -> None:
     table = Table(title=f"{result['model']} on {result['data']}")
     for column in ("variant", "micro AUC", "macro AUC", "EER"):
@@ -376,39 +417,58 @@ def _print_eval(result: dict) -> None:
 
 @train_app.command("avid")
 def train_avid_command(
-    data: Annotated[str, typer.Option(help="Normal training data: a UCSD-layout folder or 'walkway[:opts]'.")],
+    data: Annotated[str, typer.Option(help="Normal training data: a UCSD-layout folder, 'walkway[:opts]' (video), or "
+                                           "'irmnist:FOLDER[:grids=5000,digit=3,test_grids=1000]' (IR-MNIST digit grids from "
+                                           "the MNIST IDX files in FOLDER; single images).")],
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt).")],
-    height: Annotated[int, typer.Option(help="Frame height after resize, pixels (multiple of 2**depth).", rich_help_panel=_GEOMETRY)] = 64,
-    width: Annotated[int, typer.Option(help="Frame width after resize, pixels (multiple of 2**depth).", rich_help_panel=_GEOMETRY)] = 96,
-    base_width: Annotated[int, typer.Option(help="Channels at full resolution of I and first layer of D.", rich_help_panel=_TRAINING)] = 16,
-    depth: Annotated[int, typer.Option(help="Down-sampling steps; D's region cell is 2**depth pixels.", rich_help_panel=_TRAINING)] = 3,
-    epochs: Annotated[int, typer.Option(help="Epochs.", rich_help_panel=_TRAINING)] = 6,
+    height: Annotated[Optional[int], typer.Option(help="Frame height after resize, pixels (multiple of 2**depth). Default: 64 (video), 176 (IR-MNIST).", rich_help_panel=_GEOMETRY)] = None,
+    width: Annotated[Optional[int], typer.Option(help="Frame width after resize, pixels (multiple of 2**depth). Default: 96 (video), 176 (IR-MNIST).", rich_help_panel=_GEOMETRY)] = None,
+    base_width: Annotated[Optional[int], typer.Option(help="Channels at full resolution of I and first layer of D. Default: 16.", rich_help_panel=_TRAINING)] = None,
+    depth: Annotated[Optional[int], typer.Option(help="Down-sampling steps; the region cell is 2**depth pixels. Default: 3 (video), 4 (IR-MNIST: one cell per digit).", rich_help_panel=_TRAINING)] = None,
+    skip_connections: Annotated[Optional[bool], typer.Option("--skip-connections/--no-skip-connections", help="I's U-Net skips. Default: on (video), off (IR-MNIST: I must not copy an unseen digit through).", rich_help_panel=_TRAINING)] = None,
+    code_channels: Annotated[Optional[int], typer.Option(help="Channels of a 1×1 code at I's deepest level (0: none). Default: 0 (video), 16 (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
+    residual_kernel: Annotated[Optional[int], typer.Option(help="Window of the residual average, pixels (odd). Default: about 0.13 × height (video), 5 (IR-MNIST, a stroke's width).", rich_help_panel=_TRAINING)] = None,
+    region_memory: Annotated[Optional[int], typer.Option(help="Single images: score regions by their distance to the nearest of up to this many normal training regions instead of by D (0: D, as published; refused on video). Default: 60000 (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
+    region_alignment: Annotated[Optional[bool], typer.Option("--region-alignment/--no-region-alignment", help="With the region memory: compare regions centred on their ink and unslanted (bright strokes on a dark background, such as digits). Default: on (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs. Default: 6 (video), 5 (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
     batch_size: Annotated[int, typer.Option(help="Frames per batch (paper: 16).", rich_help_panel=_TRAINING)] = 16,
     optimizer: Annotated[str, typer.Option(help="'adam', or 'sgd' (paper; with lr 0.002, momentum 0.9 D stayed at 2·ln 2 here).", rich_help_panel=_TRAINING)] = "adam",
     lr: Annotated[float, typer.Option(help="Learning rate of I and D (paper: 0.002 with SGD).", rich_help_panel=_TRAINING)] = 0.001,
     momentum: Annotated[float, typer.Option(help="SGD momentum (paper: 0.9) or Adam's beta1.", rich_help_panel=_TRAINING)] = 0.5,
     gamma: Annotated[float, typer.Option(help="γ, scale of the Gaussian noise on I's input (normalized units).", rich_help_panel=_TRAINING)] = 0.4,
     lam: Annotated[float, typer.Option(help="λ of ‖X − I(X̃)‖² (0 drops the term, as the authors' code).", rich_help_panel=_TRAINING)] = 0.4,
-    predict_newest: Annotated[bool, typer.Option(help="Hide the newest frame from I so its residual is a prediction error.", rich_help_panel=_TRAINING)] = True,
+    predict_newest: Annotated[bool, typer.Option(help="Video: hide the newest frame from I so its residual is a prediction error.", rich_help_panel=_TRAINING)] = True,
     irregularities: Annotated[bool, typer.Option(help="Train with synthetic irregularities made from the normal data.", rich_help_panel=_TRAINING)] = True,
-    irregular_kinds: Annotated[str, typer.Option(help="Comma-separated kinds of synthetic irregularity: 'fast' (a region's frames 2–3× further apart), 'reverse' (time backwards), 'foreign' (a region from another frame and place). Empty: all three.", rich_help_panel=_TRAINING)] = "",
+    irregular_kinds: Annotated[str, typer.Option(help="Comma-separated kinds of synthetic irregularity: video 'fast' (a region's frames 2–3× further apart), 'reverse' (time backwards), 'foreign' (a region from another frame and place); images 'flip', 'foreign' (defaults), 'chimera', 'erase', 'warp'. Empty: the data's defaults.", rich_help_panel=_TRAINING)] = "",
     false_alarm_rate: Annotated[float, typer.Option(help="Target fraction of held-out normal frames with a non-empty mask.")] = 0.01,
     devices: Annotated[int, typer.Option(help="Processes to train in (torchrun; one per GPU with NCCL, else gloo on the CPU). Results equal one process on the same global batch.", rich_help_panel=_TRAINING)] = 1,
-    seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU; IR-MNIST: also the grids).")] = 0,
 ) -> None:
-    """Train AVID (U-Net inpainter I + FCN detector D) on normal video; calibrate α and ζ."""
+    """Train AVID (U-Net inpainter I + FCN detector D) on normal video or images; calibrate α and ζ."""
     _relaunch_on_devices(devices)
     from occ.runtime.datasets import DatasetError
+    from occ.runtime.datasets.irmnist import IrMnistSpec
     from occ.runtime.datasets.spec import load_video_data
-    from occ.train.train_avid import AvidConfig, train_avid, video_data
+    from occ.train.train_avid import AvidConfig, image_data, irmnist_config, train_avid, video_data
 
-    config = AvidConfig(height=height, width=width, base_width=base_width, depth=depth, epochs=epochs, batch_size=batch_size,
-                        optimizer=optimizer, lr=lr, momentum=momentum, gamma=gamma, lam=lam, predict_newest=predict_newest,
-                        irregularities=irregularities, false_alarm_rate=false_alarm_rate, seed=seed,
-                        irregular_kinds=_comma_list(irregular_kinds) or None)
+    chosen = {name: value for name, value in dict(
+        height=height, width=width, base_width=base_width, depth=depth, skip_connections=skip_connections,
+        code_channels=code_channels, residual_kernel=residual_kernel, region_memory=region_memory,
+        region_alignment=region_alignment, epochs=epochs).items()
+        if value is not None}
+    common = dict(batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, gamma=gamma, lam=lam,
+                  predict_newest=predict_newest, irregularities=irregularities, false_alarm_rate=false_alarm_rate, seed=seed,
+                  irregular_kinds=_comma_list(irregular_kinds) or None)
     try:
-        video = load_video_data(data, splits=("train",))
-        manifest = train_avid(video_data(video.train, config, video.description), config, out, console)
+        if data.startswith(IrMnistSpec.PREFIX):
+            spec = IrMnistSpec.parse(data)
+            config = irmnist_config(**common, **chosen)
+            prepared = image_data(spec.build(seed).train, config, spec.description())
+        else:
+            config = AvidConfig(**common, **chosen)
+            video = load_video_data(data, splits=("train",))
+            prepared = video_data(video.train, config, video.description)
+        manifest = train_avid(prepared, config, out, console)
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
     if manifest is None:  # a torchrun rank other than 0

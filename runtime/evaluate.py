@@ -6,8 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from .datasets.common import Clip
+from .datasets.common import Clip, DatasetError
+from .datasets.irmnist import POSITIVES, IrMnistSpec
 from .detector import Detector
+from .preprocess import preprocess_clip
+from .scoring import has_graded_gate
 from .metrics import MetricError, f1_score, frame_level, minmax_per_video, pixel_level_scores, roc_auc, equal_error_rate, smooth_scores
 
 
@@ -118,3 +121,71 @@ def mnist_protocol(detector: Detector, images: np.ndarray, labels: np.ndarray, d
                                    "f1_outlier": f1_score(outlier, decisions[chosen]),
                                    "auc": roc_auc(outlier, scores[chosen]), "images": int(len(chosen))}
     return {"digit": digit, "by_outlier_fraction": rows}
+
+
+# ---- AVID on digit grids (IR-MNIST) --------------------------------------------------------------
+RESIDUAL_LABEL = "residual |X−I(X)|"
+
+
+def region_label(manifest) -> str:
+    """The region map's name in reports: D's, or the region memory's (``AvidConfig.region_memory``)."""
+    return "region map, memory" if has_graded_gate(manifest) else "region map D"
+
+
+def avid_maps(detector: Detector, frames: np.ndarray, batch_frames: int = 32) -> dict[str, np.ndarray]:
+    """Per-pixel maps of an AVID model's deployed intersection and of its two parts alone, from one
+    run of the exported graph: ``intersection``, the residual, and the region map (1 − O per cell,
+    repeated over its pixel block). Frames are independent images (no temporal buffer)."""
+    x = preprocess_clip(frames, detector.manifest.input)
+    cell = detector.manifest.regions.cell
+    region = region_label(detector.manifest)
+    out: dict[str, list[np.ndarray]] = {"intersection": [], RESIDUAL_LABEL: [], region: []}
+    for start in range(0, len(x), batch_frames):
+        y = detector.backend.infer(detector.prepare(x[start : start + batch_frames]), ["intersection", "residual", "region_anomaly"])
+        out["intersection"].append(y["intersection"])
+        out[RESIDUAL_LABEL].append(y["residual"])
+        out[region].append(np.repeat(np.repeat(y["region_anomaly"], cell, axis=1), cell, axis=2))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def cell_peaks(detector: Detector, grids: np.ndarray, grid: int) -> dict[str, np.ndarray]:
+    """Per map of :func:`avid_maps`, the largest value in each of the ``grid``×``grid`` cells: ``(N, grid, grid)``."""
+    cell = detector.manifest.input.height // grid
+    return {name: values.reshape(len(values), grid, cell, grid, cell).max(axis=(2, 4))
+            for name, values in avid_maps(detector, grids).items()}
+
+
+def grid_metrics(truth: np.ndarray, cells: np.ndarray) -> dict[str, float]:
+    """The AVID paper's two IR-MNIST measures from ``(N, grid, grid)`` cell scores and boolean truth:
+    detection (does the image hold an irregular cell; image score = its largest cell, which for the
+    intersection is the deployed frame score) and localization (every cell of every image ranked)."""
+    flat = cells.reshape(len(cells), -1)
+    labels = truth.reshape(len(truth), -1).any(axis=1)
+    largest = flat.max(axis=1)
+    return {"detection_eer": equal_error_rate(labels, largest)[0], "detection_auc": roc_auc(labels, largest),
+            "localization_eer": equal_error_rate(truth.ravel(), cells.ravel())[0],
+            "localization_auc": roc_auc(truth.ravel(), cells.ravel())}
+
+
+def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[str, Any]:
+    """IR-MNIST on an exported single-image AVID model: both constructions of the positive test
+    grids (one to five irregular digits; every cell from all of MNIST, as the paper), the deployed
+    intersection and each part alone, and the stored thresholds' decisions. ``seed`` picks the test
+    grids (the benchmark uses the training seed, so both report the same grids)."""
+    expected = detector.manifest.input
+    if expected.channels != 1 or expected.temporal != "none" or detector.manifest.method != "avid":
+        raise DatasetError(f"{spec.folder}: IR-MNIST needs a single-image AVID model, this one is "
+                           f"{detector.manifest.method} with {expected.channels}-channel '{expected.temporal}' input")
+    result: dict[str, Any] = {"digit": spec.digit, "test_grids": spec.test_grids, "seed": seed}
+    for positives in POSITIVES:
+        data = spec.build(seed, positives)
+        peaks = cell_peaks(detector, data.test, data.grid)
+        decisions = peaks["intersection"].reshape(len(data.test), -1).max(axis=1) >= 1.0
+        labels = data.test_labels
+        result[positives] = {
+            "irregular_per_positive_grid": float(data.test_cells[labels].sum(axis=(1, 2)).mean()),
+            "parts": {name: grid_metrics(data.test_cells, cells) for name, cells in peaks.items()},
+            "at_stored_thresholds": {"true_positive_rate": float(decisions[labels].mean()),
+                                     "false_positive_rate": float(decisions[~labels].mean())},
+        }
+    return result

@@ -109,22 +109,26 @@ def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell:
                                 data: str) -> dict[str, Threshold]:
     """α and ζ for a graded gate (``AvidGraph.graded_gate``), from normal frames.
 
-    The frame score is the largest ``min(residual / α, odds(1 − O) / odds(1 − ζ))``, so only the
-    ratio of the two thresholds shapes its ranking: each starts at its part's median over normal
-    regions (the residual's peak in the block; the region's odds), the balance at which both parts
-    count alike, and both are then scaled by one factor so that ``false_alarm_rate`` of the normal
-    frames score >= 1 (a non-empty mask).
+    The region score ranks and the residual outlines: α is the median over normal blocks of the
+    residual's peak in the block (a block passes the residual gate when its content leaves at
+    least a typical residual), and ζ alone sets the false-alarm rate: per frame, the largest
+    region odds among the blocks that pass α; its ``1 − false_alarm_rate`` quantile is
+    odds(1 − ζ), so that ``false_alarm_rate`` of the normal frames get a non-empty mask (Eq. 4).
+    The frame score, the largest ``min(residual / α, odds(1 − O) / odds(1 − ζ))``, is then the
+    region evidence wherever the residual is not unusually small. (Balancing the two parts at
+    their medians instead, both scaled to the false-alarm rate, let the weaker residual decide;
+    docs/accuracy.md.)
     """
     n, h, w = residual.shape
     peaks = residual.reshape(n, h // cell, cell, w // cell, cell).max(axis=(2, 4))
     regions = np.clip(regions.astype(np.float64), 1e-12, 1 - 1e-12)
     odds = regions / (1.0 - regions)
-    alpha0, odds0 = max(float(np.median(peaks)), 1e-12), max(float(np.median(odds)), 1e-12)
-    # the intersection's maximum: within a block the odds are constant, so min(max r, c) per block
-    frame = np.minimum(peaks / alpha0, odds / odds0).reshape(n, -1).max(axis=1)
-    scale = max(float(np.quantile(frame, 1 - false_alarm_rate)), 1e-6)
-    alpha, odds_zeta = alpha0 * scale, odds0 * scale
+    alpha = max(float(np.median(peaks)), 1e-12)
+    # a frame fires at ζ iff some block has peak >= α and odds >= odds(1 − ζ)
+    critical = np.where(peaks >= alpha, odds, 0.0).reshape(n, -1).max(axis=1)
+    odds_zeta = max(float(np.quantile(critical, 1 - false_alarm_rate)), 1e-12)
     common = dict(data=data, target_false_alarm_rate=false_alarm_rate, n_samples=int(n), date=now_iso())
-    balance = "with the medians of normal block peaks and region odds as the balance"
-    return {"alpha": Threshold(value=alpha, method=f"graded gate: quantile {1 - false_alarm_rate:g} of the frame score, {balance}", **common),
-            "zeta": Threshold(value=1.0 / (1.0 + odds_zeta), method=f"graded gate: scaled with alpha, {balance}", **common)}
+    return {"alpha": Threshold(value=alpha, method="graded gate: median over normal blocks of the residual's peak", **common),
+            "zeta": Threshold(value=1.0 / (1.0 + odds_zeta),
+                              method=f"graded gate: quantile {1 - false_alarm_rate:g} of the largest region odds among "
+                                     "blocks that pass alpha", **common)}

@@ -17,10 +17,16 @@ def write_mnist(folder: Path, split: str, images: np.ndarray, labels: np.ndarray
         (Path(folder) / f"{split}-{kind}-ubyte.gz").write_bytes(gzip.compress(idx_bytes(array)))
 
 
-def bar_digits(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ten synthetic digit classes, ``count`` 28×28 images: a bright bar at a class-specific row, on noise."""
+def glyph_digits(rng: np.random.Generator, count: int, jitter: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Ten synthetic digit classes, ``count`` 28×28 images on dark noise: each class a fixed glyph
+    (a random 5×5 pattern of 4-px squares, the same in every call), written at a random offset of up
+    to ``jitter`` px. Classes differ by shape, as digits do, not by where they sit in the image."""
+    glyphs = np.random.default_rng(1234).random((10, 5, 5)) < 0.45
+    glyphs[:, 2, 2] = True  # never empty
     labels = (np.arange(count) % 10).astype(np.uint8)
     images = rng.integers(0, 30, (count, 28, 28), dtype=np.uint8)
     for image, label in zip(images, labels):
-        image[2 + 2 * label : 6 + 2 * label, 4:24] = 230
+        dy, dx = rng.integers(-jitter, jitter + 1, 2)
+        big = np.kron(glyphs[label], np.ones((4, 4), bool))
+        image[4 + dy : 24 + dy, 4 + dx : 24 + dx][big] = 230
     return images, labels

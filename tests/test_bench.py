@@ -8,7 +8,7 @@ import pytest
 
 from occ.benchmarks.latency import SCHEMA, STAGES, compare_runs, run_latency, summarize, validate
 
-from mnist_files import bar_digits, write_mnist
+from mnist_files import glyph_digits, write_mnist
 
 
 def test_percentiles_against_a_known_list():
@@ -82,14 +82,14 @@ def test_validate_statuses_and_exit_codes(alocc_onnx, avid_checkpoint, tmp_path)
     assert "off-budget" in off.stdout
 
 
-def _write_bar_digits(folder, rng) -> None:
-    """Ten synthetic digit classes (a bright bar at a class-specific place) as gzipped IDX files."""
+def _write_glyph_digits(folder, rng) -> None:
+    """Ten synthetic digit classes (glyphs, tests/mnist_files.py) as gzipped IDX files."""
     for split, count in (("train", 300), ("t10k", 200)):
-        write_mnist(folder, split, *bar_digits(rng, count))
+        write_mnist(folder, split, *glyph_digits(rng, count))
 
 
 def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
-    _write_bar_digits(tmp_path, rng)
+    _write_glyph_digits(tmp_path, rng)
     bench = [sys.executable, "-m", "occ.benchmarks.avid_accuracy", "--mnist", str(tmp_path), "--no-walkway",
              "--irmnist-train", "20", "--irmnist-test", "12", "--irmnist-epochs", "1"]
     first = subprocess.run(bench + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
@@ -103,7 +103,7 @@ def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
             assert all(0.0 <= row[k] <= 1.0 for k in ("detection_eer", "detection_auc", "detection_eer_summed",
                                                        "detection_auc_summed", "localization_eer", "localization_auc"))
     assert all(q > 0 for q in result["summed_reference"].values())
-    # the region memory (the benchmark's default) knows the normal bars: the 3-bar's cells rank first
+    # the region memory (the benchmark's default) knows the normal glyphs: glyph 3's cells rank first
     assert result["config"]["region_memory"] == 60000
     assert natural["components"]["region map, memory"]["localization_auc"] > 0.95
     assert result["localization_eer"] == result["components"]["intersection"]["localization_eer"]

@@ -155,33 +155,34 @@ def test_tensorrt_engine_agrees_with_onnx_runtime(alocc_checkpoint, tmp_path):  
 
 
 @pytest.fixture(scope="module")
-def bar_grids():
-    """3×3 grids of synthetic bar digits (tests/mnist_files.py); the 3-bar is the irregularity."""
-    from mnist_files import bar_digits
+def glyph_grids():
+    """3×3 grids of synthetic glyph digits (tests/mnist_files.py); glyph 3 is the irregularity."""
+    from mnist_files import glyph_digits
 
     from occ.runtime.datasets.irmnist import build_irmnist
 
     rng = np.random.default_rng(0)
-    return build_irmnist(*bar_digits(rng, 300), *bar_digits(rng, 200), n_train=40, n_test=20, grid=3, seed=0)
+    return build_irmnist(*glyph_digits(rng, 300), *glyph_digits(rng, 200), n_train=40, n_test=20, grid=3, seed=0)
 
 
 @pytest.fixture(scope="module")
-def memory_checkpoint(tmp_path_factory, bar_grids):
+def memory_checkpoint(tmp_path_factory, glyph_grids):
     """A tiny single-image AVID model whose gate scores regions with a RegionMemory."""
-    from occ.train.train_avid import AvidConfig, image_data, train_avid
+    from occ.train.train_avid import image_data, irmnist_config, train_avid
 
-    config = AvidConfig(height=48, width=48, depth=4, base_width=4, epochs=1, batch_size=8, region_memory=120,
-                        skip_connections=False, code_channels=4, residual_kernel=3)
+    # the IR-MNIST recipe (aligned regions, no skips, a code) at a tiny size
+    config = irmnist_config(height=48, width=48, base_width=4, epochs=1, batch_size=8, region_memory=120, code_channels=4,
+                            residual_kernel=3)
     path = tmp_path_factory.mktemp("memory") / "memory.pt"
     import io
 
     from rich.console import Console
 
-    train_avid(image_data(bar_grids.train, config, "bar grids"), config, path, Console(file=io.StringIO()))
+    train_avid(image_data(glyph_grids.train, config, "glyph grids"), config, path, Console(file=io.StringIO()))
     return path
 
 
-def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_digit(memory_checkpoint, bar_grids, tmp_path):
+def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_digit(memory_checkpoint, glyph_grids, tmp_path):
     from occ.export.onnx_export import export_fp16
     from occ.runtime.metrics import roc_auc
     from occ.runtime.preprocess import preprocess_clip
@@ -195,10 +196,11 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
     assert float(graph.detector.level) > graph.detector.floor
     assert checkpoint.manifest.thresholds["alpha"].method.startswith("graded gate")
     assert "nearest of 120 normal training regions" in checkpoint.manifest.scoring["regions"]
+    assert graph.detector.align and checkpoint.architecture["region_alignment"]
 
     result = export_onnx(memory_checkpoint, tmp_path / "m.onnx")
     assert result.extra["mask IoU"] == 1.0
-    frames = np.ascontiguousarray(preprocess_clip(list(bar_grids.test), checkpoint.manifest.input))
+    frames = np.ascontiguousarray(preprocess_clip(list(glyph_grids.test), checkpoint.manifest.input))
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     names = ["score", "mask", "region_anomaly", "intersection"]
     alpha, zeta = checkpoint.manifest.threshold("alpha"), checkpoint.manifest.threshold("zeta")
@@ -213,8 +215,8 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
         differ = got["mask"] != ref[2].numpy()
         assert np.all(np.abs(ref[5].numpy()[differ] - 1.0) < 1e-4)
     assert got["mask"].sum() > session.run(["mask"], {"frames": frames})[0].sum()  # retuned without re-export
-    # the memory knows the normal bars: the unseen digit's cells rank first
-    assert roc_auc(bar_grids.test_cells.ravel(), got["region_anomaly"].ravel()) > 0.95
+    # the memory knows the normal glyphs: the unseen digit's cells rank first
+    assert roc_auc(glyph_grids.test_cells.ravel(), got["region_anomaly"].ravel()) > 0.95
     # FP16: the bank's distances stay FP32, the decisions agree with FP32
     fp16 = export_fp16(result.path, checkpoint_path=memory_checkpoint)
     assert all(fp16.decisions)
@@ -223,8 +225,8 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
     from occ.runtime.datasets.common import Clip
     from occ.runtime.detector import Detector
 
-    normal = bar_grids.test[~bar_grids.test_labels]
-    updated = calibrate(Detector.open(str(result.path)), [Clip(name="normal grids", frames=normal)], 0.1, "normal bar grids")
+    normal = glyph_grids.test[~glyph_grids.test_labels]
+    updated = calibrate(Detector.open(str(result.path)), [Clip(name="normal grids", frames=normal)], 0.1, "normal glyph grids")
     assert updated.thresholds["alpha"].method.startswith("graded gate") and updated.thresholds["alpha"].n_samples == len(normal)
 
 

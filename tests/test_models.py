@@ -195,6 +195,65 @@ def test_region_memory_distances_by_hand():
     torch.testing.assert_close(far(frame[..., :2]), torch.log(torch.tensor([[[0.25]]])))
 
 
+def test_moment_alignment_by_hand():
+    from occ.train.avid import moment_aligned
+
+    def region(rows, cols):
+        r = torch.full((1, 1, 1, 16, 16), -1.0)  # dark background, normalized units
+        r[..., rows, cols] = 1.0
+        return r
+
+    centred = region(slice(6, 10), slice(5, 11))  # symmetric about the middle (7.5, 7.5)
+    ink = centred + 1.0
+    # already in the standard pose: returned as its ink (brightness above the darkest value)
+    torch.testing.assert_close(moment_aligned(centred), ink)
+    # moved by (−4, +3) px: brought back to the middle; the centroid's pull toward the middle
+    # (1e-3 of a full region's mass, 0.256, against 48 of ink) leaves 0.021 and 0.016 px, so at
+    # an edge pixel under 2 × (0.021 + 0.016) of the ink's 2
+    moved = region(slice(2, 6), slice(8, 14))
+    assert float(torch.amax(torch.abs(moment_aligned(moved) - ink))) < 0.08
+    # a stroke slanting one column right every two rows: unslanted, every row's ink centroid in one column
+    slanted = torch.full((1, 1, 1, 16, 16), -1.0)
+    for y in range(2, 14):
+        slanted[..., y, 6 + (y - 2) // 2 : 8 + (y - 2) // 2] = 1.0
+    xs = torch.arange(16.0)
+
+    def row_centroids(r):
+        w = r[0, 0, 0, 3:13]
+        return (w * xs).sum(dim=1) / w.sum(dim=1)
+
+    assert float(row_centroids(slanted + 1).std()) > 1.5
+    assert float(row_centroids(moment_aligned(slanted)).std()) < 0.3
+    # a flat region (no ink) stays flat, without NaNs; channels are moved together
+    flat = torch.zeros(2, 3, 2, 16, 16)
+    assert torch.equal(moment_aligned(flat), flat)
+    two = torch.cat([moved, -1.0 + 0.5 * (moved + 1.0)], dim=2)  # the second channel: the same shape, half the ink
+    aligned = moment_aligned(two)
+    assert float(torch.amax(torch.abs(aligned[:, :, 0] - ink[:, :, 0]))) < 0.12  # mass 36 (the channel mean): a little more pull
+    torch.testing.assert_close(aligned[:, :, 1], 0.5 * aligned[:, :, 0])
+
+
+def test_aligned_memory_matches_a_shape_wherever_it_sits_in_its_region():
+    from mnist_files import glyph_digits
+
+    from occ.runtime.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    images, labels = glyph_digits(rng, 400, jitter=4)
+    frames = torch.from_numpy(images[:, None].astype(np.float32) / 127.5 - 1.0)  # glyphs shifted up to 4 px
+    normal = labels != 3
+    bank_rows, queries = np.nonzero(normal)[0][:150], np.r_[np.nonzero(normal)[0][150:], np.nonzero(~normal)[0]]
+    irregular = labels[queries] == 3
+    aucs = {}
+    for align in (False, True):
+        bank = RegionMemory.describe(frames[bank_rows], 28, align).reshape(len(bank_rows), -1)
+        memory = RegionMemory(bank, cell=28, level=1.0, align=align)
+        distances = memory.distances(frames[queries]).flatten().numpy()
+        aucs[align] = roc_auc(irregular, distances)
+    # the glyph moved within its region is still the glyph: aligned, the unseen class ranks first
+    assert aucs[True] > 0.99 and aucs[True] > aucs[False]
+
+
 def test_graded_gate_masks_eq4_and_scores_by_the_weaker_part():
     # residual 1 everywhere in the left cell, 3 in the right; anomaly odds 4 and 0.5 (logits log 4, log 0.5)
     frames = torch.ones(1, 1, 4, 8)

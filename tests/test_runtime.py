@@ -11,7 +11,7 @@ from occ.runtime.detector import Detector
 from occ.runtime.evaluate import report, score_clips
 from occ.runtime.scoring import location_stats, normalize_by_location, quantile_threshold
 
-from mnist_files import write_mnist
+from mnist_files import glyph_digits, write_mnist
 
 
 def test_streaming_detector_equals_clip_scoring(alocc_onnx, avid_onnx, tiny_walkway):
@@ -103,6 +103,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.returncode == 2
     assert "none.onnx: model file not found" in result.stderr and "Traceback" not in result.stderr
     result = subprocess.run([sys.executable, "-m", "occ.export.cli", str(tmp_path / "none.pt")], capture_output=True, text=True)
+    assert result.returncode == 2 and "none.pt" in result.stderr and "Traceback" not in result.stderr, result.stderr
     help_text = subprocess.run([sys.executable, "-m", "occ", "--help"], capture_output=True, text=True).stdout
     for command in ("data", "train", "run", "eval", "demo"):
         assert command in help_text
@@ -174,6 +175,53 @@ def test_eval_mnist_protocol_through_the_runtime(tmp_path, rng):
         assert 0.0 <= row["f1_target"] <= 1.0 and 0.0 <= row["f1_outlier"] <= 1.0 and 0.0 <= row["auc"] <= 1.0
     # (No accuracy assertion: with a 2-epoch model the D(R(X)) term ranks these outliers as *more*
     # normal, the inversion docs/accuracy.md records on MNIST; the accuracy work is open.)
+
+
+def test_irmnist_through_the_command_line(tmp_path, rng, avid_onnx):
+    """AVID on digit grids end to end by the CLI: IDX files → occ train avid --data irmnist: → occ-export →
+    occ eval --data irmnist: (the AVID paper's detection and localization EER)."""
+    from occ.train.common import load_checkpoint
+
+    for split, count in (("train", 300), ("t10k", 200)):
+        write_mnist(tmp_path, split, *glyph_digits(rng, count))
+    occ = [sys.executable, "-m", "occ"]
+    train = subprocess.run(occ + ["train", "avid", "--data", f"irmnist:{tmp_path}:grids=20", "--out", str(tmp_path / "m.pt"),
+                                  "--epochs", "1", "--base-width", "4", "--region-memory", "500"], capture_output=True, text=True)
+    assert train.returncode == 0, train.stderr[-2000:]
+    manifest = load_checkpoint(tmp_path / "m.pt").manifest
+    config = manifest.training["config"]
+    # the IR-MNIST recipe (train.train_avid.irmnist_config) where no option overrides it
+    assert (config["height"], config["depth"], config["skip_connections"], config["code_channels"], config["residual_kernel"]) \
+        == (176, 4, False, 16, 5)
+    assert config["region_alignment"] and config["region_memory"] == 500 and config["base_width"] == 4
+    assert manifest.training["data"] == "IR-MNIST 20 grids, digit 3 left out"
+    export = subprocess.run([sys.executable, "-m", "occ.export.cli", str(tmp_path / "m.pt")], capture_output=True, text=True)
+    assert export.returncode == 0, export.stderr[-2000:]
+    out = tmp_path / "irmnist.json"
+    evaluated = subprocess.run(occ + ["eval", str(tmp_path / "m.onnx"), "--data", f"irmnist:{tmp_path}:test_grids=12",
+                                      "--json", str(out)], capture_output=True, text=True)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert evaluated.stdout.count("at the stored thresholds: detection TPR") == 2  # one table per construction
+    result = json.loads(out.read_text())
+    assert (result["digit"], result["seed"], result["test_grids"]) == (3, 0, 12)  # digit and seed from the manifest
+    assert 9 <= result["natural"]["irregular_per_positive_grid"] <= 15 and 1 <= result["few"]["irregular_per_positive_grid"] <= 5
+    for construction in ("few", "natural"):
+        parts = result[construction]["parts"]
+        assert list(parts) == ["intersection", "residual |X−I(X)|", "region map, memory"]
+        assert all(0.0 <= value <= 1.0 for row in parts.values() for value in row.values())
+        assert 0.0 <= result[construction]["at_stored_thresholds"]["false_positive_rate"] <= 1.0
+    # the memory knows the normal glyphs: glyph 3's cells rank first
+    assert result["natural"]["parts"]["region map, memory"]["localization_auc"] > 0.95
+
+    # bad input: one line naming the problem, no traceback
+    for args, message in (
+        (["train", "avid", "--data", f"irmnist:{tmp_path / 'none'}", "--out", str(tmp_path / "x.pt")], "MNIST folder not found"),
+        (["train", "avid", "--data", f"irmnist:{tmp_path}:grids=many", "--out", str(tmp_path / "x.pt")], "grids needs a whole number"),
+        (["eval", str(avid_onnx), "--data", f"irmnist:{tmp_path}"], "needs a single-image AVID model"),
+    ):
+        bad = subprocess.run(occ + args, capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-1000:]
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_ort_fixed_dimensions_make_the_batch_static_and_outputs_follow(avid_onnx):

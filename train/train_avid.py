@@ -64,7 +64,25 @@ class AvidConfig:
     # up to this many normal training regions (RegionMemory) instead of by D, with a graded gate;
     # D is still trained, as I's adversary. 0: D, as published.
     region_memory: int = 0
+    # with region_memory: compare regions in a standard pose (train.avid.moment_aligned: centred on
+    # their ink, unslanted); for bright strokes on a dark background, such as digits
+    region_alignment: bool = False
     seed: int = 0
+
+
+def irmnist_config(**fields: Any) -> AvidConfig:
+    """The recipe for IR-MNIST's digit grids (``occ train avid --data irmnist:...``, the benchmark),
+    measured in docs/accuracy.md; ``fields`` override it.
+
+    176 = 11 × 16 px, so with depth 4 every region cell is exactly one digit; I without skips and
+    with a 16-channel code (one code per digit) cannot copy an unseen digit through; a 5-px
+    residual window, a stroke's width (the video rule would blur over neighbouring digits); the
+    region memory of up to 60,000 normal training digits, compared centred and unslanted, scores
+    cells (D, as published, is at chance on a clean unseen digit).
+    """
+    recipe = dict(height=176, width=176, depth=4, base_width=16, epochs=5, batch_size=16, skip_connections=False,
+                  code_channels=16, residual_kernel=5, region_memory=60000, region_alignment=True)
+    return AvidConfig(**{**recipe, **fields})
 
 
 @dataclass
@@ -280,8 +298,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     detector.load_state_dict(best_d["state"])
     val_all = data.val.inputs(np.arange(len(data.val)))
     calibration_data = f"{data.description} (held-out normal frames)"
-    memory = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed)) \
-        if config.region_memory else None
+    memory = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed),
+                                 config.region_alignment) if config.region_memory else None
     if memory is not None:
         graph = AvidGraph(inpainter, memory, config.residual_kernel, config.predict_newest, config.mask_reach, graded_gate=True).eval()
         with memory.leaving_out_identical():
@@ -301,7 +319,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                             else "max over pixels of residual / alpha inside the regions with O <= zeta")
                            + "; decision: score >= 1 (mask not empty)",
             "regions": (f"O from the distance to the nearest of {len(memory.bank)} normal training regions "
-                        "(unit-length shapes): 1 - O = d / (d + level)") if memory is not None else "O from D",
+                        f"(unit-length shapes{', centred on their ink and unslanted' if memory.align else ''}): "
+                        "1 - O = d / (d + level)") if memory is not None else "O from D",
             "residual_kernel": config.residual_kernel,
             "mask": "parts of {residual >= alpha} connected to a flagged block within mask_reach pixels" if config.mask_reach
                     else "{residual >= alpha} inside the blocks with O <= zeta (Eq. 4)",
@@ -319,7 +338,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
                     "skip_connections": config.skip_connections, "code_channels": config.code_channels,
                     "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest,
-                    "mask_reach": config.mask_reach, "region_memory": 0 if memory is None else len(memory.bank)}
+                    "mask_reach": config.mask_reach, "region_memory": 0 if memory is None else len(memory.bank),
+                    "region_alignment": memory is not None and memory.align}
     networks = {"inpainter": inpainter, "detector": detector, **({} if memory is None else {"region_memory": memory})}
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
     save_checkpoint(out, manifest, architecture, networks, history,
@@ -359,14 +379,16 @@ def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], mani
     memory = architecture.get("region_memory", 0)
     if memory:
         stored = state_dicts["region_memory"]
-        detector = RegionMemory(stored["bank"], detector.cell, float(stored["level"]))
+        detector = RegionMemory(stored["bank"], detector.cell, float(stored["level"]),
+                                align=architecture.get("region_alignment", False))
         detector.load_state_dict(stored)
     # checkpoints from before mask_reach existed keep the block-wise mask of Eq. 4 (reach 0)
     return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False),
                      architecture.get("mask_reach", 0), graded_gate=bool(memory)).eval()
 
 
-def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: int, rng: np.random.Generator) -> RegionMemory:
+def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: int, rng: np.random.Generator,
+                        align: bool = False) -> RegionMemory:
     """A memory of up to ``size`` distinct normal training regions, its level from the held-out frames.
 
     The level is the median distance of held-out regions to their nearest bank region other than
@@ -376,12 +398,12 @@ def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: in
     shapes = []
     for start in range(0, len(train), 256):
         batch = torch.from_numpy(train.inputs(np.arange(start, min(start + 256, len(train)))))
-        shapes.append(RegionMemory.describe(batch, cell).reshape(-1, batch.shape[1] * cell * cell).numpy())
+        shapes.append(RegionMemory.describe(batch, cell, align).reshape(-1, batch.shape[1] * cell * cell).numpy())
     shapes = np.ascontiguousarray(np.concatenate(shapes))
     # the same region recurs (a digit in ten grids, a static background); one row each
     _, first = np.unique(shapes.view(np.dtype((np.void, shapes.shape[1] * shapes.itemsize))).ravel(), return_index=True)
     keep = np.sort(first) if len(first) <= size else np.sort(rng.choice(first, size, replace=False))
-    memory = RegionMemory(torch.from_numpy(shapes[keep]), cell, level=1.0)
+    memory = RegionMemory(torch.from_numpy(shapes[keep]), cell, level=1.0, align=align)
     with torch.no_grad(), memory.leaving_out_identical():
         distances = torch.cat([memory.distances(torch.from_numpy(val[i : i + 64])).flatten() for i in range(0, len(val), 64)])
     memory.level.fill_(float(torch.median(distances)))

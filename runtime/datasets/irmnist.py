@@ -79,3 +79,48 @@ def build_irmnist(train_images: np.ndarray, train_labels: np.ndarray, test_image
             truth[i].flat[where] = True
         test[i] = tile(chosen, grid)
     return IrMnist(train=train, test=test, test_cells=truth, grid=grid)
+
+
+@dataclass
+class IrMnistSpec:
+    """``--data irmnist:FOLDER[:grids=N,digit=D,test_grids=M]``: IR-MNIST built from the MNIST IDX
+    files in FOLDER (the paper's sizes by default)."""
+
+    folder: str
+    grids: int = 5000
+    test_grids: int = 1000
+    digit: int = 3
+
+    PREFIX = "irmnist:"
+
+    @classmethod
+    def parse(cls, spec: str, digit: int = 3) -> "IrMnistSpec":
+        """``digit``: the irregular digit when the spec names none (``occ eval`` passes the model's)."""
+        rest = spec[len(cls.PREFIX):] if spec.startswith(cls.PREFIX) else ""
+        folder, _, options = rest.partition(":")
+        if not folder:
+            raise DatasetError(f"{spec}: give the MNIST folder, as irmnist:FOLDER[:grids=N,digit=D,test_grids=M]")
+        parsed = cls(folder, digit=digit)
+        for item in filter(None, options.split(",")):
+            key, sep, value = item.partition("=")
+            if not sep or key not in ("grids", "test_grids", "digit"):
+                raise DatasetError(f"{spec}: bad IR-MNIST option {item!r}; options: grids, test_grids, digit")
+            try:
+                setattr(parsed, key, int(value))
+            except ValueError:
+                raise DatasetError(f"{spec}: IR-MNIST option {key} needs a whole number, got {value!r}") from None
+        if parsed.grids < 2 or parsed.test_grids < 2 or not 0 <= parsed.digit <= 9:
+            raise DatasetError(f"{spec}: needs grids >= 2, test_grids >= 2 and a digit 0-9")
+        return parsed
+
+    def description(self) -> str:
+        """The training data's name in the manifest; ``occ eval`` reads the digit back from it."""
+        return f"IR-MNIST {self.grids} grids, digit {self.digit} left out"
+
+    def build(self, seed: int, positives: str = "few") -> IrMnist:
+        from .mnist import load_mnist
+
+        train_x, train_y = load_mnist(self.folder, "train")
+        test_x, test_y = load_mnist(self.folder, "test")
+        return build_irmnist(train_x, train_y, test_x, test_y, n_train=self.grids, n_test=self.test_grids,
+                             irregular_digit=self.digit, positives=positives, seed=seed)
