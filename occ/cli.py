@@ -292,7 +292,8 @@ def eval_command(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx); the exported graph is what gets evaluated.")],
     data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder, 'walkway[:opts]', 'mnist:FOLDER' (ALOCC paper "
                                            "protocol), or 'irmnist:FOLDER[:test_grids=1000,digit=D]' (AVID paper: detection and "
-                                           "localization EER; the digit and the grids' seed default to the model's training).")],
+                                           "localization EER; the digit, the grids' seed and the training grid count, which "
+                                           "fix the test grids, default to the model's training).")],
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the metrics as JSON here.")] = None,
     roc: Annotated[Optional[Path], typer.Option(help="Write the frame-level ROC curve as a PNG here.")] = None,
     digit: Annotated[Optional[int], typer.Option(help="MNIST: the target digit (default: the one the model was trained on).")] = None,
@@ -370,10 +371,10 @@ def _eval_irmnist(detector, model: Path, data: str, json_path: Optional[Path]) -
     from occ.runtime.evaluate import irmnist_protocol
 
     training = detector.manifest.training
-    match = re.search(r"digit (\d) left out", training.get("data", ""))
+    match = re.search(r"IR-MNIST (\d+) grids, digit (\d) left out", training.get("data", ""))
     seed = int(training.get("config", {}).get("seed", 0))
     try:
-        spec = IrMnistSpec.parse(data, digit=int(match.group(1)) if match else 3)
+        spec = IrMnistSpec.parse(data, **({"grids": int(match.group(1)), "digit": int(match.group(2))} if match else {}))
         with err_console.status(f"scoring {spec.test_grids} test grids of each construction"):
             result = {"model": str(model), "data": f"IR-MNIST test grids, digit {spec.digit} irregular", **irmnist_protocol(detector, spec, seed)}
     except DatasetError as exc:

@@ -170,13 +170,14 @@ def grid_metrics(truth: np.ndarray, cells: np.ndarray) -> dict[str, float]:
 def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[str, Any]:
     """IR-MNIST on an exported single-image AVID model: both constructions of the positive test
     grids (one to five irregular digits; every cell from all of MNIST, as the paper), the deployed
-    intersection and each part alone, and the stored thresholds' decisions. ``seed`` picks the test
-    grids (the benchmark uses the training seed, so both report the same grids)."""
+    intersection and each part alone, and the stored thresholds' decisions. ``seed`` and
+    ``spec.grids`` fix the test grids (drawn after the training grids); with the model's training
+    seed and grid count they are the benchmark's."""
     expected = detector.manifest.input
     if expected.channels != 1 or expected.temporal != "none" or detector.manifest.method != "avid":
         raise DatasetError(f"{spec.folder}: IR-MNIST needs a single-image AVID model, this one is "
                            f"{detector.manifest.method} with {expected.channels}-channel '{expected.temporal}' input")
-    result: dict[str, Any] = {"digit": spec.digit, "test_grids": spec.test_grids, "seed": seed}
+    result: dict[str, Any] = {"digit": spec.digit, "test_grids": spec.test_grids, "training_grids": spec.grids, "seed": seed}
     for positives in POSITIVES:
         data = spec.build(seed, positives)
         peaks = cell_peaks(detector, data.test, data.grid)

@@ -94,13 +94,14 @@ class IrMnistSpec:
     PREFIX = "irmnist:"
 
     @classmethod
-    def parse(cls, spec: str, digit: int = 3) -> "IrMnistSpec":
-        """``digit``: the irregular digit when the spec names none (``occ eval`` passes the model's)."""
+    def parse(cls, spec: str, digit: int = 3, grids: int = 5000) -> "IrMnistSpec":
+        """``digit`` and ``grids``: when the spec names none (``occ eval`` passes the model's: the test
+        grids are drawn after the training grids, so the same count gives the same test grids)."""
         rest = spec[len(cls.PREFIX):] if spec.startswith(cls.PREFIX) else ""
         folder, _, options = rest.partition(":")
         if not folder:
             raise DatasetError(f"{spec}: give the MNIST folder, as irmnist:FOLDER[:grids=N,digit=D,test_grids=M]")
-        parsed = cls(folder, digit=digit)
+        parsed = cls(folder, grids=grids, digit=digit)
         for item in filter(None, options.split(",")):
             key, sep, value = item.partition("=")
             if not sep or key not in ("grids", "test_grids", "digit"):
