@@ -179,7 +179,7 @@ def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[s
                            f"{detector.manifest.method} with {expected.channels}-channel '{expected.temporal}' input")
     result: dict[str, Any] = {"digit": spec.digit, "test_grids": spec.test_grids, "training_grids": spec.grids, "seed": seed}
     for positives in POSITIVES:
-        data = spec.build(seed, positives)
+        data = spec.build(seed, positives, with_train=False)
         peaks = cell_peaks(detector, data.test, data.grid)
         decisions = peaks["intersection"].reshape(len(data.test), -1).max(axis=1) >= 1.0
         labels = data.test_labels

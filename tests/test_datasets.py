@@ -222,6 +222,10 @@ def test_irmnist_builder_ground_truth(rng):
         np.testing.assert_array_equal(_cell_labels(image, 5) == 3, truth)
     assert data.test_labels.tolist() == [False, True] * 5
     assert all(1 <= t.sum() <= 5 for t in data.test_cells[1::2])
+    # evaluation only: no training grids, the same test grids
+    test_only = build_irmnist(images, labels, images, labels, n_train=6, n_test=10, grid=5, seed=1, with_train=False)
+    assert len(test_only.train) == 0
+    assert np.array_equal(test_only.test, data.test) and np.array_equal(test_only.test_cells, data.test_cells)
 
 
 def test_irmnist_natural_positives_draw_every_cell_from_all_digits():

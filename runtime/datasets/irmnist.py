@@ -44,11 +44,13 @@ def tile(digits: np.ndarray, grid: int) -> np.ndarray:
 
 def build_irmnist(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray,
                   n_train: int = 5000, n_test: int = 1000, grid: int = 11, irregular_digit: int = 3,
-                  max_irregular: int = 5, positives: str = "few", seed: int = 0) -> IrMnist:
+                  max_irregular: int = 5, positives: str = "few", seed: int = 0, with_train: bool = True) -> IrMnist:
     """Build the grids from MNIST arrays (``(N, 28, 28)`` uint8 images and their labels).
 
     The training grids depend only on ``seed`` and ``n_train``: builds that differ in ``positives``
-    share them, so one trained model is evaluated on both test constructions.
+    share them, so one trained model is evaluated on both test constructions. The test grids are
+    drawn after them; ``with_train=False`` draws the training grids' digits (so the test grids are
+    the same) without tiling them, and returns no training grids (evaluation only).
     """
     if positives not in POSITIVES:
         raise DatasetError(f"unknown IR-MNIST positives {positives!r}: choose from {', '.join(POSITIVES)}")
@@ -61,7 +63,9 @@ def build_irmnist(train_images: np.ndarray, train_labels: np.ndarray, test_image
     irregular_test = np.nonzero(test_labels == irregular_digit)[0]
     if len(irregular_test) == 0:
         raise DatasetError(f"the MNIST test split holds no digit {irregular_digit}")
-    train = np.stack([tile(train_images[rng.choice(normal_train, cells)], grid) for _ in range(n_train)])
+    train_picks = [rng.choice(normal_train, cells) for _ in range(n_train)]
+    train = np.stack([tile(train_images[picked], grid) for picked in train_picks]) if with_train \
+        else np.empty((0, grid * CELL, grid * CELL), np.uint8)
     test = np.empty((n_test, grid * CELL, grid * CELL), np.uint8)
     truth = np.zeros((n_test, grid, grid), bool)
     for i in range(n_test):
@@ -118,10 +122,10 @@ class IrMnistSpec:
         """The training data's name in the manifest; ``occ eval`` reads the digit back from it."""
         return f"IR-MNIST {self.grids} grids, digit {self.digit} left out"
 
-    def build(self, seed: int, positives: str = "few") -> IrMnist:
+    def build(self, seed: int, positives: str = "few", with_train: bool = True) -> IrMnist:
         from .mnist import load_mnist
 
         train_x, train_y = load_mnist(self.folder, "train")
         test_x, test_y = load_mnist(self.folder, "test")
         return build_irmnist(train_x, train_y, test_x, test_y, n_train=self.grids, n_test=self.test_grids,
-                             irregular_digit=self.digit, positives=positives, seed=seed)
+                             irregular_digit=self.digit, positives=positives, seed=seed, with_train=with_train)
