@@ -464,6 +464,7 @@ def train_avid_command(
         if data.startswith(IrMnistSpec.PREFIX):
             spec = IrMnistSpec.parse(data)
             config = irmnist_config(**common, **chosen)
+            spec.check_size(config.height, config.width)
             prepared = image_data(spec.build(seed).train, config, spec.description())
         else:
             config = AvidConfig(**common, **chosen)

@@ -177,6 +177,7 @@ def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[s
     if expected.channels != 1 or expected.temporal != "none" or detector.manifest.method != "avid":
         raise DatasetError(f"{spec.folder}: IR-MNIST needs a single-image AVID model, this one is "
                            f"{detector.manifest.method} with {expected.channels}-channel '{expected.temporal}' input")
+    spec.check_size(expected.height, expected.width)
     result: dict[str, Any] = {"digit": spec.digit, "test_grids": spec.test_grids, "training_grids": spec.grids, "seed": seed}
     for positives in POSITIVES:
         data = spec.build(seed, positives, with_train=False)

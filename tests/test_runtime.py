@@ -218,6 +218,8 @@ def test_irmnist_through_the_command_line(tmp_path, rng, avid_onnx):
     for args, message in (
         (["train", "avid", "--data", f"irmnist:{tmp_path / 'none'}", "--out", str(tmp_path / "x.pt")], "MNIST folder not found"),
         (["train", "avid", "--data", f"irmnist:{tmp_path}:grids=many", "--out", str(tmp_path / "x.pt")], "grids needs a whole number"),
+        (["train", "avid", "--data", f"irmnist:{tmp_path}", "--height", "64", "--out", str(tmp_path / "x.pt")],
+         "multiple of 11 px (one block per digit, e.g. 176), not 64x176"),
         (["eval", str(avid_onnx), "--data", f"irmnist:{tmp_path}"], "needs a single-image AVID model"),
     ):
         bad = subprocess.run(occ + args, capture_output=True, text=True)

@@ -118,6 +118,13 @@ class IrMnistSpec:
             raise DatasetError(f"{spec}: needs grids >= 2, test_grids >= 2 and a digit 0-9")
         return parsed
 
+    def check_size(self, height: int, width: int, grid: int = 11) -> None:
+        """A model for these grids must see each digit as whole pixel blocks: a square input that is
+        a multiple of ``grid`` (176 = 11 × 16 in the recipe)."""
+        if height != width or height % grid:
+            raise DatasetError(f"{self.PREFIX}{self.folder}: IR-MNIST needs a square input that is a multiple of {grid} px "
+                               f"(one block per digit, e.g. 176), not {height}x{width}")
+
     def description(self) -> str:
         """The training data's name in the manifest; ``occ eval`` reads the digit back from it."""
         return f"IR-MNIST {self.grids} grids, digit {self.digit} left out"
