@@ -364,17 +364,14 @@ def _eval_mnist(detector, model: Path, folder: str, digit: Optional[int], json_p
 
 
 def _eval_irmnist(detector, model: Path, data: str, json_path: Optional[Path]) -> None:
-    import re
-
     from occ.runtime.datasets import DatasetError
     from occ.runtime.datasets.irmnist import IrMnistSpec
     from occ.runtime.evaluate import irmnist_protocol
 
     training = detector.manifest.training
-    match = re.search(r"IR-MNIST (\d+) grids, digit (\d) left out", training.get("data", ""))
     seed = int(training.get("config", {}).get("seed", 0))
     try:
-        spec = IrMnistSpec.parse(data, **({"grids": int(match.group(1)), "digit": int(match.group(2))} if match else {}))
+        spec = IrMnistSpec.parse(data, **IrMnistSpec.trained_on(training.get("data", "")))
         with err_console.status(f"scoring {spec.test_grids} test grids of each construction"):
             result = {"model": str(model), "data": f"IR-MNIST test grids, digit {spec.digit} irregular", **irmnist_protocol(detector, spec, seed)}
     except DatasetError as exc:

@@ -203,7 +203,7 @@ def moment_aligned(regions: torch.Tensor) -> torch.Tensor:
     n, r, c, h, w = regions.shape
     ink = regions - torch.amin(regions, dim=(2, 3, 4), keepdim=True)
     weight = ink.mean(dim=2)  # (N, R, h, w)
-    ys = torch.arange(h, dtype=regions.dtype, device=regions.device).reshape(h, 1)
+    ys = torch.arange(h, dtype=regions.dtype, device=regions.device).reshape(h, 1)  # output and input rows
     xs = torch.arange(w, dtype=regions.dtype, device=regions.device).reshape(1, w)
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     prior = 1e-3 * h * w
@@ -215,11 +215,11 @@ def moment_aligned(regions: torch.Tensor) -> torch.Tensor:
     var_y = (weight * dy * dy).sum(dim=(2, 3)) / mass + 1e-2
     slant = torch.clamp((weight * dy * dx).sum(dim=(2, 3)) / mass / var_y, -1.0, 1.0)
     # rows: out[y] = Σ_y' relu(1 − |y' − (y + ȳ − c)|) in[y']
-    source_y = torch.arange(h, dtype=regions.dtype, device=regions.device).reshape(1, 1, h, 1) + (centre_y - cy)[..., None, None]
+    source_y = ys + (centre_y - cy)[..., None, None]  # (N, R, h_out, 1)
     rows = torch.relu(1.0 - torch.abs(ys.reshape(1, 1, 1, h) - source_y))  # (N, R, h_out, h_in)
     moved = torch.matmul(rows.unsqueeze(2), ink)  # (N, R, C, h, w)
     # columns, per output row y: shift x̄ − c + a·(y − c)
-    shift = (centre_x - cx)[..., None] + slant[..., None] * (torch.arange(h, dtype=regions.dtype, device=regions.device) - cy)
+    shift = (centre_x - cx)[..., None] + slant[..., None] * (ys.reshape(h) - cy)
     source_x = xs.reshape(1, 1, 1, w, 1) + shift[..., None, None]  # (N, R, h, w_out, 1)
     columns = torch.relu(1.0 - torch.abs(xs.reshape(1, 1, 1, 1, w) - source_x))  # (N, R, h, w_out, w_in)
     return torch.matmul(moved.unsqueeze(-2), columns.transpose(-1, -2).unsqueeze(2)).squeeze(-2)

@@ -298,12 +298,13 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     detector.load_state_dict(best_d["state"])
     val_all = data.val.inputs(np.arange(len(data.val)))
     calibration_data = f"{data.description} (held-out normal frames)"
-    memory = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed),
-                                 config.region_alignment) if config.region_memory else None
+    memory, held_out = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed),
+                                           config.region_alignment) if config.region_memory else (None, None)
     if memory is not None:
         graph = AvidGraph(inpainter, memory, config.residual_kernel, config.predict_newest, config.mask_reach, graded_gate=True).eval()
-        with memory.leaving_out_identical():
-            residual, regions = graph_maps(graph, val_all)
+        residual = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.residual, val_all, 64)])
+        # the region map from the distances the level was measured on: 1 − O = d / (d + level)
+        regions = (held_out / (held_out + memory.level)).numpy()
         thresholds = calibrate_graded_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data)
     else:
         graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest, config.mask_reach).eval()
@@ -388,12 +389,13 @@ def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], mani
 
 
 def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: int, rng: np.random.Generator,
-                        align: bool = False) -> RegionMemory:
+                        align: bool = False) -> tuple[RegionMemory, torch.Tensor]:
     """A memory of up to ``size`` distinct normal training regions, its level from the held-out frames.
 
     The level is the median distance of held-out regions to their nearest bank region other than
     an identical one: IR-MNIST's held-out grids reuse the training digits, and a region's own copy
-    says nothing about how far an unseen normal region lies.
+    says nothing about how far an unseen normal region lies. Returns the memory and those
+    distances, ``(N, rows, cols)``, which calibration reuses.
     """
     shapes = []
     for start in range(0, len(train), 256):
@@ -405,6 +407,6 @@ def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: in
     keep = np.sort(first) if len(first) <= size else np.sort(rng.choice(first, size, replace=False))
     memory = RegionMemory(torch.from_numpy(shapes[keep]), cell, level=1.0, align=align)
     with torch.no_grad(), memory.leaving_out_identical():
-        distances = torch.cat([memory.distances(torch.from_numpy(val[i : i + 64])).flatten() for i in range(0, len(val), 64)])
+        distances = torch.cat([memory.distances(torch.from_numpy(val[i : i + 64])) for i in range(0, len(val), 64)])
     memory.level.fill_(float(torch.median(distances)))
-    return memory
+    return memory, distances

@@ -15,7 +15,9 @@ Ground truth is per cell.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -126,13 +128,23 @@ class IrMnistSpec:
                                f"(one block per digit, e.g. 176), not {height}x{width}")
 
     def description(self) -> str:
-        """The training data's name in the manifest; ``occ eval`` reads the digit back from it."""
+        """The training data's name in the manifest; :meth:`trained_on` reads it back."""
         return f"IR-MNIST {self.grids} grids, digit {self.digit} left out"
 
-    def build(self, seed: int, positives: str = "few", with_train: bool = True) -> IrMnist:
+    @staticmethod
+    def trained_on(description: str) -> dict[str, int]:
+        """``grids`` and ``digit`` from a manifest's training data written by :meth:`description`
+        (empty for any other data), as defaults for :meth:`parse`."""
+        match = re.search(r"IR-MNIST (\d+) grids, digit (\d) left out", description)
+        return {"grids": int(match.group(1)), "digit": int(match.group(2))} if match else {}
+
+    @cached_property
+    def _mnist(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         from .mnist import load_mnist
 
-        train_x, train_y = load_mnist(self.folder, "train")
-        test_x, test_y = load_mnist(self.folder, "test")
-        return build_irmnist(train_x, train_y, test_x, test_y, n_train=self.grids, n_test=self.test_grids,
+        return (*load_mnist(self.folder, "train"), *load_mnist(self.folder, "test"))
+
+    def build(self, seed: int, positives: str = "few", with_train: bool = True) -> IrMnist:
+        """The grids (the MNIST files are read once per spec)."""
+        return build_irmnist(*self._mnist, n_train=self.grids, n_test=self.test_grids,
                              irregular_digit=self.digit, positives=positives, seed=seed, with_train=with_train)
