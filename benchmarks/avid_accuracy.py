@@ -5,9 +5,11 @@
 Each model is trained, exported and evaluated as an ONNX model through the runtime. Besides the
 deployed intersection, the same graph's outputs give the two components alone, to check the
 paper's claim that M beats |X − I(X)| and D each: the residual map alone, and D's region map
-(1 − O, upsampled to pixels) alone. IR-MNIST: detection EER (does the grid hold a 3; score = the
-frame score, and offline the evidence summed over cells, see ``irmnist_scores``) and localization
-EER over all 11×11 cells (cell score = the largest value inside the cell), on two constructions of
+(1 − O, upsampled to pixels) alone. IR-MNIST (``occ.runtime.evaluate.irmnist_protocol``, the same
+as ``occ eval``): detection EER (does the grid hold a 3) by both frame reductions, the largest
+value (``peak``) and the blocks' evidence summed (``evidence``, the recipe's deployed score), each
+part alone in units of its threshold; localization EER over all 11×11 cells (cell score = the
+largest value inside the cell), on two constructions of
 the positive test grids (runtime/datasets/irmnist.py): one to five 3s per grid (ours, the hard
 case) and every cell drawn from all of MNIST (the paper's "121 randomly selected samples": about
 twelve 3s per grid). The IR-MNIST model's region map comes from a memory of the normal training
@@ -28,9 +30,8 @@ from rich.console import Console
 from occ.runtime.datasets.common import DatasetError
 from occ.runtime.detector import Detector
 from occ.runtime.datasets.irmnist import IrMnistSpec
-from occ.runtime.evaluate import RESIDUAL_LABEL, avid_maps, cell_peaks, grid_metrics, region_label
+from occ.runtime.evaluate import avid_maps, irmnist_protocol
 from occ.runtime.metrics import equal_error_rate, frame_level, pixel_level_scores, roc_auc
-from occ.runtime.scoring import has_graded_gate
 
 from .training_runs import config_overrides, machine
 
@@ -81,7 +82,6 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
     from occ.train.train_avid import image_data, irmnist_config, train_avid
 
     spec = IrMnistSpec(folder, grids=n_train, test_grids=n_test, digit=irregular_digit)
-    data = spec.build(seed)
     config = irmnist_config(epochs=epochs, seed=seed, skip_connections=skip_connections, code_channels=code_channels,
                             residual_kernel=residual_kernel, region_memory=region_memory, **(overrides or {}))
     seconds = None
@@ -89,7 +89,7 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
     if model is None:
         model = workdir / "irmnist_avid.pt"
         started = time.monotonic()
-        train_avid(image_data(data.train, config, description), config, model, Console(stderr=True))
+        train_avid(image_data(spec.build(seed).train, config, description), config, model, Console(stderr=True))
         seconds = round(time.monotonic() - started, 1)
     else:  # checked before exporting: a model trained on other grids would be scored on its own training digits
         training = load_checkpoint(model).manifest.training
@@ -99,67 +99,14 @@ def irmnist(folder: str, workdir: Path, epochs: int, n_train: int, n_test: int, 
                              f"not on this run's {description!r} with seed {seed}")
     detector = Detector.open(str(export_onnx(model).path))
     trained = detector.manifest.training["config"]
-    # the summed score's reference: normal cells from training grids (the test grids stay unseen)
-    reference = median_cells(detector, data.train[:: max(1, len(data.train) // 200)], data.grid)
-    rows = irmnist_scores(cell_peaks(detector, data.test, data.grid), data, reference)
-    # the same model (same training grids) on the paper's construction of positive grids
-    natural = spec.build(seed, positives="natural")
+    protocol = irmnist_protocol(detector, spec, seed)
     return {"train_seconds": seconds, "model": str(model), "train_grids": n_train, "test_grids": n_test,
             "irregular_digit": irregular_digit,
             "config": {"skip_connections": trained["skip_connections"], "code_channels": trained["code_channels"],
                        "residual_kernel": trained["residual_kernel"], "epochs": trained["epochs"],
                        "irregular_kinds": trained["irregular_kinds"] or list(IMAGE_DEFAULT_KINDS),
-                       "region_memory": trained.get("region_memory", 0)},
-            **rows["intersection"], "components": rows,
-            "natural_positives": {"irregular_per_positive_grid": float(natural.test_cells[1::2].sum(axis=(1, 2)).mean()),
-                                  "components": irmnist_scores(cell_peaks(detector, natural.test, natural.grid), natural, reference)},
-            "summed_reference": reference}
-
-
-def irmnist_scores(peaks: dict[str, np.ndarray], data, reference: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Detection and localization EER and AUC of the deployed intersection and of each component alone,
-    from each output's cell peaks (:func:`cell_peaks`).
-
-    Localization scores each cell by its largest value. Detection scores a grid two ways: by its
-    largest value (the deployed frame score) and, offline, by the evidence summed over its cells,
-    Σ max(0, cell / q − 1) with ``q = reference[name]``, the median cell of normal grids (see
-    :func:`median_cells`): a grid with many mildly irregular cells outranks one with a single
-    strong one, which the largest value cannot do.
-    """
-    return {name: cell_metrics(data, cells, reference[name]) for name, cells in peaks.items()}
-
-
-def cell_metrics(data, cells: np.ndarray, reference: float) -> dict[str, float]:
-    """The paper's two measures (:func:`occ.runtime.evaluate.grid_metrics`) and, offline, detection by
-    the evidence summed over cells above ``reference``."""
-    summed = summed_evidence(cells.reshape(len(cells), -1), reference)
-    return {**grid_metrics(data.test_cells, cells),
-            "detection_eer_summed": equal_error_rate(data.test_labels, summed)[0],
-            "detection_auc_summed": roc_auc(data.test_labels, summed)}
-
-
-def summed_evidence(cells: np.ndarray, reference: float) -> np.ndarray:
-    """``(N, K)`` cell peaks → ``(N,)`` scores Σ max(0, cell / reference − 1)."""
-    return np.maximum(cells / reference - 1.0, 0.0).sum(axis=1)
-
-
-def median_cells(detector: Detector, normal_grids: np.ndarray, grid: int) -> dict[str, float]:
-    """Per output, the median cell peak over normal grids, the reference of the summed detection
-    score; cells at 0 (vetoed by D in the intersection) are left out, so the reference is never 0.
-
-    With a region memory the training grids' digits are in its bank (at distance ~0), so they say
-    nothing of an unseen normal digit: the region map's reference is then the memory's level
-    (1 − O = 0.5 by construction) and the graded intersection's the smaller of its two parts'
-    typical values, min(residual median / α, odds(0.5) / odds(1 − ζ)).
-    """
-    manifest = detector.manifest
-    medians = {name: float(np.median(cells[cells > 0])) if (cells > 0).any() else 1.0
-               for name, cells in cell_peaks(detector, normal_grids, grid).items()}
-    if has_graded_gate(manifest):
-        medians[region_label(manifest)] = 0.5
-        zeta = manifest.threshold("zeta")
-        medians["intersection"] = min(medians[RESIDUAL_LABEL] / manifest.threshold("alpha"), zeta / (1.0 - zeta))
-    return medians
+                       "region_memory": trained.get("region_memory", 0), "frame_score": protocol["frame_score"]},
+            **protocol}
 
 
 def markdown(result: dict) -> str:
@@ -175,21 +122,20 @@ def markdown(result: dict) -> str:
         lines.append("")
     if "irmnist" in result:
         r = result["irmnist"]
-
-        def row(label: str, c: dict) -> str:
-            return (f"| {label} | {c['detection_eer']:.1%} | {c['detection_eer_summed']:.1%} | {c['localization_eer']:.1%} | "
-                    f"{c['detection_auc']:.3f} | {c['localization_auc']:.3f} |")
-
-        lines += ["| IR-MNIST | detection EER | detection EER, evidence summed over cells (offline) | localization EER | "
-                  "detection AUC | localization AUC |", "|---|---|---|---|---|---|",
-                  row(f"{r['train_grids']} training grids, {r['test_grids']} test grids, digit {r['irregular_digit']} "
-                      "irregular, one to five per positive grid", r)]
-        lines += [row(f"{name} alone", c) for name, c in r["components"].items() if name != "intersection"]
-        n = r["natural_positives"]
-        lines.append(f"| *positive grids as the paper draws them (every cell from all of MNIST test: "
-                     f"{n['irregular_per_positive_grid']:.1f} irregular digits per grid)* | | | | | |")
-        lines += [row("deployed intersection M" if name == "intersection" else f"{name} alone", c)
-                  for name, c in n["components"].items()]
+        deployed = r["frame_score"]
+        lines += [f"| IR-MNIST ({r['train_grids']} training grids, {r['test_grids']} test grids, digit {r['irregular_digit']} "
+                  f"irregular; frame score: {deployed}) | detection EER, peak | detection EER, evidence | localization EER | "
+                  "detection AUC, peak / evidence | localization AUC |", "|---|---|---|---|---|---|"]
+        for positives, title in (("few", "one to five irregular digits per positive grid"),
+                                 ("natural", "every cell from all of MNIST test, as the paper")):
+            row = r[positives]
+            lines.append(f"| *{title}: {row['irregular_per_positive_grid']:.1f} per positive grid* | | | | | |")
+            for name, c in row["parts"].items():
+                label = "deployed intersection M" if name == "intersection" else f"{name} alone"
+                eer = {k: f"{c[f'detection_eer_{k}']:.1%}" for k in ("peak", "evidence")}
+                eer[deployed] = f"**{eer[deployed]}**" if name == "intersection" else eer[deployed]
+                lines.append(f"| {label} | {eer['peak']} | {eer['evidence']} | {c['localization_eer']:.1%} | "
+                             f"{c['detection_auc_peak']:.3f} / {c['detection_auc_evidence']:.3f} | {c['localization_auc']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -152,7 +152,8 @@ class OccEvents:
         m = self.manifest
         if m.method == "avid":
             mask = tensors["mask"][0].astype(bool)
-            return FrameResult(index=self.index, score=float(tensors["score"][0]), decision=bool(mask.any()),
+            score = float(tensors["score"][0])
+            return FrameResult(index=self.index, score=score, decision=score >= 1.0,
                                location_scores=tensors["region_anomaly"][0], mask=mask, boxes=mask_boxes(mask))
         fused = fused_location_scores({k: v.reshape(1, -1) for k, v in tensors.items() if k in m.scoring["terms"]}, m.scoring)
         score = float(reduce_frame(fused[0]))

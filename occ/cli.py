@@ -385,11 +385,15 @@ def _eval_irmnist(detector, model: Path, data: str, json_path: Optional[Path]) -
         row = result[positives]
         table = Table(title=f"{model}: IR-MNIST, {spec.test_grids} grids (half positive), {title} "
                             f"({row['irregular_per_positive_grid']:.1f} per positive grid)")
-        for column in ("map", "detection EER", "detection AUC", "localization EER", "localization AUC"):
+        deployed = result["frame_score"]
+        other = "peak" if deployed == "evidence" else "evidence"
+        for column in ("map", f"detection EER, {deployed} (deployed)", f"detection AUC, {deployed}", f"detection EER, {other}",
+                       "localization EER", "localization AUC"):
             table.add_column(column)
         for name, m in row["parts"].items():
-            table.add_row("deployed intersection M" if name == "intersection" else f"{name} alone", f"{m['detection_eer']:.1%}",
-                          f"{m['detection_auc']:.3f}", f"{m['localization_eer']:.1%}", f"{m['localization_auc']:.3f}")
+            table.add_row("deployed intersection M" if name == "intersection" else f"{name} alone",
+                          f"{m[f'detection_eer_{deployed}']:.1%}", f"{m[f'detection_auc_{deployed}']:.3f}",
+                          f"{m[f'detection_eer_{other}']:.1%}", f"{m['localization_eer']:.1%}", f"{m['localization_auc']:.3f}")
         console.print(table)
         at = row["at_stored_thresholds"]
         console.print(f"at the stored thresholds: detection TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}",
@@ -428,6 +432,7 @@ def train_avid_command(
     residual_kernel: Annotated[Optional[int], typer.Option(help="Window of the residual average, pixels (odd). Default: about 0.13 × height (video), 5 (IR-MNIST, a stroke's width).", rich_help_panel=_TRAINING)] = None,
     region_memory: Annotated[Optional[int], typer.Option(help="Single images: score regions by their distance to the nearest of up to this many normal training regions instead of by D (0: D, as published; refused on video). Default: 60000 (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
     region_alignment: Annotated[Optional[bool], typer.Option("--region-alignment/--no-region-alignment", help="With the region memory: compare regions centred on their ink and unslanted (bright strokes on a dark background, such as digits). Default: on (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
+    frame_score: Annotated[Optional[str], typer.Option(help="How a frame's score comes from its blocks: 'peak', the largest value (fires exactly when the mask is not empty; one irregular object per frame, as in video), or 'evidence', what every block holds above a quarter of the mask's level, summed (several irregular regions per image). Default: peak (video), evidence (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs. Default: 6 (video), 5 (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
     batch_size: Annotated[int, typer.Option(help="Frames per batch (paper: 16).", rich_help_panel=_TRAINING)] = 16,
     optimizer: Annotated[str, typer.Option(help="'adam', or 'sgd' (paper; with lr 0.002, momentum 0.9 D stayed at 2·ln 2 here).", rich_help_panel=_TRAINING)] = "adam",
@@ -438,7 +443,7 @@ def train_avid_command(
     predict_newest: Annotated[bool, typer.Option(help="Video: hide the newest frame from I so its residual is a prediction error.", rich_help_panel=_TRAINING)] = True,
     irregularities: Annotated[bool, typer.Option(help="Train with synthetic irregularities made from the normal data.", rich_help_panel=_TRAINING)] = True,
     irregular_kinds: Annotated[str, typer.Option(help="Comma-separated kinds of synthetic irregularity: video 'fast' (a region's frames 2–3× further apart), 'reverse' (time backwards), 'foreign' (a region from another frame and place); images 'flip', 'foreign' (defaults), 'chimera', 'erase', 'warp'. Empty: the data's defaults.", rich_help_panel=_TRAINING)] = "",
-    false_alarm_rate: Annotated[float, typer.Option(help="Target fraction of held-out normal frames with a non-empty mask.")] = 0.01,
+    false_alarm_rate: Annotated[float, typer.Option(help="Target fraction of held-out normal frames that fire (score >= 1).")] = 0.01,
     devices: Annotated[int, typer.Option(help="Processes to train in (torchrun; one per GPU with NCCL, else gloo on the CPU). Results equal one process on the same global batch.", rich_help_panel=_TRAINING)] = 1,
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic on CPU; IR-MNIST: also the grids).")] = 0,
 ) -> None:
@@ -452,7 +457,7 @@ def train_avid_command(
     chosen = {name: value for name, value in dict(
         height=height, width=width, base_width=base_width, depth=depth, skip_connections=skip_connections,
         code_channels=code_channels, residual_kernel=residual_kernel, region_memory=region_memory,
-        region_alignment=region_alignment, epochs=epochs).items()
+        region_alignment=region_alignment, frame_score=frame_score, epochs=epochs).items()
         if value is not None}
     common = dict(batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, gamma=gamma, lam=lam,
                   predict_newest=predict_newest, irregularities=irregularities, false_alarm_rate=false_alarm_rate, seed=seed,

@@ -9,7 +9,8 @@ from .datasets.common import Clip
 from .detector import AloccDetector, AvidDetector, Detector
 from .manifest import METADATA_KEY, Manifest, write_atomic
 from .preprocess import preprocess_clip
-from .scoring import REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds, has_graded_gate, quantile_threshold
+from .scoring import (REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds, frame_score_of, has_graded_gate,
+                      quantile_threshold)
 
 
 def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, data: str) -> Manifest:
@@ -34,11 +35,12 @@ def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, da
     # so recalibration on site moves α and ζ the same way
     residual, region = np.concatenate(residuals), np.concatenate(regions)
     if has_graded_gate(manifest):
-        thresholds = calibrate_graded_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data)
+        thresholds = calibrate_graded_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data,
+                                                 frame_score_of(manifest))
     else:
         quantile = (manifest.training.get("config") or {}).get("region_quantile", REGION_QUANTILE)
         thresholds = calibrate_avid_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data,
-                                               region_quantile=quantile)
+                                               region_quantile=quantile, frame_score=frame_score_of(manifest))
     for name, threshold in thresholds.items():
         manifest.set_threshold(name, threshold)
     return manifest

@@ -6,8 +6,10 @@
   per patch; scores are normalized per grid location when the manifest holds scene statistics;
   the frame score is the worst patch; decision ``frame score > tau``.
 - AVID: the graph gives the residual ``|X − I(X)|``, the region map ``1 − O`` and the
-  intersection map ``min(residual / α, (1 − O) / (1 − ζ))``; the mask is where that map is
-  ``>= 1``, the frame score is its maximum and the decision is "the mask is not empty".
+  intersection map (``residual / α`` inside the regions ``O <= ζ``, or with a graded gate
+  ``min(residual / α, odds(1 − O) / odds(1 − ζ))``); the mask is where that map is ``>= 1``; the
+  frame score is its maximum (``peak``: the decision is "the mask is not empty") or the blocks'
+  evidence summed (``evidence``, see ``AvidConfig.frame_score``); the decision is ``score >= 1``.
 """
 from __future__ import annotations
 
@@ -167,7 +169,8 @@ class AvidDetector(Detector):
         results = []
         for i in range(frames):
             mask = outputs["mask"][i].astype(bool)
-            results.append(FrameResult(index=0, score=float(outputs["score"][i]), decision=bool(mask.any()),
+            score = float(outputs["score"][i])
+            results.append(FrameResult(index=0, score=score, decision=score >= 1.0,
                                        location_scores=outputs["region_anomaly"][i], mask=mask, boxes=mask_boxes(mask),
                                        pixel_map=outputs["intersection"][i] if "intersection" in outputs else None))
         return results

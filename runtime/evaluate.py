@@ -10,7 +10,7 @@ from .datasets.common import Clip, DatasetError
 from .datasets.irmnist import POSITIVES, IrMnistSpec
 from .detector import Detector
 from .preprocess import preprocess_clip
-from .scoring import has_graded_gate
+from .scoring import block_peaks, block_values, frame_evidence, frame_score_of, has_graded_gate
 from .metrics import MetricError, f1_score, frame_level, minmax_per_video, pixel_level_scores, roc_auc, equal_error_rate, smooth_scores
 
 
@@ -148,45 +148,67 @@ def avid_maps(detector: Detector, frames: np.ndarray, batch_frames: int = 32) ->
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def cell_peaks(detector: Detector, grids: np.ndarray, grid: int) -> dict[str, np.ndarray]:
-    """Per map of :func:`avid_maps`, the largest value in each of the ``grid``×``grid`` cells: ``(N, grid, grid)``."""
-    cell = detector.manifest.input.height // grid
-    return {name: values.reshape(len(values), grid, cell, grid, cell).max(axis=(2, 4))
-            for name, values in avid_maps(detector, grids).items()}
+def cell_peaks(maps: dict[str, np.ndarray], cell: int) -> dict[str, np.ndarray]:
+    """Per map of :func:`avid_maps`, the largest value in each ``cell``×``cell`` block: ``(N, H / cell, W / cell)``."""
+    return {name: block_peaks(values, cell) for name, values in maps.items()}
 
 
-def grid_metrics(truth: np.ndarray, cells: np.ndarray) -> dict[str, float]:
-    """The AVID paper's two IR-MNIST measures from ``(N, grid, grid)`` cell scores and boolean truth:
-    detection (does the image hold an irregular cell; image score = its largest cell, which for the
-    intersection is the deployed frame score) and localization (every cell of every image ranked)."""
-    flat = cells.reshape(len(cells), -1)
+def part_block_values(peaks: dict[str, np.ndarray], manifest) -> dict[str, np.ndarray]:
+    """Each block's value in units of its threshold, per map of :func:`cell_peaks` over the
+    model's blocks: the intersection's before the mask is extended over objects
+    (:func:`occ.runtime.scoring.block_values`, what the ``evidence`` frame score sums), the residual
+    alone as ``peak / α``, the region map alone as ``odds(1 − O) / odds(1 − ζ)``: each part as the
+    gate with the other part's gate open, so both frame reductions apply to all three alike."""
+    alpha, zeta = manifest.threshold("alpha"), manifest.threshold("zeta")
+    region = region_label(manifest)
+    residual = peaks[RESIDUAL_LABEL]
+    regions = np.clip(peaks[region].astype(np.float64), 1e-12, 1 - 1e-12)
+    return {"intersection": block_values(residual, regions, alpha, zeta, has_graded_gate(manifest)),
+            RESIDUAL_LABEL: residual / alpha, region: (regions / (1 - regions)) / ((1 - zeta) / zeta)}
+
+
+def grid_metrics(truth: np.ndarray, cells: np.ndarray, values: np.ndarray) -> dict[str, float]:
+    """The AVID paper's two IR-MNIST measures from boolean ``(N, grid, grid)`` truth: detection (does
+    the image hold an irregular cell), scored by both frame reductions (``peak``: the largest of
+    ``cells``; ``evidence``: :func:`occ.runtime.scoring.frame_evidence` of the block ``values``), and
+    localization (every cell of every image ranked by ``cells``)."""
     labels = truth.reshape(len(truth), -1).any(axis=1)
-    largest = flat.max(axis=1)
-    return {"detection_eer": equal_error_rate(labels, largest)[0], "detection_auc": roc_auc(labels, largest),
-            "localization_eer": equal_error_rate(truth.ravel(), cells.ravel())[0],
+    out = {}
+    for reduction, scores in (("peak", cells.reshape(len(cells), -1).max(axis=1)), ("evidence", frame_evidence(values))):
+        out[f"detection_eer_{reduction}"] = equal_error_rate(labels, scores)[0]
+        out[f"detection_auc_{reduction}"] = roc_auc(labels, scores)
+    return {**out, "localization_eer": equal_error_rate(truth.ravel(), cells.ravel())[0],
             "localization_auc": roc_auc(truth.ravel(), cells.ravel())}
 
 
 def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[str, Any]:
     """IR-MNIST on an exported single-image AVID model: both constructions of the positive test
     grids (one to five irregular digits; every cell from all of MNIST, as the paper), the deployed
-    intersection and each part alone, and the stored thresholds' decisions. ``seed`` and
-    ``spec.grids`` fix the test grids (drawn after the training grids); with the model's training
-    seed and grid count they are the benchmark's."""
-    expected = detector.manifest.input
-    if expected.channels != 1 or expected.temporal != "none" or detector.manifest.method != "avid":
+    intersection and each part alone, detection by both frame reductions (``frame_score`` names
+    the model's), and the stored thresholds' decisions. ``seed`` and ``spec.grids``
+    fix the test grids (drawn after the training grids); with the model's training seed and grid
+    count they are the benchmark's."""
+    manifest = detector.manifest
+    expected = manifest.input
+    if expected.channels != 1 or expected.temporal != "none" or manifest.method != "avid":
         raise DatasetError(f"{spec.folder}: IR-MNIST needs a single-image AVID model, this one is "
-                           f"{detector.manifest.method} with {expected.channels}-channel '{expected.temporal}' input")
+                           f"{manifest.method} with {expected.channels}-channel '{expected.temporal}' input")
     spec.check_size(expected.height, expected.width)
-    result: dict[str, Any] = {"digit": spec.digit, "test_grids": spec.test_grids, "training_grids": spec.grids, "seed": seed}
+    result: dict[str, Any] = {"digit": spec.digit, "test_grids": spec.test_grids, "training_grids": spec.grids, "seed": seed,
+                              "frame_score": frame_score_of(manifest)}
     for positives in POSITIVES:
         data = spec.build(seed, positives, with_train=False)
-        peaks = cell_peaks(detector, data.test, data.grid)
-        decisions = peaks["intersection"].reshape(len(data.test), -1).max(axis=1) >= 1.0
+        maps = avid_maps(detector, data.test)
+        peaks = cell_peaks(maps, expected.height // data.grid)  # one cell per digit
+        values = part_block_values(cell_peaks(maps, manifest.regions.cell), manifest)
+        # the graph's frame score, from the same outputs (tests check the two agree)
+        deployed = (frame_evidence(values["intersection"]) if result["frame_score"] == "evidence"
+                    else peaks["intersection"].reshape(len(data.test), -1).max(axis=1))
+        decisions = deployed >= 1.0
         labels = data.test_labels
         result[positives] = {
             "irregular_per_positive_grid": float(data.test_cells[labels].sum(axis=(1, 2)).mean()),
-            "parts": {name: grid_metrics(data.test_cells, cells) for name, cells in peaks.items()},
+            "parts": {name: grid_metrics(data.test_cells, cells, values[name]) for name, cells in peaks.items()},
             "at_stored_thresholds": {"true_positive_rate": float(decisions[labels].mean()),
                                      "false_positive_rate": float(decisions[~labels].mean())},
         }

@@ -80,23 +80,81 @@ def fused_location_scores(outputs: dict[str, np.ndarray], scoring: dict[str, Any
 REGION_QUANTILE = 0.2
 
 
+# The frame score's two reductions (``AvidConfig.frame_score``). ``peak``: the intersection's largest
+# value, so the frame fires exactly when the mask is not empty (the paper's frame-level rule).
+# ``evidence``: what every block holds above a floor, summed, for images where several regions can
+# be irregular at once (a digit grid with a few 3s in it): Σ_b max(0, v_b − f) / (1 − f), with v_b
+# the block's largest intersection value before the mask is extended over objects. A single block
+# at the mask's level counts 1, so a non-empty mask always fires the frame. The floor was chosen on
+# a development set from the MNIST training split (docs/accuracy.md): 0.15–0.3 equally good, a
+# block counts once it holds a quarter of a mask block's evidence.
+FRAME_SCORES = ("peak", "evidence")
+EVIDENCE_FLOOR = 0.25
+
+
+def block_values(residual_peaks: np.ndarray, regions: np.ndarray, alpha: float, zeta: float, graded: bool) -> np.ndarray:
+    """Each block's largest intersection value, from its residual peak and its ``1 − O``, before
+    the mask is extended over objects: ``min(peak / α, odds(1 − O) / odds(1 − ζ))`` with a graded
+    gate, ``peak / α`` inside the blocks with ``O <= ζ`` and 0 elsewhere without."""
+    residual_peaks = np.asarray(residual_peaks, np.float64)
+    regions = np.clip(np.asarray(regions, np.float64), 1e-12, 1 - 1e-12)
+    if graded:
+        return np.minimum(residual_peaks / alpha, (regions / (1 - regions)) / ((1 - zeta) / zeta))
+    return np.where(regions >= 1 - zeta, residual_peaks / alpha, 0.0)
+
+
+def frame_evidence(values: np.ndarray, floor: float = EVIDENCE_FLOOR) -> np.ndarray:
+    """``(N, ...)`` block values → ``(N,)``: Σ max(0, v − floor) / (1 − floor) (``evidence`` frame score)."""
+    values = np.asarray(values, np.float64).reshape(len(values), -1)
+    return np.maximum(values - floor, 0.0).sum(axis=1) / (1.0 - floor)
+
+
+def block_peaks(residual: np.ndarray, cell: int) -> np.ndarray:
+    """``(N, H, W)`` → ``(N, H / cell, W / cell)``: the largest value in each block."""
+    n, h, w = residual.shape
+    return residual.reshape(n, h // cell, cell, w // cell, cell).max(axis=(2, 4))
+
+
+def _solve_for_false_alarms(fired_rate, false_alarm_rate: float, low: float, high: float) -> float:
+    """The smallest threshold in [low, high] (log-space bisection) at which ``fired_rate``, a
+    non-increasing function of the threshold, is at most ``false_alarm_rate``."""
+    for _ in range(80):
+        middle = float(np.sqrt(low * high))
+        if fired_rate(middle) > false_alarm_rate:
+            low = middle
+        else:
+            high = middle
+        if high / low < 1 + 1e-7:
+            break
+    return high
+
+
 def calibrate_avid_thresholds(residual: np.ndarray, regions: np.ndarray, cell: int, false_alarm_rate: float, data: str,
-                              pixel_quantile: float | None = None, region_quantile: float = REGION_QUANTILE) -> dict[str, Threshold]:
+                              pixel_quantile: float | None = None, region_quantile: float = REGION_QUANTILE,
+                              frame_score: str = "peak") -> dict[str, Threshold]:
     """α and ζ from normal frames: residual maps ``(N, H, W)`` and region maps ``1 − O`` ``(N, rows, cols)``.
 
     ζ makes D's gate pass the regions D finds least normal: ``1 − ζ`` is the ``region_quantile``
     quantile of normal ``1 − O`` values (0.2: D vetoes the fifth of normal regions it is surest of).
     α is then the ``1 − false_alarm_rate`` quantile, over normal frames, of the largest residual
-    inside the gate, so that fraction of normal frames gets a non-empty mask. ``pixel_quantile``
-    is accepted for configuration compatibility and unused.
+    inside the gate, so that fraction of normal frames gets a non-empty mask; with the
+    ``evidence`` frame score, α is where that fraction of normal frames has evidence ≥ 1.
+    ``pixel_quantile`` is accepted for configuration compatibility and unused.
     """
+    _check_frame_score(frame_score)
     gate = float(np.quantile(regions, region_quantile))
     zeta = float(np.clip(1.0 - gate, 1e-6, 1 - 1e-6))
-    up = np.repeat(np.repeat(regions, cell, axis=1), cell, axis=2)
-    frame = np.where(up >= 1.0 - zeta, residual, 0.0).reshape(len(residual), -1).max(axis=1)
-    alpha = max(float(np.quantile(frame, 1 - false_alarm_rate)), 1e-6)
+    gated = np.where(regions >= 1.0 - zeta, block_peaks(residual, cell), 0.0)
+    frame = gated.reshape(len(residual), -1).max(axis=1)
     common = dict(data=data, target_false_alarm_rate=false_alarm_rate, n_samples=int(len(residual)), date=now_iso())
-    return {"alpha": Threshold(value=alpha, method=f"quantile {1 - false_alarm_rate:g} of the frames' largest gated residual", **common),
+    if frame_score == "evidence":
+        alpha = _solve_for_false_alarms(lambda a: float((frame_evidence(gated / a) >= 1).mean()), false_alarm_rate,
+                                        1e-9, max(float(frame.max()), 1e-6) * 1e3)
+        method = f"evidence of {false_alarm_rate:g} of normal frames at 1"
+    else:
+        alpha = max(float(np.quantile(frame, 1 - false_alarm_rate)), 1e-6)
+        method = f"quantile {1 - false_alarm_rate:g} of the frames' largest gated residual"
+    return {"alpha": Threshold(value=alpha, method=method, **common),
             "zeta": Threshold(value=zeta, method=f"1 − quantile {region_quantile:g} of normal 1−O", **common)}
 
 
@@ -106,7 +164,7 @@ def has_graded_gate(manifest) -> bool:
 
 
 def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell: int, false_alarm_rate: float,
-                                data: str) -> dict[str, Threshold]:
+                                data: str, frame_score: str = "peak") -> dict[str, Threshold]:
     """α and ζ for a graded gate (``AvidGraph.graded_gate``), from normal frames.
 
     The region score ranks and the residual outlines: α is the median over normal blocks of the
@@ -117,18 +175,35 @@ def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell:
     The frame score, the largest ``min(residual / α, odds(1 − O) / odds(1 − ζ))``, is then the
     region evidence wherever the residual is not unusually small. (Balancing the two parts at
     their medians instead, both scaled to the false-alarm rate, let the weaker residual decide;
-    docs/accuracy.md.)
+    docs/accuracy.md.) With the ``evidence`` frame score, ζ is where ``false_alarm_rate`` of the
+    normal frames have evidence ≥ 1 (:func:`frame_evidence`).
     """
-    n, h, w = residual.shape
-    peaks = residual.reshape(n, h // cell, cell, w // cell, cell).max(axis=(2, 4))
+    _check_frame_score(frame_score)
+    n = len(residual)
+    peaks = block_peaks(residual, cell)
     regions = np.clip(regions.astype(np.float64), 1e-12, 1 - 1e-12)
     odds = regions / (1.0 - regions)
     alpha = max(float(np.median(peaks)), 1e-12)
-    # a frame fires at ζ iff some block has peak >= α and odds >= odds(1 − ζ)
-    critical = np.where(peaks >= alpha, odds, 0.0).reshape(n, -1).max(axis=1)
-    odds_zeta = max(float(np.quantile(critical, 1 - false_alarm_rate)), 1e-12)
     common = dict(data=data, target_false_alarm_rate=false_alarm_rate, n_samples=int(n), date=now_iso())
+    if frame_score == "evidence":
+        odds_zeta = _solve_for_false_alarms(
+            lambda oz: float((frame_evidence(np.minimum(peaks / alpha, odds / oz)) >= 1).mean()), false_alarm_rate,
+            1e-12, max(float(odds.max()), 1.0) * 1e3)
+        method = f"graded gate: evidence of {false_alarm_rate:g} of normal frames at 1"
+    else:
+        # a frame fires at ζ iff some block has peak >= α and odds >= odds(1 − ζ)
+        critical = np.where(peaks >= alpha, odds, 0.0).reshape(n, -1).max(axis=1)
+        odds_zeta = max(float(np.quantile(critical, 1 - false_alarm_rate)), 1e-12)
+        method = f"graded gate: quantile {1 - false_alarm_rate:g} of the largest region odds among blocks that pass alpha"
     return {"alpha": Threshold(value=alpha, method="graded gate: median over normal blocks of the residual's peak", **common),
-            "zeta": Threshold(value=1.0 / (1.0 + odds_zeta),
-                              method=f"graded gate: quantile {1 - false_alarm_rate:g} of the largest region odds among "
-                                     "blocks that pass alpha", **common)}
+            "zeta": Threshold(value=1.0 / (1.0 + odds_zeta), method=method, **common)}
+
+
+def frame_score_of(manifest) -> str:
+    """An AVID model's frame score (``AvidConfig.frame_score``); models from before it: ``peak``."""
+    return (manifest.training.get("config") or {}).get("frame_score") or "peak"
+
+
+def _check_frame_score(frame_score: str) -> None:
+    if frame_score not in FRAME_SCORES:
+        raise ValueError(f"frame score must be one of {', '.join(FRAME_SCORES)}, got {frame_score!r}")

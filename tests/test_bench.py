@@ -3,7 +3,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from occ.benchmarks.latency import SCHEMA, STAGES, compare_runs, run_latency, summarize, validate
@@ -95,26 +94,28 @@ def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
     first = subprocess.run(bench + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
     result = json.loads((tmp_path / "a" / "avid_accuracy.json").read_text())["irmnist"]
-    natural = result["natural_positives"]
+    natural = result["natural"]
     assert 9 <= natural["irregular_per_positive_grid"] <= 15  # ~121 / 10 threes per positive grid
-    for rows in (result["components"], natural["components"]):
+    assert 1 <= result["few"]["irregular_per_positive_grid"] <= 5
+    for construction in (result["few"], natural):
+        rows = construction["parts"]
         assert list(rows) == ["intersection", "residual |X−I(X)|", "region map, memory"]
         for row in rows.values():
-            assert all(0.0 <= row[k] <= 1.0 for k in ("detection_eer", "detection_auc", "detection_eer_summed",
-                                                       "detection_auc_summed", "localization_eer", "localization_auc"))
-    assert all(q > 0 for q in result["summed_reference"].values())
-    # the region memory (the benchmark's default) knows the normal glyphs: glyph 3's cells rank first
-    assert result["config"]["region_memory"] == 60000
-    assert natural["components"]["region map, memory"]["localization_auc"] > 0.95
-    assert result["localization_eer"] == result["components"]["intersection"]["localization_eer"]
-    assert "paper draws them" in (tmp_path / "a" / "avid_accuracy.md").read_text()
+            assert all(0.0 <= row[k] <= 1.0 for k in ("detection_eer_peak", "detection_auc_peak", "detection_eer_evidence",
+                                                       "detection_auc_evidence", "localization_eer", "localization_auc"))
+    # the recipe: the region memory, and the evidence frame score
+    assert result["config"]["region_memory"] == 60000 and result["frame_score"] == "evidence"
+    # the memory knows the normal glyphs: glyph 3's cells rank first
+    assert natural["parts"]["region map, memory"]["localization_auc"] > 0.95
+    table = (tmp_path / "a" / "avid_accuracy.md").read_text()
+    assert "as the paper" in table and "frame score: evidence" in table
 
     # the saved model, evaluated again without training, gives the same numbers
     model = tmp_path / "a" / "irmnist_avid.pt"
     again = subprocess.run(bench + ["--irmnist-model", str(model), "--out", str(tmp_path / "b")], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     repeat = json.loads((tmp_path / "b" / "avid_accuracy.json").read_text())["irmnist"]
-    assert repeat["components"] == result["components"] and repeat["natural_positives"] == natural
+    assert repeat["few"] == result["few"] and repeat["natural"] == natural
     assert repeat["train_seconds"] is None
 
     # another seed's grids are not the ones the model was trained on: refused in one line
@@ -123,12 +124,3 @@ def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
     assert wrong.returncode == 2 and "with seed 0, not on this run's" in wrong.stderr and "Traceback" not in wrong.stderr
     missing = subprocess.run(bench + ["--irmnist-model", str(tmp_path / "none.pt")], capture_output=True, text=True)
     assert missing.returncode == 2 and "none.pt: no such file" in missing.stderr
-
-
-def test_summed_evidence_by_hand():
-    from occ.benchmarks.avid_accuracy import summed_evidence
-
-    cells = np.array([[0.5, 1.0, 3.0], [2.0, 2.0, 0.0]])
-    # reference 1: 0 + 0 + 2 and 1 + 1 + 0; reference 2: only the 3.0 cell counts, by 0.5
-    np.testing.assert_allclose(summed_evidence(cells, 1.0), [2.0, 2.0])
-    np.testing.assert_allclose(summed_evidence(cells, 2.0), [0.5, 0.0])

@@ -215,6 +215,13 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
         differ = got["mask"] != ref[2].numpy()
         assert np.all(np.abs(ref[5].numpy()[differ] - 1.0) < 1e-4)
     assert got["mask"].sum() > session.run(["mask"], {"frames": frames})[0].sum()  # retuned without re-export
+    # the recipe's frame score: the blocks' evidence summed, as the runtime's numpy definition has it
+    from occ.runtime.scoring import block_peaks, block_values, frame_evidence
+
+    assert checkpoint.architecture["frame_score"] == "evidence" and "evidence" in checkpoint.manifest.thresholds["zeta"].method
+    stored = dict(zip(["score", "residual", "region_anomaly"], session.run(["score", "residual", "region_anomaly"], {"frames": frames})))
+    values = block_values(block_peaks(stored["residual"], checkpoint.manifest.regions.cell), stored["region_anomaly"], alpha, zeta, graded=True)
+    np.testing.assert_allclose(stored["score"], frame_evidence(values), rtol=1e-4, atol=1e-5)
     # the memory knows the normal glyphs: the unseen digit's cells rank first
     assert roc_auc(glyph_grids.test_cells.ravel(), got["region_anomaly"].ravel()) > 0.95
     # FP16: the bank's distances stay FP32, the decisions agree with FP32

@@ -274,3 +274,27 @@ def test_graded_gate_masks_eq4_and_scores_by_the_weaker_part():
     with torch.no_grad():
         _, _, plain_mask, _, _, plain_inter = plain(frames, alpha, zeta)
     assert torch.equal(plain_mask, mask) and float(plain_inter[0, 0, 4]) == 0.0
+
+
+def test_evidence_frame_score_sums_the_blocks_and_fires_without_a_mask():
+    # four 4×4 blocks, residual 0.35, 0.35, 0.35, 0.1; α 0.5: block values 0.7, 0.7, 0.7, 0.2
+    # (the region odds, 100 against odds(1 − ζ) = 2, leave the residual to decide)
+    frames = torch.tensor([0.35, 0.35, 0.35, 0.1]).repeat_interleave(4).expand(1, 1, 4, 16).clone()
+    logits = torch.full((1, 1, 4), -float(np.log(100.0)))
+    alpha, zeta = torch.tensor([0.5]), torch.tensor([1 / 3])
+    outputs = {}
+    for frame_score, reach in (("peak", 0), ("evidence", 0), ("evidence", 3)):
+        graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, graded_gate=True,
+                          mask_reach=reach, frame_score=frame_score).eval()
+        with torch.no_grad():
+            outputs[frame_score, reach] = graph(frames, alpha, zeta)
+    # peak: the largest value, 0.7, under 1: no mask, no decision
+    assert abs(float(outputs["peak", 0][0][0]) - 0.7) < 1e-5 and not bool(outputs["peak", 0][1][0])
+    # evidence: 3 × (0.7 − 0.25) / 0.75 = 1.8 ≥ 1: the frame fires although no block reaches the mask
+    for key in (("evidence", 0), ("evidence", 3)):
+        score, decision, mask = outputs[key][:3]
+        assert abs(float(score[0]) - 1.8) < 1e-5 and bool(decision[0]) and not mask.any()
+    # the mask and the intersection map do not depend on the frame score
+    assert torch.equal(outputs["peak", 0][5], outputs["evidence", 0][5])
+    with pytest.raises(ValueError, match="frame_score must be one of peak, evidence"):
+        AvidGraph(FixedResidual(), FixedLogits(logits, 4), frame_score="sum")

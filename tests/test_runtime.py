@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -194,17 +195,19 @@ def test_irmnist_through_the_command_line(tmp_path, rng, avid_onnx):
     assert (config["height"], config["depth"], config["skip_connections"], config["code_channels"], config["residual_kernel"]) \
         == (176, 4, False, 16, 5)
     assert config["region_alignment"] and config["region_memory"] == 500 and config["base_width"] == 4
+    assert config["frame_score"] == "evidence" and manifest.scoring["frame_score"].startswith("evidence") and config["mask_reach"] == 0
     assert manifest.training["data"] == "IR-MNIST 20 grids, digit 3 left out"
     export = subprocess.run([sys.executable, "-m", "occ.export.cli", str(tmp_path / "m.pt")], capture_output=True, text=True)
     assert export.returncode == 0, export.stderr[-2000:]
     out = tmp_path / "irmnist.json"
     evaluated = subprocess.run(occ + ["eval", str(tmp_path / "m.onnx"), "--data", f"irmnist:{tmp_path}:test_grids=12",
-                                      "--json", str(out)], capture_output=True, text=True)
+                                      "--json", str(out)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"})
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert evaluated.stdout.count("at the stored thresholds: detection TPR") == 2  # one table per construction
     result = json.loads(out.read_text())
     # digit, seed and training grid count (which fix the test grids) from the manifest
     assert (result["digit"], result["seed"], result["training_grids"], result["test_grids"]) == (3, 0, 20, 12)
+    assert result["frame_score"] == "evidence" and "detection EER, evidence (deployed)" in evaluated.stdout
     assert 9 <= result["natural"]["irregular_per_positive_grid"] <= 15 and 1 <= result["few"]["irregular_per_positive_grid"] <= 5
     for construction in ("few", "natural"):
         parts = result[construction]["parts"]

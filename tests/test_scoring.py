@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from occ.runtime.metrics import roc_auc
-from occ.runtime.scoring import calibrate_avid_thresholds, calibrate_graded_thresholds, fused_location_scores, location_stats, reduce_frame
+from occ.runtime.scoring import (block_peaks, block_values, calibrate_avid_thresholds, calibrate_graded_thresholds, frame_evidence,
+                                 fused_location_scores, location_stats, reduce_frame)
 
 
 def test_fusion_puts_outputs_on_one_scale(rng):
@@ -181,3 +182,40 @@ def test_graded_thresholds_put_alpha_at_the_typical_block_and_zeta_at_the_false_
     score = np.minimum(fresh / alpha, odds / odds_zeta).reshape(2000, -1).max(axis=1)
     assert np.array_equal(score >= 1, fired)
     assert thresholds["alpha"].method.startswith("graded gate") and thresholds["zeta"].n_samples == 2000
+
+
+def test_frame_evidence_and_block_values_by_hand():
+    # floor 0.25: a block counts (v − 0.25) / 0.75; one block at the mask's level counts 1
+    values = np.array([[1.0, 0.25, 0.1], [0.7, 0.7, 0.7], [0.4, 0.0, 0.0]])
+    np.testing.assert_allclose(frame_evidence(values), [1.0, 1.8, 0.2])
+    np.testing.assert_allclose(frame_evidence(values, floor=0.5), [1.0, 1.2, 0.0])
+    # graded: min(peak / α, odds(1 − O) / odds(1 − ζ)); α 0.5, ζ 1/3 (odds(1 − ζ) = 2)
+    peaks, regions = np.array([[1.0, 3.0]]), np.array([[0.8, 1 / 3]])  # odds 4 and 0.5
+    np.testing.assert_allclose(block_values(peaks, regions, 0.5, 1 / 3, graded=True), [[2.0, 0.25]])
+    # without a graded gate: peak / α where 1 − O >= 1 − ζ, 0 elsewhere
+    np.testing.assert_allclose(block_values(peaks, regions, 0.5, 1 / 3, graded=False), [[2.0, 0.0]])
+    np.testing.assert_allclose(block_peaks(np.arange(32, dtype=np.float32).reshape(1, 4, 8), 4), [[[27.0, 31.0]]])
+
+
+@pytest.mark.parametrize("graded", [True, False])
+def test_evidence_thresholds_hit_the_false_alarm_rate_and_fire_on_every_non_empty_mask(rng, graded):
+    cell = 4
+    regions, residual = _normal_maps(rng, 0.05, 0.95)
+    calibrate = calibrate_graded_thresholds if graded else calibrate_avid_thresholds
+    thresholds = calibrate(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps", frame_score="evidence")
+    alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
+    assert "evidence" in (thresholds["zeta"] if graded else thresholds["alpha"]).method
+    values = block_values(block_peaks(residual[2000:], cell), regions[2000:], alpha, zeta, graded)
+    fired = frame_evidence(values) >= 1
+    # on fresh normal maps about 5 % of frames fire
+    assert abs(fired.mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)
+    # summing is stricter per block than the peak rule at the same rate, and a non-empty mask
+    # (some block at >= 1) always fires the frame
+    peak = calibrate(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
+    if graded:  # a smaller ζ: a region must be further from normal to count
+        assert thresholds["zeta"].value < peak["zeta"].value and thresholds["alpha"].value == peak["alpha"].value
+    else:  # a larger α
+        assert thresholds["alpha"].value > peak["alpha"].value and thresholds["zeta"].value == peak["zeta"].value
+    assert np.all(fired[values.reshape(2000, -1).max(axis=1) >= 1])
+    with pytest.raises(ValueError, match="frame score must be one of peak, evidence"):
+        calibrate(residual[:20], regions[:20], cell, 0.05, "synthetic", frame_score="sum")

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from occ.runtime.scoring import EVIDENCE_FLOOR, FRAME_SCORES
+
 from .init import dcgan_init
 
 
@@ -231,8 +233,14 @@ class AvidGraph(nn.Module):
     Inputs: ``frames`` ``(N, C, H, W)``, ``alpha`` and ``zeta`` ``(1,)`` (graph inputs with the
     calibrated values as defaults). Outputs, in order:
 
-    - ``score`` ``(N,)``: the maximum of ``intersection``; the frame decision is ``score >= 1``;
-    - ``decision`` ``(N,)``: ``score >= 1``, i.e. the mask is not empty;
+    - ``score`` ``(N,)``: with ``frame_score="peak"`` the maximum of ``intersection``, so that
+      ``score >= 1`` exactly when the mask is not empty (the paper's frame-level rule); with
+      ``"evidence"`` (images where several regions can be irregular at once) the blocks' evidence
+      summed, ``Σ_b max(0, v_b − f) / (1 − f)``, ``v_b`` the block's largest intersection value
+      before the mask is extended over objects and ``f`` the ``evidence_floor``: one block at the
+      mask's level counts 1, so a non-empty mask always makes ``score >= 1``
+      (:func:`occ.runtime.scoring.frame_evidence`);
+    - ``decision`` ``(N,)``: ``score >= 1``;
     - ``mask`` ``(N, H, W)``: ``{residual >= α} ∩ {B_i : O_i <= ζ}`` (Eq. 4), taken object by object
       when ``mask_reach`` > 0: every connected part of ``{residual >= α}`` that meets a flagged block
       within ``mask_reach`` pixels of it is kept whole (D tells which objects, the residual where
@@ -253,14 +261,19 @@ class AvidGraph(nn.Module):
     """
 
     def __init__(self, inpainter: AvidInpainter, detector: AvidDetector | RegionMemory, residual_kernel: int = 3,
-                 predict_newest: bool = False, mask_reach: int = 0, graded_gate: bool = False):
+                 predict_newest: bool = False, mask_reach: int = 0, graded_gate: bool = False,
+                 frame_score: str = "peak", evidence_floor: float = EVIDENCE_FLOOR):
         super().__init__()
+        if frame_score not in FRAME_SCORES:
+            raise ValueError(f"frame_score must be one of {', '.join(FRAME_SCORES)}, got {frame_score!r}")
         self.inpainter = inpainter
         self.detector = detector
         self.residual_kernel = residual_kernel
         self.predict_newest = predict_newest
         self.mask_reach = mask_reach
         self.graded_gate = graded_gate
+        self.frame_score = frame_score
+        self.evidence_floor = evidence_floor
 
     @staticmethod
     def output_names() -> list[str]:
@@ -303,6 +316,11 @@ class AvidGraph(nn.Module):
             gated = torch.minimum(residual, alpha * multiple)
         else:
             gated = torch.where(logit_up >= threshold, residual, torch.zeros_like(residual))
+        if self.frame_score == "evidence":
+            cell = self.detector.cell
+            blocks = F.max_pool2d((gated / alpha).unsqueeze(1), cell, stride=cell).flatten(1)
+            floor = self.evidence_floor
+            score = torch.sum(torch.clamp(blocks - floor, min=0.0), dim=1) / (1.0 - floor)
         if self.mask_reach > 0:
             bound, gated = residual.unsqueeze(1), gated.unsqueeze(1)
             for _ in range(self.mask_reach):
@@ -310,7 +328,8 @@ class AvidGraph(nn.Module):
             gated = gated.squeeze(1)
         intersection = gated / alpha
         mask = intersection >= 1.0
-        score = torch.amax(intersection, dim=(1, 2))
+        if self.frame_score == "peak":
+            score = torch.amax(intersection, dim=(1, 2))
         return score, score >= 1.0, mask, residual, regions, intersection
 
 

@@ -24,7 +24,7 @@ from rich.console import Console
 from occ import __version__
 from occ.runtime.datasets.common import Clip
 from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
-from occ.runtime.scoring import REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds
+from occ.runtime.scoring import EVIDENCE_FLOOR, FRAME_SCORES, REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds
 from occ.runtime.preprocess import normalize
 
 from .avid import AvidGraph, RegionMemory, create_avid, hide_newest
@@ -67,6 +67,10 @@ class AvidConfig:
     # with region_memory: compare regions in a standard pose (train.avid.moment_aligned: centred on
     # their ink, unslanted); for bright strokes on a dark background, such as digits
     region_alignment: bool = False
+    # how a frame's score is reduced from its blocks (occ.runtime.scoring.FRAME_SCORES): "peak", the
+    # largest value (fires exactly when the mask is not empty; one irregular object per frame, as
+    # in video), or "evidence", summed over blocks (several irregular regions per image)
+    frame_score: str = "peak"
     seed: int = 0
 
 
@@ -78,10 +82,14 @@ def irmnist_config(**fields: Any) -> AvidConfig:
     with a 16-channel code (one code per digit) cannot copy an unseen digit through; a 5-px
     residual window, a stroke's width (the video rule would blur over neighbouring digits); the
     region memory of up to 60,000 normal training digits, compared centred and unslanted, scores
-    cells (D, as published, is at chance on a clean unseen digit).
+    cells (D, as published, is at chance on a clean unseen digit); a digit is one block, so the
+    mask is Eq. 4's block by block (extended over objects at the evidence score's ζ, a 3's value
+    leaked into the normal digits touching it: localization EER 8.3 → 9.9 %, seed 0); a grid may
+    hold several irregular digits, so its score is the evidence summed over cells.
     """
     recipe = dict(height=176, width=176, depth=4, base_width=16, epochs=5, batch_size=16, skip_connections=False,
-                  code_channels=16, residual_kernel=5, region_memory=60000, region_alignment=True)
+                  code_channels=16, residual_kernel=5, region_memory=60000, region_alignment=True, mask_reach=0,
+                  frame_score="evidence")
     return AvidConfig(**{**recipe, **fields})
 
 
@@ -186,6 +194,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     cell = 2**config.depth
     if data.spec.height % cell or data.spec.width % cell:
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
+    if config.frame_score not in FRAME_SCORES:
+        raise ValueError(f"frame score must be one of {', '.join(FRAME_SCORES)}, got {config.frame_score!r}")
     if config.region_memory and data.spec.temporal != "none":
         raise ValueError("region_memory is for single images: on video it tied the residual (docs/accuracy.md)")
     ddp = Distributed.from_env()
@@ -305,20 +315,25 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         residual = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.residual, val_all, 64)])
         # the region map from the distances the level was measured on: 1 − O = d / (d + level)
         regions = (held_out / (held_out + memory.level)).numpy()
-        thresholds = calibrate_graded_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data)
+        thresholds = calibrate_graded_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data,
+                                                 config.frame_score)
     else:
         graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest, config.mask_reach).eval()
         residual, regions = graph_maps(graph, val_all)
         thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data,
-                                               region_quantile=config.region_quantile)
+                                               region_quantile=config.region_quantile, frame_score=config.frame_score)
+    peak = ("max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))" if memory is not None
+            else "max over pixels of residual / alpha inside the regions with O <= zeta")
     manifest = Manifest(
         method="avid",
         input=data.spec,
         regions=RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell),
         scoring={
-            "frame_score": ("max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))" if memory is not None
-                            else "max over pixels of residual / alpha inside the regions with O <= zeta")
-                           + "; decision: score >= 1 (mask not empty)",
+            "frame_score": (peak + "; decision: score >= 1 (mask not empty)" if config.frame_score == "peak" else
+                            f"evidence: sum over blocks of max(0, v - {EVIDENCE_FLOOR:g}) / {1 - EVIDENCE_FLOOR:g}, v the block's "
+                            + peak.replace("max over pixels", "max over its pixels") + "; decision: score >= 1 "
+                            "(a non-empty mask always fires)"),
+            "evidence_floor": EVIDENCE_FLOOR if config.frame_score == "evidence" else None,
             "regions": (f"O from the distance to the nearest of {len(memory.bank)} normal training regions "
                         f"(unit-length shapes{', centred on their ink and unslanted' if memory.align else ''}): "
                         "1 - O = d / (d + level)") if memory is not None else "O from D",
@@ -340,7 +355,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                     "skip_connections": config.skip_connections, "code_channels": config.code_channels,
                     "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest,
                     "mask_reach": config.mask_reach, "region_memory": 0 if memory is None else len(memory.bank),
-                    "region_alignment": memory is not None and memory.align}
+                    "region_alignment": memory is not None and memory.align, "frame_score": config.frame_score,
+                    "evidence_floor": EVIDENCE_FLOOR}
     networks = {"inpainter": inpainter, "detector": detector, **({} if memory is None else {"region_memory": memory})}
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
     save_checkpoint(out, manifest, architecture, networks, history,
@@ -385,7 +401,9 @@ def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], mani
         detector.load_state_dict(stored)
     # checkpoints from before mask_reach existed keep the block-wise mask of Eq. 4 (reach 0)
     return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False),
-                     architecture.get("mask_reach", 0), graded_gate=bool(memory)).eval()
+                     architecture.get("mask_reach", 0), graded_gate=bool(memory),
+                     frame_score=architecture.get("frame_score", "peak"),
+                     evidence_floor=architecture.get("evidence_floor", EVIDENCE_FLOOR)).eval()
 
 
 def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: int, rng: np.random.Generator,
