@@ -432,6 +432,7 @@ def train_avid_command(
     residual_kernel: Annotated[Optional[int], typer.Option(help="Window of the residual average, pixels (odd). Default: about 0.13 × height (video), 5 (IR-MNIST, a stroke's width).", rich_help_panel=_TRAINING)] = None,
     region_memory: Annotated[Optional[int], typer.Option(help="Single images: score regions by their distance to the nearest of up to this many normal training regions instead of by D (0: D, as published; refused on video). Default: 60000 (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
     region_alignment: Annotated[Optional[bool], typer.Option("--region-alignment/--no-region-alignment", help="With the region memory: compare regions centred on their ink and unslanted (bright strokes on a dark background, such as digits). Default: on (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
+    residual_weight: Annotated[Optional[float], typer.Option(help="With the region memory: the weight w of the residual in a soft intersection, (residual/α)^w · (odds(1−O)/odds(1−ζ))^(1−w), where both parts rank; 0 or unset: their minimum (Eq. 4's mask exactly). Default: 0.2 (IR-MNIST), 0 elsewhere.", rich_help_panel=_TRAINING)] = None,
     frame_score: Annotated[Optional[str], typer.Option(help="How a frame's score comes from its blocks: 'peak', the largest value (fires exactly when the mask is not empty; one irregular object per frame, as in video), or 'evidence', what every block holds above a quarter of the mask's level, summed (several irregular regions per image). Default: peak (video), evidence (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs. Default: 6 (video), 5 (IR-MNIST).", rich_help_panel=_TRAINING)] = None,
     batch_size: Annotated[int, typer.Option(help="Frames per batch (paper: 16).", rich_help_panel=_TRAINING)] = 16,
@@ -459,6 +460,8 @@ def train_avid_command(
         code_channels=code_channels, residual_kernel=residual_kernel, region_memory=region_memory,
         region_alignment=region_alignment, frame_score=frame_score, epochs=epochs).items()
         if value is not None}
+    if residual_weight is not None:  # 0 on the command line: the minimum
+        chosen["residual_weight"] = residual_weight or None
     common = dict(batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, gamma=gamma, lam=lam,
                   predict_newest=predict_newest, irregularities=irregularities, false_alarm_rate=false_alarm_rate, seed=seed,
                   irregular_kinds=_comma_list(irregular_kinds) or None)

@@ -10,7 +10,7 @@ from .detector import AloccDetector, AvidDetector, Detector
 from .manifest import METADATA_KEY, Manifest, write_atomic
 from .preprocess import preprocess_clip
 from .scoring import (REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds, frame_score_of, has_graded_gate,
-                      quantile_threshold)
+                      quantile_threshold, residual_weight_of)
 
 
 def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, data: str) -> Manifest:
@@ -36,7 +36,7 @@ def calibrate(detector: Detector, clips: list[Clip], false_alarm_rate: float, da
     residual, region = np.concatenate(residuals), np.concatenate(regions)
     if has_graded_gate(manifest):
         thresholds = calibrate_graded_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data,
-                                                 frame_score_of(manifest))
+                                                 frame_score_of(manifest), residual_weight_of(manifest))
     else:
         quantile = (manifest.training.get("config") or {}).get("region_quantile", REGION_QUANTILE)
         thresholds = calibrate_avid_thresholds(residual, region, manifest.regions.cell, false_alarm_rate, data,

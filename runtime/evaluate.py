@@ -10,7 +10,8 @@ from .datasets.common import Clip, DatasetError
 from .datasets.irmnist import POSITIVES, IrMnistSpec
 from .detector import Detector
 from .preprocess import preprocess_clip
-from .scoring import block_peaks, block_values, frame_evidence, frame_score_of, has_graded_gate
+from .scoring import (block_peaks, block_values, frame_evidence, frame_score_of, has_graded_gate, residual_weight_of,
+                      solve_for_false_alarms)
 from .metrics import MetricError, f1_score, frame_level, minmax_per_video, pixel_level_scores, roc_auc, equal_error_rate, smooth_scores
 
 
@@ -153,18 +154,27 @@ def cell_peaks(maps: dict[str, np.ndarray], cell: int) -> dict[str, np.ndarray]:
     return {name: block_peaks(values, cell) for name, values in maps.items()}
 
 
-def part_block_values(peaks: dict[str, np.ndarray], manifest) -> dict[str, np.ndarray]:
+def part_block_values(peaks: dict[str, np.ndarray], manifest, normal: np.ndarray) -> dict[str, np.ndarray]:
     """Each block's value in units of its threshold, per map of :func:`cell_peaks` over the
-    model's blocks: the intersection's before the mask is extended over objects
-    (:func:`occ.runtime.scoring.block_values`, what the ``evidence`` frame score sums), the residual
-    alone as ``peak / α``, the region map alone as ``odds(1 − O) / odds(1 − ζ)``: each part as the
-    gate with the other part's gate open, so both frame reductions apply to all three alike."""
+    model's blocks. The intersection's is the deployed one, before the mask is extended over
+    objects (:func:`occ.runtime.scoring.block_values`, what the ``evidence`` frame score sums),
+    at the stored thresholds. The residual alone (``peak``) and the region map alone
+    (``odds(1 − O)``) have no threshold of their own: each is scaled so that the model's
+    false-alarm rate of the ``normal`` grids (a boolean row mask) reach evidence 1, which favours
+    the parts (their scale is set on the grids they are scored on; M's on held-out grids)."""
     alpha, zeta = manifest.threshold("alpha"), manifest.threshold("zeta")
     region = region_label(manifest)
-    residual = peaks[RESIDUAL_LABEL]
     regions = np.clip(peaks[region].astype(np.float64), 1e-12, 1 - 1e-12)
-    return {"intersection": block_values(residual, regions, alpha, zeta, has_graded_gate(manifest)),
-            RESIDUAL_LABEL: residual / alpha, region: (regions / (1 - regions)) / ((1 - zeta) / zeta)}
+    rate = float((manifest.training.get("config") or {}).get("false_alarm_rate", 0.01))
+
+    def own_scale(values: np.ndarray) -> np.ndarray:
+        reference = values[normal]
+        scale = solve_for_false_alarms(lambda s: float((frame_evidence(reference / s) >= 1).mean()), rate, 1e-30, 1e30)
+        return values / scale
+
+    return {"intersection": block_values(peaks[RESIDUAL_LABEL], regions, alpha, zeta, has_graded_gate(manifest),
+                                         residual_weight_of(manifest)),
+            RESIDUAL_LABEL: own_scale(peaks[RESIDUAL_LABEL].astype(np.float64)), region: own_scale(regions / (1 - regions))}
 
 
 def grid_metrics(truth: np.ndarray, cells: np.ndarray, values: np.ndarray) -> dict[str, float]:
@@ -200,7 +210,7 @@ def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[s
         data = spec.build(seed, positives, with_train=False)
         maps = avid_maps(detector, data.test)
         peaks = cell_peaks(maps, expected.height // data.grid)  # one cell per digit
-        values = part_block_values(cell_peaks(maps, manifest.regions.cell), manifest)
+        values = part_block_values(cell_peaks(maps, manifest.regions.cell), manifest, ~data.test_labels)
         # the graph's frame score, from the same outputs (tests check the two agree)
         deployed = (frame_evidence(values["intersection"]) if result["frame_score"] == "evidence"
                     else peaks["intersection"].reshape(len(data.test), -1).max(axis=1))

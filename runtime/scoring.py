@@ -90,17 +90,27 @@ REGION_QUANTILE = 0.2
 # block counts once it holds a quarter of a mask block's evidence.
 FRAME_SCORES = ("peak", "evidence")
 EVIDENCE_FLOOR = 0.25
+# A soft intersection caps the region's multiple of its threshold at e^10: past that a region is
+# as irregular as it gets, and the blocks' values stay inside FP16's range (the graph's max-pools).
+LOG_MULTIPLE_CAP = 10.0
 
 
-def block_values(residual_peaks: np.ndarray, regions: np.ndarray, alpha: float, zeta: float, graded: bool) -> np.ndarray:
+def block_values(residual_peaks: np.ndarray, regions: np.ndarray, alpha: float, zeta: float, graded: bool,
+                 residual_weight: float | None = None) -> np.ndarray:
     """Each block's largest intersection value, from its residual peak and its ``1 − O``, before
     the mask is extended over objects: ``min(peak / α, odds(1 − O) / odds(1 − ζ))`` with a graded
-    gate, ``peak / α`` inside the blocks with ``O <= ζ`` and 0 elsewhere without."""
+    gate, or with a ``residual_weight`` w their weighted geometric mean ``(peak / α)^w · (odds(1 − O)
+    / odds(1 − ζ))^(1 − w)`` (the second factor capped at e^LOG_MULTIPLE_CAP); ``peak / α`` inside
+    the blocks with ``O <= ζ`` and 0 elsewhere without a graded gate."""
     residual_peaks = np.asarray(residual_peaks, np.float64)
     regions = np.clip(np.asarray(regions, np.float64), 1e-12, 1 - 1e-12)
-    if graded:
-        return np.minimum(residual_peaks / alpha, (regions / (1 - regions)) / ((1 - zeta) / zeta))
-    return np.where(regions >= 1 - zeta, residual_peaks / alpha, 0.0)
+    if not graded:
+        return np.where(regions >= 1 - zeta, residual_peaks / alpha, 0.0)
+    multiple = (regions / (1 - regions)) / ((1 - zeta) / zeta)
+    if residual_weight is None:
+        return np.minimum(residual_peaks / alpha, multiple)
+    multiple = np.minimum(multiple, np.exp(LOG_MULTIPLE_CAP))
+    return (residual_peaks / alpha) ** residual_weight * multiple ** (1.0 - residual_weight)
 
 
 def frame_evidence(values: np.ndarray, floor: float = EVIDENCE_FLOOR) -> np.ndarray:
@@ -115,7 +125,7 @@ def block_peaks(residual: np.ndarray, cell: int) -> np.ndarray:
     return residual.reshape(n, h // cell, cell, w // cell, cell).max(axis=(2, 4))
 
 
-def _solve_for_false_alarms(fired_rate, false_alarm_rate: float, low: float, high: float) -> float:
+def solve_for_false_alarms(fired_rate, false_alarm_rate: float, low: float, high: float) -> float:
     """The smallest threshold in [low, high] (log-space bisection) at which ``fired_rate``, a
     non-increasing function of the threshold, is at most ``false_alarm_rate``."""
     for _ in range(80):
@@ -148,7 +158,7 @@ def calibrate_avid_thresholds(residual: np.ndarray, regions: np.ndarray, cell: i
     frame = gated.reshape(len(residual), -1).max(axis=1)
     common = dict(data=data, target_false_alarm_rate=false_alarm_rate, n_samples=int(len(residual)), date=now_iso())
     if frame_score == "evidence":
-        alpha = _solve_for_false_alarms(lambda a: float((frame_evidence(gated / a) >= 1).mean()), false_alarm_rate,
+        alpha = solve_for_false_alarms(lambda a: float((frame_evidence(gated / a) >= 1).mean()), false_alarm_rate,
                                         1e-9, max(float(frame.max()), 1e-6) * 1e3)
         method = f"evidence of {false_alarm_rate:g} of normal frames at 1"
     else:
@@ -164,7 +174,7 @@ def has_graded_gate(manifest) -> bool:
 
 
 def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell: int, false_alarm_rate: float,
-                                data: str, frame_score: str = "peak") -> dict[str, Threshold]:
+                                data: str, frame_score: str = "peak", residual_weight: float | None = None) -> dict[str, Threshold]:
     """α and ζ for a graded gate (``AvidGraph.graded_gate``), from normal frames.
 
     The region score ranks and the residual outlines: α is the median over normal blocks of the
@@ -175,8 +185,9 @@ def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell:
     The frame score, the largest ``min(residual / α, odds(1 − O) / odds(1 − ζ))``, is then the
     region evidence wherever the residual is not unusually small. (Balancing the two parts at
     their medians instead, both scaled to the false-alarm rate, let the weaker residual decide;
-    docs/accuracy.md.) With the ``evidence`` frame score, ζ is where ``false_alarm_rate`` of the
-    normal frames have evidence ≥ 1 (:func:`frame_evidence`).
+    docs/accuracy.md.) With the ``evidence`` frame score or a soft intersection (``residual_weight``,
+    :func:`block_values`), ζ is where ``false_alarm_rate`` of the normal frames have a frame score
+    ≥ 1, found by bisection.
     """
     _check_frame_score(frame_score)
     n = len(residual)
@@ -185,11 +196,13 @@ def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell:
     odds = regions / (1.0 - regions)
     alpha = max(float(np.median(peaks)), 1e-12)
     common = dict(data=data, target_false_alarm_rate=false_alarm_rate, n_samples=int(n), date=now_iso())
-    if frame_score == "evidence":
-        odds_zeta = _solve_for_false_alarms(
-            lambda oz: float((frame_evidence(np.minimum(peaks / alpha, odds / oz)) >= 1).mean()), false_alarm_rate,
-            1e-12, max(float(odds.max()), 1.0) * 1e3)
-        method = f"graded gate: evidence of {false_alarm_rate:g} of normal frames at 1"
+    if frame_score == "evidence" or residual_weight is not None:
+        def frame_scores(odds_zeta: float) -> np.ndarray:
+            values = block_values(peaks, regions, alpha, 1.0 / (1.0 + odds_zeta), True, residual_weight)
+            return frame_evidence(values) if frame_score == "evidence" else values.reshape(n, -1).max(axis=1)
+
+        odds_zeta = solve_for_false_alarms(lambda oz: float((frame_scores(oz) >= 1).mean()), false_alarm_rate, 1e-30, 1e30)
+        method = f"graded gate: frame score ({frame_score}) of {false_alarm_rate:g} of normal frames at 1"
     else:
         # a frame fires at ζ iff some block has peak >= α and odds >= odds(1 − ζ)
         critical = np.where(peaks >= alpha, odds, 0.0).reshape(n, -1).max(axis=1)
@@ -202,6 +215,11 @@ def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell:
 def frame_score_of(manifest) -> str:
     """An AVID model's frame score (``AvidConfig.frame_score``); models from before it: ``peak``."""
     return (manifest.training.get("config") or {}).get("frame_score") or "peak"
+
+
+def residual_weight_of(manifest) -> float | None:
+    """A graded gate's soft-intersection weight (``AvidConfig.residual_weight``); None: the minimum."""
+    return (manifest.training.get("config") or {}).get("residual_weight")
 
 
 def _check_frame_score(frame_score: str) -> None:

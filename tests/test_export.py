@@ -211,7 +211,7 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
                         torch.tensor([thresholds.get("zeta", [zeta])[0]], dtype=torch.float32))
         # fresh digits (none in the bank): distances well above the floor, float32 agreement
         np.testing.assert_allclose(got["region_anomaly"], ref[4].numpy(), atol=1e-4)
-        np.testing.assert_allclose(got["score"], ref[0].numpy(), atol=1e-4)
+        np.testing.assert_allclose(got["score"], ref[0].numpy(), rtol=2e-5, atol=1e-4)  # loosened: sums in the 10^4s
         differ = got["mask"] != ref[2].numpy()
         assert np.all(np.abs(ref[5].numpy()[differ] - 1.0) < 1e-4)
     assert got["mask"].sum() > session.run(["mask"], {"frames": frames})[0].sum()  # retuned without re-export
@@ -220,7 +220,9 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
 
     assert checkpoint.architecture["frame_score"] == "evidence" and "evidence" in checkpoint.manifest.thresholds["zeta"].method
     stored = dict(zip(["score", "residual", "region_anomaly"], session.run(["score", "residual", "region_anomaly"], {"frames": frames})))
-    values = block_values(block_peaks(stored["residual"], checkpoint.manifest.regions.cell), stored["region_anomaly"], alpha, zeta, graded=True)
+    assert checkpoint.architecture["residual_weight"] == 0.2  # the soft intersection
+    values = block_values(block_peaks(stored["residual"], checkpoint.manifest.regions.cell), stored["region_anomaly"], alpha, zeta,
+                          graded=True, residual_weight=0.2)
     np.testing.assert_allclose(stored["score"], frame_evidence(values), rtol=1e-4, atol=1e-5)
     # the memory knows the normal glyphs: the unseen digit's cells rank first
     assert roc_auc(glyph_grids.test_cells.ravel(), got["region_anomaly"].ravel()) > 0.95

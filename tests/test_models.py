@@ -298,3 +298,33 @@ def test_evidence_frame_score_sums_the_blocks_and_fires_without_a_mask():
     assert torch.equal(outputs["peak", 0][5], outputs["evidence", 0][5])
     with pytest.raises(ValueError, match="frame_score must be one of peak, evidence"):
         AvidGraph(FixedResidual(), FixedLogits(logits, 4), frame_score="sum")
+
+
+def test_soft_intersection_lets_both_parts_rank_and_lowers_the_residual_threshold_where_the_region_is_sure():
+    # two blocks, residual 0.25 and 1.0 (α 0.5: 0.5 and 2 times α); region multiples 16 and 1
+    frames = torch.tensor([0.25, 1.0]).repeat_interleave(4).expand(1, 1, 4, 8).clone()
+    logits = -torch.log(torch.tensor([[[32.0, 2.0]]]))  # odds 32 and 2; odds(1 − ζ) = 2
+    alpha, zeta = torch.tensor([0.5]), torch.tensor([1 / 3])
+    graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, graded_gate=True, residual_weight=0.25).eval()
+    with torch.no_grad():
+        score, decision, mask, _, _, inter = graph(frames, alpha, zeta)
+    # (0.5)^0.25 · 16^0.75 = 0.841 · 8 = 6.73 and 2^0.25 · 1^0.75 = 1.19: both blocks in the mask,
+    # the left one although its residual is under α (the sure region lowers its threshold to α / 16^3)
+    torch.testing.assert_close(inter[0, 0, :4], torch.full((4,), 0.5 ** 0.25 * 8.0))
+    torch.testing.assert_close(inter[0, 0, 4:], torch.full((4,), 2.0 ** 0.25))
+    assert mask.all() and bool(decision[0]) and abs(float(score[0]) - 0.5 ** 0.25 * 8.0) < 1e-5
+    # the minimum (Eq. 4 exactly) keeps only the right block: 0.5 and min(2, 1) = 1
+    hard = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, graded_gate=True).eval()
+    with torch.no_grad():
+        hard_mask = hard(frames, alpha, zeta)[2]
+    assert not hard_mask[0, :, :4].any() and hard_mask[0, :, 4:].all()
+    # a residual of 0 stays 0 (no NaN from log 0), and the numpy definition agrees
+    from occ.runtime.scoring import block_values
+
+    with torch.no_grad():
+        zero = graph(torch.zeros(1, 1, 4, 8), alpha, zeta)[5]
+    assert torch.equal(zero, torch.zeros_like(zero))
+    np.testing.assert_allclose(block_values(np.array([[0.25, 1.0]]), np.array([[32 / 33, 2 / 3]]), 0.5, 1 / 3, True, 0.25),
+                               [[0.5 ** 0.25 * 8.0, 2.0 ** 0.25]], rtol=1e-6)
+    with pytest.raises(ValueError, match="needs a graded gate"):
+        AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_weight=0.25)

@@ -196,6 +196,7 @@ def test_irmnist_through_the_command_line(tmp_path, rng, avid_onnx):
         == (176, 4, False, 16, 5)
     assert config["region_alignment"] and config["region_memory"] == 500 and config["base_width"] == 4
     assert config["frame_score"] == "evidence" and manifest.scoring["frame_score"].startswith("evidence") and config["mask_reach"] == 0
+    assert config["residual_weight"] == 0.2 and "^0.2" in manifest.scoring["frame_score"]
     assert manifest.training["data"] == "IR-MNIST 20 grids, digit 3 left out"
     export = subprocess.run([sys.executable, "-m", "occ.export.cli", str(tmp_path / "m.pt")], capture_output=True, text=True)
     assert export.returncode == 0, export.stderr[-2000:]

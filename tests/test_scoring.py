@@ -219,3 +219,16 @@ def test_evidence_thresholds_hit_the_false_alarm_rate_and_fire_on_every_non_empt
     assert np.all(fired[values.reshape(2000, -1).max(axis=1) >= 1])
     with pytest.raises(ValueError, match="frame score must be one of peak, evidence"):
         calibrate(residual[:20], regions[:20], cell, 0.05, "synthetic", frame_score="sum")
+
+
+@pytest.mark.parametrize("frame_score", ["peak", "evidence"])
+def test_soft_intersection_thresholds_hit_the_false_alarm_rate(rng, frame_score):
+    cell = 4
+    regions, residual = _normal_maps(rng, 0.05, 0.95)
+    thresholds = calibrate_graded_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps",
+                                             frame_score=frame_score, residual_weight=0.2)
+    alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
+    values = block_values(block_peaks(residual[2000:], cell), regions[2000:], alpha, zeta, True, residual_weight=0.2)
+    scores = frame_evidence(values) if frame_score == "evidence" else values.reshape(2000, -1).max(axis=1)
+    assert abs((scores >= 1).mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)
+    assert f"frame score ({frame_score})" in thresholds["zeta"].method

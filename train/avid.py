@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from occ.runtime.scoring import EVIDENCE_FLOOR, FRAME_SCORES
+from occ.runtime.scoring import EVIDENCE_FLOOR, FRAME_SCORES, LOG_MULTIPLE_CAP
 
 from .init import dcgan_init
 
@@ -252,7 +252,12 @@ class AvidGraph(nn.Module):
     - ``region_anomaly`` ``(N, rows, cols)``: ``1 − O`` with ``O = sigmoid(D(X))``;
     - ``intersection`` ``(N, H, W)``: ``residual / α`` inside the regions D flags (``O <= ζ``),
       0 elsewhere; ``>= 1`` exactly on the mask. With ``graded_gate`` (the region memory's models)
-      it is ``min(residual / α, odds(1 − O) / odds(1 − ζ))`` instead: the same mask at ``>= 1``.
+      it is ``min(residual / α, odds(1 − O) / odds(1 − ζ))`` instead: the same mask at ``>= 1``;
+      with a ``residual_weight`` w as well, the weighted geometric mean
+      ``(residual / α)^w · (odds(1 − O) / odds(1 − ζ))^(1 − w)`` (the region's multiple capped at
+      e^10), a soft intersection: in each block the residual's threshold is lowered by the
+      region's evidence, ``α · (odds(1 − ζ) / odds(1 − O))^((1 − w) / w)``, and both parts rank
+      (:func:`occ.runtime.scoring.block_values`).
       Sweeping α with ζ fixed traces the ROC (with ``graded_gate``, α and ζ together). With
       ``mask_reach`` it is the grayscale geodesic reconstruction of the gated residual under the
       residual (``mask_reach`` steps of a 3×3 dilation, each capped by the residual): thresholding
@@ -262,8 +267,10 @@ class AvidGraph(nn.Module):
 
     def __init__(self, inpainter: AvidInpainter, detector: AvidDetector | RegionMemory, residual_kernel: int = 3,
                  predict_newest: bool = False, mask_reach: int = 0, graded_gate: bool = False,
-                 frame_score: str = "peak", evidence_floor: float = EVIDENCE_FLOOR):
+                 frame_score: str = "peak", evidence_floor: float = EVIDENCE_FLOOR, residual_weight: float | None = None):
         super().__init__()
+        if residual_weight is not None and not (graded_gate and 0 < residual_weight < 1):
+            raise ValueError(f"residual_weight {residual_weight} needs a graded gate and a value in (0, 1)")
         if frame_score not in FRAME_SCORES:
             raise ValueError(f"frame_score must be one of {', '.join(FRAME_SCORES)}, got {frame_score!r}")
         self.inpainter = inpainter
@@ -274,6 +281,7 @@ class AvidGraph(nn.Module):
         self.graded_gate = graded_gate
         self.frame_score = frame_score
         self.evidence_floor = evidence_floor
+        self.residual_weight = residual_weight
 
     @staticmethod
     def output_names() -> list[str]:
@@ -312,8 +320,14 @@ class AvidGraph(nn.Module):
             # the region's evidence as a multiple of its threshold, odds(1 − O) / odds(1 − ζ): the
             # intersection is then min(residual / α, that multiple), ≥ 1 exactly on Eq. 4's mask,
             # and its maximum ranks frames by both parts at once (both thresholds scaled together)
-            multiple = torch.exp(torch.clamp(logit_up - threshold, max=30.0))
-            gated = torch.minimum(residual, alpha * multiple)
+            if self.residual_weight is None:
+                multiple = torch.exp(torch.clamp(logit_up - threshold, max=30.0))
+                gated = torch.minimum(residual, alpha * multiple)
+            else:
+                # in logs, so a residual of 0 gives 0 (log 0 = −inf) and nothing overflows
+                w = self.residual_weight
+                log_multiple = torch.clamp(logit_up - threshold, max=LOG_MULTIPLE_CAP)
+                gated = alpha * torch.exp(w * torch.log(residual / alpha) + (1.0 - w) * log_multiple)
         else:
             gated = torch.where(logit_up >= threshold, residual, torch.zeros_like(residual))
         if self.frame_score == "evidence":
@@ -322,7 +336,9 @@ class AvidGraph(nn.Module):
             floor = self.evidence_floor
             score = torch.sum(torch.clamp(blocks - floor, min=0.0), dim=1) / (1.0 - floor)
         if self.mask_reach > 0:
-            bound, gated = residual.unsqueeze(1), gated.unsqueeze(1)
+            # a soft intersection can exceed the residual where the region is sure: those pixels keep their value
+            bound = residual if self.residual_weight is None else torch.maximum(residual, gated)
+            bound, gated = bound.unsqueeze(1), gated.unsqueeze(1)
             for _ in range(self.mask_reach):
                 gated = torch.minimum(F.max_pool2d(gated, 3, stride=1, padding=1), bound)
             gated = gated.squeeze(1)

@@ -24,7 +24,7 @@ from rich.console import Console
 from occ import __version__
 from occ.runtime.datasets.common import Clip
 from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
-from occ.runtime.scoring import EVIDENCE_FLOOR, FRAME_SCORES, REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds
+from occ.runtime.scoring import EVIDENCE_FLOOR, FRAME_SCORES, LOG_MULTIPLE_CAP, REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds
 from occ.runtime.preprocess import normalize
 
 from .avid import AvidGraph, RegionMemory, create_avid, hide_newest
@@ -67,6 +67,10 @@ class AvidConfig:
     # with region_memory: compare regions in a standard pose (train.avid.moment_aligned: centred on
     # their ink, unslanted); for bright strokes on a dark background, such as digits
     region_alignment: bool = False
+    # with region_memory: None, the graded intersection is min(residual / α, odds(1 − O) / odds(1 − ζ))
+    # (Eq. 4's mask exactly); w in (0, 1), their weighted geometric mean with weight w on the
+    # residual, a soft intersection where both parts rank (train.avid.AvidGraph)
+    residual_weight: float | None = None
     # how a frame's score is reduced from its blocks (occ.runtime.scoring.FRAME_SCORES): "peak", the
     # largest value (fires exactly when the mask is not empty; one irregular object per frame, as
     # in video), or "evidence", summed over blocks (several irregular regions per image)
@@ -82,14 +86,16 @@ def irmnist_config(**fields: Any) -> AvidConfig:
     with a 16-channel code (one code per digit) cannot copy an unseen digit through; a 5-px
     residual window, a stroke's width (the video rule would blur over neighbouring digits); the
     region memory of up to 60,000 normal training digits, compared centred and unslanted, scores
-    cells (D, as published, is at chance on a clean unseen digit); a digit is one block, so the
-    mask is Eq. 4's block by block (extended over objects at the evidence score's ζ, a 3's value
-    leaked into the normal digits touching it: localization EER 8.3 → 9.9 %, seed 0); a grid may
-    hold several irregular digits, so its score is the evidence summed over cells.
+    cells (D, as published, is at chance on a clean unseen digit), and the intersection is soft
+    (weight 0.2 on the residual: with the minimum, the residual never ranked a cell); a digit is
+    one block, so the mask is Eq. 4's block by block (extended over objects at the evidence
+    score's ζ, a 3's value leaked into the normal digits touching it: localization EER 8.3 →
+    9.9 %, seed 0); a grid may hold several irregular digits, so its score is the evidence summed
+    over cells.
     """
     recipe = dict(height=176, width=176, depth=4, base_width=16, epochs=5, batch_size=16, skip_connections=False,
                   code_channels=16, residual_kernel=5, region_memory=60000, region_alignment=True, mask_reach=0,
-                  frame_score="evidence")
+                  residual_weight=0.2, frame_score="evidence")
     return AvidConfig(**{**recipe, **fields})
 
 
@@ -196,6 +202,8 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
     if config.frame_score not in FRAME_SCORES:
         raise ValueError(f"frame score must be one of {', '.join(FRAME_SCORES)}, got {config.frame_score!r}")
+    if config.residual_weight is not None and not (config.region_memory and 0 < config.residual_weight < 1):
+        raise ValueError(f"residual_weight {config.residual_weight} needs region_memory and a value in (0, 1)")
     if config.region_memory and data.spec.temporal != "none":
         raise ValueError("region_memory is for single images: on video it tied the residual (docs/accuracy.md)")
     ddp = Distributed.from_env()
@@ -316,33 +324,17 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         # the region map from the distances the level was measured on: 1 − O = d / (d + level)
         regions = (held_out / (held_out + memory.level)).numpy()
         thresholds = calibrate_graded_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data,
-                                                 config.frame_score)
+                                                 config.frame_score, config.residual_weight)
     else:
         graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest, config.mask_reach).eval()
         residual, regions = graph_maps(graph, val_all)
         thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data,
                                                region_quantile=config.region_quantile, frame_score=config.frame_score)
-    peak = ("max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))" if memory is not None
-            else "max over pixels of residual / alpha inside the regions with O <= zeta")
     manifest = Manifest(
         method="avid",
         input=data.spec,
         regions=RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell),
-        scoring={
-            "frame_score": (peak + "; decision: score >= 1 (mask not empty)" if config.frame_score == "peak" else
-                            f"evidence: sum over blocks of max(0, v - {EVIDENCE_FLOOR:g}) / {1 - EVIDENCE_FLOOR:g}, v the block's "
-                            + peak.replace("max over pixels", "max over its pixels") + "; decision: score >= 1 "
-                            "(a non-empty mask always fires)"),
-            "evidence_floor": EVIDENCE_FLOOR if config.frame_score == "evidence" else None,
-            "regions": (f"O from the distance to the nearest of {len(memory.bank)} normal training regions "
-                        f"(unit-length shapes{', centred on their ink and unslanted' if memory.align else ''}): "
-                        "1 - O = d / (d + level)") if memory is not None else "O from D",
-            "residual_kernel": config.residual_kernel,
-            "mask": "parts of {residual >= alpha} connected to a flagged block within mask_reach pixels" if config.mask_reach
-                    else "{residual >= alpha} inside the blocks with O <= zeta (Eq. 4)",
-            "mask_reach": config.mask_reach,
-            "residual": "newest channel, predicted by I from the older two" if config.predict_newest else "all channels",
-        },
+        scoring=avid_scoring(config, memory),
         training={**data.summary, "config": asdict(config), "selected_epoch_inpainter": best_i["epoch"],
                   "selected_epoch_detector": best_d["epoch"], "collapse_events": monitor.events,
                   "seconds": round(time.monotonic() - started, 1)},
@@ -356,7 +348,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                     "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest,
                     "mask_reach": config.mask_reach, "region_memory": 0 if memory is None else len(memory.bank),
                     "region_alignment": memory is not None and memory.align, "frame_score": config.frame_score,
-                    "evidence_floor": EVIDENCE_FLOOR}
+                    "evidence_floor": EVIDENCE_FLOOR, "residual_weight": config.residual_weight if memory is not None else None}
     networks = {"inpainter": inpainter, "detector": detector, **({} if memory is None else {"region_memory": memory})}
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
     save_checkpoint(out, manifest, architecture, networks, history,
@@ -387,6 +379,39 @@ def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels
     return {"val_reconstruction": rec, "d_accuracy": accuracy, "irregular_cell_auc": auc}
 
 
+def avid_scoring(config: AvidConfig, memory: RegionMemory | None) -> dict[str, Any]:
+    """The manifest's description of how an AVID model scores, in words and the numbers it needs."""
+    if memory is None:
+        peak = "max over pixels of residual / alpha inside the regions with O <= zeta"
+    elif config.residual_weight is None:
+        peak = "max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))"
+    else:
+        w = config.residual_weight
+        peak = f"max over pixels of (residual / alpha)^{w:g} * min(odds(1 - O) / odds(1 - zeta), e^{LOG_MULTIPLE_CAP:g})^{1 - w:g}"
+    if config.frame_score == "peak":
+        frame_score = peak + "; decision: score >= 1 (mask not empty)"
+    else:
+        frame_score = (f"evidence: sum over blocks of max(0, v - {EVIDENCE_FLOOR:g}) / {1 - EVIDENCE_FLOOR:g}, v the block's "
+                       + peak.replace("max over pixels", "max over its pixels") + "; decision: score >= 1 (a non-empty mask always fires)")
+    if memory is not None and config.residual_weight is not None:
+        mask = "pixels where the soft intersection is >= 1: residual >= alpha * (odds(1 - zeta) / odds(1 - O))^((1 - w) / w)"
+    else:
+        mask = "{residual >= alpha} inside the blocks with O <= zeta (Eq. 4)"
+    if config.mask_reach:
+        mask += ", and the parts of {residual >= alpha} connected to it within mask_reach pixels"
+    return {
+        "frame_score": frame_score,
+        "evidence_floor": EVIDENCE_FLOOR if config.frame_score == "evidence" else None,
+        "regions": (f"O from the distance to the nearest of {len(memory.bank)} normal training regions "
+                    f"(unit-length shapes{', centred on their ink and unslanted' if memory.align else ''}): "
+                    "1 - O = d / (d + level)") if memory is not None else "O from D",
+        "residual_kernel": config.residual_kernel,
+        "mask": mask,
+        "mask_reach": config.mask_reach,
+        "residual": "newest channel, predicted by I from the older two" if config.predict_newest else "all channels",
+    }
+
+
 def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], manifest: Manifest) -> AvidGraph:
     inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
                                       skip_connections=architecture.get("skip_connections", True),
@@ -403,7 +428,8 @@ def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], mani
     return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False),
                      architecture.get("mask_reach", 0), graded_gate=bool(memory),
                      frame_score=architecture.get("frame_score", "peak"),
-                     evidence_floor=architecture.get("evidence_floor", EVIDENCE_FLOOR)).eval()
+                     evidence_floor=architecture.get("evidence_floor", EVIDENCE_FLOOR),
+                     residual_weight=architecture.get("residual_weight")).eval()
 
 
 def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: int, rng: np.random.Generator,
