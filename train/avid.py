@@ -244,7 +244,8 @@ class AvidGraph(nn.Module):
     - ``mask`` ``(N, H, W)``: ``{residual >= α} ∩ {B_i : O_i <= ζ}`` (Eq. 4), taken object by object
       when ``mask_reach`` > 0: every connected part of ``{residual >= α}`` that meets a flagged block
       within ``mask_reach`` pixels of it is kept whole (D tells which objects, the residual where
-      they end; D flags only some cells of a large object);
+      they end; D flags only some cells of a large object); with a ``residual_weight``, where the
+      soft intersection below is ``>= 1`` (the residual's threshold moved by the region's evidence);
     - ``residual`` ``(N, H, W)``: ``|X − I(X)|`` averaged over channels and over a
       ``residual_kernel``² window (pixel noise suppression); with ``predict_newest`` the newest
       channel is hidden from I (zeroed) and the residual is that channel's alone, so I(X) predicts
