@@ -118,7 +118,7 @@ def markdown(result: dict) -> str:
                   f"| deployed (intersection M, runtime) | {raw['micro_auc']:.3f} | {raw['macro_auc']:.3f} | {raw['eer']:.1%} | "
                   f"{w['deployed']['pixel_level']['auc']:.3f} | {w['deployed']['pixel_level']['eer']:.1%} |"]
         for name, c in w["components"].items():
-            lines.append(f"| {name} alone | {c['micro_auc']:.3f} | {c['macro_auc']:.3f} | {c['eer']:.1%} | {c['pixel_auc']:.3f} | {c['pixel_eer']:.1%} |")
+            lines.append(f"| {name.replace('|', '&#124;')} alone | {c['micro_auc']:.3f} | {c['macro_auc']:.3f} | {c['eer']:.1%} | {c['pixel_auc']:.3f} | {c['pixel_eer']:.1%} |")
         lines.append("")
     if "irmnist" in result:
         r = result["irmnist"]
@@ -131,7 +131,7 @@ def markdown(result: dict) -> str:
             row = r[positives]
             lines.append(f"| *{title}: {row['irregular_per_positive_grid']:.1f} per positive grid* | | | | | |")
             for name, c in row["parts"].items():
-                label = "deployed intersection M" if name == "intersection" else f"{name} alone"
+                label = "deployed intersection M" if name == "intersection" else f"{name.replace('|', '&#124;')} alone"
                 eer = {k: f"{c[f'detection_eer_{k}']:.1%}" for k in ("peak", "evidence")}
                 eer[deployed] = f"**{eer[deployed]}**" if name == "intersection" else eer[deployed]
                 lines.append(f"| {label} | {eer['peak']} | {eer['evidence']} | {c['localization_eer']:.1%} | "
