@@ -209,8 +209,10 @@ def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[s
     for positives in POSITIVES:
         data = spec.build(seed, positives, with_train=False)
         maps = avid_maps(detector, data.test)
-        peaks = cell_peaks(maps, expected.height // data.grid)  # one cell per digit
-        values = part_block_values(cell_peaks(maps, manifest.regions.cell), manifest, ~data.test_labels)
+        digit_cell = expected.height // data.grid
+        peaks = cell_peaks(maps, digit_cell)  # one cell per digit
+        blocks = peaks if manifest.regions.cell == digit_cell else cell_peaks(maps, manifest.regions.cell)
+        values = part_block_values(blocks, manifest, ~data.test_labels)
         # the graph's frame score, from the same outputs (tests check the two agree)
         deployed = (frame_evidence(values["intersection"]) if result["frame_score"] == "evidence"
                     else peaks["intersection"].reshape(len(data.test), -1).max(axis=1))

@@ -151,7 +151,7 @@ def calibrate_avid_thresholds(residual: np.ndarray, regions: np.ndarray, cell: i
     ``evidence`` frame score, α is where that fraction of normal frames has evidence ≥ 1.
     ``pixel_quantile`` is accepted for configuration compatibility and unused.
     """
-    _check_frame_score(frame_score)
+    check_frame_score(frame_score)
     gate = float(np.quantile(regions, region_quantile))
     zeta = float(np.clip(1.0 - gate, 1e-6, 1 - 1e-6))
     gated = np.where(regions >= 1.0 - zeta, block_peaks(residual, cell), 0.0)
@@ -189,7 +189,7 @@ def calibrate_graded_thresholds(residual: np.ndarray, regions: np.ndarray, cell:
     :func:`block_values`), ζ is where ``false_alarm_rate`` of the normal frames have a frame score
     ≥ 1, found by bisection.
     """
-    _check_frame_score(frame_score)
+    check_frame_score(frame_score)
     n = len(residual)
     peaks = block_peaks(residual, cell)
     regions = np.clip(regions.astype(np.float64), 1e-12, 1 - 1e-12)
@@ -222,6 +222,7 @@ def residual_weight_of(manifest) -> float | None:
     return (manifest.training.get("config") or {}).get("residual_weight")
 
 
-def _check_frame_score(frame_score: str) -> None:
+def check_frame_score(frame_score: str) -> None:
+    """A frame score's name must be one of :data:`FRAME_SCORES` (ValueError, one line)."""
     if frame_score not in FRAME_SCORES:
         raise ValueError(f"frame score must be one of {', '.join(FRAME_SCORES)}, got {frame_score!r}")

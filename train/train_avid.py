@@ -24,7 +24,8 @@ from rich.console import Console
 from occ import __version__
 from occ.runtime.datasets.common import Clip
 from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
-from occ.runtime.scoring import EVIDENCE_FLOOR, FRAME_SCORES, LOG_MULTIPLE_CAP, REGION_QUANTILE, calibrate_avid_thresholds, calibrate_graded_thresholds
+from occ.runtime.scoring import (EVIDENCE_FLOOR, LOG_MULTIPLE_CAP, REGION_QUANTILE, calibrate_avid_thresholds,
+                                 calibrate_graded_thresholds, check_frame_score)
 from occ.runtime.preprocess import normalize
 
 from .avid import AvidGraph, RegionMemory, create_avid, hide_newest
@@ -200,8 +201,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     cell = 2**config.depth
     if data.spec.height % cell or data.spec.width % cell:
         raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
-    if config.frame_score not in FRAME_SCORES:
-        raise ValueError(f"frame score must be one of {', '.join(FRAME_SCORES)}, got {config.frame_score!r}")
+    check_frame_score(config.frame_score)
     if config.residual_weight is not None and not (config.region_memory and 0 < config.residual_weight < 1):
         raise ValueError(f"residual_weight {config.residual_weight} needs region_memory and a value in (0, 1)")
     if config.region_memory and data.spec.temporal != "none":
@@ -394,7 +394,8 @@ def avid_scoring(config: AvidConfig, memory: RegionMemory | None) -> dict[str, A
         frame_score = (f"evidence: sum over blocks of max(0, v - {EVIDENCE_FLOOR:g}) / {1 - EVIDENCE_FLOOR:g}, v the block's "
                        + peak.replace("max over pixels", "max over its pixels") + "; decision: score >= 1 (a non-empty mask always fires)")
     if memory is not None and config.residual_weight is not None:
-        mask = "pixels where the soft intersection is >= 1: residual >= alpha * (odds(1 - zeta) / odds(1 - O))^((1 - w) / w)"
+        w = config.residual_weight
+        mask = f"pixels where the soft intersection is >= 1: residual >= alpha * (odds(1 - zeta) / odds(1 - O))^{(1 - w) / w:g}"
     else:
         mask = "{residual >= alpha} inside the blocks with O <= zeta (Eq. 4)"
     if config.mask_reach:
