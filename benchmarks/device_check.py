@@ -1,7 +1,7 @@
 """One script that checks everything GPU-side and writes one JSON (run it on a machine with a GPU).
 
-    python -m occ.benchmarks.device_check prepare --models runs/device_models     # anywhere torch is
-    python -m occ.benchmarks.device_check run --models runs/device_models --out device_check.json
+    occ-bench device-check prepare --models runs/device_models     # anywhere torch is
+    occ-bench device-check run --models runs/device_models --json device_check.json
 
 ``prepare`` trains small models and exports them (FP32 and ``.fp16.onnx``): the walkway demo
 models (for the agreement checks, accuracy as in ``make demo``) and the latency models (AVID at
@@ -23,7 +23,6 @@ own failure without stopping the others:
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import time
@@ -41,12 +40,13 @@ AIMS = {"avid_b1_p50_ms": 0.6, "avid_b32_frames_per_s": 5000, "alocc_b1_p50_ms":
 def prepare(models: Path) -> dict[str, str]:
     from rich.console import Console
 
-    from occ.export.onnx_export import export_fp16, export_onnx
-    from occ.runtime.datasets import WalkwayConfig, generate_walkway
-    from occ.runtime.datasets.spec import load_video_data
-    from occ.train.train_alocc import AloccConfig, train_alocc
+    from occ.export.fp16 import export_fp16
+    from occ.export.onnx_export import export_onnx
+    from occ.evaluation.datasets import WalkwayConfig, generate_walkway
+    from occ.evaluation.datasets.spec import load_video_data
+    from occ.train.train_alocc import alocc_config, train_alocc
     from occ.train.train_alocc import video_data as alocc_video
-    from occ.train.train_avid import AvidConfig, train_avid
+    from occ.train.train_avid import avid_config, train_avid
     from occ.train.train_avid import video_data as avid_video
 
     models.mkdir(parents=True, exist_ok=True)
@@ -54,13 +54,13 @@ def prepare(models: Path) -> dict[str, str]:
     demo = load_video_data(WALKWAY, splits=("train",))
     big = generate_walkway(WalkwayConfig(height=240, width=360, train_clips=2, test_clips=0, frames_per_clip=40))
     jobs = [
-        ("demo_alocc", AloccConfig(), alocc_video, train_alocc, demo.train),
-        ("demo_avid", AvidConfig(), avid_video, train_avid, demo.train),
-        ("alocc_240x360", AloccConfig(height=240, width=360, patch_size=30, stride=15, base_width=64, depth=3, epochs=1),
+        ("demo_alocc", alocc_config("video"), alocc_video, train_alocc, demo.train),
+        ("demo_avid", avid_config("video"), avid_video, train_avid, demo.train),
+        ("alocc_240x360", alocc_config("video", height=240, width=360, patch_size=30, stride=15, base_width=64, depth=3, epochs=1),
          alocc_video, train_alocc, big.train),
-        ("avid_256x384", AvidConfig(height=256, width=384, epochs=1), avid_video, train_avid, big.train),
-        ("avid_256x384_w32", AvidConfig(height=256, width=384, base_width=32, epochs=1), avid_video, train_avid, big.train),
-        ("avid_256x384_w8", AvidConfig(height=256, width=384, base_width=8, epochs=1), avid_video, train_avid, big.train),
+        ("avid_256x384", avid_config("video", height=256, width=384, epochs=1), avid_video, train_avid, big.train),
+        ("avid_256x384_w32", avid_config("video", height=256, width=384, base_width=32, epochs=1), avid_video, train_avid, big.train),
+        ("avid_256x384_w8", avid_config("video", height=256, width=384, base_width=8, epochs=1), avid_video, train_avid, big.train),
     ]
     written = {}
     for name, config, video, train, clips in jobs:
@@ -68,17 +68,17 @@ def prepare(models: Path) -> dict[str, str]:
         started = time.monotonic()
         if not checkpoint.is_file():  # an existing checkpoint is only exported again
             train(video(clips, config, name), config, checkpoint, quiet)
-        onnx_path = export_onnx(checkpoint).path
-        export_fp16(onnx_path, checkpoint_path=checkpoint)
-        written[name] = str(onnx_path)
+        exported = export_onnx(checkpoint)
+        export_fp16(exported.path, samples=exported.samples)
+        written[name] = str(exported.path)
         print(f"{name}: trained and exported in {time.monotonic() - started:.0f} s", flush=True)
     return written
 
 
 # ---- 1. kernels --------------------------------------------------------------------------------
 def kernels_vs_reference() -> dict[str, Any]:
-    from occ.runtime.gpu.cuda import Context
-    from occ.runtime.gpu.preprocess import GpuPreprocessor
+    from occ.runtime.cuda.driver import Context
+    from occ.runtime.preprocess.gpu import GpuPreprocessor
     from occ.runtime.manifest import InputSpec, PatchSpec
     from occ.runtime.preprocess import FramePreprocessor, PatchGrid, nv12_to_gray
 
@@ -144,8 +144,8 @@ def kernels_vs_reference() -> dict[str, Any]:
 
 # ---- 2. preprocessing time ---------------------------------------------------------------------
 def preprocessing_timing(iterations: int = 400) -> dict[str, Any]:
-    from occ.runtime.gpu.cuda import Context, DeviceBuffer, Event
-    from occ.runtime.gpu.preprocess import GpuPreprocessor
+    from occ.runtime.cuda.driver import Context, DeviceBuffer, Event
+    from occ.runtime.preprocess.gpu import GpuPreprocessor
     from occ.runtime.manifest import InputSpec
 
     context = Context()
@@ -182,7 +182,10 @@ def preprocessing_timing(iterations: int = 400) -> dict[str, Any]:
 
 
 def _torch_preprocessing_us(frames: np.ndarray, spec, iterations: int) -> float:
-    """The same steps as the kernel in PyTorch ops on the GPU (frames already resident)."""
+    """A timing anchor only: the same steps as the kernel in PyTorch ops on the GPU (frames
+    already resident), to compare speed against. It is not a definition of the inputs (that is
+    :mod:`occ.runtime.preprocess.reference`, which the kernels are tested against) and its output
+    is never checked or used."""
     import torch
     import torch.nn.functional as F
 
@@ -222,14 +225,14 @@ def agreement(model: str) -> dict[str, Any]:
 def pipeline_agreement(model: str, **variant) -> dict[str, Any]:
     """The deployed GPU path (GPU preprocessing + ORT CUDA FP16 + CUDA graph) against the CPU
     detector (numpy preprocessing + ORT CPU FP32), frame by frame over the walkway test clips."""
-    from occ.runtime.datasets.spec import load_video_data
-    from occ.runtime.detector import Detector
-    from occ.runtime.gpu.pipeline import GpuPipeline
+    from occ.evaluation.datasets.spec import load_video_data
+    from occ.runtime.detector import open_detector
+    from occ.runtime.detector.gpu import GpuPipeline
 
     from .latency import fp16_sibling
 
     clips = load_video_data(WALKWAY, splits=("test",)).test
-    reference = Detector.open(model, "ort-cpu")
+    reference = open_detector(model, "ort-cpu")
     frame_size = clips[0].frames.shape[1:3]
     pipeline = GpuPipeline(fp16_sibling(model) or model, "ort-cuda", streams=1, frame_size=frame_size,
                            source_format="gray" if clips[0].frames.ndim == 3 else "bgr", **variant)
@@ -266,7 +269,7 @@ def pipeline_latency(model: str, streams: int, frame_size: tuple[int, int], dura
     """uint8 BGR frames in host memory → outputs in host memory, timed per call, twice: frames in
     pageable memory (copied into pinned staging, included), and frames already in the pipeline's
     pinned ``host_frames`` (where a decoder can write them)."""
-    from occ.runtime.gpu.pipeline import GpuPipeline
+    from occ.runtime.detector.gpu import GpuPipeline
 
     from .latency import summarize, synthetic_frames
 
@@ -289,7 +292,7 @@ def pipeline_latency(model: str, streams: int, frame_size: tuple[int, int], dura
             t0 = time.perf_counter_ns()
             outputs = pipeline.infer(batch if label == "pageable" else None)
             t1 = time.perf_counter_ns()
-            pipeline.detector.finish(outputs, streams)
+            pipeline.detector.finish(outputs)
             t2 = time.perf_counter_ns()
             to_host.append((t1 - t0) / 1e6)
             with_results.append((t2 - t0) / 1e6)
@@ -307,7 +310,7 @@ def model_profile(model: str, streams: int, frame_size: tuple[int, int], iterati
     """Where ONNX Runtime spends the model's time: per-node profile (no CUDA graph), summed by operator."""
     import tempfile
 
-    from occ.runtime.gpu.pipeline import GpuPipeline
+    from occ.runtime.detector.gpu import GpuPipeline
 
     prefix = str(Path(tempfile.mkdtemp()) / "ort_profile")
     pipeline = GpuPipeline(model, "ort-cuda", streams=streams, frame_size=frame_size, source_format="gray",
@@ -333,10 +336,10 @@ def model_profile(model: str, streams: int, frame_size: tuple[int, int], iterati
 
 def kernel_launch_time(streams: int = 32, launches: int = 50) -> dict[str, Any]:
     """GPU time of single preprocessing launches (events around each), not bounded by the host."""
-    from occ.runtime.gpu.cuda import Context, DeviceBuffer, Event
+    from occ.runtime.cuda.driver import Context, DeviceBuffer, Event
 
     from .latency import summarize
-    from occ.runtime.gpu.preprocess import GpuPreprocessor
+    from occ.runtime.preprocess.gpu import GpuPreprocessor
     from occ.runtime.manifest import InputSpec
 
     context = Context()
@@ -525,24 +528,3 @@ def verdict(report: dict[str, Any]) -> dict[str, Any]:
             higher_is_better = aim in ("avid_b32_frames_per_s", "preprocess_speedup_vs_torch", "fp16_decision_agreement")
             met[key] = value >= AIMS[aim] if higher_is_better else value <= AIMS[aim]
     return {"measured": rows, "met": met}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="train and export the models the check uses (needs torch; a CPU will do)")
-    p.add_argument("--models", default="runs/device_models", help="folder for the models")
-    r = sub.add_parser("run", help="run every GPU check and write one JSON")
-    r.add_argument("--models", default="runs/device_models", help="folder written by `prepare`")
-    r.add_argument("--duration", type=float, default=2.0, help="seconds per latency measurement")
-    r.add_argument("--out", default="device_check.json", help="the JSON report")
-    args = parser.parse_args()
-    if args.command == "prepare":
-        print(json.dumps(prepare(Path(args.models)), indent=2))
-        return
-    report = run(Path(args.models), Path(args.out), args.duration)
-    print(json.dumps(report["verdict"], indent=2, default=str))
-
-
-if __name__ == "__main__":
-    main()

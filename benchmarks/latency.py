@@ -1,14 +1,17 @@
 """Latency and throughput by stage, and export validation across backends (the work behind occ-bench).
 
-JSON schema ``occ-bench/1`` (stable; new keys may be added, none removed or renamed):
+A run is one *variant* (backend × precision × where preprocessing runs, the same three settings
+every occ command takes) at one batch size. JSON schema ``occ-bench/2`` (stable; new keys may be
+added, none removed or renamed):
 
     {
-      "schema": "occ-bench/1",
+      "schema": "occ-bench/2",
       "model": str, "method": "alocc" | "avid", "frame_size": [h, w], "created": ISO time,
       "settings": {"warmup_s": float, "duration_s": float, "min_iterations": int},
       "device": {... benchmarks.device_state.device_state() ...},
       "runs": [
-        {"backend": str, "batch": int, "iterations": int,
+        {"variant": "ort-cpu fp32 cpu", "backend": str, "precision": "fp32" | "fp16", "preprocess": "cpu" | "gpu",
+         "batch": int, "iterations": int,
          "stages_ms": {"host_to_device" | "preprocess" | "inference" | "postprocess" | "device_to_host":
                        {"min","mean","p50","p90","p99","max","count"} | null (stage not applicable)},
          "end_to_end_ms": {...same keys...},
@@ -16,7 +19,7 @@ JSON schema ``occ-bench/1`` (stable; new keys may be added, none removed or rena
          "throughput": {"frames_per_s": float, "patches_per_s": float | null, "model_only_frames_per_s": float}},
         ...
       ],
-      "skipped": [{"backend": str, "reason": str}]
+      "skipped": [{"variant": str, "reason": str}]
     }
 
 Stage timing uses ``time.perf_counter_ns`` on the host (the CPU backends need no device events);
@@ -28,16 +31,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from occ.runtime.backends import Backend, BackendError, create_backend
+from occ.runtime.backends import REGISTRY, BackendError, create_backend
 from occ.runtime.detector import Detector
-from occ.runtime.manifest import now_iso
+from occ.runtime.files import now_iso
 from occ.runtime.preprocess import FramePreprocessor
 
-SCHEMA = "occ-bench/1"
+from . import torch_backend  # noqa: F401  (registers the PyTorch baseline as backend "torch")
+
+SCHEMA = "occ-bench/2"
 STAGES = ("host_to_device", "preprocess", "inference", "postprocess", "device_to_host")
 PERCENTILES = {"p50": 50, "p90": 90, "p99": 99}
 
@@ -78,76 +84,150 @@ class StageSamples:
         return samples
 
 
-def available_backends(model_path: str, checkpoint_path: str | None) -> tuple[list[str], list[dict[str, str]]]:
-    """Backends that can run here, and the skipped ones with why."""
-    import onnxruntime
+@dataclass(frozen=True)
+class Variant:
+    """One way to run a model: a registered backend, a precision and where preprocessing runs."""
 
-    names, skipped = ["ort-cpu"], []
-    half = fp16_sibling(model_path)
-    if half:
-        names.append("ort-cpu-fp16")
-    else:
-        skipped.append({"backend": "ort-cpu-fp16", "reason": "no <name>.fp16.onnx beside the model (occ-export --fp16)"})
-    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        names.append("ort-cuda")
-        if half:
-            names.append("ort-cuda-fp16")
-        problem = gpu_pipeline_problem()
-        if problem:
-            skipped.append({"backend": "gpu-pipeline", "reason": problem})
-        else:
-            names += ["gpu-pipeline"] + (["gpu-pipeline-fp16"] if half else [])
-    else:
-        skipped.append({"backend": "ort-cuda", "reason": "onnxruntime has no CUDAExecutionProvider here"})
-        skipped.append({"backend": "gpu-pipeline", "reason": "onnxruntime has no CUDAExecutionProvider here"})
+    backend: str
+    precision: str = "fp32"
+    preprocess: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision} {self.preprocess}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        """``"ort-cuda fp16 gpu"``, or ``"ort-cuda"`` alone (fp32, cpu); the words in any order after the backend."""
+        words = text.split()
+        if not words:
+            raise BackendError("an empty variant")
+        precision = next((w for w in words[1:] if w in PRECISIONS), "fp32")
+        preprocess = next((w for w in words[1:] if w in PREPROCESSING), "cpu")
+        unknown = [w for w in words[1:] if w not in PRECISIONS + PREPROCESSING]
+        if unknown:
+            raise BackendError(f"variant {text!r}: unknown word(s) {unknown}; precisions {PRECISIONS}, preprocessing {PREPROCESSING}")
+        return cls(words[0], precision, preprocess)
+
+
+PRECISIONS = ("fp32", "fp16")
+PREPROCESSING = ("cpu", "gpu")
+
+
+def variants(backends: list[str], precisions: list[str], preprocessing: list[str]) -> list[Variant]:
+    """Every combination of the three settings, backend-major."""
+    return [Variant(b, p, q) for b in backends for p in precisions for q in preprocessing]
+
+
+def fp16_sibling(model_path: str) -> str | None:
+    """``<name>.fp16.onnx`` beside an FP32 model, if export wrote one."""
+    path = Path(model_path)
+    sibling = path.with_name(path.stem + ".fp16.onnx")
+    return str(sibling) if path.suffix == ".onnx" and sibling.is_file() else None
+
+
+def artifact(variant: Variant, model_path: str, checkpoint_path: str | None) -> str:
+    """The file a variant runs: the ONNX model or its FP16 sibling, the engine beside it, or the checkpoint."""
+    if variant.backend == "torch":
+        if checkpoint_path is None:
+            raise BackendError(f"{model_path}: the torch baseline needs the source checkpoint beside the model")
+        return checkpoint_path
+    if variant.backend == "tensorrt":
+        engine = Path(model_path).with_suffix(".engine")
+        if not engine.is_file():
+            raise BackendError(f"{model_path}: no {engine.name} beside the model (occ-export --engine)")
+        return str(engine)
+    if variant.precision == "fp16":
+        half = fp16_sibling(model_path)
+        if half is None:
+            raise BackendError(f"{model_path}: fp16 needs <name>.fp16.onnx beside it (occ-export --fp16)")
+        return half
+    return model_path
+
+
+def why_not(variant: Variant, model_path: str, checkpoint_path: str | None) -> str | None:
+    """Why a variant cannot run here (None: it can)."""
     import importlib.util
-    from pathlib import Path
 
-    engine = Path(model_path).with_suffix(".engine")
-    if importlib.util.find_spec("tensorrt") is None:
-        skipped.append({"backend": "tensorrt", "reason": "TensorRT is not installed here"})
-    elif not engine.is_file():
-        skipped.append({"backend": "tensorrt", "reason": f"no {engine.name} beside the model (occ-export --engine)"})
-    else:
-        names.append("tensorrt")
+    if variant.backend not in REGISTRY:
+        return f"unknown backend; available: {', '.join(REGISTRY)}"
+    if variant.precision not in PRECISIONS or variant.preprocess not in PREPROCESSING:
+        return f"precision must be one of {PRECISIONS} and preprocessing one of {PREPROCESSING}"
+    kind = REGISTRY[variant.backend]
+    if kind.runs_on == "server":
+        return "a server backend; benchmark it with occ-bench triton"
+    if variant.preprocess == "gpu" and not kind.device_resident:
+        return "GPU preprocessing needs a backend that runs on device buffers (ort-cuda, tensorrt)"
+    if variant.backend == "tensorrt" and variant.precision == "fp32":
+        return "occ builds FP16 engines only"
+    if variant.backend == "torch" and variant.precision == "fp16" and not _torch_cuda():
+        return "PyTorch FP16 needs a CUDA device"
+    if variant.backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed here"
+    if variant.backend == "ort-cuda":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "onnxruntime has no CUDAExecutionProvider here"
+    if variant.preprocess == "gpu":
+        problem = gpu_problem()
+        if problem:
+            return problem
     try:
-        import torch
-    except ImportError:
-        skipped.append({"backend": "torch-fp32", "reason": "torch is not installed"})
-        return names, skipped
-    if checkpoint_path is None:
-        skipped.append({"backend": "torch-fp32", "reason": "the source checkpoint is not beside the ONNX model"})
-        return names, skipped
-    names.append("torch-fp32")
-    if torch.cuda.is_available():
-        names.append("torch-fp16-cuda")
-    else:
-        skipped.append({"backend": "torch-fp16", "reason": "PyTorch FP16 needs a CUDA device"})
-    return names, skipped
-
-
-def gpu_pipeline_problem() -> str | None:
-    """Why the GPU pipeline (CUDA preprocessing + ORT CUDA on device buffers) cannot run here, or None."""
-    try:
-        from occ.runtime.gpu.cuda import Context
-
-        Context()
-    except Exception as exc:  # GpuUnavailable, CudaError, loader errors: all mean "not here"
-        return f"no usable CUDA device for the GPU pipeline ({str(exc).splitlines()[0][:120]})"
+        artifact(variant, model_path, checkpoint_path)
+    except BackendError as exc:
+        return str(exc).split(": ", 1)[-1]
     return None
 
 
-def measure_pipeline(model_path: str, frames: list[np.ndarray], batch: int, warmup_s: float, duration_s: float,
+def _torch_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def gpu_problem() -> str | None:
+    """Why the GPU preprocessing cannot run here, or None."""
+    try:
+        from occ.runtime.cuda import Context
+
+        Context()
+    except Exception as exc:  # GpuUnavailable, CudaError, loader errors: all mean "not here"
+        return f"no usable CUDA device ({str(exc).splitlines()[0][:120]})"
+    return None
+
+
+def available(model_path: str, checkpoint_path: str | None) -> tuple[list[Variant], list[dict[str, str]]]:
+    """Every variant that can run here, and the others with why not."""
+    names = [name for name, kind in REGISTRY.items() if kind.runs_on != "server"]
+    runnable, skipped = [], []
+    for variant in variants(names, list(PRECISIONS), list(PREPROCESSING)):
+        if variant.preprocess == "gpu" and not REGISTRY[variant.backend].device_resident:
+            continue  # never meaningful, not worth a line
+        if variant.backend == "tensorrt" and variant.precision == "fp32":
+            continue
+        reason = why_not(variant, model_path, checkpoint_path)
+        (skipped.append({"variant": variant.label, "reason": reason}) if reason else runnable.append(variant))
+    return runnable, skipped
+
+
+def open_detector_for(variant: Variant, model_path: str, checkpoint_path: str | None) -> Detector:
+    """A CPU-preprocessing detector for a variant (backend options from the registry)."""
+    options = {"precision": variant.precision} if variant.backend == "torch" else {}
+    return Detector(create_backend(variant.backend, artifact(variant, model_path, checkpoint_path), **options))
+
+
+def measure_pipeline(model_path: str, backend: str, frames: list[np.ndarray], batch: int, warmup_s: float, duration_s: float,
                      min_iterations: int = 10) -> StageSamples:
-    """The GPU pipeline (``occ run --backend ort-cuda``'s path) on ``batch`` cameras: host_to_device
-    and preprocess (upload + kernel, synchronised), inference (graph + outputs copied back),
-    postprocess (results on the host)."""
-    from occ.runtime.gpu.pipeline import GpuPipeline
+    """The GPU path (``--preprocess gpu``) on ``batch`` cameras: preprocess (upload + kernel,
+    synchronised), inference (graph + outputs copied back), postprocess (results on the host)."""
+    from occ.runtime.detector.gpu import GpuPipeline
 
     shape = frames[0].shape
     layout = "gray" if len(shape) == 2 else {1: "gray", 3: "bgr", 4: "bgra"}[shape[2]]
-    pipeline = GpuPipeline(model_path, "ort-cuda", streams=batch, frame_size=shape[:2], source_format=layout,
-                           share_stream=False)
+    pipeline = GpuPipeline(model_path, backend, streams=batch, frame_size=shape[:2], source_format=layout, share_stream=False)
     clock = time.perf_counter_ns
     step = 0
 
@@ -161,7 +241,7 @@ def measure_pipeline(model_path: str, frames: list[np.ndarray], batch: int, warm
         t1 = clock()
         outputs = pipeline.infer_prepared()
         t2 = clock()
-        pipeline.detector.finish(outputs, batch)
+        pipeline.detector.finish(outputs)
         return t0, t1, t2, clock()
 
     try:
@@ -170,43 +250,9 @@ def measure_pipeline(model_path: str, frames: list[np.ndarray], batch: int, warm
         pipeline.close()
 
 
-def fp16_sibling(model_path: str) -> str | None:
-    """``<name>.fp16.onnx`` beside an FP32 model, if export wrote one."""
-    from pathlib import Path
-
-    path = Path(model_path)
-    sibling = path.with_name(path.stem + ".fp16.onnx")
-    return str(sibling) if path.suffix == ".onnx" and sibling.is_file() else None
-
-
-def open_backend(name: str, model_path: str, checkpoint_path: str | None) -> Backend:
-    if name.startswith("torch"):
-        from .torch_backend import TorchBackend
-
-        if checkpoint_path is None:
-            raise BackendError(f"{model_path}: {name} needs the source checkpoint beside the model")
-        if name == "torch-fp32":
-            return TorchBackend(checkpoint_path)
-        if name == "torch-fp16-cuda":
-            return TorchBackend(checkpoint_path, precision="fp16", device="cuda")
-        raise BackendError(f"unknown backend {name!r}")
-    if name == "tensorrt":
-        from pathlib import Path
-
-        return create_backend("tensorrt", str(Path(model_path).with_suffix(".engine")))
-    if name.endswith("-fp16"):
-        half = fp16_sibling(model_path)
-        if half is None:
-            raise BackendError(f"{model_path}: {name} needs <name>.fp16.onnx beside it (occ-export --fp16)")
-        backend = create_backend(name[: -len("-fp16")], half)
-        backend.name = name
-        return backend
-    return create_backend(name, model_path)
-
-
 def synthetic_frames(height: int, width: int, count: int = 16, seed: int = 0) -> list[np.ndarray]:
     """Raw camera-sized frames from the walkway generator (deterministic)."""
-    from occ.runtime.datasets import WalkwayConfig, generate_walkway
+    from occ.evaluation.datasets import WalkwayConfig, generate_walkway
 
     data = generate_walkway(WalkwayConfig(height=height, width=width, train_clips=0, test_clips=1,
                                           frames_per_clip=max(count, 10), seed=seed))
@@ -230,49 +276,47 @@ def measure(detector: Detector, frames: list[np.ndarray], batch: int, warmup_s: 
         t1 = clock()
         outputs = detector.forward(feed)
         t2 = clock()
-        detector.finish(outputs, batch)
+        detector.finish(outputs)
         return t0, t1, t2, clock()
 
     return StageSamples.collect(one_iteration, warmup_s, duration_s, min_iterations)
 
 
-def run_latency(model_path: str, backends: list[str] | None, batches: list[int], warmup_s: float, duration_s: float,
+def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int], warmup_s: float, duration_s: float,
                 frame_size: tuple[int, int] = (240, 360), min_iterations: int = 10,
                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Time every chosen variant (default: every one that runs here) at every batch size."""
+    from occ.runtime.manifest import read_manifest
+
     from .device_state import device_state
     from .torch_backend import checkpoint_for
 
+    manifest = read_manifest(model_path)
     checkpoint_path = checkpoint_for(model_path)
-    present, skipped = available_backends(model_path, checkpoint_path)
-    chosen = present if not backends else backends
+    present, skipped = available(model_path, checkpoint_path)
     frames = synthetic_frames(*frame_size)
+    patches = manifest.patches.count(manifest.input) if manifest.method == "alocc" else None
     result: dict[str, Any] = {
-        "schema": SCHEMA, "model": str(model_path), "frame_size": list(frame_size), "created": now_iso(),
+        "schema": SCHEMA, "model": str(model_path), "method": manifest.method, "frame_size": list(frame_size), "created": now_iso(),
         "settings": {"warmup_s": warmup_s, "duration_s": duration_s, "min_iterations": min_iterations},
-        "device": device_state(), "runs": [], "skipped": [s for s in skipped if s["backend"] not in chosen or not backends],
+        "device": device_state(), "runs": [], "skipped": [] if chosen else skipped,
     }
-    for name in chosen:
-        try:
-            if name.startswith("gpu-pipeline"):
-                pipeline_model = fp16_sibling(model_path) if name.endswith("-fp16") else model_path
-                if pipeline_model is None:
-                    raise BackendError(f"{model_path}: {name} needs <name>.fp16.onnx beside it (occ-export --fp16)")
-                problem = gpu_pipeline_problem()
-                if problem:
-                    raise BackendError(problem)
-                detector = Detector.open(model_path, "ort-cpu")  # the manifest and patch grid only
-            else:
-                detector = Detector.for_backend(open_backend(name, model_path, checkpoint_path))
-        except (BackendError, ImportError) as exc:
-            result["skipped"].append({"backend": name, "reason": str(exc)})
+    for variant in chosen or present:
+        reason = why_not(variant, model_path, checkpoint_path)
+        if reason:
+            result["skipped"].append({"variant": variant.label, "reason": reason})
             continue
-        result["method"] = detector.manifest.method
-        patches = detector.grid.count if detector.manifest.method == "alocc" else None
+        try:
+            detector = None if variant.preprocess == "gpu" else open_detector_for(variant, model_path, checkpoint_path)
+        except (BackendError, ImportError) as exc:
+            result["skipped"].append({"variant": variant.label, "reason": str(exc)})
+            continue
         for batch in batches:
             if progress:
-                progress(f"{name} batch {batch}")
-            if name.startswith("gpu-pipeline"):
-                samples = measure_pipeline(pipeline_model, frames, batch, warmup_s, duration_s, min_iterations)
+                progress(f"{variant.label} batch {batch}")
+            if detector is None:
+                samples = measure_pipeline(artifact(variant, model_path, checkpoint_path), variant.backend, frames, batch,
+                                           warmup_s, duration_s, min_iterations)
             else:
                 samples = measure(detector, frames, batch, warmup_s, duration_s, min_iterations)
             e2e = summarize(samples.end_to_end)
@@ -280,85 +324,91 @@ def run_latency(model_path: str, backends: list[str] | None, batches: list[int],
             stages = {stage: (summarize(samples.stages[stage]) if stage in samples.stages else None) for stage in STAGES}
             frames_per_s = batch * 1000.0 / e2e["mean"]
             result["runs"].append({
-                "backend": name, "batch": batch, "iterations": e2e["count"], "stages_ms": stages,
-                "end_to_end_ms": e2e, "model_only_ms": model,
-                "throughput": {"frames_per_s": frames_per_s,
-                               "patches_per_s": frames_per_s * patches if patches else None,
+                "variant": variant.label, "backend": variant.backend, "precision": variant.precision, "preprocess": variant.preprocess,
+                "batch": batch, "iterations": e2e["count"], "stages_ms": stages, "end_to_end_ms": e2e, "model_only_ms": model,
+                "throughput": {"frames_per_s": frames_per_s, "patches_per_s": frames_per_s * patches if patches else None,
                                "model_only_frames_per_s": batch * 1000.0 / model["mean"]},
             })
-        detector.close()
+            if e2e["count"] < 100:
+                result.setdefault("warnings", []).append(
+                    f"{variant.label} batch {batch}: p99 from {e2e['count']} samples (fewer than 100); raise --duration")
+        if detector is not None:
+            detector.close()
     return result
 
 
 def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     """Ratios B / A for every (backend, batch) present in both runs."""
-    index = {(r["backend"], r["batch"]): r for r in a["runs"]}
+    index = {(r.get("variant", r["backend"]), r["batch"]): r for r in a["runs"]}
     rows = []
     for run in b["runs"]:
-        base = index.get((run["backend"], run["batch"]))
+        base = index.get((run.get("variant", run["backend"]), run["batch"]))
         if base is None:
             continue
         rows.append({
-            "backend": run["backend"], "batch": run["batch"],
+            "variant": run.get("variant", run["backend"]), "batch": run["batch"],
             "p50_ratio": run["end_to_end_ms"]["p50"] / base["end_to_end_ms"]["p50"],
             "p99_ratio": run["end_to_end_ms"]["p99"] / base["end_to_end_ms"]["p99"],
             "throughput_ratio": run["throughput"]["frames_per_s"] / base["throughput"]["frames_per_s"],
         })
     if not rows:
-        raise ValueError("the two runs share no (backend, batch) pair")
+        raise ValueError("the two runs share no (variant, batch) pair")
     return rows
 
 
-# ---- validation across backends ----------------------------------------------------------------
+# ---- validation across variants ----------------------------------------------------------------
 # Score error is relative to the score's size (|Δ| / max(1, |reference|)): ALOCC's location z-scores
 # reach tens, and a GPU's FP32 convolutions (TF32 on Ampere and later) differ by ~1e-4 of that.
 BUDGETS = {"decision_agreement": 0.995, "score_rel_error_fp32": 1e-3, "score_rel_error_fp16": 5e-2}
+REFERENCE = Variant("ort-cpu")
 
 
-def validate(model_path: str, data_spec: str, backends: list[str] | None = None) -> dict[str, Any]:
-    """Evaluate the model on every available backend and compare each with ONNX Runtime CPU FP32.
+def validate(model_path: str, data_spec: str, chosen: list[Variant] | None = None) -> dict[str, Any]:
+    """Evaluate the model in every chosen variant (default: every one that runs here) and compare
+    each with ONNX Runtime CPU FP32 (numpy preprocessing).
 
-    Status per backend: ``works`` (inside every budget), ``off-budget`` (ran, but decision agreement
-    or score error is outside :data:`BUDGETS`), ``failed`` (could not load or run).
+    Status per variant: ``works`` (inside every budget), ``off-budget`` (ran, but decision
+    agreement or score error is outside :data:`BUDGETS`), ``failed`` (could not load or run).
     """
-    from occ.runtime.datasets.spec import load_video_data
-    from occ.runtime.evaluate import report, score_clips
+    from occ.evaluation.datasets.spec import load_video_data
+    from occ.evaluation.protocols import report, score_clips
+    from occ.runtime.detector.gpu import GpuStreamDetector
 
     from .torch_backend import checkpoint_for
 
     clips = load_video_data(data_spec, splits=("test",)).test
     checkpoint_path = checkpoint_for(model_path)
-    present, skipped = available_backends(model_path, checkpoint_path)
-    # the GPU pipeline streams frame by frame; its agreement is checked by benchmarks/device_check.py
-    names = [n for n in (backends or present) if not n.startswith("gpu-pipeline")]
-    reference_scores = None
+    present, skipped = available(model_path, checkpoint_path)
     rows = []
-    for name in ["ort-cpu"] + [n for n in names if n != "ort-cpu"]:
+    reference_scores = reference_decisions = None
+    for variant in [REFERENCE] + [v for v in (chosen or present) if v != REFERENCE]:
         try:
-            detector = Detector.for_backend(open_backend(name, model_path, checkpoint_path))
+            reason = why_not(variant, model_path, checkpoint_path)
+            if reason:
+                raise BackendError(reason)
+            detector = (GpuStreamDetector(artifact(variant, model_path, checkpoint_path), variant.backend)
+                        if variant.preprocess == "gpu" else open_detector_for(variant, model_path, checkpoint_path))
             scored = score_clips(detector, clips)
             detector.close()
-        except Exception as exc:  # a backend failing at load or run is a result, not a crash
-            rows.append({"backend": name, "status": "failed", "reason": str(exc).splitlines()[0][:200]})
+        except Exception as exc:  # a variant failing at load or run is a result, not a crash
+            rows.append({"variant": variant.label, "status": "failed", "reason": str(exc).splitlines()[0][:200]})
             continue
         metrics = report(scored)
         scores = np.concatenate([c.scores for c in scored])
         decisions = np.concatenate([c.decisions for c in scored])
-        row = {"backend": name, "frame_auc": metrics["frame_level"]["raw"].get("micro_auc"),
-               "frame_eer": metrics["frame_level"]["raw"].get("eer"),
-               "pixel_eer": metrics.get("pixel_level", {}).get("eer")}
+        row = {"variant": variant.label, "frame_auc": metrics["frame_level"]["raw"].get("micro_auc"),
+               "frame_eer": metrics["frame_level"]["raw"].get("eer"), "pixel_eer": metrics.get("pixel_level", {}).get("eer")}
         if reference_scores is None:
             reference_scores, reference_decisions = scores, decisions
-            row.update({"decision_agreement": 1.0, "score_max_abs": 0.0, "score_rel_error": 0.0, "status": "works",
-                        "reference": True})
+            row.update({"decision_agreement": 1.0, "score_max_abs": 0.0, "score_rel_error": 0.0, "status": "works", "reference": True})
         else:
             agreement = float(np.mean(decisions == reference_decisions))
             error = float(np.max(np.abs(scores - reference_scores)))
             relative = float(np.max(np.abs(scores - reference_scores) / np.maximum(1.0, np.abs(reference_scores))))
-            budget = BUDGETS["score_rel_error_fp16" if "fp16" in name else "score_rel_error_fp32"]
+            budget = BUDGETS[f"score_rel_error_{variant.precision}"]
             ok = agreement >= BUDGETS["decision_agreement"] and relative <= budget
             row.update({"decision_agreement": agreement, "score_max_abs": error, "score_rel_error": relative, "score_budget": budget,
                         "status": "works" if ok else "off-budget"})
         rows.append(row)
-    return {"schema": "occ-bench-validate/1", "model": str(model_path), "data": data_spec, "budgets": BUDGETS,
-            "backends": rows, "skipped": skipped, "created": now_iso()}
+    return {"schema": "occ-bench-validate/2", "model": str(model_path), "data": data_spec, "budgets": BUDGETS,
+            "variants": rows, "skipped": [] if chosen else skipped, "created": now_iso()}

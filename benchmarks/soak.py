@@ -1,16 +1,15 @@
 """Soak benchmark: stream many frames through `occ run` and watch memory and file descriptors.
 
-    python -m occ.benchmarks.soak --model runs/demo/alocc.onnx --frames 20000 --out runs/soak.json
+    occ-bench soak runs/demo/alocc.onnx --frames 20000 --json runs/soak.json
 
 A real ffmpeg HTTP server streams a walkway clip in an endless loop (as fast as it encodes); `occ
 run --config` consumes it as a live source with the CPU backend, writing events and snapshots and
 serving /metrics. RSS and open descriptors of the `occ run` process are sampled from /proc every
-``--sample-every`` processed frames; the process is stopped with SIGTERM at ``--frames``.
+``sample_every`` processed frames; the process is stopped with SIGTERM after ``frames``.
 Aim: RSS growth < 20 MB after warm-up, no descriptor growth.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -46,20 +45,14 @@ def _frames_done(port: int) -> int:
     return int(next(line.split()[1] for line in body.splitlines() if line.startswith("occ_frames_total")))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="exported model (.onnx)")
-    parser.add_argument("--frames", type=int, default=20000, help="frames to process before stopping")
-    parser.add_argument("--sample-every", type=int, default=1000, help="processed frames between samples")
-    parser.add_argument("--warmup-frames", type=int, default=1000, help="frames before the RSS baseline is taken")
-    parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
-    parser.add_argument("--out", default="runs/soak.json")
-    args = parser.parse_args()
+def run_soak(model: str | Path, frames: int = 20000, sample_every: int = 1000, warmup_frames: int = 1000,
+             timeout: float = 3600, progress=None) -> dict:
+    """Stream ``frames`` frames of a live ffmpeg HTTP stream through ``occ run --config``; see the module docstring."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        sys.exit("soak: needs ffmpeg (apt-get install ffmpeg)")
-    from occ.runtime.datasets import WalkwayConfig, generate_walkway
-    from occ.runtime.datasets.video import write_video
+        raise RuntimeError("the soak needs ffmpeg (apt-get install ffmpeg)")
+    from occ.evaluation.datasets import WalkwayConfig, generate_walkway
+    from occ.evaluation.datasets.video import write_video
 
     work = Path(tempfile.mkdtemp(prefix="occ-soak-"))
     clip = generate_walkway(WalkwayConfig(train_clips=0, test_clips=1, frames_per_clip=200)).test[0]
@@ -69,7 +62,7 @@ def main() -> None:
                                "-listen", "1", f"http://127.0.0.1:{stream_port}/stream"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     config = work / "site.toml"
-    config.write_text(f'[model]\npath = "{Path(args.model).resolve()}"\n[source]\nspec = "http://127.0.0.1:{stream_port}/stream"\n'
+    config.write_text(f'[model]\npath = "{Path(model).resolve()}"\n[source]\nspec = "http://127.0.0.1:{stream_port}/stream"\n'
                       f'[events]\nlog = "{work}/events.jsonl"\n[snapshots]\nfolder = "{work}/snaps"\nmax_files = 50\n'
                       f'[metrics]\nport = {metrics_port}\n')
     service = subprocess.Popen([sys.executable, "-m", "occ", "run", "--config", str(config)],
@@ -77,7 +70,7 @@ def main() -> None:
     samples, started = [], time.monotonic()
     try:
         next_sample = 0
-        while time.monotonic() - started < args.timeout:
+        while time.monotonic() - started < timeout:
             time.sleep(0.5)
             if service.poll() is not None:
                 raise RuntimeError(f"occ run exited early with {service.returncode}; see {work / 'service.log'}")
@@ -85,12 +78,13 @@ def main() -> None:
                 done = _frames_done(metrics_port)
             except OSError:
                 continue
-            if done >= next_sample or done >= args.frames:
+            if done >= next_sample or done >= frames:
                 samples.append({"frames": done, "seconds": round(time.monotonic() - started, 1),
                                 "rss_mb": round(_rss_mb(service.pid), 2), "fds": _fds(service.pid)})
-                print(json.dumps(samples[-1]), flush=True)
-                next_sample = done + args.sample_every
-            if done >= args.frames:
+                if progress:
+                    progress(1, description=f"{done} frames, RSS {samples[-1]['rss_mb']} MB")
+                next_sample = done + sample_every
+            if done >= frames:
                 break
         service.send_signal(signal.SIGTERM)
         service.wait(timeout=60)
@@ -98,20 +92,14 @@ def main() -> None:
         for process in (service, server):
             if process.poll() is None:
                 process.kill()
-    baseline = next((s for s in samples if s["frames"] >= args.warmup_frames), samples[0])
+    baseline = next((s for s in samples if s["frames"] >= warmup_frames), samples[0])
     last = samples[-1]
     result = {
-        "model": args.model, "frames": last["frames"], "seconds": last["seconds"], "samples": samples,
+        "model": str(model), "frames": last["frames"], "seconds": last["seconds"], "samples": samples,
         "rss_growth_mb_after_warmup": round(last["rss_mb"] - baseline["rss_mb"], 2),
         "fd_growth_after_warmup": last["fds"] - baseline["fds"],
         "aims": {"rss_growth_mb": "< 20", "fd_growth": "0"},
         "exit_code": service.returncode,
     }
     result["passed"] = result["rss_growth_mb_after_warmup"] < 20 and result["fd_growth_after_warmup"] <= 0
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
-
-
-if __name__ == "__main__":
-    main()
+    return result

@@ -1,6 +1,7 @@
 """PyTorch eager as a backend with the runtime's contract, the baseline for benchmarks and validation.
 
-It lives in benchmarks/, not runtime/: the runtime never imports torch.
+It lives in benchmarks/, not runtime/: the runtime never imports torch. Importing this module
+registers it as backend ``torch`` (the model is then the checkpoint, ``.pt``).
 """
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from occ.runtime.backends import BackendKind, register_backend
 from occ.runtime.backends.base import Backend, BackendError
+from occ.runtime.manifest import read_manifest
 
 
 class TorchBackend(Backend):
@@ -20,10 +23,11 @@ class TorchBackend(Backend):
         device: ``cpu`` or ``cuda``.
     """
 
-    def __init__(self, checkpoint_path: str, precision: str = "fp32", device: str = "cpu"):
+    def __init__(self, checkpoint_path: str, precision: str = "fp32", device: str | None = None):
         super().__init__(checkpoint_path)
-        self.precision, self.device = precision, device
-        self.name = f"torch-{precision}" + ("" if device == "cpu" else f"-{device}")
+        self.precision = precision
+        self.device = device or ("cuda" if precision == "fp16" else "cpu")
+        self.name = "torch"
         self.module = None
 
     def _activate_impl(self) -> None:
@@ -71,9 +75,10 @@ def checkpoint_for(model_path: str) -> str | None:
     path = Path(model_path)
     if path.suffix == ".pt":
         return str(path)
-    from occ.runtime.backends import OrtBackend
-
-    with OrtBackend(str(path)) as backend:
-        name = backend.manifest.export.get("source_checkpoint")
+    name = read_manifest(path).export.get("source_checkpoint")
     candidate = path.parent / name if name else None
     return str(candidate) if candidate and candidate.is_file() else None
+
+
+register_backend(BackendKind("torch", lambda model, options: TorchBackend(model, **options), "cpu", False, ".pt",
+                             "PyTorch eager on the checkpoint (a benchmark baseline)"))

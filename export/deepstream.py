@@ -11,9 +11,10 @@ nvinfer's own preprocessing scales and offsets single frames; occ's temporal rul
 ⟨I'_{t−4}, I'_{t−2}, I'_t⟩, ALOCC's frame difference and patch grid) are not expressible there,
 so the configuration takes its input from tensor meta (``input-tensor-from-meta=1``), which an
 ``nvdspreprocess`` element with a custom tensor-preparation library must fill, implementing
-``runtime/preprocess.py`` (its CUDA form is ``runtime/gpu/kernels/preprocess_frames.cu``). That
-library is not part of occ. Nothing here was run under DeepStream (not available in this project's
-workplace); the files are checked for consistency with the manifest only.
+``runtime/preprocess/reference.py`` (its CUDA form is ``runtime/preprocess/kernels/preprocess_frames.cu``).
+That library is not part of occ. Nothing here has run under DeepStream (it was not available where
+occ was developed); the files are checked for consistency with the manifest and graph, and the
+probe's ``OccEvents`` on real graph outputs.
 """
 from __future__ import annotations
 
@@ -119,26 +120,25 @@ def check_nvinfer_config(text: str, manifest: Manifest, model: onnx.ModelProto, 
         raise DeepStreamExportError(f"{where}: output tensor meta must be on and the network FP16")
 
 
-PROBE = '''"""occ probe for DeepStream (written by occ-export --deepstream; never run in occ's workplace).
+PROBE = '''"""occ probe for DeepStream (written by occ-export --deepstream; never run under DeepStream).
 
 Attach to the src pad of the nvinfer element configured by config_infer_*.txt:
 
     pad = pgie.get_static_pad("src")
     pad.add_probe(Gst.PadProbeType.BUFFER, occ_probe, OccEvents("@MANIFEST@", "events.jsonl"))
 
-For each frame it reads the output tensors from NvDsInferTensorMeta (pyds), applies the same
-decisions as the occ runtime (AVID: the mask and its score from the graph; ALOCC: the location
-scores fused with the manifest's statistics, then τ) and feeds occ's episode tracker, which
-writes the same JSON-lines events as `occ run`.
+For each frame it reads the output tensors from NvDsInferTensorMeta (pyds), turns them into a
+score, a decision and a mask with occ's own rule (occ.runtime.scoring.decide, the manifest's
+scoring contract) and feeds occ's episode tracker, which writes the same JSON-lines events as
+`occ run`.
 """
 import ctypes
 
 import numpy as np
 
-from occ.runtime.detector import FrameResult, mask_boxes
 from occ.runtime.events import EpisodeTracker, EventLog
 from occ.runtime.manifest import load_manifest_file
-from occ.runtime.scoring import fused_location_scores, reduce_frame
+from occ.runtime.scoring import decide
 
 
 class OccEvents:
@@ -149,16 +149,9 @@ class OccEvents:
         self.index = 0
 
     def result(self, tensors):
-        m = self.manifest
-        if m.method == "avid":
-            mask = tensors["mask"][0].astype(bool)
-            score = float(tensors["score"][0])
-            return FrameResult(index=self.index, score=score, decision=score >= 1.0,
-                               location_scores=tensors["region_anomaly"][0], mask=mask, boxes=mask_boxes(mask))
-        fused = fused_location_scores({k: v.reshape(1, -1) for k, v in tensors.items() if k in m.scoring["terms"]}, m.scoring)
-        score = float(reduce_frame(fused[0]))
-        return FrameResult(index=self.index, score=score, decision=score > m.threshold("tau"),
-                           location_scores=fused[0], boxes=[])
+        result = decide(tensors, self.manifest)[0]
+        result.index = self.index
+        return result
 
     def update(self, tensors):
         result = self.result(tensors)

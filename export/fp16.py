@@ -8,9 +8,16 @@ keep their FP32 types, so callers and manifests do not change.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from occ.runtime.files import write_atomic
+from occ.runtime.manifest import METADATA_KEY, manifest_from_metadata
+
+from .verify import ExportError, ExportResult, compare_output, decision_comparisons, mask_iou, run_onnx
 
 # Ops that run in FP16: the convolutional bodies of R, D, I and the FCN.
 FP16_OPS = frozenset({"Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "MaxPool", "Concat", "Tanh"})
@@ -114,3 +121,52 @@ def _float_tensors(model: onnx.ModelProto) -> set[str]:
     typed = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]}
     typed.update({init.name: init.data_type for init in inferred.graph.initializer})
     return {name for name, kind in typed.items() if kind == TensorProto.FLOAT}
+
+
+# share of decisions (frames; patches or mask pixels) that must agree between the FP16 and FP32 graphs
+FP16_AGREEMENT = 0.995
+
+
+def export_fp16(fp32_path: str | Path, out: str | Path | None = None, samples: np.ndarray | None = None,
+                data_spec: str | None = None) -> ExportResult:
+    """Write ``<name>.fp16.onnx`` (FP16 bodies, FP32 islands) and verify it against the FP32 graph.
+
+    Verification runs both graphs on ONNX Runtime CPU on real normal samples (``samples``: the
+    export's own, else the first frames of ``data_spec``) and requires 99.5 % identical
+    decisions; the score error is reported. Fails with :class:`ExportError` and writes nothing
+    otherwise.
+    """
+    fp32_path = Path(fp32_path)
+    out = Path(out) if out else fp32_path.with_name(fp32_path.stem + ".fp16.onnx")
+    model = onnx.load(str(fp32_path))
+    manifest = manifest_from_metadata({p.key: p.value for p in model.metadata_props}, str(fp32_path))
+    mixed = to_mixed_fp16(model)
+    manifest.export = {**manifest.export, "precision": "fp16", "fp32_model": fp32_path.name,
+                       "fp32_islands": "residual, thresholds, reductions, logits, sigmoids, comparisons",
+                       **precision_summary(mixed)}
+    for entry in mixed.metadata_props:
+        if entry.key == METADATA_KEY:
+            entry.value = manifest.to_json()
+    onnx.checker.check_model(mixed, full_check=True)
+    mixed_bytes = mixed.SerializeToString()
+    if samples is None:
+        if data_spec is None:
+            raise ExportError(f"{fp32_path}: give --data SPEC: real normal frames to verify the FP16 model on")
+        from .samples import samples_from_data
+
+        samples = samples_from_data(manifest, data_spec)
+    outputs = [o.name for o in model.graph.output]
+    if manifest.method == "alocc":
+        feed = {"patches": np.ascontiguousarray(samples.reshape(-1, *samples.shape[2:]))}
+    else:
+        feed = {"frames": np.ascontiguousarray(samples)}
+    reference = run_onnx(model.SerializeToString(), feed, outputs)
+    candidate = run_onnx(mixed_bytes, feed, outputs)
+    comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]
+    decisions = decision_comparisons(manifest, reference, candidate, FP16_AGREEMENT)
+    result = ExportResult(path=out, manifest=manifest, outputs=comparisons, decisions=decisions,
+                          extra={"mask IoU": round(mask_iou(reference["mask"], candidate["mask"]), 6)} if "mask" in reference else {})
+    if not all(decisions):
+        raise ExportError(f"{fp32_path}: the FP16 graph disagrees with FP32 beyond budget; nothing written", result.report)
+    write_atomic(out, mixed_bytes)
+    return result

@@ -194,9 +194,7 @@ def write_triton_repository(onnx_path: str | Path, repository: str | Path, name:
         raise TritonExportError(f"{name!r}: a Triton model name here is letters, digits, '_' and '-'")
     if max_batch_size is None:
         if manifest.method == "alocc":
-            from occ.runtime.preprocess import PatchGrid
-
-            max_batch_size = 8 * PatchGrid.from_spec(manifest.patches, manifest.input).count
+            max_batch_size = 8 * manifest.patches.count(manifest.input)
         else:
             max_batch_size = 32
     served = served_graph(model)

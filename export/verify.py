@@ -1,9 +1,15 @@
-"""Output comparison between two backends, reported per output in the manner of Polygraphy."""
+"""Output comparison between two backends, reported per output in the manner of Polygraphy, and
+decision agreement under the model's own scoring contract."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from occ.runtime.manifest import Manifest
+from occ.runtime.scoring import alocc_fires, alocc_patch_map, decide
 
 
 @dataclass
@@ -82,3 +88,51 @@ def mask_iou(reference: np.ndarray, candidate: np.ndarray) -> float:
     candidate = np.asarray(candidate, bool)
     union = np.logical_or(reference, candidate).sum()
     return float(np.logical_and(reference, candidate).sum() / union) if union else 1.0
+
+
+class ExportError(RuntimeError):
+    """Export failed; ``report`` holds the verification lines when there are any."""
+
+    def __init__(self, message: str, report: list[str] | None = None):
+        super().__init__(message)
+        self.report = report or []
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: Manifest
+    outputs: list[OutputComparison] = field(default_factory=list)
+    decisions: list[DecisionComparison] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    samples: np.ndarray | None = None  # the real inputs it was verified on (the next export step reuses them)
+
+    @property
+    def report(self) -> list[str]:
+        lines = [c.line() for c in self.outputs] + [d.line() for d in self.decisions]
+        lines += [f"{k}: {v}" for k, v in self.extra.items()]
+        return lines
+
+
+def decision_comparisons(manifest: Manifest, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
+                         required: float = 1.0) -> list[DecisionComparison]:
+    """How often two backends' outputs lead to the same decisions under the manifest's scoring
+    contract: frames (and ALOCC's patches, AVID's mask pixels)."""
+    frames = [compare_decisions("frame decisions", np.array([r.decision for r in decide(reference, manifest)]),
+                                np.array([r.decision for r in decide(candidate, manifest)]), required)]
+    if manifest.method == "alocc":
+        tau = manifest.threshold("tau")
+        return frames + [compare_decisions("patch decisions at tau", alocc_fires(alocc_patch_map(reference, manifest), tau),
+                                           alocc_fires(alocc_patch_map(candidate, manifest), tau), required)]
+    return frames + [compare_decisions("mask pixels", reference["mask"], candidate["mask"], required)]
+
+
+def run_onnx(model: bytes | str | Path, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    """One run of an ONNX model (bytes or a file) on ONNX Runtime's CPU provider."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=options,
+                                   providers=["CPUExecutionProvider"])
+    return dict(zip(outputs, session.run(outputs, feed)))

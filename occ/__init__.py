@@ -1,2 +1,2 @@
 """occ: train, export and deploy adversarially trained one-class anomaly detectors (ALOCC, AVID)."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,21 +1,30 @@
 """The model manifest: every setting a deployed model needs, in one versioned JSON document.
 
 It travels with the model from training to the camera: inside the checkpoint, in the ONNX file's
-``metadata_props`` under :data:`METADATA_KEY`, and beside every engine as ``<name>.json``. The
-runtime refuses a model whose manifest is missing, invalid, or from a newer major schema.
+``metadata_props`` under :data:`METADATA_KEY`, beside every engine as ``<name>.engine.json`` and
+in a Triton model's configuration. :func:`read_manifest` finds it in any of them. The runtime
+refuses a model whose manifest is missing, invalid, or from a newer major schema, in one line.
+
+The ``scoring`` part is the scoring contract: exactly how the graph's outputs become a frame score,
+a decision and a mask (:class:`AloccScoring`, :class:`AvidScoring`). The graph builders compose
+the exported graph from it, and :func:`occ.runtime.scoring.decide` applies it.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import json
+import math
 import os
-import tempfile
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
-SCHEMA_VERSION = "1.0"
+from .files import now_iso, write_atomic
+
+SCHEMA_VERSION = "1.1"
 METADATA_KEY = "occ.manifest"
 
 METHODS = ("alocc", "avid")
@@ -24,8 +33,15 @@ INTERPOLATIONS = ("bilinear", "area", "nearest")
 # none: one frame; avid_triplet: <I'(t-4), I'(t-2), I'(t)> with I'(t) = (I(t) + I(t-1)) / 2;
 # frame_diff: [I(t), I(t) - I(t-1)] (appearance plus signed motion for ALOCC patches).
 TEMPORAL_RULES = ("none", "avid_triplet", "frame_diff")
+TEMPORAL_CHANNELS = {"none": 1, "avid_triplet": 3, "frame_diff": 2}
 PRECISIONS = ("fp32", "fp16")
-THRESHOLD_NAMES = {"alocc": ("tau",), "avid": ("alpha", "zeta", "tau")}
+THRESHOLD_NAMES = {"alocc": ("tau",), "avid": ("alpha", "zeta")}
+
+# AVID's scoring vocabulary (see AvidScoring)
+REGION_SCORERS = ("detector", "memory")
+GATES = ("binary", "soft")
+FRAME_SCORES = ("peak", "evidence")
+RESIDUALS = ("newest", "mean")
 
 
 class ManifestError(ValueError):
@@ -39,7 +55,8 @@ class InputSpec:
     Args:
         height: frame height after resize, in pixels.
         width: frame width after resize, in pixels.
-        channels: channels of the network input (1 for gray, 3 for the AVID triplet).
+        channels: channels of the network input (1 for gray, 2 for ALOCC's frame difference, 3 for
+            the AVID triplet).
         color: colour handling of the raw frame; only ``gray`` (luma, BT.601) is supported.
         interpolation: resize interpolation (``bilinear`` = OpenCV INTER_LINEAR).
         norm_mean: value subtracted from 0..255 pixels.
@@ -63,18 +80,20 @@ class InputSpec:
         _choice("input.color", self.color, COLORS)
         _choice("input.interpolation", self.interpolation, INTERPOLATIONS)
         _choice("input.temporal", self.temporal, TEMPORAL_RULES)
-        if not self.norm_std > 0:
-            raise ManifestError(f"input.norm_std must be > 0, got {self.norm_std}")
-        expected = {"none": 1, "avid_triplet": 3, "frame_diff": 2}[self.temporal]
+        if not (math.isfinite(self.norm_std) and self.norm_std > 0 and math.isfinite(self.norm_mean)):
+            raise ManifestError(f"input.norm_mean and norm_std must be finite with norm_std > 0, got {self.norm_mean}, {self.norm_std}")
+        expected = TEMPORAL_CHANNELS[self.temporal]
         if self.channels != expected:
-            raise ManifestError(
-                f"input.channels is {self.channels} but temporal rule '{self.temporal}' makes {expected}"
-            )
+            raise ManifestError(f"input.channels is {self.channels} but temporal rule '{self.temporal}' makes {expected}")
 
 
 @dataclass
 class PatchSpec:
     """ALOCC patch geometry on the resized frame.
+
+    Patch origins run from the region's top-left at ``stride`` steps; when the last step does not
+    reach the region's bottom or right edge, one more row or column is added flush with that edge,
+    so every pixel of the region is covered.
 
     Args:
         size: patch side in pixels.
@@ -89,11 +108,26 @@ class PatchSpec:
     def validate(self, spec: InputSpec) -> None:
         _positive_int("patches.size", self.size)
         _positive_int("patches.stride", self.stride)
-        top, bottom, left, right = self.roi or (0, spec.height, 0, spec.width)
+        top, bottom, left, right = self.box(spec)
         if not (0 <= top < bottom <= spec.height and 0 <= left < right <= spec.width):
             raise ManifestError(f"patches.roi {self.roi} lies outside the {spec.height}x{spec.width} frame")
         if self.size > bottom - top or self.size > right - left:
             raise ManifestError(f"patches.size {self.size} is larger than the region {bottom - top}x{right - left}")
+
+    def box(self, spec: InputSpec) -> tuple[int, int, int, int]:
+        if self.roi is not None and len(self.roi) != 4:
+            raise ManifestError(f"patches.roi must be [top, bottom, left, right], got {self.roi}")
+        top, bottom, left, right = self.roi or (0, spec.height, 0, spec.width)
+        return top, bottom, left, right
+
+    def origins(self, spec: InputSpec) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Patch origins ``(tops, lefts)``, row-major order of the patch grid."""
+        top, bottom, left, right = self.box(spec)
+        return _origins(top, bottom, self.size, self.stride), _origins(left, right, self.size, self.stride)
+
+    def count(self, spec: InputSpec) -> int:
+        tops, lefts = self.origins(spec)
+        return len(tops) * len(lefts)
 
 
 @dataclass
@@ -114,10 +148,125 @@ class RegionSpec:
     def validate(self, spec: InputSpec) -> None:
         _positive_int("regions.cell", self.cell)
         if self.rows * self.cell != spec.height or self.cols * self.cell != spec.width:
-            raise ManifestError(
-                f"regions {self.rows}x{self.cols} of {self.cell}px do not tile the "
-                f"{spec.height}x{spec.width} input"
-            )
+            raise ManifestError(f"regions {self.rows}x{self.cols} of {self.cell}px do not tile the {spec.height}x{spec.width} input")
+
+
+@dataclass
+class LocationStats:
+    """Mean and standard deviation of a graph output on normal frames, one value per patch location."""
+
+    mean: list[float]
+    std: list[float]
+
+
+@dataclass
+class AloccScoring:
+    """ALOCC's scoring contract (applied by :func:`occ.runtime.scoring.decide`).
+
+    - patch score ``s_p = Σ_k terms[k] · (y_k[p] − mean_k[p]) / std_k[p]`` over the graph outputs
+      ``y_k`` named in ``terms`` (``score`` = −logit D(R(X)), ``reconstruction_error`` =
+      mean (X − R(X))²); a term without ``location_stats`` enters raw;
+    - frame score: the largest patch score;
+    - decision: frame score ``> tau``;
+    - boxes: the patches whose score ``> tau``.
+
+    Args:
+        terms: graph output name → weight.
+        location_stats: graph output name → its per-location statistics on normal frames.
+    """
+
+    terms: dict[str, float]
+    location_stats: dict[str, LocationStats] = field(default_factory=dict)
+
+    def validate(self, patch_count: int) -> None:
+        if not self.terms:
+            raise ManifestError("scoring.terms is empty: the patch score needs at least one graph output")
+        for name, weight in self.terms.items():
+            if not math.isfinite(weight):
+                raise ManifestError(f"scoring.terms.{name} is not a finite number: {weight}")
+        for name, stats in self.location_stats.items():
+            if name not in self.terms:
+                raise ManifestError(f"scoring.location_stats.{name} belongs to no term (terms: {', '.join(self.terms)})")
+            if len(stats.mean) != patch_count or len(stats.std) != patch_count:
+                raise ManifestError(f"scoring.location_stats.{name} has {len(stats.mean)} means and {len(stats.std)} "
+                                    f"deviations for {patch_count} patch locations")
+            if not all(math.isfinite(s) and s > 0 for s in stats.std) or not all(math.isfinite(m) for m in stats.mean):
+                raise ManifestError(f"scoring.location_stats.{name} needs finite means and positive deviations")
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.terms)
+
+
+@dataclass
+class AvidScoring:
+    """AVID's scoring contract. The graph computes all of it; this records how, so that
+    calibration, evaluation and every backend agree with the graph.
+
+    - residual ``r = |X − I(X)|`` of the ``residual`` channel (``newest``: I predicts the newest
+      frame from the older two, which it never sees; ``mean``: all channels averaged), averaged
+      over a ``residual_kernel``² window;
+    - region evidence ``odds(1 − O) / odds(1 − ζ)`` per block, ``O`` from the ``region_scorer``
+      (``detector``: D; ``memory``: the distance to the nearest normal training region);
+    - the ``gate`` makes the intersection ``v`` in units of α: ``binary`` (Eq. 4) ``r / α`` inside
+      the blocks with ``O <= ζ``, 0 elsewhere; ``soft`` the weighted geometric mean
+      ``(r / α)^w · min(region evidence, e^10)^(1 − w)``, ``w`` = ``residual_weight``;
+    - frame score: ``peak`` the largest ``v``; ``evidence`` ``Σ_blocks max(0, v_b − f) / (1 − f)``
+      over each block's largest value, ``f`` = ``evidence_floor``;
+    - decision: frame score ``>= 1``;
+    - mask: ``v >= 1``, each part extended over the connected residual object it belongs to
+      within ``mask_reach`` pixels (0: Eq. 4's blocks exactly).
+
+    Args:
+        region_scorer: ``detector`` or ``memory``.
+        gate: ``binary`` or ``soft``.
+        residual_weight: the soft gate's weight on the residual, in (0, 1); None for ``binary``.
+        frame_score: ``peak`` or ``evidence``.
+        evidence_floor: the evidence score's floor, in [0, 1); None for ``peak``.
+        mask_reach: pixels the mask follows a residual object out of its gated blocks.
+        residual_kernel: side of the residual's averaging window, pixels (odd).
+        residual: ``newest`` or ``mean``.
+        region_quantile: binary gate: ζ is set so that this fraction of normal regions is vetoed.
+    """
+
+    region_scorer: str = "detector"
+    gate: str = "binary"
+    residual_weight: float | None = None
+    frame_score: str = "peak"
+    evidence_floor: float | None = None
+    mask_reach: int = 0
+    residual_kernel: int = 1
+    residual: str = "newest"
+    region_quantile: float | None = 0.2
+
+    def validate(self) -> None:
+        _choice("scoring.region_scorer", self.region_scorer, REGION_SCORERS)
+        _choice("scoring.gate", self.gate, GATES)
+        _choice("scoring.frame_score", self.frame_score, FRAME_SCORES)
+        _choice("scoring.residual", self.residual, RESIDUALS)
+        soft = self.gate == "soft"
+        if soft != (self.residual_weight is not None) or (soft and not 0 < self.residual_weight < 1):
+            raise ManifestError(f"scoring.residual_weight must be in (0, 1) for the soft gate and absent otherwise, "
+                                f"got {self.residual_weight} with gate '{self.gate}'")
+        evidence = self.frame_score == "evidence"
+        if evidence != (self.evidence_floor is not None) or (evidence and not 0 <= self.evidence_floor < 1):
+            raise ManifestError(f"scoring.evidence_floor must be in [0, 1) for the evidence score and absent otherwise, "
+                                f"got {self.evidence_floor} with frame_score '{self.frame_score}'")
+        binary = self.gate == "binary"
+        if binary != (self.region_quantile is not None) or (binary and not 0 < self.region_quantile < 1):
+            raise ManifestError(f"scoring.region_quantile must be in (0, 1) for the binary gate and absent otherwise, "
+                                f"got {self.region_quantile} with gate '{self.gate}'")
+        if self.mask_reach < 0:
+            raise ManifestError(f"scoring.mask_reach must be >= 0, got {self.mask_reach}")
+        if self.residual_kernel < 1 or self.residual_kernel % 2 == 0:
+            raise ManifestError(f"scoring.residual_kernel must be a positive odd number, got {self.residual_kernel}")
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["score", "mask", "region_anomaly"]
+
+
+SCORING_SPECS: dict[str, type] = {"alocc": AloccScoring, "avid": AvidScoring}
 
 
 @dataclass
@@ -149,7 +298,7 @@ class Manifest:
     input: InputSpec
     patches: PatchSpec | None = None
     regions: RegionSpec | None = None
-    scoring: dict[str, Any] = field(default_factory=dict)
+    scoring: AloccScoring | AvidScoring | None = None
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     threshold_history: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
@@ -168,13 +317,23 @@ class Manifest:
             if self.regions is None:
                 raise ManifestError("an avid manifest needs 'regions'")
             self.regions.validate(self.input)
+        expected = SCORING_SPECS[self.method]
+        if not isinstance(self.scoring, expected):
+            raise ManifestError(f"an {self.method} manifest needs an {expected.__name__} 'scoring', got {type(self.scoring).__name__}")
+        if self.method == "alocc":
+            self.scoring.validate(self.patches.count(self.input))
+        else:
+            self.scoring.validate()
         allowed = THRESHOLD_NAMES[self.method]
         for name, threshold in self.thresholds.items():
             _choice(f"threshold name for {self.method}", name, allowed)
-            if not isinstance(threshold.value, (int, float)) or threshold.value != threshold.value:
-                raise ManifestError(f"threshold '{name}' has no numeric value: {threshold.value!r}")
-        precision = self.export.get("precision", "fp32")
-        _choice("export.precision", precision, PRECISIONS)
+            if not isinstance(threshold.value, (int, float)) or not math.isfinite(threshold.value):
+                raise ManifestError(f"threshold '{name}' is not a finite number: {threshold.value!r}")
+        if "zeta" in self.thresholds and not 0 < self.thresholds["zeta"].value < 1:
+            raise ManifestError(f"threshold 'zeta' must lie in (0, 1), got {self.thresholds['zeta'].value}")
+        if "alpha" in self.thresholds and not self.thresholds["alpha"].value > 0:
+            raise ManifestError(f"threshold 'alpha' must be > 0, got {self.thresholds['alpha'].value}")
+        _choice("export.precision", self.export.get("precision", "fp32"), PRECISIONS)
         return self
 
     def threshold(self, name: str) -> float:
@@ -186,8 +345,15 @@ class Manifest:
         """Set a threshold, keeping the value it replaces in ``threshold_history``."""
         if name in self.thresholds:
             old = dataclasses.asdict(self.thresholds[name])
-            self.threshold_history.append({"name": name, "replaced_on": _now(), **old})
+            self.threshold_history.append({"name": name, "replaced_on": now_iso(), **old})
         self.thresholds[name] = threshold
+
+    def with_thresholds(self, values: dict[str, float], data: str = "site override") -> "Manifest":
+        """A copy whose thresholds are replaced by ``values`` (the running model's, not stored)."""
+        copy = Manifest.from_dict(self.to_dict())
+        for name, value in values.items():
+            copy.set_threshold(name, Threshold(value=float(value), data=data, date=now_iso(), method="given"))
+        return copy.validate()
 
     # ---- serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -201,18 +367,16 @@ class Manifest:
         try:
             if not isinstance(data, dict):
                 raise ManifestError("is not a JSON object")
-            _check_schema(data.get("schema_version"))
+            minor = _check_schema(data.get("schema_version"))
             data = dict(data)
-            data["input"] = _build(InputSpec, data.get("input"), "input")
-            if data.get("patches") is not None:
-                data["patches"] = _build(PatchSpec, data["patches"], "patches")
-            if data.get("regions") is not None:
-                data["regions"] = _build(RegionSpec, data["regions"], "regions")
-            data["thresholds"] = {
-                k: _build(Threshold, v, f"thresholds.{k}") for k, v in (data.get("thresholds") or {}).items()
-            }
-            manifest = _build(cls, data, "manifest", nested_ok=True)
-            return manifest.validate()
+            method = data.get("method")
+            _choice("method", method, METHODS)
+            if minor < 1:
+                data["scoring"] = _scoring_from_1_0(method, data.get("scoring"))
+                data["thresholds"] = {k: v for k, v in (data.get("thresholds") or {}).items() if k in THRESHOLD_NAMES[method]}
+                data["schema_version"] = SCHEMA_VERSION
+            data["scoring"] = _build(SCORING_SPECS[method], data.get("scoring"), "scoring")
+            return _build(cls, data, "manifest").validate()
         except ManifestError as exc:
             raise ManifestError(f"{source}: invalid manifest: {exc}") from None
 
@@ -225,15 +389,30 @@ class Manifest:
         return cls.from_dict(data, source)
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write ``<path>`` atomically (temp file, then rename)."""
+        """Write ``<path>`` atomically."""
         return write_atomic(Path(path), self.to_json().encode())
 
 
-def load_manifest_file(path: str | os.PathLike) -> Manifest:
+# ---- reading and writing the manifest of any artifact ----------------------------------------------
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    """The manifest of any occ artifact: an ``.onnx`` model (embedded), an ``.engine`` (its
+    ``.engine.json`` sidecar), a Triton model folder or its ``config.pbtxt``, or a manifest
+    ``.json`` (a sidecar, or what ``occ-export --deepstream`` writes)."""
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest file not found")
-    return Manifest.from_json(path.read_text(), str(path))
+    if path.is_dir() and (path / "config.pbtxt").is_file():
+        path = path / "config.pbtxt"
+    if not path.exists():
+        raise ManifestError(f"{path}: model file not found")
+    readers = {".onnx": _from_onnx, ".engine": _from_engine, ".pbtxt": _from_triton_config, ".json": _from_json_file}
+    reader = readers.get(path.suffix)
+    if reader is None or not path.is_file():
+        raise ManifestError(f"{path}: not an occ model (expected .onnx, .engine, a Triton model folder or a manifest .json)")
+    return reader(path)
+
+
+def load_manifest_file(path: str | os.PathLike) -> Manifest:
+    """A manifest ``.json`` file (or an engine sidecar, which holds one under ``manifest``)."""
+    return _from_json_file(Path(path))
 
 
 def manifest_from_metadata(metadata: dict[str, str], source: str) -> Manifest:
@@ -243,63 +422,193 @@ def manifest_from_metadata(metadata: dict[str, str], source: str) -> Manifest:
     return Manifest.from_json(metadata[METADATA_KEY], source)
 
 
-def write_atomic(path: Path, payload: bytes) -> Path:
-    """Write bytes to ``path`` through a temp file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def engine_sidecar(engine: str | os.PathLike) -> Path:
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
+    """Store a changed manifest (recalibrated thresholds) with its model, atomically: inside an
+    ONNX file (with AVID's α/ζ input defaults) plus its ``<model>.onnx.json`` copy, or in an
+    engine's sidecar. Returns the file that now holds it."""
+    path = Path(path)
+    manifest.validate()
+    if path.suffix == ".engine":
+        sidecar = engine_sidecar(path)
+        data = _read_json(sidecar)
+        data["manifest"] = manifest.to_dict()
+        return write_atomic(sidecar, json.dumps(data, indent=2).encode())
+    if path.suffix != ".onnx":
+        raise ManifestError(f"{path}: thresholds are stored in .onnx models and .engine sidecars, not in {path.suffix or 'this file'}")
+    onnx, numpy_helper = _import_onnx(path)
+    import numpy as np
+
+    model = onnx.load(str(path))
+    for entry in model.metadata_props:
+        if entry.key == METADATA_KEY:
+            entry.value = manifest.to_json()
+    for initializer in model.graph.initializer:
+        if initializer.name in THRESHOLD_NAMES["avid"] and initializer.name in manifest.thresholds:
+            value = np.array([manifest.threshold(initializer.name)], np.float32)
+            initializer.CopyFrom(numpy_helper.from_array(value, initializer.name))
+    write_atomic(path, model.SerializeToString())
+    manifest.write(path.with_name(path.name + ".json"))
     return path
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def now_iso() -> str:
-    """The current UTC time as an ISO string (used for provenance fields)."""
-    return _now()
-
-
-def _check_schema(version: Any) -> None:
-    if not isinstance(version, str) or not version.count(".") == 1:
-        raise ManifestError(f"schema_version missing or malformed: {version!r}")
+def _import_onnx(path: Path):
     try:
-        major = int(version.split(".")[0])
-    except ValueError:
-        raise ManifestError(f"schema_version malformed: {version!r}") from None
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ManifestError(f"{path}: reading or rewriting an ONNX file needs the onnx package: pip install onnx") from None
+    return onnx, numpy_helper
+
+
+def _from_onnx(path: Path) -> Manifest:
+    onnx, _ = _import_onnx(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a damaged file
+        raise ManifestError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    return manifest_from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+
+
+def _from_engine(path: Path) -> Manifest:
+    sidecar = engine_sidecar(path)
+    if not sidecar.is_file():
+        raise ManifestError(f"{sidecar}: the engine's manifest sidecar is missing; rebuild with occ-export --engine")
+    return _from_json_file(sidecar)
+
+
+def _from_json_file(path: Path) -> Manifest:
+    data = _read_json(path)
+    if isinstance(data, dict) and "manifest" in data and "method" not in data:
+        data = data["manifest"]  # an engine sidecar
+    return Manifest.from_dict(data, str(path))
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest file not found")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+_TRITON_PARAMETER = re.compile(r'key:\s*"' + re.escape(METADATA_KEY) + r'"\s*value:\s*\{\s*string_value:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _from_triton_config(path: Path) -> Manifest:
+    text = path.read_text()
+    match = _TRITON_PARAMETER.search(text)
+    if match is None:
+        raise ManifestError(f"{path}: the configuration carries no occ manifest (export the repository with occ-export --triton)")
+    return Manifest.from_json(re.sub(r"\\(.)", r"\1", match.group(1)), str(path))
+
+
+# ---- schema -----------------------------------------------------------------------------------------
+def _check_schema(version: Any) -> int:
+    """The minor version of a schema this occ can read."""
+    if not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+", version):
+        raise ManifestError(f"schema_version missing or malformed: {version!r}")
+    major, minor = (int(part) for part in version.split("."))
     ours = int(SCHEMA_VERSION.split(".")[0])
     if major > ours:
-        raise ManifestError(
-            f"schema {version} is newer than this occ understands ({SCHEMA_VERSION}); upgrade occ"
-        )
+        raise ManifestError(f"schema {version} is newer than this occ understands ({SCHEMA_VERSION}); upgrade occ")
+    return minor if major == ours else 0
 
 
-def _build(cls: type, data: Any, where: str, nested_ok: bool = False):
+def _scoring_from_1_0(method: str, scoring: Any) -> dict[str, Any]:
+    """Schema 1.0 described scoring partly in words; the typed spec it amounts to."""
+    if not isinstance(scoring, dict):
+        raise ManifestError(f"'scoring' must be an object, got {type(scoring).__name__}")
+    if method == "alocc":
+        return {"terms": scoring.get("terms") or {"score": 1.0}, "location_stats": scoring.get("location_stats") or {}}
+    words = str(scoring.get("frame_score", ""))
+    memory = str(scoring.get("regions", "")).startswith("O from the distance")
+    weight = re.search(r"\(residual / alpha\)\^([0-9.eE+-]+) \*", words)
+    if memory and weight is None:
+        raise ManifestError("this model's gate (the minimum intersection of schema 1.0) is no longer supported; retrain it")
+    evidence = scoring.get("evidence_floor")
+    return {"region_scorer": "memory" if memory else "detector", "gate": "soft" if memory else "binary",
+            "residual_weight": float(weight.group(1)) if weight else None,
+            "frame_score": "evidence" if evidence is not None else "peak", "evidence_floor": evidence,
+            "mask_reach": int(scoring.get("mask_reach") or 0), "residual_kernel": int(scoring.get("residual_kernel") or 1),
+            "residual": "newest" if str(scoring.get("residual", "")).startswith("newest") else "mean",
+            "region_quantile": None if memory else 0.2}
+
+
+# ---- typed construction -----------------------------------------------------------------------------
+def _build(cls: type, data: Any, where: str):
+    """``cls(**data)`` with every field checked against its annotation; one line on any problem."""
+    if isinstance(data, cls):
+        return data
     if not isinstance(data, dict):
         raise ManifestError(f"'{where}' must be an object, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ManifestError(f"unknown field(s) in '{where}': {', '.join(unknown)}")
-    required = [
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
-    ]
-    missing = [n for n in required if n not in data]
+    missing = [name for name, f in fields.items()
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in data]  # type: ignore[misc]
     if missing:
         raise ManifestError(f"missing field(s) in '{where}': {', '.join(missing)}")
-    try:
-        return cls(**data)
-    except TypeError as exc:
-        raise ManifestError(f"'{where}': {exc}") from None
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: _convert(value, hints[name], f"{where}.{name}" if where != "manifest" else name)
+                  for name, value in data.items()})
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        problems = []
+        for option in options:
+            try:
+                return _convert(value, option, where)
+            except ManifestError as exc:
+                problems.append(exc)
+        raise problems[0]
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ManifestError(f"'{where}' must be a list, got {type(value).__name__}")
+        return [_convert(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ManifestError(f"'{where}' must be an object, got {type(value).__name__}")
+        return {k: _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    scalar = _SCALARS.get(hint)
+    if scalar is None:
+        raise ManifestError(f"'{where}': unsupported type {hint}")
+    accepts, name = scalar
+    if not accepts(value):
+        raise ManifestError(f"'{where}' must be {name}, got {type(value).__name__} {str(value)[:40]!r}")
+    return float(value) if hint is float else value
+
+
+_SCALARS = {
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    str: (lambda v: isinstance(v, str), "a string"),
+    bool: (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _origins(start: int, stop: int, size: int, stride: int) -> tuple[int, ...]:
+    origins = list(range(start, stop - size + 1, stride))
+    if origins[-1] + size < stop:
+        origins.append(stop - size)
+    return tuple(origins)
 
 
 def _positive_int(name: str, value: Any) -> None:

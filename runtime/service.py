@@ -4,7 +4,8 @@ Example configuration (every key but ``model.path`` and ``source.spec`` has a de
 
     [model]
     path = "ped2.onnx"
-    backend = "ort-cpu"          # ort-cpu | ort-cuda | tensorrt (the last two: whole frame path on the GPU) | triton
+    backend = "ort-cpu"          # ort-cpu | ort-cuda | tensorrt | triton (see occ.runtime.backends)
+    preprocess = "cpu"           # cpu | gpu (CUDA kernels; with ort-cuda or tensorrt the frame stays on the GPU)
     # triton_url = "triton-host:8000"   # backend "triton": path is then the model's name on the server
 
     [thresholds]                 # optional overrides of the manifest's values
@@ -52,9 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .detector import open_stream_detector
-from .events import EpisodeTracker, EventLog, Metrics, MetricsServer, SnapshotStore
-from .overlay import OverlayWriter, render_overlay
+from .detector import open_detector
+from .events import EpisodeTracker, EventLog, Metrics, MetricsServer, OverlayWriter, SnapshotStore, render_overlay
 from .sources import LiveSource, open_source
 
 log = logging.getLogger("occ.service")
@@ -69,6 +69,7 @@ class ServiceConfig:
     model: str
     source: str
     backend: str = "ort-cpu"
+    preprocess: str = "cpu"
     triton_url: str = ""  # backend "triton": the server; ``model`` is then the model's name there
     thresholds: dict[str, float] = field(default_factory=dict)
     buffer: int = 2
@@ -115,6 +116,7 @@ class ServiceConfig:
             model=model if backend == "triton" else str((path.parent / model) if not Path(model).is_absolute() else model),
             source=source,
             backend=backend,
+            preprocess=get("model", "preprocess", "cpu"),
             triton_url=get("model", "triton_url", ""),
             thresholds={k: float(v) for k, v in data.get("thresholds", {}).items()},
             buffer=int(get("source", "buffer", 2)),
@@ -155,14 +157,6 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.propagate = False
 
 
-def apply_thresholds(detector, thresholds: dict[str, float]) -> None:
-    """Site overrides of the manifest's thresholds, on a CPU or GPU stream detector."""
-    if detector.manifest.method == "alocc" and "tau" in thresholds:
-        detector.tau = thresholds["tau"]
-    if detector.manifest.method == "avid":
-        detector.set_thresholds(thresholds.get("alpha"), thresholds.get("zeta"))
-
-
 class Service:
     """Source → detector → episodes, snapshots, overlays and metrics, until stopped or the source ends."""
 
@@ -179,8 +173,8 @@ class Service:
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
-        detector = open_stream_detector(cfg.model, cfg.backend, cfg.triton_url)
-        apply_thresholds(detector, cfg.thresholds)
+        detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **({"url": cfg.triton_url} if cfg.triton_url else {}))
+        detector.set_thresholds(**cfg.thresholds)
         live_options = {"buffer": cfg.buffer, "backoff": cfg.backoff, "max_backoff": cfg.max_backoff,
                         "give_up_after": cfg.give_up_after}
         self.source = source = open_source(cfg.source, **live_options)

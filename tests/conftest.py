@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from occ.runtime.datasets import WalkwayConfig, generate_walkway
+from occ.evaluation.datasets import WalkwayConfig, generate_walkway
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,19 @@
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
+from typer.testing import CliRunner
 
-from occ.benchmarks.latency import SCHEMA, STAGES, compare_runs, run_latency, summarize, validate
+from occ.benchmarks.latency import SCHEMA, STAGES, Variant, compare_runs, run_latency, summarize, validate
+from occ.cli.bench import app
 
 from mnist_files import glyph_digits, write_mnist
+
+runner = CliRunner()
+
+
+def bench(*args):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "250"})
 
 
 def test_percentiles_against_a_known_list():
@@ -22,7 +28,7 @@ def test_percentiles_against_a_known_list():
 
 @pytest.fixture(scope="module")
 def latency_result(alocc_onnx):
-    return run_latency(str(alocc_onnx), ["ort-cpu", "torch-fp32"], [1, 4], warmup_s=0.05, duration_s=0.2,
+    return run_latency(str(alocc_onnx), [Variant("ort-cpu"), Variant("torch")], [1, 4], warmup_s=0.05, duration_s=0.2,
                        frame_size=(96, 144), min_iterations=5)
 
 
@@ -30,7 +36,9 @@ def test_latency_json_schema_and_stage_sums(latency_result):
     result = json.loads(json.dumps(latency_result))  # must be plain JSON
     assert result["schema"] == SCHEMA and result["method"] == "alocc"
     assert {"cpu", "gpus", "versions", "warnings"} <= set(result["device"])
-    assert [(r["backend"], r["batch"]) for r in result["runs"]] == [("ort-cpu", 1), ("ort-cpu", 4), ("torch-fp32", 1), ("torch-fp32", 4)]
+    assert [(r["variant"], r["batch"]) for r in result["runs"]] == [("ort-cpu fp32 cpu", 1), ("ort-cpu fp32 cpu", 4),
+                                                                   ("torch fp32 cpu", 1), ("torch fp32 cpu", 4)]
+    assert any("p99 from" in w for w in result["warnings"])  # a 0.2 s run has fewer than 100 samples
     for run in result["runs"]:
         assert set(run["stages_ms"]) == set(STAGES)
         assert run["stages_ms"]["host_to_device"] is None  # CPU backends move no data to a device
@@ -56,13 +64,14 @@ def test_validate_statuses_and_exit_codes(alocc_onnx, avid_checkpoint, tmp_path)
     shutil.copy(alocc_onnx, model)
     shutil.copy(alocc_onnx.with_suffix(".pt"), tmp_path / "alocc.pt")
     data = "walkway:height=48,width=72,train_clips=1,test_clips=2,frames_per_clip=20,seed=7"
-    result = validate(str(model), data, ["ort-cpu", "torch-fp32", "ort-bogus"])
-    statuses = {row["backend"]: row["status"] for row in result["backends"]}
-    assert statuses == {"ort-cpu": "works", "torch-fp32": "works", "ort-bogus": "failed"}
-    ok = subprocess.run([sys.executable, "-m", "occ.benchmarks", "validate", str(model), "--data", data,
-                         "--backend", "ort-cpu,torch-fp32", "--json-only"], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["backends"][1]["decision_agreement"] >= 0.995
+    result = validate(str(model), data, [Variant("ort-cpu"), Variant("torch"), Variant("ort-cpu", "fp16")])
+    statuses = {row["variant"]: row["status"] for row in result["variants"]}
+    # no .fp16.onnx beside the model: that variant fails with its reason, the others work
+    assert statuses == {"ort-cpu fp32 cpu": "works", "torch fp32 cpu": "works", "ort-cpu fp16 cpu": "failed"}
+    assert "occ-export --fp16" in result["variants"][2]["reason"]
+    ok = bench("validate", model, "--data", data, "--backend", "ort-cpu,torch", "--json", "-")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["variants"][1]["decision_agreement"] >= 0.995
     # A stale checkpoint beside the model: PyTorch no longer matches the ONNX graph → off budget, exit 1.
     from occ.train.common import load_checkpoint, save_checkpoint
     from occ.train.train_alocc import build_scorer
@@ -74,11 +83,15 @@ def test_validate_statuses_and_exit_codes(alocc_onnx, avid_checkpoint, tmp_path)
             p.mul_(1.5)
     save_checkpoint(tmp_path / "alocc.pt", stale.manifest, stale.architecture,
                     {"reconstructor": scorer.reconstructor, "discriminator": scorer.discriminator}, stale.history)
-    off = subprocess.run([sys.executable, "-m", "occ.benchmarks", "validate", str(model), "--data", data,
-                          "--backend", "ort-cpu,torch-fp32"], capture_output=True, text=True,
-                         env={**__import__("os").environ, "COLUMNS": "200"})
-    assert off.returncode == 1
-    assert "off-budget" in off.stdout
+    off = bench("validate", model, "--data", data, "--backend", "ort-cpu,torch")
+    assert off.exit_code == 1 and "off-budget" in off.output
+
+
+def test_latency_refuses_what_cannot_run_in_one_line(alocc_onnx):
+    nothing = bench("latency", alocc_onnx, "--backend", "ort-cuda", "--preprocess", "gpu", "--duration", "0.01")
+    assert nothing.exit_code == 2 and nothing.output.startswith("error: ort-cuda fp32 gpu:"), nothing.output
+    assert bench("latency", alocc_onnx, "--backend", "nosuch").exit_code == 2
+    assert "--batch must be positive integers" in bench("latency", alocc_onnx, "--batch", "0").output
 
 
 def _write_glyph_digits(folder, rng) -> None:
@@ -89,11 +102,10 @@ def _write_glyph_digits(folder, rng) -> None:
 
 def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
     _write_glyph_digits(tmp_path, rng)
-    bench = [sys.executable, "-m", "occ.benchmarks.avid_accuracy", "--mnist", str(tmp_path), "--no-walkway",
-             "--irmnist-train", "20", "--irmnist-test", "12", "--irmnist-epochs", "1"]
-    first = subprocess.run(bench + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr[-2000:]
-    result = json.loads((tmp_path / "a" / "avid_accuracy.json").read_text())["irmnist"]
+    common = ["irmnist", "--mnist", tmp_path, "--grids", "20", "--test-grids", "12", "--epochs", "1", "--region-memory", "500"]
+    first = bench(*common, "--out", tmp_path / "a", "--json", tmp_path / "a.json")
+    assert first.exit_code == 0, first.output[-2000:]
+    result = json.loads((tmp_path / "a.json").read_text())
     natural = result["natural"]
     assert 9 <= natural["irregular_per_positive_grid"] <= 15  # ~121 / 10 threes per positive grid
     assert 1 <= result["few"]["irregular_per_positive_grid"] <= 5
@@ -103,24 +115,20 @@ def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
         for row in rows.values():
             assert all(0.0 <= row[k] <= 1.0 for k in ("detection_eer_peak", "detection_auc_peak", "detection_eer_evidence",
                                                        "detection_auc_evidence", "localization_eer", "localization_auc"))
-    # the recipe: the region memory, and the evidence frame score
-    assert result["config"]["region_memory"] == 60000 and result["frame_score"] == "evidence"
+    # the images recipe: the region memory, and the evidence frame score
+    assert result["recipe"] == "images" and result["frame_score"] == "evidence"
     # the memory knows the normal glyphs: glyph 3's cells rank first
     assert natural["parts"]["region map, memory"]["localization_auc"] > 0.95
-    table = (tmp_path / "a" / "avid_accuracy.md").read_text()
-    assert "as the paper" in table and "frame score: evidence" in table
+    assert "as the paper" in first.output and "frame score: evidence" in first.output
 
     # the saved model, evaluated again without training, gives the same numbers
     model = tmp_path / "a" / "irmnist_avid.pt"
-    again = subprocess.run(bench + ["--irmnist-model", str(model), "--out", str(tmp_path / "b")], capture_output=True, text=True)
-    assert again.returncode == 0, again.stderr[-2000:]
-    repeat = json.loads((tmp_path / "b" / "avid_accuracy.json").read_text())["irmnist"]
+    again = bench(*common, "--model", model, "--out", tmp_path / "b", "--json", tmp_path / "b.json", "--quiet")
+    assert again.exit_code == 0, again.output[-2000:]
+    repeat = json.loads((tmp_path / "b.json").read_text())
     assert repeat["few"] == result["few"] and repeat["natural"] == natural
     assert repeat["train_seconds"] is None
 
     # another seed's grids are not the ones the model was trained on: refused in one line
-    wrong = subprocess.run(bench + ["--irmnist-model", str(model), "--seed", "1", "--out", str(tmp_path / "c")],
-                           capture_output=True, text=True)
-    assert wrong.returncode == 2 and "with seed 0, not on this run's" in wrong.stderr and "Traceback" not in wrong.stderr
-    missing = subprocess.run(bench + ["--irmnist-model", str(tmp_path / "none.pt")], capture_output=True, text=True)
-    assert missing.returncode == 2 and "none.pt: no such file" in missing.stderr
+    wrong = bench(*common, "--model", model, "--seed", "1", "--out", tmp_path / "c")
+    assert wrong.exit_code == 2 and "not on this run's grids" in wrong.output and len(wrong.output.strip().splitlines()) == 1

@@ -13,8 +13,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from occ.runtime.datasets.common import ranges_from_labels
-from occ.runtime.datasets.video import write_video
+from occ.evaluation.datasets.common import ranges_from_labels
+from occ.evaluation.datasets.video import write_video
 from occ.runtime.detector import FrameResult
 from occ.runtime.events import EpisodeTracker, Metrics, MetricsServer, SnapshotStore
 from occ.runtime.service import Service, ServiceConfig

@@ -1,4 +1,5 @@
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from occ.runtime.datasets import (
+from occ.evaluation.datasets import (
     DatasetError,
     WalkwayConfig,
     generate_walkway,
@@ -19,8 +20,8 @@ from occ.runtime.datasets import (
     read_video,
     write_ucsd_layout,
 )
-from occ.runtime.datasets.spec import load_video_data
-from occ.runtime.datasets.video import write_video
+from occ.evaluation.datasets.spec import load_video_data
+from occ.evaluation.datasets.video import write_video
 
 from mnist_files import idx_bytes
 
@@ -186,33 +187,68 @@ def test_image_folder(tmp_path):
 
 
 def test_data_cli_generate_and_info(tmp_path):
+    from typer.testing import CliRunner
+
+    from occ.cli import app
+
+    runner = CliRunner()
     out = tmp_path / "walk"
-    cmd = [sys.executable, "-m", "occ", "data", "generate", str(out), "--height", "32", "--width", "48",
-           "--train-clips", "1", "--test-clips", "1", "--frames", "12", "--json"]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    assert '"anomaly": "car"' in result.stdout
-    info = subprocess.run([sys.executable, "-m", "occ", "data", "info", str(tmp_path / "nothing")],
-                          capture_output=True, text=True)
-    assert info.returncode == 2
-    assert "nothing: no such data folder" in info.stderr and "Traceback" not in info.stderr
+    args = ["data", "generate", str(out), "--height", "32", "--width", "48", "--train-clips", "1", "--test-clips", "1",
+            "--frames-per-clip", "12"]
+    result = runner.invoke(app, [*args, "--json", "-"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [c["anomaly"] for c in summary["clips"]] == ["", "car"] and summary["clips"][1]["frames"] == 12
+    info = runner.invoke(app, ["data", "info", str(out), "--json", str(tmp_path / "info.json"), "--quiet"])
+    assert info.exit_code == 0 and info.output == ""
+    assert json.loads((tmp_path / "info.json").read_text())["clips"][1]["anomalous_frames"] > 0
+    info = runner.invoke(app, ["data", "info", str(tmp_path / "nothing")])
+    assert info.exit_code == 2 and info.output.startswith("error: ") and "nothing: no such data folder" in info.output
+    # an earlier occ data set is replaced; a folder of someone else's files is never touched
+    again = runner.invoke(app, [*args, "--seed", "1", "--quiet"])
+    assert again.exit_code == 0, again.output
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    refused = runner.invoke(app, ["data", "generate", str(precious), "--height", "32", "--width", "48"])
+    assert refused.exit_code == 2 and "not empty and not an occ data set; refusing to replace it" in refused.output
+    assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
+    refused = runner.invoke(app, ["data", "generate", ".", "--height", "32", "--width", "48"])
+    assert refused.exit_code == 2 and "refusing to replace it" in refused.output
+
+
+def test_a_full_disk_never_publishes_a_truncated_data_set(tmp_path):
+    """Writing under a file-size limit (a real fault: the kernel refuses the bytes) leaves nothing behind."""
+    import resource
+    import signal
+
+    def limit_file_size() -> None:  # in the child: writes past 2,000 bytes fail (EFBIG) instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    result = subprocess.run([sys.executable, "-m", "occ", "data", "generate", str(tmp_path / "walk"), "--height", "64", "--width", "96"],
+                            capture_output=True, text=True, preexec_fn=limit_file_size)
+    assert result.returncode == 2, result.stderr[-1000:]
+    assert "could not write the image" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "walk").exists() and list(tmp_path.iterdir()) == []
 
 
 def _labelled_digits(count: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Digits whose pixels encode their label (label × 20), so ground truth is checkable cell by cell."""
-    from occ.runtime.datasets.irmnist import CELL
+    from occ.evaluation.datasets.irmnist import CELL
 
     labels = np.arange(count) % 10
     return np.repeat(labels[:, None, None], CELL * CELL, axis=1).reshape(count, CELL, CELL).astype(np.uint8) * 20, labels
 
 
 def _cell_labels(grid_image: np.ndarray, grid: int) -> np.ndarray:
-    from occ.runtime.datasets.irmnist import CELL
+    from occ.evaluation.datasets.irmnist import CELL
 
     return grid_image.reshape(grid, CELL, grid, CELL)[:, 0, :, 0] // 20
 
 
 def test_irmnist_builder_ground_truth(rng):
-    from occ.runtime.datasets.irmnist import CELL, build_irmnist
+    from occ.evaluation.datasets.irmnist import CELL, build_irmnist
 
     images, labels = _labelled_digits()
     data = build_irmnist(images, labels, images, labels, n_train=6, n_test=10, grid=5, seed=1)
@@ -229,8 +265,8 @@ def test_irmnist_builder_ground_truth(rng):
 
 
 def test_irmnist_natural_positives_draw_every_cell_from_all_digits():
-    from occ.runtime.datasets.common import DatasetError
-    from occ.runtime.datasets.irmnist import build_irmnist
+    from occ.evaluation.datasets.common import DatasetError
+    from occ.evaluation.datasets.irmnist import build_irmnist
 
     images, labels = _labelled_digits()
     few = build_irmnist(images, labels, images, labels, n_train=6, n_test=40, grid=11, seed=1)

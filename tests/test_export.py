@@ -13,11 +13,15 @@ from occ.train.train_avid import build_graph
 
 
 def test_alocc_export_parity_on_real_samples(alocc_checkpoint, tiny_walkway, tmp_path):
-    result = export_onnx(alocc_checkpoint, tmp_path / "m.onnx", with_d_of_x=True, with_reconstruction=True)
+    result = export_onnx(alocc_checkpoint, tmp_path / "m.onnx")
     assert all(result.outputs) and all(result.decisions)
+    assert [d.name for d in result.decisions] == ["frame decisions", "patch decisions at tau"]
     model = onnx.load(str(result.path))
     onnx.checker.check_model(model, full_check=True)
     assert any(p.key == METADATA_KEY for p in model.metadata_props)
+    from occ import __version__
+
+    assert (model.producer_name, model.producer_version) == ("occ", __version__)
     # Independent check: PyTorch vs ONNX Runtime on test frames with anomalies, batch of 37.
     checkpoint = load_checkpoint(alocc_checkpoint)
     scorer = build_scorer(checkpoint.architecture, checkpoint.state_dicts)
@@ -28,7 +32,7 @@ def test_alocc_export_parity_on_real_samples(alocc_checkpoint, tiny_walkway, tmp
     flat = np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:])[:37])
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    assert names == ["score", "d_of_r", "reconstruction_error", "d_of_x", "reconstruction"]
+    assert names == ["score", "reconstruction_error"]
     got = dict(zip(names, session.run(None, {"patches": flat})))
     with torch.no_grad():
         ref = scorer(torch.from_numpy(flat))
@@ -60,15 +64,15 @@ def test_avid_export_mask_parity_and_threshold_inputs(avid_checkpoint, tiny_walk
     with torch.no_grad():
         ref = graph(torch.from_numpy(frames), torch.tensor([alpha]), torch.tensor([zeta]))
     # Masks agree except, at most, pixels whose intersection value lies within float32 noise of 1.
-    differ = default[0] != ref[2].numpy()
-    assert np.all(np.abs(ref[5].numpy()[differ] - 1.0) < 1e-4)
+    differ = default[0] != ref[1].numpy()
+    assert np.all(np.abs(ref[4].numpy()[differ] - 1.0) < 1e-4)
     # retuned without re-export: lower alpha and a zeta near 1 give a larger mask, identical to PyTorch
     loose = {"alpha": np.array([alpha / 4], np.float32), "zeta": np.array([0.9999], np.float32)}
     low = session.run(["mask"], {"frames": frames, **loose})[0]
     with torch.no_grad():
         ref_low = graph(torch.from_numpy(frames), torch.from_numpy(loose["alpha"]), torch.from_numpy(loose["zeta"]))
-    differ = low != ref_low[2].numpy()
-    assert np.all(np.abs(ref_low[5].numpy()[differ] - 1.0) < 1e-4)
+    differ = low != ref_low[1].numpy()
+    assert np.all(np.abs(ref_low[4].numpy()[differ] - 1.0) < 1e-4)
     assert low.sum() > default[0].sum()
 
 
@@ -89,13 +93,13 @@ def test_runtime_refuses_models_without_manifest(alocc_onnx, tmp_path):
 def test_fp16_export_keeps_fp32_islands_and_agrees(alocc_checkpoint, avid_checkpoint, tiny_walkway, tmp_path):
     from onnx import TensorProto
 
-    from occ.export.fp16 import _SHAPE_OPS, FP16_OPS
-    from occ.export.onnx_export import export_fp16
-    from occ.runtime.detector import Detector
+    from occ.export.fp16 import _SHAPE_OPS, FP16_OPS, export_fp16
+    from occ.runtime.detector import open_detector
 
     for checkpoint in (alocc_checkpoint, avid_checkpoint):
-        fp32 = export_onnx(checkpoint, tmp_path / f"{checkpoint.stem}.onnx").path
-        result = export_fp16(fp32, checkpoint_path=checkpoint)
+        exported = export_onnx(checkpoint, tmp_path / f"{checkpoint.stem}.onnx")
+        fp32 = exported.path
+        result = export_fp16(fp32, samples=exported.samples)
         assert result.path.name == f"{checkpoint.stem}.fp16.onnx" and all(result.decisions)
         model = onnx.load(str(result.path))
         onnx.checker.check_model(model, full_check=True)
@@ -112,15 +116,15 @@ def test_fp16_export_keeps_fp32_islands_and_agrees(alocc_checkpoint, avid_checkp
         assert sum(t == TensorProto.FLOAT16 for t in types.values()) > 10
         assert result.manifest.export["precision"] == "fp16"
         # the runtime runs it and decides like the FP32 model on real frames
-        a = Detector.open(str(fp32)).process_clip(tiny_walkway.test[0].frames)
-        b = Detector.open(str(result.path)).process_clip(tiny_walkway.test[0].frames)
+        a = open_detector(str(fp32)).process_clip(tiny_walkway.test[0].frames)
+        b = open_detector(str(result.path)).process_clip(tiny_walkway.test[0].frames)
         agreement = np.mean([x.decision == y.decision for x, y in zip(a, b)])
         assert agreement >= 0.95
 
 
 def test_engine_compatibility_rules_and_missing_tensorrt(alocc_onnx, tmp_path):
-    from occ.runtime.backends.tensorrt import TensorRTBackend
-    from occ.runtime.backends.tensorrt_build import EngineBuildError, build_engine, compatibility_problem
+    from occ.export.engine import EngineBuildError, build_engine
+    from occ.runtime.backends.tensorrt import TensorRTBackend, compatibility_problem
 
     sidecar = {"tensorrt_version": "10.3.0", "gpu": {"name": "Orin", "compute_capability": "sm_87"},
                "version_compatible": False, "rebuild": "occ-export m.onnx --engine --batch 1,8,32"}
@@ -141,16 +145,16 @@ def test_engine_compatibility_rules_and_missing_tensorrt(alocc_onnx, tmp_path):
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is None, reason="TensorRT is not installed here")
 def test_tensorrt_engine_agrees_with_onnx_runtime(alocc_checkpoint, tmp_path):  # pragma: no cover - needs TensorRT + GPU
-    from occ.export.onnx_export import export_fp16
-    from occ.runtime.backends.tensorrt_build import BuildOptions, build_engine
-    from occ.runtime.detector import Detector
+    from occ.export.engine import BuildOptions, build_engine
+    from occ.export.fp16 import export_fp16
+    from occ.runtime.detector import open_detector
 
-    fp32 = export_onnx(alocc_checkpoint, tmp_path / "m.onnx").path
-    export_fp16(fp32, checkpoint_path=alocc_checkpoint)
-    engine = build_engine(fp32, options=BuildOptions(batch=(1, 64, 256)))
+    exported = export_onnx(alocc_checkpoint, tmp_path / "m.onnx")
+    export_fp16(exported.path, samples=exported.samples)
+    engine = build_engine(exported.path, options=BuildOptions(batch=(1, 64, 256)))
     frames = np.random.default_rng(0).integers(0, 256, (20, 48, 72), dtype=np.uint8)
-    a = Detector.open(str(fp32)).process_clip(frames)
-    b = Detector.open(str(engine), backend="tensorrt").process_clip(frames)
+    a = open_detector(str(exported.path)).process_clip(frames)
+    b = open_detector(str(engine), backend="tensorrt").process_clip(frames)
     assert np.mean([x.decision == y.decision for x, y in zip(a, b)]) >= 0.995
 
 
@@ -159,7 +163,7 @@ def glyph_grids():
     """3×3 grids of synthetic glyph digits (tests/mnist_files.py); glyph 3 is the irregularity."""
     from mnist_files import glyph_digits
 
-    from occ.runtime.datasets.irmnist import build_irmnist
+    from occ.evaluation.datasets.irmnist import build_irmnist
 
     rng = np.random.default_rng(0)
     return build_irmnist(*glyph_digits(rng, 300), *glyph_digits(rng, 200), n_train=40, n_test=20, grid=3, seed=0)
@@ -168,11 +172,11 @@ def glyph_grids():
 @pytest.fixture(scope="module")
 def memory_checkpoint(tmp_path_factory, glyph_grids):
     """A tiny single-image AVID model whose gate scores regions with a RegionMemory."""
-    from occ.train.train_avid import image_data, irmnist_config, train_avid
+    from occ.train.train_avid import avid_config, image_data, train_avid
 
-    # the IR-MNIST recipe (aligned regions, no skips, a code) at a tiny size
-    config = irmnist_config(height=48, width=48, base_width=4, epochs=1, batch_size=8, region_memory=120, code_channels=4,
-                            residual_kernel=3)
+    # the images recipe (aligned regions, no skips, a code) at a tiny size
+    config = avid_config("images", height=48, width=48, base_width=4, epochs=1, batch_size=8, region_memory=120, code_channels=4,
+                         residual_kernel=3)
     path = tmp_path_factory.mktemp("memory") / "memory.pt"
     import io
 
@@ -183,19 +187,21 @@ def memory_checkpoint(tmp_path_factory, glyph_grids):
 
 
 def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_digit(memory_checkpoint, glyph_grids, tmp_path):
-    from occ.export.onnx_export import export_fp16
-    from occ.runtime.metrics import roc_auc
+    from occ.evaluation.metrics import roc_auc
+    from occ.export.fp16 import export_fp16
     from occ.runtime.preprocess import preprocess_clip
-    from occ.train.avid import RegionMemory
+    from occ.train.avid import EvidenceScore, RegionMemory, SoftGate
 
     checkpoint = load_checkpoint(memory_checkpoint)
     graph = build_graph(checkpoint.architecture, checkpoint.state_dicts, checkpoint.manifest)
-    assert isinstance(graph.detector, RegionMemory) and graph.graded_gate
+    # the graph is composed from the manifest's scoring contract
+    scoring = checkpoint.manifest.scoring
+    assert (scoring.region_scorer, scoring.gate, scoring.residual_weight, scoring.frame_score) == ("memory", "soft", 0.2, "evidence")
+    assert isinstance(graph.detector, RegionMemory) and isinstance(graph.gate, SoftGate) and isinstance(graph.frame_score, EvidenceScore)
     # at most the asked-for bank, one row per distinct region; the level from held-out regions
     assert checkpoint.architecture["region_memory"] == len(graph.detector.bank) == 120
     assert float(graph.detector.level) > graph.detector.floor
-    assert checkpoint.manifest.thresholds["alpha"].method.startswith("graded gate")
-    assert "nearest of 120 normal training regions" in checkpoint.manifest.scoring["regions"]
+    assert checkpoint.manifest.thresholds["alpha"].method.startswith("median")
     assert graph.detector.align and checkpoint.architecture["region_alignment"]
 
     result = export_onnx(memory_checkpoint, tmp_path / "m.onnx")
@@ -210,39 +216,37 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
             ref = graph(torch.from_numpy(frames), torch.tensor([thresholds.get("alpha", [alpha])[0]], dtype=torch.float32),
                         torch.tensor([thresholds.get("zeta", [zeta])[0]], dtype=torch.float32))
         # fresh digits (none in the bank): distances well above the floor, float32 agreement
-        np.testing.assert_allclose(got["region_anomaly"], ref[4].numpy(), atol=1e-4)
+        np.testing.assert_allclose(got["region_anomaly"], ref[3].numpy(), atol=1e-4)
         np.testing.assert_allclose(got["score"], ref[0].numpy(), rtol=2e-5, atol=1e-4)  # loosened: sums in the 10^4s
-        differ = got["mask"] != ref[2].numpy()
-        assert np.all(np.abs(ref[5].numpy()[differ] - 1.0) < 1e-4)
+        differ = got["mask"] != ref[1].numpy()
+        assert np.all(np.abs(ref[4].numpy()[differ] - 1.0) < 1e-4)
     assert got["mask"].sum() > session.run(["mask"], {"frames": frames})[0].sum()  # retuned without re-export
     # the recipe's frame score: the blocks' evidence summed, as the runtime's numpy definition has it
-    from occ.runtime.scoring import block_peaks, block_values, frame_evidence
+    from occ.runtime.scoring import block_peaks, block_values, frame_scores
 
-    assert checkpoint.architecture["frame_score"] == "evidence" and "evidence" in checkpoint.manifest.thresholds["zeta"].method
+    assert "evidence" in checkpoint.manifest.thresholds["zeta"].method
     stored = dict(zip(["score", "residual", "region_anomaly"], session.run(["score", "residual", "region_anomaly"], {"frames": frames})))
-    assert checkpoint.architecture["residual_weight"] == 0.2  # the soft intersection
-    values = block_values(block_peaks(stored["residual"], checkpoint.manifest.regions.cell), stored["region_anomaly"], alpha, zeta,
-                          graded=True, residual_weight=0.2)
-    np.testing.assert_allclose(stored["score"], frame_evidence(values), rtol=1e-4, atol=1e-5)
+    values = block_values(block_peaks(stored["residual"], checkpoint.manifest.regions.cell), stored["region_anomaly"], alpha, zeta, scoring)
+    np.testing.assert_allclose(stored["score"], frame_scores(values, scoring), rtol=1e-4, atol=1e-5)
     # the memory knows the normal glyphs: the unseen digit's cells rank first
     assert roc_auc(glyph_grids.test_cells.ravel(), got["region_anomaly"].ravel()) > 0.95
     # FP16: the bank's distances stay FP32, the decisions agree with FP32
-    fp16 = export_fp16(result.path, checkpoint_path=memory_checkpoint)
+    fp16 = export_fp16(result.path, samples=result.samples)
     assert all(fp16.decisions)
-    # recalibrated on site by the rule the model was calibrated with (the graded gate's)
-    from occ.runtime.calibrate import calibrate
-    from occ.runtime.datasets.common import Clip
-    from occ.runtime.detector import Detector
+    # recalibrated on site by the rule its scoring contract names (the soft gate's)
+    from occ.evaluation.calibration import thresholds_from_footage
+    from occ.runtime.detector import open_detector
 
     normal = glyph_grids.test[~glyph_grids.test_labels]
-    updated = calibrate(Detector.open(str(result.path)), [Clip(name="normal grids", frames=normal)], 0.1, "normal glyph grids")
-    assert updated.thresholds["alpha"].method.startswith("graded gate") and updated.thresholds["alpha"].n_samples == len(normal)
+    updated = thresholds_from_footage(open_detector(str(result.path)), [normal], 0.1, "normal glyph grids")
+    assert updated.frames == len(normal) and updated.manifest.thresholds["alpha"].method.startswith("median")
+    assert "frame score (evidence)" in updated.manifest.thresholds["zeta"].method
 
 
 def test_region_memory_refuses_video_in_one_line(tmp_path, tiny_walkway):
-    from occ.train.train_avid import AvidConfig, train_avid, video_data
+    from occ.train.train_avid import avid_config, video_data
 
-    config = AvidConfig(height=32, width=48, base_width=4, depth=2, epochs=1, region_memory=100)
-    with pytest.raises(ValueError, match="region_memory is for single images"):
-        train_avid(video_data(tiny_walkway.train, config, "tiny walkway"), config, tmp_path / "never.pt")
+    config = avid_config("video", height=32, width=48, base_width=4, depth=2, epochs=1, region_memory=100, residual_weight=0.2)
+    with pytest.raises(ValueError, match="the region memory is for single images"):
+        video_data(tiny_walkway.train, config, "tiny walkway")
     assert not (tmp_path / "never.pt").exists()

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from occ.runtime.gpu.compile import KERNELS, compile_source
+from occ.runtime.cuda.nvrtc import compile_source
+from occ.runtime.preprocess.gpu import KERNEL_DIR, KERNELS
 
 cuda_python = pytest.importorskip("cuda.bindings", reason="cuda-python is not installed (pip install 'occ[test]')")
 
@@ -13,22 +14,27 @@ ARCHES = ("sm_80", "sm_86", "sm_87", "sm_89", "sm_90")  # A100, RTX 30, Jetson O
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_every_kernel_compiles_for_every_target(name, arch, tmp_path, monkeypatch):
     monkeypatch.setenv("OCC_KERNEL_CACHE", str(tmp_path))
-    cubin = compile_source(name, arch)
+    cubin = compile_source(KERNEL_DIR / name, arch)
     assert cubin[:4] == b"\x7fELF" and len(cubin) > 1000
     for function in KERNELS[name]:
         assert function.encode() in cubin  # extern "C": the symbol keeps its plain name
     # the second call is served from the cache
     cached = list(tmp_path.iterdir())
-    assert len(cached) == 1 and compile_source(name, arch) == cubin
+    assert len(cached) == 1 and compile_source(KERNEL_DIR / name, arch) == cubin
 
 
-def test_unknown_kernel_is_refused():
-    with pytest.raises(ValueError, match="unknown kernel file"):
-        compile_source("nope.cu", "sm_87")
+def test_a_kernel_that_does_not_compile_names_its_file_and_the_error(tmp_path, monkeypatch):
+    from occ.runtime.cuda import CudaError
+
+    monkeypatch.setenv("OCC_KERNEL_CACHE", str(tmp_path / "cache"))
+    broken = tmp_path / "broken.cu"
+    broken.write_text('extern "C" __global__ void broken(float* x) { x[0] = undefined_name; }\n')
+    with pytest.raises(CudaError, match=r"NVRTC could not compile broken\.cu for sm_87: .*undefined_name"):
+        compile_source(broken, "sm_87")
 
 
 def _gpu_context():
-    from occ.runtime.gpu.cuda import Context, CudaError, GpuUnavailable
+    from occ.runtime.cuda.driver import Context, CudaError, GpuUnavailable
 
     try:
         return Context()
@@ -37,7 +43,7 @@ def _gpu_context():
 
 
 def test_gpu_preprocessor_refuses_bad_settings_before_touching_a_gpu():
-    from occ.runtime.gpu.preprocess import GpuPreprocessor
+    from occ.runtime.preprocess.gpu import GpuPreprocessor
     from occ.runtime.manifest import InputSpec
 
     spec = InputSpec(height=64, width=96, channels=3, temporal="avid_triplet")
@@ -57,14 +63,14 @@ def test_gpu_preprocessor_refuses_bad_settings_before_touching_a_gpu():
 @pytest.mark.parametrize("temporal,channels", [("avid_triplet", 3), ("frame_diff", 2), ("none", 1)])
 def test_gpu_preprocessing_matches_the_numpy_reference(temporal, channels, precision, source_format, streams, rng):
     context = _gpu_context()
-    from occ.runtime.gpu.preprocess import GpuPreprocessor
+    from occ.runtime.preprocess.gpu import GpuPreprocessor
     from occ.runtime.manifest import InputSpec
     from occ.runtime.preprocess import FramePreprocessor, nv12_to_gray
 
     spec = InputSpec(height=64, width=96, channels=channels, temporal=temporal)
     gpu = GpuPreprocessor(spec, (120, 180), source_format=source_format, precision=precision, streams=streams, context=context)
     cpu = [FramePreprocessor(spec) for _ in range(streams)]
-    # FP32: 1e-3 grey levels before normalization; FP16: half rounding of values in -1..1 (see runtime/gpu/preprocess.py)
+    # FP32: 1e-3 grey levels before normalization; FP16: half rounding of values in -1..1 (see runtime/preprocess/gpu.py)
     tolerance = 1e-3 / spec.norm_std if precision == "fp32" else 1e-3
     for step in range(8):
         if step == 6:  # a clip boundary: both forget their temporal context
@@ -82,7 +88,7 @@ def test_gpu_preprocessing_matches_the_numpy_reference(temporal, channels, preci
 
 def test_gpu_patch_batch_matches_the_reference_patches(rng):
     context = _gpu_context()
-    from occ.runtime.gpu.preprocess import GpuPreprocessor
+    from occ.runtime.preprocess.gpu import GpuPreprocessor
     from occ.runtime.manifest import InputSpec, PatchSpec
     from occ.runtime.preprocess import FramePreprocessor, PatchGrid
 
@@ -113,12 +119,12 @@ def _ort_cuda():
 def test_gpu_pipeline_gives_the_cpu_detectors_results(model, cuda_graph, request, tiny_walkway):
     _gpu_context()
     _ort_cuda()
-    from occ.runtime.detector import Detector
-    from occ.runtime.gpu.pipeline import GpuPipeline
+    from occ.runtime.detector import open_detector
+    from occ.runtime.detector.gpu import GpuPipeline
 
     path = str(request.getfixturevalue(model))
     clip = tiny_walkway.test[0]
-    reference = Detector.open(path, "ort-cpu")
+    reference = open_detector(path, "ort-cpu")
     pipeline = GpuPipeline(path, "ort-cuda", frame_size=clip.frames.shape[1:3], source_format="gray", cuda_graph=cuda_graph)
     for frame in clip.frames[:12]:
         want, got = reference.process(frame), pipeline.process(frame)[0]
@@ -139,7 +145,7 @@ def test_resize_tables_reproduce_opencv_bilinear(source, target, rng):
     """The kernel's resize, done in numpy from the same tables, equals cv2.resize (the reference)."""
     import cv2
 
-    from occ.runtime.gpu.preprocess import resize_taps
+    from occ.runtime.preprocess.gpu import resize_taps
 
     image = rng.integers(0, 256, source).astype(np.float32)
     x_taps, x_weights = resize_taps(source[1], target[1], "x")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve as sk_roc_curve
 
-from occ.runtime.metrics import (
+from occ.evaluation.metrics import (
     MetricError,
     equal_error_rate,
     f1_score,

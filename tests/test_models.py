@@ -2,8 +2,20 @@ import numpy as np
 import pytest
 import torch
 
+from occ.runtime.manifest import AvidScoring, ManifestError
 from occ.train.alocc import AloccDiscriminator, AloccReconstructor, create_alocc
-from occ.train.avid import AvidGraph, AvidInpainter, RegionMemory, create_avid
+from occ.train.avid import AvidInpainter, RegionMemory, create_avid, create_avid_graph
+
+
+def make_graph(inpainter, region_scorer, **scoring):
+    """The deployed graph for a scoring contract (defaults: binary gate, peak score, per-pixel residual of all channels)."""
+    settings = {"residual_kernel": 1, "residual": "mean", "mask_reach": 0, **scoring}
+    if settings.get("gate") == "soft":
+        settings.setdefault("region_scorer", "memory")
+        settings["region_quantile"] = None
+    if settings.get("frame_score") == "evidence":
+        settings.setdefault("evidence_floor", 0.25)
+    return create_avid_graph(inpainter, region_scorer, AvidScoring(**settings))
 
 
 def n_params(module):
@@ -56,22 +68,22 @@ def test_region_cell_maps_to_its_pixel_block():
     inpainter = AvidInpainter(1, base_width=4, depth=2)
     logits = torch.full((1, 3, 4), 10.0)  # all normal: 1 − O ≈ 4.5e-5
     logits[0, 1, 2] = -10.0  # cell (1, 2) irregular: 1 − O ≈ 1
-    graph = AvidGraph(inpainter, FixedLogits(logits, 4), residual_kernel=1).eval()
+    graph = make_graph(inpainter, FixedLogits(logits, 4))
     frames = torch.randn(1, 1, 12, 16)
     with torch.no_grad():
-        score, decision, mask, residual, regions, inter = graph(frames, torch.tensor([1e-6]), torch.tensor([0.5]))
+        score, mask, residual, regions, inter = graph(frames, torch.tensor([1e-6]), torch.tensor([0.5]))
     expected = torch.zeros(12, 16, dtype=torch.bool)
     expected[4:8, 8:12] = True  # block of cell (1, 2): rows [4, 8), cols [8, 12)
     # α is tiny, so every residual passes; only D's gate (O <= ζ) limits the mask to the block
     assert torch.equal(mask[0], expected & (residual[0] >= 1e-6))
     assert torch.equal(inter[0] > 0, expected & (residual[0] > 0))
     assert torch.all(inter[0][~expected] == 0)
-    assert bool(decision[0]) == bool(mask[0].any()) and float(score[0]) == float(inter[0].max())
+    assert bool(score[0] >= 1) == bool(mask[0].any()) and float(score[0]) == float(inter[0].max())
 
 
 def test_predicting_the_newest_frame_hides_it_from_the_inpainter():
     inpainter, detector = create_avid(3, base_width=4, depth=2)
-    graph = AvidGraph(inpainter, detector, residual_kernel=1, predict_newest=True).eval()
+    graph = make_graph(inpainter, detector, residual="newest")
     frames = torch.randn(2, 3, 16, 16)
     changed = frames.clone()
     changed[:, 2] += 1.0  # only the newest channel changes
@@ -83,12 +95,8 @@ def test_predicting_the_newest_frame_hides_it_from_the_inpainter():
 
 def test_residual_window_is_the_plain_window_mean_including_the_borders():
     """The separable pooling in the graph equals the k×k mean over the pixels inside the frame."""
-    import torch
-
-    from occ.train.avid import AvidGraph, create_avid
-
     inpainter, detector = create_avid(1, base_width=4, depth=2)
-    graph = AvidGraph(inpainter, detector, residual_kernel=5).eval()
+    graph = make_graph(inpainter, detector, residual_kernel=5)
     frames = torch.randn(1, 1, 12, 16)
     with torch.no_grad():
         error = torch.abs(frames - graph.inpaint(frames))[0, 0].numpy()
@@ -139,11 +147,11 @@ def test_mask_reach_keeps_whole_objects_that_d_flags_and_only_those():
     alpha, zeta = torch.tensor([0.5]), torch.tensor([0.5])
     masks = {}
     for reach in (0, 2, 16):
-        graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, mask_reach=reach).eval()
+        graph = make_graph(FixedResidual(), FixedLogits(logits, 4), mask_reach=reach)
         with torch.no_grad():
-            score, decision, mask, residual, regions, inter = graph(frames, alpha, zeta)
+            score, mask, residual, regions, inter = graph(frames, alpha, zeta)
         masks[reach] = mask[0]
-        assert float(score[0]) == 2.0 and bool(decision[0])  # the frame score does not depend on the reach
+        assert float(score[0]) == 2.0  # the frame score does not depend on the reach
         # thresholding the continuous map at α is the mask, as the ROC sweep assumes
         assert torch.equal(inter[0] >= 1.0, mask[0])
     block = torch.zeros(16, 32, dtype=torch.bool)
@@ -164,9 +172,9 @@ def test_region_gate_separates_confident_regions_that_round_to_the_same_probabil
     logits = torch.tensor([[[-17.0, -18.0]]])  # D's logits; the anomaly logit is their negative
     assert float(torch.sigmoid(-logits[0, 0, 0])) == float(torch.sigmoid(-logits[0, 0, 1])) == 1.0
     zeta = torch.tensor([float(torch.sigmoid(torch.tensor(-17.5, dtype=torch.float64)))])  # O <= ζ ⟺ logit <= −17.5
-    graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1).eval()
+    graph = make_graph(FixedResidual(), FixedLogits(logits, 4))
     with torch.no_grad():
-        _, _, mask, _, _, _ = graph(frames, torch.tensor([0.5]), zeta)
+        _, mask, _, _, _ = graph(frames, torch.tensor([0.5]), zeta)
     assert not mask[0, :, :4].any() and mask[0, :, 4:].all()
 
 
@@ -236,7 +244,7 @@ def test_moment_alignment_by_hand():
 def test_aligned_memory_matches_a_shape_wherever_it_sits_in_its_region():
     from mnist_files import glyph_digits
 
-    from occ.runtime.metrics import roc_auc
+    from occ.evaluation.metrics import roc_auc
 
     rng = np.random.default_rng(0)
     images, labels = glyph_digits(rng, 400, jitter=4)
@@ -254,50 +262,24 @@ def test_aligned_memory_matches_a_shape_wherever_it_sits_in_its_region():
     assert aucs[True] > 0.99 and aucs[True] > aucs[False]
 
 
-def test_graded_gate_masks_eq4_and_scores_by_the_weaker_part():
-    # residual 1 everywhere in the left cell, 3 in the right; anomaly odds 4 and 0.5 (logits log 4, log 0.5)
-    frames = torch.ones(1, 1, 4, 8)
-    frames[..., 4:] = 3.0
-    logits = -torch.log(torch.tensor([[[4.0, 0.5]]]))  # detector logits: positive = normal
-    graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, graded_gate=True).eval()
-    alpha, zeta = torch.tensor([0.5]), torch.tensor([1 / (1 + 2.0)])  # odds(1 − ζ) = 2
-    with torch.no_grad():
-        score, decision, mask, _, _, inter = graph(frames, alpha, zeta)
-    # left: min(1 / 0.5, 4 / 2) = 2; right: min(3 / 0.5, 0.5 / 2) = 0.25
-    torch.testing.assert_close(inter[0, :, :4], torch.full((4, 4), 2.0))
-    torch.testing.assert_close(inter[0, :, 4:], torch.full((4, 4), 0.25))
-    assert abs(float(score[0]) - 2.0) < 1e-5 and bool(decision[0])
-    # the mask is Eq. 4: residual >= α inside regions with odds >= odds(1 − ζ), i.e. the left cell
-    assert mask[0, :, :4].all() and not mask[0, :, 4:].any()
-    # the binary gate (as published) gives the same mask, and the unflagged cell 0 instead of 0.25
-    plain = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1).eval()
-    with torch.no_grad():
-        _, _, plain_mask, _, _, plain_inter = plain(frames, alpha, zeta)
-    assert torch.equal(plain_mask, mask) and float(plain_inter[0, 0, 4]) == 0.0
-
-
 def test_evidence_frame_score_sums_the_blocks_and_fires_without_a_mask():
-    # four 4×4 blocks, residual 0.35, 0.35, 0.35, 0.1; α 0.5: block values 0.7, 0.7, 0.7, 0.2
-    # (the region odds, 100 against odds(1 − ζ) = 2, leave the residual to decide)
+    # four 4×4 blocks, residual 0.35, 0.35, 0.35, 0.1, every region flagged; α 0.5: block values 0.7, 0.7, 0.7, 0.2
     frames = torch.tensor([0.35, 0.35, 0.35, 0.1]).repeat_interleave(4).expand(1, 1, 4, 16).clone()
-    logits = torch.full((1, 1, 4), -float(np.log(100.0)))
+    logits = torch.full((1, 1, 4), -10.0)
     alpha, zeta = torch.tensor([0.5]), torch.tensor([1 / 3])
     outputs = {}
     for frame_score, reach in (("peak", 0), ("evidence", 0), ("evidence", 3)):
-        graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, graded_gate=True,
-                          mask_reach=reach, frame_score=frame_score).eval()
+        graph = make_graph(FixedResidual(), FixedLogits(logits, 4), mask_reach=reach, frame_score=frame_score)
         with torch.no_grad():
             outputs[frame_score, reach] = graph(frames, alpha, zeta)
     # peak: the largest value, 0.7, under 1: no mask, no decision
-    assert abs(float(outputs["peak", 0][0][0]) - 0.7) < 1e-5 and not bool(outputs["peak", 0][1][0])
+    assert abs(float(outputs["peak", 0][0][0]) - 0.7) < 1e-5 and not outputs["peak", 0][1].any()
     # evidence: 3 × (0.7 − 0.25) / 0.75 = 1.8 ≥ 1: the frame fires although no block reaches the mask
     for key in (("evidence", 0), ("evidence", 3)):
-        score, decision, mask = outputs[key][:3]
-        assert abs(float(score[0]) - 1.8) < 1e-5 and bool(decision[0]) and not mask.any()
+        score, mask = outputs[key][:2]
+        assert abs(float(score[0]) - 1.8) < 1e-5 and not mask.any()
     # the mask and the intersection map do not depend on the frame score
-    assert torch.equal(outputs["peak", 0][5], outputs["evidence", 0][5])
-    with pytest.raises(ValueError, match="frame_score must be one of peak, evidence"):
-        AvidGraph(FixedResidual(), FixedLogits(logits, 4), frame_score="sum")
+    assert torch.equal(outputs["peak", 0][4], outputs["evidence", 0][4])
 
 
 def test_soft_intersection_lets_both_parts_rank_and_lowers_the_residual_threshold_where_the_region_is_sure():
@@ -305,26 +287,27 @@ def test_soft_intersection_lets_both_parts_rank_and_lowers_the_residual_threshol
     frames = torch.tensor([0.25, 1.0]).repeat_interleave(4).expand(1, 1, 4, 8).clone()
     logits = -torch.log(torch.tensor([[[32.0, 2.0]]]))  # odds 32 and 2; odds(1 − ζ) = 2
     alpha, zeta = torch.tensor([0.5]), torch.tensor([1 / 3])
-    graph = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, graded_gate=True, residual_weight=0.25).eval()
+    graph = make_graph(FixedResidual(), FixedLogits(logits, 4), gate="soft", residual_weight=0.25)
     with torch.no_grad():
-        score, decision, mask, _, _, inter = graph(frames, alpha, zeta)
+        score, mask, _, _, inter = graph(frames, alpha, zeta)
     # (0.5)^0.25 · 16^0.75 = 0.841 · 8 = 6.73 and 2^0.25 · 1^0.75 = 1.19: both blocks in the mask,
     # the left one although its residual is under α (the sure region lowers its threshold to α / 16^3)
     torch.testing.assert_close(inter[0, 0, :4], torch.full((4,), 0.5 ** 0.25 * 8.0))
     torch.testing.assert_close(inter[0, 0, 4:], torch.full((4,), 2.0 ** 0.25))
-    assert mask.all() and bool(decision[0]) and abs(float(score[0]) - 0.5 ** 0.25 * 8.0) < 1e-5
-    # the minimum (Eq. 4 exactly) keeps only the right block: 0.5 and min(2, 1) = 1
-    hard = AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_kernel=1, graded_gate=True).eval()
+    assert mask.all() and abs(float(score[0]) - 0.5 ** 0.25 * 8.0) < 1e-5
+    # the binary gate (Eq. 4) keeps only the right block: the left residual is under α
+    hard = make_graph(FixedResidual(), FixedLogits(logits, 4))
     with torch.no_grad():
-        hard_mask = hard(frames, alpha, zeta)[2]
+        hard_mask = hard(frames, alpha, zeta)[1]
     assert not hard_mask[0, :, :4].any() and hard_mask[0, :, 4:].all()
     # a residual of 0 stays 0 (no NaN from log 0), and the numpy definition agrees
     from occ.runtime.scoring import block_values
 
     with torch.no_grad():
-        zero = graph(torch.zeros(1, 1, 4, 8), alpha, zeta)[5]
+        zero = graph(torch.zeros(1, 1, 4, 8), alpha, zeta)[4]
     assert torch.equal(zero, torch.zeros_like(zero))
-    np.testing.assert_allclose(block_values(np.array([[0.25, 1.0]]), np.array([[32 / 33, 2 / 3]]), 0.5, 1 / 3, True, 0.25),
+    soft = AvidScoring(region_scorer="memory", gate="soft", residual_weight=0.25, region_quantile=None)
+    np.testing.assert_allclose(block_values(np.array([[0.25, 1.0]]), np.array([[32 / 33, 2 / 3]]), 0.5, 1 / 3, soft),
                                [[0.5 ** 0.25 * 8.0, 2.0 ** 0.25]], rtol=1e-6)
-    with pytest.raises(ValueError, match="needs a graded gate"):
-        AvidGraph(FixedResidual(), FixedLogits(logits, 4), residual_weight=0.25)
+    with pytest.raises(ManifestError, match="residual_weight must be in"):
+        make_graph(FixedResidual(), FixedLogits(logits, 4), gate="soft")

@@ -2,9 +2,21 @@
 import numpy as np
 import pytest
 
-from occ.runtime.metrics import roc_auc
-from occ.runtime.scoring import (block_peaks, block_values, calibrate_avid_thresholds, calibrate_graded_thresholds, frame_evidence,
-                                 fused_location_scores, location_stats, reduce_frame)
+from occ.evaluation.metrics import roc_auc
+from occ.runtime.manifest import AloccScoring, AvidScoring
+from occ.runtime.scoring import avid_thresholds, block_peaks, block_values, frame_evidence, frame_scores, location_stats, patch_scores
+
+BINARY = AvidScoring(gate="binary", region_quantile=0.2)
+
+
+def soft(frame_score: str = "peak") -> AvidScoring:
+    return AvidScoring(region_scorer="memory", gate="soft", residual_weight=0.2, frame_score=frame_score,
+                       evidence_floor=0.25 if frame_score == "evidence" else None, region_quantile=None)
+
+
+def binary(frame_score: str = "peak", region_quantile: float = 0.2) -> AvidScoring:
+    return AvidScoring(gate="binary", frame_score=frame_score, evidence_floor=0.25 if frame_score == "evidence" else None,
+                       region_quantile=region_quantile)
 
 
 def test_fusion_puts_outputs_on_one_scale(rng):
@@ -17,9 +29,8 @@ def test_fusion_puts_outputs_on_one_scale(rng):
     r_term = rng.normal(0, 1.0, (frames, locations))
     stats = {"score": location_stats(d_term[~labels][:500]), "reconstruction_error": location_stats(r_term[~labels][:500])}
     outputs = {"score": d_term, "reconstruction_error": r_term}
-    raw = reduce_frame(fused_location_scores(outputs, {"terms": {"score": 1.0, "reconstruction_error": 1.0}}))
-    fused = reduce_frame(fused_location_scores(outputs, {"terms": {"score": 1.0, "reconstruction_error": 1.0},
-                                                         "location_stats": stats}))
+    raw = patch_scores(outputs, AloccScoring(terms={"score": 1.0, "reconstruction_error": 1.0})).max(axis=1)
+    fused = patch_scores(outputs, AloccScoring(terms={"score": 1.0, "reconstruction_error": 1.0}, location_stats=stats)).max(axis=1)
     assert roc_auc(labels, raw) < 0.6
     assert roc_auc(labels, fused) > 0.8
 
@@ -32,11 +43,11 @@ def _normal_maps(rng, lowest: float, highest: float):
 def test_avid_thresholds_hit_the_false_alarm_rate_and_gate_the_chosen_share_of_regions(rng):
     cell = 4
     regions, residual = _normal_maps(rng, 0.0, 1.0)
-    thresholds = calibrate_avid_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
+    thresholds = avid_thresholds(binary(), block_peaks(residual[:2000], cell), regions[:2000], 0.05, "synthetic normal maps")
     alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
-    # uniform 1 − O: the default gate passes the 80 % of regions D is least sure of (D vetoes 20 %)
+    # uniform 1 − O: the gate passes the 80 % of regions D is least sure of (D vetoes 20 %)
     assert abs((1 - zeta) - 0.2) < 0.02
-    wider = calibrate_avid_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic", region_quantile=0.5)
+    wider = avid_thresholds(binary(region_quantile=0.5), block_peaks(residual[:2000], cell), regions[:2000], 0.05, "synthetic")
     assert abs((1 - wider["zeta"].value) - 0.5) < 0.02 and wider["alpha"].value < alpha  # a wider veto, a lower α
     up = np.repeat(np.repeat(regions[2000:], cell, axis=1), cell, axis=2)
     fired = (np.where(up >= 1 - zeta, residual[2000:], 0) >= alpha).reshape(2000, -1).any(axis=1)
@@ -75,33 +86,6 @@ def _digit_like_images(rng, count: int = 10, cell: int = 8, cells: int = 3) -> n
     return images
 
 
-def test_cell_irregularities_change_halves_of_whole_cells(rng):
-    from occ.train.irregularities import IrregularityMaker, SampleStore
-
-    images = _digit_like_images(rng)
-    store = SampleStore(None, np.arange(len(images))[:, None], images)
-    rows = np.arange(len(images))
-    for kind in ("chimera", "erase", "warp"):
-        maker = IrregularityMaker(store, cell=8, probability=1.0, max_regions=1, rng=rng, kinds=(kind,))
-        clean = store.inputs(rows)
-        pseudo, labels = maker(rows, clean)
-        changed = pseudo != clean
-        assert changed.any() and (labels == 0).any()
-        for b in range(len(rows)):
-            for i in range(3):
-                for j in range(3):
-                    block = changed[b, 0, i * 8 : (i + 1) * 8, j * 8 : (j + 1) * 8]
-                    halves = [block[:4].any(), block[4:].any(), block[:, :4].any(), block[:, 4:].any()]
-                    # one region per image, so at most one half of each cell is replaced
-                    assert kind == "warp" or not all(halves), (kind, b, i, j)
-                    if kind == "erase" and block.any():
-                        assert (pseudo[b, 0, i * 8 : (i + 1) * 8, j * 8 : (j + 1) * 8][block] == -1.0).all()
-        change = np.abs(pseudo - clean).mean(axis=1).reshape(len(rows), 3, 8, 3, 8).mean(axis=(2, 4))
-        np.testing.assert_array_equal(labels == 0, change >= maker.min_change)
-        # the altered content stays in the image's value range (halves copied, wiped or resampled)
-        assert pseudo.min() >= -1.0 and pseudo.max() <= 1.0 + 1e-6
-
-
 def test_unknown_avid_irregularity_is_one_clear_error(rng):
     from occ.train.irregularities import IrregularityMaker, SampleStore
 
@@ -113,11 +97,11 @@ def test_unknown_avid_irregularity_is_one_clear_error(rng):
 
 def test_absolute_floor_keeps_a_flat_term_from_dominating(rng):
     flat = 0.3 + rng.normal(0, 1e-5, (500, 1))  # an undertrained D: outputs barely vary
-    assert location_stats(flat)["std"][0] < 1e-4
+    assert location_stats(flat).std[0] < 1e-4
     floored = location_stats(flat, absolute_floor=0.1)
-    assert floored["std"] == [0.1]
+    assert floored.std == [0.1]
     # a wobble of 1e-4 logits now moves the z-score by 1e-3, not by ~10
-    z = fused_location_scores({"score": np.array([[0.3001]])}, {"terms": {"score": 1.0}, "location_stats": {"score": floored}})
+    z = patch_scores({"score": np.array([[0.3001]])}, AloccScoring(terms={"score": 1.0}, location_stats={"score": floored}))
     assert abs(float(z[0, 0])) < 0.01
 
 
@@ -162,73 +146,58 @@ def test_alocc_motion_patches_follow_their_definition(kind, rng):
     assert len(empty) == 0
 
 
-def test_graded_thresholds_put_alpha_at_the_typical_block_and_zeta_at_the_false_alarm_rate(rng):
+def test_soft_gate_thresholds_put_alpha_at_the_typical_block_and_zeta_at_the_false_alarm_rate(rng):
     cell = 4
     regions, residual = _normal_maps(rng, 0.05, 0.95)
-    thresholds = calibrate_graded_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
+    thresholds = avid_thresholds(soft(), block_peaks(residual[:2000], cell), regions[:2000], 0.05, "synthetic normal maps")
     alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
     peaks = residual[:2000].reshape(2000, 3, cell, 5, cell).max(axis=(2, 4))
-    # α: the median block peak, so half the normal blocks pass the residual gate
+    # α: the median block peak
     assert alpha == pytest.approx(float(np.median(peaks)), rel=1e-6)
-    assert abs((peaks >= alpha).mean() - 0.5) < 0.01
-    # ζ alone sets the rate: on fresh normal maps about 5 % of frames get a non-empty mask (Eq. 4)
-    up = np.repeat(np.repeat(regions[2000:], cell, axis=1), cell, axis=2)
-    fired = ((residual[2000:] >= alpha) & (up >= 1 - zeta)).reshape(2000, -1).any(axis=1)
-    assert abs(fired.mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)
-    # and the frame score (largest min of the two ratios) is >= 1 exactly on those frames
-    odds_zeta = (1 - zeta) / zeta
-    odds = regions[2000:] / (1 - regions[2000:])
+    # ζ alone sets the rate: on fresh normal maps about 5 % of frames fire, by the soft intersection by hand
     fresh = residual[2000:].reshape(2000, 3, cell, 5, cell).max(axis=(2, 4))
-    score = np.minimum(fresh / alpha, odds / odds_zeta).reshape(2000, -1).max(axis=1)
-    assert np.array_equal(score >= 1, fired)
-    assert thresholds["alpha"].method.startswith("graded gate") and thresholds["zeta"].n_samples == 2000
+    odds = regions[2000:] / (1 - regions[2000:])
+    multiple = np.minimum(odds / ((1 - zeta) / zeta), np.exp(10.0))
+    score = ((fresh / alpha) ** 0.2 * multiple ** 0.8).reshape(2000, -1).max(axis=1)
+    assert abs((score >= 1).mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)
+    assert thresholds["alpha"].method.startswith("median") and thresholds["zeta"].n_samples == 2000
 
 
 def test_frame_evidence_and_block_values_by_hand():
     # floor 0.25: a block counts (v − 0.25) / 0.75; one block at the mask's level counts 1
     values = np.array([[1.0, 0.25, 0.1], [0.7, 0.7, 0.7], [0.4, 0.0, 0.0]])
-    np.testing.assert_allclose(frame_evidence(values), [1.0, 1.8, 0.2])
-    np.testing.assert_allclose(frame_evidence(values, floor=0.5), [1.0, 1.2, 0.0])
-    # graded: min(peak / α, odds(1 − O) / odds(1 − ζ)); α 0.5, ζ 1/3 (odds(1 − ζ) = 2)
-    peaks, regions = np.array([[1.0, 3.0]]), np.array([[0.8, 1 / 3]])  # odds 4 and 0.5
-    np.testing.assert_allclose(block_values(peaks, regions, 0.5, 1 / 3, graded=True), [[2.0, 0.25]])
-    # without a graded gate: peak / α where 1 − O >= 1 − ζ, 0 elsewhere
-    np.testing.assert_allclose(block_values(peaks, regions, 0.5, 1 / 3, graded=False), [[2.0, 0.0]])
+    np.testing.assert_allclose(frame_evidence(values, 0.25), [1.0, 1.8, 0.2])
+    np.testing.assert_allclose(frame_evidence(values, 0.5), [1.0, 1.2, 0.0])
+    np.testing.assert_allclose(frame_scores(values[:, None], soft("evidence")), [1.0, 1.8, 0.2])
+    np.testing.assert_allclose(frame_scores(values[:, None], soft("peak")), [1.0, 0.7, 0.4])
+    # α 0.5, ζ 1/3 (odds(1 − ζ) = 2); regions with odds 4 and 0.5
+    peaks, regions = np.array([[1.0, 3.0]]), np.array([[0.8, 1 / 3]])
+    # soft, w 0.2: (peak / α)^0.2 · (odds ratio)^0.8
+    np.testing.assert_allclose(block_values(peaks, regions, 0.5, 1 / 3, soft()), [[2.0**0.2 * 2.0**0.8, 6.0**0.2 * 0.25**0.8]])
+    # binary: peak / α where 1 − O >= 1 − ζ, 0 elsewhere
+    np.testing.assert_allclose(block_values(peaks, regions, 0.5, 1 / 3, binary()), [[2.0, 0.0]])
     np.testing.assert_allclose(block_peaks(np.arange(32, dtype=np.float32).reshape(1, 4, 8), 4), [[[27.0, 31.0]]])
 
 
-@pytest.mark.parametrize("graded", [True, False])
-def test_evidence_thresholds_hit_the_false_alarm_rate_and_fire_on_every_non_empty_mask(rng, graded):
+@pytest.mark.parametrize("gate", ["soft", "binary"])
+def test_evidence_thresholds_hit_the_false_alarm_rate_and_fire_on_every_non_empty_mask(rng, gate):
     cell = 4
     regions, residual = _normal_maps(rng, 0.05, 0.95)
-    calibrate = calibrate_graded_thresholds if graded else calibrate_avid_thresholds
-    thresholds = calibrate(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps", frame_score="evidence")
+    spec, peak_spec = (soft("evidence"), soft()) if gate == "soft" else (binary("evidence"), binary())
+    thresholds = avid_thresholds(spec, block_peaks(residual[:2000], cell), regions[:2000], 0.05, "synthetic normal maps")
     alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
-    assert "evidence" in (thresholds["zeta"] if graded else thresholds["alpha"]).method
-    values = block_values(block_peaks(residual[2000:], cell), regions[2000:], alpha, zeta, graded)
-    fired = frame_evidence(values) >= 1
+    assert "evidence" in (thresholds["zeta"] if gate == "soft" else thresholds["alpha"]).method
+    values = block_values(block_peaks(residual[2000:], cell), regions[2000:], alpha, zeta, spec)
+    fired = frame_evidence(values, 0.25) >= 1
     # on fresh normal maps about 5 % of frames fire
     assert abs(fired.mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)
     # summing is stricter per block than the peak rule at the same rate, and a non-empty mask
     # (some block at >= 1) always fires the frame
-    peak = calibrate(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps")
-    if graded:  # a smaller ζ: a region must be further from normal to count
+    peak = avid_thresholds(peak_spec, block_peaks(residual[:2000], cell), regions[:2000], 0.05, "synthetic normal maps")
+    if gate == "soft":  # a smaller ζ: a region must be further from normal to count
         assert thresholds["zeta"].value < peak["zeta"].value and thresholds["alpha"].value == peak["alpha"].value
     else:  # a larger α
         assert thresholds["alpha"].value > peak["alpha"].value and thresholds["zeta"].value == peak["zeta"].value
     assert np.all(fired[values.reshape(2000, -1).max(axis=1) >= 1])
-    with pytest.raises(ValueError, match="frame score must be one of peak, evidence"):
-        calibrate(residual[:20], regions[:20], cell, 0.05, "synthetic", frame_score="sum")
-
-
-@pytest.mark.parametrize("frame_score", ["peak", "evidence"])
-def test_soft_intersection_thresholds_hit_the_false_alarm_rate(rng, frame_score):
-    cell = 4
-    regions, residual = _normal_maps(rng, 0.05, 0.95)
-    thresholds = calibrate_graded_thresholds(residual[:2000], regions[:2000], cell, 0.05, "synthetic normal maps",
-                                             frame_score=frame_score, residual_weight=0.2)
-    alpha, zeta = thresholds["alpha"].value, thresholds["zeta"].value
-    values = block_values(block_peaks(residual[2000:], cell), regions[2000:], alpha, zeta, True, residual_weight=0.2)
-    scores = frame_evidence(values) if frame_score == "evidence" else values.reshape(2000, -1).max(axis=1)
-    assert abs((scores >= 1).mean() - 0.05) < 4 * np.sqrt(0.05 * 0.95 / 2000)
-    assert f"frame score ({frame_score})" in thresholds["zeta"].method
+    with pytest.raises(ValueError, match=r"false-alarm rate must be in \(0, 1\)"):
+        avid_thresholds(spec, block_peaks(residual[:20], cell), regions[:20], 1.5, "synthetic")

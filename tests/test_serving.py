@@ -139,31 +139,37 @@ def test_served_avid_graph_takes_one_alpha_and_zeta_per_request(avid_onnx, tmp_p
     shape = exported.get_inputs()[0].shape
     frames = np.random.default_rng(0).normal(size=(3, shape[1], shape[2], shape[3])).astype(np.float32)
     alphas, zetas = np.array([0.05, 0.2, 1e6], np.float32), np.array([0.5, 0.9, 0.5], np.float32)
-    got = served.run(None, {"frames": frames, "alpha": alphas[:, None], "zeta": zetas[:, None]})
+    names = [o.name for o in served.get_outputs()]
+    got = dict(zip(names, served.run(names, {"frames": frames, "alpha": alphas[:, None], "zeta": zetas[:, None]})))
     for row in range(3):
-        want = exported.run(None, {"frames": frames[row : row + 1], "alpha": alphas[row : row + 1], "zeta": zetas[row : row + 1]})
-        for g, w in zip(got, want):
-            np.testing.assert_allclose(g[row : row + 1], w, atol=1e-6)
-    assert not got[2][2].any()  # row 2's α is above every residual: empty mask
+        want = exported.run(names, {"frames": frames[row : row + 1], "alpha": alphas[row : row + 1], "zeta": zetas[row : row + 1]})
+        for name, w in zip(names, want):
+            np.testing.assert_allclose(got[name][row : row + 1], w, atol=1e-6)
+    assert not got["mask"][2].any()  # row 2's α is above every residual: empty mask
 
 
 def _occ_run(args, tmp_path, name):
+    from typer.testing import CliRunner
+
+    from occ.cli import app
+
     out = tmp_path / f"{name}.jsonl"
-    run = subprocess.run([sys.executable, "-m", "occ", "run", *args, "--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
+    run = CliRunner().invoke(app, ["run", *args, "--out", str(out)])
+    assert run.exit_code == 0, run.output[-2000:]
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("model", ["alocc_onnx", "avid_onnx"])
 def test_occ_run_through_a_kserve_server_gives_the_local_results(model, request, tiny_walkway, tmp_path):
-    from occ.runtime.datasets import write_ucsd_layout
+    from occ.evaluation.datasets import write_ucsd_layout
 
     path = request.getfixturevalue(model)
     clip = write_ucsd_layout(tiny_walkway, tmp_path / "walkway") / "Test" / "Test001"
     repository = write_triton_repository(path, tmp_path / "models", name="detector")
     local = _occ_run([str(path), "--source", str(clip)], tmp_path, "local")
     with KServeServer(repository.model_dir) as server:
-        remote = _occ_run(["--triton", f"http://{server.url}", "--model", "detector", "--source", str(clip)], tmp_path, "remote")
+        remote = _occ_run(["detector", "--backend", "triton", "--triton-url", f"http://{server.url}", "--source", str(clip)],
+                          tmp_path, "remote")
     assert len(remote) == len(local) == len(tiny_walkway.test[0])
     for a, b in zip(local, remote):
         assert a["decision"] == b["decision"]
@@ -173,12 +179,12 @@ def test_occ_run_through_a_kserve_server_gives_the_local_results(model, request,
 
 
 def test_occ_run_with_an_unreachable_server_is_one_line(tmp_path, tiny_walkway):
-    from occ.runtime.datasets import write_ucsd_layout
+    from occ.evaluation.datasets import write_ucsd_layout
 
     clip = write_ucsd_layout(tiny_walkway, tmp_path / "walkway") / "Test" / "Test001"
-    run = subprocess.run([sys.executable, "-m", "occ", "run", "--triton", "127.0.0.1:9", "--model", "detector", "--source",
-                          str(clip), "--out", str(tmp_path / "x.jsonl")], capture_output=True, text=True, timeout=120)
-    assert run.returncode != 0
+    run = subprocess.run([sys.executable, "-m", "occ", "run", "detector", "--backend", "triton", "--triton-url", "127.0.0.1:9",
+                          "--source", str(clip), "--out", str(tmp_path / "x.jsonl")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
     assert "Traceback" not in run.stderr
     assert "127.0.0.1:9/detector: no answer from the server" in run.stderr.strip().splitlines()[-1]
 
@@ -188,14 +194,14 @@ def test_deepstream_config_agrees_with_the_manifest_and_the_probe_gives_the_runt
     import importlib.util
 
     from occ.export.deepstream import write_deepstream_config
-    from occ.runtime.detector import Detector
+    from occ.runtime.detector import open_detector
 
     written = write_deepstream_config(avid_onnx, tmp_path / "ds", batch_size=4)
     parser = configparser.ConfigParser()
     parser.optionxform = str
     parser.read(written.config_path)
     props = parser["property"]
-    detector = Detector.open(str(avid_onnx))
+    detector = open_detector(str(avid_onnx))
     spec = detector.manifest.input
     assert props["infer-dims"] == f"{spec.channels};{spec.height};{spec.width}"
     assert props["network-mode"] == "2" and props["output-tensor-meta"] == "1" and props["batch-size"] == "4"

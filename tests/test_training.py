@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from occ.train.common import load_checkpoint
-from occ.train.train_alocc import AloccConfig, build_scorer, train_alocc, video_data
+from occ.train.train_alocc import alocc_config, build_scorer, train_alocc, video_data
 
 
 def _quiet():
@@ -25,7 +25,7 @@ def test_checkpoint_opens_with_weights_only(alocc_checkpoint):
 
 
 def test_one_alocc_epoch_lowers_reconstruction_error(tiny_walkway, tmp_path):
-    config = AloccConfig(height=48, width=72, patch_size=16, stride=16, base_width=8, depth=2, epochs=1, batch_size=8)
+    config = alocc_config("video", height=48, width=72, patch_size=16, stride=16, base_width=8, depth=2, epochs=1, batch_size=8)
     data = video_data(tiny_walkway.train, config, "tiny")
     train_alocc(data, config, tmp_path / "a.pt", _quiet())
     trained = build_scorer(**_parts(tmp_path / "a.pt"))
@@ -46,8 +46,8 @@ def _parts(path):
 
 
 def test_alocc_training_is_deterministic(tiny_walkway, tmp_path):
-    config = AloccConfig(height=48, width=72, patch_size=16, stride=16, base_width=4, depth=2, epochs=1,
-                         batch_size=64, max_train_patches=400)
+    config = alocc_config("video", height=48, width=72, patch_size=16, stride=16, base_width=4, depth=2, epochs=1,
+                          batch_size=64, max_train_patches=400)
     data = video_data(tiny_walkway.train, config, "tiny")
     a = train_alocc(data, config, tmp_path / "a.pt", _quiet())
     b = train_alocc(data, config, tmp_path / "b.pt", _quiet())
@@ -78,13 +78,10 @@ def test_avid_step_lowers_losses(avid_checkpoint):
 
 
 TINY_WALKWAY = "walkway:height=48,width=72,train_clips=2,test_clips=0,frames_per_clip=24,seed=3"
-# ALOCC at lr 0.002: at 0.01 the synthetic-irregularity terms make SGD amplify float summation-order
-# differences (1.6e-4 after nine steps, 3e-8 at lr 0.001), which would test chaos, not the mechanics.
 TRAIN_ARGS = {
-    "alocc": ["--height", "48", "--width", "72", "--patch-size", "16", "--stride", "16", "--base-width", "8", "--depth", "2",
-              "--batch-size", "32", "--epochs", "1", "--optimizer", "sgd", "--lr", "0.002"],
-    "avid": ["--height", "32", "--width", "48", "--base-width", "4", "--depth", "2", "--batch-size", "8", "--epochs", "1",
-             "--optimizer", "sgd", "--lr", "0.002", "--momentum", "0.9"],
+    "alocc": ["--height", "48", "--width", "72", "--patch-size", "16", "--stride", "16", "--base-width", "8",
+              "--batch-size", "32", "--epochs", "1"],
+    "avid": ["--height", "32", "--width", "48", "--base-width", "4", "--batch-size", "8", "--epochs", "1"],
 }
 
 
@@ -120,7 +117,7 @@ def test_two_gloo_processes_train_like_one_process_on_the_same_global_batch(meth
     from occ.train.avid import create_avid
 
     torch.manual_seed(0)
-    fresh = create_alocc(2, 16, 8, 2)[0] if method == "alocc" else create_avid(3, 4, 2)[0]
+    fresh = create_alocc(2, 16, 8, 3)[0] if method == "alocc" else create_avid(3, 4, 3)[0]
     first = next(iter(one.state_dicts))
     moved = max(float((v - one.state_dicts[first][k]).abs().max()) for k, v in fresh.state_dict().items() if v.is_floating_point())
     assert moved > 1e-3
@@ -130,7 +127,7 @@ def _square_clip(name, speed, frames=40, height=32, width=64, seed=0):
     """Gray frames of bright squares crossing a textured static scene at ``speed`` pixels per frame."""
     import numpy as np
 
-    from occ.runtime.datasets.common import Clip
+    from occ.evaluation.datasets.common import Clip
 
     rng = np.random.default_rng(seed)
     background = rng.uniform(60, 90, (height, width)).astype(np.float32)
@@ -148,13 +145,13 @@ def test_alocc_synthetic_fast_patches_teach_it_what_fast_motion_is(tmp_path):
     another speed, training with synthetic 'fast' patches made from the normal clips did."""
     import numpy as np
 
-    from occ.runtime.metrics import roc_auc
+    from occ.evaluation.metrics import roc_auc
 
     clips = [_square_clip(f"Train{i}", speed=1, seed=i) for i in range(4)]
     scores = {}
     for weight in (0.0, 1.0):
-        config = AloccConfig(height=32, width=64, patch_size=16, stride=8, base_width=8, depth=2, epochs=3, batch_size=32,
-                             irregular_weight=weight, irregular_patches=2000, d_weight=1.0, seed=0)
+        config = alocc_config("video", height=32, width=64, patch_size=16, stride=8, base_width=8, depth=2, epochs=3, batch_size=32,
+                              irregular_weight=weight, irregular_patches=2000, d_weight=1.0, seed=0)
         train_alocc(video_data(clips, config, "squares"), config, tmp_path / f"w{weight}.pt", _quiet())
         scorer = build_scorer(**_parts(tmp_path / f"w{weight}.pt"))
         # moving-square patches at the normal speed and at 4×, from clips never trained on
@@ -170,20 +167,33 @@ def test_alocc_synthetic_fast_patches_teach_it_what_fast_motion_is(tmp_path):
     assert scores[1.0] > 0.9 and scores[1.0] > scores[0.0] + 0.1, scores
 
 
-def test_unknown_irregularity_kind_is_a_clear_error(tiny_walkway):
-    config = AloccConfig(height=48, width=72, patch_size=16, stride=16, irregular_kinds=["fast", "sideways"])
-    with pytest.raises(ValueError, match=r"unknown ALOCC irregularity kind\(s\) \['sideways'\]"):
-        video_data(tiny_walkway.train, config, "tiny")
+def test_recipes_are_named_and_checked_against_the_data():
+    from occ.train.train_avid import AVID_RECIPES, avid_config
+
+    assert set(AVID_RECIPES) == {"video", "images", "paper"}
+    images = avid_config("images")
+    assert (images.height, images.depth, images.frame_score, images.region_memory) == (176, 4, "evidence", 60000)
+    assert avid_config("paper").optimizer == "sgd" and not avid_config("paper").irregularities
+    assert alocc_config("paper").score == "paper" and alocc_config("images").bottleneck == 16
+    with pytest.raises(ValueError, match="unknown AVID recipe 'fancy'; recipes: video, images, paper"):
+        avid_config("fancy")
+    with pytest.raises(ValueError, match=r"unknown AVID setting\(s\) \['gate'\]"):
+        avid_config("video", gate="soft")
 
 
-def test_unknown_avid_irregularity_kind_on_the_command_line_is_one_line(tmp_path):
-    import subprocess
-    import sys
+def test_a_recipe_for_the_wrong_kind_of_data_is_one_line(tmp_path):
+    """The images recipe on video, or the video recipe on MNIST, is refused before any training."""
+    from typer.testing import CliRunner
 
-    out = tmp_path / "avid.pt"
-    run = subprocess.run([sys.executable, "-m", "occ", "train", "avid", "--data", TINY_WALKWAY, "--out", str(out),
-                          "--height", "32", "--width", "48", "--epochs", "1", "--irregular-kinds", "fast,flip"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0 and not out.exists()
-    message = [line for line in run.stderr.splitlines() if line.strip()]
-    assert len(message) == 1 and "unknown AVID irregularity kind(s) ['flip'] for video" in message[0], run.stderr
+    from occ.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "avid", "--data", TINY_WALKWAY, "--recipe", "images", "--out", str(tmp_path / "a.pt")])
+    assert result.exit_code == 2 and "the AVID recipe 'images' is for images; this data is video: use --recipe video" in result.output
+    result = runner.invoke(app, ["train", "avid", "--data", TINY_WALKWAY, "--region-memory", "100", "--out", str(tmp_path / "a.pt")])
+    assert result.exit_code == 2 and "the region memory is for single images" in result.output
+    result = runner.invoke(app, ["train", "alocc", "--data", f"mnist:{tmp_path}", "--recipe", "video", "--out", str(tmp_path / "a.pt")])
+    assert result.exit_code == 2 and "the ALOCC recipe 'video' is for video" in result.output
+    result = runner.invoke(app, ["train", "alocc", "--data", TINY_WALKWAY, "--out", str(tmp_path / "missing" / "a.pt")])
+    assert result.exit_code == 2 and "does not exist or is not writable" in result.output
+    assert not any(tmp_path.iterdir())

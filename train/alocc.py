@@ -132,39 +132,22 @@ class AloccDiscriminator(nn.Module):
 
 
 class AloccScorer(nn.Module):
-    """The deployed graph: per-patch anomaly score ``−D(R(X))`` plus diagnostics.
+    """The deployed graph: per patch, ``score`` = −logit D(R(X)) (higher = more anomalous) and
+    ``reconstruction_error`` = mean ``(X − R(X))²``. How they become a frame score is the
+    manifest's :class:`~occ.runtime.manifest.AloccScoring`."""
 
-    Outputs, in order: ``score`` = −logit of D(R(X)) (higher = more anomalous), ``d_of_r`` = that
-    logit, ``reconstruction_error`` = mean ``(X − R(X))²`` per patch, and optionally ``d_of_x``
-    (D(X) logit) and ``reconstruction`` (R(X)).
-    """
-
-    def __init__(self, reconstructor: AloccReconstructor, discriminator: AloccDiscriminator,
-                 with_d_of_x: bool = False, with_reconstruction: bool = False):
+    def __init__(self, reconstructor: AloccReconstructor, discriminator: AloccDiscriminator):
         super().__init__()
         self.reconstructor = reconstructor
         self.discriminator = discriminator
-        self.with_d_of_x = with_d_of_x
-        self.with_reconstruction = with_reconstruction
 
-    def output_names(self) -> list[str]:
-        names = ["score", "d_of_r", "reconstruction_error"]
-        if self.with_d_of_x:
-            names.append("d_of_x")
-        if self.with_reconstruction:
-            names.append("reconstruction")
-        return names
+    @staticmethod
+    def output_names() -> list[str]:
+        return ["score", "reconstruction_error"]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.reconstructor(x)
-        d_of_r = self.discriminator(r)
-        error = torch.mean((x - r) ** 2, dim=(1, 2, 3))
-        outputs = [-d_of_r, d_of_r, error]
-        if self.with_d_of_x:
-            outputs.append(self.discriminator(x))
-        if self.with_reconstruction:
-            outputs.append(r)
-        return tuple(outputs)
+        return -self.discriminator(r), torch.mean((x - r) ** 2, dim=(1, 2, 3))
 
 
 def create_alocc(in_channels: int, patch_size: int, base_width: int = 64, depth: int = 4,

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from occ.runtime.scoring import EVIDENCE_FLOOR, FRAME_SCORES, LOG_MULTIPLE_CAP
+from occ.runtime.manifest import AvidScoring
+from occ.runtime.scoring import LOG_MULTIPLE_CAP
 
 from .init import dcgan_init
 
@@ -227,82 +228,167 @@ def moment_aligned(regions: torch.Tensor) -> torch.Tensor:
     return torch.matmul(moved.unsqueeze(-2), columns.transpose(-1, -2).unsqueeze(2)).squeeze(-2)
 
 
-class AvidGraph(nn.Module):
-    """The deployed graph: residual, region map, intersection mask, frame score and decision.
+# ---- the deployed graph's parts, composed from the scoring contract (AvidScoring) -------------------
+class HideNewest(nn.Module):
+    """Zero the newest temporal channel (the last one), which I then has to predict."""
 
-    Inputs: ``frames`` ``(N, C, H, W)``, ``alpha`` and ``zeta`` ``(1,)`` (graph inputs with the
-    calibrated values as defaults). Outputs, in order:
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return hide_newest(frames)
 
-    - ``score`` ``(N,)``: with ``frame_score="peak"`` the maximum of ``intersection``, so that
-      ``score >= 1`` exactly when the mask is not empty (the paper's frame-level rule); with
-      ``"evidence"`` (images where several regions can be irregular at once) the blocks' evidence
-      summed, ``Σ_b max(0, v_b − f) / (1 − f)``, ``v_b`` the block's largest intersection value
-      before the mask is extended over objects and ``f`` the ``evidence_floor``: one block at the
-      mask's level counts 1, so a non-empty mask always makes ``score >= 1``
-      (:func:`occ.runtime.scoring.frame_evidence`);
-    - ``decision`` ``(N,)``: ``score >= 1``;
-    - ``mask`` ``(N, H, W)``: ``{residual >= α} ∩ {B_i : O_i <= ζ}`` (Eq. 4), taken object by object
-      when ``mask_reach`` > 0: every connected part of ``{residual >= α}`` that meets a flagged block
-      within ``mask_reach`` pixels of it is kept whole (D tells which objects, the residual where
-      they end; D flags only some cells of a large object); with a ``residual_weight``, where the
-      soft intersection below is ``>= 1`` (the residual's threshold moved by the region's evidence);
-    - ``residual`` ``(N, H, W)``: ``|X − I(X)|`` averaged over channels and over a
-      ``residual_kernel``² window (pixel noise suppression); with ``predict_newest`` the newest
-      channel is hidden from I (zeroed) and the residual is that channel's alone, so I(X) predicts
-      ``I'_t`` from ``I'_{t−4}, I'_{t−2}`` (see ``AvidConfig.predict_newest``);
-    - ``region_anomaly`` ``(N, rows, cols)``: ``1 − O`` with ``O = sigmoid(D(X))``;
-    - ``intersection`` ``(N, H, W)``: ``residual / α`` inside the regions D flags (``O <= ζ``),
-      0 elsewhere; ``>= 1`` exactly on the mask. With ``graded_gate`` (the region memory's models)
-      it is ``min(residual / α, odds(1 − O) / odds(1 − ζ))`` instead: the same mask at ``>= 1``;
-      with a ``residual_weight`` w as well, the weighted geometric mean
-      ``(residual / α)^w · (odds(1 − O) / odds(1 − ζ))^(1 − w)`` (the region's multiple capped at
-      e^10), a soft intersection: in each block the residual's threshold is lowered by the
-      region's evidence, ``α · (odds(1 − ζ) / odds(1 − O))^((1 − w) / w)``, and both parts rank
-      (:func:`occ.runtime.scoring.block_values`).
-      Sweeping α with ζ fixed traces the ROC (with ``graded_gate``, α and ζ together). With
-      ``mask_reach`` it is the grayscale geodesic reconstruction of the gated residual under the
-      residual (``mask_reach`` steps of a 3×3 dilation, each capped by the residual): thresholding
-      it at any α gives the parts of ``{residual >= α}`` connected to a flagged pixel above α, so
-      the ROC sweep and the mask agree at every α. Its maximum, the frame score, is unchanged.
+
+class NewestChannel(nn.Module):
+    """The residual of the newest channel alone: I's prediction error."""
+
+    def forward(self, error: torch.Tensor) -> torch.Tensor:
+        # slicing keeps the channel axis, so the exported graph has the same shapes as ChannelMean's
+        return error[:, -1:]
+
+
+class ChannelMean(nn.Module):
+    def forward(self, error: torch.Tensor) -> torch.Tensor:
+        return torch.mean(error, dim=1, keepdim=True)
+
+
+class WindowMean(nn.Module):
+    """The k×k window mean with border windows cut to the image (count_include_pad=False).
+
+    Computed as a column mean of row means: the same numbers (border windows are rectangles, so
+    their pixel counts factor too) at 2k instead of k² reads per pixel, which matters on a GPU at
+    the ~0.13 × height windows the video residual uses.
     """
 
-    def __init__(self, inpainter: AvidInpainter, detector: AvidDetector | RegionMemory, residual_kernel: int = 3,
-                 predict_newest: bool = False, mask_reach: int = 0, graded_gate: bool = False,
-                 frame_score: str = "peak", evidence_floor: float = EVIDENCE_FLOOR, residual_weight: float | None = None):
+    def __init__(self, kernel: int):
         super().__init__()
-        if residual_weight is not None and not (graded_gate and 0 < residual_weight < 1):
-            raise ValueError(f"residual_weight {residual_weight} needs a graded gate and a value in (0, 1)")
-        if frame_score not in FRAME_SCORES:
-            raise ValueError(f"frame_score must be one of {', '.join(FRAME_SCORES)}, got {frame_score!r}")
-        self.inpainter = inpainter
-        self.detector = detector
-        self.residual_kernel = residual_kernel
-        self.predict_newest = predict_newest
-        self.mask_reach = mask_reach
-        self.graded_gate = graded_gate
-        self.frame_score = frame_score
-        self.evidence_floor = evidence_floor
+        self.kernel = kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel
+        x = F.avg_pool2d(x, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+        return F.avg_pool2d(x, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
+
+
+class BinaryGate(nn.Module):
+    """Eq. 4's intersection, in residual units: the residual inside the blocks with ``O <= ζ``.
+
+    ``O <= ζ`` is compared as logits: a confident D puts normal regions at 1 − O ≈ 1e-7, where
+    backends round probabilities differently by more than the gaps between regions.
+    """
+
+    def forward(self, residual: torch.Tensor, anomaly_logit: torch.Tensor, alpha: torch.Tensor, zeta: torch.Tensor) -> torch.Tensor:
+        return torch.where(anomaly_logit >= torch.log((1.0 - zeta) / zeta), residual, torch.zeros_like(residual))
+
+
+class SoftGate(nn.Module):
+    """A soft intersection, in residual units: ``α · (r / α)^w · min(m, e^cap)^(1 − w)`` with
+    ``m = odds(1 − O) / odds(1 − ζ)``. Both parts rank, and a surely irregular region lowers the
+    residual's threshold, ``α · m^(−(1 − w) / w)``. Computed in logs, so a residual of 0 gives 0
+    (log 0 = −inf) and nothing overflows FP16.
+
+    Args:
+        residual_weight: ``w``, the weight of the residual, in (0, 1).
+    """
+
+    def __init__(self, residual_weight: float):
+        super().__init__()
         self.residual_weight = residual_weight
+
+    def forward(self, residual: torch.Tensor, anomaly_logit: torch.Tensor, alpha: torch.Tensor, zeta: torch.Tensor) -> torch.Tensor:
+        w = self.residual_weight
+        log_multiple = torch.clamp(anomaly_logit - torch.log((1.0 - zeta) / zeta), max=LOG_MULTIPLE_CAP)
+        return alpha * torch.exp(w * torch.log(residual / alpha) + (1.0 - w) * log_multiple)
+
+
+class PeakScore(nn.Module):
+    """Frame score: the intersection's largest value, so ``score >= 1`` exactly when the mask is not empty."""
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.amax(values, dim=(1, 2))
+
+
+class EvidenceScore(nn.Module):
+    """Frame score for images where several regions can be irregular at once: what every block
+    holds above ``floor``, summed, ``Σ_b max(0, v_b − f) / (1 − f)`` over the blocks' largest
+    values. One block at the mask's level counts 1, so a non-empty mask always fires the frame.
+
+    Args:
+        cell: block side, pixels.
+        floor: ``f``, in [0, 1).
+    """
+
+    def __init__(self, cell: int, floor: float):
+        super().__init__()
+        self.cell, self.floor = cell, floor
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        blocks = F.max_pool2d(values.unsqueeze(1), self.cell, stride=self.cell).flatten(1)
+        return torch.sum(torch.clamp(blocks - self.floor, min=0.0), dim=1) / (1.0 - self.floor)
+
+
+class ObjectReach(nn.Module):
+    """The mask taken object by object: every connected part of ``{residual >= α}`` that meets the
+    gated intersection within ``steps`` pixels is kept whole (D tells which objects, the residual
+    where they end). A geodesic reconstruction of the intersection under the residual, ``steps``
+    3×3 dilations each capped by it, so thresholding the result at any α gives the parts of
+    ``{residual >= α}`` connected to a gated pixel above α: the ROC sweep and the mask agree at
+    every α, and the largest value, the peak score, does not change. ``steps`` 0: Eq. 4's blocks.
+    """
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def forward(self, values: torch.Tensor, residual_ratio: torch.Tensor) -> torch.Tensor:
+        # a soft intersection can exceed the residual where the region is sure: those pixels keep their value
+        bound = torch.maximum(residual_ratio, values).unsqueeze(1)
+        grown = values.unsqueeze(1)
+        for _ in range(self.steps):
+            grown = torch.minimum(F.max_pool2d(grown, 3, stride=1, padding=1), bound)
+        return grown.squeeze(1)
+
+
+class AvidGraph(nn.Module):
+    """The deployed graph: residual, region map, intersection, mask and frame score.
+
+    Inputs: ``frames`` ``(N, C, H, W)``, ``alpha`` and ``zeta`` ``(1,)`` (graph inputs with the
+    calibrated values as defaults). Outputs (:meth:`output_names`): ``score`` ``(N,)``, ``mask``
+    ``(N, H, W)`` (intersection ``>= 1``), ``residual`` ``(N, H, W)``, ``region_anomaly`` ``(N,
+    rows, cols)`` (``1 − O``) and ``intersection`` ``(N, H, W)`` in units of α. What each part does
+    is the manifest's :class:`~occ.runtime.manifest.AvidScoring`; :func:`create_avid_graph` builds
+    the parts from it. The decision, ``score >= 1``, is the runtime's (:func:`occ.runtime.scoring.decide`).
+
+    Args:
+        inpainter: I.
+        region_scorer: D, or a :class:`RegionMemory` in its place; logits per region, positive = normal.
+        input_mask: what I sees of the frames (:class:`HideNewest` or ``nn.Identity``).
+        residual_channels: :class:`NewestChannel` or :class:`ChannelMean`.
+        residual_window: :class:`WindowMean` or ``nn.Identity``.
+        gate: :class:`BinaryGate` or :class:`SoftGate`.
+        frame_score: :class:`PeakScore` or :class:`EvidenceScore`.
+        mask_extension: :class:`ObjectReach`.
+    """
+
+    def __init__(self, inpainter: AvidInpainter, region_scorer: nn.Module, input_mask: nn.Module, residual_channels: nn.Module,
+                 residual_window: nn.Module, gate: nn.Module, frame_score: nn.Module, mask_extension: nn.Module):
+        super().__init__()
+        self.inpainter = inpainter
+        self.detector = region_scorer  # the state-dict name checkpoints use
+        self.input_mask = input_mask
+        self.residual_channels = residual_channels
+        self.residual_window = residual_window
+        self.gate = gate
+        self.frame_score = frame_score
+        self.mask_extension = mask_extension
 
     @staticmethod
     def output_names() -> list[str]:
-        return ["score", "decision", "mask", "residual", "region_anomaly", "intersection"]
+        return ["score", "mask", "residual", "region_anomaly", "intersection"]
 
     def inpaint(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.inpainter(hide_newest(frames) if self.predict_newest else frames)
+        return self.inpainter(self.input_mask(frames))
 
     def residual(self, frames: torch.Tensor) -> torch.Tensor:
-        error = torch.abs(frames - self.inpaint(frames))
-        # slicing keeps the channel axis, so the exported graph has the same shapes either way
-        error = error[:, -1:] if self.predict_newest else torch.mean(error, dim=1, keepdim=True)
-        k = self.residual_kernel
-        if k > 1:
-            # the k×k window mean as a column mean of row means: the same numbers (border windows
-            # are rectangles, so their pixel counts factor too) at 2k instead of k² reads per pixel,
-            # which matters on a GPU at the ~0.13 × height windows the residual uses
-            error = F.avg_pool2d(error, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
-            error = F.avg_pool2d(error, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
-        return error.squeeze(1)
+        """``(N, H, W)``: |X − I(X)| of the residual channels, window-averaged."""
+        return self.residual_window(self.residual_channels(torch.abs(frames - self.inpaint(frames)))).squeeze(1)
 
     def region_anomaly(self, frames: torch.Tensor) -> torch.Tensor:
         # sigmoid(−logit) = 1 − O, computed from the logit so it stays accurate near 0 and 1
@@ -314,40 +400,24 @@ class AvidGraph(nn.Module):
         regions = torch.sigmoid(anomaly_logit)  # 1 − O, as region_anomaly, without running D twice
         # nearest upsampling by the cell size maps each O cell onto exactly its pixel block B_i
         logit_up = F.interpolate(anomaly_logit.unsqueeze(1), scale_factor=float(self.detector.cell), mode="nearest").squeeze(1)
-        # B_i with O_i <= ζ, compared as logits: a confident D puts normal regions at 1 − O ≈ 1e-7,
-        # where backends round differently by more than the gaps between regions (seen on IR-MNIST)
-        threshold = torch.log((1.0 - zeta) / zeta)
-        if self.graded_gate:
-            # the region's evidence as a multiple of its threshold, odds(1 − O) / odds(1 − ζ): the
-            # intersection is then min(residual / α, that multiple), ≥ 1 exactly on Eq. 4's mask,
-            # and its maximum ranks frames by both parts at once (both thresholds scaled together)
-            if self.residual_weight is None:
-                multiple = torch.exp(torch.clamp(logit_up - threshold, max=30.0))
-                gated = torch.minimum(residual, alpha * multiple)
-            else:
-                # in logs, so a residual of 0 gives 0 (log 0 = −inf) and nothing overflows
-                w = self.residual_weight
-                log_multiple = torch.clamp(logit_up - threshold, max=LOG_MULTIPLE_CAP)
-                gated = alpha * torch.exp(w * torch.log(residual / alpha) + (1.0 - w) * log_multiple)
-        else:
-            gated = torch.where(logit_up >= threshold, residual, torch.zeros_like(residual))
-        if self.frame_score == "evidence":
-            cell = self.detector.cell
-            blocks = F.max_pool2d((gated / alpha).unsqueeze(1), cell, stride=cell).flatten(1)
-            floor = self.evidence_floor
-            score = torch.sum(torch.clamp(blocks - floor, min=0.0), dim=1) / (1.0 - floor)
-        if self.mask_reach > 0:
-            # a soft intersection can exceed the residual where the region is sure: those pixels keep their value
-            bound = residual if self.residual_weight is None else torch.maximum(residual, gated)
-            bound, gated = bound.unsqueeze(1), gated.unsqueeze(1)
-            for _ in range(self.mask_reach):
-                gated = torch.minimum(F.max_pool2d(gated, 3, stride=1, padding=1), bound)
-            gated = gated.squeeze(1)
-        intersection = gated / alpha
-        mask = intersection >= 1.0
-        if self.frame_score == "peak":
-            score = torch.amax(intersection, dim=(1, 2))
-        return score, score >= 1.0, mask, residual, regions, intersection
+        values = self.gate(residual, logit_up, alpha, zeta) / alpha
+        score = self.frame_score(values)
+        intersection = self.mask_extension(values, residual / alpha)
+        return score, intersection >= 1.0, residual, regions, intersection
+
+
+_RESIDUALS = {"newest": (HideNewest, NewestChannel), "mean": (nn.Identity, ChannelMean)}
+_GATES = {"binary": lambda scoring: BinaryGate(), "soft": lambda scoring: SoftGate(scoring.residual_weight)}
+_FRAME_SCORES = {"peak": lambda scoring, cell: PeakScore(), "evidence": lambda scoring, cell: EvidenceScore(cell, scoring.evidence_floor)}
+
+
+def create_avid_graph(inpainter: AvidInpainter, region_scorer: nn.Module, scoring: AvidScoring) -> AvidGraph:
+    """The deployed graph whose parts are the scoring contract's choices."""
+    scoring.validate()
+    input_mask, channels = _RESIDUALS[scoring.residual]
+    window = WindowMean(scoring.residual_kernel) if scoring.residual_kernel > 1 else nn.Identity()
+    return AvidGraph(inpainter, region_scorer, input_mask(), channels(), window, _GATES[scoring.gate](scoring),
+                     _FRAME_SCORES[scoring.frame_score](scoring, region_scorer.cell), ObjectReach(scoring.mask_reach)).eval()
 
 
 def hide_newest(frames: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,8 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from occ.runtime.manifest import Manifest, write_atomic
+from occ.runtime.files import write_atomic
+from occ.runtime.manifest import Manifest
 
 CHECKPOINT_FORMAT = "occ-checkpoint-1"
 LN4 = 2 * math.log(2)  # BCE of a discriminator that says 0.5 to both real and fake

@@ -10,18 +10,9 @@ inputs, with per-cell labels:
   moving faster than anything normal there);
 - ``reverse``: a region whose temporal channels are in reverse order (motion against the flow);
 - ``foreign``: a region copied from another frame and another place (something out of place);
-- ``flip`` (single images): a region flipped upside down and left to right;
-- ``chimera`` (single images): in every detector cell of a region, one half (top, bottom, left or
-  right) replaced by the same half of a cell from another image: crisp shapes made of normal
-  parts that no normal sample has (a new object class looks like this to a detector that only
-  knows the normal ones);
-- ``erase`` (single images): in every detector cell of a region, one half wiped to the image's
-  background (its median): normal shapes with a part missing;
-- ``warp`` (single images): a region smoothly displaced by up to about a third of a cell: normal
-  strokes bent into shapes no normal sample has.
+- ``flip`` (single images): a region flipped upside down and left to right.
 
-``chimera``, ``erase`` and ``warp`` are aligned to the detector's cells, so each labelled cell holds one
-altered shape rather than pieces of its neighbours.
+Video draws ``fast``, ``reverse`` and ``foreign``; single images ``flip`` and ``foreign``.
 
 D learns to score those cells irregular (besides real vs inpainted), and I learns to inpaint them
 back to the clean input. Test data is never involved.
@@ -31,17 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from occ.runtime.preprocess import AVID_OFFSETS, PatchGrid
+from occ.runtime.preprocess import AVID_OFFSETS, PatchGrid, avid_triplet
 
 VIDEO_KINDS = ("fast", "reverse", "foreign")
-IMAGE_KINDS = ("flip", "foreign", "chimera", "erase", "warp")
-CELL_KINDS = ("chimera", "erase", "warp")  # made cell by cell in cell-aligned regions
-# the image kinds drawn unless asked otherwise: on full-size IR-MNIST they gave the better D and
-# intersection; the cell kinds helped only in short runs (docs/accuracy.md)
-IMAGE_DEFAULT_KINDS = ("flip", "foreign")
+IMAGE_KINDS = ("flip", "foreign")
 MOTION_KINDS = ("fast", "reverse")  # ALOCC patches, see motion_patches
 
 
@@ -63,8 +48,7 @@ class SampleStore:
         return len(self.index)
 
     def triplet(self, clip: int, t: int, offsets: tuple[int, ...] = AVID_OFFSETS) -> np.ndarray:
-        sequence = self.sequences[clip]
-        return np.stack([sequence[max(t - k, 0)] for k in offsets])
+        return avid_triplet(self.sequences[clip], t, offsets)
 
     def inputs(self, rows: np.ndarray) -> np.ndarray:
         """The normal network inputs of the given rows, ``(B, C, H, W)``."""
@@ -83,7 +67,7 @@ class IrregularityMaker:
         max_regions: most regions per sample.
         rng: random generator (seeded by the training loop).
         min_change: mean absolute change (normalized units) that makes a cell irregular.
-        kinds: which irregularities to draw from (None: ``VIDEO_KINDS`` for video, ``IMAGE_DEFAULT_KINDS``
+        kinds: which irregularities to draw from (None: ``VIDEO_KINDS`` for video, ``IMAGE_KINDS``
             for single images).
     """
 
@@ -97,7 +81,7 @@ class IrregularityMaker:
         if unknown:
             raise ValueError(f"unknown AVID irregularity kind(s) {sorted(unknown)} for {'single images' if images else 'video'}; "
                              f"choose from {list(allowed)}")
-        self.kinds = tuple(kinds) if kinds else IMAGE_DEFAULT_KINDS if images else VIDEO_KINDS
+        self.kinds = tuple(kinds) if kinds else allowed
 
     def __call__(self, rows: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(pseudo inputs, labels)``; labels ``(B, H/cell, W/cell)`` are 1 for normal cells, 0 for irregular."""
@@ -110,60 +94,13 @@ class IrregularityMaker:
                 h = int(self.rng.integers(self.cell, min(4 * self.cell, height) + 1))
                 w = int(self.rng.integers(self.cell, min(4 * self.cell, width) + 1))
                 top, left = int(self.rng.integers(0, height - h + 1)), int(self.rng.integers(0, width - w + 1))
-                kind = self.kinds[self.rng.integers(len(self.kinds))]  # drawn after the place: same draws as before for video
-                if kind in CELL_KINDS:  # snapped onto the cell grid, at least one cell
-                    top, left = top // self.cell * self.cell, left // self.cell * self.cell
-                    h = max(self.cell, min(h // self.cell * self.cell, height - top))
-                    w = max(self.cell, min(w // self.cell * self.cell, width - left))
-                    pseudo[b, :, top : top + h, left : left + w] = self._cells(kind, clean[b], top, left, h, w)
-                else:
-                    pseudo[b, :, top : top + h, left : left + w] = self._content(kind, rows[b], clean[b], top, left, h, w)
+                kind = self.kinds[self.rng.integers(len(self.kinds))]
+                pseudo[b, :, top : top + h, left : left + w] = self._content(kind, rows[b], clean[b], top, left, h, w)
         # A cell is irregular only where the pasted content visibly differs: a 'fast' or 'reverse'
         # region over static background changes nothing and stays labelled normal.
         change = np.abs(pseudo - clean).mean(axis=1)
         cells = change.reshape(batch, height // self.cell, self.cell, width // self.cell, self.cell).mean(axis=(2, 4))
         return pseudo, (cells < self.min_change).astype(np.float32)
-
-    def _cells(self, kind: str, clean: np.ndarray, top: int, left: int, h: int, w: int) -> np.ndarray:
-        """Chimera, erase or warp, cell by cell, of the cell-aligned region."""
-        c = self.cell
-        region = clean[:, top : top + h, left : left + w].copy()
-        rows, cols = h // c, w // c
-        if kind == "warp":
-            return self._warp(region, rows, cols)
-        if kind == "chimera":
-            others = self.store.inputs(self.rng.integers(len(self.store), size=rows * cols))
-        else:
-            background = np.median(clean.reshape(len(clean), -1), axis=1)[:, None, None]
-        whole, first, second = slice(0, c), slice(0, c // 2), slice(c // 2, c)
-        halves = ((first, whole), (second, whole), (whole, first), (whole, second))  # top, bottom, left, right
-        for i in range(rows):
-            for j in range(cols):
-                ys, xs = halves[self.rng.integers(4)]
-                target = region[:, i * c : (i + 1) * c, j * c : (j + 1) * c]
-                if kind == "chimera":
-                    src_top = int(self.rng.integers(0, clean.shape[1] // c)) * c
-                    src_left = int(self.rng.integers(0, clean.shape[2] // c)) * c
-                    source = others[i * cols + j][:, src_top : src_top + c, src_left : src_left + c]
-                    target[:, ys, xs] = source[:, ys, xs]
-                else:
-                    target[:, ys, xs] = background
-        return region
-
-    def _warp(self, region: np.ndarray, rows: int, cols: int) -> np.ndarray:
-        """A smooth random displacement, largest moves about a third of a cell (2 control points per cell side)."""
-        # offsets in grid_sample units, where one cell spans 2 / cols (2 / rows) of the region's [-1, 1]:
-        # dividing by cols below makes an offset of 2 one whole cell, so the standard deviation is
-        # 0.05–0.12 of a cell and the largest offsets reach about a third of one
-        amplitude = self.rng.uniform(0.15, 0.35) * 2.0 / 3.0
-        control = self.rng.normal(0.0, amplitude, size=(1, 2, 2 * rows + 1, 2 * cols + 1)).astype(np.float32)
-        h, w = region.shape[1:]
-        shift = F.interpolate(torch.from_numpy(control), size=(h, w), mode="bicubic", align_corners=True)[0]
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
-        grid = torch.stack([xs + shift[0] / cols, ys + shift[1] / rows], dim=-1)[None]
-        warped = F.grid_sample(torch.from_numpy(np.ascontiguousarray(region))[None], grid, mode="bilinear",
-                               padding_mode="border", align_corners=True)
-        return warped[0].numpy()
 
     def _content(self, kind: str, row: int, clean: np.ndarray, top: int, left: int, h: int, w: int) -> np.ndarray:
         region = (slice(None), slice(top, top + h), slice(left, left + w))

@@ -1,15 +1,14 @@
 """Adversarial training of ALOCC's R and D on normal data only.
 
 R sees ``X̃ = X + N(0, σ²)`` and is trained with ``L_adv + λ‖X − R(X̃)‖²`` (λ = 0.4); D learns to
-tell X from R(X̃). Model selection and the stopping rule use a normal-only validation split: the
-weights kept are those with the lowest validation reconstruction error ``‖X − R(X)‖²`` (training
-stops early once it falls below ρ); anomalies are never looked at.
+tell X from R(X̃). Model selection uses a normal-only validation split: the weights kept are those
+with the lowest validation reconstruction error ``‖X − R(X)‖²``; anomalies are never looked at.
 """
 from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,10 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from occ import __version__
-from occ.runtime.datasets.common import Clip
-from occ.runtime.manifest import InputSpec, Manifest, PatchSpec
+from occ.evaluation.datasets.common import Clip
+from occ.runtime.manifest import TEMPORAL_CHANNELS, AloccScoring, InputSpec, Manifest, ManifestError, PatchSpec
 from occ.runtime.preprocess import PatchGrid, normalize, preprocess_clip
-from occ.runtime.scoring import fused_location_scores, location_stats, quantile_threshold, reduce_frame
+from occ.runtime.scoring import alocc_thresholds, location_stats, patch_scores
 
 from .alocc import AloccScorer, create_alocc
 from .distributed import Distributed, plain_state_dict
@@ -30,46 +29,106 @@ from .irregularities import MOTION_KINDS, motion_patches
 from .common import CollapseMonitor, squared_error, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything
 
 
+DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
+SCORES = ("fused", "paper")
+
+
 @dataclass
 class AloccConfig:
-    """Every knob of ALOCC training, with the defaults used by ``occ train alocc``.
+    """Every setting of ALOCC training. Start from a named recipe (:func:`alocc_config`); the
+    defaults here are the ``video`` recipe. For images (MNIST) the whole image is one patch and
+    the geometry comes from the data.
 
-    Geometry: frames are resized to ``height``×``width`` and cut into ``patch_size`` patches at
-    ``stride``; for image data (MNIST) the whole image is one patch.
+    Args:
+        recipe: the recipe these settings came from (``video``, ``images`` or ``paper``).
+        height: video: frame height after resize, pixels.
+        width: video: frame width after resize, pixels.
+        patch_size: video: patch side, pixels.
+        stride: video: step between patches, pixels.
+        temporal: video: ``frame_diff`` (appearance and signed motion) or ``none``.
+        base_width: channels of the first layer of R and D; each next layer doubles it.
+        depth: stride-2 layers per network.
+        bottleneck: size of a linear code between R's encoder and decoder (0: none, as the paper).
+        epochs: most epochs; the weights kept are the epoch with the lowest validation reconstruction error.
+        batch_size: patches per batch.
+        lr: learning rate of R and D (Adam).
+        momentum: Adam's β1.
+        noise_sigma: σ of the Gaussian noise on R's input (normalized units).
+        lam: λ, the weight of ‖X − R(X̃)‖².
+        val_fraction: share of the normal clips (or images) held out for model selection and τ.
+        max_train_patches: most training patches drawn (None: all).
+        false_alarm_rate: share of held-out normal frames above τ.
+        score: ``fused`` (``d_weight`` · z(−D(R(X))) + z(‖X − R(X)‖²), each normalized per patch
+            location on normal frames) or ``paper`` (−D(R(X)) alone, raw).
+        d_weight: the weight of D(R(X)) in the fused score.
+        irregular_weight: video with ``frame_diff``: weight of synthetic irregular patches made
+            from the normal clips (D learns them as not normal, R to restore them); 0: none.
+        irregular_patches: how many synthetic irregular patches are made.
+        seed: random seed (training is deterministic on the CPU).
     """
 
+    recipe: str = "video"
     height: int = 60
     width: int = 90
     patch_size: int = 20
     stride: int = 10
     temporal: str = "frame_diff"
-    roi: list[int] | None = None
     base_width: int = 32
     depth: int = 3
-    bottleneck: int = 0  # linear code size in R (0: none, as the paper); see AloccReconstructor
+    bottleneck: int = 0
     epochs: int = 8
     batch_size: int = 64
-    optimizer: str = "adam"
     lr: float = 2e-4
     momentum: float = 0.5
     noise_sigma: float = 0.155
     lam: float = 0.4
-    d_steps: int = 1
-    r_steps: int = 1
-    rho: float = 0.0
     val_fraction: float = 0.2
     max_train_patches: int | None = 60000
     false_alarm_rate: float = 0.01
-    scene_stats: bool = True
-    fuse_reconstruction: bool = True
+    score: str = "fused"
     d_weight: float = 0.25
-    # Synthetic irregular patches made from the normal clips (video with frame_diff only): D learns
-    # them as not normal, R to restore the normal patch. At weight 2: Ped2 dev EER 16.2 -> 13.0 %,
-    # walkway AUC 0.892 -> 0.950 (docs/accuracy.md). 0 turns them off.
     irregular_weight: float = 2.0
     irregular_patches: int = 20000
-    irregular_kinds: list[str] = field(default_factory=lambda: ["fast", "reverse"])
     seed: int = 0
+
+
+# What each recipe changes from the video recipe's defaults (docs/methods.md says why).
+ALOCC_RECIPES: dict[str, dict[str, Any]] = {
+    "video": {},
+    # a linear code in R stops it reconstructing any digit (MNIST mean AUC 0.74 → 0.96)
+    "images": dict(temporal="none", base_width=16, depth=3, bottleneck=16, epochs=15, val_fraction=0.1, irregular_weight=0.0),
+    # as published: the paper's widths, −D(R(X)) as the score, no synthetic irregularities
+    "paper": dict(temporal="none", base_width=64, depth=4, score="paper", irregular_weight=0.0),
+}
+
+
+def alocc_config(recipe: str = "video", **settings: Any) -> AloccConfig:
+    """The recipe's configuration with ``settings`` changed (names of :class:`AloccConfig` fields)."""
+    if recipe not in ALOCC_RECIPES:
+        raise ValueError(f"unknown ALOCC recipe {recipe!r}; recipes: {', '.join(ALOCC_RECIPES)}")
+    unknown = sorted(set(settings) - {f.name for f in fields(AloccConfig)})
+    if unknown:
+        raise ValueError(f"unknown ALOCC setting(s) {unknown}")
+    return replace(AloccConfig(recipe=recipe), **{**ALOCC_RECIPES[recipe], **settings})
+
+
+def check_config(config: AloccConfig, kind: str) -> None:
+    """Refuse settings that do not fit together or do not fit the data (``video`` or ``images``), in one line."""
+    if config.recipe not in ALOCC_RECIPES:
+        raise ValueError(f"unknown ALOCC recipe {config.recipe!r}; recipes: {', '.join(ALOCC_RECIPES)}")
+    if kind not in DATA_KINDS[config.recipe]:
+        raise ValueError(f"the ALOCC recipe '{config.recipe}' is for {' and '.join(DATA_KINDS[config.recipe])}; "
+                         f"this data is {kind}: use --recipe {kind}")
+    if config.temporal not in ("none", "frame_diff"):
+        raise ValueError(f"ALOCC temporal rule must be 'none' or 'frame_diff', got {config.temporal!r}")
+    if config.score not in SCORES:
+        raise ValueError(f"ALOCC score must be one of {', '.join(SCORES)}, got {config.score!r}")
+    positive = {"epochs": config.epochs, "base_width": config.base_width, "depth": config.depth}
+    bad = [f"{name} {value}" for name, value in positive.items() if value < 1]
+    if bad or config.batch_size < 2:
+        raise ValueError(f"ALOCC needs epochs, base_width and depth >= 1 and batch_size >= 2, got {', '.join(bad) or config.batch_size}")
+    if not 0 < config.false_alarm_rate < 1:
+        raise ValueError(f"false_alarm_rate must be in (0, 1), got {config.false_alarm_rate}")
 
 
 @dataclass
@@ -87,14 +146,15 @@ class AloccData:
     irregular_clean: np.ndarray | None = None  # (M, C, s, s) the normal patches they were made from
 
 
-def video_data(clips: list[Clip], config: AloccConfig, description: str) -> AloccData:
+def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset: dict[str, Any] | None = None) -> AloccData:
     """Patches from normal clips; the last clips (``val_fraction``) are held out for validation."""
-    channels = {"none": 1, "frame_diff": 2}.get(config.temporal)
-    if channels is None:
-        raise ValueError(f"ALOCC temporal rule must be 'none' or 'frame_diff', got {config.temporal!r}")
-    spec = InputSpec(height=config.height, width=config.width, channels=channels, temporal=config.temporal)
-    patch_spec = PatchSpec(size=config.patch_size, stride=config.stride, roi=config.roi)
-    patch_spec.validate(spec)
+    check_config(config, "video")
+    spec = InputSpec(height=config.height, width=config.width, channels=TEMPORAL_CHANNELS[config.temporal], temporal=config.temporal)
+    patch_spec = PatchSpec(size=config.patch_size, stride=config.stride)
+    try:
+        patch_spec.validate(spec)
+    except ManifestError as exc:
+        raise ValueError(str(exc)) from None
     grid = PatchGrid.from_spec(patch_spec, spec)
     stacked = [preprocess_clip(clip.frames, spec) for clip in clips]
     per_clip = [grid.extract_clip(frames) for frames in stacked]
@@ -115,11 +175,8 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str) -> Aloc
         train = train[np.sort(rng.choice(len(train), config.max_train_patches, replace=False))]
     irregular = irregular_clean = None
     if config.irregular_weight > 0 and config.temporal == "frame_diff":  # they change the motion channel
-        unknown = set(config.irregular_kinds) - set(MOTION_KINDS)
-        if unknown:
-            raise ValueError(f"unknown ALOCC irregularity kind(s) {sorted(unknown)}; choose from {list(MOTION_KINDS)}")
         per_clip_count = -(-config.irregular_patches // len(train_stacked))
-        made = [motion_patches(frames, grid, per_clip_count, rng, tuple(config.irregular_kinds)) for frames in train_stacked]
+        made = [motion_patches(frames, grid, per_clip_count, rng, MOTION_KINDS) for frames in train_stacked]
         irregular = np.concatenate([m[0] for m in made])
         irregular_clean = np.concatenate([m[1] for m in made])
         if not len(irregular):
@@ -127,15 +184,17 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str) -> Aloc
     return AloccData(
         spec=spec, patches=patch_spec, train=train, train_frames=train_frames, val_frames=val_frames,
         description=description,
-        summary={"data": description, "clips": [c.name for c in clips], "validation_clips": val_names,
+        summary={"data": description, "dataset": dataset or {"kind": "video"}, "clips": [c.name for c in clips],
+                 "validation_clips": val_names,
                  "train_patches": int(len(train)), "patches_per_frame": grid.count,
                  "irregular_patches": 0 if irregular is None else int(len(irregular))},
         irregular=irregular, irregular_clean=irregular_clean,
     )
 
 
-def image_data(images: np.ndarray, config: AloccConfig, description: str) -> AloccData:
+def image_data(images: np.ndarray, config: AloccConfig, description: str, dataset: dict[str, Any] | None = None) -> AloccData:
     """Whole images (e.g. one MNIST digit class) as single patches; ``val_fraction`` held out."""
+    check_config(config, "images")
     height, width = images.shape[1:3]
     spec = InputSpec(height=height, width=width, channels=1, temporal="none")
     patch_spec = PatchSpec(size=height, stride=height)
@@ -148,22 +207,36 @@ def image_data(images: np.ndarray, config: AloccConfig, description: str) -> Alo
     val, train = x[order[:n_val]], x[order[n_val:]]
     return AloccData(
         spec=spec, patches=patch_spec, train=train, train_frames=train[:, None], val_frames=val[:, None],
-        description=description, summary={"data": description, "train_images": int(len(train)), "validation_images": n_val},
+        description=description, summary={"data": description, "dataset": dataset or {"kind": "images"},
+                                          "train_images": int(len(train)), "validation_images": n_val},
     )
 
 
 def graph_outputs(scorer: AloccScorer, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """``(F, P, C, s, s)`` → the graph's outputs as ``(F, P)`` arrays (score, d_of_r, reconstruction_error)."""
+    """``(F, P, C, s, s)`` → the graph's outputs as ``(F, P)`` arrays."""
     flat = frames.reshape(-1, *frames.shape[2:])
     results = evaluate_in_batches(scorer, flat)
-    names = scorer.output_names()
     return {name: np.concatenate([r[i].numpy() for r in results]).reshape(frames.shape[:2])
-            for i, name in enumerate(names) if name != "reconstruction"}
+            for i, name in enumerate(scorer.output_names())}
 
 
-def frame_scores(scorer: AloccScorer, frames: np.ndarray, scoring: dict) -> np.ndarray:
+def frame_scores(scorer: AloccScorer, frames: np.ndarray, scoring: AloccScoring) -> np.ndarray:
     """Frame scores exactly as the runtime computes them from the graph's outputs."""
-    return reduce_frame(fused_location_scores(graph_outputs(scorer, frames), scoring))
+    return patch_scores(graph_outputs(scorer, frames), scoring).max(axis=1)
+
+
+def alocc_scoring(config: AloccConfig, scorer: AloccScorer, normal_frames: np.ndarray) -> AloccScoring:
+    """The scoring contract a configuration deploys, with its statistics from ``normal_frames``."""
+    if config.score == "paper":
+        return AloccScoring(terms={"score": 1.0})
+    # D(R(X)) stays in the score at 0.25: every larger weight measured lower AUC on the walkway and
+    # on Ped2 (docs/accuracy.md). Per-location statistics of normal outputs (one location for whole
+    # images) put both terms on one scale and make scoring scene-aware.
+    terms = {"score": config.d_weight, "reconstruction_error": 1.0}
+    outputs = graph_outputs(scorer, normal_frames[:: max(1, len(normal_frames) // 300)])
+    # 0.1 logits: below that D(R(X)) differences mean nothing (trained D's vary by 0.1–0.6)
+    floors = {"score": 0.1}
+    return AloccScoring(terms=terms, location_stats={name: location_stats(outputs[name], floors.get(name, 0.0)) for name in terms})
 
 
 def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: Console | None = None) -> Manifest | None:
@@ -181,8 +254,8 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     channels = data.train.shape[1]
     reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth, config.bottleneck)
     reconstructor, discriminator = ddp.prepare(reconstructor), ddp.prepare(discriminator)
-    opt_r = make_optimizer(config.optimizer, reconstructor.parameters(), config.lr, config.momentum)
-    opt_d = make_optimizer(config.optimizer, discriminator.parameters(), config.lr, config.momentum)
+    opt_r = make_optimizer("adam", reconstructor.parameters(), config.lr, config.momentum)
+    opt_d = make_optimizer("adam", discriminator.parameters(), config.lr, config.momentum)
     train = torch.from_numpy(data.train)
     use_irregular = config.irregular_weight > 0 and data.irregular is not None  # video_data never makes an empty pool
     if use_irregular:
@@ -216,31 +289,29 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
                     odd_batch = irregular[picked]
                     noisy_odd_batch = odd_batch + config.noise_sigma * torch.randn(batch.shape, generator=generator)
                     odd, odd_noisy, odd_clean = ddp.shard(odd_batch), ddp.shard(noisy_odd_batch), ddp.shard(irregular_clean[picked])
-                for _ in range(config.d_steps):
-                    with torch.no_grad(), ddp.autocast():
-                        fake = reconstructor(noisy)
-                    with ddp.autocast():
-                        d_loss = F.binary_cross_entropy_with_logits(discriminator(x), ones(len(x))) + \
-                            F.binary_cross_entropy_with_logits(discriminator(fake), zeros(len(x)))
-                        if use_irregular:
-                            d_loss = d_loss + config.irregular_weight * F.binary_cross_entropy_with_logits(discriminator(odd), zeros(len(odd)))
-                    opt_d.zero_grad(set_to_none=True)
-                    (d_loss * weight).backward()
-                    ddp.average_gradients(discriminator)
-                    opt_d.step()
-                for _ in range(config.r_steps):
-                    with ddp.autocast():
-                        fake = reconstructor(noisy)
-                        adv = F.binary_cross_entropy_with_logits(discriminator(fake), ones(len(x)))
-                        rec = squared_error(fake.float(), x)
-                        r_loss = adv + config.lam * rec
-                        if use_irregular:
-                            restored = reconstructor(odd_noisy).float()
-                            r_loss = r_loss + config.irregular_weight * config.lam * squared_error(restored, odd_clean)
-                    opt_r.zero_grad(set_to_none=True)
-                    (r_loss * weight).backward()
-                    ddp.average_gradients(reconstructor)
-                    opt_r.step()
+                with torch.no_grad(), ddp.autocast():
+                    fake = reconstructor(noisy)
+                with ddp.autocast():
+                    d_loss = F.binary_cross_entropy_with_logits(discriminator(x), ones(len(x))) + \
+                        F.binary_cross_entropy_with_logits(discriminator(fake), zeros(len(x)))
+                    if use_irregular:
+                        d_loss = d_loss + config.irregular_weight * F.binary_cross_entropy_with_logits(discriminator(odd), zeros(len(odd)))
+                opt_d.zero_grad(set_to_none=True)
+                (d_loss * weight).backward()
+                ddp.average_gradients(discriminator)
+                opt_d.step()
+                with ddp.autocast():
+                    fake = reconstructor(noisy)
+                    adv = F.binary_cross_entropy_with_logits(discriminator(fake), ones(len(x)))
+                    rec = squared_error(fake.float(), x)
+                    r_loss = adv + config.lam * rec
+                    if use_irregular:
+                        restored = reconstructor(odd_noisy).float()
+                        r_loss = r_loss + config.irregular_weight * config.lam * squared_error(restored, odd_clean)
+                opt_r.zero_grad(set_to_none=True)
+                (r_loss * weight).backward()
+                ddp.average_gradients(reconstructor)
+                opt_r.step()
                 d_losses.append(ddp.global_mean(d_loss.item(), len(x), len(batch)))
                 r_adv_losses.append(ddp.global_mean(adv.item(), len(x), len(batch)))
                 rec_losses.append(ddp.global_mean(rec.item(), len(x), len(batch)))
@@ -273,9 +344,6 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
             )
             if collapse:
                 console.print(f"[yellow]warning:[/yellow] {collapse}", highlight=False)
-            if config.rho > 0 and val["val_reconstruction"] < config.rho:
-                console.print(f"stopping: validation reconstruction {val['val_reconstruction']:.4f} < ρ = {config.rho}")
-                break
 
     assert best is not None, "no epoch ran"
     if not ddp.is_main:  # rank 0 calibrates and writes the checkpoint
@@ -288,33 +356,9 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     discriminator.eval()
     scorer = AloccScorer(reconstructor, discriminator).eval()
 
-    # D(R(X)) stays in the score; its weight is 0.25 because every larger weight measured lower
-    # AUC on the walkway and on Ped2 (docs/accuracy.md). Without fusion it is the whole score.
-    terms = {"score": config.d_weight if config.fuse_reconstruction else 1.0}
-    if config.fuse_reconstruction:
-        terms["reconstruction_error"] = 1.0
-    stats = None
-    if config.scene_stats or config.fuse_reconstruction:
-        # Per-location statistics of normal outputs (a single location for whole images): they
-        # put D(R(X)) and the reconstruction error on one scale and make scoring scene-aware.
-        stats_frames = data.train_frames[:: max(1, len(data.train_frames) // 300)]
-        outputs = graph_outputs(scorer, stats_frames)
-        if not config.scene_stats:
-            outputs = {k: v.reshape(-1, 1) for k, v in outputs.items()}
-        # 0.1 logits: below that D(R(X)) differences mean nothing (trained D's vary by 0.1–0.6)
-        floors = {"score": 0.1}
-        stats = {name: location_stats(outputs[name], floors.get(name, 0.0)) for name in terms}
-        if not config.scene_stats:  # one global statistic, repeated for every location
-            count = data.train_frames.shape[1]
-            stats = {name: {k: [v[0]] * count for k, v in s.items()} for name, s in stats.items()}
-    scoring = {
-        "patch_score": "sum over terms of weight * (output - mean[location]) / std[location]",
-        "terms": terms,
-        "location_stats": stats,
-        "frame_reduce": "max",
-    }
-    val_scores = frame_scores(scorer, data.val_frames, scoring)
-    tau = quantile_threshold(val_scores, config.false_alarm_rate, data=f"{data.description} (held-out normal frames)")
+    scoring = alocc_scoring(config, scorer, data.train_frames)
+    thresholds = alocc_thresholds(frame_scores(scorer, data.val_frames, scoring), config.false_alarm_rate,
+                                  f"{data.description} (held-out normal frames)")
 
     manifest = Manifest(
         method="alocc",
@@ -331,7 +375,7 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
         },
         occ_version=__version__,
     )
-    manifest.set_threshold("tau", tau)
+    manifest.set_threshold("tau", thresholds["tau"])
     manifest.validate()
     architecture = {"in_channels": channels, "patch_size": data.patches.size, "base_width": config.base_width, "depth": config.depth,
                     "bottleneck": config.bottleneck}

@@ -2,9 +2,9 @@
 
 I sees ``X + γ·N(0, 1)`` (γ = 0.4, 'hard' noise) and is trained to make D call every region of
 its output normal (Eq. 3), plus the optional ``λ‖X − I(X̃)‖²`` term; D learns to score regions
-of X as normal and regions of I(X̃) as inpainted. With ``irregularities`` (default on, see
-:mod:`train.irregularities`) some inputs also carry synthetic irregular regions made from the
-normal data: D learns to score those cells irregular and I to inpaint them back to the clean
+of X as normal and regions of I(X̃) as inpainted. With ``irregularities`` (the video and images
+recipes; :mod:`train.irregularities`) some inputs also carry synthetic irregular regions made from
+the normal data: D learns to score those cells irregular and I to inpaint them back to the clean
 input. On a normal-only validation split θ_I is kept where ``‖X − I(X)‖²`` is lowest and θ_D
 where D best separates normal from irregular (real vs inpainted without irregularities).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,28 +22,72 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from occ import __version__
-from occ.runtime.datasets.common import Clip
-from occ.runtime.manifest import InputSpec, Manifest, RegionSpec
-from occ.runtime.scoring import (EVIDENCE_FLOOR, LOG_MULTIPLE_CAP, REGION_QUANTILE, calibrate_avid_thresholds,
-                                 calibrate_graded_thresholds, check_frame_score)
-from occ.runtime.preprocess import normalize
+from occ.evaluation.datasets.common import Clip
+from occ.evaluation.metrics import MetricError, roc_auc
+from occ.runtime.manifest import AvidScoring, InputSpec, Manifest, RegionSpec
+from occ.runtime.preprocess import normalized_averages, preprocess_clip
+from occ.runtime.scoring import avid_thresholds, block_peaks
 
-from .avid import AvidGraph, RegionMemory, create_avid, hide_newest
+from .avid import AvidGraph, RegionMemory, create_avid, create_avid_graph, hide_newest
 from .irregularities import IrregularityMaker, SampleStore
 from .distributed import Distributed, plain_state_dict
 from .common import CollapseMonitor, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything, squared_error
 
 
+# The blocks' evidence counts from a quarter of a mask block's level (IR-MNIST development set:
+# 0.15–0.3 equally good; docs/accuracy.md).
+EVIDENCE_FLOOR = 0.25
+# D vetoes the fifth of normal regions it is surest of (docs/accuracy.md: a wider veto cut the
+# walkway's pixel-level localization with frame-level results unchanged).
+REGION_QUANTILE = 0.2
+DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
+
+
 @dataclass
 class AvidConfig:
-    """Every knob of AVID training, with the defaults used by ``occ train avid``."""
+    """Every setting of AVID training. Start from a named recipe (:func:`avid_config`); the
+    defaults here are the ``video`` recipe.
 
+    Args:
+        recipe: the recipe these settings came from (``video``, ``images`` or ``paper``).
+        height: input height after resize, pixels (a multiple of 2**depth).
+        width: input width after resize, pixels (a multiple of 2**depth).
+        base_width: channels of I at full resolution and of D's first layer.
+        depth: down-sampling steps; the region cell is 2**depth pixels.
+        skip_connections: I's U-Net skips (off for images: I must not copy an unseen digit through).
+        code_channels: channels of a 1×1 code at I's deepest level (0: none).
+        epochs: training epochs.
+        batch_size: frames per batch.
+        optimizer: ``adam`` or ``sgd``.
+        lr: learning rate of I and D.
+        momentum: SGD momentum or Adam's β1.
+        gamma: γ, scale of the Gaussian noise on I's input (normalized units).
+        lam: λ of ‖X − I(X̃)‖² (0: the paper's objective, Eq. 3).
+        residual_kernel: the residual's averaging window, pixels (odd); None: the video rule
+            (:func:`residual_kernel_for`).
+        mask_reach: pixels the mask follows a residual object; None: the video rule (:func:`mask_reach_for`).
+        val_fraction: share of the normal clips (or images) held out for model selection and thresholds.
+        max_train_frames: most training frames drawn (None: all).
+        false_alarm_rate: share of held-out normal frames that fire at the stored thresholds.
+        irregularities: paste synthetic irregularities made from the normal data into training
+            inputs (the data's kinds: ``train.irregularities``).
+        irregular_fraction: share of training inputs that get them.
+        predict_newest: video: hide the newest frame from I, so the residual is a prediction error.
+        region_memory: images: score regions by the nearest of up to this many normal training
+            regions instead of by D (0: D).
+        region_alignment: with the memory: compare regions centred on their ink and unslanted.
+        residual_weight: with the memory: the soft intersection's weight on the residual.
+        frame_score: ``peak`` or ``evidence`` (several irregular regions per image).
+        seed: random seed (training is deterministic on the CPU).
+    """
+
+    recipe: str = "video"
     height: int = 64
     width: int = 96
     base_width: int = 16
     depth: int = 3
-    skip_connections: bool = True  # I's U-Net skips (False with code_channels: I cannot copy; images)
-    code_channels: int = 0  # 1×1 bottleneck at I's deepest level (0: none)
+    skip_connections: bool = True
+    code_channels: int = 0
     epochs: int = 6
     batch_size: int = 16
     optimizer: str = "adam"
@@ -51,53 +95,88 @@ class AvidConfig:
     momentum: float = 0.5
     gamma: float = 0.4
     lam: float = 0.4
-    residual_kernel: int | None = None  # None: odd size near 0.13 × height (see residual_kernel_for)
-    mask_reach: int | None = None  # None: height / 8 (see mask_reach_for); 0: Eq. 4 block by block
+    residual_kernel: int | None = None
+    mask_reach: int | None = None
     val_fraction: float = 0.2
     max_train_frames: int | None = 4000
     false_alarm_rate: float = 0.01
-    region_quantile: float = REGION_QUANTILE  # see occ.runtime.scoring.REGION_QUANTILE
     irregularities: bool = True
     irregular_fraction: float = 0.5
-    irregular_kinds: list[str] | None = None  # None: the data's default kinds (train.irregularities)
     predict_newest: bool = True
-    # > 0 (single images only): the deployed gate scores regions by their distance to the nearest of
-    # up to this many normal training regions (RegionMemory) instead of by D, with a graded gate;
-    # D is still trained, as I's adversary. 0: D, as published.
     region_memory: int = 0
-    # with region_memory: compare regions in a standard pose (train.avid.moment_aligned: centred on
-    # their ink, unslanted); for bright strokes on a dark background, such as digits
     region_alignment: bool = False
-    # with region_memory: None, the graded intersection is min(residual / α, odds(1 − O) / odds(1 − ζ))
-    # (Eq. 4's mask exactly); w in (0, 1), their weighted geometric mean with weight w on the
-    # residual, a soft intersection where both parts rank (train.avid.AvidGraph)
     residual_weight: float | None = None
-    # how a frame's score is reduced from its blocks (occ.runtime.scoring.FRAME_SCORES): "peak", the
-    # largest value (fires exactly when the mask is not empty; one irregular object per frame, as
-    # in video), or "evidence", summed over blocks (several irregular regions per image)
     frame_score: str = "peak"
     seed: int = 0
 
 
-def irmnist_config(**fields: Any) -> AvidConfig:
-    """The recipe for IR-MNIST's digit grids (``occ train avid --data irmnist:...``, the benchmark),
-    measured in docs/accuracy.md; ``fields`` override it.
+# What each recipe changes from the video recipe's defaults (docs/methods.md says why).
+AVID_RECIPES: dict[str, dict[str, Any]] = {
+    "video": {},
+    # 176 = 11 × 16 px: with depth 4 every region cell is one IR-MNIST digit
+    "images": dict(height=176, width=176, depth=4, epochs=5, skip_connections=False, code_channels=16, residual_kernel=5,
+                   mask_reach=0, predict_newest=False, region_memory=60000, region_alignment=True, residual_weight=0.2,
+                   frame_score="evidence"),
+    # as published: the paper's optimizer and objective, Eq. 4's mask block by block, the per-pixel residual
+    "paper": dict(optimizer="sgd", lr=0.002, momentum=0.9, lam=0.0, residual_kernel=1, mask_reach=0, irregularities=False,
+                  predict_newest=False),
+}
 
-    176 = 11 × 16 px, so with depth 4 every region cell is exactly one digit; I without skips and
-    with a 16-channel code (one code per digit) cannot copy an unseen digit through; a 5-px
-    residual window, a stroke's width (the video rule would blur over neighbouring digits); the
-    region memory of up to 60,000 normal training digits, compared centred and unslanted, scores
-    cells (D, as published, is at chance on a clean unseen digit), and the intersection is soft
-    (weight 0.2 on the residual: with the minimum, the residual never ranked a cell); a digit is
-    one block, so the mask is Eq. 4's block by block (extended over objects at the evidence
-    score's ζ, a 3's value leaked into the normal digits touching it: localization EER 8.3 →
-    9.9 %, seed 0); a grid may hold several irregular digits, so its score is the evidence summed
-    over cells.
-    """
-    recipe = dict(height=176, width=176, depth=4, base_width=16, epochs=5, batch_size=16, skip_connections=False,
-                  code_channels=16, residual_kernel=5, region_memory=60000, region_alignment=True, mask_reach=0,
-                  residual_weight=0.2, frame_score="evidence")
-    return AvidConfig(**{**recipe, **fields})
+
+def avid_config(recipe: str = "video", **settings: Any) -> AvidConfig:
+    """The recipe's configuration with ``settings`` changed (names of :class:`AvidConfig` fields)."""
+    if recipe not in AVID_RECIPES:
+        raise ValueError(f"unknown AVID recipe {recipe!r}; recipes: {', '.join(AVID_RECIPES)}")
+    config = replace(AvidConfig(recipe=recipe), **AVID_RECIPES[recipe])
+    unknown = sorted(set(settings) - {f.name for f in fields(AvidConfig)})
+    if unknown:
+        raise ValueError(f"unknown AVID setting(s) {unknown}")
+    return replace(config, **settings)
+
+
+def check_config(config: AvidConfig, kind: str) -> None:
+    """Refuse settings that do not fit together or do not fit the data (``video`` or ``images``), in one line."""
+    if config.recipe not in AVID_RECIPES:
+        raise ValueError(f"unknown AVID recipe {config.recipe!r}; recipes: {', '.join(AVID_RECIPES)}")
+    if kind not in DATA_KINDS[config.recipe]:
+        other = "images" if kind == "images" else "video"
+        raise ValueError(f"the AVID recipe '{config.recipe}' is for {' and '.join(DATA_KINDS[config.recipe])}; "
+                         f"this data is {kind}: use --recipe {other}")
+    cell = 2**config.depth
+    if config.height % cell or config.width % cell:
+        raise ValueError(f"input {config.height}x{config.width} must be a multiple of the {cell}px region cell (2**depth)")
+    if config.predict_newest and kind != "video":
+        raise ValueError("predict_newest needs video: single images have no newest frame to predict")
+    if config.region_memory and kind != "images":
+        raise ValueError("the region memory is for single images: on video it tied the residual (docs/accuracy.md)")
+    if config.region_memory and not (config.residual_weight is not None and 0 < config.residual_weight < 1):
+        raise ValueError(f"the region memory needs a residual_weight in (0, 1), got {config.residual_weight}")
+    if not config.region_memory and config.residual_weight is not None:
+        raise ValueError("residual_weight is the soft intersection's, which only the region memory uses")
+    if config.frame_score not in ("peak", "evidence"):
+        raise ValueError(f"frame_score must be 'peak' or 'evidence', got {config.frame_score!r}")
+    positive = {"epochs": config.epochs, "batch_size": config.batch_size, "base_width": config.base_width, "depth": config.depth}
+    bad = [f"{name} {value}" for name, value in positive.items() if value < 1]
+    if bad or config.batch_size < 2:
+        raise ValueError(f"AVID needs epochs, base_width and depth >= 1 and batch_size >= 2, got {', '.join(bad) or config.batch_size}")
+    if not 0 < config.false_alarm_rate < 1:
+        raise ValueError(f"false_alarm_rate must be in (0, 1), got {config.false_alarm_rate}")
+
+
+def avid_scoring(config: AvidConfig, height: int) -> AvidScoring:
+    """The scoring contract a configuration deploys (the graph is composed from it)."""
+    memory = config.region_memory > 0
+    return AvidScoring(
+        region_scorer="memory" if memory else "detector",
+        gate="soft" if memory else "binary",
+        residual_weight=config.residual_weight if memory else None,
+        frame_score=config.frame_score,
+        evidence_floor=EVIDENCE_FLOOR if config.frame_score == "evidence" else None,
+        mask_reach=mask_reach_for(height) if config.mask_reach is None else config.mask_reach,
+        residual_kernel=residual_kernel_for(height) if config.residual_kernel is None else config.residual_kernel,
+        residual="newest" if config.predict_newest else "mean",
+        region_quantile=None if memory else REGION_QUANTILE,
+    )
 
 
 @dataclass
@@ -109,19 +188,12 @@ class AvidData:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _averaged_sequence(clip: Clip, spec: InputSpec) -> np.ndarray:
-    """Normalized ``I'_t = (I_t + I_{t-1}) / 2`` of a clip, the frames the triplets are cut from."""
-    from occ.runtime.preprocess import resize_frame
-
-    resized = np.stack([resize_frame(f, spec) for f in clip.frames])
-    previous = np.concatenate([resized[:1], resized[:-1]])
-    return ((resized + previous) * np.float32(0.5) - np.float32(spec.norm_mean)) / np.float32(spec.norm_std)
-
-
-def video_data(clips: list[Clip], config: AvidConfig, description: str) -> AvidData:
-    """Normal clips as averaged-frame sequences; the last clips (``val_fraction``) are held out."""
+def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset: dict[str, Any] | None = None) -> AvidData:
+    """Normal clips as averaged-frame sequences (the reference's :func:`normalized_averages`, which
+    the triplets are cut from); the last clips (``val_fraction``) are held out."""
+    check_config(config, "video")
     spec = InputSpec(height=config.height, width=config.width, channels=3, temporal="avid_triplet")
-    sequences = [_averaged_sequence(clip, spec) for clip in clips]
+    sequences = [normalized_averages(clip.frames, spec) for clip in clips]
     rows = [(c, t) for c, sequence in enumerate(sequences) for t in range(len(sequence))]
     if len(sequences) >= 2:
         n_val = max(1, round(config.val_fraction * len(sequences)))
@@ -138,28 +210,22 @@ def video_data(clips: list[Clip], config: AvidConfig, description: str) -> AvidD
         train_rows = [train_rows[i] for i in np.sort(rng.choice(len(train_rows), config.max_train_frames, replace=False))]
     return AvidData(spec=spec, train=SampleStore(sequences, np.array(train_rows)), val=SampleStore(sequences, np.array(val_rows)),
                     description=description,
-                    summary={"data": description, "clips": [c.name for c in clips], "validation_clips": val_names,
-                             "train_frames": len(train_rows)})
+                    summary={"data": description, "dataset": dataset or {"kind": "video"}, "clips": [c.name for c in clips],
+                             "validation_clips": val_names, "train_frames": len(train_rows)})
 
 
-def image_data(images: np.ndarray, config: AvidConfig, description: str) -> AvidData:
+def image_data(images: np.ndarray, config: AvidConfig, description: str, dataset: dict[str, Any] | None = None) -> AvidData:
     """Single-channel images (IR-MNIST grids), resized to ``height``×``width`` by the reference
     preprocessing; ``val_fraction`` held out."""
-    from occ.runtime.preprocess import resize_frame
-
+    check_config(config, "images")
     spec = InputSpec(height=config.height, width=config.width, channels=1, temporal="none")
-    x = normalize(np.stack([resize_frame(image, spec) for image in images])[:, None], spec)
+    x = preprocess_clip(images, spec)
     order = np.random.default_rng(config.seed).permutation(len(x))
     n_val = max(1, int(config.val_fraction * len(x)))
     return AvidData(spec=spec, train=SampleStore(None, order[n_val:, None], x), val=SampleStore(None, order[:n_val, None], x),
                     description=description,
-                    summary={"data": description, "train_images": int(len(x) - n_val), "validation_images": n_val})
-
-
-def graph_maps(graph: AvidGraph, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Residual ``(N, H, W)`` and region anomaly ``(N, rows, cols)`` maps."""
-    results = evaluate_in_batches(lambda x: (graph.residual(x), graph.region_anomaly(x)), frames, 64)
-    return (np.concatenate([r[0].numpy() for r in results]), np.concatenate([r[1].numpy() for r in results]))
+                    summary={"data": description, "dataset": dataset or {"kind": "images"}, "train_images": int(len(x) - n_val),
+                             "validation_images": n_val})
 
 
 def mask_reach_for(height: int) -> int:
@@ -192,20 +258,9 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         The manifest written into the checkpoint (None on ranks other than 0).
     """
     console = console or Console()
-    if config.predict_newest and data.spec.temporal != "avid_triplet":
-        config = replace(config, predict_newest=False)  # single images have no newest frame to predict
-    if config.residual_kernel is None:
-        config = replace(config, residual_kernel=residual_kernel_for(data.spec.height))
-    if config.mask_reach is None:
-        config = replace(config, mask_reach=mask_reach_for(data.spec.height))
+    check_config(config, "video" if data.spec.temporal == "avid_triplet" else "images")
+    scoring = avid_scoring(config, data.spec.height)
     cell = 2**config.depth
-    if data.spec.height % cell or data.spec.width % cell:
-        raise ValueError(f"input {data.spec.height}x{data.spec.width} must be a multiple of the {cell}px region cell")
-    check_frame_score(config.frame_score)
-    if config.residual_weight is not None and not (config.region_memory and 0 < config.residual_weight < 1):
-        raise ValueError(f"residual_weight {config.residual_weight} needs region_memory and a value in (0, 1)")
-    if config.region_memory and data.spec.temporal != "none":
-        raise ValueError("region_memory is for single images: on video it tied the residual (docs/accuracy.md)")
     ddp = Distributed.from_env()
     if not ddp.is_main:
         console = Console(file=io.StringIO())
@@ -217,13 +272,11 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     inpainter, detector = ddp.prepare(inpainter), ddp.prepare(detector)
     opt_i = make_optimizer(config.optimizer, inpainter.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, detector.parameters(), config.lr, config.momentum)
-    maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng, kinds=config.irregular_kinds) \
-        if config.irregularities else None
+    maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng) if config.irregularities else None
     val_rows = np.linspace(0, len(data.val) - 1, min(256, len(data.val))).astype(int)
     val_clean = data.val.inputs(val_rows)
     # a fixed validation set of synthetic irregularities (normal data only) for choosing θ_D
-    val_pseudo, val_labels = IrregularityMaker(data.val, cell, 1.0, 2, np.random.default_rng(config.seed + 1),
-                                             kinds=config.irregular_kinds)(val_rows, val_clean)
+    val_pseudo, val_labels = IrregularityMaker(data.val, cell, 1.0, 2, np.random.default_rng(config.seed + 1))(val_rows, val_clean)
     monitor = CollapseMonitor()
     history: list[dict[str, Any]] = []
     best_i: dict[str, Any] | None = None
@@ -254,7 +307,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                 if maker is None:
                     source = x
                 weight = ddp.loss_weight(len(x), len(batch))
-                if config.predict_newest:
+                if scoring.residual == "newest":
                     noisy = hide_newest(noisy)
                 with torch.no_grad(), ddp.autocast():
                     fake = inpainter(noisy)
@@ -318,23 +371,19 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     calibration_data = f"{data.description} (held-out normal frames)"
     memory, held_out = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed),
                                            config.region_alignment) if config.region_memory else (None, None)
+    graph = create_avid_graph(inpainter, detector if memory is None else memory, scoring)
+    residual = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.residual, val_all, 64)])
     if memory is not None:
-        graph = AvidGraph(inpainter, memory, config.residual_kernel, config.predict_newest, config.mask_reach, graded_gate=True).eval()
-        residual = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.residual, val_all, 64)])
         # the region map from the distances the level was measured on: 1 − O = d / (d + level)
         regions = (held_out / (held_out + memory.level)).numpy()
-        thresholds = calibrate_graded_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data,
-                                                 config.frame_score, config.residual_weight)
     else:
-        graph = AvidGraph(inpainter, detector, config.residual_kernel, config.predict_newest, config.mask_reach).eval()
-        residual, regions = graph_maps(graph, val_all)
-        thresholds = calibrate_avid_thresholds(residual, regions, cell, config.false_alarm_rate, calibration_data,
-                                               region_quantile=config.region_quantile, frame_score=config.frame_score)
+        regions = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.region_anomaly, val_all, 64)])
+    thresholds = avid_thresholds(scoring, block_peaks(residual, cell), regions, config.false_alarm_rate, calibration_data)
     manifest = Manifest(
         method="avid",
         input=data.spec,
         regions=RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell),
-        scoring=avid_scoring(config, memory),
+        scoring=scoring,
         training={**data.summary, "config": asdict(config), "selected_epoch_inpainter": best_i["epoch"],
                   "selected_epoch_detector": best_d["epoch"], "collapse_events": monitor.events,
                   "seconds": round(time.monotonic() - started, 1)},
@@ -345,21 +394,15 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     manifest.validate()
     architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
                     "skip_connections": config.skip_connections, "code_channels": config.code_channels,
-                    "residual_kernel": config.residual_kernel, "predict_newest": config.predict_newest,
-                    "mask_reach": config.mask_reach, "region_memory": 0 if memory is None else len(memory.bank),
-                    "region_alignment": memory is not None and memory.align, "frame_score": config.frame_score,
-                    "evidence_floor": EVIDENCE_FLOOR, "residual_weight": config.residual_weight if memory is not None else None}
+                    "region_memory": 0 if memory is None else len(memory.bank), "region_alignment": memory is not None and memory.align}
     networks = {"inpainter": inpainter, "detector": detector, **({} if memory is None else {"region_memory": memory})}
     verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
-    save_checkpoint(out, manifest, architecture, networks, history,
-                    verification_inputs=verification)
+    save_checkpoint(out, manifest, architecture, networks, history, verification_inputs=verification)
     return manifest
 
 
 def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels: np.ndarray, config: AvidConfig,
               generator) -> dict[str, float]:
-    from occ.runtime.metrics import MetricError, roc_auc
-
     inpainter.eval()
     detector.eval()
     device = next(inpainter.parameters()).device
@@ -367,7 +410,7 @@ def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels
         val = torch.from_numpy(clean)
         noisy = (val + config.gamma * torch.randn(val.shape, generator=generator)).to(device)
         val = val.to(device)
-        hide = hide_newest if config.predict_newest else (lambda v: v)
+        hide = hide_newest if config.predict_newest else (lambda v: v)  # as the graph's HideNewest
         rec = float(torch.mean((inpainter(hide(val)) - val) ** 2))
         real, fake = detector(val), detector(inpainter(hide(noisy)))
         accuracy = float(((real > 0).float().mean() + (fake < 0).float().mean()) / 2)
@@ -379,58 +422,20 @@ def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels
     return {"val_reconstruction": rec, "d_accuracy": accuracy, "irregular_cell_auc": auc}
 
 
-def avid_scoring(config: AvidConfig, memory: RegionMemory | None) -> dict[str, Any]:
-    """The manifest's description of how an AVID model scores, in words and the numbers it needs."""
-    if memory is None:
-        peak = "max over pixels of residual / alpha inside the regions with O <= zeta"
-    elif config.residual_weight is None:
-        peak = "max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))"
-    else:
-        w = config.residual_weight
-        peak = f"max over pixels of (residual / alpha)^{w:g} * min(odds(1 - O) / odds(1 - zeta), e^{LOG_MULTIPLE_CAP:g})^{1 - w:g}"
-    if config.frame_score == "peak":
-        frame_score = peak + "; decision: score >= 1 (mask not empty)"
-    else:
-        frame_score = (f"evidence: sum over blocks of max(0, v - {EVIDENCE_FLOOR:g}) / {1 - EVIDENCE_FLOOR:g}, v the block's "
-                       + peak.replace("max over pixels", "max over its pixels") + "; decision: score >= 1 (a non-empty mask always fires)")
-    if memory is not None and config.residual_weight is not None:
-        w = config.residual_weight
-        mask = f"pixels where the soft intersection is >= 1: residual >= alpha * (odds(1 - zeta) / odds(1 - O))^{(1 - w) / w:g}"
-    else:
-        mask = "{residual >= alpha} inside the blocks with O <= zeta (Eq. 4)"
-    if config.mask_reach:
-        mask += ", and the parts of {residual >= alpha} connected to it within mask_reach pixels"
-    return {
-        "frame_score": frame_score,
-        "evidence_floor": EVIDENCE_FLOOR if config.frame_score == "evidence" else None,
-        "regions": (f"O from the distance to the nearest of {len(memory.bank)} normal training regions "
-                    f"(unit-length shapes{', centred on their ink and unslanted' if memory.align else ''}): "
-                    "1 - O = d / (d + level)") if memory is not None else "O from D",
-        "residual_kernel": config.residual_kernel,
-        "mask": mask,
-        "mask_reach": config.mask_reach,
-        "residual": "newest channel, predicted by I from the older two" if config.predict_newest else "all channels",
-    }
-
-
 def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], manifest: Manifest) -> AvidGraph:
+    """The deployed graph of a checkpoint: its networks, composed by its manifest's scoring contract."""
     inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
                                       skip_connections=architecture.get("skip_connections", True),
                                       code_channels=architecture.get("code_channels", 0))
     inpainter.load_state_dict(state_dicts["inpainter"])
     detector.load_state_dict(state_dicts["detector"])
-    memory = architecture.get("region_memory", 0)
-    if memory:
+    region_scorer: torch.nn.Module = detector
+    if architecture.get("region_memory", 0):
         stored = state_dicts["region_memory"]
-        detector = RegionMemory(stored["bank"], detector.cell, float(stored["level"]),
-                                align=architecture.get("region_alignment", False))
-        detector.load_state_dict(stored)
-    # checkpoints from before mask_reach existed keep the block-wise mask of Eq. 4 (reach 0)
-    return AvidGraph(inpainter, detector, architecture["residual_kernel"], architecture.get("predict_newest", False),
-                     architecture.get("mask_reach", 0), graded_gate=bool(memory),
-                     frame_score=architecture.get("frame_score", "peak"),
-                     evidence_floor=architecture.get("evidence_floor", EVIDENCE_FLOOR),
-                     residual_weight=architecture.get("residual_weight")).eval()
+        region_scorer = RegionMemory(stored["bank"], detector.cell, float(stored["level"]),
+                                     align=architecture.get("region_alignment", False))
+        region_scorer.load_state_dict(stored)
+    return create_avid_graph(inpainter, region_scorer, manifest.scoring)
 
 
 def build_region_memory(train: SampleStore, val: np.ndarray, cell: int, size: int, rng: np.random.Generator,

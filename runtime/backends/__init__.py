@@ -1,26 +1,86 @@
-"""Inference backends. Every backend has one lifecycle (``activate`` → ``infer`` → ``deactivate``,
-or ``with backend:``) and one contract: ``infer({name: array}) -> {name: array}``.
+"""Network input → graph outputs. Every backend has one lifecycle (``activate`` → ``infer`` →
+``deactivate``, or ``with backend:``) and one contract: ``infer({name: array}) -> {name: array}``.
 
-Optional backends are imported where used; a missing one raises with the install command.
+The registry below is the one list of backend names; every command takes its ``--backend`` from
+it. Adding a backend: write its module, add one :class:`BackendKind` line here. Optional backends
+are imported where used; a missing one raises with the install command.
 """
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
 from .base import Backend, BackendError
 from .ort import OrtBackend
 
-BACKENDS = ("ort-cpu", "ort-cuda", "tensorrt")
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One backend name and what it needs.
+
+    Args:
+        name: the name every command accepts.
+        open: ``(model, options) -> Backend``; ``model`` is a file, or a model name on a server.
+        runs_on: ``cpu``, ``gpu`` or ``server``.
+        device_resident: it can run on device buffers, so preprocessing can stay on the GPU.
+        artifact: what ``model`` must be (``.onnx``, ``.engine`` or a server's model name).
+        summary: one line for ``--help``.
+    """
+
+    name: str
+    open: Callable[[str, dict[str, Any]], Backend]
+    runs_on: str
+    device_resident: bool
+    artifact: str
+    summary: str
 
 
-def create_backend(name: str, model_path: str) -> Backend:
-    """Backend by name: ``ort-cpu`` (ONNX Runtime, CPU), ``ort-cuda`` (onnxruntime-gpu) or
-    ``tensorrt`` (a ``.engine`` with its ``.engine.json`` sidecar)."""
-    if name == "ort-cpu":
-        return OrtBackend(model_path, providers=("CPUExecutionProvider",))
-    if name == "ort-cuda":
-        return OrtBackend(model_path, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), name="ort-cuda")
-    if name == "tensorrt":
-        from .tensorrt import TensorRTBackend
-
-        return TensorRTBackend(model_path)
-    raise BackendError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
+def _ort_cpu(model: str, options: dict[str, Any]) -> Backend:
+    return OrtBackend(model, providers=("CPUExecutionProvider",), name="ort-cpu", **options)
 
 
-__all__ = ["Backend", "BackendError", "OrtBackend", "BACKENDS", "create_backend"]
+def _ort_cuda(model: str, options: dict[str, Any]) -> Backend:
+    return OrtBackend(model, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), name="ort-cuda", **options)
+
+
+def _tensorrt(model: str, options: dict[str, Any]) -> Backend:
+    from .tensorrt import TensorRTBackend
+
+    return TensorRTBackend(model)
+
+
+def _triton(model: str, options: dict[str, Any]) -> Backend:
+    from .triton import TritonBackend
+
+    if not options.get("url"):
+        raise BackendError(f"{model}: the triton backend needs the server's address (--triton-url HOST:PORT)")
+    return TritonBackend(options["url"], model)
+
+
+REGISTRY: dict[str, BackendKind] = {kind.name: kind for kind in (
+    BackendKind("ort-cpu", _ort_cpu, "cpu", False, ".onnx", "ONNX Runtime on the CPU"),
+    BackendKind("ort-cuda", _ort_cuda, "gpu", True, ".onnx", "ONNX Runtime CUDA (onnxruntime-gpu)"),
+    BackendKind("tensorrt", _tensorrt, "gpu", True, ".engine", "a TensorRT engine with its .engine.json sidecar"),
+    BackendKind("triton", _triton, "server", False, "server", "a Triton / KServe v2 server; the model is its name there"),
+)}
+
+
+def register_backend(kind: BackendKind) -> None:
+    """Add a backend outside the runtime (the benchmarks' PyTorch baseline)."""
+    REGISTRY[kind.name] = kind
+
+
+def backend_kind(name: str) -> BackendKind:
+    if name not in REGISTRY:
+        raise BackendError(f"unknown backend {name!r}; available: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def create_backend(name: str, model: str, **options: Any) -> Backend:
+    """The backend ``name`` for ``model`` (not yet activated). Options go to the backend's
+    constructor (ONNX Runtime: ``threads``, ``fixed_dimensions``...; triton: ``url``)."""
+    return backend_kind(name).open(str(model), options)
+
+
+__all__ = ["Backend", "BackendError", "BackendKind", "OrtBackend", "REGISTRY", "backend_kind", "create_backend",
+           "register_backend"]

@@ -1,7 +1,7 @@
 """The backend lifecycle every runtime shares (after Polygraphy's runners)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -17,7 +17,7 @@ class Backend:
 
     Attributes:
         name: backend name (``ort-cpu``...).
-        model_path: the model file.
+        model_path: the model file (for a server backend, ``<url>/<model name>``).
         manifest: the model's manifest, available after :meth:`activate`.
     """
 
@@ -81,3 +81,26 @@ class Backend:
 
     def _infer_impl(self, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+
+def expected_input(manifest: Manifest) -> tuple[str, tuple[int, ...]]:
+    """The graph input the manifest's geometry implies, without its batch dimension."""
+    spec = manifest.input
+    if manifest.method == "alocc":
+        return "patches", (spec.channels, manifest.patches.size, manifest.patches.size)
+    return "frames", (spec.channels, spec.height, spec.width)
+
+
+def check_model_io(manifest: Manifest, inputs: dict[str, Sequence[Any]], outputs: Sequence[str], where: str) -> None:
+    """The graph takes the input the manifest describes and gives every output its scoring reads;
+    a mismatch is refused when the model loads, not at its first frame. Symbolic dimensions
+    (the batch) match anything."""
+    name, shape = expected_input(manifest)
+    if name not in inputs:
+        raise BackendError(f"{where}: the graph has no input '{name}' (inputs: {', '.join(inputs)}); manifest and graph disagree")
+    actual = list(inputs[name])[1:]
+    if len(actual) != len(shape) or any(isinstance(a, int) and a > 0 and a != b for a, b in zip(actual, shape)):
+        raise BackendError(f"{where}: input '{name}' is {actual} per sample in the graph but the manifest says {list(shape)}")
+    missing = [o for o in manifest.scoring.outputs if o not in outputs]
+    if missing:
+        raise BackendError(f"{where}: the graph lacks output(s) {', '.join(missing)} that the manifest's scoring reads")

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..manifest import ManifestError, manifest_from_metadata
-from .base import Backend, BackendError
+from .base import Backend, BackendError, check_model_io
 
 
 class OrtBackend(Backend):
@@ -20,7 +20,7 @@ class OrtBackend(Backend):
         cuda_graph: CUDA EP only: capture the graph on the first device-resident run, replay after.
         device_id: CUDA EP only: which GPU.
         user_stream: CUDA EP only: the CUDA stream (handle as int) ORT runs on.
-        fixed_dimensions: symbolic dimensions fixed for this session (``{"batch": 32}``): with every
+        fixed_dimensions: symbolic dimensions fixed when the model loads (``{"batch": 32}``): with every
             shape static ORT folds the shape arithmetic into constants, so no node falls back to the
             CPU, which CUDA graph capture requires.
         profile_prefix: write ONNX Runtime's per-node profile (JSON) under this prefix; read it with
@@ -40,14 +40,16 @@ class OrtBackend(Backend):
         self.fixed_dimensions = dict(fixed_dimensions or {})
         self.notes: list[str] = []  # what differed from the asked-for settings, for reports
         self.profile_prefix = profile_prefix
-        self.session = None
         self._binding = None
+        self._drop_session()
+
+    def _drop_session(self) -> None:
+        self.session: "InferenceSession | None" = None  # noqa: F821 (onnxruntime's, imported where used)
 
     def _provider_list(self) -> list:
         """Providers with their options: on CUDA, NHWC kernels, exhaustive cuDNN search, optional CUDA graph.
 
-        (On an H200 these options took the AVID graph from 1.16 ms to 0.52 ms at batch 1, as the
-        GPU issue reports; not measured in this workplace.)
+        (On one NVIDIA H200 these options took the AVID graph from 1.16 ms to 0.52 ms at batch 1.)
         """
         out = []
         for provider in self.providers:
@@ -79,7 +81,7 @@ class OrtBackend(Backend):
         if "CUDAExecutionProvider" in self.providers and hasattr(ort, "preload_dlls"):
             try:  # CUDA and cuDNN from pip's nvidia-* packages are found only once loaded (ORT ≥ 1.21)
                 ort.preload_dlls()
-            except Exception:  # noqa: BLE001 - system-wide CUDA libraries still work; the session says if not
+            except Exception:  # noqa: BLE001 - system-wide CUDA libraries still work; loading says if not
                 pass
         options = ort.SessionOptions()
         if self.threads:
@@ -108,19 +110,24 @@ class OrtBackend(Backend):
         try:
             self.manifest = manifest_from_metadata(self.session.get_modelmeta().custom_metadata_map, str(path))
         except ManifestError:
-            self.session = None
+            self._drop_session()
             raise
         # inputs with a default value (AVID's alpha and zeta) are listed as overridable initializers
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_names += [i.name for i in self.session.get_overridable_initializers()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        try:
+            check_model_io(self.manifest, {i.name: i.shape for i in self.session.get_inputs()}, self.output_names, str(path))
+        except BackendError:
+            self._drop_session()
+            raise
 
     def end_profiling(self) -> str:
         """Stop profiling; returns the profile's path (see ``profile_prefix``)."""
         return self.session.end_profiling()
 
     def _deactivate_impl(self) -> None:
-        self.session = None
+        self._drop_session()
 
     def _infer_impl(self, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         values = self.session.run(outputs, feed)
@@ -128,7 +135,7 @@ class OrtBackend(Backend):
 
     def device_outputs(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         # Symbolic dimensions (the dynamic batch) are resolved from the input shapes: running the
-        # session to find out would capture a CUDA graph on host buffers.
+        # the model to find out would capture a CUDA graph on host buffers.
         symbols: dict[str, int] = {}
         for i in self.session.get_inputs():
             for dim, value in zip(i.shape, input_shapes.get(i.name, ())):
@@ -149,10 +156,10 @@ class OrtBackend(Backend):
 
     def bind_device(self, inputs: dict[str, tuple], outputs: dict[str, tuple], stream=None) -> None:
         """IOBinding on device buffers from occ, pycuda, CuPy or PyTorch (see
-        :func:`occ.runtime.gpu.cuda.device_pointer`), made once: CUDA graph replay needs the same
+        :func:`occ.runtime.cuda.device_pointer`), made once: CUDA graph replay needs the same
         addresses every run. ``stream`` is informational here: the stream ORT runs on is fixed when
-        the session is made (``user_stream``)."""
-        from ..gpu.cuda import device_pointer
+        the model loads (``user_stream``)."""
+        from ..cuda.driver import device_pointer
 
         binding = self.session.io_binding()
         # on the CPU provider "device" memory is host memory: the same path, testable without a GPU
@@ -173,17 +180,3 @@ class OrtBackend(Backend):
 # ONNX Runtime's type strings → numpy
 ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(bool)": np.bool_,
              "tensor(uint8)": np.uint8, "tensor(int32)": np.int32, "tensor(int64)": np.int64}
-
-
-def read_manifest(model_path: str):
-    """The manifest embedded in an ONNX file, read through a light CPU session (no GPU touched)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types for bad files
-        raise BackendError(f"{model_path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]})") from None
-    return manifest_from_metadata(session.get_modelmeta().custom_metadata_map, str(model_path))

@@ -1,32 +1,44 @@
 """TensorRT backend: a plain ``.engine`` plan plus its ``<name>.engine.json`` sidecar (manifest and
 build facts). Device memory, streams and events through cuda-python; ``execute_async_v3``.
 
-Written against the TensorRT 10 and 11 Python API; never run in this project's workplace (no
-TensorRT there). An engine built for another TensorRT version or GPU is refused with the rebuild
-command (``--rebuild`` rebuilds it from the ONNX beside it).
+Written against the TensorRT 10 and 11 Python API and never run (no TensorRT was available where
+occ was developed). An engine built for another TensorRT version or GPU is refused with the
+command that rebuilds it (``occ-export`` builds engines; the runtime only loads them).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..manifest import Manifest
+from ..manifest import engine_sidecar, read_manifest
 from .base import Backend, BackendError
+
+
+def compatibility_problem(sidecar: dict[str, Any], tensorrt_version: str, gpu: dict[str, Any] | None) -> str | None:
+    """Why an engine cannot run here (another TensorRT version or GPU), or None when it can."""
+    built = sidecar.get("tensorrt_version", "?")
+    if not sidecar.get("version_compatible") and built.split(".")[:2] != tensorrt_version.split(".")[:2]:
+        return f"engine built with TensorRT {built}, this is TensorRT {tensorrt_version}; rebuild: {sidecar.get('rebuild')}"
+    built_gpu = (sidecar.get("gpu") or {}).get("compute_capability")
+    here = (gpu or {}).get("compute_capability")
+    if built_gpu and here and built_gpu != here:
+        return (f"engine built for {sidecar['gpu'].get('name')} ({built_gpu}), this GPU is {gpu.get('name')} ({here}); "
+                f"rebuild: {sidecar.get('rebuild')}")
+    return None
 
 
 class TensorRTBackend(Backend):
     """Args:
         model_path: the ``.engine`` file (its sidecar ``.engine.json`` must lie beside it).
-        rebuild: rebuild from the ONNX named in the sidecar when the engine does not fit here.
     """
 
     name = "tensorrt"
 
-    def __init__(self, model_path: str, rebuild: bool = False):
+    def __init__(self, model_path: str):
         super().__init__(model_path)
-        self.rebuild = rebuild
         self._buffers: dict = {}
 
     def _activate_impl(self) -> None:
@@ -34,28 +46,18 @@ class TensorRTBackend(Backend):
             import tensorrt as trt
         except ImportError:
             raise BackendError(f"{self.model_path}: TensorRT is not installed here (JetPack or NVIDIA's packages provide it)") from None
-        from ..gpu.cuda import Context, Stream
+        from ..cuda.driver import Context, Stream
 
         path = Path(self.model_path)
-        sidecar_path = path.with_name(path.name + ".json")
         if not path.is_file():
             raise BackendError(f"{path}: engine file not found")
-        if not sidecar_path.is_file():
-            raise BackendError(f"{sidecar_path}: the engine's manifest sidecar is missing; rebuild with occ-export --engine")
-        sidecar = json.loads(sidecar_path.read_text())
-        self.manifest = Manifest.from_dict(sidecar["manifest"], str(sidecar_path))
+        self.manifest = read_manifest(path)
+        sidecar = json.loads(engine_sidecar(path).read_text())
         self.context_cuda = Context()
-        from .tensorrt_build import compatibility_problem
-
         problem = compatibility_problem(sidecar, trt.__version__, {"name": self.context_cuda.name,
                                                                     "compute_capability": self.context_cuda.arch})
         if problem:
-            if not self.rebuild:
-                raise BackendError(f"{path}: {problem}")
-            from .tensorrt_build import BuildOptions, build_engine
-
-            build_engine(path.with_name(sidecar["onnx"].replace(".fp16.onnx", ".onnx")), path,
-                         BuildOptions(batch=tuple(sidecar["batch_profile"]), dla_core=sidecar.get("dla_core")))
+            raise BackendError(f"{path}: {problem}")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
@@ -76,7 +78,7 @@ class TensorRTBackend(Backend):
         self.stream.free()
 
     def _buffer(self, name: str, nbytes: int):
-        from ..gpu.cuda import DeviceBuffer
+        from ..cuda.driver import DeviceBuffer
 
         buffer = self._buffers.get(name)
         if buffer is None or buffer.nbytes < nbytes:
@@ -119,7 +121,7 @@ class TensorRTBackend(Backend):
     def bind_device(self, inputs: dict[str, tuple], outputs: dict[str, tuple], stream) -> None:
         """Tensor addresses set once; ``execute_async_v3`` then runs on the caller's ``stream``, so the
         preprocessing before it and the copies after it need no host synchronization."""
-        from ..gpu.cuda import device_pointer
+        from ..cuda.driver import device_pointer
 
         missing = sorted(set(self.input_names) - set(inputs))
         if missing:

@@ -8,15 +8,15 @@ runtime does. AVID's α and ζ go with every request (per-request inputs of shap
 served graph); ALOCC's τ is applied here, as locally.
 
 Tested against a KServe v2 server implemented in the tests (real HTTP, real ONNX Runtime behind
-it); never against a live Triton server. Tensors travel as JSON (the binary extension is not
-used): simple and portable, slower for large AVID frames.
+it). Tensors travel as JSON (the binary extension is not used): simple and portable, slower for
+large AVID frames.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..manifest import Manifest
-from .base import Backend, BackendError
+from .base import Backend, BackendError, check_model_io
 
 THRESHOLD_INPUTS = ("alpha", "zeta")
 _NUMPY_TO_KSERVE = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.bool_): "BOOL",
@@ -65,6 +65,8 @@ class TritonBackend(Backend):
         self._datatypes = {t["name"]: t["datatype"] for t in metadata["inputs"] + metadata["outputs"]}
         self.input_names = [t["name"] for t in metadata["inputs"]]
         self.output_names = [t["name"] for t in metadata["outputs"]]
+        check_model_io(self.manifest, {t["name"]: t.get("shape", []) for t in metadata["inputs"]}, self.output_names,
+                       self.model_path)
         self._httpclient = httpclient
         self._error = InferenceServerException
 

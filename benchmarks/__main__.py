@@ -1,3 +1,0 @@
-from occ.benchmarks.cli import app
-
-app(prog_name="occ-bench")

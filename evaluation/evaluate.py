@@ -1,0 +1,69 @@
+"""``occ eval``: an exported model on labelled data, by the protocol that fits the data."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from occ.runtime.detector import Detector, open_detector
+
+from .datasets import DatasetError, load_mnist
+from .datasets.irmnist import IrMnistSpec
+from .datasets.spec import load_video_data
+from .protocols import irmnist_protocol, mnist_protocol, report, score_clips
+
+MNIST_PREFIX = "mnist:"
+
+
+def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess: str = "cpu", digit: int | None = None,
+             smoothing: int = 9, roc: str | Path | None = None, progress: Callable[..., None] | None = None,
+             **backend_options: Any) -> dict[str, Any]:
+    """Evaluate ``model`` (an exported model, or a model name with ``backend`` triton) on ``data``:
+
+    - a UCSD-layout folder or ``walkway[:opts]``: frame level (micro, macro AUC, EER) in every
+      labelled variant, pixel level where masks exist, decisions at the stored thresholds;
+      ``roc`` writes the raw frame-level ROC as a PNG;
+    - ``mnist:FOLDER``: the ALOCC paper's one-class protocol (``digit``: default the model's);
+    - ``irmnist:FOLDER[:...]``: the AVID paper's detection and localization (grids, digit and
+      seed default to the model's training, which fix the test grids).
+    """
+    image_protocol = data.startswith((MNIST_PREFIX, IrMnistSpec.PREFIX))
+    if image_protocol and preprocess != "cpu":
+        raise DatasetError(f"{data}: the image protocols run the numpy preprocessing (--preprocess cpu)")
+    detector = open_detector(str(model), backend, preprocess, pixel_maps=True, **backend_options)
+    try:
+        if data.startswith(MNIST_PREFIX):
+            return _mnist(detector, str(model), data[len(MNIST_PREFIX):], digit)
+        if data.startswith(IrMnistSpec.PREFIX):
+            return _irmnist(detector, str(model), data)
+        video = load_video_data(data, splits=("test",))
+        if progress is not None:
+            progress(0, description=f"scoring {len(video.test)} clips")
+        clips = score_clips(detector, video.test, progress=progress)
+    finally:
+        detector.close()
+    if roc is not None:
+        import numpy as np
+
+        from .plots import write_roc_png
+
+        write_roc_png(roc, np.concatenate([c.labels for c in clips]), np.concatenate([c.scores for c in clips]))
+    return {"model": str(model), "data": video.description, "protocol": "frames", **report(clips, smoothing)}
+
+
+def _mnist(detector: Detector, model: str, folder: str, digit: int | None) -> dict[str, Any]:
+    if digit is None:
+        dataset = detector.manifest.training.get("dataset") or {}
+        if dataset.get("kind") != "mnist":
+            raise DatasetError(f"{model}: give --digit (the manifest does not say which digit it was trained on)")
+        digit = int(dataset["digit"])
+    images, labels = load_mnist(folder, "test")
+    return {"model": model, "data": f"MNIST test, target digit {digit}", "protocol": "mnist",
+            **mnist_protocol(detector, images, labels, digit)}
+
+
+def _irmnist(detector: Detector, model: str, data: str) -> dict[str, Any]:
+    training = detector.manifest.training
+    spec = IrMnistSpec.parse(data, **IrMnistSpec.trained_on(training))
+    seed = int((training.get("dataset") or {}).get("seed", 0))
+    return {"model": model, "data": f"IR-MNIST test grids, digit {spec.digit} irregular", "protocol": "irmnist",
+            **irmnist_protocol(detector, spec, seed)}

@@ -1,0 +1,229 @@
+"""The papers' evaluation protocols, run on an exported model through the runtime's detector."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from occ.runtime.detector import Detector, StreamDetector
+from occ.runtime.preprocess import preprocess_clip
+from occ.runtime.scoring import block_peaks, block_values, frame_evidence, solve_for_false_alarms
+
+from .datasets.common import Clip, DatasetError
+from .datasets.irmnist import POSITIVES, IrMnistSpec
+from .metrics import MetricError, equal_error_rate, f1_score, frame_level, minmax_per_video, pixel_level_scores, roc_auc, smooth_scores
+
+
+@dataclass
+class ClipScores:
+    name: str
+    labels: np.ndarray
+    scores: np.ndarray
+    decisions: np.ndarray
+    pixel_labels: np.ndarray | None = None
+    pixel_scores: np.ndarray | None = None
+
+
+def score_clips(detector: StreamDetector, clips: list[Clip], progress: Callable[[], None] | None = None) -> list[ClipScores]:
+    """Run every clip through the detector (temporal context reset per clip)."""
+    out = []
+    for clip in clips:
+        detector.reset()
+        results = detector.process_clip(clip.frames)
+        scores = np.array([r.score for r in results])
+        decisions = np.array([r.decision for r in results])
+        entry = ClipScores(clip.name, np.asarray(clip.labels, bool), scores, decisions)
+        if clip.masks is not None and results and results[0].pixel_map is not None:
+            maps = np.stack([r.pixel_map for r in results])
+            masks = _resize_masks(clip.masks, maps.shape[1:])
+            entry.pixel_labels, entry.pixel_scores = pixel_level_scores(maps, masks)
+        out.append(entry)
+        if progress is not None:
+            progress()
+    return out
+
+
+def _resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if masks.shape[1:] == tuple(size):
+        return masks
+    import cv2
+
+    return np.stack([cv2.resize(m.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
+
+
+def _variant(clips: list[ClipScores], per_video: bool, window: int) -> dict[str, Any]:
+    scores = [c.scores for c in clips]
+    if per_video:
+        scores = minmax_per_video(scores)
+    if window > 1:
+        scores = [smooth_scores(s, window) for s in scores]
+    try:
+        return frame_level([c.labels for c in clips], scores).as_dict()
+    except MetricError as exc:
+        return {"error": str(exc)}
+
+
+def report(clips: list[ClipScores], smoothing: int = 9) -> dict[str, Any]:
+    """Frame-level metrics in every labelled variant, pixel level where masks exist, and decisions."""
+    labels = np.concatenate([c.labels for c in clips])
+    decisions = np.concatenate([c.decisions for c in clips])
+    out: dict[str, Any] = {
+        "frames": int(labels.size),
+        "anomalous_frames": int(labels.sum()),
+        "frame_level": {
+            "raw": _variant(clips, False, 1),
+            f"smoothed_{smoothing}": _variant(clips, False, smoothing),
+            "per_video_minmax": _variant(clips, True, 1),
+            f"per_video_minmax_smoothed_{smoothing}": _variant(clips, True, smoothing),
+        },
+        "at_stored_threshold": {
+            "f1_anomalous": f1_score(labels, decisions),
+            "true_positive_rate": float(decisions[labels].mean()) if labels.any() else None,
+            "false_positive_rate": float(decisions[~labels].mean()) if (~labels).any() else None,
+        },
+        "per_clip": [{"clip": c.name, "frames": int(c.labels.size), "anomalous": int(c.labels.sum()),
+                      "auc": _safe_auc(c.labels, c.scores)} for c in clips],
+    }
+    if all(c.pixel_scores is not None for c in clips):
+        pl = np.concatenate([c.pixel_labels for c in clips])
+        ps = np.concatenate([c.pixel_scores for c in clips])
+        try:
+            eer, _ = equal_error_rate(pl, ps)
+            out["pixel_level"] = {"auc": roc_auc(pl, ps), "eer": eer, "criterion": "40 % of ground-truth pixels"}
+        except MetricError as exc:
+            out["pixel_level"] = {"error": str(exc)}
+    return out
+
+
+def _safe_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    try:
+        return roc_auc(labels, scores)
+    except MetricError:
+        return None
+
+
+def mnist_protocol(detector: StreamDetector, images: np.ndarray, labels: np.ndarray, digit: int,
+                   fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5), seed: int = 0) -> dict[str, Any]:
+    """The ALOCC paper's MNIST protocol on an exported model: the target digit's test images plus
+    other digits drawn to make up ``fraction`` of the set; F1 with the target class positive (the
+    paper's convention) and with the outliers positive, at the stored threshold, and AUC."""
+    results = detector.process_clip(images)
+    scores = np.array([r.score for r in results])
+    decisions = np.array([r.decision for r in results])
+    rng = np.random.default_rng(seed)
+    inliers, pool = np.nonzero(labels == digit)[0], np.nonzero(labels != digit)[0]
+    rows = {}
+    for fraction in fractions:
+        n_out = int(round(len(inliers) * fraction / (1 - fraction)))
+        chosen = np.r_[inliers, rng.choice(pool, n_out, replace=False)]
+        outlier = np.r_[np.zeros(len(inliers), bool), np.ones(n_out, bool)]
+        rows[f"{fraction:.0%}"] = {"f1_target": f1_score(~outlier, ~decisions[chosen]),
+                                   "f1_outlier": f1_score(outlier, decisions[chosen]),
+                                   "auc": roc_auc(outlier, scores[chosen]), "images": int(len(chosen))}
+    return {"digit": digit, "by_outlier_fraction": rows}
+
+
+# ---- AVID on digit grids (IR-MNIST) --------------------------------------------------------------
+RESIDUAL_LABEL = "residual |X−I(X)|"
+
+
+def region_label(manifest) -> str:
+    """The region map's name in reports: D's, or the region memory's."""
+    return "region map, memory" if manifest.scoring.region_scorer == "memory" else "region map D"
+
+
+def avid_maps(detector: Detector, frames: np.ndarray, batch_frames: int = 32) -> dict[str, np.ndarray]:
+    """Per-pixel maps of an AVID model's deployed intersection and of its two parts alone, from one
+    run of the exported graph: ``intersection``, the residual, and the region map (1 − O per cell,
+    repeated over its pixel block). Frames are independent images (no temporal buffer)."""
+    x = preprocess_clip(frames, detector.manifest.input)
+    cell = detector.manifest.regions.cell
+    region = region_label(detector.manifest)
+    out: dict[str, list[np.ndarray]] = {"intersection": [], RESIDUAL_LABEL: [], region: []}
+    for start in range(0, len(x), batch_frames):
+        y = detector.backend.infer(detector.prepare(x[start : start + batch_frames]), ["intersection", "residual", "region_anomaly"])
+        out["intersection"].append(y["intersection"])
+        out[RESIDUAL_LABEL].append(y["residual"])
+        out[region].append(np.repeat(np.repeat(y["region_anomaly"], cell, axis=1), cell, axis=2))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def cell_peaks(maps: dict[str, np.ndarray], cell: int) -> dict[str, np.ndarray]:
+    """Per map of :func:`avid_maps`, the largest value in each ``cell``×``cell`` block: ``(N, H / cell, W / cell)``."""
+    return {name: block_peaks(values, cell) for name, values in maps.items()}
+
+
+def part_block_values(peaks: dict[str, np.ndarray], manifest, normal: np.ndarray) -> dict[str, np.ndarray]:
+    """Each block's value in units of its threshold, per map of :func:`cell_peaks` over the
+    model's blocks. The intersection's is the deployed one, before the mask is extended over
+    objects (:func:`occ.runtime.scoring.block_values`, what the ``evidence`` frame score sums),
+    at the stored thresholds. The residual alone (``peak``) and the region map alone
+    (``odds(1 − O)``) have no threshold of their own: each is scaled so that the model's
+    false-alarm rate of the ``normal`` grids (a boolean row mask) reach evidence 1, which favours
+    the parts (their scale is set on the grids they are scored on; M's on held-out grids)."""
+    alpha, zeta = manifest.threshold("alpha"), manifest.threshold("zeta")
+    region = region_label(manifest)
+    regions = np.clip(peaks[region].astype(np.float64), 1e-12, 1 - 1e-12)
+    rate = manifest.thresholds["zeta"].target_false_alarm_rate or 0.01
+    floor = manifest.scoring.evidence_floor or 0.0
+
+    def own_scale(values: np.ndarray) -> np.ndarray:
+        reference = values[normal]
+        scale = solve_for_false_alarms(lambda s: float((frame_evidence(reference / s, floor) >= 1).mean()), rate, 1e-30, 1e30)
+        return values / scale
+
+    return {"intersection": block_values(peaks[RESIDUAL_LABEL], regions, alpha, zeta, manifest.scoring),
+            RESIDUAL_LABEL: own_scale(peaks[RESIDUAL_LABEL].astype(np.float64)), region: own_scale(regions / (1 - regions))}
+
+
+def grid_metrics(truth: np.ndarray, cells: np.ndarray, values: np.ndarray, floor: float) -> dict[str, float]:
+    """The AVID paper's two IR-MNIST measures from boolean ``(N, grid, grid)`` truth: detection (does
+    the image hold an irregular cell), scored by both frame reductions (``peak``: the largest of
+    ``cells``; ``evidence``: :func:`occ.runtime.scoring.frame_evidence` of the block ``values``), and
+    localization (every cell of every image ranked by ``cells``)."""
+    labels = truth.reshape(len(truth), -1).any(axis=1)
+    out = {}
+    for reduction, scores in (("peak", cells.reshape(len(cells), -1).max(axis=1)), ("evidence", frame_evidence(values, floor))):
+        out[f"detection_eer_{reduction}"] = equal_error_rate(labels, scores)[0]
+        out[f"detection_auc_{reduction}"] = roc_auc(labels, scores)
+    return {**out, "localization_eer": equal_error_rate(truth.ravel(), cells.ravel())[0],
+            "localization_auc": roc_auc(truth.ravel(), cells.ravel())}
+
+
+def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[str, Any]:
+    """IR-MNIST on an exported single-image AVID model: both constructions of the positive test
+    grids (one to five irregular digits; every cell from all of MNIST, as the paper), the deployed
+    intersection and each part alone, detection by both frame reductions (``frame_score`` names
+    the model's), and the stored thresholds' decisions. ``seed`` and ``spec.grids``
+    fix the test grids (drawn after the training grids); with the model's training seed and grid
+    count they are the benchmark's."""
+    manifest = detector.manifest
+    expected = manifest.input
+    if expected.channels != 1 or expected.temporal != "none" or manifest.method != "avid":
+        raise DatasetError(f"{spec.folder}: IR-MNIST needs a single-image AVID model, this one is "
+                           f"{manifest.method} with {expected.channels}-channel '{expected.temporal}' input")
+    spec.check_size(expected.height, expected.width)
+    scoring = manifest.scoring
+    floor = scoring.evidence_floor if scoring.evidence_floor is not None else 0.25
+    result: dict[str, Any] = {"digit": spec.digit, "test_grids": spec.test_grids, "training_grids": spec.grids, "seed": seed,
+                              "frame_score": scoring.frame_score}
+    for positives in POSITIVES:
+        data = spec.build(seed, positives, with_train=False)
+        maps = avid_maps(detector, data.test)
+        digit_cell = expected.height // data.grid
+        peaks = cell_peaks(maps, digit_cell)  # one cell per digit
+        blocks = peaks if manifest.regions.cell == digit_cell else cell_peaks(maps, manifest.regions.cell)
+        values = part_block_values(blocks, manifest, ~data.test_labels)
+        # the graph's frame score, from the same outputs (tests check the two agree)
+        deployed = (frame_evidence(values["intersection"], scoring.evidence_floor) if scoring.frame_score == "evidence"
+                    else peaks["intersection"].reshape(len(data.test), -1).max(axis=1))
+        decisions = deployed >= 1.0
+        labels = data.test_labels
+        result[positives] = {
+            "irregular_per_positive_grid": float(data.test_cells[labels].sum(axis=(1, 2)).mean()),
+            "parts": {name: grid_metrics(data.test_cells, cells, values[name], floor) for name, cells in peaks.items()},
+            "at_stored_thresholds": {"true_positive_rate": float(decisions[labels].mean()),
+                                     "false_positive_rate": float(decisions[~labels].mean())},
+        }
+    return result

@@ -1,0 +1,18 @@
+"""Real normal inputs to verify an export on, read from a data spec (no torch)."""
+from __future__ import annotations
+
+import numpy as np
+
+from occ.evaluation.datasets.spec import load_video_data
+from occ.runtime.manifest import Manifest
+from occ.runtime.preprocess import PatchGrid, preprocess_clip
+
+
+def samples_from_data(manifest: Manifest, data_spec: str, clips: int = 2, frames: int = 16) -> np.ndarray:
+    """Network inputs of the first ``frames`` frames of ``clips`` test clips of ``data_spec``, as
+    the model takes them: ``(N, C, H, W)`` frames (AVID) or ``(N, P, C, s, s)`` patch grids (ALOCC)."""
+    chosen = load_video_data(data_spec, splits=("test",)).test[:clips]
+    inputs = np.concatenate([preprocess_clip(clip.frames[:frames], manifest.input) for clip in chosen])
+    if manifest.method == "alocc":
+        return PatchGrid.from_spec(manifest.patches, manifest.input).extract_clip(inputs)
+    return inputs

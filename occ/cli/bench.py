@@ -1,0 +1,311 @@
+"""``occ-bench`` (also ``occ bench``): latency, backend validation and accuracy benchmarks."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import JsonOption, QuietOption, comma_list, console, err_console, fail, one_line_errors, progress_bar, report, table
+
+app = typer.Typer(name="occ-bench", help="Benchmark exported occ models: latency, agreement across backends, accuracy.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+VARIANT_HELP = ("Backends (comma-separated) from occ's registry: ort-cpu, ort-cuda, tensorrt, torch (the PyTorch baseline on the "
+                "checkpoint beside the model). Default: every one that runs here.")
+Backends = Annotated[Optional[str], typer.Option("--backend", help=VARIANT_HELP)]
+Precisions = Annotated[str, typer.Option("--precision", help="Precisions, comma-separated: fp32, fp16 (the .fp16.onnx beside the model).")]
+Preprocessing = Annotated[str, typer.Option("--preprocess", help="Where preprocessing runs, comma-separated: cpu, gpu.")]
+Workdir = Annotated[Path, typer.Option("--out", help="Folder for the checkpoints and models the benchmark trains.")]
+Seed = Annotated[int, typer.Option(help="Seed of the data and of training.")]
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in comma_list(text)]
+    except ValueError:
+        fail(f"{what} must be comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        fail(f"{what} must be positive integers, got {text!r}")
+    return values
+
+
+def _variants(backend: Optional[str], precision: str, preprocess: str):
+    """The variants asked for (None: every one that runs here); each setting checked up front."""
+    from occ.benchmarks.latency import PRECISIONS, PREPROCESSING, variants
+    from occ.runtime.backends import REGISTRY
+
+    precisions, preprocessing = comma_list(precision), comma_list(preprocess)
+    bad = [p for p in precisions if p not in PRECISIONS] + [p for p in preprocessing if p not in PREPROCESSING]
+    if bad or not precisions or not preprocessing:
+        fail(f"--precision takes {', '.join(PRECISIONS)} and --preprocess {', '.join(PREPROCESSING)}; got {precision!r}, {preprocess!r}")
+    if backend is None:
+        return None
+    names = comma_list(backend)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown or not names:
+        fail(f"unknown backend(s) {', '.join(unknown) or backend!r}; available: {', '.join(REGISTRY)}")
+    return variants(names, precisions, preprocessing)
+
+
+def _fmt(stats: dict | None) -> str:
+    return "n/a" if stats is None else f"{stats['p50']:.3f}"
+
+
+def _show_latency(result: dict) -> None:
+    device = result["device"]
+    gpu = ", ".join(g.get("name", "?") for g in device["gpus"]) or "no GPU"
+    rows = [{"variant": run["variant"], "batch": run["batch"], "pre p50": _fmt(run["stages_ms"]["preprocess"]),
+             "infer p50": _fmt(run["stages_ms"]["inference"]), "post p50": _fmt(run["stages_ms"]["postprocess"]),
+             "e2e p50": f"{run['end_to_end_ms']['p50']:.3f}", "e2e p99": f"{run['end_to_end_ms']['p99']:.3f}",
+             "frames/s": f"{run['throughput']['frames_per_s']:.1f}",
+             "patches/s": "" if run["throughput"]["patches_per_s"] is None else f"{run['throughput']['patches_per_s']:.0f}"}
+            for run in result["runs"]]
+    table(f"{result['model']} ({result['method']}), frames {result['frame_size'][0]}x{result['frame_size'][1]} on "
+          f"{device['cpu']['model']} ({device['cpu']['usable_cores']} cores), {gpu}; times in ms", rows)
+    for skipped in result["skipped"]:
+        console.print(f"skipped {skipped['variant']}: {skipped['reason']}", highlight=False)
+    for warning in device["warnings"] + result.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+@app.command("latency")
+def latency(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx); fp16, engine and checkpoint are looked up beside it.")],
+    backend: Backends = None,
+    precision: Precisions = "fp32,fp16",
+    preprocess: Preprocessing = "cpu,gpu",
+    batch: Annotated[str, typer.Option(help="Batch sizes, comma-separated (frames per inference).")] = "1,8,32",
+    duration: Annotated[float, typer.Option(min=0.01, help="Seconds of recorded iterations per variant and batch.")] = 3.0,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Seconds of unrecorded warm-up per variant and batch.")] = 1.0,
+    frame_size: Annotated[str, typer.Option(help="Raw camera frame size HxW fed to preprocessing, pixels.")] = "240x360",
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG plot of latency and throughput here.")] = None,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Latency (min/mean/p50/p90/p99/max) and throughput per variant and batch, split by stage."""
+    from occ.benchmarks.latency import run_latency
+
+    batches = _ints(batch, "--batch")
+    try:
+        height, width = (int(v) for v in frame_size.lower().split("x"))
+        if min(height, width) < 2:
+            raise ValueError
+    except ValueError:
+        fail(f"--frame-size must look like 240x360, got {frame_size!r}")
+    chosen = _variants(backend, precision, preprocess)
+    if chosen is None and (precision, preprocess) != ("fp32,fp16", "cpu,gpu"):
+        fail("--precision and --preprocess narrow an explicit --backend list")
+    with one_line_errors(), progress_bar("benchmark", disable=quiet) as advance:
+        result = run_latency(str(model), chosen, batches, warmup, duration, (height, width),
+                             progress=lambda text: advance(0, description=text))
+    if chosen and not result["runs"]:
+        fail("; ".join(f"{s['variant']}: {s['reason']}" for s in result["skipped"]) or "nothing ran")
+    if plot:
+        from occ.benchmarks.plot import plot_latency
+
+        plot_latency(result, plot)
+    report(result, json_path, quiet, _show_latency)
+
+
+@app.command("compare")
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="occ-bench latency JSON taken as 1.0.")],
+    candidate: Annotated[Path, typer.Argument(help="occ-bench latency JSON compared against it.")],
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Ratios candidate / baseline of p50, p99 and throughput for every shared variant and batch."""
+    from occ.benchmarks.latency import SCHEMA, compare_runs
+
+    runs = []
+    for path in (baseline, candidate):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            fail(f"{path}: not a readable JSON file ({exc})")
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            fail(f"{path}: not an {SCHEMA} result (schema {data.get('schema') if isinstance(data, dict) else None!r})")
+        runs.append(data)
+    with one_line_errors():
+        rows = compare_runs(*runs)
+    report(rows, json_path, quiet, lambda rows: table(f"{candidate} / {baseline}", [
+        {"variant": r["variant"], "batch": r["batch"], "p50 ratio": f"{r['p50_ratio']:.3f}", "p99 ratio": f"{r['p99_ratio']:.3f}",
+         "throughput ratio": f"{r['throughput_ratio']:.3f}"} for r in rows]))
+
+
+@app.command("validate")
+def validate(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx).")],
+    data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder or 'walkway[:opts]'.")],
+    backend: Backends = None,
+    precision: Precisions = "fp32",
+    preprocess: Preprocessing = "cpu",
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Evaluate every variant, compare each with ONNX Runtime CPU FP32; exit 1 when any is off budget or failed."""
+    from occ.benchmarks.latency import validate as run_validation
+
+    chosen = _variants(backend, precision, preprocess)
+    with one_line_errors(), progress_bar("validating", disable=quiet):
+        result = run_validation(str(model), data, chosen)
+
+    def show(result: dict) -> None:
+        rows = []
+        for row in result["variants"]:
+            if row["status"] == "failed":
+                rows.append({"variant": row["variant"], "status": "[red]failed[/red]", "frame AUC": row["reason"]})
+                continue
+            colour = "green" if row["status"] == "works" else "yellow"
+            rows.append({"variant": row["variant"], "status": f"[{colour}]{row['status']}[/{colour}]",
+                         "frame AUC": f"{row['frame_auc']:.3f}", "frame EER": f"{row['frame_eer']:.1%}",
+                         "pixel EER": "n/a" if row["pixel_eer"] is None else f"{row['pixel_eer']:.1%}",
+                         "decision agreement": f"{row['decision_agreement']:.2%}", "max |score error|": f"{row['score_max_abs']:.2e}",
+                         "relative": f"{row['score_rel_error']:.2e}"})
+        table(f"validate {model} on {data}", rows)
+        for skipped in result["skipped"]:
+            console.print(f"skipped {skipped['variant']}: {skipped['reason']}", highlight=False)
+
+    report(result, json_path, quiet, show)
+    if any(row["status"] != "works" for row in result["variants"]):
+        raise typer.Exit(1)
+
+
+def _print_markdown(text: str) -> None:
+    console.print(text, highlight=False, markup=False)
+
+
+@app.command("walkway")
+def walkway(
+    method: Annotated[str, typer.Option(help="alocc or avid.")],
+    out: Workdir = Path("runs/bench_walkway"),
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs. Default: the video recipe's.")] = None,
+    seed: Seed = 0,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """One method on the synthetic walkway (the demo's data); for AVID, each part of the intersection alone too."""
+    from occ.benchmarks.walkway import markdown, run_walkway
+
+    with one_line_errors():
+        result = run_walkway(method, out, seed, epochs, console=err_console)
+    report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+
+
+@app.command("mnist")
+def mnist(
+    mnist_folder: Annotated[Path, typer.Option("--mnist", help="Folder with the MNIST IDX files.")],
+    digits: Annotated[str, typer.Option(help="Target digits, comma-separated.")] = "0,1,2,3,4,5,6,7,8,9",
+    out: Workdir = Path("runs/bench_mnist"),
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs per digit. Default: the images recipe's (15).")] = None,
+    reuse: Annotated[bool, typer.Option(help="Evaluate mnist_<digit>.pt already in --out instead of training.")] = False,
+    seed: Seed = 0,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """ALOCC on MNIST by the paper's one-class protocol (the images recipe), every digit."""
+    from occ.benchmarks.mnist import markdown, run_mnist
+
+    chosen = [int(d) for d in comma_list(digits) if d.isdigit() and 0 <= int(d) <= 9]
+    if not chosen or len(chosen) != len(comma_list(digits)):
+        fail(f"--digits must be digits 0-9, comma-separated, got {digits!r}")
+    with one_line_errors(), progress_bar("MNIST", total=len(chosen), disable=quiet) as advance:
+        result = run_mnist(str(mnist_folder), chosen, out, seed, epochs, reuse, progress=advance)
+    report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+
+
+@app.command("irmnist")
+def irmnist(
+    mnist_folder: Annotated[Path, typer.Option("--mnist", help="Folder with the MNIST IDX files.")],
+    out: Workdir = Path("runs/bench_irmnist"),
+    recipe: Annotated[str, typer.Option(help="images (the deployed recipe) or paper (D as published).")] = "images",
+    grids: Annotated[int, typer.Option(min=2, help="Training grids (paper: 5000).")] = 5000,
+    test_grids: Annotated[int, typer.Option(min=2, help="Test grids (paper: 1000).")] = 1000,
+    digit: Annotated[int, typer.Option(min=0, max=9, help="The irregular digit (paper: 3).")] = 3,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs. Default: the recipe's.")] = None,
+    region_memory: Annotated[Optional[int], typer.Option(min=1, help="Images recipe: the region memory's bank size. Default: 60000.")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Evaluate this checkpoint (trained on the same --seed, --grids and --digit) instead of training.")] = None,
+    seed: Seed = 0,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """AVID on the paper's IR-MNIST digit grids: detection and localization of the deployed intersection and of each part."""
+    from occ.benchmarks.irmnist import markdown, run_irmnist
+
+    with one_line_errors():
+        result = run_irmnist(str(mnist_folder), out, seed, grids, test_grids, digit, recipe, epochs, region_memory, model,
+                             console=err_console)
+    report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+
+
+@app.command("ped2")
+def ped2(
+    data: Annotated[str, typer.Option(help="UCSD Ped2 folder (official layout).")],
+    method: Annotated[str, typer.Option(help="alocc or avid.")] = "alocc",
+    size: Annotated[str, typer.Option(help="cpu (reduced sizes, minutes on 2 cores) or gpu (the full 240×360 frames).")] = "cpu",
+    out: Workdir = Path("runs/ped2"),
+    model: Annotated[Optional[str], typer.Option(help="Evaluate this exported model instead of training one.")] = None,
+    seed: Seed = 0,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Real video: train on Ped2's normal clips, export, evaluate every scoring variant on its test clips."""
+    from occ.benchmarks.ped2 import markdown, run_ped2
+
+    with one_line_errors():
+        result = run_ped2(data, method, out, size, seed, model=model)
+    report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+
+
+@app.command("soak")
+def soak(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx).")],
+    frames: Annotated[int, typer.Option(min=100, help="Frames to process before stopping.")] = 20000,
+    sample_every: Annotated[int, typer.Option(min=10, help="Processed frames between memory samples.")] = 1000,
+    warmup_frames: Annotated[int, typer.Option(min=0, help="Frames before the memory baseline is taken.")] = 1000,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 3600,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Stream a live ffmpeg source through `occ run` and watch memory and file descriptors."""
+    from occ.benchmarks.soak import run_soak
+
+    with one_line_errors(RuntimeError), progress_bar("soak", total=frames // sample_every + 1, disable=quiet) as advance:
+        result = run_soak(model, frames, sample_every, warmup_frames, timeout, progress=advance)
+    report(result, json_path, quiet, lambda r: table("soak", [{k: v for k, v in r.items() if k != "samples"}]))
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
+device_app = typer.Typer(help="The GPU check: kernels, agreement and latency on an NVIDIA GPU, in one JSON.", no_args_is_help=True)
+app.add_typer(device_app, name="device-check")
+
+
+@device_app.command("prepare")
+def device_prepare(models: Annotated[Path, typer.Option(help="Folder for the check's models.")] = Path("runs/device_models")) -> None:
+    """Train and export the check's models (needs torch; runs on a CPU)."""
+    from occ.benchmarks.device_check import prepare
+
+    with one_line_errors():
+        written = prepare(models)
+    table("device-check models", [{"model": name, "path": path} for name, path in written.items()])
+
+
+@device_app.command("run")
+def device_run(
+    models: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("runs/device_models"),
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds per latency measurement.")] = 2.0,
+    json_path: Annotated[Path, typer.Option("--json", metavar="PATH", help="The JSON report, written after every step.")] = Path("device_check.json"),
+) -> None:
+    """Run every GPU check (needs an NVIDIA GPU)."""
+    from occ.benchmarks.device_check import run as run_check
+
+    with one_line_errors():
+        result = run_check(models, json_path, duration)
+    console.print(json.dumps(result.get("verdict", {}), indent=2), highlight=False)
+
+
+def main() -> None:
+    app()

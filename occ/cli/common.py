@@ -1,0 +1,117 @@
+"""What every command shares: one-line errors, tables, ``--json PATH`` and ``--quiet``."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Options every command that reports a result takes, with one meaning everywhere.
+JsonOption = Annotated[Optional[Path], typer.Option("--json", metavar="PATH", help="Also write the result as JSON to PATH ('-': standard output).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no table (errors still go to standard error).")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit (no traceback for bad input)."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    raise typer.Exit(code)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean bad input or an unusable environment: one line, exit 2."""
+    from occ.evaluation.datasets.common import DatasetError
+    from occ.evaluation.metrics import MetricError
+    from occ.runtime.backends import BackendError
+    from occ.runtime.cuda.driver import CudaError, GpuUnavailable
+    from occ.runtime.manifest import ManifestError
+    from occ.runtime.preprocess.reference import FrameError
+    from occ.runtime.sources import SourceError
+
+    return (BackendError, CudaError, DatasetError, FrameError, GpuUnavailable, ManifestError, MetricError, SourceError, ValueError,
+            OSError)
+
+
+@contextlib.contextmanager
+def one_line_errors(*extra: type[BaseException]) -> Iterator[None]:
+    """Turn the user errors (and ``extra``) raised inside into one line and exit code 2."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (*user_errors(), *extra) as exc:
+        fail(_one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def report(result: Any, json_path: Optional[Path], quiet: bool, show: Callable[[Any], None]) -> None:
+    """Write ``result`` to ``--json PATH`` (atomically; '-' prints it) and show it unless ``--quiet``."""
+    if json_path is not None:
+        text = json.dumps(result, indent=2, default=_json_default)
+        if str(json_path) == "-":
+            print(text)
+        else:
+            from occ.runtime.files import write_atomic
+
+            write_atomic(json_path, text.encode())
+    if not quiet and not (json_path is not None and str(json_path) == "-"):
+        show(result)
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Print ``rows`` (dicts) as one table."""
+    if not rows:
+        console.print(f"{title}: nothing to show", highlight=False)
+        return
+    view = Table(title=title)
+    columns = columns or list(rows[0])
+    for column in columns:
+        view.add_column(column.replace("_", " "))
+    for row in rows:
+        view.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(view)
+
+
+def comma_list(text: str) -> list[str]:
+    """``'a, b,'`` → ``['a', 'b']``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int | None = None, disable: bool = False) -> Iterator[Callable[..., None]]:
+    """A progress bar on standard error when it is a terminal (logs stay clean); yields
+    ``advance(steps=1, description=None)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err_console, transient=True, disable=disable or not err_console.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(steps: int = 1, description: str | None = None) -> None:
+            bar.update(task, advance=steps, **({"description": description} if description else {}))
+
+        yield advance

@@ -1,0 +1,69 @@
+"""``occ-export`` (also ``occ export``): a checkpoint or an ONNX model → verified deployment artifacts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import JsonOption, QuietOption, console, err_console, one_line_errors, report
+
+TENSORRT = "TensorRT"
+SERVING = "Serving"
+
+
+def export(
+    model: Annotated[Path, typer.Argument(help="A checkpoint from `occ train` (.pt), or an exported model (.onnx): then no torch is needed.")],
+    out: Annotated[Optional[Path], typer.Option(help="ONNX file to write from a checkpoint (default: beside it, .onnx).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    data: Annotated[Optional[str], typer.Option(help="Verify on the first frames of this data spec's test clips instead of the "
+                                                     "samples stored in the checkpoint.")] = None,
+    tolerance: Annotated[float, typer.Option(help="Largest |score difference| allowed between PyTorch and ONNX Runtime.")] = 1e-4,
+    fp16: Annotated[bool, typer.Option(help="Also write <name>.fp16.onnx (FP16 bodies, FP32 islands), verified against FP32.")] = False,
+    engine: Annotated[bool, typer.Option(help="Also build a TensorRT engine <name>.engine (+ .engine.json); needs TensorRT.", rich_help_panel=TENSORRT)] = False,
+    batch: Annotated[str, typer.Option(help="Engine batch profile MIN,OPT,MAX (frames for AVID, patches for ALOCC).", rich_help_panel=TENSORRT)] = "1,8,32",
+    workspace_mb: Annotated[int, typer.Option(help="Builder workspace limit, MiB.", rich_help_panel=TENSORRT)] = 1024,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file (read and updated).", rich_help_panel=TENSORRT)] = None,
+    dla_core: Annotated[Optional[int], typer.Option(help="Jetson DLA core to build for, with GPU fallback.", rich_help_panel=TENSORRT)] = None,
+    version_compatible: Annotated[bool, typer.Option(help="Build a version-compatible engine.", rich_help_panel=TENSORRT)] = False,
+    triton: Annotated[Optional[Path], typer.Option(help="Also write a Triton model repository entry DIR/<name>/ (config.pbtxt validated against Triton's schema).", rich_help_panel=SERVING)] = None,
+    triton_max_batch: Annotated[Optional[int], typer.Option(help="Triton max_batch_size (default: 32 frames for AVID, 8 frames of patches for ALOCC).", rich_help_panel=SERVING)] = None,
+    triton_instances: Annotated[int, typer.Option(help="Triton model instances on the GPU.", rich_help_panel=SERVING)] = 1,
+    deepstream: Annotated[Optional[Path], typer.Option(help="Also write a DeepStream nvinfer configuration, the model and a probe into DIR.", rich_help_panel=SERVING)] = None,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Export a checkpoint to one ONNX graph verified against PyTorch on real samples, and any other artifact asked for."""
+    from occ.export.engine import EngineBuildError
+    from occ.export.verify import ExportError
+    from occ.export.workflow import ExportOptions, export_model, parse_batch
+
+    with one_line_errors(EngineBuildError, RuntimeError):
+        options = ExportOptions(out=out, opset=opset, data=data, tolerance=tolerance, fp16=fp16, engine=engine, batch=parse_batch(batch),
+                                workspace_mb=workspace_mb, timing_cache=timing_cache, dla_core=dla_core,
+                                version_compatible=version_compatible, triton=triton, triton_max_batch=triton_max_batch,
+                                triton_instances=triton_instances, deepstream=deepstream)
+        try:
+            summary = export_model(model, options)
+        except ExportError as exc:
+            for line in exc.report:
+                err_console.print(line, highlight=False, markup=False)
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1)
+
+    def show(result: dict) -> None:
+        for step, lines in result["reports"].items():
+            for line in lines:
+                console.print(f"{step}: {line}", highlight=False, markup=False)
+        for step, path in result["written"].items():
+            console.print(f"wrote {path} ({step})", highlight=False, markup=False)
+
+    report(summary.to_json(), json_path, quiet, show)
+
+
+app = typer.Typer(name="occ-export", add_completion=False, pretty_exceptions_enable=False, help=export.__doc__)
+app.command()(export)
+
+
+def main() -> None:
+    app()

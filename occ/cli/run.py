@@ -1,0 +1,202 @@
+"""``occ run``, ``occ eval``, ``occ calibrate`` and ``occ demo``: the exported model at work."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import JsonOption, QuietOption, console, err_console, fail, one_line_errors, progress_bar, report, table
+
+BACKEND_HELP = ("Inference backend: ort-cpu, ort-cuda (onnxruntime-gpu), tensorrt (an .engine with its .engine.json) or triton "
+                "(MODEL is then the model's name on --triton-url).")
+PREPROCESS_HELP = "Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; with ort-cuda or tensorrt only)."
+Backend = Annotated[str, typer.Option(help=BACKEND_HELP)]
+Preprocess = Annotated[str, typer.Option(help=PREPROCESS_HELP)]
+TritonUrl = Annotated[Optional[str], typer.Option(help="Triton / KServe v2 server, HOST:PORT (with --backend triton).", rich_help_panel="Triton")]
+
+
+def _backend_options(backend: str, triton_url: Optional[str]) -> dict[str, Any]:
+    from occ.runtime.backends import backend_kind
+    from occ.runtime.detector import PREPROCESS
+
+    with one_line_errors():
+        backend_kind(backend)
+    if triton_url and backend != "triton":
+        fail("--triton-url goes with --backend triton")
+    return {"url": triton_url} if triton_url else {}
+
+
+def _check_preprocess(preprocess: str) -> None:
+    from occ.runtime.detector import PREPROCESS
+
+    if preprocess not in PREPROCESS:
+        fail(f"--preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
+
+
+def run(
+    model: Annotated[Optional[str], typer.Argument(help="Exported model (.onnx, or .engine with --backend tensorrt; the model's "
+                                                       "name with --backend triton); not needed with --config.")] = None,
+    source: Annotated[Optional[str], typer.Option(help="Video file, image folder, /dev/videoN, rtsp:// or http:// URL, or GStreamer pipeline.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="Service configuration (TOML); see docs/deploy/site.example.toml.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Per-frame JSON lines (default: standard output when there is no --events).")] = None,
+    events: Annotated[Optional[Path], typer.Option(help="Event JSON lines (episodes), appended.")] = None,
+    snapshots: Annotated[Optional[Path], typer.Option(help="Folder for peak-frame snapshots of events (rotated).")] = None,
+    overlay: Annotated[Optional[Path], typer.Option(help="Overlay output: a .avi video or a folder of PNGs.")] = None,
+    open_after: Annotated[int, typer.Option(min=1, help="Anomalous frames in a row that open an event.")] = 3,
+    close_after: Annotated[int, typer.Option(min=1, help="Quiet frames in a row that close an event.")] = 5,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve /healthz and /metrics on this TCP port (0: off).")] = 0,
+    backend: Backend = "ort-cpu",
+    preprocess: Preprocess = "cpu",
+    triton_url: TritonUrl = None,
+) -> None:
+    """Run a model on a source: per-frame JSON lines, events, snapshots, overlays, /metrics. Stops on SIGTERM/SIGINT."""
+    import signal
+
+    from occ.runtime.service import ConfigError, Service, ServiceConfig, setup_logging
+
+    _check_preprocess(preprocess)
+    options = _backend_options(backend, triton_url)
+    with one_line_errors(ConfigError):
+        if config is not None:
+            settings = ServiceConfig.from_toml(config)
+        elif model is None or source is None:
+            fail("give MODEL and --source, or --config FILE")
+        else:
+            to_stdout = out is None and events is None
+            settings = ServiceConfig(
+                model=model, source=source, backend=backend, preprocess=preprocess, triton_url=options.get("url", ""),
+                events_log=str(events) if events else str(Path(tempfile.mkdtemp()) / "events.jsonl"),
+                open_after=open_after, close_after=close_after, snapshots=str(snapshots or ""),
+                overlay_video=str(overlay or ""), frames_log="/dev/stdout" if to_stdout else str(out or ""),
+                metrics_port=metrics_port)
+        setup_logging()
+        service = Service(settings)
+        signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: service.request_stop())
+        summary = service.run()
+    err_console.print(f"{summary['frames']} frames, {summary['anomalous_frames']} anomalous, {summary['events']} events, "
+                      f"{summary['dropped']} dropped, {summary['reconnects']} reconnects", highlight=False)
+
+
+def _show_eval(result: dict) -> None:
+    shows = {"frames": _show_frames, "mnist": _show_mnist, "irmnist": _show_irmnist}
+    shows[result["protocol"]](result)
+
+
+def _show_frames(result: dict) -> None:
+    rows = [{"variant": name, "micro AUC": m.get("micro_auc") and f"{m['micro_auc']:.3f}",
+             "macro AUC": m.get("macro_auc") and f"{m['macro_auc']:.3f}", "EER": m.get("eer") is not None and f"{m['eer']:.1%}" or m.get("error")}
+            for name, m in result["frame_level"].items()]
+    if "auc" in result.get("pixel_level", {}):
+        rows.append({"variant": "pixel level (40 % rule)", "micro AUC": f"{result['pixel_level']['auc']:.3f}",
+                     "EER": f"{result['pixel_level']['eer']:.1%}"})
+    table(f"{result['model']} on {result['data']}", rows)
+    at = result["at_stored_threshold"]
+    console.print(f"at the stored threshold: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
+                  f"F1 {at['f1_anomalous']:.3f} over {result['frames']} frames", highlight=False)
+
+
+def _show_mnist(result: dict) -> None:
+    rows = [{"outliers": fraction, "F1 (target positive)": f"{row['f1_target']:.3f}", "F1 (outliers positive)": f"{row['f1_outlier']:.3f}",
+             "AUC": f"{row['auc']:.3f}", "images": row["images"]} for fraction, row in result["by_outlier_fraction"].items()]
+    table(f"{result['model']}: MNIST one-class protocol, target digit {result['digit']}, threshold from the manifest", rows)
+
+
+def _show_irmnist(result: dict) -> None:
+    deployed = result["frame_score"]
+    other = "peak" if deployed == "evidence" else "evidence"
+    for positives, title in (("few", "one to five irregular digits per positive grid"),
+                             ("natural", "every cell from all of MNIST test, as the paper")):
+        row = result[positives]
+        rows = [{"map": "deployed intersection M" if name == "intersection" else f"{name} alone",
+                 f"detection EER, {deployed} (deployed)": f"{m[f'detection_eer_{deployed}']:.1%}",
+                 f"detection AUC, {deployed}": f"{m[f'detection_auc_{deployed}']:.3f}",
+                 f"detection EER, {other}": f"{m[f'detection_eer_{other}']:.1%}",
+                 "localization EER": f"{m['localization_eer']:.1%}", "localization AUC": f"{m['localization_auc']:.3f}"}
+                for name, m in row["parts"].items()]
+        table(f"{result['model']}: IR-MNIST, {result['test_grids']} grids (half positive), {title} "
+              f"({row['irregular_per_positive_grid']:.1f} per positive grid)", rows)
+        at = row["at_stored_thresholds"]
+        console.print(f"at the stored thresholds: detection TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}",
+                      highlight=False)
+
+
+def evaluate(
+    model: Annotated[str, typer.Argument(help="Exported model (.onnx, or .engine with --backend tensorrt; the model's name with --backend triton).")],
+    data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder, 'walkway[:opts]', 'mnist:FOLDER' (the ALOCC paper's "
+                                           "protocol), or 'irmnist:FOLDER[:test_grids=1000,digit=D]' (the AVID paper's detection and "
+                                           "localization; digit, grids and seed default to the model's training).")],
+    roc: Annotated[Optional[Path], typer.Option(help="Write the raw frame-level ROC curve as a PNG here.")] = None,
+    digit: Annotated[Optional[int], typer.Option(min=0, max=9, help="mnist: the target digit. Default: the one the model was trained on.")] = None,
+    smoothing: Annotated[int, typer.Option(min=1, help="Window (frames, odd) of the labelled smoothed variants.")] = 9,
+    backend: Backend = "ort-cpu",
+    preprocess: Preprocess = "cpu",
+    triton_url: TritonUrl = None,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Evaluate an exported model on labelled data: frame AUC and EER (micro, macro), pixel level where masks exist."""
+    from occ.evaluation.evaluate import evaluate as run_evaluation
+
+    _check_preprocess(preprocess)
+    options = _backend_options(backend, triton_url)
+    if smoothing % 2 == 0:
+        fail(f"--smoothing must be odd, got {smoothing}")
+    with one_line_errors(), progress_bar("evaluating", disable=quiet) as advance:
+        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, roc, progress=advance, **options)
+    report(result, json_path, quiet, _show_eval)
+
+
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx, or .engine): its manifest gets the new thresholds.")],
+    data: Annotated[str, typer.Option(help="New normal footage: a UCSD-layout folder (its Train clips), 'walkway[:opts]', a video file, "
+                                           "an image folder, or a live source (/dev/videoN, URL, GStreamer pipeline).")],
+    minutes: Annotated[float, typer.Option(min=0.05, help="Live sources: minutes of footage to collect.")] = 5.0,
+    false_alarm_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Share of these normal frames that fire at the new thresholds.")] = 0.01,
+    backend: Backend = "ort-cpu",
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Recompute thresholds (ALOCC τ; AVID α, ζ) on new normal footage; the old values go to the history."""
+    from occ.evaluation.calibration import calibrate_model
+
+    _backend_options(backend, None)
+    with one_line_errors(), progress_bar(f"collecting normal frames from {data}", disable=quiet) as advance:
+        result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance)
+    payload = {"model": str(model), "frames": result.frames, "written": str(result.written),
+               "thresholds": {name: {"value": t.value, "method": t.method, "n_samples": t.n_samples}
+                              for name, t in result.manifest.thresholds.items()}}
+
+    def show(payload: dict) -> None:
+        table(f"{model}: new thresholds from {result.frames} normal frames (previous values kept in threshold_history)",
+              [{"threshold": name, "value": f"{t['value']:.5g}", "how": t["method"]} for name, t in payload["thresholds"].items()])
+
+    report(payload, json_path, quiet, show)
+
+
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Folder for the data, checkpoints, models and reports.")] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option(help="Seed of the data and of training.")] = 0,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """The main job on built-in data: walkway → train ALOCC and AVID → export → run → evaluate."""
+    import io
+
+    from rich.console import Console
+
+    from occ.demo import run_demo
+
+    say = (lambda text: None) if quiet else (lambda text: console.print(text, highlight=False, markup=False))
+    with one_line_errors():
+        result = run_demo(workdir, seed=seed, say=say, console=Console(file=io.StringIO()) if quiet else console)
+
+    def show(result: dict) -> None:
+        columns = ["method", "micro AUC", "macro AUC", "EER", "pixel EER", "TPR / FPR at threshold", "train s"]
+        table(f"occ demo on the synthetic walkway (exported ONNX models, ONNX Runtime CPU), {result['seconds']} s", result["rows"], columns)
+        console.print("frame-level metrics pool all test frames, raw scores (no smoothing, no per-video normalization); "
+                      "pixel level: 40 % rule of Mahadevan et al.", highlight=False)
+
+    report(result, json_path, quiet, show)

@@ -1,0 +1,82 @@
+"""The stream detector on the CPU path: numpy preprocessing (the reference), any backend, :func:`decide`."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends import Backend
+from ..manifest import Manifest
+from ..preprocess.reference import FramePreprocessor, PatchGrid, preprocess_clip
+from ..scoring.decide import FrameResult, decide, scoring_outputs
+
+
+def _alocc_feed(inputs: np.ndarray, manifest: Manifest) -> dict[str, np.ndarray]:
+    patches = PatchGrid.from_spec(manifest.patches, manifest.input).extract_clip(inputs)  # (F, P, C, s, s)
+    return {"patches": np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:]))}
+
+
+def _avid_feed(inputs: np.ndarray, manifest: Manifest) -> dict[str, np.ndarray]:
+    # α and ζ are graph inputs: the running model's thresholds go with every batch
+    return {"frames": np.ascontiguousarray(inputs), "alpha": np.array([manifest.threshold("alpha")], np.float32),
+            "zeta": np.array([manifest.threshold("zeta")], np.float32)}
+
+
+FEEDS = {"alocc": _alocc_feed, "avid": _avid_feed}
+
+
+class Detector:
+    """Preprocess → infer → :func:`decide` for one stream, on any backend.
+
+    Args:
+        backend: an inactive or active backend (activated here).
+        pixel_maps: also fetch AVID's intersection map (for pixel-level evaluation).
+    """
+
+    def __init__(self, backend: Backend, pixel_maps: bool = False):
+        self.backend = backend.activate()
+        self.manifest: Manifest = backend.manifest
+        self.preprocessor = FramePreprocessor(self.manifest.input)
+        self.outputs = scoring_outputs(self.manifest) + (["intersection"] if pixel_maps and self.manifest.method == "avid" else [])
+        self._index = 0
+
+    def set_thresholds(self, **values: float) -> None:
+        """Run with other thresholds than the stored ones (``tau``; ``alpha``, ``zeta``); not saved."""
+        if values:
+            self.manifest = self.manifest.with_thresholds(values)
+
+    def reset(self) -> None:
+        """Forget temporal context (call at a clip boundary or after a reconnect)."""
+        self.preprocessor.reset()
+
+    def close(self) -> None:
+        self.backend.deactivate()
+
+    def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
+        """Score one raw frame (uint8 gray or BGR) of a stream."""
+        x = self.preprocessor.push(frame)
+        result = self.finish(self.forward(self.prepare(x[None])))[0]
+        result.index, result.timestamp = self._index, timestamp
+        self._index += 1
+        return result
+
+    def process_clip(self, frames: np.ndarray, batch_frames: int = 64) -> list[FrameResult]:
+        """Score a whole clip in batches (the same results as :meth:`process` frame by frame)."""
+        inputs = preprocess_clip(frames, self.manifest.input)
+        results: list[FrameResult] = []
+        for start in range(0, len(inputs), batch_frames):
+            results += self.finish(self.forward(self.prepare(inputs[start : start + batch_frames])))
+        for index, result in enumerate(results):
+            result.index = index
+        return results
+
+    # The three stages, separately callable so benchmarks can time each one.
+    def prepare(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Network inputs ``(F, C, H, W)`` → the graph's feed."""
+        return FEEDS[self.manifest.method](inputs, self.manifest)
+
+    def forward(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on the backend."""
+        return self.backend.infer(feed, self.outputs)
+
+    def finish(self, outputs: dict[str, np.ndarray]) -> list[FrameResult]:
+        """Graph outputs → one result per frame."""
+        return decide(outputs, self.manifest)

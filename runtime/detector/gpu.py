@@ -1,0 +1,214 @@
+"""The whole frame path on the GPU: uint8 frames → GPU preprocessing → model → results on the host.
+
+Nothing leaves the device between the raw frame upload and the model's outputs: the preprocessing
+kernels write straight into the model's input buffer, the model (ONNX Runtime CUDA with IOBinding,
+or a TensorRT engine) reads it in place and writes its outputs into fixed device buffers, and only
+the outputs the detector needs are copied back (pinned memory). Fixed addresses let ONNX Runtime
+capture the model as a CUDA graph; a shared stream lets the model run after the preprocessing
+without the host waiting in between.
+
+    pipeline = GpuPipeline("avid.fp16.onnx", backend="ort-cuda", streams=4, frame_size=(240, 360))
+    results = pipeline.process(frames)          # frames: (4, 240, 360, 3) uint8, one per camera
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backends import BackendError, OrtBackend, backend_kind
+from ..cuda.driver import Context, DeviceBuffer, GpuUnavailable, PinnedBuffer, Stream, bindings, check
+from ..manifest import read_manifest
+from ..preprocess.gpu import GpuPreprocessor
+from ..scoring.decide import FrameResult
+from .cpu import Detector
+
+
+class GpuPipeline:
+    """Frames of ``streams`` cameras in, one :class:`FrameResult` per camera out.
+
+    Args:
+        model_path: ``.onnx`` (``ort-cuda``; the ``.fp16.onnx`` sibling for FP16) or ``.engine`` (``tensorrt``).
+        backend: ``ort-cuda`` or ``tensorrt``.
+        streams: cameras per batch (the model's batch; for ALOCC each camera's patches).
+        frame_size: raw frame ``(height, width)`` in pixels.
+        source_format: raw pixel layout (see :data:`occ.runtime.preprocess.gpu.SOURCE_FORMATS`).
+        cuda_graph: ``ort-cuda``: capture the model as a CUDA graph on the first run, replay after.
+        share_stream: ``ort-cuda``: run ONNX Runtime on the preprocessing stream (no host wait between).
+        outputs: graph outputs copied back (default: what the detector's results need, without
+            AVID's full-resolution ``intersection`` map, which overlays can ask for).
+        profile_prefix: ``ort-cuda``: ONNX Runtime's per-node profile under this prefix (use
+            without ``cuda_graph``: a replayed graph is one opaque step).
+    """
+
+    def __init__(self, model_path: str, backend: str = "ort-cuda", streams: int = 1, frame_size: tuple[int, int] = (240, 360),
+                 source_format: str = "bgr", cuda_graph: bool = True, share_stream: bool = True,
+                 outputs: list[str] | None = None, profile_prefix: str | None = None):
+        if not backend_kind(backend).device_resident:
+            raise BackendError(f"{model_path}: backend {backend} cannot run on device buffers, so preprocessing cannot stay "
+                               "on the GPU (use --preprocess cpu)")
+        self.context = Context()
+        self.stream = Stream()
+        if backend == "ort-cuda":
+            manifest = read_manifest(model_path)
+            batch = streams * (manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1)
+            engine = OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda", cuda_graph=cuda_graph,
+                                user_stream=self.stream.ptr if share_stream else None, fixed_dimensions={"batch": batch},
+                                profile_prefix=profile_prefix)
+            self._wait_before_model = not share_stream
+        else:
+            from ..backends.tensorrt import TensorRTBackend
+
+            engine = TensorRTBackend(model_path)
+            self._wait_before_model = False  # execute_async_v3 runs on our stream
+        self.detector = Detector(engine)
+        self.backend = engine
+        manifest = self.detector.manifest
+        alocc = manifest.method == "alocc"
+        self.input_name = "patches" if alocc else "frames"
+        input_dtype = self._input_dtype(self.input_name)
+        self.preprocessor = GpuPreprocessor(manifest.input, frame_size, source_format=source_format,
+                                            precision="fp16" if input_dtype == np.float16 else "fp32",
+                                            patches=manifest.patches if alocc else None, streams=streams,
+                                            context=self.context, stream=self.stream)
+        self.streams = streams
+        self.input = DeviceBuffer(int(np.prod(self.preprocessor.output_shape)) * np.dtype(input_dtype).itemsize)
+        inputs = {self.input_name: (self.input.ptr, self.preprocessor.output_shape, input_dtype)}
+        self._thresholds: dict[str, DeviceBuffer] = {}
+        if not alocc:  # α and ζ are graph inputs: device scalars that set_thresholds rewrites
+            for name in ("alpha", "zeta"):
+                self._thresholds[name] = DeviceBuffer(4)
+                inputs[name] = (self._thresholds[name].ptr, (1,), np.float32)
+            self._upload_thresholds()
+        wanted = outputs or [o for o in self.detector.outputs if o != "intersection"]
+        shapes = engine.device_outputs({name: shape for name, (_, shape, _) in inputs.items()})
+        unknown = sorted(set(wanted) - set(shapes))
+        if unknown:
+            raise BackendError(f"{model_path}: no output(s) {unknown}; the model gives {sorted(shapes)}")
+        self._device_outputs = {name: DeviceBuffer(int(np.prod(shape)) * dtype.itemsize) for name, (shape, dtype) in shapes.items()}
+        self._host_outputs = {name: PinnedBuffer(shapes[name][0], shapes[name][1]) for name in wanted}
+        engine.bind_device(inputs, {name: (buffer.ptr, *shapes[name]) for name, buffer in self._device_outputs.items()},
+                           self.stream)
+
+    def _input_dtype(self, name: str) -> type:
+        backend = self.backend
+        if isinstance(backend, OrtBackend):
+            from ..backends.ort import ORT_TYPES
+
+            return next(ORT_TYPES[i.type] for i in backend.session.get_inputs() if i.name == name)
+        return backend._trt.nptype(backend.engine.get_tensor_dtype(name))
+
+    def set_thresholds(self, **values: float) -> None:
+        """Retune thresholds on the running graph (AVID's α and ζ are rewritten in device memory:
+        no re-export, no rebinding; ALOCC's τ applies to the results)."""
+        self.detector.set_thresholds(**values)
+        self._upload_thresholds()
+
+    def _upload_thresholds(self) -> None:
+        for name, buffer in self._thresholds.items():
+            buffer.upload(np.array([self.detector.manifest.threshold(name)], np.float32), self.stream)
+        self.stream.synchronize()
+
+    def reset(self) -> None:
+        """Forget temporal context of every stream (clip boundary, reconnect)."""
+        self.preprocessor.reset()
+
+    @property
+    def host_frames(self) -> np.ndarray:
+        """Pinned host memory for the next batch of raw frames (see ``GpuPreprocessor.host_frames``):
+        write frames here and call :meth:`infer` with none to save a host copy."""
+        return self.preprocessor.host_frames
+
+    def infer(self, frames: np.ndarray | None = None, device_frames=None) -> dict[str, np.ndarray]:
+        """Raw frames (host array, device pointer, or none: what is in :attr:`host_frames`) → the
+        wanted outputs, copied to the host."""
+        self.preprocessor.push(frames, device_frames=device_frames, out=self.input.ptr)
+        return self.infer_prepared()
+
+    def infer_prepared(self) -> dict[str, np.ndarray]:
+        """The model on what the preprocessor last wrote into the input buffer → outputs on the host
+        (the second half of :meth:`infer`, separate so benchmarks can time the stages)."""
+        if self._wait_before_model:
+            self.stream.synchronize()
+        self.backend.run_device()
+        driver, _ = bindings()
+        for name, host in self._host_outputs.items():
+            check(driver.cuMemcpyDtoHAsync(host.array.ctypes.data, self._device_outputs[name].ptr, host.nbytes,
+                                           self.stream.handle), "cuMemcpyDtoHAsync")
+        self.stream.synchronize()
+        return {name: host.array.copy() for name, host in self._host_outputs.items()}
+
+    def process(self, frames: np.ndarray | None = None, device_frames=None) -> list[FrameResult]:
+        """One result per stream (score, decision, mask and boxes, as the CPU detector gives)."""
+        return self.detector.finish(self.infer(frames, device_frames))
+
+    def close(self) -> None:
+        self.detector.close()
+        self.preprocessor.free()
+        for buffer in [self.input, *self._thresholds.values(), *self._device_outputs.values()]:
+            buffer.free()
+        for host in self._host_outputs.values():
+            host.free()
+        self.stream.free()
+
+
+class GpuStreamDetector:
+    """One camera through :class:`GpuPipeline`, with the CPU :class:`Detector`'s streaming interface
+    (``process``, ``process_clip``, ``reset``, ``set_thresholds``, ``close``, ``manifest``), so the
+    service and every command use either without knowing which. The pipeline is built at the first
+    frame, which fixes the frame size and pixel layout; a stream that changes either gets a new
+    pipeline (and a fresh temporal context)."""
+
+    _LAYOUTS = {1: "gray", 3: "bgr", 4: "bgra"}
+
+    def __init__(self, model_path: str, backend: str = "ort-cuda", cuda_graph: bool = True):
+        self.model_path, self.backend, self.cuda_graph = str(model_path), backend, cuda_graph
+        if not backend_kind(backend).device_resident:
+            raise BackendError(f"{model_path}: backend {backend} cannot run on device buffers, so preprocessing cannot stay "
+                               "on the GPU (use --preprocess cpu)")
+        try:  # fail before the stream is opened, not at its first frame
+            Context()
+        except GpuUnavailable as exc:
+            raise GpuUnavailable(f"{model_path}: preprocessing on the GPU needs an NVIDIA GPU: {exc}") from None
+        self.manifest = read_manifest(self.model_path)
+        self._pipeline: GpuPipeline | None = None
+        self._key: tuple | None = None
+        self._overrides: dict[str, float] = {}
+        self._index = 0
+
+    def set_thresholds(self, **values: float) -> None:
+        self._overrides.update({name: float(value) for name, value in values.items()})
+        self.manifest = self.manifest.with_thresholds(values)
+        if self._pipeline is not None:
+            self._pipeline.set_thresholds(**values)
+
+    def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
+        channels = 1 if frame.ndim == 2 else frame.shape[2]
+        if channels not in self._LAYOUTS or frame.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 gray, BGR or BGRA, got {frame.dtype} {frame.shape}")
+        key = (frame.shape[:2], channels)
+        if key != self._key:
+            if self._pipeline is not None:
+                self._pipeline.close()
+            self._pipeline = GpuPipeline(self.model_path, self.backend, frame_size=frame.shape[:2],
+                                         source_format=self._LAYOUTS[channels], cuda_graph=self.cuda_graph)
+            self._key = key
+            if self._overrides:
+                self._pipeline.set_thresholds(**self._overrides)
+        result = self._pipeline.process(frame)[0]
+        result.index, result.timestamp = self._index, timestamp
+        self._index += 1
+        return result
+
+    def process_clip(self, frames: np.ndarray) -> list[FrameResult]:
+        """A whole clip, frame by frame through the pipeline (indices from 0)."""
+        self.reset()
+        self._index = 0
+        return [self.process(frame) for frame in frames]
+
+    def reset(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.reset()
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None

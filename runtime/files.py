@@ -1,0 +1,67 @@
+"""Files the runtime writes: published whole or not at all.
+
+A reader (a log shipper, an operator, the next ``occ`` command) never sees half a file: every
+write goes to a temp file in the same folder, is flushed to disk, then renamed over the target,
+and the folder entry is flushed too. The file gets the mode the umask gives new files (mkstemp's
+private 0600 would otherwise survive the rename and lock out a service user).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    with _UMASK_LOCK:  # reading the umask means setting it; nobody else may see the interim value
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask."""
+    return 0o666 & ~current_umask()
+
+
+def write_atomic(path: str | os.PathLike, payload: bytes) -> Path:
+    """Write ``payload`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    sync_folder(path.parent)
+    return path
+
+
+def sync_folder(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename is durable only once its folder is)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems do not sync folders; the rename itself already happened
+        pass
+    finally:
+        os.close(fd)
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO string, for provenance fields."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

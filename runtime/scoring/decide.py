@@ -1,0 +1,126 @@
+"""How graph outputs become a frame score, a decision, a mask and boxes: the one home of that rule.
+
+Every consumer calls :func:`decide`: the CPU and GPU detectors, calibration, evaluation, the
+Triton client and the DeepStream probe. The rule itself is the manifest's scoring contract
+(:class:`~occ.runtime.manifest.AloccScoring`, :class:`~occ.runtime.manifest.AvidScoring`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..manifest import Manifest
+from ..preprocess.reference import PatchGrid
+from .statistics import patch_scores
+
+
+@dataclass
+class FrameResult:
+    """What the scoring contract says about one frame.
+
+    Attributes:
+        index: frame number in the stream (0-based).
+        score: frame anomaly score (higher = more anomalous).
+        decision: True when the frame is anomalous.
+        location_scores: per-patch (ALOCC) or per-region (AVID) scores as a ``rows × cols`` map.
+        mask: AVID pixel mask at the network size (None for ALOCC).
+        boxes: ``[top, left, bottom, right]`` boxes of anomalous regions, in network pixels.
+        timestamp: capture time in seconds, when the source gives one.
+        pixel_map: AVID's intersection map (``>= 1`` on the mask), when the graph output was fetched.
+    """
+
+    index: int
+    score: float
+    decision: bool
+    location_scores: np.ndarray
+    mask: np.ndarray | None = None
+    boxes: list[list[int]] = field(default_factory=list)
+    timestamp: float | None = None
+    pixel_map: np.ndarray | None = None
+
+    @property
+    def mask_area(self) -> int:
+        return int(self.mask.sum()) if self.mask is not None else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frame": self.index,
+            "timestamp": self.timestamp,
+            "score": round(float(self.score), 6),
+            "decision": bool(self.decision),
+            "mask_area": self.mask_area,
+            "boxes": self.boxes,
+            "location_scores": np.round(self.location_scores, 4).tolist(),
+        }
+
+
+def decide(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
+    """Graph outputs of a batch of frames → one :class:`FrameResult` per frame, by the manifest's
+    scoring contract and thresholds."""
+    return _RULES[manifest.method](outputs, manifest)
+
+
+def scoring_outputs(manifest: Manifest) -> list[str]:
+    """The graph outputs :func:`decide` reads."""
+    return manifest.scoring.outputs
+
+
+def alocc_fires(scores: np.ndarray, tau: float) -> np.ndarray:
+    """ALOCC's threshold rule, for frames and for patches alike."""
+    return np.asarray(scores) > tau
+
+
+def avid_fires(scores: np.ndarray) -> np.ndarray:
+    """AVID's decision: the graph's frame score reaches 1 (with ``peak``: the mask is not empty)."""
+    return np.asarray(scores) >= 1.0
+
+
+def alocc_patch_map(outputs: dict[str, np.ndarray], manifest: Manifest) -> np.ndarray:
+    """ALOCC's patch scores ``(frames, patches)`` from the graph outputs of a batch."""
+    count = manifest.patches.count(manifest.input)
+    terms = manifest.scoring.terms
+    frames = np.asarray(outputs[next(iter(terms))]).size // count
+    return patch_scores({name: np.asarray(outputs[name]).reshape(frames, count) for name in terms}, manifest.scoring)
+
+
+def _decide_alocc(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
+    grid = PatchGrid.from_spec(manifest.patches, manifest.input)
+    boxes = grid.boxes()
+    tau = manifest.threshold("tau")
+    results = []
+    for patches in alocc_patch_map(outputs, manifest):
+        score = float(patches.max())
+        results.append(FrameResult(index=0, score=score, decision=bool(alocc_fires(score, tau)),
+                                   location_scores=grid.to_map(patches),
+                                   boxes=[box.tolist() for box in boxes[alocc_fires(patches, tau)]]))
+    return results
+
+
+def _decide_avid(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
+    scores = np.asarray(outputs["score"], np.float32).reshape(-1)
+    masks = np.asarray(outputs["mask"]).astype(bool)
+    regions = np.asarray(outputs["region_anomaly"])
+    pixel_maps = outputs.get("intersection")
+    fires = avid_fires(scores)
+    return [FrameResult(index=0, score=float(scores[i]), decision=bool(fires[i]), location_scores=regions[i], mask=masks[i],
+                        boxes=mask_boxes(masks[i]), pixel_map=None if pixel_maps is None else pixel_maps[i])
+            for i in range(len(scores))]
+
+
+_RULES = {"alocc": _decide_alocc, "avid": _decide_avid}
+
+
+def mask_boxes(mask: np.ndarray, min_area: int = 1) -> list[list[int]]:
+    """``[top, left, bottom, right]`` of each 8-connected component of a mask."""
+    if not mask.any():
+        return []
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    boxes = []
+    for label in range(1, count):
+        left, top, width, height, area = (int(v) for v in stats[label])
+        if area >= min_area:
+            boxes.append([top, left, top + height, left + width])
+    return boxes

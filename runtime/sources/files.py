@@ -1,0 +1,69 @@
+"""Sources read once, every frame delivered: video files and image folders (UCSD clip folders too)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .base import Frame, Source, SourceError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder in file-name order."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_image(path: Path, flags: int = cv2.IMREAD_GRAYSCALE) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise SourceError(f"{path}: unreadable image")
+    return image
+
+
+class FileSource(Source):
+    """A video file, read frame by frame; timestamps from its frame rate."""
+
+    def __iter__(self) -> Iterator[Frame]:
+        path = Path(self.spec)
+        if not path.is_file():
+            raise SourceError(f"{path}: video file not found")
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise SourceError(f"{path}: OpenCV cannot open this video")
+        fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
+        self.stats.connected = True
+        try:
+            index = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                self.stats.frames += 1
+                yield Frame(image, index, index / fps)
+                index += 1
+            if index == 0:
+                raise SourceError(f"{path}: the video has no decodable frames")
+        finally:
+            capture.release()
+
+
+class FolderSource(Source):
+    """An image folder (or UCSD clip folder) in file-name order, at a nominal frame rate."""
+
+    def __init__(self, spec: str, fps: float = 10.0):
+        super().__init__(spec)
+        self.fps = fps
+
+    def __iter__(self) -> Iterator[Frame]:
+        folder = Path(self.spec)
+        files = list_images(folder)
+        if not files:
+            raise SourceError(f"{folder}: no image files")
+        self.stats.connected = True
+        for index, path in enumerate(files):
+            self.stats.frames += 1
+            yield Frame(read_image(path, cv2.IMREAD_UNCHANGED), index, index / self.fps)
