@@ -33,13 +33,13 @@ def build_graph(checkpoint: Checkpoint) -> tuple[torch.nn.Module, list[str], lis
     if checkpoint.method == "alocc":
         from occ.train.train_alocc import build_scorer
 
-        scorer = build_scorer(checkpoint.architecture, checkpoint.state_dicts)
+        scorer = build_scorer(checkpoint.architecture, checkpoint.state_dicts, str(checkpoint.path))
         outputs = scorer.output_names()
         axes = {name: {0: "batch"} for name in ["patches", *outputs]}
         return scorer, ["patches"], outputs, axes
     from occ.train.train_avid import build_graph as build_avid
 
-    graph = build_avid(checkpoint.architecture, checkpoint.state_dicts, checkpoint.manifest)
+    graph = build_avid(checkpoint.architecture, checkpoint.state_dicts, checkpoint.manifest, str(checkpoint.path))
     outputs = graph.output_names()
     axes = {name: {0: "batch"} for name in ["frames", *outputs]}
     return graph, ["frames", "alpha", "zeta"], outputs, axes

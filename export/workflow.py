@@ -7,6 +7,7 @@ skipped and nothing imports torch (a camera box builds its engine this way).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,14 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError(f"{target}: the output would overwrite the checkpoint; choose another --out")
     if target.suffix != ".onnx":
         raise ExportUsageError(f"{target}: the exported model's name must end in .onnx")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ExportUsageError(f"{target}: folder {folder} does not exist or is not writable")
+    if source.suffix == ".onnx" and options.fp16 and options.data is None:
+        raise ExportUsageError(f"{source}: --fp16 from an ONNX model needs --data SPEC: real normal frames to verify it on")
+    for what, folder in (("--triton", options.triton), ("--deepstream", options.deepstream)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise ExportUsageError(f"{folder}: {what} takes a folder, and this is a file")
 
 
 def onnx_path_for(source: Path, options: ExportOptions) -> Path:

@@ -29,16 +29,21 @@ def default_file_mode() -> int:
 
 
 def write_atomic(path: str | os.PathLike, payload: bytes) -> Path:
-    """Write ``payload`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder."""
+    """Write ``payload`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder.
+
+    A file that is replaced keeps its mode (a model made group-readable for the service user stays
+    so after ``occ calibrate``); a new file gets the umask's.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.is_file() else default_file_mode()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, default_file_mode())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -65,3 +70,12 @@ def sync_folder(folder: str | os.PathLike) -> None:
 def now_iso() -> str:
     """The current UTC time as an ISO string, for provenance fields."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (or would: a path that does not exist yet is compared by name)."""
+    a, b = Path(a), Path(b)
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b) or a.resolve() == b.resolve()
+    except OSError:
+        return False

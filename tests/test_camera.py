@@ -16,8 +16,8 @@ import pytest
 from occ.evaluation.datasets.common import ranges_from_labels
 from occ.evaluation.datasets.video import write_video
 from occ.runtime.detector import FrameResult
-from occ.runtime.events import EpisodeTracker, Metrics, MetricsServer, SnapshotStore
-from occ.runtime.service import Service, ServiceConfig
+from occ.runtime.events import EpisodeTracker, MetricsServer, ServiceMetrics, SnapshotStore
+from occ.runtime.service import CameraConfig, Service, ServiceConfig
 from occ.runtime.sources import LiveSource, open_source
 
 FFMPEG = shutil.which("ffmpeg")
@@ -89,19 +89,38 @@ def test_snapshot_rotation_is_bounded(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_metrics_endpoint_format():
-    metrics = Metrics()
+def parse_metrics(body: str) -> dict[tuple, float]:
+    """Samples of a Prometheus text body, parsed by prometheus_client's own parser: {(name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body) for sample in family.samples}
+
+
+def test_metrics_follow_prometheus_conventions():
+    metrics = ServiceMetrics("m.onnx")
+    gate, yard = metrics.camera("gate"), metrics.camera("yard")
     for i, result in enumerate(_results([0, 1, 1])):
-        metrics.observe(result, latency_ms=2.0 + i, now=float(i) / 10)
-    server = MetricsServer(metrics, port=0)
+        gate.observe(result, seconds=0.002 + i / 1000, stages={"inference": 0.001})
+    yard.observe(_results([1])[0], seconds=0.5)
+    gate.event_opened()
+    server = MetricsServer(metrics.render, port=0)
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
         health = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5).read().decode()
     finally:
         server.close()
-    assert "occ_frames_total 3" in body and "occ_anomalous_frames_total 2" in body
-    assert 'occ_latency_ms{quantile="0.5"} 3.0000' in body
-    assert "occ_fps 10.000" in body
+    samples = parse_metrics(body)
+    g = (("camera", "gate"), ("model", "m.onnx"))
+    y = (("camera", "yard"), ("model", "m.onnx"))
+    assert samples[("occ_frames_total", g)] == 3 and samples[("occ_frames_total", y)] == 1
+    assert samples[("occ_anomalous_frames_total", g)] == 2 and samples[("occ_events_total", g)] == 1
+    # seconds, as histograms with _bucket/_sum/_count
+    assert samples[("occ_frame_latency_seconds_count", g)] == 3
+    assert abs(samples[("occ_frame_latency_seconds_sum", g)] - 0.009) < 1e-9
+    assert samples[("occ_frame_latency_seconds_bucket", (("camera", "gate"), ("le", "0.0025"), ("model", "m.onnx")))] == 1
+    assert samples[("occ_stage_seconds_count", (("camera", "gate"), ("model", "m.onnx"), ("stage", "inference")))] == 3
+    assert samples[("occ_score", (("camera", "gate"), ("model", "m.onnx"), ("quantile", "0.5")))] == 1.0
     assert health == "ok\n"
 
 
@@ -134,9 +153,9 @@ port = {port}
     try:
         events = tmp_path / "events.jsonl"
         wait_for(lambda: events.exists() and '"opened"' in events.read_text(), 60, "an opened event")
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        frames = int(next(line.split()[1] for line in body.splitlines() if line.startswith("occ_frames_total")))
-        assert frames >= 2 and "occ_events_total 1" in body
+        samples = parse_metrics(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+        labels = (("camera", "long"), ("model", alocc_onnx.name))
+        assert samples[("occ_frames_total", labels)] >= 2 and samples[("occ_events_total", labels)] == 1
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     finally:
@@ -146,8 +165,12 @@ port = {port}
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     assert [line["type"] for line in lines] == ["opened", "closed"]
     assert lines[1]["closed_by"] == "shutdown" and lines[1]["end_frame"] >= lines[1]["start_frame"]
-    assert len(list((tmp_path / "snaps").glob("*.jpg"))) == 1
-    assert any(json.loads(line)["message"] == "service stopped" for line in stderr.splitlines() if line.startswith("{"))
+    assert lines[0]["event_id"] == lines[1]["event_id"] and lines[0]["event_id"].startswith("long-")
+    assert lines[1]["camera"] == "long" and lines[1]["frame_size"] == list(tiny_walkway.test[0].frames.shape[1:])
+    snapshots = list((tmp_path / "snaps").glob("*.jpg"))
+    assert len(snapshots) == 1 and snapshots[0].name.startswith(lines[1]["event_id"])
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(r["message"] == "service stopped" and r["exit_code"] == 0 for r in records)
 
 
 def _serve(video, port):
@@ -161,12 +184,12 @@ def test_http_stream_server_killed_and_restarted(alocc_onnx, tiny_walkway, tmp_p
     video = write_video(tmp_path / "clip.avi", tiny_walkway.test[1].frames)
     port = free_port()
     server = _serve(video, port)
-    config = ServiceConfig(model=str(alocc_onnx), source=f"http://127.0.0.1:{port}/stream",
-                           events_log=str(tmp_path / "events.jsonl"), backoff=0.2, max_backoff=1.0, give_up_after=20,
-                           metrics_port=free_port())
+    config = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(f"http://127.0.0.1:{port}/stream", name="street", backoff=0.2,
+                                                                      max_backoff=1.0, give_up_after=20)],
+                           events_log=str(tmp_path / "events.jsonl"), metrics_port=free_port())
     service = Service(config)
     summary = {}
-    runner = threading.Thread(target=lambda: summary.update(service.run()), daemon=True)
+    runner = threading.Thread(target=lambda: summary.update(result=service.run()), daemon=True)
     runner.start()
     try:
         wait_for(lambda: service.source is not None and service.source.stats.frames >= 10, 30, "10 frames from the stream")
@@ -177,13 +200,15 @@ def test_http_stream_server_killed_and_restarted(alocc_onnx, tiny_walkway, tmp_p
         server = _serve(video, port)
         wait_for(lambda: service.source.stats.frames >= before + 10, 30, "frames after the server restarted")
         assert service.source.stats.reconnects >= 1
-        body = urllib.request.urlopen(f"http://127.0.0.1:{config.metrics_port}/metrics", timeout=5).read().decode()
-        assert "occ_reconnects_total" in body
+        samples = parse_metrics(urllib.request.urlopen(f"http://127.0.0.1:{config.metrics_port}/metrics", timeout=5).read().decode())
+        assert samples[("occ_reconnects_total", (("camera", "street"), ("model", alocc_onnx.name)))] >= 1
     finally:
         service.request_stop()
         runner.join(timeout=30)
         server.kill()
-    assert summary["frames"] >= 20 and summary["reconnects"] >= 1
+    result = summary["result"] if "result" in summary else None
+    assert result is not None and result.totals()["frames"] >= 20 and result.totals()["reconnects"] >= 1
+    assert result.exit_code == 0  # a requested stop
 
 
 def test_live_source_drops_oldest_frames_when_the_consumer_is_slow(tiny_walkway, tmp_path):

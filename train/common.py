@@ -141,16 +141,47 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an occ checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r})")
+    missing = [key for key in ("method", "manifest", "architecture", "history", "state_dicts") if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: damaged occ checkpoint, missing {', '.join(missing)}")
     manifest = Manifest.from_json(payload["manifest"], str(path))
-    return Checkpoint(
-        path=path,
-        method=payload["method"],
-        manifest=manifest,
-        architecture=json.loads(payload["architecture"]),
-        history=json.loads(payload["history"]),
-        state_dicts=payload["state_dicts"],
-        sha256=file_sha256(path),
-    )
+    try:
+        architecture, history = json.loads(payload["architecture"]), json.loads(payload["history"])
+    except (TypeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: damaged occ checkpoint (architecture or history is not JSON)") from None
+    checkpoint = Checkpoint(path=path, method=payload["method"], manifest=manifest, architecture=architecture, history=history,
+                            state_dicts=payload["state_dicts"], sha256=file_sha256(path))
+    _check_parts(checkpoint)
+    return checkpoint
+
+
+# What each method's checkpoint must hold: networks (state dicts) and architecture entries.
+PARTS = {"alocc": (("reconstructor", "discriminator"), ("in_channels", "patch_size", "base_width", "depth")),
+         "avid": (("inpainter", "detector"), ("in_channels", "base_width", "depth"))}
+
+
+def _check_parts(checkpoint: Checkpoint) -> None:
+    where = checkpoint.path
+    if checkpoint.method not in PARTS:
+        raise CheckpointError(f"{where}: unknown method {checkpoint.method!r}; occ trains {', '.join(PARTS)}")
+    if checkpoint.manifest.method != checkpoint.method:
+        raise CheckpointError(f"{where}: the checkpoint says {checkpoint.method} but its manifest says {checkpoint.manifest.method}")
+    networks, entries = PARTS[checkpoint.method]
+    if not isinstance(checkpoint.state_dicts, dict) or not isinstance(checkpoint.architecture, dict):
+        raise CheckpointError(f"{where}: damaged occ checkpoint (state_dicts and architecture must be mappings)")
+    absent = [n for n in networks if n not in checkpoint.state_dicts] + [e for e in entries if e not in checkpoint.architecture]
+    if absent:
+        raise CheckpointError(f"{where}: not a complete {checkpoint.method} checkpoint, missing {', '.join(absent)}")
+
+
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``module.load_state_dict(state)``, with a mismatch (another architecture's weights) in one line."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((line.strip() for line in first[1:] if line.strip()), first[0] if first else "")
+        raise CheckpointError(f"{where}: the weights do not fit the architecture it records ({detail[:160]})") from None
 
 
 def evaluate_in_batches(fn: Callable[[torch.Tensor], Any], data: np.ndarray, batch_size: int = 512) -> list[Any]:

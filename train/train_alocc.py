@@ -26,7 +26,8 @@ from occ.runtime.scoring import alocc_thresholds, location_stats, patch_scores
 from .alocc import AloccScorer, create_alocc
 from .distributed import Distributed, plain_state_dict
 from .irregularities import MOTION_KINDS, motion_patches
-from .common import CollapseMonitor, squared_error, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything
+from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, load_weights, make_optimizer, progress_bar,
+                     save_checkpoint, seed_everything, squared_error)
 
 
 DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
@@ -402,8 +403,12 @@ def _validate(reconstructor, discriminator, val_patches: np.ndarray, config: Alo
     return {"val_reconstruction": float(torch.cat(errors).mean()), "d_accuracy": correct / total}
 
 
-def build_scorer(architecture: dict[str, Any], state_dicts: dict[str, dict]) -> AloccScorer:
-    reconstructor, discriminator = create_alocc(**architecture)
-    reconstructor.load_state_dict(state_dicts["reconstructor"])
-    discriminator.load_state_dict(state_dicts["discriminator"])
+def build_scorer(architecture: dict[str, Any], state_dicts: dict[str, dict], where: str = "checkpoint") -> AloccScorer:
+    """The deployed graph of a checkpoint's networks."""
+    try:
+        reconstructor, discriminator = create_alocc(**architecture)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: the recorded ALOCC architecture cannot be built ({exc})") from None
+    load_weights(reconstructor, state_dicts["reconstructor"], where)
+    load_weights(discriminator, state_dicts["discriminator"], where)
     return AloccScorer(reconstructor, discriminator).eval()

@@ -31,7 +31,8 @@ from occ.runtime.scoring import avid_thresholds, block_peaks
 from .avid import AvidGraph, RegionMemory, create_avid, create_avid_graph, hide_newest
 from .irregularities import IrregularityMaker, SampleStore
 from .distributed import Distributed, plain_state_dict
-from .common import CollapseMonitor, batches, evaluate_in_batches, make_optimizer, progress_bar, save_checkpoint, seed_everything, squared_error
+from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, load_weights, make_optimizer, progress_bar,
+                     save_checkpoint, seed_everything, squared_error)
 
 
 # The blocks' evidence counts from a quarter of a mask block's level (IR-MNIST development set:
@@ -422,19 +423,24 @@ def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels
     return {"val_reconstruction": rec, "d_accuracy": accuracy, "irregular_cell_auc": auc}
 
 
-def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], manifest: Manifest) -> AvidGraph:
+def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], manifest: Manifest, where: str = "checkpoint") -> AvidGraph:
     """The deployed graph of a checkpoint: its networks, composed by its manifest's scoring contract."""
-    inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
-                                      skip_connections=architecture.get("skip_connections", True),
-                                      code_channels=architecture.get("code_channels", 0))
-    inpainter.load_state_dict(state_dicts["inpainter"])
-    detector.load_state_dict(state_dicts["detector"])
+    try:
+        inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
+                                          skip_connections=architecture.get("skip_connections", True),
+                                          code_channels=architecture.get("code_channels", 0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: the recorded AVID architecture cannot be built ({exc})") from None
+    load_weights(inpainter, state_dicts["inpainter"], where)
+    load_weights(detector, state_dicts["detector"], where)
     region_scorer: torch.nn.Module = detector
     if architecture.get("region_memory", 0):
-        stored = state_dicts["region_memory"]
+        stored = state_dicts.get("region_memory")
+        if not stored or "bank" not in stored or "level" not in stored:
+            raise CheckpointError(f"{where}: the architecture has a region memory but the checkpoint holds none")
         region_scorer = RegionMemory(stored["bank"], detector.cell, float(stored["level"]),
                                      align=architecture.get("region_alignment", False))
-        region_scorer.load_state_dict(stored)
+        load_weights(region_scorer, stored, where)
     return create_avid_graph(inpainter, region_scorer, manifest.scoring)
 
 

@@ -12,10 +12,10 @@ from occ import __version__
 
 from . import bench, data, run, train
 from . import export as export_command
-from .common import console
+from .common import OneLineCommand, OneLineGroup, console
 
 app = typer.Typer(name="occ", help="Train, export and run one-class anomaly detectors (ALOCC, AVID) on cameras.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=OneLineGroup)
 
 
 def _version(value: bool) -> None:
@@ -32,11 +32,11 @@ def main(version: Annotated[Optional[bool], typer.Option("--version", callback=_
 
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
-app.command("export")(export_command.export)
-app.command("run")(run.run)
-app.command("eval")(run.evaluate)
-app.command("calibrate")(run.calibrate)
-app.command("demo")(run.demo)
+app.command("export", cls=OneLineCommand)(export_command.export)
+app.command("run", cls=OneLineCommand)(run.run)
+app.command("eval", cls=OneLineCommand)(run.evaluate)
+app.command("calibrate", cls=OneLineCommand)(run.calibrate)
+app.command("demo", cls=OneLineCommand)(run.demo)
 app.add_typer(bench.app, name="bench")
 
 __all__ = ["app"]

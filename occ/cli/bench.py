@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import JsonOption, QuietOption, comma_list, console, err_console, fail, one_line_errors, progress_bar, report, table
+from .common import JsonOption, OneLineGroup, QuietOption, check_outputs, comma_list, console, err_console, fail, one_line_errors, progress_bar, report, table
 
 app = typer.Typer(name="occ-bench", help="Benchmark exported occ models: latency, agreement across backends, accuracy.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=OneLineGroup)
 
-VARIANT_HELP = ("Backends (comma-separated) from occ's registry: ort-cpu, ort-cuda, tensorrt, torch (the PyTorch baseline on the "
-                "checkpoint beside the model). Default: every one that runs here.")
+VARIANT_HELP = ("Backends, comma-separated, from occ's registry (occ run --help lists them) and torch (the PyTorch baseline on "
+                "the checkpoint beside the model). Default: every one that runs here.")
 Backends = Annotated[Optional[str], typer.Option("--backend", help=VARIANT_HELP)]
 Precisions = Annotated[str, typer.Option("--precision", help="Precisions, comma-separated: fp32, fp16 (the .fp16.onnx beside the model).")]
 Preprocessing = Annotated[str, typer.Option("--preprocess", help="Where preprocessing runs, comma-separated: cpu, gpu.")]
@@ -88,6 +88,7 @@ def latency(
     from occ.benchmarks.latency import run_latency
 
     batches = _ints(batch, "--batch")
+    check_outputs({"--json": json_path, "--plot": plot}, {"model": model})
     try:
         height, width = (int(v) for v in frame_size.lower().split("x"))
         if min(height, width) < 2:
@@ -149,6 +150,7 @@ def validate(
     from occ.benchmarks.latency import validate as run_validation
 
     chosen = _variants(backend, precision, preprocess)
+    check_outputs({"--json": json_path}, {"model": model, "data": data})
     with one_line_errors(), progress_bar("validating", disable=quiet):
         result = run_validation(str(model), data, chosen)
 
@@ -279,7 +281,8 @@ def soak(
         raise typer.Exit(1)
 
 
-device_app = typer.Typer(help="The GPU check: kernels, agreement and latency on an NVIDIA GPU, in one JSON.", no_args_is_help=True)
+device_app = typer.Typer(help="The GPU check: kernels, agreement and latency on an NVIDIA GPU, in one JSON.", no_args_is_help=True,
+                         cls=OneLineGroup)
 app.add_typer(device_app, name="device-check")
 
 

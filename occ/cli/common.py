@@ -9,6 +9,7 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup
 
 console = Console()
 err_console = Console(stderr=True)
@@ -18,9 +19,49 @@ JsonOption = Annotated[Optional[Path], typer.Option("--json", metavar="PATH", he
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no table (errors still go to standard error).")]
 
 
+# click's UsageError, whichever click typer runs on (typer 0.2x vendors its own): BadParameter's parent
+UsageError = typer.BadParameter.__mro__[1]
+
+
+class _OneLineUsageErrors:
+    """A usage error (an unknown option, a value out of range) is one line, like every other bad
+    input, instead of click's usage box; exit code 2 as click's."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except UsageError as exc:
+            message = exc.format_message().strip().splitlines()[0] if exc.format_message().strip() else str(exc)
+            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            if not standalone_mode:
+                raise
+            from rich.markup import escape
+
+            err_console.print(f"[red]error:[/red] {escape(message + hint)}", highlight=False, soft_wrap=True, markup=True)
+            raise SystemExit(2) from None
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            err_console.print("[red]error:[/red] aborted", highlight=False)
+            raise SystemExit(1) from None
+        if standalone_mode:
+            raise SystemExit(result if isinstance(result, int) else 0)
+        return result
+
+
+class OneLineGroup(_OneLineUsageErrors, TyperGroup):
+    pass
+
+
+class OneLineCommand(_OneLineUsageErrors, TyperCommand):
+    pass
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit (no traceback for bad input)."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
+    from rich.markup import escape
+
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
 
@@ -47,6 +88,18 @@ def one_line_errors(*extra: type[BaseException]) -> Iterator[None]:
         raise
     except (*user_errors(), *extra) as exc:
         fail(_one_line(exc))
+
+
+def check_outputs(outputs: dict[str, Optional[Path]], inputs: dict[str, object]) -> None:
+    """Refuse, before any work, an output that would overwrite one of the command's inputs."""
+    from occ.runtime.files import same_file
+
+    for option, path in outputs.items():
+        if path is None or str(path) == "-":
+            continue
+        for what, source in inputs.items():
+            if source is not None and str(source) and same_file(path, str(source)):
+                fail(f"{option} {path} is the {what} itself; choose another path")
 
 
 def _one_line(exc: BaseException) -> str:

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from .common import JsonOption, QuietOption, one_line_errors, report, table
+from .common import JsonOption, OneLineGroup, QuietOption, one_line_errors, report, table
 
-app = typer.Typer(help="Generate and inspect data sets.", no_args_is_help=True)
+app = typer.Typer(help="Generate and inspect data sets.", no_args_is_help=True, cls=OneLineGroup)
 
 
 def _show(result: dict) -> None:

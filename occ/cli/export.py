@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import JsonOption, QuietOption, console, err_console, one_line_errors, report
+from .common import JsonOption, OneLineCommand, QuietOption, check_outputs, console, err_console, one_line_errors, report
 
 TENSORRT = "TensorRT"
 SERVING = "Serving"
@@ -38,6 +38,7 @@ def export(
     from occ.export.verify import ExportError
     from occ.export.workflow import ExportOptions, export_model, parse_batch
 
+    check_outputs({"--json": json_path}, {"model": model})
     with one_line_errors(EngineBuildError, RuntimeError):
         options = ExportOptions(out=out, opset=opset, data=data, tolerance=tolerance, fp16=fp16, engine=engine, batch=parse_batch(batch),
                                 workspace_mb=workspace_mb, timing_cache=timing_cache, dla_core=dla_core,
@@ -62,7 +63,7 @@ def export(
 
 
 app = typer.Typer(name="occ-export", add_completion=False, pretty_exceptions_enable=False, help=export.__doc__)
-app.command()(export)
+app.command(cls=OneLineCommand)(export)
 
 
 def main() -> None:

@@ -7,11 +7,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import JsonOption, QuietOption, console, err_console, fail, one_line_errors, progress_bar, report, table
+from occ.runtime.backends import REGISTRY
 
-BACKEND_HELP = ("Inference backend: ort-cpu, ort-cuda (onnxruntime-gpu), tensorrt (an .engine with its .engine.json) or triton "
-                "(MODEL is then the model's name on --triton-url).")
-PREPROCESS_HELP = "Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; with ort-cuda or tensorrt only)."
+from .common import JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table
+
+BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
+PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
+                   "device buffers: " + ", ".join(k.name for k in REGISTRY.values() if k.device_resident) + ").")
 Backend = Annotated[str, typer.Option(help=BACKEND_HELP)]
 Preprocess = Annotated[str, typer.Option(help=PREPROCESS_HELP)]
 TritonUrl = Annotated[Optional[str], typer.Option(help="Triton / KServe v2 server, HOST:PORT (with --backend triton).", rich_help_panel="Triton")]
@@ -19,7 +21,6 @@ TritonUrl = Annotated[Optional[str], typer.Option(help="Triton / KServe v2 serve
 
 def _backend_options(backend: str, triton_url: Optional[str]) -> dict[str, Any]:
     from occ.runtime.backends import backend_kind
-    from occ.runtime.detector import PREPROCESS
 
     with one_line_errors():
         backend_kind(backend)
@@ -39,22 +40,29 @@ def run(
     model: Annotated[Optional[str], typer.Argument(help="Exported model (.onnx, or .engine with --backend tensorrt; the model's "
                                                        "name with --backend triton); not needed with --config.")] = None,
     source: Annotated[Optional[str], typer.Option(help="Video file, image folder, /dev/videoN, rtsp:// or http:// URL, or GStreamer pipeline.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="Service configuration (TOML); see docs/deploy/site.example.toml.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="Service configuration (TOML): several cameras, log rotation, snapshots; "
+                                                       "see docs/deploy/site.example.toml.")] = None,
+    camera: Annotated[Optional[str], typer.Option(help="The camera's name in events, logs and metrics. Default: from --source.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Per-frame JSON lines (default: standard output when there is no --events).")] = None,
     events: Annotated[Optional[Path], typer.Option(help="Event JSON lines (episodes), appended.")] = None,
     snapshots: Annotated[Optional[Path], typer.Option(help="Folder for peak-frame snapshots of events (rotated).")] = None,
     overlay: Annotated[Optional[Path], typer.Option(help="Overlay output: a .avi video or a folder of PNGs.")] = None,
     open_after: Annotated[int, typer.Option(min=1, help="Anomalous frames in a row that open an event.")] = 3,
     close_after: Annotated[int, typer.Option(min=1, help="Quiet frames in a row that close an event.")] = 5,
+    give_up_after: Annotated[float, typer.Option(min=0, help="Live sources: seconds without a frame before giving up with exit "
+                                                            "code 3 (0: never).")] = 0,
     metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve /healthz and /metrics on this TCP port (0: off).")] = 0,
     backend: Backend = "ort-cpu",
     preprocess: Preprocess = "cpu",
     triton_url: TritonUrl = None,
 ) -> None:
-    """Run a model on a source: per-frame JSON lines, events, snapshots, overlays, /metrics. Stops on SIGTERM/SIGINT."""
+    """Run a model on a source: per-frame JSON lines, events, snapshots, overlays, /metrics; logs are JSON lines.
+
+    Stops on SIGTERM/SIGINT. Exit codes: 0 when every source finished or a stop was requested, 2 for
+    bad input, 3 when a live source gave up, 4 when a camera's loop failed."""
     import signal
 
-    from occ.runtime.service import ConfigError, Service, ServiceConfig, setup_logging
+    from occ.runtime.service import CameraConfig, ConfigError, Service, ServiceConfig
 
     _check_preprocess(preprocess)
     options = _backend_options(backend, triton_url)
@@ -66,18 +74,23 @@ def run(
         else:
             to_stdout = out is None and events is None
             settings = ServiceConfig(
-                model=model, source=source, backend=backend, preprocess=preprocess, triton_url=options.get("url", ""),
+                model=model, cameras=[CameraConfig(spec=source, name=camera or "", give_up_after=give_up_after or None)],
+                backend=backend, preprocess=preprocess, triton_url=options.get("url", ""),
                 events_log=str(events) if events else str(Path(tempfile.mkdtemp()) / "events.jsonl"),
                 open_after=open_after, close_after=close_after, snapshots=str(snapshots or ""),
                 overlay_video=str(overlay or ""), frames_log="/dev/stdout" if to_stdout else str(out or ""),
-                metrics_port=metrics_port)
-        setup_logging()
+                metrics_port=metrics_port).check("occ run")
         service = Service(settings)
         signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
         signal.signal(signal.SIGINT, lambda *_: service.request_stop())
-        summary = service.run()
-    err_console.print(f"{summary['frames']} frames, {summary['anomalous_frames']} anomalous, {summary['events']} events, "
-                      f"{summary['dropped']} dropped, {summary['reconnects']} reconnects", highlight=False)
+        summary = service.run(capture_native_output=True)
+    totals = summary.totals()
+    err_console.print(f"{totals['frames']} frames, {totals['anomalous_frames']} anomalous, {totals['events']} events, "
+                      f"{totals['dropped']} dropped, {totals['reconnects']} reconnects, {totals['sink_errors']} failed writes; "
+                      + "; ".join(f"{c.camera}: {c.outcome}{' (' + c.error + ')' if c.error else ''}" for c in summary.cameras),
+                      highlight=False, markup=False, soft_wrap=True)
+    if summary.exit_code:
+        raise typer.Exit(int(summary.exit_code))
 
 
 def _show_eval(result: dict) -> None:
@@ -142,6 +155,7 @@ def evaluate(
 
     _check_preprocess(preprocess)
     options = _backend_options(backend, triton_url)
+    check_outputs({"--json": json_path, "--roc": roc}, {"model": model, "data": data})
     if smoothing % 2 == 0:
         fail(f"--smoothing must be odd, got {smoothing}")
     with one_line_errors(), progress_bar("evaluating", disable=quiet) as advance:
@@ -163,6 +177,7 @@ def calibrate(
     from occ.evaluation.calibration import calibrate_model
 
     _backend_options(backend, None)
+    check_outputs({"--json": json_path}, {"model": model, "data": data})
     with one_line_errors(), progress_bar(f"collecting normal frames from {data}", disable=quiet) as advance:
         result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance)
     payload = {"model": str(model), "frames": result.frames, "written": str(result.written),

@@ -9,9 +9,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import console, fail, one_line_errors
+from .common import OneLineGroup, console, fail, one_line_errors
 
-app = typer.Typer(help="Train a detector on normal data (needs the train extra: pip install 'occ[train]').", no_args_is_help=True)
+app = typer.Typer(help="Train a detector on normal data (needs the train extra: pip install 'occ[train]').", no_args_is_help=True,
+                  cls=OneLineGroup)
 
 GEOMETRY = "Geometry and size (default: the recipe's)"
 RUN = "Run"

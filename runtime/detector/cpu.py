@@ -6,7 +6,7 @@ import numpy as np
 from ..backends import Backend
 from ..manifest import Manifest
 from ..preprocess.reference import FramePreprocessor, PatchGrid, preprocess_clip
-from ..scoring.decide import FrameResult, decide, scoring_outputs
+from ..scoring.decide import FrameResult, decide, on_frame, scoring_outputs
 
 
 def _alocc_feed(inputs: np.ndarray, manifest: Manifest) -> dict[str, np.ndarray]:
@@ -53,7 +53,7 @@ class Detector:
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
         """Score one raw frame (uint8 gray or BGR) of a stream."""
         x = self.preprocessor.push(frame)
-        result = self.finish(self.forward(self.prepare(x[None])))[0]
+        result = on_frame(self.finish(self.forward(self.prepare(x[None])))[0], self.manifest, frame.shape[:2])
         result.index, result.timestamp = self._index, timestamp
         self._index += 1
         return result
@@ -66,6 +66,7 @@ class Detector:
             results += self.finish(self.forward(self.prepare(inputs[start : start + batch_frames])))
         for index, result in enumerate(results):
             result.index = index
+            on_frame(result, self.manifest, np.asarray(frames[index]).shape[:2])
         return results
 
     # The three stages, separately callable so benchmarks can time each one.

@@ -18,7 +18,7 @@ from ..backends import BackendError, OrtBackend, backend_kind
 from ..cuda.driver import Context, DeviceBuffer, GpuUnavailable, PinnedBuffer, Stream, bindings, check
 from ..manifest import read_manifest
 from ..preprocess.gpu import GpuPreprocessor
-from ..scoring.decide import FrameResult
+from ..scoring.decide import FrameResult, on_frame
 from .cpu import Detector
 
 
@@ -193,7 +193,7 @@ class GpuStreamDetector:
             self._key = key
             if self._overrides:
                 self._pipeline.set_thresholds(**self._overrides)
-        result = self._pipeline.process(frame)[0]
+        result = on_frame(self._pipeline.process(frame)[0], self.manifest, frame.shape[:2])
         result.index, result.timestamp = self._index, timestamp
         self._index += 1
         return result

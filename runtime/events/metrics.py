@@ -1,84 +1,179 @@
-"""Counters and latencies of the running service, served as Prometheus text on ``/metrics``."""
+"""The running service's metrics, in Prometheus conventions, on ``/metrics`` (and ``/healthz``).
+
+Every metric carries the labels ``camera`` (the source's name) and ``model`` (the model file's
+name), so several cameras, or several services scraped by one Prometheus, are told apart. Times
+are in seconds. docs/metrics.md lists every metric with an example query per question an operator
+asks.
+"""
 from __future__ import annotations
 
+import socket
 import threading
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Callable, Iterable
 
 import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..scoring.decide import FrameResult
 
+# per-frame latency and stage times on a camera box: 0.5 ms (a GPU) to 2.5 s (an overloaded CPU)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SCORE_QUANTILES = (0.5, 0.9, 0.99)
+SCORE_WINDOW = 1000  # frames the score quantiles are taken over
 
-class Metrics:
-    """Counters and a window of latencies, rendered in Prometheus text format."""
 
-    def __init__(self, window: int = 1000):
+class CameraMetrics:
+    """What one camera's loop reports; the source's own counters are read at every scrape."""
+
+    def __init__(self, metrics: "ServiceMetrics", camera: str, source_stats: Callable[[], object] | None = None):
+        self.labels = {"camera": camera, "model": metrics.model}
+        self._m = metrics
+        self.source_stats = source_stats
+        self.pending_events: Callable[[], int] = lambda: 0
+        self.scores: deque[float] = deque(maxlen=SCORE_WINDOW)
         self._lock = threading.Lock()
-        self.frames = 0
-        self.anomalous_frames = 0
-        self.events_opened = 0
-        self.events_closed = 0
-        self.dropped = 0
-        self.reconnects = 0
-        self.latencies_ms: deque[float] = deque(maxlen=window)
-        self._times: deque[float] = deque(maxlen=window)
-        self.started = None
 
-    def observe(self, result: FrameResult, latency_ms: float, now: float) -> None:
+    def observe(self, result: FrameResult, seconds: float, stages: dict[str, float] | None = None) -> None:
+        m, labels = self._m, self.labels
+        m.frames.labels(**labels).inc()
+        if result.decision:
+            m.anomalous.labels(**labels).inc()
+        m.latency.labels(**labels).observe(seconds)
+        for stage, value in (stages or {}).items():
+            m.stages.labels(stage=stage, **labels).observe(value)
         with self._lock:
-            self.frames += 1
-            self.anomalous_frames += int(result.decision)
-            self.latencies_ms.append(latency_ms)
-            self._times.append(now)
+            self.scores.append(float(result.score))
 
-    def fps(self) -> float:
-        with self._lock:
-            if len(self._times) < 2:
-                return 0.0
-            span = self._times[-1] - self._times[0]
-            return (len(self._times) - 1) / span if span > 0 else 0.0
+    def event_opened(self) -> None:
+        self._m.events.labels(**self.labels).inc()
 
-    def render(self) -> str:
+    def sink_error(self, sink: str) -> None:
+        self._m.sink_errors.labels(sink=sink, **self.labels).inc()
+
+    def score_quantiles(self) -> dict[float, float] | None:
         with self._lock:
-            latencies = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
-            lines = [
-                "# HELP occ_frames_total Frames scored.", "# TYPE occ_frames_total counter", f"occ_frames_total {self.frames}",
-                "# HELP occ_anomalous_frames_total Frames decided anomalous.", "# TYPE occ_anomalous_frames_total counter",
-                f"occ_anomalous_frames_total {self.anomalous_frames}",
-                "# HELP occ_events_total Anomaly episodes opened.", "# TYPE occ_events_total counter",
-                f"occ_events_total {self.events_opened}",
-                "# HELP occ_dropped_frames_total Frames dropped to keep real time.", "# TYPE occ_dropped_frames_total counter",
-                f"occ_dropped_frames_total {self.dropped}",
-                "# HELP occ_reconnects_total Source reconnections.", "# TYPE occ_reconnects_total counter",
-                f"occ_reconnects_total {self.reconnects}",
-                "# HELP occ_latency_ms Per-frame processing latency over the recent window.", "# TYPE occ_latency_ms summary",
-            ]
-            for q in (0.5, 0.9, 0.99):
-                lines.append(f'occ_latency_ms{{quantile="{q}"}} {float(np.quantile(latencies, q)):.4f}')
-            lines.append(f"occ_latency_ms_count {len(self.latencies_ms)}")
-        lines += ["# HELP occ_fps Frames per second over the recent window.", "# TYPE occ_fps gauge", f"occ_fps {self.fps():.3f}"]
-        return "\n".join(lines) + "\n"
+            if not self.scores:
+                return None
+            values = np.fromiter(self.scores, np.float64)
+        return {q: float(np.quantile(values, q)) for q in SCORE_QUANTILES}
+
+
+class ServiceMetrics:
+    """One registry for a service's cameras."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.registry = CollectorRegistry()
+        labels = ["camera", "model"]
+        self.frames = Counter("occ_frames", "Frames scored.", labels, registry=self.registry)
+        self.anomalous = Counter("occ_anomalous_frames", "Frames decided anomalous.", labels, registry=self.registry)
+        self.events = Counter("occ_events", "Anomaly events opened.", labels, registry=self.registry)
+        self.sink_errors = Counter("occ_sink_errors", "Writes that failed (disk full, unwritable): events held or skipped.",
+                                   [*labels, "sink"], registry=self.registry)
+        self.latency = Histogram("occ_frame_latency_seconds", "Time to score one frame, from raw frame to result.", labels,
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.stages = Histogram("occ_stage_seconds", "Time per stage of scoring one frame (preprocess, inference, postprocess).",
+                                [*labels, "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.cameras: list[CameraMetrics] = []
+        self.registry.register(_LiveCollector(self))
+
+    def camera(self, name: str, source_stats: Callable[[], object] | None = None) -> CameraMetrics:
+        camera = CameraMetrics(self, name, source_stats)
+        self.cameras.append(camera)
+        return camera
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LiveCollector:
+    """Values read at scrape time: the sources' counters (kept by their reader threads, so drops and
+    reconnects show while no frame is scored), connection state, held events and score quantiles."""
+
+    def __init__(self, metrics: ServiceMetrics):
+        self.metrics = metrics
+
+    def describe(self) -> Iterable:  # nothing fixed to describe: the families depend on the cameras
+        return []
+
+    def collect(self) -> Iterable:
+        labels = ["camera", "model"]
+        dropped = CounterMetricFamily("occ_dropped_frames", "Frames dropped to keep real time (the model fell behind).", labels=labels)
+        reconnects = CounterMetricFamily("occ_reconnects", "Times the source was reconnected.", labels=labels)
+        connected = GaugeMetricFamily("occ_source_connected", "1 while the source delivers frames.", labels=labels)
+        pending = GaugeMetricFamily("occ_pending_events", "Event lines held in memory because the events log cannot be written.",
+                                    labels=labels)
+        quantiles = GaugeMetricFamily("occ_score", f"Frame score quantiles over the last {SCORE_WINDOW} frames.",
+                                      labels=[*labels, "quantile"])
+        for camera in self.metrics.cameras:
+            values = [camera.labels["camera"], camera.labels["model"]]
+            stats = camera.source_stats() if camera.source_stats else None
+            if stats is not None:
+                dropped.add_metric(values, stats.dropped)
+                reconnects.add_metric(values, stats.reconnects)
+                connected.add_metric(values, 1.0 if stats.connected else 0.0)
+            pending.add_metric(values, camera.pending_events())
+            for q, value in (camera.score_quantiles() or {}).items():
+                quantiles.add_metric([*values, str(q)], value)
+        return [dropped, reconnects, connected, pending, quantiles]
+
+
+class _PooledHTTPServer(HTTPServer):
+    """Requests handled by a fixed pool of threads (idle connections cannot pile up threads) and
+    sockets that time out (a client that connects and says nothing is dropped)."""
+
+    request_timeout_s = 5.0
+
+    def __init__(self, address, handler, workers: int):
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="occ metrics")
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        request.settimeout(self.request_timeout_s)
+        self.pool.submit(self._handle, request, client_address)
+
+    def _handle(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - a broken client must not take the server down
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:  # timeouts and resets are routine here
+        pass
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class MetricsServer:
     """``/healthz`` and ``/metrics`` over HTTP on a background thread.
 
     Args:
-        metrics: the metrics to render.
+        render: the metrics body (Prometheus text format).
         port: TCP port (0 picks a free one; see :attr:`port`).
         host: address to bind (loopback by default).
-        healthy: callable telling whether the service is healthy (source connected, loop alive).
+        healthy: whether the service is healthy (sources connected, loops alive).
+        workers: requests served at once.
+
+    Raises:
+        OSError: the port cannot be bound (in use, or not allowed).
     """
 
-    def __init__(self, metrics: Metrics, port: int = 0, host: str = "127.0.0.1", healthy: Callable[[], bool] = lambda: True):
+    def __init__(self, render: Callable[[], bytes], port: int = 0, host: str = "127.0.0.1",
+                 healthy: Callable[[], bool] = lambda: True, workers: int = 4):
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 if self.path == "/metrics":
-                    body, status, kind = owner.metrics.render().encode(), 200, "text/plain; version=0.0.4"
+                    body, status, kind = owner.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
                 elif self.path == "/healthz":
                     ok = owner.healthy()
                     body, status, kind = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
@@ -93,8 +188,8 @@ class MetricsServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.metrics, self.healthy = metrics, healthy
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.render, self.healthy = render, healthy
+        self.server = _PooledHTTPServer((host, port), Handler, workers)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="occ metrics", daemon=True)
         self._thread.start()
@@ -102,3 +197,14 @@ class MetricsServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the metrics port cannot be served (in use, not allowed), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return f"{host}:{port} cannot be served ({exc.strerror or exc})"
+    return None

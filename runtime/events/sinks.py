@@ -1,54 +1,207 @@
-"""Where events go: JSON-lines logs and rotated JPEG snapshots of their peak frames."""
+"""Where events go: JSON-lines logs and rotated JPEG snapshots of their peak frames.
+
+A camera must keep scoring when its disk fills up or a folder turns unwritable. Every sink here
+degrades instead of failing: a write that fails is counted, logged at most once a minute, and
+retried on the next write; event lines are held in memory (up to a bound) until the log takes
+them again, and at shutdown whatever could still not be written goes to the service's own log,
+so no event is lost.
+"""
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import stat
+import threading
+import time
+from collections import deque
 from pathlib import Path
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
-from .episodes import Event
+from ..files import default_file_mode, sync_folder
+
+log = logging.getLogger("occ.sinks")
+
+WARN_EVERY_S = 60.0
+
+
+class SinkHealth:
+    """Write failures of one sink: a count, and a warning at most once a minute."""
+
+    def __init__(self, name: str, on_error: Callable[[str], None] | None = None):
+        self.name, self.on_error = name, on_error
+        self.errors = 0
+        self.degraded = False
+        self._last_warning = float("-inf")
+
+    def failed(self, exc: OSError, detail: str = "") -> None:
+        self.errors += 1
+        self.degraded = True
+        if self.on_error is not None:
+            self.on_error(self.name)
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY_S:
+            self._last_warning = now
+            log.warning(f"cannot write {self.name} ({exc.strerror or exc}); {detail}retrying on the next write",
+                        extra={"path": self.name, "errors": self.errors})
+
+    def recovered(self) -> None:
+        if self.degraded:
+            self.degraded = False
+            log.info(f"{self.name} writable again", extra={"path": self.name, "errors": self.errors})
+
+
+class JsonLinesLog:
+    """Appends JSON lines to a file, flushed per line so a crash loses nothing written; rotates at
+    ``max_bytes`` (``events.jsonl`` → ``events.jsonl.1`` …, ``backups`` kept); holds up to
+    ``max_pending`` lines in memory while the file cannot be written.
+
+    Args:
+        path: the log file (appended to; created with the umask's mode).
+        max_bytes: rotate once the file reaches this size (0: never).
+        backups: rotated files kept.
+        max_pending: lines held while writes fail; beyond that the oldest pending line is dropped (counted).
+        on_error: called with the log's name on every failed write (for metrics).
+    """
+
+    def __init__(self, path: str | Path, max_bytes: int = 100 * 2**20, backups: int = 5, max_pending: int = 10000,
+                 on_error: Callable[[str], None] | None = None):
+        self.path = Path(path)
+        self.max_bytes, self.backups = max_bytes, backups
+        self.pending: deque[str] = deque()
+        self.max_pending = max_pending
+        self.dropped = 0
+        self.health = SinkHealth(str(self.path), on_error)
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._size = 0
+
+    def _open(self) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, default_file_mode())
+            self._size = os.fstat(self._fd).st_size
+
+    def _rotate(self) -> None:
+        if not self.max_bytes or self._size < self.max_bytes or not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            return  # a pipe or /dev/stdout is never renamed
+        self._close_handle()
+        for index in range(self.backups, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            newer = self.path.with_name(f"{self.path.name}.{index - 1}") if index > 1 else self.path
+            if newer.exists():
+                os.replace(newer, older)
+        sync_folder(self.path.parent)
+        self._open()
+
+    def write(self, record: dict[str, Any]) -> bool:
+        """Append one record; False when it could not be written yet (it is held and retried)."""
+        line = json.dumps(record, default=_plain) + "\n"
+        with self._lock:
+            self.pending.append(line)
+            while len(self.pending) > self.max_pending:
+                self.pending.popleft()
+                self.dropped += 1
+            return self._drain()
+
+    def _drain(self) -> bool:
+        try:
+            self._open()
+            while self.pending:
+                self._rotate()
+                self._append(self.pending[0].encode())
+                self.pending.popleft()
+        except OSError as exc:
+            self._close_handle()
+            self.health.failed(exc, f"{len(self.pending)} line(s) held in memory; ")
+            return False
+        self.health.recovered()
+        return True
+
+    def _append(self, data: bytes) -> None:
+        """One whole line or nothing: a short write (disk full midway) is cut back off the file."""
+        written = os.write(self._fd, data)
+        if written < len(data):
+            os.ftruncate(self._fd, self._size)
+            raise OSError(errno.ENOSPC, "No space left on device (short write)")
+        self._size += written
+
+    def _close_handle(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+    def close(self) -> list[str]:
+        """Write what is pending if the file takes it; returns the lines that could not be written."""
+        with self._lock:
+            self._drain()
+            self._close_handle()
+            left = list(self.pending)
+            self.pending.clear()
+            return left
 
 
 class EventLog:
-    """Appends events as JSON lines, flushed per line so a crash loses nothing written."""
+    """Opened and closed events as JSON lines (:class:`JsonLinesLog`). At shutdown, events the file
+    could not take are written to the service's log instead, one JSON log line each."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "a", buffering=1)
+    def __init__(self, path: str | Path, max_bytes: int = 100 * 2**20, backups: int = 5, max_pending: int = 10000,
+                 on_error: Callable[[str], None] | None = None):
+        self.lines = JsonLinesLog(path, max_bytes, backups, max_pending, on_error)
+        self.path = self.lines.path
 
-    def write(self, kind: str, event: Event) -> None:
-        self._handle.write(json.dumps({"type": kind, **event.to_json()}) + "\n")
-        self._handle.flush()
+    def write(self, kind: str, event: Any) -> bool:
+        return self.lines.write({"type": kind, **event.to_json()})
 
     def close(self) -> None:
-        self._handle.close()
+        for line in self.lines.close():
+            log.error("event not written to the events log", extra={"path": str(self.path), "event": json.loads(line)})
+        if self.lines.dropped:
+            log.error(f"{self.lines.dropped} event line(s) dropped while the events log could not be written",
+                      extra={"path": str(self.path)})
 
 
 class SnapshotStore:
-    """JPEG snapshots of event peaks, with bounded disk use (oldest removed first).
+    """JPEG snapshots of event peaks, with bounded disk use (oldest removed first). A snapshot that
+    cannot be written is skipped (counted); the event itself is logged regardless.
 
     Args:
         folder: where snapshots go.
         max_files: most snapshots kept.
         max_bytes: most bytes kept.
+        on_error: called on every failed write (for metrics).
     """
 
-    def __init__(self, folder: str | Path, max_files: int = 200, max_bytes: int = 200 * 2**20):
+    def __init__(self, folder: str | Path, max_files: int = 200, max_bytes: int = 200 * 2**20,
+                 on_error: Callable[[str], None] | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_files, self.max_bytes = max_files, max_bytes
+        self.health = SinkHealth(str(self.folder), on_error)
 
-    def save(self, name: str, image: np.ndarray) -> Path:
+    def save(self, name: str, image: np.ndarray) -> Path | None:
         path = self.folder / f"{name}.jpg"
         tmp = self.folder / f".{name}.jpg.tmp"
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
         if not ok:
             raise RuntimeError(f"{path}: JPEG encoding failed")
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(encoded.tobytes())
+            os.chmod(tmp, default_file_mode())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self.health.failed(exc, "snapshot skipped; ")
+            return None
+        self.health.recovered()
         self.rotate()
         return path
 
@@ -59,3 +212,11 @@ class SnapshotStore:
             oldest = files.pop(0)
             total -= oldest.stat().st_size
             oldest.unlink()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -27,9 +27,12 @@ class FrameResult:
         decision: True when the frame is anomalous.
         location_scores: per-patch (ALOCC) or per-region (AVID) scores as a ``rows × cols`` map.
         mask: AVID pixel mask at the network size (None for ALOCC).
-        boxes: ``[top, left, bottom, right]`` boxes of anomalous regions, in network pixels.
+        boxes: ``[x1, y1, x2, y2]`` of each anomalous region (``x2``, ``y2`` exclusive): in source-frame
+            pixels once a detector has placed the result on its frame (:func:`on_frame`), in network
+            pixels as :func:`decide` gives them.
         timestamp: capture time in seconds, when the source gives one.
         pixel_map: AVID's intersection map (``>= 1`` on the mask), when the graph output was fetched.
+        frame_size: ``(height, width)`` of the source frame, once placed on it.
     """
 
     index: int
@@ -40,6 +43,7 @@ class FrameResult:
     boxes: list[list[int]] = field(default_factory=list)
     timestamp: float | None = None
     pixel_map: np.ndarray | None = None
+    frame_size: tuple[int, int] | None = None
 
     @property
     def mask_area(self) -> int:
@@ -52,6 +56,7 @@ class FrameResult:
             "score": round(float(self.score), 6),
             "decision": bool(self.decision),
             "mask_area": self.mask_area,
+            "frame_size": None if self.frame_size is None else list(self.frame_size),
             "boxes": self.boxes,
             "location_scores": np.round(self.location_scores, 4).tolist(),
         }
@@ -86,9 +91,18 @@ def alocc_patch_map(outputs: dict[str, np.ndarray], manifest: Manifest) -> np.nd
     return patch_scores({name: np.asarray(outputs[name]).reshape(frames, count) for name in terms}, manifest.scoring)
 
 
+def on_frame(result: FrameResult, manifest: Manifest, frame_size: tuple[int, int]) -> FrameResult:
+    """Place a result on its source frame: boxes from network to source-frame pixels."""
+    scale_y, scale_x = frame_size[0] / manifest.input.height, frame_size[1] / manifest.input.width
+    result.boxes = [[int(np.floor(x1 * scale_x)), int(np.floor(y1 * scale_y)), int(np.ceil(x2 * scale_x)), int(np.ceil(y2 * scale_y))]
+                    for x1, y1, x2, y2 in result.boxes]
+    result.frame_size = (int(frame_size[0]), int(frame_size[1]))
+    return result
+
+
 def _decide_alocc(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
     grid = PatchGrid.from_spec(manifest.patches, manifest.input)
-    boxes = grid.boxes()
+    boxes = grid.boxes()[:, [1, 0, 3, 2]]  # [top, left, bottom, right] → [x1, y1, x2, y2]
     tau = manifest.threshold("tau")
     results = []
     for patches in alocc_patch_map(outputs, manifest):
@@ -114,7 +128,7 @@ _RULES = {"alocc": _decide_alocc, "avid": _decide_avid}
 
 
 def mask_boxes(mask: np.ndarray, min_area: int = 1) -> list[list[int]]:
-    """``[top, left, bottom, right]`` of each 8-connected component of a mask."""
+    """``[x1, y1, x2, y2]`` of each 8-connected component of a mask (``x2``, ``y2`` exclusive)."""
     if not mask.any():
         return []
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -122,5 +136,5 @@ def mask_boxes(mask: np.ndarray, min_area: int = 1) -> list[list[int]]:
     for label in range(1, count):
         left, top, width, height, area = (int(v) for v in stats[label])
         if area >= min_area:
-            boxes.append([top, left, top + height, left + width])
+            boxes.append([left, top, left + width, top + height])
     return boxes

@@ -28,9 +28,9 @@ def open_source(spec: str, **live_options) -> Source:
         return LiveSource(spec, **live_options)
     path = Path(spec)
     if path.is_dir():
-        return FolderSource(spec)
+        return FolderSource(spec).check()
     if path.is_file():
-        return FileSource(spec)
+        return FileSource(spec).check()
     raise SourceError(f"{spec}: no such file or folder, and not a camera, URL or GStreamer pipeline")
 
 

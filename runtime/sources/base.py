@@ -40,6 +40,9 @@ class Source:
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
 
+    def stop(self) -> None:
+        """Ask a live source's reader to stop (a file source ends when its consumer stops reading)."""
+
     def close(self) -> None:
         pass
 

@@ -27,6 +27,18 @@ def read_image(path: Path, flags: int = cv2.IMREAD_GRAYSCALE) -> np.ndarray:
 class FileSource(Source):
     """A video file, read frame by frame; timestamps from its frame rate."""
 
+    def check(self) -> "FileSource":
+        """Refuse a file OpenCV cannot open or decode now, not at its first frame."""
+        capture = cv2.VideoCapture(self.spec)
+        try:
+            if not capture.isOpened():
+                raise SourceError(f"{self.spec}: OpenCV cannot open this video")
+            if not capture.read()[0]:
+                raise SourceError(f"{self.spec}: the video has no decodable frames")
+        finally:
+            capture.release()
+        return self
+
     def __iter__(self) -> Iterator[Frame]:
         path = Path(self.spec)
         if not path.is_file():
@@ -57,6 +69,12 @@ class FolderSource(Source):
     def __init__(self, spec: str, fps: float = 10.0):
         super().__init__(spec)
         self.fps = fps
+
+    def check(self) -> "FolderSource":
+        """Refuse a folder with no images now, not at its first frame."""
+        if not list_images(Path(self.spec)):
+            raise SourceError(f"{self.spec}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        return self
 
     def __iter__(self) -> Iterator[Frame]:
         folder = Path(self.spec)

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import cv2
 
-from .base import Frame, Source
+from .base import Frame, Source, SourceError
 
 log = logging.getLogger("occ.source")
 
@@ -30,11 +30,16 @@ class LiveSource(Source):
     def __init__(self, spec: str, buffer: int = 2, backoff: float = 0.5, max_backoff: float = 8.0,
                  give_up_after: float | None = None):
         super().__init__(spec)
+        if buffer < 1 or not backoff > 0 or max_backoff < backoff or (give_up_after is not None and not give_up_after > 0):
+            raise SourceError(f"{spec}: needs buffer >= 1, backoff > 0, max_backoff >= backoff and give_up_after > 0 (or none); "
+                              f"got {buffer}, {backoff}, {max_backoff}, {give_up_after}")
         self.buffer: deque[Frame] = deque(maxlen=buffer)
         self.backoff, self.max_backoff, self.give_up_after = backoff, max_backoff, give_up_after
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._finished = False
+        self.gave_up = False  # the stream stayed away for give_up_after seconds
+        self.error: BaseException | None = None  # what stopped the reader thread, if it failed
         self._thread: threading.Thread | None = None
         self._started = time.monotonic()
         self._last_frame = time.monotonic()
@@ -47,6 +52,18 @@ class LiveSource(Source):
         return cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG)
 
     def _reader(self) -> None:
+        try:
+            self._read_with_reconnects()
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the consumer by __iter__
+            self.error = exc
+            log.error(f"source reader failed: {type(exc).__name__}: {exc}", extra={"source": self.spec})
+        finally:
+            self.stats.connected = False
+            with self._lock:
+                self._finished = True
+                self._lock.notify_all()
+
+    def _read_with_reconnects(self) -> None:
         delay = self.backoff
         index = 0
         while not self._stop.is_set():
@@ -74,13 +91,11 @@ class LiveSource(Source):
             if self._stop.wait(delay):
                 break
             if self.give_up_after is not None and time.monotonic() - self._last_frame >= self.give_up_after:
-                log.error("source gave up", extra={"source": self.spec})
+                self.gave_up = True
+                log.error(f"source gave up: no frame for {self.give_up_after:g} s", extra={"source": self.spec})
                 break
             self.stats.reconnects += 1
             delay = min(delay * 2, self.max_backoff)
-        with self._lock:
-            self._finished = True
-            self._lock.notify_all()
 
     def __iter__(self) -> Iterator[Frame]:
         if self._thread is None:
@@ -93,11 +108,17 @@ class LiveSource(Source):
                     self._lock.wait(0.1)
                 if self.buffer:
                     frame = self.buffer.popleft()
+                elif self._finished and self.error is not None:
+                    raise SourceError(f"{self.spec}: the reader stopped ({type(self.error).__name__}: {self.error})")
                 elif self._finished or self._stop.is_set():
                     return
                 else:
                     continue
             yield frame
+
+    def stop(self) -> None:
+        """Ask the reader to stop; iteration ends after the frames already buffered. Safe from a signal handler."""
+        self._stop.set()
 
     def close(self) -> None:
         self._stop.set()

@@ -1,0 +1,212 @@
+"""``occ run``: the long-running camera service, one loop per camera.
+
+Each camera's loop: source → detector → episodes → event log, snapshots, overlay, per-frame log,
+metrics. A full disk or an unwritable sink degrades (counted, logged at most once a minute,
+retried) while scoring goes on. SIGTERM or SIGINT stops every loop after its current frame; open
+episodes are closed (``closed_by: "shutdown"``) and written before the process exits.
+
+Exit codes (:class:`ExitCode`): 0 when every source finished (a file or folder read to its end) or
+a stop was requested; 3 when a live source gave up (no frame for ``give_up_after`` seconds), so
+systemd's ``Restart=on-failure`` restarts the service; 4 when a camera's loop failed.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..detector import StreamDetector, open_detector
+from ..events import (CameraMetrics, EpisodeTracker, EventLog, JsonLinesLog, MetricsServer, OverlayWriter, ServiceMetrics,
+                      SnapshotStore, render_overlay)
+from ..sources import LiveSource, Source, open_source
+from .config import CameraConfig, ServiceConfig
+from .logs import setup_logging
+
+log = logging.getLogger("occ.service")
+
+
+class ExitCode(enum.IntEnum):
+    FINISHED = 0  # every source read to its end, or a stop was requested
+    GAVE_UP = 3  # a live source stayed away for give_up_after seconds
+    FAILED = 4  # a camera's loop stopped on an error
+
+
+@dataclass
+class CameraSummary:
+    camera: str
+    frames: int = 0
+    anomalous_frames: int = 0
+    events: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    sink_errors: int = 0
+    outcome: str = "running"
+    error: str = ""
+
+
+@dataclass
+class ServiceSummary:
+    cameras: list[CameraSummary] = field(default_factory=list)
+    exit_code: ExitCode = ExitCode.FINISHED
+
+    def totals(self) -> dict[str, int]:
+        keys = ("frames", "anomalous_frames", "events", "dropped", "reconnects", "sink_errors")
+        return {key: sum(getattr(c, key) for c in self.cameras) for key in keys}
+
+
+class CameraLoop:
+    """One camera, from its source to its events."""
+
+    def __init__(self, service: "Service", camera: CameraConfig, detector: StreamDetector, events: EventLog,
+                 metrics: CameraMetrics):
+        cfg = service.config
+        self.service, self.camera, self.detector, self.events, self.metrics = service, camera, detector, events, metrics
+        self.summary = CameraSummary(camera.name)
+        self.source: Source = open_source(camera.spec, buffer=camera.buffer, backoff=camera.backoff, max_backoff=camera.max_backoff,
+                                          give_up_after=camera.give_up_after)
+        metrics.source_stats = lambda: self.source.stats
+        self.tracker = EpisodeTracker(cfg.open_after, cfg.close_after, camera=camera.name)
+        on_error = self._sink_error
+        self.snapshots = SnapshotStore(cfg.snapshots, cfg.snapshot_max_files, int(cfg.snapshot_max_mb * 2**20), on_error) \
+            if cfg.snapshots else None
+        overlay = cfg.per_camera(cfg.overlay_video, camera)
+        self.overlay = OverlayWriter(overlay, detector.manifest, on_error=on_error) if overlay else None
+        frames_log = cfg.per_camera(cfg.frames_log, camera)
+        self.frames_log = JsonLinesLog(frames_log, int(cfg.frames_max_mb * 2**20), cfg.frames_backups, max_pending=100,
+                                       on_error=on_error) if frames_log else None
+        self.peak_image = None
+
+    def _sink_error(self, sink: str) -> None:
+        self.summary.sink_errors += 1
+        self.metrics.sink_error(sink)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+            gave_up = getattr(self.source, "gave_up", False)
+            self.summary.outcome = "gave up" if gave_up else "stopped" if self.service.stop_event.is_set() else "finished"
+        except Exception as exc:  # noqa: BLE001 - one camera's failure is reported, the others go on
+            self.summary.outcome, self.summary.error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+            log.error(f"camera loop failed: {self.summary.error}", extra={"camera": self.camera.name})
+        finally:
+            self._finish()
+
+    def _loop(self) -> None:
+        for frame in self.source:
+            if self.service.stop_event.is_set():
+                break
+            started = time.perf_counter()
+            result = self.detector.process(frame.image, frame.timestamp)
+            self.metrics.observe(result, time.perf_counter() - started)
+            self.summary.frames += 1
+            self.summary.anomalous_frames += int(result.decision)
+            if self.frames_log:
+                self.frames_log.write({"camera": self.camera.name, **result.to_json()})
+            if self.overlay:
+                self.overlay.write(frame.image, result)
+            opened, closed, new_peak = self.tracker.update(result)
+            if opened:
+                self.summary.events += 1
+                self.metrics.event_opened()
+                self._log_event("opened", opened)
+                log.info("event opened", extra={"camera": self.camera.name, "event_id": opened.event_id})
+            if new_peak and self.snapshots:
+                self.peak_image = render_overlay(frame.image, result, self.detector.manifest)
+            if closed:
+                self._close_event(closed)
+
+    def _close_event(self, event) -> None:
+        if self.snapshots is not None and self.peak_image is not None:
+            self.snapshots.save(f"{event.event_id}_frame_{event.peak_frame:08d}", self.peak_image)
+        self.peak_image = None
+        self._log_event("closed", event)
+        log.info("event closed", extra={"camera": self.camera.name, "event_id": event.event_id})
+
+    def _log_event(self, kind: str, event) -> None:
+        if not self.events.write(kind, event):  # held in memory and retried; counted here, per camera
+            self._sink_error(str(self.events.path))
+
+    def _finish(self) -> None:
+        """Everything a stop must not lose: the open event, then the sinks."""
+        pending = self.tracker.flush("shutdown" if self.service.stop_event.is_set() else "end of stream")
+        if pending:
+            self._close_event(pending)
+        self.source.close()
+        self.summary.dropped, self.summary.reconnects = self.source.stats.dropped, self.source.stats.reconnects
+        if self.overlay:
+            self.overlay.close()
+        if self.frames_log:
+            self.frames_log.close()
+        self.detector.close()
+
+
+class Service:
+    """Every camera of a configuration, with one events log and one ``/metrics``, until stopped or done."""
+
+    def __init__(self, config: ServiceConfig):
+        self.config = config.check()
+        self.stop_event = threading.Event()
+        self.loops: list[CameraLoop] = []
+
+    @property
+    def source(self) -> Source | None:
+        """The first camera's source (one-camera services and their tests)."""
+        return self.loops[0].source if self.loops else None
+
+    def request_stop(self) -> None:
+        """Safe from a signal handler: only sets flags; each loop finishes its frame and cleans up."""
+        self.stop_event.set()
+        for loop in self.loops:
+            if isinstance(loop.source, LiveSource):
+                loop.source.stop()
+
+    def run(self, capture_native_output: bool = False) -> ServiceSummary:
+        cfg = self.config
+        capture = setup_logging(capture_native=True) if capture_native_output else None
+        metrics = ServiceMetrics(Path(cfg.model).name)
+        events = EventLog(cfg.events_log, int(cfg.events_max_mb * 2**20), cfg.events_backups, cfg.max_pending)
+        server = None
+        summary = ServiceSummary()
+        try:
+            server = MetricsServer(metrics.render, cfg.metrics_port, cfg.metrics_host, healthy=self._healthy) \
+                if cfg.metrics_port else None
+            options: dict[str, Any] = {"url": cfg.triton_url} if cfg.triton_url else {}
+            for camera in cfg.cameras:
+                detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **options)
+                detector.set_thresholds(**cfg.thresholds)
+                camera_metrics = metrics.camera(camera.name)
+                camera_metrics.pending_events = lambda: len(events.lines.pending)
+                self.loops.append(CameraLoop(self, camera, detector, events, camera_metrics))
+            log.info("service started", extra={"path": cfg.model, "camera": [c.name for c in cfg.cameras]})
+            threads = [threading.Thread(target=loop.run, name=f"camera {loop.camera.name}") for loop in self.loops]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.2)  # the main thread stays free for signals
+        finally:
+            events.close()
+            if server:
+                server.close()
+            summary.cameras = [loop.summary for loop in self.loops]
+            summary.exit_code = _exit_code(summary)
+            log.info("service stopped", extra={"exit_code": int(summary.exit_code), **summary.totals()})
+            if capture:
+                capture.close()
+        return summary
+
+    def _healthy(self) -> bool:
+        return not self.stop_event.is_set() and bool(self.loops) and all(loop.source.stats.connected for loop in self.loops)
+
+
+def _exit_code(summary: ServiceSummary) -> ExitCode:
+    outcomes = {camera.outcome for camera in summary.cameras}
+    if "failed" in outcomes:
+        return ExitCode.FAILED
+    if "gave up" in outcomes:
+        return ExitCode.GAVE_UP
+    return ExitCode.FINISHED
