@@ -159,7 +159,8 @@ def export_fp16(fp32_path: str | Path, out: str | Path | None = None, samples: n
     if manifest.method == "alocc":
         feed = {"patches": np.ascontiguousarray(samples.reshape(-1, *samples.shape[2:]))}
     else:
-        feed = {"frames": np.ascontiguousarray(samples)}
+        feed = {"frames": np.ascontiguousarray(samples), **{name: np.array([manifest.threshold(name)], np.float32)
+                                                            for name in ("alpha", "zeta")}}
     reference = run_onnx(model.SerializeToString(), feed, outputs)
     candidate = run_onnx(mixed_bytes, feed, outputs)
     comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]

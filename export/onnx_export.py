@@ -8,6 +8,7 @@ thresholds). Otherwise :class:`ExportError` carries the report and no file is le
 from __future__ import annotations
 
 import io
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -71,18 +72,23 @@ def _to_onnx_bytes(module: torch.nn.Module, inputs: tuple, input_names: list[str
     return buffer.getvalue()
 
 
-def _embed(model: onnx.ModelProto, manifest: Manifest, defaults: dict[str, float]) -> onnx.ModelProto:
-    """Put the manifest in metadata_props and give threshold inputs their calibrated defaults.
+def _embed(model: onnx.ModelProto, manifest: Manifest) -> onnx.ModelProto:
+    """Put the manifest in metadata_props and describe the model for tools such as Netron.
 
-    An initializer with the same name as a graph input is that input's default value (ONNX IR ≥ 4),
-    so a deployed model runs with its stored α, ζ and can still be retuned without re-export.
+    AVID's α and ζ are plain graph inputs without initializer defaults: every runtime feeds the
+    manifest's values (a default would make ONNX Runtime hide them from its inputs and warn, and
+    TensorRT's parser would freeze them into the engine as constants).
     """
-    for name, value in defaults.items():
-        model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([value], np.float32), name))
     del model.metadata_props[:]
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, manifest.to_json()
     model.producer_name, model.producer_version = "occ", __version__
+    config = manifest.training.get("config") or {}
+    thresholds = "; ".join(f"{name} = {t.value:.6g} ({t.method}, {t.n_samples} samples of {t.data})"
+                           for name, t in manifest.thresholds.items())
+    model.doc_string = (f"{manifest.method.upper()}, recipe {config.get('recipe', '?')}, trained on {manifest.training.get('data', '?')}; "
+                        f"thresholds: {thresholds}. The occ manifest ({METADATA_KEY}) says how outputs become a decision.")
+    model.model_version = int(time.strftime("%Y%m%d%H%M%S", time.gmtime()))
     return model
 
 
@@ -157,10 +163,7 @@ def export_onnx(
         "inputs": input_names,
         "outputs": output_names,
     }
-    defaults = {}
-    if checkpoint.method == "avid":
-        defaults = {"alpha": manifest.threshold("alpha"), "zeta": manifest.threshold("zeta")}
-    model = _embed(onnx.load_from_string(model_bytes), manifest, defaults)
+    model = _embed(onnx.load_from_string(model_bytes), manifest)
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:

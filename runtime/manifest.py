@@ -429,8 +429,9 @@ def engine_sidecar(engine: str | os.PathLike) -> Path:
 
 def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
     """Store a changed manifest (recalibrated thresholds) with its model, atomically: inside an
-    ONNX file (with AVID's α/ζ input defaults) plus its ``<model>.onnx.json`` copy, or in an
-    engine's sidecar. Returns the file that now holds it."""
+    ONNX file plus its ``<model>.onnx.json`` copy, or in an engine's sidecar. Returns the file
+    that now holds it. (Models exported before occ 0.2 also carry α/ζ as initializer defaults of
+    their inputs; those are rewritten too, though every runtime feeds the manifest's values.)"""
     path = Path(path)
     manifest.validate()
     if path.suffix == ".engine":

@@ -120,8 +120,13 @@ def test_metrics_follow_prometheus_conventions():
     assert abs(samples[("occ_frame_latency_seconds_sum", g)] - 0.009) < 1e-9
     assert samples[("occ_frame_latency_seconds_bucket", (("camera", "gate"), ("le", "0.0025"), ("model", "m.onnx")))] == 1
     assert samples[("occ_stage_seconds_count", (("camera", "gate"), ("model", "m.onnx"), ("stage", "inference")))] == 3
-    assert samples[("occ_score", (("camera", "gate"), ("model", "m.onnx"), ("quantile", "0.5")))] == 1.0
+    assert samples[("occ_score_recent", (("camera", "gate"), ("model", "m.onnx"), ("percentile", "50")))] == 1.0
+    assert not any(name.endswith("_created") for name, _ in samples)
     assert health == "ok\n"
+    promtool = shutil.which("promtool")  # Prometheus's own linter (make test installs it where apt-get works)
+    if promtool:
+        checked = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
+        assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), checked.stdout + checked.stderr
 
 
 def _long_video(tmp_path, clip, repeats: int):
@@ -230,3 +235,49 @@ def test_open_source_dispatch(tmp_path):
     assert isinstance(open_source("videotestsrc ! appsink"), LiveSource)
     with pytest.raises(Exception, match="no such file"):
         open_source(str(tmp_path / "missing.avi"))
+
+
+def test_two_cameras_share_one_metrics_endpoint_told_apart_by_label(alocc_onnx, tiny_walkway, tmp_path):
+    long = _long_video(tmp_path, tiny_walkway.test[0], 60)
+    short = write_video(tmp_path / "short.avi", tiny_walkway.test[1].frames)
+    port = free_port()
+    config = tmp_path / "site.toml"
+    config.write_text(f"""
+[model]
+path = "{alocc_onnx}"
+[[cameras]]
+spec = "{long}"
+name = "gate"
+[[cameras]]
+spec = "{short}"
+name = "yard"
+[events]
+log = "{tmp_path / 'events.jsonl'}"
+[frames]
+log = "{tmp_path / 'frames-{camera}.jsonl'}"
+[metrics]
+port = {port}
+""")
+    process = subprocess.Popen([sys.executable, "-m", "occ", "run", "--config", str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        def scrape():
+            try:
+                return parse_metrics(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+            except OSError:
+                return {}
+
+        model = ("model", alocc_onnx.name)
+        wait_for(lambda: scrape().get(("occ_frames_total", (("camera", "yard"), model)), 0) == len(tiny_walkway.test[1]), 60,
+                 "the short camera to finish")
+        samples = scrape()
+        gate = samples[("occ_frames_total", (("camera", "gate"), model))]
+        assert 0 < gate and samples[("occ_source_connected", (("camera", "gate"), model))] == 1.0
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-2000:]
+    assert len((tmp_path / "frames-yard.jsonl").read_text().splitlines()) == len(tiny_walkway.test[1])
+    assert (tmp_path / "frames-gate.jsonl").is_file()

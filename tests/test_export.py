@@ -57,10 +57,11 @@ def test_avid_export_mask_parity_and_threshold_inputs(avid_checkpoint, tiny_walk
 
     frames = np.ascontiguousarray(preprocess_clip(tiny_walkway.test[0].frames, checkpoint.manifest.input)[10:20])
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
-    assert {i.name for i in session.get_overridable_initializers()} == {"alpha", "zeta"}
-    # defaults are the calibrated thresholds
-    default = session.run(["mask", "score"], {"frames": frames})
+    # α and ζ are plain inputs (no initializer defaults: ONNX Runtime lists them, TensorRT keeps them inputs)
+    assert [i.name for i in session.get_inputs()] == ["frames", "alpha", "zeta"] and not session.get_overridable_initializers()
     alpha, zeta = checkpoint.manifest.threshold("alpha"), checkpoint.manifest.threshold("zeta")
+    stored = {"alpha": np.array([alpha], np.float32), "zeta": np.array([zeta], np.float32)}
+    default = session.run(["mask", "score"], {"frames": frames, **stored})
     with torch.no_grad():
         ref = graph(torch.from_numpy(frames), torch.tensor([alpha]), torch.tensor([zeta]))
     # Masks agree except, at most, pixels whose intersection value lies within float32 noise of 1.
@@ -210,22 +211,23 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     names = ["score", "mask", "region_anomaly", "intersection"]
     alpha, zeta = checkpoint.manifest.threshold("alpha"), checkpoint.manifest.threshold("zeta")
-    for thresholds in ({}, {"alpha": np.array([alpha / 4], np.float32), "zeta": np.array([0.9999], np.float32)}):
+    stored = {"alpha": np.array([alpha], np.float32), "zeta": np.array([zeta], np.float32)}
+    for thresholds in (stored, {"alpha": np.array([alpha / 4], np.float32), "zeta": np.array([0.9999], np.float32)}):
         got = dict(zip(names, session.run(names, {"frames": frames, **thresholds})))
         with torch.no_grad():
-            ref = graph(torch.from_numpy(frames), torch.tensor([thresholds.get("alpha", [alpha])[0]], dtype=torch.float32),
-                        torch.tensor([thresholds.get("zeta", [zeta])[0]], dtype=torch.float32))
+            ref = graph(torch.from_numpy(frames), torch.from_numpy(thresholds["alpha"]), torch.from_numpy(thresholds["zeta"]))
         # fresh digits (none in the bank): distances well above the floor, float32 agreement
         np.testing.assert_allclose(got["region_anomaly"], ref[3].numpy(), atol=1e-4)
         np.testing.assert_allclose(got["score"], ref[0].numpy(), rtol=2e-5, atol=1e-4)  # loosened: sums in the 10^4s
         differ = got["mask"] != ref[1].numpy()
         assert np.all(np.abs(ref[4].numpy()[differ] - 1.0) < 1e-4)
-    assert got["mask"].sum() > session.run(["mask"], {"frames": frames})[0].sum()  # retuned without re-export
+    assert got["mask"].sum() > session.run(["mask"], {"frames": frames, **stored})[0].sum()  # retuned without re-export
     # the recipe's frame score: the blocks' evidence summed, as the runtime's numpy definition has it
     from occ.runtime.scoring import block_peaks, block_values, frame_scores
 
     assert "evidence" in checkpoint.manifest.thresholds["zeta"].method
-    stored = dict(zip(["score", "residual", "region_anomaly"], session.run(["score", "residual", "region_anomaly"], {"frames": frames})))
+    stored = dict(zip(["score", "residual", "region_anomaly"],
+                      session.run(["score", "residual", "region_anomaly"], {"frames": frames, **stored})))
     values = block_values(block_peaks(stored["residual"], checkpoint.manifest.regions.cell), stored["region_anomaly"], alpha, zeta, scoring)
     np.testing.assert_allclose(stored["score"], frame_scores(values, scoring), rtol=1e-4, atol=1e-5)
     # the memory knows the normal glyphs: the unseen digit's cells rank first

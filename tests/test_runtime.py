@@ -290,9 +290,10 @@ def test_ort_fixed_dimensions_make_the_batch_static_and_outputs_follow(avid_onnx
         assert shapes["score"] == ((3,), np.dtype(np.float32))
         assert shapes["mask"][0] == (3, spec.height, spec.width)
         frames = np.zeros((3, spec.channels, spec.height, spec.width), np.float32)
-        assert backend.infer({"frames": frames}, ["score"])["score"].shape == (3,)
+        thresholds = {name: np.array([manifest.threshold(name)], np.float32) for name in ("alpha", "zeta")}
+        assert backend.infer({"frames": frames, **thresholds}, ["score"])["score"].shape == (3,)
         with pytest.raises(Exception, match="(?i)dimension|shape"):
-            backend.infer({"frames": frames[:2]}, ["score"])  # the batch is now fixed at 3
+            backend.infer({"frames": frames[:2], **thresholds}, ["score"])  # the batch is now fixed at 3
     with pytest.raises(ManifestError, match="not an occ model"):
         read_manifest(__file__)
 

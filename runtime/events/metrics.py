@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Callable, Iterable
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..scoring.decide import FrameResult
@@ -24,6 +24,9 @@ from ..scoring.decide import FrameResult
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCORE_QUANTILES = (0.5, 0.9, 0.99)
 SCORE_WINDOW = 1000  # frames the score quantiles are taken over
+
+# *_created series (a counter's creation time) only double the body; a camera's counters start with the process
+disable_created_metrics()
 
 
 class CameraMetrics:
@@ -107,8 +110,9 @@ class _LiveCollector:
         connected = GaugeMetricFamily("occ_source_connected", "1 while the source delivers frames.", labels=labels)
         pending = GaugeMetricFamily("occ_pending_events", "Event lines held in memory because the events log cannot be written.",
                                     labels=labels)
-        quantiles = GaugeMetricFamily("occ_score", f"Frame score quantiles over the last {SCORE_WINDOW} frames.",
-                                      labels=[*labels, "quantile"])
+        # "quantile" is reserved for summaries; a gauge per percentile of a sliding window is not one
+        quantiles = GaugeMetricFamily("occ_score_recent", f"Frame score percentiles over the last {SCORE_WINDOW} frames.",
+                                      labels=[*labels, "percentile"])
         for camera in self.metrics.cameras:
             values = [camera.labels["camera"], camera.labels["model"]]
             stats = camera.source_stats() if camera.source_stats else None
@@ -118,7 +122,7 @@ class _LiveCollector:
                 connected.add_metric(values, 1.0 if stats.connected else 0.0)
             pending.add_metric(values, camera.pending_events())
             for q, value in (camera.score_quantiles() or {}).items():
-                quantiles.add_metric([*values, str(q)], value)
+                quantiles.add_metric([*values, f"{q * 100:g}"], value)
         return [dropped, reconnects, connected, pending, quantiles]
 
 

@@ -17,9 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..detector import StreamDetector, open_detector
+from ..manifest import Manifest
 from ..events import (CameraMetrics, EpisodeTracker, EventLog, JsonLinesLog, MetricsServer, OverlayWriter, ServiceMetrics,
                       SnapshotStore, render_overlay)
 from ..sources import LiveSource, Source, open_source
@@ -59,12 +60,15 @@ class ServiceSummary:
 
 
 class CameraLoop:
-    """One camera, from its source to its events."""
+    """One camera, from its source to its events. Its detector is opened in the camera's own thread
+    (a Triton client's connection belongs to the thread that made it)."""
 
-    def __init__(self, service: "Service", camera: CameraConfig, detector: StreamDetector, events: EventLog,
-                 metrics: CameraMetrics):
+    def __init__(self, service: "Service", camera: CameraConfig, open_camera_detector: Callable[[], StreamDetector],
+                 manifest: Manifest, events: EventLog, metrics: CameraMetrics):
         cfg = service.config
-        self.service, self.camera, self.detector, self.events, self.metrics = service, camera, detector, events, metrics
+        self.service, self.camera, self.events, self.metrics = service, camera, events, metrics
+        self.open_detector, self.manifest = open_camera_detector, manifest
+        self.detector: StreamDetector | None = None
         self.summary = CameraSummary(camera.name)
         self.source: Source = open_source(camera.spec, buffer=camera.buffer, backoff=camera.backoff, max_backoff=camera.max_backoff,
                                           give_up_after=camera.give_up_after)
@@ -74,7 +78,7 @@ class CameraLoop:
         self.snapshots = SnapshotStore(cfg.snapshots, cfg.snapshot_max_files, int(cfg.snapshot_max_mb * 2**20), on_error) \
             if cfg.snapshots else None
         overlay = cfg.per_camera(cfg.overlay_video, camera)
-        self.overlay = OverlayWriter(overlay, detector.manifest, on_error=on_error) if overlay else None
+        self.overlay = OverlayWriter(overlay, manifest, on_error=on_error) if overlay else None
         frames_log = cfg.per_camera(cfg.frames_log, camera)
         self.frames_log = JsonLinesLog(frames_log, int(cfg.frames_max_mb * 2**20), cfg.frames_backups, max_pending=100,
                                        on_error=on_error) if frames_log else None
@@ -86,6 +90,7 @@ class CameraLoop:
 
     def run(self) -> None:
         try:
+            self.detector = self.open_detector()
             self._loop()
             gave_up = getattr(self.source, "gave_up", False)
             self.summary.outcome = "gave up" if gave_up else "stopped" if self.service.stop_event.is_set() else "finished"
@@ -115,7 +120,7 @@ class CameraLoop:
                 self._log_event("opened", opened)
                 log.info("event opened", extra={"camera": self.camera.name, "event_id": opened.event_id})
             if new_peak and self.snapshots:
-                self.peak_image = render_overlay(frame.image, result, self.detector.manifest)
+                self.peak_image = render_overlay(frame.image, result, self.manifest)
             if closed:
                 self._close_event(closed)
 
@@ -141,7 +146,8 @@ class CameraLoop:
             self.overlay.close()
         if self.frames_log:
             self.frames_log.close()
-        self.detector.close()
+        if self.detector is not None:
+            self.detector.close()
 
 
 class Service:
@@ -175,12 +181,19 @@ class Service:
             server = MetricsServer(metrics.render, cfg.metrics_port, cfg.metrics_host, healthy=self._healthy) \
                 if cfg.metrics_port else None
             options: dict[str, Any] = {"url": cfg.triton_url} if cfg.triton_url else {}
-            for camera in cfg.cameras:
+
+            def open_camera_detector() -> StreamDetector:
                 detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **options)
                 detector.set_thresholds(**cfg.thresholds)
+                return detector
+
+            checked = open_camera_detector()  # the model and the thresholds, checked before any camera starts
+            manifest = checked.manifest
+            checked.close()
+            for camera in cfg.cameras:
                 camera_metrics = metrics.camera(camera.name)
                 camera_metrics.pending_events = lambda: len(events.lines.pending)
-                self.loops.append(CameraLoop(self, camera, detector, events, camera_metrics))
+                self.loops.append(CameraLoop(self, camera, open_camera_detector, manifest, events, camera_metrics))
             log.info("service started", extra={"path": cfg.model, "camera": [c.name for c in cfg.cameras]})
             threads = [threading.Thread(target=loop.run, name=f"camera {loop.camera.name}") for loop in self.loops]
             for thread in threads:
