@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.occ-installed
 
-.PHONY: demo test venv clean ffmpeg
+.PHONY: demo test venv clean tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,18 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/occ demo --workdir runs/demo
 
-# The camera tests stream through a real ffmpeg server; install it where we can (CI runs as root).
-ffmpeg:
-	@command -v ffmpeg >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null) ; } || \
-	  echo "ffmpeg not installed: the stream reconnection test will be skipped"
+# The camera tests stream through a real ffmpeg server and check /metrics with promtool (Debian's
+# prometheus package); install them where we can (CI runs as root). Without them those checks skip.
+tools:
+	@for pair in ffmpeg:ffmpeg promtool:prometheus; do \
+	  tool=$${pair%%:*}; package=$${pair##*:}; \
+	  command -v $$tool >/dev/null 2>&1 && continue; \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { [ -n "$$updated" ] || apt-get update -qq; } && updated=1 && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$package >/dev/null; } || \
+	  echo "$$tool not installed: the checks that need it will be skipped"; \
+	done
 
-test: $(STAMP) ffmpeg
+test: $(STAMP) tools
 	$(PY) -m pytest tests
 
 clean:

@@ -1,7 +1,7 @@
 """One script that checks everything GPU-side and writes one JSON (run it on a machine with a GPU).
 
     occ-bench device-check prepare --models runs/device_models     # anywhere torch is
-    occ-bench device-check run --models runs/device_models --json device_check.json
+    occ-bench device-check run --models runs/device_models --out device_check.json
 
 ``prepare`` trains small models and exports them (FP32 and ``.fp16.onnx``): the walkway demo
 models (for the agreement checks, accuracy as in ``make demo``) and the latency models (AVID at

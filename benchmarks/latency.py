@@ -6,7 +6,7 @@ added, none removed or renamed):
 
     {
       "schema": "occ-bench/2",
-      "model": str, "method": "alocc" | "avid", "frame_size": [h, w], "created": ISO time,
+      "model": str, "model_sha256": str, "method": "alocc" | "avid", "frame_size": [h, w], "created": ISO time,
       "settings": {"warmup_s": float, "duration_s": float, "min_iterations": int},
       "device": {... benchmarks.device_state.device_state() ...},
       "runs": [
@@ -37,8 +37,9 @@ from typing import Any, Callable
 import numpy as np
 
 from occ.runtime.backends import REGISTRY, BackendError, create_backend
+from occ.runtime.cuda.driver import gpu_problem
 from occ.runtime.detector import Detector
-from occ.runtime.files import now_iso
+from occ.runtime.files import file_sha256, now_iso
 from occ.runtime.preprocess import FramePreprocessor
 
 from . import torch_backend  # noqa: F401  (registers the PyTorch baseline as backend "torch")
@@ -147,8 +148,6 @@ def artifact(variant: Variant, model_path: str, checkpoint_path: str | None) -> 
 
 def why_not(variant: Variant, model_path: str, checkpoint_path: str | None) -> str | None:
     """Why a variant cannot run here (None: it can)."""
-    import importlib.util
-
     if variant.backend not in REGISTRY:
         return f"unknown backend; available: {', '.join(REGISTRY)}"
     if variant.precision not in PRECISIONS or variant.preprocess not in PREPROCESSING:
@@ -162,17 +161,9 @@ def why_not(variant: Variant, model_path: str, checkpoint_path: str | None) -> s
         return "occ builds FP16 engines only"
     if variant.backend == "torch" and variant.precision == "fp16" and not _torch_cuda():
         return "PyTorch FP16 needs a CUDA device"
-    if variant.backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed here"
-    if variant.backend == "ort-cuda":
-        import onnxruntime
-
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return "onnxruntime has no CUDAExecutionProvider here"
-    if variant.preprocess == "gpu":
-        problem = gpu_problem()
-        if problem:
-            return problem
+    problem = kind.unavailable() or (gpu_problem() if variant.preprocess == "gpu" else None)
+    if problem:
+        return problem
     try:
         artifact(variant, model_path, checkpoint_path)
     except BackendError as exc:
@@ -186,17 +177,6 @@ def _torch_cuda() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
-
-
-def gpu_problem() -> str | None:
-    """Why the GPU preprocessing cannot run here, or None."""
-    try:
-        from occ.runtime.cuda import Context
-
-        Context()
-    except Exception as exc:  # GpuUnavailable, CudaError, loader errors: all mean "not here"
-        return f"no usable CUDA device ({str(exc).splitlines()[0][:120]})"
-    return None
 
 
 def available(model_path: str, checkpoint_path: str | None) -> tuple[list[Variant], list[dict[str, str]]]:
@@ -297,7 +277,8 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
     frames = synthetic_frames(*frame_size)
     patches = manifest.patches.count(manifest.input) if manifest.method == "alocc" else None
     result: dict[str, Any] = {
-        "schema": SCHEMA, "model": str(model_path), "method": manifest.method, "frame_size": list(frame_size), "created": now_iso(),
+        "schema": SCHEMA, "model": str(model_path), "model_sha256": file_sha256(model_path), "method": manifest.method,
+        "frame_size": list(frame_size), "created": now_iso(),
         "settings": {"warmup_s": warmup_s, "duration_s": duration_s, "min_iterations": min_iterations},
         "device": device_state(), "runs": [], "skipped": [] if chosen else skipped,
     }
@@ -337,8 +318,13 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
     return result
 
 
-def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    """Ratios B / A for every (backend, batch) present in both runs."""
+def compare_runs(a: dict[str, Any], b: dict[str, Any], force: bool = False) -> list[dict[str, Any]]:
+    """Ratios B / A for every (backend, batch) present in both runs, which must have measured the
+    same model at the same frame size (``force``: compare anyway)."""
+    if not force:
+        difference = _measured_differently(a, b)
+        if difference:
+            raise ValueError(f"the two runs measured {difference}; a ratio would compare unlike things (--force compares anyway)")
     index = {(r.get("variant", r["backend"]), r["batch"]): r for r in a["runs"]}
     rows = []
     for run in b["runs"]:
@@ -354,6 +340,19 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     if not rows:
         raise ValueError("the two runs share no (variant, batch) pair")
     return rows
+
+
+def _measured_differently(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """What differs between two runs' subjects: the model (by SHA-256; by method and name for
+    runs that predate it) or the frame size."""
+    if a.get("model_sha256") and b.get("model_sha256"):
+        if a["model_sha256"] != b["model_sha256"]:
+            return f"different models ({Path(a['model']).name} {a['model_sha256'][:12]}, {Path(b['model']).name} {b['model_sha256'][:12]})"
+    elif (a.get("method"), Path(str(a.get("model"))).name) != (b.get("method"), Path(str(b.get("model"))).name):
+        return f"different models ({a.get('model')}, {b.get('model')})"
+    if a.get("frame_size") != b.get("frame_size"):
+        return f"different frame sizes ({a.get('frame_size')}, {b.get('frame_size')})"
+    return None
 
 
 # ---- validation across variants ----------------------------------------------------------------

@@ -8,6 +8,7 @@ private 0600 would otherwise survive the rename and lock out a service user).
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import tempfile
 import threading
@@ -79,3 +80,12 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return a.exists() and b.exists() and os.path.samefile(a, b) or a.resolve() == b.resolve()
     except OSError:
         return False
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -30,9 +30,13 @@ METADATA_KEY = "occ.manifest"
 METHODS = ("alocc", "avid")
 COLORS = ("gray",)
 INTERPOLATIONS = ("bilinear", "area", "nearest")
-# none: one frame; avid_triplet: <I'(t-4), I'(t-2), I'(t)> with I'(t) = (I(t) + I(t-1)) / 2;
-# frame_diff: [I(t), I(t) - I(t-1)] (appearance plus signed motion for ALOCC patches).
-TEMPORAL_RULES = ("none", "avid_triplet", "frame_diff")
+# What each temporal rule stacks into the network input (shown by occ inspect)
+TEMPORAL_MEANINGS = {
+    "none": "one frame",
+    "avid_triplet": "<I'(t-4), I'(t-2), I'(t)> with I'(t) = (I(t) + I(t-1)) / 2",
+    "frame_diff": "[I(t), I(t) - I(t-1)]: appearance plus signed motion",
+}
+TEMPORAL_RULES = tuple(TEMPORAL_MEANINGS)
 TEMPORAL_CHANNELS = {"none": 1, "avid_triplet": 3, "frame_diff": 2}
 PRECISIONS = ("fp32", "fp16")
 THRESHOLD_NAMES = {"alocc": ("tau",), "avid": ("alpha", "zeta")}
@@ -168,7 +172,7 @@ class AloccScoring:
       mean (X − R(X))²); a term without ``location_stats`` enters raw;
     - frame score: the largest patch score;
     - decision: frame score ``> tau``;
-    - boxes: the patches whose score ``> tau``.
+    - mask: the union of the patches whose score ``> tau``; boxes: one per connected part of it.
 
     Args:
         terms: graph output name → weight.

@@ -264,6 +264,14 @@ PROBES: list[Probe] = [
           "Invalid value for '--minutes'"),
     Probe("calibrate", "an engine without its sidecar", ["calibrate", "{dir}/m.engine", "--data", "walkway", "--backend", "tensorrt"], 2,
           "TensorRT is not installed here", _bytes("m.engine", b"plan")),
+    # ---- inspecting a model ------------------------------------------------------------------------------
+    Probe("inspect", "a model file that is not ONNX", ["inspect", "{dir}/m.onnx"], 2, "not a readable ONNX model", _bytes("m.onnx", b"\x00junk")),
+    Probe("inspect", "a checkpoint that is torn", ["inspect", "{dir}/m.pt"], 2, "not a readable torch checkpoint", _bytes("m.pt", b"PK\x03\x04")),
+    Probe("inspect", "an engine without its sidecar", ["inspect", "{dir}/m.engine"], 2, "manifest sidecar is missing",
+          _bytes("m.engine", b"plan")),
+    Probe("inspect", "a file that is no model", ["inspect", "{dir}/notes.txt"], 2, "not an occ model", _write("notes.txt", "hi")),
+    Probe("eval", "plots for an image protocol", ["eval", "{avid}", "--data", "irmnist:{dir}", "--plots", "{dir}/plots"], 2,
+          "plots are drawn for video data"),
     # ---- benchmarks -------------------------------------------------------------------------------------
     Probe("bench", "a backend that does not exist", ["bench", "latency", "{avid}", "--backend", "nosuch"], 2, "unknown backend(s) 'nosuch'"),
     Probe("bench", "a batch of zero", ["bench", "latency", "{avid}", "--batch", "0"], 2, "--batch must be positive integers"),
@@ -275,6 +283,10 @@ PROBES: list[Probe] = [
           _write("a.json", "{")),
     Probe("bench", "comparing JSON that is not a latency result", ["bench", "compare", "{dir}/a.json", "{dir}/a.json"], 2,
           "not an occ-bench/2 result", _write("a.json", "[1, 2]")),
+    Probe("bench", "comparing runs of two different models", ["bench", "compare", "{dir}/a.json", "{dir}/b.json"], 2,
+          "the two runs measured different models", _both(
+              _write("a.json", '{"schema": "occ-bench/2", "model": "a.onnx", "model_sha256": "aa", "frame_size": [240, 360], "runs": []}'),
+              _write("b.json", '{"schema": "occ-bench/2", "model": "b.onnx", "model_sha256": "bb", "frame_size": [240, 360], "runs": []}'))),
     Probe("bench", "a precision that does not exist", ["bench", "validate", "{avid}", "--data", "walkway", "--backend", "ort-cpu",
                                                        "--precision", "fp8"], 2, "--precision takes fp32, fp16"),
     Probe("bench", "MNIST digits that are not digits", ["bench", "mnist", "--mnist", "{dir}", "--digits", "1,x"], 2,

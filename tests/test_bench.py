@@ -56,7 +56,22 @@ def test_compare_ratios(latency_result):
     rows = compare_runs(latency_result, faster)
     assert all(r["p50_ratio"] == pytest.approx(0.5) and r["throughput_ratio"] == pytest.approx(2.0) for r in rows)
     with pytest.raises(ValueError, match="share no"):
-        compare_runs(latency_result, {"runs": []})
+        compare_runs(latency_result, {**latency_result, "runs": []})
+
+
+def test_compare_refuses_runs_of_different_models_unless_forced(latency_result, tmp_path):
+    other = {**latency_result, "model_sha256": "0" * 64}
+    with pytest.raises(ValueError, match="different models"):
+        compare_runs(latency_result, other)
+    assert len(compare_runs(latency_result, other, force=True)) == len(latency_result["runs"])
+    with pytest.raises(ValueError, match="different frame sizes"):
+        compare_runs(latency_result, {**latency_result, "frame_size": [480, 640]})
+    (tmp_path / "a.json").write_text(json.dumps(latency_result))
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    refused = bench("compare", tmp_path / "a.json", tmp_path / "b.json")
+    assert refused.exit_code == 2 and "--force" in refused.output and len(refused.output.strip().splitlines()) == 1
+    forced = bench("compare", tmp_path / "a.json", tmp_path / "b.json", "--force", "--json", "-")
+    assert forced.exit_code == 0 and json.loads(forced.stdout)[0]["p50_ratio"] == pytest.approx(1.0)
 
 
 def test_validate_statuses_and_exit_codes(alocc_onnx, avid_checkpoint, tmp_path):

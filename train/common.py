@@ -1,7 +1,6 @@
 """Pieces both training loops share: seeding, optimizers, collapse detection, checkpoints, logging."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -15,7 +14,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from occ.runtime.files import write_atomic
+from occ.runtime.files import file_sha256, write_atomic
 from occ.runtime.manifest import Manifest
 
 CHECKPOINT_FORMAT = "occ-checkpoint-1"
@@ -87,14 +86,6 @@ def progress_bar(console: Console | None = None) -> Progress:
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=True,
     )
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | Path, manifest: Manifest, architecture: dict[str, Any],

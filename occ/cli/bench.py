@@ -114,10 +114,12 @@ def latency(
 def compare(
     baseline: Annotated[Path, typer.Argument(help="occ-bench latency JSON taken as 1.0.")],
     candidate: Annotated[Path, typer.Argument(help="occ-bench latency JSON compared against it.")],
+    force: Annotated[bool, typer.Option(help="Compare runs of different models or frame sizes too.")] = False,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Ratios candidate / baseline of p50, p99 and throughput for every shared variant and batch."""
+    """Ratios candidate / baseline of p50, p99 and throughput for every shared variant and batch, for
+    two runs of the same model at the same frame size (--force for any two)."""
     from occ.benchmarks.latency import SCHEMA, compare_runs
 
     runs = []
@@ -130,7 +132,7 @@ def compare(
             fail(f"{path}: not an {SCHEMA} result (schema {data.get('schema') if isinstance(data, dict) else None!r})")
         runs.append(data)
     with one_line_errors():
-        rows = compare_runs(*runs)
+        rows = compare_runs(*runs, force=force)
     report(rows, json_path, quiet, lambda rows: table(f"{candidate} / {baseline}", [
         {"variant": r["variant"], "batch": r["batch"], "p50 ratio": f"{r['p50_ratio']:.3f}", "p99 ratio": f"{r['p99_ratio']:.3f}",
          "throughput ratio": f"{r['throughput_ratio']:.3f}"} for r in rows]))
@@ -300,14 +302,19 @@ def device_prepare(models: Annotated[Path, typer.Option(help="Folder for the che
 def device_run(
     models: Annotated[Path, typer.Option(help="Folder written by `prepare`.")] = Path("runs/device_models"),
     duration: Annotated[float, typer.Option(min=0.1, help="Seconds per latency measurement.")] = 2.0,
-    json_path: Annotated[Path, typer.Option("--json", metavar="PATH", help="The JSON report, written after every step.")] = Path("device_check.json"),
+    out: Annotated[Path, typer.Option(help="The report as JSON, rewritten after every step (what finished survives a crash).")]
+    = Path("device_check.json"),
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Run every GPU check (needs an NVIDIA GPU)."""
     from occ.benchmarks.device_check import run as run_check
 
+    check_outputs({"--json": json_path}, {"--out": out})
     with one_line_errors():
-        result = run_check(models, json_path, duration)
-    console.print(json.dumps(result.get("verdict", {}), indent=2), highlight=False)
+        result = run_check(models, out, duration)
+    report(result, json_path, quiet, lambda result: table("device check", [{"check": name, "verdict": str(value)}
+                                                                             for name, value in result.get("verdict", {}).items()]))
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ import typer
 
 from occ.runtime.backends import REGISTRY
 
-from .common import JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table
+from .common import (JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table,
+                     warn_deprecated)
 
 BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
 PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
@@ -109,6 +110,9 @@ def _show_frames(result: dict) -> None:
     at = result["at_stored_threshold"]
     console.print(f"at the stored threshold: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
                   f"F1 {at['f1_anomalous']:.3f} over {result['frames']} frames", highlight=False)
+    if result.get("plots"):
+        console.print(f"wrote {len(result['plots'])} plots: {', '.join(result['plots'][:3])}{' …' if len(result['plots']) > 3 else ''}",
+                      highlight=False)
 
 
 def _show_mnist(result: dict) -> None:
@@ -141,7 +145,9 @@ def evaluate(
     data: Annotated[str, typer.Option(help="Labelled data: a UCSD-layout folder, 'walkway[:opts]', 'mnist:FOLDER' (the ALOCC paper's "
                                            "protocol), or 'irmnist:FOLDER[:test_grids=1000,digit=D]' (the AVID paper's detection and "
                                            "localization; digit, grids and seed default to the model's training).")],
-    roc: Annotated[Optional[Path], typer.Option(help="Write the raw frame-level ROC curve as a PNG here.")] = None,
+    plots: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for PNG plots (video data; needs matplotlib, the plots "
+                                                                     "extra): roc.png and scores_<clip>.png per clip.")] = None,
+    roc: Annotated[Optional[Path], typer.Option(hidden=True, help="Deprecated: the ROC alone as a PNG; use --plots DIR.")] = None,
     digit: Annotated[Optional[int], typer.Option(min=0, max=9, help="mnist: the target digit. Default: the one the model was trained on.")] = None,
     smoothing: Annotated[int, typer.Option(min=1, help="Window (frames, odd) of the labelled smoothed variants.")] = 9,
     backend: Backend = "ort-cpu",
@@ -155,11 +161,13 @@ def evaluate(
 
     _check_preprocess(preprocess)
     options = _backend_options(backend, triton_url)
-    check_outputs({"--json": json_path, "--roc": roc}, {"model": model, "data": data})
+    if roc is not None:
+        warn_deprecated("--roc FILE", "--plots DIR")
+    check_outputs({"--json": json_path, "--plots": plots, "--roc": roc}, {"model": model, "data": data})
     if smoothing % 2 == 0:
         fail(f"--smoothing must be odd, got {smoothing}")
     with one_line_errors(), progress_bar("evaluating", disable=quiet) as advance:
-        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, roc, progress=advance, **options)
+        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, plots, roc, progress=advance, **options)
     report(result, json_path, quiet, _show_eval)
 
 

@@ -25,6 +25,7 @@ class BackendKind:
         device_resident: it can run on device buffers, so preprocessing can stay on the GPU.
         artifact: what ``model`` must be (``.onnx``, ``.engine`` or a server's model name).
         summary: one line for ``--help``.
+        unavailable: why this machine cannot run it (a missing package, no GPU), or None when it can.
     """
 
     name: str
@@ -33,6 +34,7 @@ class BackendKind:
     device_resident: bool
     artifact: str
     summary: str
+    unavailable: Callable[[], str | None] = lambda: None
 
 
 def _ort_cpu(model: str, options: dict[str, Any]) -> Backend:
@@ -57,11 +59,40 @@ def _triton(model: str, options: dict[str, Any]) -> Backend:
     return TritonBackend(options["url"], model)
 
 
+def _ort_cuda_unavailable() -> str | None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return "this onnxruntime has no CUDA provider (install onnxruntime-gpu in its place)"
+    from ..cuda.driver import gpu_problem
+
+    return gpu_problem()
+
+
+def _tensorrt_unavailable() -> str | None:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return "TensorRT is not installed here (JetPack or NVIDIA's tensorrt packages provide it)"
+    from ..cuda.driver import gpu_problem
+
+    return gpu_problem()
+
+
+def _triton_unavailable() -> str | None:
+    try:
+        import tritonclient.http  # noqa: F401
+    except ImportError:
+        return "the Triton client is not installed: pip install 'occ[triton]'"
+    return None
+
+
 REGISTRY: dict[str, BackendKind] = {kind.name: kind for kind in (
     BackendKind("ort-cpu", _ort_cpu, "cpu", False, ".onnx", "ONNX Runtime on the CPU"),
-    BackendKind("ort-cuda", _ort_cuda, "gpu", True, ".onnx", "ONNX Runtime CUDA (onnxruntime-gpu)"),
-    BackendKind("tensorrt", _tensorrt, "gpu", True, ".engine", "a TensorRT engine with its .engine.json sidecar"),
-    BackendKind("triton", _triton, "server", False, "server", "a Triton / KServe v2 server; the model is its name there"),
+    BackendKind("ort-cuda", _ort_cuda, "gpu", True, ".onnx", "ONNX Runtime CUDA (onnxruntime-gpu)", _ort_cuda_unavailable),
+    BackendKind("tensorrt", _tensorrt, "gpu", True, ".engine", "a TensorRT engine with its .engine.json sidecar", _tensorrt_unavailable),
+    BackendKind("triton", _triton, "server", False, "server", "a Triton / KServe v2 server; the model is its name there",
+                _triton_unavailable),
 )}
 
 

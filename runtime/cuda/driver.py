@@ -35,6 +35,19 @@ def bindings() -> tuple[Any, Any]:
     return driver, nvrtc
 
 
+def gpu_problem() -> str | None:
+    """Why CUDA work cannot run on this machine (no cuda-python, no driver, no device), or None."""
+    try:
+        driver, _ = bindings()
+        check(driver.cuInit(0), "cuInit")
+        count = check(driver.cuDeviceGetCount(), "cuDeviceGetCount")
+    except GpuUnavailable as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - cuda-python raises its own loader errors when libcuda is absent
+        return f"no usable NVIDIA driver ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})".replace(": )", ")")
+    return None if count else "no CUDA device"
+
+
 def check(result: Any, call: str) -> Any:
     """Unwrap a cuda-python ``(status, *values)`` result or raise naming ``call`` and the error."""
     driver, nvrtc = bindings()

@@ -8,29 +8,48 @@ import cv2
 import numpy as np
 
 from ..manifest import Manifest
-from ..scoring.decide import FrameResult
+from ..scoring.decide import FrameResult, frame_threshold
 from .sinks import SinkHealth
 
 
 def render_overlay(frame: np.ndarray, result: FrameResult, manifest: Manifest) -> np.ndarray:
-    """BGR frame with a heat-map of location scores, the mask contour, boxes and the score."""
+    """BGR frame with, where the model flags, a heat-map of its location scores, the mask's contour
+    and one box per flagged object; the score and the threshold it is held against in the corner.
+
+    Normal frames stay unpainted, so that colour on a frame always means "flagged here".
+    """
     gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     height, width = gray.shape
     canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    scores = np.nan_to_num(np.asarray(result.location_scores, np.float32), nan=0.0)
-    low, high = float(scores.min()), float(scores.max())
-    heat = np.zeros_like(scores) if high <= low else (scores - low) / (high - low)
-    heat = cv2.resize((heat * 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-    canvas = cv2.addWeighted(canvas, 0.7, cv2.applyColorMap(heat, cv2.COLORMAP_JET), 0.3, 0)
     if result.mask is not None and result.mask.any():
-        mask = cv2.resize(result.mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        flagged = cv2.resize(result.mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+        heat = cv2.applyColorMap(_heat(result.location_scores, width, height), cv2.COLORMAP_JET)
+        blended = cv2.addWeighted(canvas, 0.55, heat, 0.45, 0)
+        canvas[flagged] = blended[flagged]
+        contours, _ = cv2.findContours(flagged.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(canvas, contours, -1, (0, 0, 255), 1)
     for x1, y1, x2, y2 in result.boxes:  # source-frame pixels
         cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), (0, 255, 255), 1)
-    colour = (0, 0, 255) if result.decision else (0, 200, 0)
-    cv2.putText(canvas, f"{result.score:.2f}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+    _legend(canvas, result, frame_threshold(manifest))
     return canvas
+
+
+def _heat(location_scores: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Location scores scaled to 0–255 over the frame's own range, at the frame's size."""
+    scores = np.nan_to_num(np.asarray(location_scores, np.float32), nan=0.0)
+    low, high = float(scores.min()), float(scores.max())
+    heat = np.zeros_like(scores) if high <= low else (scores - low) / (high - low)
+    return cv2.resize((heat * 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def _legend(canvas: np.ndarray, result: FrameResult, threshold: float) -> None:
+    """``score 0.83 / threshold 0.61`` on a dark strip in the top-left corner, red when flagged."""
+    text = f"score {result.score:.2f} / threshold {threshold:.2f}"
+    scale = max(0.3, min(0.5, canvas.shape[1] / 500))
+    (text_width, text_height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    cv2.rectangle(canvas, (0, 0), (text_width + 6, text_height + baseline + 6), (0, 0, 0), -1)
+    colour = (0, 0, 255) if result.decision else (0, 200, 0)
+    cv2.putText(canvas, text, (3, text_height + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
 class OverlayWriter:

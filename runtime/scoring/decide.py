@@ -26,8 +26,9 @@ class FrameResult:
         score: frame anomaly score (higher = more anomalous).
         decision: True when the frame is anomalous.
         location_scores: per-patch (ALOCC) or per-region (AVID) scores as a ``rows × cols`` map.
-        mask: AVID pixel mask at the network size (None for ALOCC).
-        boxes: ``[x1, y1, x2, y2]`` of each anomalous region (``x2``, ``y2`` exclusive): in source-frame
+        mask: the flagged pixels at the network size: AVID's mask M; for ALOCC the union of the
+            patches over τ.
+        boxes: ``[x1, y1, x2, y2]`` of each anomalous region (one per connected part of ``mask``) (``x2``, ``y2`` exclusive): in source-frame
             pixels once a detector has placed the result on its frame (:func:`on_frame`), in network
             pixels as :func:`decide` gives them.
         timestamp: capture time in seconds, when the source gives one.
@@ -73,6 +74,12 @@ def scoring_outputs(manifest: Manifest) -> list[str]:
     return manifest.scoring.outputs
 
 
+def frame_threshold(manifest: Manifest) -> float:
+    """The value a frame score is compared with: τ for ALOCC (fires above it), 1 for AVID (fires
+    at it), for plots and overlays that draw the threshold next to the score."""
+    return manifest.threshold("tau") if manifest.method == "alocc" else 1.0
+
+
 def alocc_fires(scores: np.ndarray, tau: float) -> np.ndarray:
     """ALOCC's threshold rule, for frames and for patches alike."""
     return np.asarray(scores) > tau
@@ -102,14 +109,17 @@ def on_frame(result: FrameResult, manifest: Manifest, frame_size: tuple[int, int
 
 def _decide_alocc(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
     grid = PatchGrid.from_spec(manifest.patches, manifest.input)
-    boxes = grid.boxes()[:, [1, 0, 3, 2]]  # [top, left, bottom, right] → [x1, y1, x2, y2]
+    patch_boxes = grid.boxes()  # [top, left, bottom, right]
     tau = manifest.threshold("tau")
     results = []
     for patches in alocc_patch_map(outputs, manifest):
         score = float(patches.max())
+        # overlapping patches over τ are one object: one box around their union, not one per patch
+        mask = np.zeros((manifest.input.height, manifest.input.width), bool)
+        for top, left, bottom, right in patch_boxes[alocc_fires(patches, tau)]:
+            mask[top:bottom, left:right] = True
         results.append(FrameResult(index=0, score=score, decision=bool(alocc_fires(score, tau)),
-                                   location_scores=grid.to_map(patches),
-                                   boxes=[box.tolist() for box in boxes[alocc_fires(patches, tau)]]))
+                                   location_scores=grid.to_map(patches), mask=mask, boxes=mask_boxes(mask)))
     return results
 
 

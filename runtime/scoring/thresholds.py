@@ -7,11 +7,31 @@ from typing import Callable
 import numpy as np
 
 from ..files import now_iso
-from ..manifest import AvidScoring, Threshold
+from ..manifest import AvidScoring, Manifest, Threshold
 
 # A soft intersection caps the region's multiple of its threshold at e^10: past that a region is
 # as irregular as it gets, and the blocks' values stay inside FP16's range (the graph's max-pools).
 LOG_MULTIPLE_CAP = 10.0
+
+
+# A threshold at false-alarm rate r from n normal frames rests on the n·r frames beyond it; with
+# fewer than this many it is mostly chance (at 1 %: fewer than 300 frames).
+MIN_FRAMES_BEYOND_THRESHOLD = 3
+
+
+def sample_size_warning(name: str, threshold: Threshold) -> str | None:
+    """A one-line warning when ``threshold`` rests on too few normal frames, else None."""
+    rate, count = threshold.target_false_alarm_rate, threshold.n_samples
+    if not rate or not count or count * rate >= MIN_FRAMES_BEYOND_THRESHOLD:
+        return None
+    needed = int(np.ceil(MIN_FRAMES_BEYOND_THRESHOLD / rate))
+    return (f"{name} was set at {rate:.1%} false alarms from only {count} normal frames ({count * rate:.1f} beyond it): "
+            f"it is mostly chance; calibrate on at least {needed} frames")
+
+
+def threshold_warnings(manifest: Manifest) -> list[str]:
+    """:func:`sample_size_warning` for each of the manifest's thresholds."""
+    return [w for name, t in manifest.thresholds.items() if (w := sample_size_warning(name, t))]
 
 
 def quantile_threshold(normal_scores: np.ndarray, false_alarm_rate: float, data: str) -> Threshold:

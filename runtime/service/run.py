@@ -157,6 +157,7 @@ class Service:
         self.config = config.check()
         self.stop_event = threading.Event()
         self.loops: list[CameraLoop] = []
+        self._threads: list[threading.Thread] = []
 
     @property
     def source(self) -> Source | None:
@@ -196,6 +197,7 @@ class Service:
                 self.loops.append(CameraLoop(self, camera, open_camera_detector, manifest, events, camera_metrics))
             log.info("service started", extra={"path": cfg.model, "camera": [c.name for c in cfg.cameras]})
             threads = [threading.Thread(target=loop.run, name=f"camera {loop.camera.name}") for loop in self.loops]
+            self._threads = threads
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -213,7 +215,9 @@ class Service:
         return summary
 
     def _healthy(self) -> bool:
-        return not self.stop_event.is_set() and bool(self.loops) and all(loop.source.stats.connected for loop in self.loops)
+        """Every camera's loop is running and its source delivers frames (``/healthz``)."""
+        return (not self.stop_event.is_set() and bool(self.loops) and len(self._threads) == len(self.loops)
+                and all(thread.is_alive() for thread in self._threads) and all(loop.source.stats.connected for loop in self.loops))
 
 
 def _exit_code(summary: ServiceSummary) -> ExitCode:

@@ -1,0 +1,61 @@
+"""``occ inspect MODEL``: a model at a glance."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .common import JsonOption, QuietOption, console, err_console, fail, one_line_errors, report, table
+
+
+def inspect(
+    model: Annotated[Path, typer.Argument(help="An exported model (.onnx), an engine (.engine, with its .engine.json beside it), a "
+                                               "Triton model folder, or a checkpoint (.pt; needs torch).")],
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Show a model's method, recipe, input geometry, temporal rule, thresholds with their provenance
+    and history, scoring, precision and SHA-256, and which backends can run it on this machine."""
+    from occ.runtime.model_info import model_info
+
+    manifest = _checkpoint_manifest(model) if model.suffix == ".pt" else None
+    with one_line_errors():
+        info = model_info(model, manifest)
+    report(info, json_path, quiet, _show)
+
+
+def _checkpoint_manifest(path: Path) -> Any:
+    try:
+        from occ.train.common import CheckpointError, load_checkpoint
+    except ImportError:
+        fail(f"{path}: reading a checkpoint needs torch: pip install 'occ[train]'")
+    with one_line_errors(CheckpointError):
+        return load_checkpoint(path).manifest
+
+
+def _show(info: dict[str, Any]) -> None:
+    spec = info["input"]
+    rows = [
+        ("method", info["method"]), ("recipe", info["recipe"] or "(not recorded)"),
+        ("artifact", f"{info['artifact']}, {info['bytes']:,} bytes"), ("sha256", info["sha256"]),
+        ("made by", f"occ {info['occ_version'] or '?'} (manifest schema {info['schema_version']})"),
+        ("input", f"{spec['height']}x{spec['width']}, {spec['channels']} channel(s), {spec['color']}, {spec['interpolation']} resize, "
+                  f"{spec['normalization']}"),
+        ("temporal rule", f"{info['temporal_rule']['name']}: {info['temporal_rule']['stacks']}"),
+        ("precision", info["precision"]), ("decision", info["decision"]),
+        ("scoring", ", ".join(f"{k}={v}" for k, v in info["scoring"].items())),
+        ("trained on", info["trained_on"] or "(not recorded)"),
+    ]
+    table(info["file"], [{"field": k, "value": v} for k, v in rows])
+    table("thresholds (the stored ones decide; earlier values below)", [
+        {"name": name, "value": f"{t['value']:.6g}", "from": t["data"], "false alarms": t["target_false_alarm_rate"] and
+         f"{t['target_false_alarm_rate']:.2%}", "frames": t["n_samples"], "how": t["method"], "date": t["date"]}
+        for name, t in info["thresholds"].items()] + [
+        {"name": f"{old['name']} (until {old.get('replaced_on', '?')})", "value": f"{old['value']:.6g}", "from": old.get("data"),
+         "frames": old.get("n_samples"), "how": old.get("method"), "date": old.get("date")} for old in info["threshold_history"]])
+    table("backends on this machine", [{"backend": b["backend"], "usable": "yes" if b["usable"] else "no", "why not": b["why_not"] or ""}
+                                       for b in info["backends"]])
+    for t in info["thresholds"].values():
+        if t["warning"]:
+            err_console.print(f"warning: {t['warning']}", highlight=False, markup=False)
