@@ -172,7 +172,7 @@ def test_cli_errors_are_one_line(tmp_path, avid_onnx):
 
 
 def test_calibrate_command_updates_the_embedded_manifest(alocc_onnx, tiny_walkway, tmp_path):
-    from occ.runtime.manifest import read_manifest
+    from occ.runtime.manifest import read_manifest, write_manifest
 
     model = tmp_path / "m.onnx"
     shutil.copy(alocc_onnx, model)
@@ -186,7 +186,12 @@ def test_calibrate_command_updates_the_embedded_manifest(alocc_onnx, tiny_walkwa
     assert manifest.thresholds["tau"].target_false_alarm_rate == 0.2 and manifest.thresholds["tau"].n_samples == len(tiny_walkway.train[0])
     assert manifest.threshold_history[-1]["value"] == before
     assert (tmp_path / "m.onnx.json").is_file() and model.stat().st_mode & 0o777 == 0o644  # mode kept
-    assert json.loads((tmp_path / "calibration.json").read_text())["thresholds"]["tau"]["value"] == manifest.threshold("tau")
+    report = json.loads((tmp_path / "calibration.json").read_text())
+    assert report["thresholds"]["tau"]["value"] == manifest.threshold("tau")
+    assert report["warnings"] == []  # 30 frames at 20 %: 6 beyond the threshold, enough
+    again = invoke("calibrate", model, "--data", video, "--false-alarm-rate", "0.01", "--quiet")
+    assert again.exit_code == 0 and "warning: tau was set at 1.0% false alarms from only 30 normal frames" in again.output
+    write_manifest(model, manifest)  # back to 20 % for the check below
     # the new threshold flags about 20 % of the calibration frames (as decoded from the video)
     from occ.evaluation.datasets import read_video
 

@@ -173,8 +173,17 @@ def test_recipes_are_named_and_checked_against_the_data():
     assert set(AVID_RECIPES) == {"video", "images", "paper"}
     images = avid_config("images")
     assert (images.height, images.depth, images.frame_score, images.region_memory) == (176, 4, "evidence", 60000)
-    assert avid_config("paper").optimizer == "sgd" and not avid_config("paper").irregularities
+    assert avid_config("paper").optimizer == "sgd" and avid_config("paper").irregular_fraction == 0
     assert alocc_config("paper").score == "paper" and alocc_config("images").bottleneck == 16
+    # one concept, one name in both methods' configurations (and their manifests)
+    from dataclasses import fields
+
+    from occ.train.train_alocc import AloccConfig
+    from occ.train.train_avid import AvidConfig
+
+    shared = {f.name for f in fields(AloccConfig)} & {f.name for f in fields(AvidConfig)}
+    assert {"recipe", "noise_sigma", "lam", "epochs", "batch_size", "base_width", "depth", "false_alarm_rate", "val_fraction",
+            "seed"} <= shared
     with pytest.raises(ValueError, match="unknown AVID recipe 'fancy'; recipes: video, images, paper"):
         avid_config("fancy")
     with pytest.raises(ValueError, match=r"unknown AVID setting\(s\) \['gate'\]"):

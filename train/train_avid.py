@@ -1,9 +1,9 @@
 """Adversarial training of AVID's inpainter I and detector D on normal frames only.
 
-I sees ``X + γ·N(0, 1)`` (γ = 0.4, 'hard' noise) and is trained to make D call every region of
+I sees ``X + σ·N(0, 1)`` (``noise_sigma`` σ = 0.4, the paper's γ: 'hard' noise) and is trained to make D call every region of
 its output normal (Eq. 3), plus the optional ``λ‖X − I(X̃)‖²`` term; D learns to score regions
-of X as normal and regions of I(X̃) as inpainted. With ``irregularities`` (the video and images
-recipes; :mod:`train.irregularities`) some inputs also carry synthetic irregular regions made from
+of X as normal and regions of I(X̃) as inpainted. With an ``irregular_fraction`` (the video and
+images recipes; :mod:`train.irregularities`) some inputs also carry synthetic irregular regions made from
 the normal data: D learns to score those cells irregular and I to inpaint them back to the clean
 input. On a normal-only validation split θ_I is kept where ``‖X − I(X)‖²`` is lowest and θ_D
 where D best separates normal from irregular (real vs inpainted without irregularities).
@@ -62,7 +62,7 @@ class AvidConfig:
         optimizer: ``adam`` or ``sgd``.
         lr: learning rate of I and D.
         momentum: SGD momentum or Adam's β1.
-        gamma: γ, scale of the Gaussian noise on I's input (normalized units).
+        noise_sigma: σ of the Gaussian noise on I's input (the paper's γ; normalized units).
         lam: λ of ‖X − I(X̃)‖² (0: the paper's objective, Eq. 3).
         residual_kernel: the residual's averaging window, pixels (odd); None: the video rule
             (:func:`residual_kernel_for`).
@@ -70,9 +70,8 @@ class AvidConfig:
         val_fraction: share of the normal clips (or images) held out for model selection and thresholds.
         max_train_frames: most training frames drawn (None: all).
         false_alarm_rate: share of held-out normal frames that fire at the stored thresholds.
-        irregularities: paste synthetic irregularities made from the normal data into training
-            inputs (the data's kinds: ``train.irregularities``).
-        irregular_fraction: share of training inputs that get them.
+        irregular_fraction: share of training inputs that get synthetic irregularities made from
+            the normal data (the data's kinds: ``train.irregularities``); 0: none.
         predict_newest: video: hide the newest frame from I, so the residual is a prediction error.
         region_memory: images: score regions by the nearest of up to this many normal training
             regions instead of by D (0: D).
@@ -94,14 +93,13 @@ class AvidConfig:
     optimizer: str = "adam"
     lr: float = 0.001
     momentum: float = 0.5
-    gamma: float = 0.4
+    noise_sigma: float = 0.4
     lam: float = 0.4
     residual_kernel: int | None = None
     mask_reach: int | None = None
     val_fraction: float = 0.2
     max_train_frames: int | None = 4000
     false_alarm_rate: float = 0.01
-    irregularities: bool = True
     irregular_fraction: float = 0.5
     predict_newest: bool = True
     region_memory: int = 0
@@ -119,7 +117,7 @@ AVID_RECIPES: dict[str, dict[str, Any]] = {
                    mask_reach=0, predict_newest=False, region_memory=60000, region_alignment=True, residual_weight=0.2,
                    frame_score="evidence"),
     # as published: the paper's optimizer and objective, Eq. 4's mask block by block, the per-pixel residual
-    "paper": dict(optimizer="sgd", lr=0.002, momentum=0.9, lam=0.0, residual_kernel=1, mask_reach=0, irregularities=False,
+    "paper": dict(optimizer="sgd", lr=0.002, momentum=0.9, lam=0.0, residual_kernel=1, mask_reach=0, irregular_fraction=0.0,
                   predict_newest=False),
 }
 
@@ -162,6 +160,8 @@ def check_config(config: AvidConfig, kind: str) -> None:
         raise ValueError(f"AVID needs epochs, base_width and depth >= 1 and batch_size >= 2, got {', '.join(bad) or config.batch_size}")
     if not 0 < config.false_alarm_rate < 1:
         raise ValueError(f"false_alarm_rate must be in (0, 1), got {config.false_alarm_rate}")
+    if not 0 <= config.irregular_fraction <= 1:
+        raise ValueError(f"irregular_fraction must be in [0, 1] (0: no synthetic irregularities), got {config.irregular_fraction}")
 
 
 def avid_scoring(config: AvidConfig, height: int) -> AvidScoring:
@@ -273,7 +273,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
     inpainter, detector = ddp.prepare(inpainter), ddp.prepare(detector)
     opt_i = make_optimizer(config.optimizer, inpainter.parameters(), config.lr, config.momentum)
     opt_d = make_optimizer(config.optimizer, detector.parameters(), config.lr, config.momentum)
-    maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng) if config.irregularities else None
+    maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng) if config.irregular_fraction > 0 else None
     val_rows = np.linspace(0, len(data.val) - 1, min(256, len(data.val))).astype(int)
     val_clean = data.val.inputs(val_rows)
     # a fixed validation set of synthetic irregularities (normal data only) for choosing θ_D
@@ -303,7 +303,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
                     pseudo_np, labels_np = maker(rows, clean_np)
                     source, labels = ddp.shard(torch.from_numpy(pseudo_np)), ddp.shard(torch.from_numpy(labels_np))
                 noisy = (torch.from_numpy(pseudo_np) if maker is not None else batch) + \
-                    config.gamma * torch.randn(batch.shape, generator=generator)
+                    config.noise_sigma * torch.randn(batch.shape, generator=generator)
                 x, noisy = ddp.shard(batch), ddp.shard(noisy)
                 if maker is None:
                     source = x
@@ -409,7 +409,7 @@ def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels
     device = next(inpainter.parameters()).device
     with torch.no_grad():
         val = torch.from_numpy(clean)
-        noisy = (val + config.gamma * torch.randn(val.shape, generator=generator)).to(device)
+        noisy = (val + config.noise_sigma * torch.randn(val.shape, generator=generator)).to(device)
         val = val.to(device)
         hide = hide_newest if config.predict_newest else (lambda v: v)  # as the graph's HideNewest
         rec = float(torch.mean((inpainter(hide(val)) - val) ** 2))

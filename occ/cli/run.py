@@ -188,15 +188,20 @@ def calibrate(
     check_outputs({"--json": json_path}, {"model": model, "data": data})
     with one_line_errors(), progress_bar(f"collecting normal frames from {data}", disable=quiet) as advance:
         result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance)
+    from occ.runtime.scoring import threshold_warnings
+
     payload = {"model": str(model), "frames": result.frames, "written": str(result.written),
                "thresholds": {name: {"value": t.value, "method": t.method, "n_samples": t.n_samples}
-                              for name, t in result.manifest.thresholds.items()}}
+                              for name, t in result.manifest.thresholds.items()},
+               "warnings": threshold_warnings(result.manifest)}
 
     def show(payload: dict) -> None:
         table(f"{model}: new thresholds from {result.frames} normal frames (previous values kept in threshold_history)",
               [{"threshold": name, "value": f"{t['value']:.5g}", "how": t["method"]} for name, t in payload["thresholds"].items()])
 
     report(payload, json_path, quiet, show)
+    for warning in payload["warnings"]:
+        err_console.print(f"warning: {warning}", highlight=False, markup=False)
 
 
 def demo(

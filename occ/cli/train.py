@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import OneLineGroup, console, fail, one_line_errors
+from .common import OneLineGroup, console, err_console, fail, one_line_errors
 
 app = typer.Typer(help="Train a detector on normal data (needs the train extra: pip install 'occ[train]').", no_args_is_help=True,
                   cls=OneLineGroup)
@@ -99,6 +99,7 @@ def alocc(
     tau = manifest.thresholds["tau"]
     console.print(f"wrote {out}: tau = {tau.value:.4f} at {tau.target_false_alarm_rate:.1%} false alarms on {tau.n_samples} "
                   "held-out normal frames", highlight=False)
+    _warn_thresholds(manifest)
 
 
 @app.command("avid")
@@ -134,3 +135,11 @@ def avid(
     if manifest is None:
         return
     console.print(f"wrote {out}: alpha = {manifest.threshold('alpha'):.4f}, zeta = {manifest.threshold('zeta'):.4f}", highlight=False)
+    _warn_thresholds(manifest)
+
+
+def _warn_thresholds(manifest: Any) -> None:
+    from occ.runtime.scoring import threshold_warnings
+
+    for warning in threshold_warnings(manifest):
+        err_console.print(f"warning: {warning} (occ calibrate MODEL --data FOOTAGE)", highlight=False, markup=False)
