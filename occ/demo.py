@@ -16,21 +16,30 @@ from typing import Any, Callable
 THREADS = 2
 
 
+def plots_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epochs: int = 10,
              say: Callable[[str], None] = print, console: Any = None) -> dict[str, Any]:
     """Run the demo in ``workdir``; returns one row of metrics per method (and writes
-    ``<method>_eval.json`` and ``<method>_overlay_<clip>.avi`` there)."""
+    ``<method>_eval.json``, ``<method>_overlay_<clip>.avi`` and, with matplotlib, the ROC and
+    score-over-time plots in ``<method>_plots/`` there)."""
     import json
 
     import torch
 
     from occ.evaluation.datasets import WalkwayConfig, generate_walkway, write_ucsd_layout
     from occ.evaluation.datasets.spec import load_video_data
+    from occ.evaluation.plots import write_evaluation_plots
     from occ.evaluation.protocols import report, score_clips
     from occ.export.onnx_export import export_onnx
     from occ.runtime.detector import open_detector
     from occ.runtime.events import OverlayWriter
     from occ.runtime.files import write_atomic
+    from occ.runtime.scoring import frame_threshold
     from occ.train.train_alocc import alocc_config, train_alocc
     from occ.train.train_alocc import video_data as alocc_video
     from occ.train.train_avid import avid_config, train_avid
@@ -60,8 +69,11 @@ def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epo
             say("   " + line)
         say(f"4. {method}: run the exported model through the runtime and evaluate")
         detector = open_detector(str(exported.path), "ort-cpu", pixel_maps=True, threads=THREADS)
-        metrics = report(score_clips(detector, video.test))
+        clips = score_clips(detector, video.test)
+        metrics = report(clips)
         write_atomic(workdir / f"{method}_eval.json", json.dumps(metrics, indent=2).encode())
+        if plots_available():
+            write_evaluation_plots(workdir / f"{method}_plots", clips, frame_threshold(detector.manifest), str(exported.path))
         overlay_path = workdir / f"{method}_overlay_{video.test[0].name}.avi"
         writer = OverlayWriter(overlay_path, detector.manifest)
         detector.reset()
