@@ -58,7 +58,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from ..backends import REGISTRY
 from ..detector import PREPROCESS
@@ -145,10 +145,10 @@ def _non_negative(value: float) -> bool:
     return value >= 0
 
 
-KEY = tuple[type, Callable[[Any], bool] | None, str]  # type, check, what the check wants
+KEY = tuple[type, Callable[[Any], bool] | None, Union[str, Callable[[], str]]]  # type, check, what the check wants
 SCHEMA: dict[str, dict[str, KEY]] = {
     "model": {"path": (str, bool, "a model file (or a model name with triton)"),
-              "backend": (str, lambda v: v in REGISTRY, f"one of {', '.join(REGISTRY)}"),
+              "backend": (str, lambda v: v in REGISTRY, lambda: f"one of {', '.join(REGISTRY)}"),
               "preprocess": (str, lambda v: v in PREPROCESS, f"one of {', '.join(PREPROCESS)}"),
               "triton_url": (str, None, "")},
     "thresholds": {"tau": (float, math.isfinite, "a finite number"), "alpha": (float, _positive, "> 0"),
@@ -181,7 +181,7 @@ def _value(path: Path, where: str, key: str, value: Any, kind: type, check, want
         raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number')[kind.__name__]}, "
                           f"got {type(value).__name__} {value!r}")
     if check is not None and not check(value):
-        raise ConfigError(f"{path}: [{where}] {key} = {value!r} must be {wants}")
+        raise ConfigError(f"{path}: [{where}] {key} = {value!r} must be {wants() if callable(wants) else wants}")
     return value
 
 
