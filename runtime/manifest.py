@@ -34,7 +34,7 @@ INTERPOLATIONS = ("bilinear", "area", "nearest")
 # frame_diff: [I(t), I(t) - I(t-1)] (appearance plus signed motion for ALOCC patches).
 TEMPORAL_RULES = ("none", "avid_triplet", "frame_diff")
 TEMPORAL_CHANNELS = {"none": 1, "avid_triplet": 3, "frame_diff": 2}
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 THRESHOLD_NAMES = {"alocc": ("tau",), "avid": ("alpha", "zeta")}
 
 # AVID's scoring vocabulary (see AvidScoring)

@@ -10,7 +10,7 @@ import typer
 
 from occ import __version__
 
-from . import bench, data, run, train
+from . import bench, data, engine, run, train
 from . import export as export_command
 from .common import console
 
@@ -38,5 +38,6 @@ app.command("eval")(run.evaluate)
 app.command("calibrate")(run.calibrate)
 app.command("demo")(run.demo)
 app.add_typer(bench.app, name="bench")
+app.add_typer(engine.app, name="engine")
 
 __all__ = ["app"]
