@@ -14,7 +14,7 @@ Example configuration (every key but ``model.path`` and ``source.spec`` has a de
     # zeta = 0.4
 
     [source]
-    spec = "rtsp://camera.local/stream"   # file, folder, /dev/videoN, URL or GStreamer pipeline
+    spec = "rtsp://camera.local/stream"   # file(://), folder, csi://N, v4l2:///dev/videoN, URL or GStreamer pipeline
     buffer = 2                   # live sources: newest frames kept; older ones are dropped
     backoff = 0.5                # first reconnect delay, s (doubles up to max_backoff)
     max_backoff = 8.0
