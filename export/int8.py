@@ -43,7 +43,8 @@ QUANTIZED_OPS = ("Conv", "ConvTranspose")
 # ops that pass a convolution's output on inside a network body; anything else reading it is the
 # body's boundary (residual, logit, sigmoid...), so the convolution producing it stays float
 _BODY_OPS = frozenset({"Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "MaxPool", "Concat", "Tanh",
-                       "Resize", "Upsample", "AveragePool", "Identity"})
+                       "Resize", "Upsample", "AveragePool", "Identity",
+                       "QuantizeLinear", "DequantizeLinear"})  # a quantized graph's pairs pass values on too
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -217,7 +218,8 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, int]:
 
 
 def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None = None, samples: np.ndarray | None = None,
-                data_spec: str | None = None, calib_frames: int = 128, method: str = "percentile") -> ExportResult:
+                data_spec: str | None = None, calib_frames: int = 128, method: str = "percentile",
+                required: float = INT8_AGREEMENT) -> ExportResult:
     """Write ``<name>.int8.onnx`` (Q/DQ, see the module docstring) and verify it against FP32.
 
     Args:
@@ -228,6 +230,7 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
             default: the first frames of the test clips of ``data_spec``, else of ``calib_data``.
         calib_frames: normal frames to calibrate on.
         method: activation range calibration, one of :data:`CALIBRATION_METHODS`.
+        required: the share of agreeing decisions below which nothing is written.
 
     Raises:
         ExportError: when the decisions disagree beyond :data:`INT8_AGREEMENT` (nothing written).
@@ -266,7 +269,7 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
     reference = run_onnx(model.SerializeToString(), feed, outputs)
     candidate = run_onnx(quantized_bytes, feed, outputs)
     comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]
-    decisions = decision_comparisons(manifest, reference, candidate, INT8_AGREEMENT)
+    decisions = decision_comparisons(manifest, reference, candidate, required)
     extra = {"calibration": calibration.description, **summary}
     if "mask" in reference:
         extra["mask IoU"] = round(mask_iou(reference["mask"], candidate["mask"]), 6)

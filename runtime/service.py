@@ -91,7 +91,7 @@ class ServiceConfig:
     def from_toml(cls, path: str | Path) -> "ServiceConfig":
         path = Path(path)
         try:
-            import tomllib
+            import tomllib  # novermin (3.11+; the fallback below is for 3.10)
         except ImportError:  # Python 3.10 (JetPack 6)
             import tomli as tomllib
         try:
