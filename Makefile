@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.occ-installed
 
-.PHONY: demo test venv clean ffmpeg
+.PHONY: demo test venv clean ffmpeg check-aarch64
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ ffmpeg:
 
 test: $(STAMP) ffmpeg
 	$(PY) -m pytest tests
+
+# The runtime on arm64 (Debian root through qemu-user-static), against x86-64's decisions. Root,
+# tens of minutes; not part of `make test` or CI.
+check-aarch64: $(STAMP)
+	bash scripts/check-aarch64.sh
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
