@@ -46,6 +46,8 @@ trap cleanup EXIT
 mountpoint -q "$ROOTFS/proc" || mount -t proc proc "$ROOTFS/proc"
 mountpoint -q "$ROOTFS/dev" || mount --bind /dev "$ROOTFS/dev"
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# the host's CA bundle: where the registry is reached through a TLS-inspecting proxy, its CA is there
+cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/occ-host-ca.crt"
 rm -rf "$ROOTFS/opt/occ-src" "$ROOTFS/opt/occ-check"
 mkdir -p "$ROOTFS/opt/occ-src" "$ROOTFS/opt/occ-check"
 git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$ROOTFS/opt/occ-src"   # the tracked files, as a clone has them
@@ -53,10 +55,12 @@ cp -r "$WORK/inputs" "$ROOTFS/opt/occ-check/inputs"
 rm -f "$ROOTFS"/opt/occ-check/inputs/*.pt   # a camera box gets the ONNX models only
 
 step "5/6 aarch64: pip install the camera-box package from the registry's aarch64 wheels, then occ run and occ eval"
-chroot "$ROOTFS" /bin/sh -ec '
+# a clean environment: the host's pip settings (local wheel folders, indexes) mean nothing in there
+chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  PIP_CERT=/etc/ssl/certs/occ-host-ca.crt SSL_CERT_FILE=/etc/ssl/certs/occ-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
+  /bin/sh -ec '
   cd /opt/occ-check
   [ -x /opt/occ-venv/bin/python ] || python3 -m venv /opt/occ-venv
-  /opt/occ-venv/bin/pip install -q --upgrade pip
   /opt/occ-venv/bin/pip install -q --only-binary=numpy,onnxruntime,onnx,opencv-python-headless /opt/occ-src
   if /opt/occ-venv/bin/python -c "import torch" 2>/dev/null; then echo "torch was installed on the camera box"; exit 1; fi
   mkdir -p aarch64
