@@ -48,16 +48,29 @@ def prepare(work: Path) -> None:
     run_all(occ, inputs, work / "x86_64")
 
 
+def sources(inputs: Path) -> dict[str, Path]:
+    """The clip (lossy video: each platform's OpenCV decodes it) and the same frames as lossless images."""
+    return {"clip": inputs / "clip.avi", "images": inputs / "walkway" / "Test" / "Test001"}
+
+
 def run_all(occ: str, inputs: Path, out: Path) -> None:
-    """occ run on the clip and occ eval on the data folder, for every model (also what runs on arm64)."""
+    """occ run on each source and occ eval on the data folder, for every model (also what runs on arm64)."""
+    import hashlib
+
+    from occ.runtime.sources import open_source
+
     out.mkdir(parents=True, exist_ok=True)
     for model in MODELS:
-        frames = out / f"{model}.jsonl"
-        frames.unlink(missing_ok=True)  # occ run appends
-        subprocess.run([occ, "run", str(inputs / f"{model}.onnx"), "--source", str(inputs / "clip.avi"), "--out", str(frames)], check=True)
+        for name, source in sources(inputs).items():
+            frames = out / f"{model}_{name}.jsonl"
+            frames.unlink(missing_ok=True)  # occ run appends
+            subprocess.run([occ, "run", str(inputs / f"{model}.onnx"), "--source", str(source), "--out", str(frames)], check=True)
         subprocess.run([occ, "eval", str(inputs / f"{model}.onnx"), "--data", str(inputs / "walkway"), "--json",
                         str(out / f"{model}_eval.json"), "--quiet"], check=True)
-    (out / "platform.json").write_text(json.dumps({"machine": platform.machine(), "python": platform.python_version()}))
+    decoded = {name: [hashlib.sha256(frame.image.tobytes()).hexdigest()[:16] for frame in open_source(str(source))]
+               for name, source in sources(inputs).items()}
+    (out / "platform.json").write_text(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
+                                                   "decoded_frames_sha256": decoded}))
 
 
 def compare(work: Path) -> int:
@@ -68,26 +81,36 @@ def compare(work: Path) -> int:
     if packages.is_file():
         result["aarch64"]["packages"] = packages.read_text().split()
     same = True
+    decoded = {name: result["x86_64"].pop("decoded_frames_sha256")[name] == result["aarch64"].pop("decoded_frames_sha256")[name]
+               for name in sources(work)}
+    result["decoded_pixels_equal"] = decoded
     for model in MODELS:
-        a = [json.loads(line) for line in (reference / f"{model}.jsonl").read_text().splitlines()]
-        b = [json.loads(line) for line in (candidate / f"{model}.jsonl").read_text().splitlines()]
-        decisions_equal = len(a) == len(b) and all(x["decision"] == y["decision"] for x, y in zip(a, b))
-        score_diff = max((abs(x["score"] - y["score"]) for x, y in zip(a, b)), default=float("nan"))
+        row: dict = {}
+        for name in sources(work):
+            a = [json.loads(line) for line in (reference / f"{model}_{name}.jsonl").read_text().splitlines()]
+            b = [json.loads(line) for line in (candidate / f"{model}_{name}.jsonl").read_text().splitlines()]
+            equal = len(a) == len(b) and all(x["decision"] == y["decision"] for x, y in zip(a, b))
+            row[f"{name}_frames"] = len(a)
+            row[f"{name}_decisions_equal"] = equal
+            row[f"{name}_anomalous_frames"] = sum(x["decision"] for x in a)
+            row[f"{name}_score_max_abs_diff"] = max((abs(x["score"] - y["score"]) for x, y in zip(a, b)), default=float("nan"))
+            same = same and equal
         eval_a = json.loads((reference / f"{model}_eval.json").read_text())
         eval_b = json.loads((candidate / f"{model}_eval.json").read_text())
         auc_a, auc_b = eval_a["frame_level"]["raw"]["micro_auc"], eval_b["frame_level"]["raw"]["micro_auc"]
         at_a, at_b = eval_a["at_stored_threshold"], eval_b["at_stored_threshold"]
         eval_equal = (at_a["true_positive_rate"], at_a["false_positive_rate"]) == (at_b["true_positive_rate"], at_b["false_positive_rate"])
-        result["models"][model] = {"frames": len(a), "decisions_equal": decisions_equal, "anomalous_frames": sum(x["decision"] for x in a),
-                                   "score_max_abs_diff": score_diff, "eval_micro_auc": [auc_a, auc_b],
-                                   "eval_decisions_equal": eval_equal}
-        same = same and decisions_equal and eval_equal
+        result["models"][model] = {**row, "eval_micro_auc": [auc_a, auc_b], "eval_decisions_equal": eval_equal}
+        same = same and eval_equal
     result["passed"] = same
     (work / "result.json").write_text(json.dumps(result, indent=2))
+    print(f"decoded pixels equal on both: {decoded}")
     for model, row in result["models"].items():
-        print(f"{model}: {row['frames']} frames, decisions equal: {row['decisions_equal']}, max |score diff| "
-              f"{row['score_max_abs_diff']:.3g}, eval micro AUC x86-64 {row['eval_micro_auc'][0]:.6f} / aarch64 "
-              f"{row['eval_micro_auc'][1]:.6f}, eval decisions equal: {row['eval_decisions_equal']}")
+        for name in sources(work):
+            print(f"{model} on the {name}: {row[f'{name}_frames']} frames, decisions equal: {row[f'{name}_decisions_equal']}, "
+                  f"max |score diff| {row[f'{name}_score_max_abs_diff']:.3g}")
+        print(f"{model} eval: micro AUC x86-64 {row['eval_micro_auc'][0]:.6f} / aarch64 {row['eval_micro_auc'][1]:.6f}, "
+              f"decisions at the stored threshold equal: {row['eval_decisions_equal']}")
     print(f"aarch64 check {'passed' if same else 'FAILED'}: {work / 'result.json'}")
     return 0 if same else 1
 
