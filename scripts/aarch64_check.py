@@ -81,8 +81,8 @@ def compare(work: Path) -> int:
     if packages.is_file():
         result["aarch64"]["packages"] = packages.read_text().split()
     same = True
-    decoded = {name: result["x86_64"].pop("decoded_frames_sha256")[name] == result["aarch64"].pop("decoded_frames_sha256")[name]
-               for name in sources(work)}
+    hashes = result["x86_64"].pop("decoded_frames_sha256"), result["aarch64"].pop("decoded_frames_sha256")
+    decoded = {name: hashes[0][name] == hashes[1][name] for name in sources(work)}
     result["decoded_pixels_equal"] = decoded
     for model in MODELS:
         row: dict = {}

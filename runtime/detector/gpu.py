@@ -120,6 +120,11 @@ class GpuPipeline:
     def set_thresholds(self, **values: float) -> None:
         """Retune thresholds on the running graph (AVID's α and ζ are rewritten in device memory:
         no re-export, no rebinding; ALOCC's τ applies to the results)."""
+        fixed = getattr(self.backend, "fixed_inputs", {})  # an attached engine may hold α and ζ as constants
+        held = [name for name, value in values.items() if name in fixed and not np.isclose(value, fixed[name], rtol=1e-6, atol=0)]
+        if held:
+            raise BackendError(f"{self.backend.model_path}: this engine holds {', '.join(held)} as constants; retuning needs an "
+                               "engine built by occ-export --engine (which takes the thresholds as inputs)")
         self.detector.set_thresholds(**values)
         self._upload_thresholds()
 
