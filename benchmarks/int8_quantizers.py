@@ -93,7 +93,8 @@ def evaluate(model_path: Path, manifest, clips, batch_frames: int = 32) -> tuple
     return np.array(scores), np.array(decisions), np.concatenate(labels)
 
 
-def compare_quantizers(model_path: str, data: str, calib_frames: int = 128, modelopt_python: str | None = None) -> dict[str, Any]:
+def compare_quantizers(model_path: str, data: str, calib_frames: int = 128, modelopt_python: str | None = None,
+                       only: list[str] | None = None) -> dict[str, Any]:
     source = onnx.load(model_path)
     manifest = manifest_from_metadata({p.key: p.value for p in source.metadata_props}, model_path)
     calibration = calibration_set(manifest, data, calib_frames)
@@ -106,11 +107,15 @@ def compare_quantizers(model_path: str, data: str, calib_frames: int = 128, mode
         folder = Path(folder)
         makers = {f"onnxruntime {m}": (lambda m=m: quantize_ort(onnx.ModelProto.FromString(source.SerializeToString()), calibration, m))
                   for m in CALIBRATION_METHODS}
+        makers["onnxruntime percentile + FP32 input convolutions"] = lambda: quantize_ort(
+            onnx.ModelProto.FromString(source.SerializeToString()), calibration, "percentile", float_input_convolutions=True)
         if modelopt_python:
             for method in ("max", "entropy"):
                 makers[f"modelopt {method}"] = (lambda method=method: modelopt_candidate(
                     modelopt_python, onnx.ModelProto.FromString(source.SerializeToString()), calibration.batches, method, folder))
         for label, make in makers.items():
+            if only and label not in only:
+                continue
             row: dict[str, Any] = {"quantizer": label}
             try:
                 started = time.monotonic()
@@ -136,9 +141,11 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--calib-frames", type=int, default=128)
     parser.add_argument("--modelopt-python", help="A Python with nvidia-modelopt[onnx] installed.")
+    parser.add_argument("--only", help="Comma-separated candidate labels to run (default: all).")
     parser.add_argument("--json", dest="json_path", help="Write the result here.")
     args = parser.parse_args()
-    result = compare_quantizers(args.model, args.data, args.calib_frames, args.modelopt_python)
+    result = compare_quantizers(args.model, args.data, args.calib_frames, args.modelopt_python,
+                                [x.strip() for x in args.only.split(",")] if args.only else None)
     text = json.dumps(result, indent=2)
     if args.json_path:
         from occ.runtime.files import write_atomic

@@ -35,10 +35,13 @@ import onnx
 from occ.runtime.files import write_atomic
 from occ.runtime.manifest import METADATA_KEY, Manifest, manifest_from_metadata
 
-from .verify import ExportError, ExportResult, compare_output, decision_comparisons, mask_iou, run_onnx
+from .verify import ExportError, ExportResult, compare_output, decision_comparisons, mask_iou
 
 # share of decisions (frames; patches or mask pixels) that must agree between the INT8 and FP32 graphs
 INT8_AGREEMENT = 0.99
+# test frames verified on: 1 % of 128 frames is one frame, too brittle a budget; 512 spread over
+# every clip measure it to about half a point
+VERIFY_FRAMES = 512
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
 # ops that pass a convolution's output on inside a network body; anything else reading it is the
 # body's boundary (residual, logit, sigmoid...), so the convolution producing it stays float
@@ -57,38 +60,60 @@ class CalibrationSet:
     batches: list[dict[str, np.ndarray]]
 
 
+def spread_frames(manifest: Manifest, clips, frames: int) -> np.ndarray:
+    """Network inputs ``(N, C, H, W)`` of ``frames`` frames spread evenly over ``clips``, each
+    preprocessed with its clip's temporal context."""
+    total = sum(len(clip) for clip in clips)
+    wanted = sorted(set(np.linspace(0, total - 1, min(frames, total)).round().astype(int).tolist()))
+    chosen, offset = [], 0
+    for clip in clips:
+        picks = [i - offset for i in wanted if offset <= i < offset + len(clip)]
+        if picks:
+            from occ.runtime.preprocess import preprocess_clip
+
+            chosen.append(preprocess_clip(clip.frames, manifest.input)[picks])
+        offset += len(clip)
+    return np.concatenate(chosen)
+
+
+def network_feed(manifest: Manifest, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """Frames ``(N, C, H, W)`` → the graph's batch input (ALOCC: every frame's patches, flattened)."""
+    from occ.runtime.preprocess import PatchGrid
+
+    if manifest.method == "alocc":
+        patches = PatchGrid.from_spec(manifest.patches, manifest.input).extract_clip(inputs)
+        return {"patches": np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:]))}
+    return {"frames": np.ascontiguousarray(inputs)}
+
+
 def calibration_set(manifest: Manifest, data_spec: str, frames: int = 128, batch_frames: int = 4) -> CalibrationSet:
-    """``frames`` frames spread evenly over the normal (training) clips of ``data_spec``, each
-    preprocessed with its clip's temporal context, as ``[{"patches"|"frames": array}, ...]`` of
-    ``batch_frames`` frames each (equal batches: the histogram calibrators stack them)."""
+    """``frames`` frames spread evenly over the normal (training) clips of ``data_spec``, as
+    ``[{"patches"|"frames": array}, ...]`` of ``batch_frames`` frames each (equal batches: the
+    histogram calibrators stack them)."""
     from occ.evaluation.datasets.spec import load_video_data
-    from occ.runtime.preprocess import PatchGrid, preprocess_clip
 
     if frames < 1:
         raise ExportError(f"calibration needs at least one frame, got {frames}")
     data = load_video_data(data_spec, splits=("train",))
     if not data.train:
         raise ExportError(f"{data_spec}: no normal (training) clips to calibrate INT8 on")
-    total = sum(len(clip) for clip in data.train)
-    wanted = set(np.linspace(0, total - 1, min(frames, total)).round().astype(int).tolist())
-    chosen, offset = [], 0
-    for clip in data.train:
-        picks = [i - offset for i in sorted(wanted) if offset <= i < offset + len(clip)]
-        if picks:
-            chosen.append(preprocess_clip(clip.frames, manifest.input)[picks])
-        offset += len(clip)
-    inputs = np.concatenate(chosen)
+    inputs = spread_frames(manifest, data.train, frames)
     batch_frames = max(1, min(batch_frames, len(inputs)))
     inputs = inputs[:len(inputs) - len(inputs) % batch_frames]
-    batches = []
-    for start in range(0, len(inputs), batch_frames):
-        chunk = np.ascontiguousarray(inputs[start:start + batch_frames])
-        if manifest.method == "alocc":
-            patches = PatchGrid.from_spec(manifest.patches, manifest.input).extract_clip(chunk)
-            batches.append({"patches": np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:]))})
-        else:
-            batches.append({"frames": chunk})
+    batches = [network_feed(manifest, inputs[start:start + batch_frames]) for start in range(0, len(inputs), batch_frames)]
     return CalibrationSet(f"{data.description}, {len(inputs)} normal training frames", len(inputs), batches)
+
+
+def verification_frames(manifest: Manifest, data_spec: str, frames: int = VERIFY_FRAMES) -> tuple[np.ndarray, str]:
+    """``frames`` test frames spread over every test clip of ``data_spec`` (normal and anomalous:
+    decisions near the threshold are where INT8 flips them)."""
+    from occ.evaluation.datasets.spec import load_video_data
+
+    data = load_video_data(data_spec, splits=("test",))
+    if not data.test:
+        raise ExportError(f"{data_spec}: no test clips to verify the INT8 model on")
+    inputs = spread_frames(manifest, data.test, frames)
+    return inputs, f"{len(inputs)} test frames of {data.description}"
 
 
 def boundary_convolutions(model: onnx.ModelProto) -> list[str]:
@@ -118,8 +143,16 @@ def boundary_convolutions(model: onnx.ModelProto) -> list[str]:
     return [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS and leaves_body(node.output[0], set())]
 
 
-def quantize_ort(model: onnx.ModelProto, calibration: CalibrationSet, method: str = "percentile") -> onnx.ModelProto:
-    """ONNX Runtime's static quantizer, QDQ format, placed for TensorRT (see the module docstring)."""
+def input_convolutions(model: onnx.ModelProto) -> list[str]:
+    """Names of the convolutions that read a graph input (the normalized frames or patches)."""
+    inputs = {i.name for i in model.graph.input}
+    return [node.name for node in model.graph.node if node.op_type in QUANTIZED_OPS and node.input[0] in inputs]
+
+
+def quantize_ort(model: onnx.ModelProto, calibration: CalibrationSet, method: str = "percentile",
+                 float_input_convolutions: bool = False) -> onnx.ModelProto:
+    """ONNX Runtime's static quantizer, QDQ format, placed for TensorRT (see the module docstring);
+    ``float_input_convolutions`` also keeps the convolutions reading the input frames in FP32."""
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -146,7 +179,7 @@ def quantize_ort(model: onnx.ModelProto, calibration: CalibrationSet, method: st
             if not node.name:  # the quantizer and the exclusion list address nodes by name
                 node.name = f"{node.op_type}_{node_index}"
         onnx.save(prepared_model, str(prepared))
-        excluded = boundary_convolutions(prepared_model)
+        excluded = boundary_convolutions(prepared_model) + (input_convolutions(prepared_model) if float_input_convolutions else [])
         quantize_static(
             str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
             nodes_to_exclude=excluded, per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
@@ -157,7 +190,6 @@ def quantize_ort(model: onnx.ModelProto, calibration: CalibrationSet, method: st
                 "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),  # Q/DQ on inputs only; TensorRT propagates
                 "QDQKeepRemovableActivations": True,  # the graph's activations stay as they are
                 "CalibPercentile": 99.999,
-                "CalibMaxIntermediateOutputs": 4,  # bounded memory for min-max calibration
             })
         quantized = onnx.load(str(target))
     return restore_float_inputs(quantized)
@@ -219,7 +251,7 @@ def quantization_summary(model: onnx.ModelProto) -> dict[str, int]:
 
 def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None = None, samples: np.ndarray | None = None,
                 data_spec: str | None = None, calib_frames: int = 128, method: str = "percentile",
-                required: float = INT8_AGREEMENT) -> ExportResult:
+                required: float = INT8_AGREEMENT, verify_frames: int = VERIFY_FRAMES) -> ExportResult:
     """Write ``<name>.int8.onnx`` (Q/DQ, see the module docstring) and verify it against FP32.
 
     Args:
@@ -227,7 +259,7 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
         calib_data: data spec whose normal (training) clips calibrate the activation ranges.
         out: where to write (default: beside the model, ``.int8.onnx``).
         samples: real inputs to verify on (``(N, C, H, W)`` frames or ``(N, P, C, s, s)`` patch grids);
-            default: the first frames of the test clips of ``data_spec``, else of ``calib_data``.
+            default: ``verify_frames`` frames spread over the test clips of ``data_spec``, else of ``calib_data``.
         calib_frames: normal frames to calibrate on.
         method: activation range calibration, one of :data:`CALIBRATION_METHODS`.
         required: the share of agreeing decisions below which nothing is written.
@@ -257,20 +289,19 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
     quantized.producer_name, quantized.producer_version = model.producer_name, model.producer_version
     onnx.checker.check_model(quantized, full_check=True)
     quantized_bytes = quantized.SerializeToString()
-    if samples is None:
-        from .samples import samples_from_data
-
-        samples = samples_from_data(manifest, data_spec or calib_data, clips=4, frames=32)
     outputs = [o.name for o in model.graph.output]
-    if manifest.method == "alocc":
-        feed = {"patches": np.ascontiguousarray(samples.reshape(-1, *samples.shape[2:]))}
+    if samples is not None:
+        checked = f"{len(samples)} given samples"
+        samples = samples.reshape(-1, *samples.shape[2:]) if manifest.method == "alocc" else samples
+        feeds = [{"patches" if manifest.method == "alocc" else "frames": np.ascontiguousarray(samples)}]
     else:
-        feed = {"frames": np.ascontiguousarray(samples)}
-    reference = run_onnx(model.SerializeToString(), feed, outputs)
-    candidate = run_onnx(quantized_bytes, feed, outputs)
+        frames, checked = verification_frames(manifest, data_spec or calib_data, verify_frames)
+        feeds = [network_feed(manifest, frames[start:start + 32]) for start in range(0, len(frames), 32)]
+    reference = _run_all(model.SerializeToString(), feeds, outputs)
+    candidate = _run_all(quantized_bytes, feeds, outputs)
     comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]
     decisions = decision_comparisons(manifest, reference, candidate, required)
-    extra = {"calibration": calibration.description, **summary}
+    extra = {"calibration": calibration.description, "verified on": checked, **summary}
     if "mask" in reference:
         extra["mask IoU"] = round(mask_iou(reference["mask"], candidate["mask"]), 6)
     result = ExportResult(path=out, manifest=manifest, outputs=comparisons, decisions=decisions, extra=extra)
@@ -278,3 +309,14 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
         raise ExportError(f"{fp32_path}: the INT8 graph disagrees with FP32 beyond budget; nothing written", result.report)
     write_atomic(out, quantized_bytes)
     return result
+
+
+def _run_all(model: bytes, feeds: list[dict[str, np.ndarray]], outputs: list[str]) -> dict[str, np.ndarray]:
+    """``run_onnx`` over batches, outputs joined (bounded memory on large verification sets)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    parts = [dict(zip(outputs, session.run(outputs, feed))) for feed in feeds]
+    return {name: np.concatenate([part[name] for part in parts]) for name in outputs}
