@@ -18,6 +18,12 @@ runs Q/DQ graphs) on real frames of the data spec's test clips; decisions must a
 :data:`INT8_AGREEMENT` of frames (and of ALOCC's patches, AVID's mask pixels), the score error is
 reported. Otherwise nothing is written. None of this imports torch: a camera box can calibrate on
 its own footage.
+
+Why ONNX Runtime's quantizer and not NVIDIA ModelOpt (``benchmarks/int8_quantizers.py``, same
+calibration frames and exclusions, UCSD Ped2 CPU-size ALOCC, all 1,020 test frames): percentile
+calibration kept 99.0 % of frame decisions (micro AUC 0.932 against FP32's 0.931), ModelOpt 97.8 %
+(max) and 98.8 % (entropy), ONNX Runtime's min-max and entropy 98.1 %. ModelOpt also needs torch,
+cupy and onnxruntime-gpu, which a camera box does not have, and folds α and ζ into constants.
 """
 from __future__ import annotations
 
