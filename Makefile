@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.occ-installed
 
-.PHONY: demo test venv clean tools
+.PHONY: demo test venv clean tools check-aarch64
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ tools:
 
 test: $(STAMP) tools
 	$(PY) -m pytest tests
+
+# The runtime on arm64 (Debian root through qemu-user-static), against x86-64's decisions. Root,
+# tens of minutes; not part of `make test` or CI.
+check-aarch64: $(STAMP)
+	bash scripts/check-aarch64.sh
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -10,7 +10,7 @@ added, none removed or renamed):
       "settings": {"warmup_s": float, "duration_s": float, "min_iterations": int},
       "device": {... benchmarks.device_state.device_state() ...},
       "runs": [
-        {"variant": "ort-cpu fp32 cpu", "backend": str, "precision": "fp32" | "fp16", "preprocess": "cpu" | "gpu",
+        {"variant": "ort-cpu fp32 cpu", "backend": str, "precision": "fp32" | "fp16" | "int8", "preprocess": "cpu" | "gpu",
          "batch": int, "iterations": int,
          "stages_ms": {"host_to_device" | "preprocess" | "inference" | "postprocess" | "device_to_host":
                        {"min","mean","p50","p90","p99","max","count"} | null (stage not applicable)},
@@ -111,7 +111,7 @@ class Variant:
         return cls(words[0], precision, preprocess)
 
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 PREPROCESSING = ("cpu", "gpu")
 
 
@@ -120,11 +120,16 @@ def variants(backends: list[str], precisions: list[str], preprocessing: list[str
     return [Variant(b, p, q) for b in backends for p in precisions for q in preprocessing]
 
 
+def precision_sibling(model_path: str, precision: str) -> str | None:
+    """``<name>.fp16.onnx`` or ``<name>.int8.onnx`` beside an FP32 model, if export wrote it."""
+    path = Path(model_path)
+    sibling = path.with_name(f"{path.stem}.{precision}.onnx")
+    return str(sibling) if path.suffix == ".onnx" and sibling.is_file() else None
+
+
 def fp16_sibling(model_path: str) -> str | None:
     """``<name>.fp16.onnx`` beside an FP32 model, if export wrote one."""
-    path = Path(model_path)
-    sibling = path.with_name(path.stem + ".fp16.onnx")
-    return str(sibling) if path.suffix == ".onnx" and sibling.is_file() else None
+    return precision_sibling(model_path, "fp16")
 
 
 def artifact(variant: Variant, model_path: str, checkpoint_path: str | None) -> str:
@@ -137,12 +142,18 @@ def artifact(variant: Variant, model_path: str, checkpoint_path: str | None) -> 
         engine = Path(model_path).with_suffix(".engine")
         if not engine.is_file():
             raise BackendError(f"{model_path}: no {engine.name} beside the model (occ-export --engine)")
+        import json
+
+        built = json.loads(engine.with_name(engine.name + ".json").read_text()).get("precision", "fp16")
+        if built != variant.precision:
+            raise BackendError(f"{engine}: a {built} engine, not {variant.precision} (occ-export --engine{' --int8' if variant.precision == 'int8' else ''})")
         return str(engine)
-    if variant.precision == "fp16":
-        half = fp16_sibling(model_path)
-        if half is None:
-            raise BackendError(f"{model_path}: fp16 needs <name>.fp16.onnx beside it (occ-export --fp16)")
-        return half
+    if variant.precision in ("fp16", "int8"):
+        sibling = precision_sibling(model_path, variant.precision)
+        if sibling is None:
+            how = "occ-export --fp16" if variant.precision == "fp16" else "occ-export --int8 --calib-data SPEC"
+            raise BackendError(f"{model_path}: {variant.precision} needs <name>.{variant.precision}.onnx beside it ({how})")
+        return sibling
     return model_path
 
 
@@ -158,7 +169,9 @@ def why_not(variant: Variant, model_path: str, checkpoint_path: str | None) -> s
     if variant.preprocess == "gpu" and not kind.device_resident:
         return "GPU preprocessing needs a backend that runs on device buffers (ort-cuda, tensorrt)"
     if variant.backend == "tensorrt" and variant.precision == "fp32":
-        return "occ builds FP16 engines only"
+        return "occ builds FP16 and INT8 engines only"
+    if variant.backend == "torch" and variant.precision == "int8":
+        return "the PyTorch baseline has no INT8 form (INT8 lives in the Q/DQ ONNX)"
     if variant.backend == "torch" and variant.precision == "fp16" and not _torch_cuda():
         return "PyTorch FP16 needs a CUDA device"
     problem = kind.unavailable() or (gpu_problem() if variant.preprocess == "gpu" else None)
@@ -358,7 +371,8 @@ def _measured_differently(a: dict[str, Any], b: dict[str, Any]) -> str | None:
 # ---- validation across variants ----------------------------------------------------------------
 # Score error is relative to the score's size (|Δ| / max(1, |reference|)): ALOCC's location z-scores
 # reach tens, and a GPU's FP32 convolutions (TF32 on Ampere and later) differ by ~1e-4 of that.
-BUDGETS = {"decision_agreement": 0.995, "score_rel_error_fp32": 1e-3, "score_rel_error_fp16": 5e-2}
+BUDGETS = {"decision_agreement": 0.995, "decision_agreement_int8": 0.99, "score_rel_error_fp32": 1e-3, "score_rel_error_fp16": 5e-2,
+           "score_rel_error_int8": 0.25}
 REFERENCE = Variant("ort-cpu")
 
 
@@ -405,7 +419,8 @@ def validate(model_path: str, data_spec: str, chosen: list[Variant] | None = Non
             error = float(np.max(np.abs(scores - reference_scores)))
             relative = float(np.max(np.abs(scores - reference_scores) / np.maximum(1.0, np.abs(reference_scores))))
             budget = BUDGETS[f"score_rel_error_{variant.precision}"]
-            ok = agreement >= BUDGETS["decision_agreement"] and relative <= budget
+            required = BUDGETS.get(f"decision_agreement_{variant.precision}", BUDGETS["decision_agreement"])
+            ok = agreement >= required and relative <= budget
             row.update({"decision_agreement": agreement, "score_max_abs": error, "score_rel_error": relative, "score_budget": budget,
                         "status": "works" if ok else "off-budget"})
         rows.append(row)

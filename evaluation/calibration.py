@@ -16,7 +16,7 @@ import numpy as np
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.manifest import Manifest, write_manifest
 from occ.runtime.scoring import alocc_patch_map, alocc_thresholds, avid_thresholds, block_peaks
-from occ.runtime.sources import is_live, open_source
+from occ.runtime.sources import SourceError, open_source, resolve_source
 
 from .datasets.common import Clip, DatasetError
 from .datasets.spec import load_video_data
@@ -101,8 +101,10 @@ def footage(data: str, minutes: float, progress: Callable[[], None] | None = Non
     if data.startswith("walkway") or ucsd_like:
         clips: list[Clip] = load_video_data(data, splits=("train",)).train
         return [clip.frames for clip in clips], data
-    if not (is_live(data) or path.exists()):
-        raise DatasetError(f"{data}: no such file or folder, and not a camera, URL, GStreamer pipeline or data set")
+    try:
+        resolve_source(data)
+    except SourceError as exc:
+        raise DatasetError(f"{exc} or a data set (UCSD-layout folder, walkway[:options])") from None
     return [_source_frames(data, minutes, progress)], data
 
 

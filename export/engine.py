@@ -1,19 +1,24 @@
-"""ONNX → FP16 TensorRT engine, with the manifest and build facts in ``<name>.engine.json``.
+"""ONNX → TensorRT engine, with the manifest and build facts in ``<name>.engine.json``; and the
+sidecar for an engine built elsewhere (``occ engine attach``).
 
-TensorRT 10 (JetPack 6 ships 10.3): the FP32 ONNX is parsed into a weakly typed network, the FP16
-builder flag is set and the layers outside the convolutional bodies (residual, threshold,
+FP16, TensorRT 10 (JetPack 6 ships 10.3): the FP32 ONNX is parsed into a weakly typed network, the
+FP16 builder flag is set and the layers outside the convolutional bodies (residual, threshold,
 reductions, logits, sigmoids, comparisons) are pinned to FP32 with precision constraints.
-TensorRT 11+: strongly typed only; the engine is built from ``<name>.fp16.onnx`` (written by
+FP16, TensorRT 11+: strongly typed only; the engine is built from ``<name>.fp16.onnx`` (written by
 ``occ-export --fp16``), whose types already carry the same FP32 islands.
+INT8, both: a strongly typed network from ``<name>.int8.onnx`` (explicit Q/DQ, ``occ-export --int8``).
 
-Engines are built where they run, on the Jetson or GPU box, which has no torch: nothing here
-imports torch. The ``.engine`` file stays a plain TensorRT plan (trtexec can load it). TensorRT is
-never a pip dependency: JetPack and desktop installs provide it. This path was written against
-the TensorRT 10 and 11 Python API documentation and has never run (no TensorRT was available
-where occ was developed); its tests skip where TensorRT is missing.
+The batch profile counts frames; for ALOCC the ``patches`` input's profile is that times the
+frame's patch count. Engines are built where they run, on the Jetson or GPU box, which has no
+torch: nothing here imports torch. The ``.engine`` file stays a plain TensorRT plan (trtexec can
+load it). TensorRT is never a pip dependency: JetPack and desktop installs provide it. The
+TensorRT calls were written against the TensorRT 10 and 11 Python API documentation and have never
+run (no TensorRT was available where occ was developed); their tests skip where TensorRT is
+missing. The pure parts (sources, profiles, the binding check) are tested everywhere.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -27,12 +32,17 @@ class EngineBuildError(RuntimeError):
     """TensorRT is missing or the build failed; one line with what to do."""
 
 
+ENGINE_PRECISIONS = ("fp16", "int8")
+
+
 @dataclass
 class BuildOptions:
     """Engine build settings.
 
     Args:
-        batch: ``(min, opt, max)`` of the dynamic batch dimension (frames for AVID, patches for ALOCC).
+        batch: ``(min, opt, max)`` of the batch profile in frames (an ALOCC frame is all its patches:
+            the profile of the ``patches`` input is these times the frame's patch count).
+        precision: ``fp16`` (FP16 with FP32 islands) or ``int8`` (from ``<name>.int8.onnx``, Q/DQ).
         workspace_mb: builder workspace limit in MiB.
         timing_cache: file to load and save the timing cache (faster rebuilds).
         dla_core: Jetson DLA core to build for (with GPU fallback), or None.
@@ -40,6 +50,7 @@ class BuildOptions:
     """
 
     batch: tuple[int, int, int] = (1, 8, 32)
+    precision: str = "fp16"
     workspace_mb: int = 1024
     timing_cache: str | None = None
     dla_core: int | None = None
@@ -47,42 +58,102 @@ class BuildOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def import_tensorrt():
+def import_tensorrt(where: str | Path | None = None):
     try:
         import tensorrt as trt
     except ImportError:
-        raise EngineBuildError("TensorRT is not installed here (it comes with JetPack or NVIDIA's TensorRT packages, "
+        raise EngineBuildError((f"{where}: " if where else "") + "TensorRT is not installed here (it comes with JetPack or NVIDIA's TensorRT packages, "
                                "never from pip in occ); the ONNX model still runs with --backend ort-cpu/ort-cuda") from None
     return trt
 
 
+def tensorrt_major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
 def rebuild_command(onnx_path: str | Path, options: BuildOptions) -> str:
     batch = ",".join(str(b) for b in options.batch)
-    return f"occ-export {onnx_path} --engine --batch {batch}" + (f" --dla-core {options.dla_core}" if options.dla_core is not None else "")
+    return (f"occ-export {onnx_path} --engine --batch {batch}" + (" --int8 --calib-data SPEC" if options.precision == "int8" else "")
+            + (f" --dla-core {options.dla_core}" if options.dla_core is not None else ""))
+
+
+def engine_source(onnx_path: Path, precision: str, strongly_typed: bool) -> Path:
+    """The ONNX file TensorRT parses: the Q/DQ ``.int8.onnx`` for INT8; for FP16 the FP32 model
+    (TensorRT 10: FP16 flag, FP32 layers pinned) or the FP16-typed ``.fp16.onnx`` (strongly typed)."""
+    if precision not in ENGINE_PRECISIONS:
+        raise EngineBuildError(f"engine precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {precision!r}")
+    if precision == "int8":
+        source = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+        if not source.is_file():
+            raise EngineBuildError(f"{onnx_path}: an INT8 engine is built from {source.name}; run occ-export --int8 --calib-data SPEC")
+        return source
+    if not strongly_typed:
+        return onnx_path
+    source = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
+    if not source.is_file():
+        raise EngineBuildError(f"{onnx_path}: strongly typed TensorRT builds FP16 engines from {source.name}; run occ-export --fp16 first")
+    return source
+
+
+def profile_shapes(manifest: Manifest, batch: tuple[int, int, int]) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Optimization profile ``{input: (min, opt, max shapes)}`` for a batch of frames: AVID's
+    ``frames`` are frames; ALOCC's ``patches`` count each frame's patches (one 240×360 frame is 40
+    to 345 patches, so a profile in patches would not hold one frame)."""
+    from occ.runtime.backends.base import expected_input
+
+    name, sample = expected_input(manifest)
+    per_frame = manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1
+    return {name: tuple((b * per_frame, *sample) for b in batch)}
+
+
+def tensorrt_model_bytes(model_bytes: bytes) -> bytes:
+    """The model as TensorRT should parse it: inputs with a default (AVID's α and ζ, initializers
+    that are also graph inputs) become plain inputs, so the engine takes them per batch and
+    thresholds can be retuned without a rebuild, as with ONNX Runtime."""
+    import onnx
+
+    model = onnx.ModelProto.FromString(model_bytes)
+    inputs = {i.name for i in model.graph.input}
+    defaults = [init for init in model.graph.initializer if init.name in inputs]
+    for initializer in defaults:
+        model.graph.initializer.remove(initializer)
+    return model.SerializeToString() if defaults else model_bytes
+
+
+def create_network(trt, builder, strongly_typed: bool):
+    """A network definition; strongly typed where asked (TensorRT 11 builds only those; TensorRT 10
+    needs the creation flag, which TensorRT 11 may no longer list)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed and flag is not None:
+        return builder.create_network(1 << int(flag))
+    return builder.create_network(0)  # explicit batch is the default in TensorRT 10+
 
 
 def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: BuildOptions | None = None) -> Path:
-    """Build ``<name>.engine`` and ``<name>.engine.json`` from an occ ONNX model."""
-    trt = import_tensorrt()
+    """Build ``<name>.engine`` and ``<name>.engine.json`` from an occ ONNX model.
+
+    FP16: TensorRT 10 parses the FP32 model, sets the FP16 flag and pins the layers outside the
+    convolutional bodies to FP32; TensorRT 11 (strongly typed only) parses ``<name>.fp16.onnx``.
+    INT8: both parse ``<name>.int8.onnx`` as a strongly typed network (explicit quantization:
+    TensorRT's guidance is no precision flags with Q/DQ), whose float parts carry their own types.
+    """
     options = options or BuildOptions()
     onnx_path = Path(onnx_path)
     out = Path(out) if out else onnx_path.with_suffix(".engine")
-    major = int(trt.__version__.split(".")[0])
-    strongly_typed = major >= 11
-    source = onnx_path
-    if strongly_typed:
-        source = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
-        if not source.is_file():
-            raise EngineBuildError(f"{onnx_path}: TensorRT {trt.__version__} builds strongly typed engines from "
-                                   f"{source.name}; run occ-export --fp16 first")
+    if options.precision not in ENGINE_PRECISIONS:
+        raise EngineBuildError(f"engine precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {options.precision!r}")
+    trt = import_tensorrt(onnx_path)
+    strongly_typed = tensorrt_major(trt.__version__) >= 11 or options.precision == "int8"
+    source = engine_source(onnx_path, options.precision, strongly_typed)
     model_bytes = source.read_bytes()
     manifest: Manifest = read_manifest(source)
+    shapes = profile_shapes(manifest, options.batch)
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the default in TensorRT 10+; strong typing in 11
+    network = create_network(trt, builder, strongly_typed)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model_bytes):
+    if not parser.parse(tensorrt_model_bytes(model_bytes)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineBuildError(f"{source}: TensorRT cannot parse the model: {errors[:400]}")
     config = builder.create_builder_config()
@@ -99,13 +170,12 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
         config.DLA_core = options.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     profile = builder.create_optimization_profile()
-    low, opt, high = options.batch
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        shape = list(tensor.shape)
-        if shape and shape[0] == -1:
-            rest = shape[1:]
-            profile.set_shape(tensor.name, [low, *rest], [opt, *rest], [high, *rest])
+        if tensor.name in shapes:
+            profile.set_shape(tensor.name, *shapes[tensor.name])
+        elif -1 in tuple(tensor.shape):
+            raise EngineBuildError(f"{source}: input {tensor.name} has a dynamic shape {tuple(tensor.shape)} occ has no profile for")
     config.add_optimization_profile(profile)
     cache = None
     if options.timing_cache:
@@ -118,25 +188,175 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
     plan_bytes = bytes(plan)
     if cache is not None:
         write_atomic(Path(options.timing_cache), bytes(config.get_timing_cache().serialize()))
-    layers = _layer_precisions(trt, logger, plan_bytes)
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(plan_bytes)
     sidecar = {
         "manifest": json.loads(manifest.to_json()),
         "tensorrt_version": trt.__version__,
         "strongly_typed": strongly_typed,
+        "precision": options.precision,
         "cuda_version": _cuda_version(),
         "gpu": _gpu_identity(),
         "onnx": source.name,
         "onnx_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "batch_profile": list(options.batch),
+        "batch_unit": "frames",
+        "bindings": [dataclasses.asdict(t) for t in engine_tensors(trt, engine)],
         "dla_core": options.dla_core,
         "version_compatible": options.version_compatible,
-        "layer_precisions": layers,
+        "layer_precisions": _layer_precisions(trt, engine),
         "built": now_iso(),
+        "built_by": "occ-export",
         "rebuild": rebuild_command(onnx_path, options),
     }
     write_atomic(out, plan_bytes)
     write_atomic(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2).encode())
     return out
+
+
+# ---- engines built elsewhere (trtexec, Polygraphy): check their bindings, write the sidecar ----------
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a graph or engine. ``shape`` has -1 for a dynamic dimension;
+    ``profile`` is an engine input's ``(min, opt, max)`` shapes of optimization profile 0."""
+
+    name: str
+    mode: str  # "input" or "output"
+    dtype: str  # numpy's name: float32, float16, bool, int8...
+    shape: tuple[int, ...]
+    profile: tuple[tuple[int, ...], ...] | None = None
+
+
+def onnx_tensors(model) -> tuple[list[TensorInfo], set[str]]:
+    """The graph's inputs and outputs, and the names of inputs that have a default (α, ζ)."""
+    from onnx import helper
+
+    defaults = {init.name for init in model.graph.initializer}
+
+    def info(value, mode: str) -> TensorInfo:
+        kind = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in kind.shape.dim)
+        return TensorInfo(value.name, mode, str(helper.tensor_dtype_to_np_dtype(kind.elem_type)), dims)
+
+    inputs = [info(v, "input") for v in model.graph.input]
+    return inputs + [info(v, "output") for v in model.graph.output], {t.name for t in inputs if t.name in defaults}
+
+
+def engine_tensors(trt, engine) -> list[TensorInfo]:
+    """An engine's I/O tensors through TensorRT's name-based API (TensorRT 10 and 11)."""
+    import numpy as np
+
+    tensors = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        profile = None
+        if is_input and -1 in tuple(engine.get_tensor_shape(name)):
+            profile = tuple(tuple(int(d) for d in shape) for shape in engine.get_tensor_profile_shape(name, 0))
+        tensors.append(TensorInfo(name, "input" if is_input else "output", str(np.dtype(trt.nptype(engine.get_tensor_dtype(name)))),
+                                  tuple(int(d) for d in engine.get_tensor_shape(name)), profile))
+    return tensors
+
+
+FLOATS = ("float32", "float16")
+
+
+def binding_problems(engine: list[TensorInfo], graph: list[TensorInfo], defaults: set[str]) -> tuple[list[str], list[str]]:
+    """``(problems, notes)`` from comparing an engine's bindings with the ONNX graph's: every name
+    with the same direction, a dtype that is the graph's (or the other float width, which
+    ``--inputIOFormats``/``--outputIOFormats`` give and the runtime converts), and a shape whose
+    fixed dimensions are the graph's (the engine may fix the graph's dynamic batch). Inputs with a
+    default (α, ζ) may be constants inside the engine: noted, not a problem."""
+    problems, notes = [], []
+    ours = {t.name: t for t in engine}
+    for tensor in graph:
+        other = ours.pop(tensor.name, None)
+        if other is None:
+            if tensor.name in defaults:
+                notes.append(f"input {tensor.name} is a constant inside the engine (its value is fixed at the ONNX default)")
+            else:
+                problems.append(f"the engine has no {tensor.mode} '{tensor.name}'")
+            continue
+        if other.mode != tensor.mode:
+            problems.append(f"'{tensor.name}' is an {other.mode} of the engine but an {tensor.mode} of the graph")
+        if other.dtype != tensor.dtype:
+            if other.dtype in FLOATS and tensor.dtype in FLOATS:
+                notes.append(f"{tensor.mode} '{tensor.name}' is {other.dtype} in the engine, {tensor.dtype} in the graph")
+            else:
+                problems.append(f"{tensor.mode} '{tensor.name}' is {other.dtype} in the engine but {tensor.dtype} in the graph")
+        if len(other.shape) != len(tensor.shape) or any(g != -1 and e != g for e, g in zip(other.shape, tensor.shape)):
+            problems.append(f"{tensor.mode} '{tensor.name}' has shape {list(other.shape)} in the engine but {list(tensor.shape)} "
+                            "in the graph")
+    problems += [f"the engine's {t.mode} '{t.name}' is not in the graph" for t in ours.values()]
+    return problems, notes
+
+
+def frames_profile(manifest: Manifest, tensors: list[TensorInfo]) -> list[int] | None:
+    """The engine's batch profile in frames (ALOCC: patches / patches per frame, rounded down),
+    or None when its batch is fixed."""
+    from occ.runtime.backends.base import expected_input
+
+    name, _ = expected_input(manifest)
+    tensor = next((t for t in tensors if t.name == name), None)
+    if tensor is None or tensor.profile is None:
+        return None
+    per_frame = manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1
+    return [shape[0] // per_frame for shape in tensor.profile]
+
+
+def attach_engine(engine_path: str | Path, onnx_path: str | Path) -> tuple[Path, list[str]]:
+    """Adopt an engine built elsewhere (``trtexec --onnx=model.onnx ...``, Polygraphy): check its
+    bindings against the occ ONNX model it was built from (names, dtypes, shapes), then write
+    ``<engine>.json`` with the ONNX model's manifest and the engine's facts. Refuses to replace an
+    existing sidecar. Returns the sidecar and the notes of the check.
+
+    Raises:
+        EngineBuildError: TensorRT missing, an unreadable engine, or bindings that do not match.
+    """
+    import onnx
+
+    engine_path, onnx_path = Path(engine_path), Path(onnx_path)
+    sidecar_path = engine_path.with_name(engine_path.name + ".json")
+    if not engine_path.is_file():
+        raise EngineBuildError(f"{engine_path}: engine file not found")
+    if engine_path.suffix != ".engine":
+        raise EngineBuildError(f"{engine_path}: the runtime finds engines by the .engine suffix; rename the file")
+    if sidecar_path.exists():
+        raise EngineBuildError(f"{sidecar_path}: a sidecar already exists; remove it to attach again")
+    manifest = read_manifest(onnx_path)
+    graph, defaults = onnx_tensors(onnx.load(str(onnx_path), load_external_data=False))
+    trt = import_tensorrt(engine_path)
+    logger = trt.Logger(trt.Logger.WARNING)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
+    if engine is None:
+        raise EngineBuildError(f"{engine_path}: TensorRT {trt.__version__} cannot load this engine (built by another "
+                               "TensorRT version or for another GPU?)")
+    tensors = engine_tensors(trt, engine)
+    problems, notes = binding_problems(tensors, graph, defaults)
+    if problems:
+        raise EngineBuildError(f"{engine_path}: does not match {onnx_path.name}: " + "; ".join(problems))
+    names = {t.name for t in tensors}
+    sidecar = {
+        "manifest": json.loads(manifest.to_json()),
+        "tensorrt_version": trt.__version__,
+        "precision": manifest.export.get("precision", "fp32"),
+        "cuda_version": _cuda_version(),
+        "gpu": _gpu_identity(),
+        "onnx": onnx_path.name,
+        "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "batch_profile": frames_profile(manifest, tensors),
+        "batch_unit": "frames",
+        "bindings": [dataclasses.asdict(t) for t in tensors],
+        "fixed_inputs": sorted(defaults - names),
+        "version_compatible": False,
+        "layer_precisions": _layer_precisions(trt, engine),
+        "built": now_iso(),
+        "built_by": "attached: built outside occ (trtexec, Polygraphy...)",
+        "attach_notes": notes,
+        "rebuild": f"rebuild with the tool that built it, then: occ engine attach {engine_path.name} --onnx {onnx_path.name}",
+    }
+    write_atomic(sidecar_path, json.dumps(sidecar, indent=2).encode())
+    return sidecar_path, notes
 
 
 def _pin_fp32_islands(trt, network) -> None:
@@ -157,9 +377,7 @@ def _pin_fp32_islands(trt, network) -> None:
                 layer.set_output_type(j, trt.float32)
 
 
-def _layer_precisions(trt, logger, plan: bytes) -> list[dict[str, Any]]:
-    runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(plan)
+def _layer_precisions(trt, engine) -> list[dict[str, Any]]:
     inspector = engine.create_engine_inspector()
     info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
     out = []

@@ -1,9 +1,11 @@
 """``occ-export``: a checkpoint (or an exported ONNX model) → every artifact a deployment asks for.
 
 ``model.pt`` → ``model.onnx`` (verified against PyTorch), then from that ONNX, as asked:
-``model.fp16.onnx`` (verified against FP32), a TensorRT engine with its sidecar, a Triton model
-repository entry and a DeepStream configuration. Given an ``.onnx`` instead, the ONNX steps are
-skipped and nothing imports torch (a camera box builds its engine this way).
+``model.fp16.onnx`` (verified against FP32), ``model.int8.onnx`` (Q/DQ, calibrated on normal
+frames, verified against FP32), a TensorRT engine with its sidecar (FP16, or INT8 from the Q/DQ
+model), a Triton model repository entry and a DeepStream configuration. Given an ``.onnx`` instead,
+the checkpoint's export is skipped and nothing imports torch: a camera box builds its engine, and
+calibrates INT8 on its own footage, this way. The ``.pt`` route then takes the same steps.
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ class ExportOptions:
     data: str | None = None
     tolerance: float = 1e-4
     fp16: bool = False
+    int8: bool = False
+    calib_data: str | None = None
+    calib_frames: int = 128
     engine: bool = False
     batch: tuple[int, int, int] = (1, 8, 32)
     workspace_mb: int = 1024
@@ -78,6 +83,14 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError("--workspace-mb, --triton-instances and --triton-max-batch must be >= 1")
     if options.dla_core is not None and options.dla_core < 0:
         raise ExportUsageError(f"--dla-core must be >= 0, got {options.dla_core}")
+    if options.int8 and not options.calib_data:
+        raise ExportUsageError("--int8 needs --calib-data SPEC: normal footage to calibrate the INT8 ranges on")
+    if options.calib_data and not options.int8:
+        raise ExportUsageError("--calib-data goes with --int8")
+    if options.calib_frames < 1:
+        raise ExportUsageError(f"--calib-frames must be >= 1, got {options.calib_frames}")
+    if options.int8 and options.calib_data and not options.calib_data.startswith("walkway") and not Path(options.calib_data).is_dir():
+        raise ExportUsageError(f"{options.calib_data}: --calib-data must be a data folder (UCSD layout) or walkway[:options]")
     target = onnx_path_for(source, options)
     if source.suffix == ".onnx" and options.out is not None and options.out.resolve() != source.resolve():
         raise ExportUsageError(f"{source}: --out applies to a checkpoint's export; the ONNX model given is used as it is")
@@ -106,6 +119,10 @@ def export_model(source: str | Path, options: ExportOptions | None = None) -> Ex
     options = options or ExportOptions()
     source = Path(source)
     check_options(source, options)
+    if options.engine:  # before anything is written: an engine asked for where TensorRT is missing writes nothing
+        from .engine import import_tensorrt
+
+        import_tensorrt(source)
     samples = None
     if source.suffix == ".pt":
         from .onnx_export import export_onnx  # the one step that needs torch
@@ -116,15 +133,21 @@ def export_model(source: str | Path, options: ExportOptions | None = None) -> Ex
     else:
         onnx_path, manifest = source, read_manifest(source)
         summary = ExportSummary(onnx_path, manifest.method)
-    if options.fp16 or (options.engine and _strongly_typed_tensorrt()):
+    if options.fp16 or (options.engine and not options.int8 and _strongly_typed_tensorrt()):
         from .fp16 import export_fp16
 
         half = export_fp16(onnx_path, samples=samples, data_spec=options.data)
         summary.written["fp16"], summary.reports["fp16"] = str(half.path), half.report
+    if options.int8:
+        from .int8 import export_int8
+
+        # verified on more frames than the checkpoint stores: INT8 errors are larger and rarer
+        quantized = export_int8(onnx_path, options.calib_data, data_spec=options.data, calib_frames=options.calib_frames)
+        summary.written["int8"], summary.reports["int8"] = str(quantized.path), quantized.report
     if options.engine:
         from .engine import BuildOptions, build_engine
 
-        engine = build_engine(onnx_path, options=BuildOptions(options.batch, options.workspace_mb,
+        engine = build_engine(onnx_path, options=BuildOptions(options.batch, "int8" if options.int8 else "fp16", options.workspace_mb,
                                                               str(options.timing_cache) if options.timing_cache else None,
                                                               options.dla_core, options.version_compatible))
         summary.written["engine"] = str(engine)

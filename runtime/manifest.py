@@ -38,7 +38,7 @@ TEMPORAL_MEANINGS = {
 }
 TEMPORAL_RULES = tuple(TEMPORAL_MEANINGS)
 TEMPORAL_CHANNELS = {"none": 1, "avid_triplet": 3, "frame_diff": 2}
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 THRESHOLD_NAMES = {"alocc": ("tau",), "avid": ("alpha", "zeta")}
 
 # AVID's scoring vocabulary (see AvidScoring)

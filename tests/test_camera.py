@@ -1,6 +1,7 @@
 """Camera deployment with real components: ffmpeg HTTP stream server, subprocess service, HTTP scrape."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ from occ.evaluation.datasets.video import write_video
 from occ.runtime.detector import FrameResult
 from occ.runtime.events import EpisodeTracker, MetricsServer, ServiceMetrics, SnapshotStore
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
-from occ.runtime.sources import LiveSource, open_source
+from occ.runtime.sources import ACCEPTED_FORMS, FileSource, FolderSource, LiveSource, SourceError, open_source
 
 FFMPEG = shutil.which("ffmpeg")
 
@@ -281,3 +282,56 @@ port = {port}
     assert process.returncode == 0, stderr[-2000:]
     assert len((tmp_path / "frames-yard.jsonl").read_text().splitlines()) == len(tiny_walkway.test[1])
     assert (tmp_path / "frames-gate.jsonl").is_file()
+
+
+def test_source_uris_resolve_to_what_opencv_opens(tmp_path):
+    from occ.runtime.sources import csi_pipeline, resolve_source
+
+    assert resolve_source("csi://0").target == csi_pipeline(0, 1280, 720, 30)
+    wide = resolve_source("csi://1?width=1920&height=1080&framerate=60").target
+    assert wide.startswith("nvarguscamerasrc sensor-id=1 ! ") and "width=1920,height=1080,framerate=60/1" in wide
+    assert wide.endswith("appsink drop=true max-buffers=2")
+    assert resolve_source("v4l2:///dev/video2") == resolve_source("/dev/video2")
+    assert resolve_source("/dev/video2").target == "/dev/video2" and resolve_source("/dev/video2").kind == "live"
+    for url in ("rtsp://127.0.0.1:1/x", "http://127.0.0.1:1/stream", "videotestsrc ! appsink"):
+        assert resolve_source(url).target == url and isinstance(open_source(url), LiveSource)
+    for bad, problem in (("v4l2://video0", "v4l2:///dev/videoN"), ("csi://front", "csi://N"), ("csi://0?fps=30", "CSI options"),
+                         ("ftp://camera/x", "unknown scheme 'ftp://'"), (str(tmp_path / "missing.avi"), "no such file"),
+                         (f"file://{tmp_path / 'missing.avi'}", "no such file")):
+        with pytest.raises(SourceError, match=re.escape(problem)) as info:
+            open_source(bad)
+        message = str(info.value)
+        assert "\n" not in message and all(form in message for form in ACCEPTED_FORMS), message
+
+
+def test_file_uris_read_real_files_and_folders(tiny_walkway, tmp_path):
+    from occ.evaluation.datasets import write_ucsd_layout
+
+    frames = tiny_walkway.test[0].frames
+    video = write_video(tmp_path / "my clip.avi", frames)
+    for spec in (f"file://{video}", f"file://{str(video).replace(' ', '%20')}", str(video)):
+        source = open_source(spec)
+        assert isinstance(source, FileSource)
+        assert sum(1 for _ in source) == len(frames)
+    folder = write_ucsd_layout(tiny_walkway, tmp_path / "walkway") / "Test" / "Test001"
+    source = open_source(f"file://{folder}")
+    assert isinstance(source, FolderSource) and sum(1 for _ in source) == len(frames)
+
+
+@pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed (make test installs it where apt-get works)")
+def test_http_uri_reads_a_real_ffmpeg_stream(tiny_walkway, tmp_path):
+    video = write_video(tmp_path / "clip.avi", tiny_walkway.test[1].frames)
+    port = free_port()
+    server = _serve(video, port)
+    source = open_source(f"http://127.0.0.1:{port}/stream", backoff=0.2, max_backoff=0.5, give_up_after=20)
+    received = []
+    try:
+        for frame in source:
+            received.append(frame.image)
+            if len(received) == 5:
+                break
+    finally:
+        source.close()
+        server.kill()
+        server.wait()
+    assert len(received) == 5 and received[0].shape[:2] == tiny_walkway.test[1].frames.shape[1:3]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 try:
-    import tomllib
+    import tomllib  # novermin (3.11+; the fallback below is for 3.10)
 except ImportError:  # Python 3.10
     import tomli as tomllib
 

@@ -83,6 +83,9 @@ TORCH_BLOCKED = textwrap.dedent("""
         if module == "occ-bench":
             from occ.cli.bench import main
             main()
+        elif module == "occ-export":
+            from occ.cli.export import main
+            main()
         else:
             runpy.run_module(module, run_name="__main__")
     finally:
@@ -121,6 +124,45 @@ def test_every_runtime_command_runs_without_torch(alocc_onnx, avid_onnx, tiny_wa
             "--json", tmp_path / f"{name}_latency.json", "--quiet")
         assert json.loads((tmp_path / f"{name}_latency.json").read_text())["runs"][0]["variant"] == "ort-cpu fp32 cpu"
         run("occ-bench", "validate", model, "--data", data, "--backend", "ort-cpu", "--quiet")
+
+
+def test_a_camera_box_builds_engines_and_int8_models_without_torch(alocc_onnx, avid_onnx, tiny_walkway, tmp_path):
+    """On a box without torch: occ-export MODEL.onnx --engine reaches TensorRT (here it is missing:
+    one line, exit 2, nothing written) and --int8 writes a verified Q/DQ model that occ run runs."""
+    from occ.evaluation.datasets import write_ucsd_layout
+
+    blocked = tmp_path / "blocked.py"
+    blocked.write_text(TORCH_BLOCKED)
+    data = write_ucsd_layout(tiny_walkway, tmp_path / "walkway")
+    video = write_video(tmp_path / "clip.avi", tiny_walkway.test[1].frames)
+    box = tmp_path / "box"
+    box.mkdir()
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(blocked), *map(str, args)], capture_output=True, text=True, cwd=box,
+                              env={**os.environ, **WIDE}, timeout=600)
+
+    for model in (alocc_onnx, avid_onnx):
+        copy = box / model.name
+        shutil.copy(model, copy)
+        before = sorted(p.name for p in box.iterdir())
+        done = run("occ-export", copy, "--engine", "--batch", "1,4,8")
+        if shutil.which("trtexec") is None and __import__("importlib").util.find_spec("tensorrt") is None:
+            assert done.returncode == 2, done.stderr
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and "TensorRT is not installed" in lines[0] and str(copy) in lines[0], done.stderr
+            assert "torch" not in done.stderr.lower()
+            assert sorted(p.name for p in box.iterdir()) == before
+        done = run("occ-export", copy, "--int8", "--calib-data", data, "--calib-frames", "32", "--json", box / "int8.json", "--quiet")
+        assert done.returncode == 0, done.stderr[-2000:]
+        written = json.loads((box / "int8.json").read_text())
+        quantized = box / f"{copy.stem}.int8.onnx"
+        assert written["written"] == {"int8": str(quantized)} and quantized.is_file()
+        assert all(line.startswith(("PASSED", "calibration", "verified on", "int8_", "float_", "qdq_", "mask IoU"))
+                   for line in written["reports"]["int8"])
+        done = run("occ", "run", quantized, "--source", video, "--out", box / f"{copy.stem}.jsonl")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert len((box / f"{copy.stem}.jsonl").read_text().splitlines()) == len(tiny_walkway.test[1])
 
 
 def test_calibration_hits_its_false_alarm_rate(rng):
@@ -295,11 +337,16 @@ def test_ort_fixed_dimensions_make_the_batch_static_and_outputs_follow(avid_onnx
         shapes = backend.device_outputs({"frames": (3, spec.channels, spec.height, spec.width)})
         assert shapes["score"] == ((3,), np.dtype(np.float32))
         assert shapes["mask"][0] == (3, spec.height, spec.width)
-        frames = np.zeros((3, spec.channels, spec.height, spec.width), np.float32)
+        frames = np.random.default_rng(0).uniform(-1, 1, (5, spec.channels, spec.height, spec.width)).astype(np.float32)
         thresholds = {name: np.array([manifest.threshold(name)], np.float32) for name in ("alpha", "zeta")}
-        assert backend.infer({"frames": frames, **thresholds}, ["score"])["score"].shape == (3,)
-        with pytest.raises(Exception, match="(?i)dimension|shape"):
-            backend.infer({"frames": frames[:2], **thresholds}, ["score"])  # the batch is now fixed at 3
+        assert backend.batch_limits == (3, 3)
+        assert backend.infer({"frames": frames[:3], **thresholds}, ["score"])["score"].shape == (3,)
+        # the batch is fixed at 3: 2 frames run padded to 3, 5 as 3 + 2 padded; the results are the unfixed model's
+        with OrtBackend(str(avid_onnx)) as free:
+            for count in (2, 5):
+                expected = free.infer({"frames": frames[:count], **thresholds}, ["score"])["score"]
+                np.testing.assert_allclose(backend.infer({"frames": frames[:count], **thresholds}, ["score"])["score"], expected,
+                                           rtol=1e-6)
     with pytest.raises(ManifestError, match="not an occ model"):
         read_manifest(__file__)
 

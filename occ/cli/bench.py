@@ -15,7 +15,8 @@ app = typer.Typer(name="occ-bench", help="Benchmark exported occ models: latency
 VARIANT_HELP = ("Backends, comma-separated, from occ's registry (occ run --help lists them) and torch (the PyTorch baseline on "
                 "the checkpoint beside the model). Default: every one that runs here.")
 Backends = Annotated[Optional[str], typer.Option("--backend", help=VARIANT_HELP)]
-Precisions = Annotated[str, typer.Option("--precision", help="Precisions, comma-separated: fp32, fp16 (the .fp16.onnx beside the model).")]
+Precisions = Annotated[str, typer.Option("--precision", help="Precisions, comma-separated: fp32, fp16, int8 (the .fp16.onnx / .int8.onnx beside the model; "
+                                                                      "for tensorrt the .engine built in it).")]
 Preprocessing = Annotated[str, typer.Option("--preprocess", help="Where preprocessing runs, comma-separated: cpu, gpu.")]
 Workdir = Annotated[Path, typer.Option("--out", help="Folder for the checkpoints and models the benchmark trains.")]
 Seed = Annotated[int, typer.Option(help="Seed of the data and of training.")]

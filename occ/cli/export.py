@@ -20,8 +20,15 @@ def export(
                                                      "samples stored in the checkpoint.")] = None,
     tolerance: Annotated[float, typer.Option(help="Largest |score difference| allowed between PyTorch and ONNX Runtime.")] = 1e-4,
     fp16: Annotated[bool, typer.Option(help="Also write <name>.fp16.onnx (FP16 bodies, FP32 islands), verified against FP32.")] = False,
-    engine: Annotated[bool, typer.Option(help="Also build a TensorRT engine <name>.engine (+ .engine.json); needs TensorRT.", rich_help_panel=TENSORRT)] = False,
-    batch: Annotated[str, typer.Option(help="Engine batch profile MIN,OPT,MAX (frames for AVID, patches for ALOCC).", rich_help_panel=TENSORRT)] = "1,8,32",
+    int8: Annotated[bool, typer.Option(help="Also write <name>.int8.onnx (explicit Q/DQ INT8 convolutions, FP32 islands), calibrated on "
+                                            "--calib-data and verified against FP32; with --engine the engine is built from it.")] = False,
+    calib_data: Annotated[Optional[str], typer.Option(help="Data spec whose normal (training) clips calibrate --int8: a UCSD-layout "
+                                                           "folder or walkway[:options].")] = None,
+    calib_frames: Annotated[int, typer.Option(help="Normal frames to calibrate --int8 on, spread over the clips.")] = 128,
+    engine: Annotated[bool, typer.Option(help="Also build a TensorRT engine <name>.engine (+ .engine.json): FP16, or INT8 with --int8; "
+                                              "needs TensorRT.", rich_help_panel=TENSORRT)] = False,
+    batch: Annotated[str, typer.Option(help="Engine batch profile MIN,OPT,MAX in frames (an ALOCC frame is all its patches).",
+                                       rich_help_panel=TENSORRT)] = "1,8,32",
     workspace_mb: Annotated[int, typer.Option(help="Builder workspace limit, MiB.", rich_help_panel=TENSORRT)] = 1024,
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file (read and updated).", rich_help_panel=TENSORRT)] = None,
     dla_core: Annotated[Optional[int], typer.Option(help="Jetson DLA core to build for, with GPU fallback.", rich_help_panel=TENSORRT)] = None,
@@ -33,14 +40,16 @@ def export(
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Export a checkpoint to one ONNX graph verified against PyTorch on real samples, and any other artifact asked for."""
+    """Export a checkpoint to one ONNX graph verified against PyTorch on real samples, and any other artifact asked for.
+    Given an exported .onnx instead, build the other artifacts from it without torch (an engine on the Jetson itself)."""
     from occ.export.engine import EngineBuildError
     from occ.export.verify import ExportError
     from occ.export.workflow import ExportOptions, export_model, parse_batch
 
     check_outputs({"--json": json_path}, {"model": model})
     with one_line_errors(EngineBuildError, RuntimeError):
-        options = ExportOptions(out=out, opset=opset, data=data, tolerance=tolerance, fp16=fp16, engine=engine, batch=parse_batch(batch),
+        options = ExportOptions(out=out, opset=opset, data=data, tolerance=tolerance, fp16=fp16, int8=int8, calib_data=calib_data,
+                                calib_frames=calib_frames, engine=engine, batch=parse_batch(batch),
                                 workspace_mb=workspace_mb, timing_cache=timing_cache, dla_core=dla_core,
                                 version_compatible=version_compatible, triton=triton, triton_max_batch=triton_max_batch,
                                 triton_instances=triton_instances, deepstream=deepstream)

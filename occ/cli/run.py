@@ -40,7 +40,9 @@ def _check_preprocess(preprocess: str) -> None:
 def run(
     model: Annotated[Optional[str], typer.Argument(help="Exported model (.onnx, or .engine with --backend tensorrt; the model's "
                                                        "name with --backend triton); not needed with --config.")] = None,
-    source: Annotated[Optional[str], typer.Option(help="Video file, image folder, /dev/videoN, rtsp:// or http:// URL, or GStreamer pipeline.")] = None,
+    source: Annotated[Optional[str], typer.Option(help="Video file or image folder (PATH or file://PATH), csi://N (Jetson CSI camera), "
+                                                       "v4l2:///dev/videoN or /dev/videoN, rtsp:// or http(s):// URL, or a GStreamer "
+                                                       "pipeline.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Service configuration (TOML): several cameras, log rotation, snapshots; "
                                                        "see docs/deploy/site.example.toml.")] = None,
     camera: Annotated[Optional[str], typer.Option(help="The camera's name in events, logs and metrics. Default: from --source.")] = None,

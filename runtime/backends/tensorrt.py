@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..manifest import engine_sidecar, read_manifest
-from .base import Backend, BackendError
+from .base import Backend, BackendError, expected_input
 
 
 def compatibility_problem(sidecar: dict[str, Any], tensorrt_version: str, gpu: dict[str, Any] | None) -> str | None:
@@ -40,6 +40,7 @@ class TensorRTBackend(Backend):
     def __init__(self, model_path: str):
         super().__init__(model_path)
         self._buffers: dict = {}
+        self.fixed_inputs: dict[str, float] = {}
 
     def _activate_impl(self) -> None:
         try:
@@ -68,6 +69,16 @@ class TensorRTBackend(Backend):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.output_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        # an engine built elsewhere may hold α and ζ as constants (the ONNX defaults at build time)
+        self.fixed_inputs = {name: self.manifest.threshold(name) for name in sidecar.get("fixed_inputs", [])}
+        self.input_names += list(self.fixed_inputs)
+        batch_input = expected_input(self.manifest)[0]
+        if batch_input in self.input_names and -1 in tuple(self.engine.get_tensor_shape(batch_input)):
+            low, _, high = self.engine.get_tensor_profile_shape(batch_input, 0)
+            self.batch_limits = (int(low[0]), int(high[0]))  # frames' patches beyond the profile run in slices
+        elif batch_input in self.input_names:
+            fixed = int(self.engine.get_tensor_shape(batch_input)[0])
+            self.batch_limits = (fixed, fixed)
         self._trt = trt
 
     def _deactivate_impl(self) -> None:
@@ -89,9 +100,13 @@ class TensorRTBackend(Backend):
 
     def _infer_impl(self, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
         trt = self._trt
+        for name, value in self.fixed_inputs.items():
+            if name in feed and not np.allclose(feed[name], value, rtol=1e-6, atol=0):
+                raise BackendError(f"{self.model_path}: this engine holds {name} = {value:g} as a constant; retuning it needs an "
+                                   "engine built by occ-export --engine (which takes the thresholds as inputs)")
         for name in self.input_names:
-            if name not in feed:
-                continue  # inputs with defaults (alpha, zeta) keep the engine's values
+            if name not in feed or name in self.fixed_inputs:
+                continue
             array = np.ascontiguousarray(feed[name], dtype=trt.nptype(self.engine.get_tensor_dtype(name)))
             self.context.set_input_shape(name, array.shape)
             buffer = self._buffer(name, array.nbytes)
@@ -123,10 +138,12 @@ class TensorRTBackend(Backend):
         preprocessing before it and the copies after it need no host synchronization."""
         from ..cuda.driver import device_pointer
 
-        missing = sorted(set(self.input_names) - set(inputs))
+        missing = sorted(set(self.input_names) - set(inputs) - set(self.fixed_inputs))
         if missing:
             raise BackendError(f"{self.model_path}: the engine needs device buffers for inputs {missing}")
         for name, (pointer, shape, _dtype) in inputs.items():
+            if name in self.fixed_inputs:
+                continue  # a constant of the engine; the pipeline refuses to retune it (set_thresholds)
             self.context.set_input_shape(name, tuple(shape))
             self.context.set_tensor_address(name, device_pointer(pointer))
         for name, (pointer, _shape, _dtype) in outputs.items():

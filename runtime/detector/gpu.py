@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import BackendError, OrtBackend, backend_kind
+from ..backends.base import batch_chunks
 from ..cuda.driver import Context, DeviceBuffer, GpuUnavailable, PinnedBuffer, Stream, bindings, check
 from ..manifest import read_manifest
 from ..preprocess.gpu import GpuPreprocessor
@@ -37,11 +38,15 @@ class GpuPipeline:
             AVID's full-resolution ``intersection`` map, which overlays can ask for).
         profile_prefix: ``ort-cuda``: ONNX Runtime's per-node profile under this prefix (use
             without ``cuda_graph``: a replayed graph is one opaque step).
+        model_batch: ``ort-cuda``: the fixed batch the model (and its CUDA graph) runs at, in samples
+            (ALOCC: patches); default the whole batch. A larger batch (``streams`` frames, or one
+            ALOCC frame's patches beyond a TensorRT profile's maximum) runs as several model runs
+            on slices of the input buffer, the last one padded.
     """
 
     def __init__(self, model_path: str, backend: str = "ort-cuda", streams: int = 1, frame_size: tuple[int, int] = (240, 360),
                  source_format: str = "bgr", cuda_graph: bool = True, share_stream: bool = True,
-                 outputs: list[str] | None = None, profile_prefix: str | None = None):
+                 outputs: list[str] | None = None, profile_prefix: str | None = None, model_batch: int | None = None):
         if not backend_kind(backend).device_resident:
             raise BackendError(f"{model_path}: backend {backend} cannot run on device buffers, so preprocessing cannot stay "
                                "on the GPU (use --preprocess cpu)")
@@ -51,7 +56,8 @@ class GpuPipeline:
             manifest = read_manifest(model_path)
             batch = streams * (manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1)
             engine = OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda", cuda_graph=cuda_graph,
-                                user_stream=self.stream.ptr if share_stream else None, fixed_dimensions={"batch": batch},
+                                user_stream=self.stream.ptr if share_stream else None,
+                                fixed_dimensions={"batch": min(batch, model_batch) if model_batch else batch},
                                 profile_prefix=profile_prefix)
             self._wait_before_model = not share_stream
         else:
@@ -79,12 +85,27 @@ class GpuPipeline:
                 inputs[name] = (self._thresholds[name].ptr, (1,), np.float32)
             self._upload_thresholds()
         wanted = outputs or [o for o in self.detector.outputs if o != "intersection"]
+        total = self.preprocessor.output_shape[0]
+        limits = engine.batch_limits or (total, total)
+        self._chunks = batch_chunks(total, *limits)
+        run = max(size for _, _, size in self._chunks)
+        self._staging = None
+        if self._chunks != [(0, total, total)]:
+            # the model runs on a fixed staging buffer (fixed addresses: CUDA graphs, bound once);
+            # each slice of the preprocessor's output is copied in, and its results copied out
+            sample_shape = tuple(self.preprocessor.output_shape[1:])
+            self._sample_bytes = int(np.prod(sample_shape)) * np.dtype(input_dtype).itemsize
+            self._staging = DeviceBuffer(run * self._sample_bytes)
+            inputs[self.input_name] = (self._staging.ptr, (run, *sample_shape), input_dtype)
         shapes = engine.device_outputs({name: shape for name, (_, shape, _) in inputs.items()})
         unknown = sorted(set(wanted) - set(shapes))
         if unknown:
             raise BackendError(f"{model_path}: no output(s) {unknown}; the model gives {sorted(shapes)}")
         self._device_outputs = {name: DeviceBuffer(int(np.prod(shape)) * dtype.itemsize) for name, (shape, dtype) in shapes.items()}
-        self._host_outputs = {name: PinnedBuffer(shapes[name][0], shapes[name][1]) for name in wanted}
+        full = {name: ((total, *shape[1:]) if self._staging is not None else shape, dtype) for name, (shape, dtype) in shapes.items()}
+        self._results = self._device_outputs if self._staging is None else {
+            name: DeviceBuffer(int(np.prod(full[name][0])) * full[name][1].itemsize) for name in wanted}
+        self._host_outputs = {name: PinnedBuffer(full[name][0], full[name][1]) for name in wanted}
         engine.bind_device(inputs, {name: (buffer.ptr, *shapes[name]) for name, buffer in self._device_outputs.items()},
                            self.stream)
 
@@ -99,6 +120,11 @@ class GpuPipeline:
     def set_thresholds(self, **values: float) -> None:
         """Retune thresholds on the running graph (AVID's α and ζ are rewritten in device memory:
         no re-export, no rebinding; ALOCC's τ applies to the results)."""
+        fixed = getattr(self.backend, "fixed_inputs", {})  # an attached engine may hold α and ζ as constants
+        held = [name for name, value in values.items() if name in fixed and not np.isclose(value, fixed[name], rtol=1e-6, atol=0)]
+        if held:
+            raise BackendError(f"{self.backend.model_path}: this engine holds {', '.join(held)} as constants; retuning needs an "
+                               "engine built by occ-export --engine (which takes the thresholds as inputs)")
         self.detector.set_thresholds(**values)
         self._upload_thresholds()
 
@@ -126,15 +152,35 @@ class GpuPipeline:
     def infer_prepared(self) -> dict[str, np.ndarray]:
         """The model on what the preprocessor last wrote into the input buffer → outputs on the host
         (the second half of :meth:`infer`, separate so benchmarks can time the stages)."""
-        if self._wait_before_model:
-            self.stream.synchronize()
-        self.backend.run_device()
         driver, _ = bindings()
+        if self._staging is None:
+            if self._wait_before_model:
+                self.stream.synchronize()
+            self.backend.run_device()
+        else:
+            self._run_in_slices(driver)
         for name, host in self._host_outputs.items():
-            check(driver.cuMemcpyDtoHAsync(host.array.ctypes.data, self._device_outputs[name].ptr, host.nbytes,
+            check(driver.cuMemcpyDtoHAsync(host.array.ctypes.data, self._results[name].ptr, host.nbytes,
                                            self.stream.handle), "cuMemcpyDtoHAsync")
         self.stream.synchronize()
         return {name: host.array.copy() for name, host in self._host_outputs.items()}
+
+    def _run_in_slices(self, driver) -> None:
+        """The model over slices of the input buffer (see ``model_batch``), all on the pipeline's stream."""
+        run = max(size for _, _, size in self._chunks)
+        for start, count, _ in self._chunks:
+            check(driver.cuMemcpyDtoDAsync(self._staging.ptr, self.input.ptr + start * self._sample_bytes,
+                                           count * self._sample_bytes, self.stream.handle), "cuMemcpyDtoDAsync")
+            if count < run:  # zeros: a valid normalized input; the padded results are not copied out
+                check(driver.cuMemsetD8Async(self._staging.ptr + count * self._sample_bytes, 0,
+                                             (run - count) * self._sample_bytes, self.stream.handle), "cuMemsetD8Async")
+            if self._wait_before_model:
+                self.stream.synchronize()
+            self.backend.run_device()
+            for name, result in self._results.items():
+                per_sample = result.nbytes // self._host_outputs[name].array.shape[0]
+                check(driver.cuMemcpyDtoDAsync(result.ptr + start * per_sample, self._device_outputs[name].ptr,
+                                               count * per_sample, self.stream.handle), "cuMemcpyDtoDAsync")
 
     def process(self, frames: np.ndarray | None = None, device_frames=None) -> list[FrameResult]:
         """One result per stream (score, decision, mask and boxes, as the CPU detector gives)."""
@@ -143,7 +189,8 @@ class GpuPipeline:
     def close(self) -> None:
         self.detector.close()
         self.preprocessor.free()
-        for buffer in [self.input, *self._thresholds.values(), *self._device_outputs.values()]:
+        extra = [] if self._staging is None else [self._staging, *self._results.values()]
+        for buffer in [self.input, *self._thresholds.values(), *self._device_outputs.values(), *extra]:
             buffer.free()
         for host in self._host_outputs.values():
             host.free()

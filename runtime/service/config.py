@@ -14,7 +14,7 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     # zeta = 0.4
 
     [source]                     # one camera; or several [[cameras]] tables with the same keys
-    spec = "rtsp://camera.local/stream"   # file, folder, /dev/videoN, URL or GStreamer pipeline
+    spec = "rtsp://camera.local/stream"   # file(://), folder, csi://N, v4l2:///dev/videoN, URL or GStreamer pipeline
     name = "gate"                # the camera's name in events, logs and metrics (default: from spec)
     buffer = 2                   # live sources: newest frames kept; older ones are dropped
     backoff = 0.5                # first reconnect delay, s (doubles up to max_backoff)
@@ -207,7 +207,7 @@ def _camera(path: Path, raw: dict[str, Any], where: str) -> CameraConfig:
 
 def parse_toml(path: Path) -> ServiceConfig:
     try:
-        import tomllib
+        import tomllib  # novermin (3.11+; the fallback below is for 3.10)
     except ImportError:  # Python 3.10 (JetPack 6)
         import tomli as tomllib
     try:
