@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from occ.runtime.files import write_atomic
 from occ.runtime.manifest import METADATA_KEY, manifest_from_metadata
 
+from .samples import sample_feed, samples_from_data
 from .verify import ExportError, ExportResult, compare_output, decision_comparisons, mask_iou, run_onnx
 
 # Ops that run in FP16: the convolutional bodies of R, D, I and the FCN.
@@ -152,15 +153,9 @@ def export_fp16(fp32_path: str | Path, out: str | Path | None = None, samples: n
     if samples is None:
         if data_spec is None:
             raise ExportError(f"{fp32_path}: give --data SPEC: real normal frames to verify the FP16 model on")
-        from .samples import samples_from_data
-
         samples = samples_from_data(manifest, data_spec)
     outputs = [o.name for o in model.graph.output]
-    if manifest.method == "alocc":
-        feed = {"patches": np.ascontiguousarray(samples.reshape(-1, *samples.shape[2:]))}
-    else:
-        feed = {"frames": np.ascontiguousarray(samples), **{name: np.array([manifest.threshold(name)], np.float32)
-                                                            for name in ("alpha", "zeta")}}
+    feed = sample_feed(manifest, samples)
     reference = run_onnx(model.SerializeToString(), feed, outputs)
     candidate = run_onnx(mixed_bytes, feed, outputs)
     comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]

@@ -38,9 +38,11 @@ from typing import Iterator
 import numpy as np
 import onnx
 
+from occ.runtime.detector import graph_feed
 from occ.runtime.files import write_atomic
 from occ.runtime.manifest import METADATA_KEY, Manifest, manifest_from_metadata
 
+from .samples import sample_feed
 from .verify import ExportError, ExportResult, compare_output, decision_comparisons, mask_iou
 
 # share of decisions (frames; patches or mask pixels) that must agree between the INT8 and FP32 graphs
@@ -82,16 +84,6 @@ def spread_frames(manifest: Manifest, clips, frames: int) -> np.ndarray:
     return np.concatenate(chosen)
 
 
-def network_feed(manifest: Manifest, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """Frames ``(N, C, H, W)`` → the graph's batch input (ALOCC: every frame's patches, flattened)."""
-    from occ.runtime.preprocess import PatchGrid
-
-    if manifest.method == "alocc":
-        patches = PatchGrid.from_spec(manifest.patches, manifest.input).extract_clip(inputs)
-        return {"patches": np.ascontiguousarray(patches.reshape(-1, *patches.shape[2:]))}
-    return {"frames": np.ascontiguousarray(inputs)}
-
-
 def calibration_set(manifest: Manifest, data_spec: str, frames: int = 128, batch_frames: int = 4) -> CalibrationSet:
     """``frames`` frames spread evenly over the normal (training) clips of ``data_spec``, as
     ``[{"patches"|"frames": array}, ...]`` of ``batch_frames`` frames each (equal batches: the
@@ -106,7 +98,7 @@ def calibration_set(manifest: Manifest, data_spec: str, frames: int = 128, batch
     inputs = spread_frames(manifest, data.train, frames)
     batch_frames = max(1, min(batch_frames, len(inputs)))
     inputs = inputs[:len(inputs) - len(inputs) % batch_frames]
-    batches = [network_feed(manifest, inputs[start:start + batch_frames]) for start in range(0, len(inputs), batch_frames)]
+    batches = [graph_feed(inputs[start:start + batch_frames], manifest) for start in range(0, len(inputs), batch_frames)]
     return CalibrationSet(f"{data.description}, {len(inputs)} normal training frames", len(inputs), batches)
 
 
@@ -298,11 +290,10 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
     outputs = [o.name for o in model.graph.output]
     if samples is not None:
         checked = f"{len(samples)} given samples"
-        samples = samples.reshape(-1, *samples.shape[2:]) if manifest.method == "alocc" else samples
-        feeds = [{"patches" if manifest.method == "alocc" else "frames": np.ascontiguousarray(samples)}]
+        feeds = [sample_feed(manifest, samples)]
     else:
         frames, checked = verification_frames(manifest, data_spec or calib_data, verify_frames)
-        feeds = [network_feed(manifest, frames[start:start + 32]) for start in range(0, len(frames), 32)]
+        feeds = [graph_feed(frames[start:start + 32], manifest) for start in range(0, len(frames), 32)]
     reference = _run_all(model.SerializeToString(), feeds, outputs)
     candidate = _run_all(quantized_bytes, feeds, outputs)
     comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]

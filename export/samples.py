@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ.evaluation.datasets.spec import load_video_data
+from occ.runtime.detector import graph_feed
 from occ.runtime.manifest import Manifest
 from occ.runtime.preprocess import PatchGrid, preprocess_clip
 
@@ -16,3 +17,11 @@ def samples_from_data(manifest: Manifest, data_spec: str, clips: int = 2, frames
     if manifest.method == "alocc":
         return PatchGrid.from_spec(manifest.patches, manifest.input).extract_clip(inputs)
     return inputs
+
+
+def sample_feed(manifest: Manifest, samples: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's feed for samples as :func:`samples_from_data` (and a checkpoint) hold them:
+    ALOCC's patch grids flattened to one batch of patches; AVID's frames with the manifest's α, ζ."""
+    if manifest.method == "alocc":
+        return {"patches": np.ascontiguousarray(samples.reshape(-1, *samples.shape[2:]))}
+    return graph_feed(samples, manifest)

@@ -17,7 +17,7 @@ import numpy as np
 from ..backends import create_backend
 from ..manifest import Manifest
 from ..scoring.decide import FrameResult
-from .cpu import Detector
+from .cpu import Detector, graph_feed
 
 PREPROCESS = ("cpu", "gpu")
 
@@ -54,4 +54,4 @@ def open_detector(model: str, backend: str = "ort-cpu", preprocess: str = "cpu",
     return Detector(create_backend(backend, model, **options), pixel_maps=pixel_maps)
 
 
-__all__ = ["Detector", "FrameResult", "PREPROCESS", "StreamDetector", "open_detector"]
+__all__ = ["Detector", "graph_feed", "FrameResult", "PREPROCESS", "StreamDetector", "open_detector"]

@@ -23,6 +23,12 @@ def _avid_feed(inputs: np.ndarray, manifest: Manifest) -> dict[str, np.ndarray]:
 FEEDS = {"alocc": _alocc_feed, "avid": _avid_feed}
 
 
+def graph_feed(inputs: np.ndarray, manifest: Manifest) -> dict[str, np.ndarray]:
+    """Preprocessed frames ``(N, C, H, W)`` → the graph's inputs (ALOCC: every frame's patches as one
+    batch; AVID: the frames with the manifest's α and ζ)."""
+    return FEEDS[manifest.method](inputs, manifest)
+
+
 class Detector:
     """Preprocess → infer → :func:`decide` for one stream, on any backend.
 
@@ -72,7 +78,7 @@ class Detector:
     # The three stages, separately callable so benchmarks can time each one.
     def prepare(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
         """Network inputs ``(F, C, H, W)`` → the graph's feed."""
-        return FEEDS[self.manifest.method](inputs, self.manifest)
+        return graph_feed(inputs, self.manifest)
 
     def forward(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph on the backend."""
