@@ -16,8 +16,9 @@ Example configuration (every key but ``model.path`` and ``source.spec`` has a de
     [source]
     spec = "rtsp://camera.local/stream"   # file, folder, /dev/videoN, URL or GStreamer pipeline
     buffer = 2                   # live sources: newest frames kept; older ones are dropped
-    backoff = 0.5                # first reconnect delay, s (doubles up to max_backoff)
-    max_backoff = 8.0
+    backoff = 0.5                # first reconnect delay, s (doubles up to max_backoff); a live source and a
+    max_backoff = 8.0            # Triton server lost mid-stream reconnect by these rules
+    # give_up_after = 60         # stop after this many seconds without frames (or without the server)
 
     [events]
     log = "events.jsonl"         # JSON lines: opened / closed events
@@ -53,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import BackendError
 from .detector import open_detector
 from .events import EpisodeTracker, EventLog, Metrics, MetricsServer, OverlayWriter, SnapshotStore, render_overlay
 from .sources import LiveSource, open_source
@@ -173,10 +175,11 @@ class Service:
 
     def run(self) -> dict[str, Any]:
         cfg = self.config
-        detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **({"url": cfg.triton_url} if cfg.triton_url else {}))
+        reconnect_rules = {"backoff": cfg.backoff, "max_backoff": cfg.max_backoff, "give_up_after": cfg.give_up_after}
+        backend_options = {"url": cfg.triton_url, **reconnect_rules, "stop": self.stop_event} if cfg.backend == "triton" else {}
+        detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **backend_options)
         detector.set_thresholds(**cfg.thresholds)
-        live_options = {"buffer": cfg.buffer, "backoff": cfg.backoff, "max_backoff": cfg.max_backoff,
-                        "give_up_after": cfg.give_up_after}
+        live_options = {"buffer": cfg.buffer, **reconnect_rules}
         self.source = source = open_source(cfg.source, **live_options)
         tracker = EpisodeTracker(cfg.open_after, cfg.close_after)
         events = EventLog(cfg.events_log)
@@ -195,10 +198,16 @@ class Service:
                 if self.stop_event.is_set():
                     break
                 started = time.perf_counter()
-                result = detector.process(frame.image, frame.timestamp)
+                try:
+                    result = detector.process(frame.image, frame.timestamp)
+                except BackendError:
+                    if self.stop_event.is_set():  # stopped while the backend waited for its server
+                        break
+                    raise
                 latency_ms = (time.perf_counter() - started) * 1000
                 metrics.observe(result, latency_ms, time.monotonic())
                 metrics.dropped, metrics.reconnects = source.stats.dropped, source.stats.reconnects
+                metrics.backend_reconnects = _backend_reconnects(detector)
                 if frames_log:
                     frames_log.write(json.dumps(result.to_json()) + "\n")
                 if overlay:
@@ -229,7 +238,8 @@ class Service:
             log.info("service stopped", extra={"frames": metrics.frames, "dropped": source.stats.dropped,
                                                 "reconnects": source.stats.reconnects})
         return {"frames": metrics.frames, "anomalous_frames": metrics.anomalous_frames, "events": metrics.events_opened,
-                "dropped": source.stats.dropped, "reconnects": source.stats.reconnects}
+                "dropped": source.stats.dropped, "reconnects": source.stats.reconnects,
+                "backend_reconnects": _backend_reconnects(detector)}
 
     @staticmethod
     def _close_event(event, events: EventLog, snapshots: SnapshotStore | None, peak_image, metrics: Metrics) -> None:
@@ -238,3 +248,8 @@ class Service:
         events.write("closed", event)
         metrics.events_closed += 1
         log.info("event closed", extra={"event_id": event.event_id})
+
+
+def _backend_reconnects(detector) -> int:
+    """Times a server backend got its server back (0 for a local backend)."""
+    return getattr(getattr(detector, "backend", None), "reconnects", 0)

@@ -76,8 +76,9 @@ def run(
         signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
         signal.signal(signal.SIGINT, lambda *_: service.request_stop())
         summary = service.run()
+    server = f", {summary['backend_reconnects']} server reconnects" if summary["backend_reconnects"] else ""
     err_console.print(f"{summary['frames']} frames, {summary['anomalous_frames']} anomalous, {summary['events']} events, "
-                      f"{summary['dropped']} dropped, {summary['reconnects']} reconnects", highlight=False)
+                      f"{summary['dropped']} dropped, {summary['reconnects']} reconnects{server}", highlight=False)
 
 
 def _show_eval(result: dict) -> None:

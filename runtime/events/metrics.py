@@ -22,6 +22,7 @@ class Metrics:
         self.events_closed = 0
         self.dropped = 0
         self.reconnects = 0
+        self.backend_reconnects = 0
         self.latencies_ms: deque[float] = deque(maxlen=window)
         self._times: deque[float] = deque(maxlen=window)
         self.started = None
@@ -53,6 +54,8 @@ class Metrics:
                 f"occ_dropped_frames_total {self.dropped}",
                 "# HELP occ_reconnects_total Source reconnections.", "# TYPE occ_reconnects_total counter",
                 f"occ_reconnects_total {self.reconnects}",
+                "# HELP occ_backend_reconnects_total Times the inference server came back after it was lost.",
+                "# TYPE occ_backend_reconnects_total counter", f"occ_backend_reconnects_total {self.backend_reconnects}",
                 "# HELP occ_latency_ms Per-frame processing latency over the recent window.", "# TYPE occ_latency_ms summary",
             ]
             for q in (0.5, 0.9, 0.99):
