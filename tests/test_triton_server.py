@@ -253,6 +253,35 @@ def test_a_server_gone_for_good_is_given_up_on_by_the_rules_or_by_a_stop_request
         assert bounded.backend.reconnects == stoppable.backend.reconnects == 0
 
 
+def test_occ_bench_triton_writes_local_and_served_frame_rates_per_camera_count(avid_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from occ.cli.bench import app
+
+    out = tmp_path / "triton.json"
+    run = CliRunner().invoke(app, ["triton", str(avid_onnx), "--cameras", "1,3", "--duration", "1", "--warmup", "0.3",
+                                   "--frame-size", "48x72", "--json", str(out), "--quiet"])
+    assert run.exit_code == 0, run.output[-2000:]
+    result = json.loads(out.read_text())
+    assert result["schema"] == "occ-bench-triton/1" and result["method"] == "avid"
+    assert result["server"]["backend"].startswith("python") and result["server"]["tensors"] == "binary"
+    assert result["server"]["instance_kind"] in ("KIND_CPU", "KIND_GPU")
+    assert [(r["backend"], r["cameras"]) for r in result["runs"]] == [("ort-cpu", 1), ("ort-cpu", 3), ("triton", 1), ("triton", 3)]
+    for row in result["runs"]:
+        assert row["frames"] > 0 and row["frames_per_s"] == pytest.approx(row["frames"] / row["seconds"])
+        assert row["per_camera_frames_per_s"]["min"] > 0  # every camera was served
+        assert row["latency_ms"]["count"] == row["frames"]
+        if row["backend"] == "triton":  # Triton counted the requests of the recorded window: one per frame, give or take those in flight
+            server = row["server"]
+            assert abs(server["requests"] - row["frames"]) <= max(2 * row["cameras"], 0.1 * row["frames"])
+            assert server["inferences"] == server["requests"] and 1.0 <= server["mean_batch_frames"] <= row["cameras"]
+
+    bad = CliRunner().invoke(app, ["triton", str(avid_onnx), "--cameras", "0,4"])
+    assert bad.exit_code == 2 and "--cameras must be positive integers" in bad.output
+    missing = CliRunner().invoke(app, ["triton", str(tmp_path / "none.onnx")])
+    assert missing.exit_code == 2 and "none.onnx: file not found" in missing.output
+
+
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is visible here: KIND_GPU would load")
 def test_kind_gpu_is_refused_by_a_server_without_a_gpu_in_the_servers_words(avid_onnx, tmp_path):
     """Why occ-export writes KIND_AUTO: the same repository with KIND_GPU does not load on a CPU server."""
