@@ -131,6 +131,22 @@ def test_triton_repository_round_trips_through_the_schema_and_matches_the_graph(
         parse_config(repository.config_path.read_text().replace("max_batch_size", "max_batch"), "typo")
 
 
+def test_occ_export_writes_the_instance_kind_asked_for_and_refuses_others_in_one_line(avid_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from occ.cli.export import app
+
+    written = CliRunner().invoke(app, [str(avid_onnx), "--triton", str(tmp_path / "models"), "--triton-instance-kind", "cpu",
+                                       "--triton-instances", "2", "--quiet"])
+    assert written.exit_code == 0, written.output[-2000:]
+    config = parse_config((tmp_path / "models" / "avid" / "config.pbtxt").read_text(), "written")
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_CPU and config.instance_group[0].count == 2
+    refused = CliRunner().invoke(app, [str(avid_onnx), "--triton", str(tmp_path / "other"), "--triton-instance-kind", "tpu"])
+    assert refused.exit_code == 2
+    assert "--triton-instance-kind must be one of auto, gpu, cpu, got 'tpu'" in refused.output.strip().splitlines()[-1]
+    assert not (tmp_path / "other").exists()
+
+
 def test_served_avid_graph_takes_one_alpha_and_zeta_per_request(avid_onnx, tmp_path):
     """Same outputs as the exported graph for the same thresholds, and each row its own thresholds."""
     repository = write_triton_repository(avid_onnx, tmp_path / "models")
