@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml | $(PY)
 # newer; it pins numpy<2). Where it cannot be installed, occ is installed without it and the tests against
 # the real server are skipped, saying why.
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[train,test,triton-server]' || { \
+	@echo "$(PY) -m pip install -q -e '.[train,test,triton-server]'"
+	@$(PY) -m pip install -q -e '.[train,test,triton-server]' || { \
 	  echo "nvidia-pytriton could not be installed here: the tests against a real Triton server will be skipped"; \
 	  $(PY) -m pip install -q -e '.[train,test]'; }
 	touch $(TEST_STAMP)
