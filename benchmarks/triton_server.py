@@ -12,7 +12,8 @@ the parameters that carry the manifest are served as written.
 The server is started through PyTriton's own launcher (:class:`pytriton.server.triton_server.TritonServer`:
 its libraries on the loader path, this Python environment first on ``PATH`` so the backend's
 stub runs in it, the process ended with its parent) with the Python backend's stub built for
-this interpreter, and listens on loopback ports only.
+this interpreter's version (it loads the system's shared libpython of that version), and listens
+on loopback ports only.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,9 +54,25 @@ def server_problem() -> str | None:
     if not binary.is_file():
         return f"{binary}: PyTriton's wheel has no tritonserver binary here"
     version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if not Path(get_stub_path(version)).is_file():
+    stub = Path(get_stub_path(version))
+    if not stub.is_file():
         return f"PyTriton ships no Python-backend stub for Python {version}"
+    missing = _missing_libraries(stub)
+    if missing:
+        return (f"the Python backend's stub cannot load {', '.join(missing)} (the stub embeds the system's shared "
+                f"libpython{version}; Debian: apt-get install libpython{version})")
     return None
+
+
+def _missing_libraries(binary: Path) -> list[str]:
+    """Shared libraries the dynamic loader does not find for ``binary`` (none when ldd is absent)."""
+    if shutil.which("ldd") is None:
+        return []
+    try:
+        listing = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.split("=>")[0].strip() for line in listing.splitlines() if "not found" in line]
 
 
 def python_backend_repository(onnx_path: str | Path, repository: str | Path, name: str | None = None,
