@@ -16,13 +16,19 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+# ONNX Runtime's intra-op threads per instance, set in the server's environment (unset: ONNX Runtime's default)
+THREADS_ENV = "OCC_ORT_THREADS"
+
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        # ONNX Runtime's default session options, as the local runtime's ort-cpu backend uses them
-        self.session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        threads = int(os.environ.get(THREADS_ENV) or 0)
+        if threads > 0:  # otherwise ONNX Runtime's default, as the local runtime's ort-cpu backend
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [tensor["name"] for tensor in config["input"]]
         self.output_names = [tensor["name"] for tensor in config["output"]]
 

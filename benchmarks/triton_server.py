@@ -142,12 +142,13 @@ class LocalTritonServer:
         startup_timeout_s: how long to wait for every model to be ready, seconds.
         exit_timeout_s: on stop, how long Triton keeps serving the requests in flight before it
             exits, seconds (Triton's ``--exit-timeout-secs``; its default, 30, is a long restart).
+        environment: variables added to the server's environment (its models' ``model.py`` read them).
     """
 
     host = "127.0.0.1"
 
     def __init__(self, repository: str | Path, ports: ServerPorts | None = None, startup_timeout_s: float = 120.0,
-                 exit_timeout_s: int = 5):
+                 exit_timeout_s: int = 5, environment: dict[str, str] | None = None):
         problem = server_problem()
         if problem:
             raise TritonServerError(problem)
@@ -157,6 +158,7 @@ class LocalTritonServer:
         self.ports = ports or ServerPorts.free()
         self.startup_timeout_s = startup_timeout_s
         self.exit_timeout_s = exit_timeout_s
+        self.environment = dict(environment or {})
         self.starts = 0
         self._server = None
         self._workdir: Path | None = None
@@ -185,8 +187,8 @@ class LocalTritonServer:
         return self._workdir / "backends"
 
     def start(self) -> "LocalTritonServer":
-        from pytriton.server.triton_server import TritonServer
         from pytriton.server.triton_server_config import TritonServerConfig
+
         from pytriton.utils.distribution import get_libs_path, get_root_module_path
 
         if self.alive():
@@ -205,8 +207,9 @@ class LocalTritonServer:
         }
         for key, value in settings.items():
             config[key] = value
-        self._server = TritonServer(path=get_root_module_path() / "tritonserver" / "bin" / "tritonserver",
-                                    libs_path=get_libs_path(), config=config, verbose=False)
+        launcher = _launcher_with(self.environment)
+        self._server = launcher(path=get_root_module_path() / "tritonserver" / "bin" / "tritonserver", libs_path=get_libs_path(),
+                                config=config, verbose=False)
         self._server.start()
         self.starts += 1
         self._wait_ready()
@@ -268,6 +271,17 @@ class LocalTritonServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _launcher_with(environment: dict[str, str]):
+    """PyTriton's launcher, with ``environment`` added to the environment it builds for the server."""
+    from pytriton.server.triton_server import TritonServer
+
+    class Launcher(TritonServer):
+        def _get_env(self) -> dict:
+            return {**super()._get_env(), **environment}
+
+    return Launcher
 
 
 def model_counter(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], metric: str, model: str) -> float:

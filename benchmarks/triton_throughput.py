@@ -5,7 +5,7 @@ A camera is a thread with its own detector, its own temporal preprocessing and, 
 its own HTTP client, scoring its own stream one frame at a time as ``occ run`` does: N cameras
 are N ``occ run`` loops. Through Triton the frames of different cameras meet in the server's
 dynamic batcher; locally every camera runs its own ONNX Runtime session (ONNX Runtime's default
-threads, as ``occ run``). The server is PyTriton's tritonserver on this machine
+threads, as ``occ run``, unless ``threads`` says otherwise, then for the server's too). The server is PyTriton's tritonserver on this machine
 (:mod:`occ.benchmarks.triton_server`): its Python backend runs the exported ONNX with ONNX
 Runtime CPU from the repository ``occ-export --triton`` writes (backend line changed). Server and
 cameras share the machine's cores, as the local cameras do; the cameras are threads of one
@@ -17,7 +17,8 @@ none removed or renamed):
 
     {
       "schema": "occ-bench-triton/1", "model": str, "method": "alocc" | "avid", "frame_size": [h, w],
-      "created": ISO time, "settings": {"cameras": [int], "duration_s": float, "warmup_s": float},
+      "created": ISO time,
+      "settings": {"cameras": [int], "duration_s": float, "warmup_s": float, "ort_threads": int | null},
       "device": {... benchmarks.device_state.device_state() ...},
       "load_average": {"before": [1, 5, 15 min], "after": [...]}   (other work on the machine shows here),
       "server": {"program": "tritonserver", "version": str, "pytriton": str, "backend": str,
@@ -56,6 +57,7 @@ from .latency import summarize, synthetic_frames
 from .triton_server import LocalTritonServer, model_counter, python_backend_repository
 
 SCHEMA = "occ-bench-triton/1"
+THREADS_ENV = "OCC_ORT_THREADS"  # read by the server's model.py (triton_onnx_model.py)
 MODEL_NAME = "occ_model"
 SERVER_COUNTERS = {"requests": "nv_inference_request_success", "inferences": "nv_inference_count",
                    "executions": "nv_inference_exec_count"}
@@ -132,9 +134,13 @@ def run_cameras(open_camera: Callable[[], Any], cameras: int, frames: list[np.nd
 
 
 def run_triton_throughput(model_path: str, cameras: list[int], duration_s: float = 10.0, warmup_s: float = 2.0,
-                          frame_size: tuple[int, int] = (240, 360), workdir: str | Path | None = None,
+                          frame_size: tuple[int, int] = (240, 360), threads: int | None = None, workdir: str | Path | None = None,
                           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The local runtime, then Triton, at every camera count; see the module docstring."""
+    """The local runtime, then Triton, at every camera count; see the module docstring.
+
+    ``threads``: ONNX Runtime's intra-op threads for every local session and for the server's
+    (None: ONNX Runtime's default, as ``occ run`` uses).
+    """
     from .device_state import device_state
 
     manifest = read_manifest(model_path)
@@ -144,15 +150,17 @@ def run_triton_throughput(model_path: str, cameras: list[int], duration_s: float
         repository = python_backend_repository(model_path, Path(scratch) / "models", name=MODEL_NAME)
         result: dict[str, Any] = {
             "schema": SCHEMA, "model": str(model_path), "method": manifest.method, "frame_size": list(frame_size),
-            "created": now_iso(), "settings": {"cameras": cameras, "duration_s": duration_s, "warmup_s": warmup_s},
+            "created": now_iso(), "settings": {"cameras": cameras, "duration_s": duration_s, "warmup_s": warmup_s,
+                                               "ort_threads": threads},
             "device": device_state(), "load_average": {"before": list(os.getloadavg())}, "server": None, "runs": [],
         }
         for count in cameras:
             if progress:
                 progress(f"local runtime, {count} camera(s)")
-            run = run_cameras(lambda: open_detector(str(model_path)), count, frames, warmup_s, duration_s)
+            run = run_cameras(lambda: open_detector(str(model_path), threads=threads), count, frames, warmup_s, duration_s)
             result["runs"].append({"backend": "ort-cpu", **run, "server": None})
-        with LocalTritonServer(repository.model_dir.parent) as server:
+        environment = {THREADS_ENV: str(threads)} if threads else {}
+        with LocalTritonServer(repository.model_dir.parent, environment=environment) as server:
             result["server"] = _server_description(server)
             for count in cameras:
                 if progress:

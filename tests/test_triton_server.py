@@ -260,10 +260,10 @@ def test_occ_bench_triton_writes_local_and_served_frame_rates_per_camera_count(a
 
     out = tmp_path / "triton.json"
     run = CliRunner().invoke(app, ["triton", str(avid_onnx), "--cameras", "1,3", "--duration", "1", "--warmup", "0.3",
-                                   "--frame-size", "48x72", "--json", str(out), "--quiet"])
+                                   "--frame-size", "48x72", "--threads", "1", "--json", str(out), "--quiet"])
     assert run.exit_code == 0, run.output[-2000:]
     result = json.loads(out.read_text())
-    assert result["schema"] == "occ-bench-triton/1" and result["method"] == "avid"
+    assert result["schema"] == "occ-bench-triton/1" and result["method"] == "avid" and result["settings"]["ort_threads"] == 1
     assert result["server"]["backend"].startswith("python") and result["server"]["tensors"] == "binary"
     assert result["server"]["instance_kind"] in ("KIND_CPU", "KIND_GPU")
     assert [(r["backend"], r["cameras"]) for r in result["runs"]] == [("ort-cpu", 1), ("ort-cpu", 3), ("triton", 1), ("triton", 3)]

@@ -122,6 +122,8 @@ def triton(
     duration: Annotated[float, typer.Option(min=0.1, help="Seconds of recorded frames per backend and camera count.")] = 10.0,
     warmup: Annotated[float, typer.Option(min=0.0, help="Seconds of unrecorded frames before each recording.")] = 2.0,
     frame_size: Annotated[str, typer.Option(help="Raw camera frame size HxW fed to preprocessing, pixels.")] = "240x360",
+    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime intra-op threads of every local session and of the server's "
+                                                     "(0: ONNX Runtime's default, as occ run uses).")] = 0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -138,11 +140,13 @@ def triton(
     if problem:
         fail(problem)
     with one_line_errors(TritonServerError, RuntimeError), progress_bar("Triton throughput", disable=quiet) as advance:
-        result = run_triton_throughput(str(model), counts, duration, warmup, size, progress=lambda text: advance(0, description=text))
+        result = run_triton_throughput(str(model), counts, duration, warmup, size, threads or None,
+                                       progress=lambda text: advance(0, description=text))
 
     def show(result: dict) -> None:
         server, cpu = result["server"], result["device"]["cpu"]
-        console.print(f"{result['model']} ({result['method']}), frames {size[0]}x{size[1]}, {duration:g} s per row, on "
+        ort_threads = f"{threads} ONNX Runtime thread(s)" if threads else "ONNX Runtime's default threads"
+        console.print(f"{result['model']} ({result['method']}), frames {size[0]}x{size[1]}, {duration:g} s per row, {ort_threads}, on "
                       f"{cpu['model']} ({cpu['usable_cores']} cores); tritonserver {server['version']} (PyTriton {server['pytriton']}, "
                       f"{server['backend']}, {server['instances']} instance {server['instance_kind']}, max batch {server['max_batch_size']}, "
                       f"queue delay {server['max_queue_delay_us']} µs, tensors in {server['tensors']})",
