@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.occ-installed
+TEST_STAMP := $(VENV)/.occ-test-installed
 
 .PHONY: demo test venv clean tools check-aarch64
 
@@ -13,6 +14,16 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[train,test]'
 	touch $(STAMP)
+
+# The tests also get a real Triton server: PyTriton's wheel ships tritonserver (x86-64 Linux, glibc 2.35 or
+# newer; it pins numpy<2). Where it cannot be installed, occ is installed without it and the tests against
+# the real server are skipped, saying why.
+$(TEST_STAMP): pyproject.toml | $(PY)
+	@echo "$(PY) -m pip install -q -e '.[train,test,triton-server]'"
+	@$(PY) -m pip install -q -e '.[train,test,triton-server]' || { \
+	  echo "nvidia-pytriton could not be installed here: the tests against a real Triton server will be skipped"; \
+	  $(PY) -m pip install -q -e '.[train,test]'; }
+	touch $(TEST_STAMP)
 
 venv: $(STAMP)
 
@@ -30,7 +41,7 @@ tools:
 	  echo "$$tool not installed: the checks that need it will be skipped"; \
 	done
 
-test: $(STAMP) tools
+test: $(TEST_STAMP) tools
 	$(PY) -m pytest tests
 
 # The runtime on arm64 (Debian root through qemu-user-static), against x86-64's decisions. Root,

@@ -12,8 +12,13 @@ and one dynamic batch mixes cameras with different thresholds. ALOCC's τ is app
 client to the fused location scores, exactly as in the local runtime (the graph has no τ).
 A client finds the manifest in the model configuration (``parameters["occ.manifest"]``).
 
-The repository was validated here (schema, tensor names against the ONNX graph, the served
-graph against the exported one with ONNX Runtime); a live Triton server was never run.
+Instances are ``KIND_AUTO`` unless asked otherwise: Triton puts them on every GPU when the server
+has one and on the CPU when it has none (``KIND_GPU`` makes a server without a GPU refuse the
+model: "has kind KIND_GPU but no GPUs are available").
+
+Checked here: the schema, tensor names against the ONNX graph, the served graph against the
+exported one with ONNX Runtime, and a real tritonserver (PyTriton's, Python backend; see
+``occ.benchmarks.triton_server``) loading the repository with only its backend line changed.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from onnx import TensorProto, helper, numpy_helper
 from occ.runtime.backends.triton import THRESHOLD_INPUTS
 from occ.runtime.manifest import Manifest, manifest_from_metadata
 
+INSTANCE_KINDS = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 _TRITON_TYPES = {TensorProto.FLOAT: "TYPE_FP32", TensorProto.FLOAT16: "TYPE_FP16", TensorProto.BOOL: "TYPE_BOOL",
                  TensorProto.UINT8: "TYPE_UINT8", TensorProto.INT32: "TYPE_INT32", TensorProto.INT64: "TYPE_INT64"}
 
@@ -100,7 +106,7 @@ def _tensor_config(value: onnx.ValueInfoProto, optional: bool = False) -> str:
 
 
 def config_text(name: str, model: onnx.ModelProto, manifest: Manifest, max_batch_size: int, instances: int,
-                queue_delay_us: int) -> str:
+                queue_delay_us: int, instance_kind: str = "auto") -> str:
     """``config.pbtxt`` for the served graph: names, types and shapes from the graph itself."""
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
@@ -121,7 +127,7 @@ def config_text(name: str, model: onnx.ModelProto, manifest: Manifest, max_batch
         f"  max_queue_delay_microseconds: {queue_delay_us}",
         "}",
         "instance_group [",
-        f"  {{ count: {instances} kind: KIND_GPU }}",
+        f"  {{ count: {instances} kind: {INSTANCE_KINDS[instance_kind]} }}",
         "]",
         "parameters [",
         f'  {{ key: "occ.manifest" value: {{ string_value: "{escaped}" }} }}',
@@ -170,7 +176,8 @@ def check_config_against_graph(config, model: onnx.ModelProto, where: str) -> No
 
 
 def write_triton_repository(onnx_path: str | Path, repository: str | Path, name: str | None = None,
-                            max_batch_size: int | None = None, instances: int = 1, queue_delay_us: int = 500) -> TritonRepository:
+                            max_batch_size: int | None = None, instances: int = 1, queue_delay_us: int = 500,
+                            instance_kind: str = "auto") -> TritonRepository:
     """Write and validate ``repository/<name>/`` for an exported occ ONNX model.
 
     Args:
@@ -179,10 +186,13 @@ def write_triton_repository(onnx_path: str | Path, repository: str | Path, name:
         name: model name in Triton (default: the file's stem).
         max_batch_size: Triton's batch limit (default: 32 frames for AVID; for ALOCC, whose batch
             is patches, 8 frames' worth of patches).
-        instances: model instances on the GPU.
+        instances: model instances (per GPU when they run on GPUs).
         queue_delay_us: how long the dynamic batcher waits to fill a batch, microseconds.
+        instance_kind: ``auto`` (every GPU of the server, or its CPU when it has none), ``gpu`` or ``cpu``.
     """
     onnx_path = Path(onnx_path)
+    if instance_kind not in INSTANCE_KINDS:
+        raise TritonExportError(f"instance kind must be one of {', '.join(INSTANCE_KINDS)}, got {instance_kind!r}")
     try:
         model = onnx.load(str(onnx_path))
     except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
@@ -198,7 +208,7 @@ def write_triton_repository(onnx_path: str | Path, repository: str | Path, name:
         else:
             max_batch_size = 32
     served = served_graph(model)
-    text = config_text(name, served, manifest, max_batch_size, instances, queue_delay_us)
+    text = config_text(name, served, manifest, max_batch_size, instances, queue_delay_us, instance_kind)
     where = f"{repository}/{name}/config.pbtxt"
     config = parse_config(text, where)
     check_config_against_graph(config, served, where)

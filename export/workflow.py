@@ -42,6 +42,7 @@ class ExportOptions:
     triton: Path | None = None
     triton_max_batch: int | None = None
     triton_instances: int = 1
+    triton_instance_kind: str = "auto"
     deepstream: Path | None = None
 
 
@@ -81,6 +82,10 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError(f"--tolerance must be > 0, got {options.tolerance}")
     if options.workspace_mb < 1 or options.triton_instances < 1 or (options.triton_max_batch is not None and options.triton_max_batch < 1):
         raise ExportUsageError("--workspace-mb, --triton-instances and --triton-max-batch must be >= 1")
+    from .triton import INSTANCE_KINDS
+
+    if options.triton_instance_kind not in INSTANCE_KINDS:
+        raise ExportUsageError(f"--triton-instance-kind must be one of {', '.join(INSTANCE_KINDS)}, got {options.triton_instance_kind!r}")
     if options.dla_core is not None and options.dla_core < 0:
         raise ExportUsageError(f"--dla-core must be >= 0, got {options.dla_core}")
     if options.int8 and not options.calib_data:
@@ -155,7 +160,7 @@ def export_model(source: str | Path, options: ExportOptions | None = None) -> Ex
         from .triton import write_triton_repository
 
         repository = write_triton_repository(onnx_path, options.triton, max_batch_size=options.triton_max_batch,
-                                             instances=options.triton_instances)
+                                             instances=options.triton_instances, instance_kind=options.triton_instance_kind)
         summary.written["triton"] = str(repository.model_dir)
     if options.deepstream is not None:
         from .deepstream import write_deepstream_config

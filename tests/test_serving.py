@@ -117,7 +117,7 @@ def test_triton_repository_round_trips_through_the_schema_and_matches_the_graph(
     assert {t.name for t in config.input} == graph_inputs
     assert [t.name for t in config.output] == [o.name for o in served.graph.output]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
-    assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_AUTO  # a server's GPUs, or its CPU without one
     manifest = json.loads(config.parameters["occ.manifest"].string_value)
     assert manifest == json.loads((repository.model_dir / "occ_manifest.json").read_text())
     if model == "avid_onnx":
@@ -129,6 +129,22 @@ def test_triton_repository_round_trips_through_the_schema_and_matches_the_graph(
         check_config_against_graph(parse_config(broken, "broken"), served, "broken")
     with pytest.raises(TritonExportError, match="not a valid Triton model configuration"):
         parse_config(repository.config_path.read_text().replace("max_batch_size", "max_batch"), "typo")
+
+
+def test_occ_export_writes_the_instance_kind_asked_for_and_refuses_others_in_one_line(avid_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from occ.cli.export import app
+
+    written = CliRunner().invoke(app, [str(avid_onnx), "--triton", str(tmp_path / "models"), "--triton-instance-kind", "cpu",
+                                       "--triton-instances", "2", "--quiet"])
+    assert written.exit_code == 0, written.output[-2000:]
+    config = parse_config((tmp_path / "models" / "avid" / "config.pbtxt").read_text(), "written")
+    assert config.instance_group[0].kind == config.instance_group[0].KIND_CPU and config.instance_group[0].count == 2
+    refused = CliRunner().invoke(app, [str(avid_onnx), "--triton", str(tmp_path / "other"), "--triton-instance-kind", "tpu"])
+    assert refused.exit_code == 2
+    assert "--triton-instance-kind must be one of auto, gpu, cpu, got 'tpu'" in refused.output.strip().splitlines()[-1]
+    assert not (tmp_path / "other").exists()
 
 
 def test_served_avid_graph_takes_one_alpha_and_zeta_per_request(avid_onnx, tmp_path):

@@ -90,12 +90,7 @@ def latency(
 
     batches = _ints(batch, "--batch")
     check_outputs({"--json": json_path, "--plot": plot}, {"model": model})
-    try:
-        height, width = (int(v) for v in frame_size.lower().split("x"))
-        if min(height, width) < 2:
-            raise ValueError
-    except ValueError:
-        fail(f"--frame-size must look like 240x360, got {frame_size!r}")
+    height, width = _frame_size(frame_size)
     chosen = _variants(backend, precision, preprocess)
     if chosen is None and (precision, preprocess) != ("fp32,fp16", "cpu,gpu"):
         fail("--precision and --preprocess narrow an explicit --backend list")
@@ -109,6 +104,58 @@ def latency(
 
         plot_latency(result, plot)
     report(result, json_path, quiet, _show_latency)
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+        if min(height, width) < 2:
+            raise ValueError
+    except ValueError:
+        fail(f"--frame-size must look like 240x360, got {text!r}")
+    return height, width
+
+
+@app.command("triton")
+def triton(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx); served from the repository occ-export --triton writes.")],
+    cameras: Annotated[str, typer.Option(help="Numbers of concurrent cameras, comma-separated; each is one stream scored frame by "
+                                              "frame, as occ run does.")] = "1,4,16",
+    duration: Annotated[float, typer.Option(min=0.1, help="Seconds of recorded frames per backend and camera count.")] = 10.0,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Seconds of unrecorded frames before each recording.")] = 2.0,
+    frame_size: Annotated[str, typer.Option(help="Raw camera frame size HxW fed to preprocessing, pixels.")] = "240x360",
+    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime intra-op threads of every local session and of the server's "
+                                                     "(0: ONNX Runtime's default, as occ run uses).")] = 0,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Frames/s through a real Triton server (PyTriton's tritonserver started here, Python backend running the ONNX with
+    ONNX Runtime CPU) with N cameras at once, next to the local runtime (ort-cpu) in the same run."""
+    from occ.benchmarks.triton_server import TritonServerError, server_problem
+    from occ.benchmarks.triton_throughput import markdown, run_triton_throughput
+
+    counts = _ints(cameras, "--cameras")
+    size = _frame_size(frame_size)
+    if not model.is_file():
+        fail(f"{model}: file not found")
+    problem = server_problem()
+    if problem:
+        fail(problem)
+    with one_line_errors(TritonServerError, RuntimeError), progress_bar("Triton throughput", disable=quiet) as advance:
+        result = run_triton_throughput(str(model), counts, duration, warmup, size, threads or None,
+                                       progress=lambda text: advance(0, description=text))
+
+    def show(result: dict) -> None:
+        server, cpu = result["server"], result["device"]["cpu"]
+        ort_threads = f"{threads} ONNX Runtime thread(s)" if threads else "ONNX Runtime's default threads"
+        console.print(f"{result['model']} ({result['method']}), frames {size[0]}x{size[1]}, {duration:g} s per row, {ort_threads}, on "
+                      f"{cpu['model']} ({cpu['usable_cores']} cores); tritonserver {server['version']} (PyTriton {server['pytriton']}, "
+                      f"{server['backend']}, {server['instances']} instance {server['instance_kind']}, max batch {server['max_batch_size']}, "
+                      f"queue delay {server['max_queue_delay_us']} µs, tensors in {server['tensors']})",
+                      highlight=False, markup=False)
+        _print_markdown(markdown(result))
+
+    report(result, json_path, quiet, show)
 
 
 @app.command("compare")

@@ -35,7 +35,9 @@ def export(
     version_compatible: Annotated[bool, typer.Option(help="Build a version-compatible engine.", rich_help_panel=TENSORRT)] = False,
     triton: Annotated[Optional[Path], typer.Option(help="Also write a Triton model repository entry DIR/<name>/ (config.pbtxt validated against Triton's schema).", rich_help_panel=SERVING)] = None,
     triton_max_batch: Annotated[Optional[int], typer.Option(help="Triton max_batch_size (default: 32 frames for AVID, 8 frames of patches for ALOCC).", rich_help_panel=SERVING)] = None,
-    triton_instances: Annotated[int, typer.Option(help="Triton model instances on the GPU.", rich_help_panel=SERVING)] = 1,
+    triton_instances: Annotated[int, typer.Option(help="Triton model instances (per GPU when they run on GPUs).", rich_help_panel=SERVING)] = 1,
+    triton_instance_kind: Annotated[str, typer.Option(help="Where Triton runs the instances: auto (every GPU of the server, its CPU when it "
+                                                          "has none), gpu (refused by a server without one) or cpu.", rich_help_panel=SERVING)] = "auto",
     deepstream: Annotated[Optional[Path], typer.Option(help="Also write a DeepStream nvinfer configuration, the model and a probe into DIR.", rich_help_panel=SERVING)] = None,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
@@ -52,7 +54,7 @@ def export(
                                 calib_frames=calib_frames, engine=engine, batch=parse_batch(batch),
                                 workspace_mb=workspace_mb, timing_cache=timing_cache, dla_core=dla_core,
                                 version_compatible=version_compatible, triton=triton, triton_max_batch=triton_max_batch,
-                                triton_instances=triton_instances, deepstream=deepstream)
+                                triton_instances=triton_instances, triton_instance_kind=triton_instance_kind, deepstream=deepstream)
         try:
             summary = export_model(model, options)
         except ExportError as exc:

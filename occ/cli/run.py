@@ -88,8 +88,9 @@ def run(
         signal.signal(signal.SIGINT, lambda *_: service.request_stop())
         summary = service.run(capture_native_output=True)
     totals = summary.totals()
+    server = f", {totals['backend_reconnects']} server reconnects" if totals["backend_reconnects"] else ""
     err_console.print(f"{totals['frames']} frames, {totals['anomalous_frames']} anomalous, {totals['events']} events, "
-                      f"{totals['dropped']} dropped, {totals['reconnects']} reconnects, {totals['sink_errors']} failed writes; "
+                      f"{totals['dropped']} dropped, {totals['reconnects']} reconnects{server}, {totals['sink_errors']} failed writes; "
                       + "; ".join(f"{c.camera}: {c.outcome}{' (' + c.error + ')' if c.error else ''}" for c in summary.cameras),
                       highlight=False, markup=False, soft_wrap=True)
     if summary.exit_code:

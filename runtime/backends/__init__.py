@@ -54,9 +54,14 @@ def _tensorrt(model: str, options: dict[str, Any]) -> Backend:
 def _triton(model: str, options: dict[str, Any]) -> Backend:
     from .triton import TritonBackend
 
-    if not options.get("url"):
+    options = dict(options)
+    url = options.pop("url", None)
+    if not url:
         raise BackendError(f"{model}: the triton backend needs the server's address (--triton-url HOST:PORT)")
-    return TritonBackend(options["url"], model)
+    unknown = sorted(set(options) - {"timeout_s", "backoff", "max_backoff", "give_up_after", "stop"})
+    if unknown:
+        raise BackendError(f"{model}: the triton backend takes no option(s) {unknown}")
+    return TritonBackend(url, model, **options)
 
 
 def _ort_cuda_unavailable() -> str | None:
@@ -109,7 +114,8 @@ def backend_kind(name: str) -> BackendKind:
 
 def create_backend(name: str, model: str, **options: Any) -> Backend:
     """The backend ``name`` for ``model`` (not yet activated). Options go to the backend's
-    constructor (ONNX Runtime: ``threads``, ``fixed_dimensions``...; triton: ``url``)."""
+    constructor (ONNX Runtime: ``threads``, ``fixed_dimensions``...; triton: ``url``, and the reconnect
+    rules ``backoff``, ``max_backoff``, ``give_up_after``, ``stop``)."""
     return backend_kind(name).open(str(model), options)
 
 

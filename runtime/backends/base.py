@@ -22,6 +22,7 @@ class Backend:
     """
 
     name = "base"
+    reconnects = 0  # a server backend counts the times its server came back after being lost
 
     def __init__(self, model_path: str):
         self.model_path = str(model_path)

@@ -37,6 +37,7 @@ class CameraMetrics:
         self._m = metrics
         self.source_stats = source_stats
         self.pending_events: Callable[[], int] = lambda: 0
+        self.backend_reconnects: Callable[[], int] = lambda: 0  # a server backend's (Triton); 0 for a local one
         self.scores: deque[float] = deque(maxlen=SCORE_WINDOW)
         self._lock = threading.Lock()
 
@@ -107,6 +108,8 @@ class _LiveCollector:
         labels = ["camera", "model"]
         dropped = CounterMetricFamily("occ_dropped_frames", "Frames dropped to keep real time (the model fell behind).", labels=labels)
         reconnects = CounterMetricFamily("occ_reconnects", "Times the source was reconnected.", labels=labels)
+        backend_reconnects = CounterMetricFamily("occ_backend_reconnects", "Times the inference server came back after it was lost.",
+                                                 labels=labels)
         connected = GaugeMetricFamily("occ_source_connected", "1 while the source delivers frames.", labels=labels)
         pending = GaugeMetricFamily("occ_pending_events", "Event lines held in memory because the events log cannot be written.",
                                     labels=labels)
@@ -121,9 +124,10 @@ class _LiveCollector:
                 reconnects.add_metric(values, stats.reconnects)
                 connected.add_metric(values, 1.0 if stats.connected else 0.0)
             pending.add_metric(values, camera.pending_events())
+            backend_reconnects.add_metric(values, camera.backend_reconnects())
             for q, value in (camera.score_quantiles() or {}).items():
                 quantiles.add_metric([*values, f"{q * 100:g}"], value)
-        return [dropped, reconnects, connected, pending, quantiles]
+        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles]
 
 
 class _PooledHTTPServer(HTTPServer):

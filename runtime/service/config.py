@@ -17,8 +17,8 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     spec = "rtsp://camera.local/stream"   # file(://), folder, csi://N, v4l2:///dev/videoN, URL or GStreamer pipeline
     name = "gate"                # the camera's name in events, logs and metrics (default: from spec)
     buffer = 2                   # live sources: newest frames kept; older ones are dropped
-    backoff = 0.5                # first reconnect delay, s (doubles up to max_backoff)
-    max_backoff = 8.0
+    backoff = 0.5                # first reconnect delay, s (doubles up to max_backoff); a live source and a
+    max_backoff = 8.0            # Triton server lost mid-stream reconnect by these rules
     give_up_after = 0            # s without a frame before giving up (exit code 3); 0: never
 
     [events]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..backends import BackendError
 from ..detector import StreamDetector, open_detector
 from ..manifest import Manifest
 from ..events import (CameraMetrics, EpisodeTracker, EventLog, JsonLinesLog, MetricsServer, OverlayWriter, ServiceMetrics,
@@ -44,6 +45,7 @@ class CameraSummary:
     events: int = 0
     dropped: int = 0
     reconnects: int = 0
+    backend_reconnects: int = 0
     sink_errors: int = 0
     outcome: str = "running"
     error: str = ""
@@ -55,7 +57,7 @@ class ServiceSummary:
     exit_code: ExitCode = ExitCode.FINISHED
 
     def totals(self) -> dict[str, int]:
-        keys = ("frames", "anomalous_frames", "events", "dropped", "reconnects", "sink_errors")
+        keys = ("frames", "anomalous_frames", "events", "dropped", "reconnects", "backend_reconnects", "sink_errors")
         return {key: sum(getattr(c, key) for c in self.cameras) for key in keys}
 
 
@@ -63,7 +65,7 @@ class CameraLoop:
     """One camera, from its source to its events. Its detector is opened in the camera's own thread
     (a Triton client's connection belongs to the thread that made it)."""
 
-    def __init__(self, service: "Service", camera: CameraConfig, open_camera_detector: Callable[[], StreamDetector],
+    def __init__(self, service: "Service", camera: CameraConfig, open_camera_detector: Callable[[CameraConfig], StreamDetector],
                  manifest: Manifest, events: EventLog, metrics: CameraMetrics):
         cfg = service.config
         self.service, self.camera, self.events, self.metrics = service, camera, events, metrics
@@ -73,6 +75,7 @@ class CameraLoop:
         self.source: Source = open_source(camera.spec, buffer=camera.buffer, backoff=camera.backoff, max_backoff=camera.max_backoff,
                                           give_up_after=camera.give_up_after)
         metrics.source_stats = lambda: self.source.stats
+        metrics.backend_reconnects = self._backend_reconnects
         self.tracker = EpisodeTracker(cfg.open_after, cfg.close_after, camera=camera.name)
         on_error = self._sink_error
         self.snapshots = SnapshotStore(cfg.snapshots, cfg.snapshot_max_files, int(cfg.snapshot_max_mb * 2**20), on_error) \
@@ -88,11 +91,15 @@ class CameraLoop:
         self.summary.sink_errors += 1
         self.metrics.sink_error(sink)
 
+    def _backend_reconnects(self) -> int:
+        """Times a server backend (Triton) got its server back; 0 for a local backend."""
+        return getattr(getattr(self.detector, "backend", None), "reconnects", 0)
+
     def run(self) -> None:
         try:
-            self.detector = self.open_detector()
+            self.detector = self.open_detector(self.camera)
             self._loop()
-            gave_up = getattr(self.source, "gave_up", False)
+            gave_up = getattr(self.source, "gave_up", False) or getattr(getattr(self.detector, "backend", None), "gave_up", False)
             self.summary.outcome = "gave up" if gave_up else "stopped" if self.service.stop_event.is_set() else "finished"
         except Exception as exc:  # noqa: BLE001 - one camera's failure is reported, the others go on
             self.summary.outcome, self.summary.error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -105,7 +112,12 @@ class CameraLoop:
             if self.service.stop_event.is_set():
                 break
             started = time.perf_counter()
-            result = self.detector.process(frame.image, frame.timestamp)
+            try:
+                result = self.detector.process(frame.image, frame.timestamp)
+            except BackendError:
+                if self.service.stop_event.is_set() or getattr(getattr(self.detector, "backend", None), "gave_up", False):
+                    break  # stopped, or given up, while a server backend waited for its server
+                raise
             self.metrics.observe(result, time.perf_counter() - started)
             self.summary.frames += 1
             self.summary.anomalous_frames += int(result.decision)
@@ -142,6 +154,7 @@ class CameraLoop:
             self._close_event(pending)
         self.source.close()
         self.summary.dropped, self.summary.reconnects = self.source.stats.dropped, self.source.stats.reconnects
+        self.summary.backend_reconnects = self._backend_reconnects()
         if self.overlay:
             self.overlay.close()
         if self.frames_log:
@@ -181,14 +194,16 @@ class Service:
         try:
             server = MetricsServer(metrics.render, cfg.metrics_port, cfg.metrics_host, healthy=self._healthy) \
                 if cfg.metrics_port else None
-            options: dict[str, Any] = {"url": cfg.triton_url} if cfg.triton_url else {}
-
-            def open_camera_detector() -> StreamDetector:
+            def open_camera_detector(camera: CameraConfig) -> StreamDetector:
+                # a Triton server lost mid-stream is waited for by the camera's reconnect rules
+                options: dict[str, Any] = {"url": cfg.triton_url, "backoff": camera.backoff, "max_backoff": camera.max_backoff,
+                                           "give_up_after": camera.give_up_after, "stop": self.stop_event} \
+                    if cfg.backend == "triton" else {}
                 detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **options)
                 detector.set_thresholds(**cfg.thresholds)
                 return detector
 
-            checked = open_camera_detector()  # the model and the thresholds, checked before any camera starts
+            checked = open_camera_detector(cfg.cameras[0])  # the model and thresholds, checked before any camera starts
             manifest = checked.manifest
             checked.close()
             for camera in cfg.cameras:
