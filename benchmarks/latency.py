@@ -293,7 +293,7 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
         "schema": SCHEMA, "model": str(model_path), "model_sha256": file_sha256(model_path), "method": manifest.method,
         "frame_size": list(frame_size), "created": now_iso(),
         "settings": {"warmup_s": warmup_s, "duration_s": duration_s, "min_iterations": min_iterations},
-        "device": device_state(), "runs": [], "skipped": [] if chosen else skipped,
+        "device": device_state(), "runs": [], "skipped": [] if chosen else skipped, "warnings": [],
     }
     for variant in chosen or present:
         reason = why_not(variant, model_path, checkpoint_path)
@@ -324,7 +324,7 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
                                "model_only_frames_per_s": batch * 1000.0 / model["mean"]},
             })
             if e2e["count"] < 100:
-                result.setdefault("warnings", []).append(
+                result["warnings"].append(
                     f"{variant.label} batch {batch}: p99 from {e2e['count']} samples (fewer than 100); raise --duration")
         if detector is not None:
             detector.close()
