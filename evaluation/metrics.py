@@ -1,9 +1,10 @@
 """Evaluation metrics (numpy only). Scores are anomaly scores: higher means more anomalous.
 
 Frame level: ROC AUC pooled over all frames (micro) or averaged over videos (macro), equal error
-rate, F1 at a threshold. Pixel level: the criterion of Mahadevan et al. (CVPR 2010): an anomalous
-frame counts as detected only if at least 40 % of its ground-truth pixels are detected; any
-detection on a normal frame is a false positive.
+rate, F1 at a threshold; at a fixed threshold, false alarms per hour of normal footage and the
+detection delay of each anomalous event. Pixel level: the criterion of Mahadevan et al. (CVPR
+2010): an anomalous frame counts as detected only if at least 40 % of its ground-truth pixels are
+detected; any detection on a normal frame is a false positive.
 """
 from __future__ import annotations
 
@@ -81,6 +82,90 @@ def f1_score(labels, predictions) -> float:
     fp = np.sum(~labels & predictions)
     fn = np.sum(labels & ~predictions)
     return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 1.0
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open ``[start, stop)`` index ranges of the maximal runs of True in one clip."""
+    edges = np.diff(np.r_[0, flags.astype(np.int8), 0])
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist()))
+
+
+def _clip_pairs(videos_labels: Sequence, videos_decisions: Sequence) -> list[tuple[np.ndarray, np.ndarray]]:
+    if len(videos_labels) != len(videos_decisions):
+        raise MetricError(f"{len(videos_labels)} clips of labels but {len(videos_decisions)} clips of decisions")
+    pairs = []
+    for index, (labels, decisions) in enumerate(zip(videos_labels, videos_decisions)):
+        labels = np.asarray(labels).astype(bool).ravel()
+        decisions = np.asarray(decisions).astype(bool).ravel()
+        if labels.shape != decisions.shape:
+            raise MetricError(f"clip {index}: {labels.size} labels but {decisions.size} decisions")
+        pairs.append((labels, decisions))
+    return pairs
+
+
+def false_alarms_per_hour(videos_labels: Sequence[np.ndarray], videos_decisions: Sequence[np.ndarray], fps: float) -> dict:
+    """False alarms per hour of normal footage, from per-frame decisions at a fixed threshold.
+
+    An alarm is a maximal run of consecutive frames decided anomalous within one clip (runs never
+    cross clip boundaries). A false alarm is an alarm none of whose frames is labelled anomalous.
+    The rate is the number of false alarms divided by the hours of normal footage: the number of
+    frames labelled normal / ``fps`` / 3600. (The service's episode rule, K frames on and J off,
+    can merge or drop short runs; this counts the detector's raw decisions.)
+
+    Args:
+        videos_labels: per clip, frame labels (True = anomalous).
+        videos_decisions: per clip, frame decisions (True = decided anomalous), same lengths.
+        fps: the footage's frame rate, frames per second.
+
+    Returns:
+        ``{"false_alarms": int, "normal_hours": float, "per_hour": float}``.
+
+    Raises:
+        MetricError: clip counts or lengths differ, ``fps`` is not a positive number, or no frame
+            is labelled normal.
+    """
+    pairs = _clip_pairs(videos_labels, videos_decisions)
+    if isinstance(fps, bool) or not (isinstance(fps, (int, float, np.number)) and math.isfinite(fps) and fps > 0):
+        raise MetricError(f"fps must be a positive number of frames per second, got {fps!r}")
+    false_alarms = sum(1 for labels, decisions in pairs for start, stop in _runs(decisions) if not labels[start:stop].any())
+    normal_frames = sum(int((~labels).sum()) for labels, _ in pairs)
+    if normal_frames == 0:
+        raise MetricError("false alarms per hour need frames labelled normal; there are none")
+    hours = normal_frames / float(fps) / 3600.0
+    return {"false_alarms": int(false_alarms), "normal_hours": hours, "per_hour": false_alarms / hours}
+
+
+def detection_delays(videos_labels: Sequence[np.ndarray], videos_decisions: Sequence[np.ndarray]) -> dict:
+    """How many frames each anomalous event runs before its first alarm, at a fixed threshold.
+
+    An anomalous event is a maximal run of frames labelled anomalous within one clip (events never
+    cross clip boundaries). Its delay is the number of frames from the event's first frame to the
+    first frame within the event decided anomalous: 0 means caught on its first frame (also when an
+    alarm that began before the event is still on). An event with no frame decided anomalous is
+    missed and has no delay. The median and mean are over the detected events only.
+
+    Args:
+        videos_labels: per clip, frame labels (True = anomalous).
+        videos_decisions: per clip, frame decisions (True = decided anomalous), same lengths.
+
+    Returns:
+        ``{"events": int, "detected": int, "missed": int, "delays": [int, ...] (detected events,
+        in clip and frame order), "median_frames": float | None, "mean_frames": float | None}``;
+        the median and mean are None when no event was detected.
+
+    Raises:
+        MetricError: clip counts or lengths differ.
+    """
+    events, delays = 0, []
+    for labels, decisions in _clip_pairs(videos_labels, videos_decisions):
+        for start, stop in _runs(labels):
+            events += 1
+            hits = np.nonzero(decisions[start:stop])[0]
+            if hits.size:
+                delays.append(int(hits[0]))
+    return {"events": events, "detected": len(delays), "missed": events - len(delays), "delays": delays,
+            "median_frames": float(np.median(delays)) if delays else None,
+            "mean_frames": float(np.mean(delays)) if delays else None}
 
 
 def minmax_per_video(videos: Sequence[np.ndarray]) -> list[np.ndarray]:

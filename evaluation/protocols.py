@@ -12,7 +12,8 @@ from occ.runtime.scoring import block_peaks, block_values, frame_evidence, solve
 
 from .datasets.common import Clip, DatasetError
 from .datasets.irmnist import POSITIVES, IrMnistSpec
-from .metrics import MetricError, equal_error_rate, f1_score, frame_level, minmax_per_video, pixel_level_scores, roc_auc, smooth_scores
+from .metrics import (MetricError, detection_delays, equal_error_rate, f1_score, false_alarms_per_hour, frame_level, minmax_per_video,
+                      pixel_level_scores, roc_auc, smooth_scores)
 
 
 @dataclass
@@ -23,6 +24,7 @@ class ClipScores:
     decisions: np.ndarray
     pixel_labels: np.ndarray | None = None
     pixel_scores: np.ndarray | None = None
+    fps: float | None = None  # the clip's frame rate, where its reader knows it
 
 
 def score_clips(detector: StreamDetector, clips: list[Clip], progress: Callable[[], None] | None = None) -> list[ClipScores]:
@@ -33,7 +35,7 @@ def score_clips(detector: StreamDetector, clips: list[Clip], progress: Callable[
         results = detector.process_clip(clip.frames)
         scores = np.array([r.score for r in results])
         decisions = np.array([r.decision for r in results])
-        entry = ClipScores(clip.name, np.asarray(clip.labels, bool), scores, decisions)
+        entry = ClipScores(clip.name, np.asarray(clip.labels, bool), scores, decisions, fps=clip.fps)
         if clip.masks is not None and results and results[0].pixel_map is not None:
             maps = np.stack([r.pixel_map for r in results])
             masks = _resize_masks(clip.masks, maps.shape[1:])
@@ -64,10 +66,28 @@ def _variant(clips: list[ClipScores], per_video: bool, window: int) -> dict[str,
         return {"error": str(exc)}
 
 
-def report(clips: list[ClipScores], smoothing: int = 9) -> dict[str, Any]:
-    """Frame-level metrics in every labelled variant, pixel level where masks exist, and decisions."""
+def clips_fps(clips: list[ClipScores]) -> float | None:
+    """The frame rate all ``clips`` share, or None where one lacks a rate or they differ."""
+    rates = {c.fps for c in clips}
+    return rates.pop() if len(rates) == 1 and None not in rates else None
+
+
+def report(clips: list[ClipScores], smoothing: int = 9, *, fps: float | None = None) -> dict[str, Any]:
+    """Frame-level metrics in every labelled variant, pixel level where masks exist, and decisions.
+
+    At the stored threshold, beside F1 and the rates: ``false_alarms_per_hour`` (see
+    :func:`~occ.evaluation.metrics.false_alarms_per_hour`, with the ``fps`` it used) and
+    ``detection_delay`` (:func:`~occ.evaluation.metrics.detection_delays`). ``fps`` defaults to
+    the clips' own rate (:func:`clips_fps`); with none known, ``false_alarms_per_hour`` is None.
+    """
     labels = np.concatenate([c.labels for c in clips])
     decisions = np.concatenate([c.decisions for c in clips])
+    fps = fps if fps is not None else clips_fps(clips)
+    false_alarms: dict[str, Any] | None = None
+    if fps is not None and not (~labels).any():
+        false_alarms = {"error": "no frame is labelled normal"}
+    elif fps is not None:  # a bad fps raises: it is the caller's
+        false_alarms = {**false_alarms_per_hour([c.labels for c in clips], [c.decisions for c in clips], fps), "fps": float(fps)}
     out: dict[str, Any] = {
         "frames": int(labels.size),
         "anomalous_frames": int(labels.sum()),
@@ -81,6 +101,8 @@ def report(clips: list[ClipScores], smoothing: int = 9) -> dict[str, Any]:
             "f1_anomalous": f1_score(labels, decisions),
             "true_positive_rate": float(decisions[labels].mean()) if labels.any() else None,
             "false_positive_rate": float(decisions[~labels].mean()) if (~labels).any() else None,
+            "false_alarms_per_hour": false_alarms,
+            "detection_delay": detection_delays([c.labels for c in clips], [c.decisions for c in clips]),
         },
         "per_clip": [{"clip": c.name, "frames": int(c.labels.size), "anomalous": int(c.labels.sum()),
                       "auc": _safe_auc(c.labels, c.scores)} for c in clips],
@@ -94,6 +116,30 @@ def report(clips: list[ClipScores], smoothing: int = 9) -> dict[str, Any]:
         except MetricError as exc:
             out["pixel_level"] = {"error": str(exc)}
     return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
+
+
+def false_alarms_text(entry: dict[str, Any] | None) -> str:
+    """One cell for a report's ``false_alarms_per_hour``: the rate, with the count and the normal
+    footage it is measured on (a rate from seconds of footage is a coarse one)."""
+    if entry is None:
+        return "n/a (frame rate unknown)"
+    if "error" in entry:
+        return f"n/a ({entry['error']})"
+    return f"{entry['per_hour']:,.0f} ({entry['false_alarms']} in {_duration(entry['normal_hours'] * 3600)})"
+
+
+def delay_text(entry: dict[str, Any]) -> str:
+    """One cell for a report's ``detection_delay``: the median delay in frames, and how many events were caught."""
+    if not entry["events"]:
+        return "n/a (no anomalous events)"
+    caught = f"{entry['detected']}/{entry['events']} events caught"
+    return f"{entry['median_frames']:g} ({caught})" if entry["detected"] else f"none ({caught})"
 
 
 def _safe_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:

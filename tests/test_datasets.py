@@ -84,6 +84,29 @@ def test_ucsd_round_trip(tmp_path, tiny_walkway):
     assert half[0].masks.shape[1:] == (24, 36)
 
 
+def test_clips_carry_their_frame_rate(tmp_path, tiny_walkway):
+    assert {c.fps for c in tiny_walkway.train + tiny_walkway.test} == {10.0}  # the walkway's default
+    assert load_video_data("walkway:height=32,width=48,train_clips=1,test_clips=1,frames_per_clip=12,fps=25").test[0].fps == 25.0
+    with pytest.raises(DatasetError, match="fps must be a positive frame rate"):
+        load_video_data("walkway:fps=0")
+    # a written walkway keeps its rate in occ-dataset.json; one written before walkways had a rate reads as the default
+    data = generate_walkway(WalkwayConfig(height=32, width=48, train_clips=1, test_clips=1, frames_per_clip=12, fps=12.5))
+    root = write_ucsd_layout(data, tmp_path / "walkway")
+    assert {c.fps for c in load_ucsd(root, "train") + load_ucsd(root, "test")} == {12.5}
+    marker = json.loads((root / "occ-dataset.json").read_text())
+    del marker["config"]["fps"]
+    (root / "occ-dataset.json").write_text(json.dumps(marker))
+    assert load_ucsd(root, "test")[0].fps == 10.0
+    # UCSD Ped2 (10 frames/s) by its folder name or its .m file; any other folder: unknown
+    (root / "occ-dataset.json").unlink()
+    assert load_ucsd(root, "test")[0].fps is None
+    (root / "Test" / "UCSDwalkway.m").rename(root / "Test" / "UCSDped2.m")
+    assert load_ucsd(root, "test")[0].fps == 10.0
+    (root / "Test" / "UCSDped2.m").rename(root / "Test" / "Mine.m")
+    root.rename(tmp_path / "UCSDped2")
+    assert load_ucsd(tmp_path, "test")[0].fps == 10.0
+
+
 def test_ucsd_m_file_with_two_ranges(tmp_path):
     m = tmp_path / "UCSDped1.m"
     m.write_text(

@@ -6,8 +6,10 @@ from sklearn.metrics import roc_auc_score, roc_curve as sk_roc_curve
 
 from occ.evaluation.metrics import (
     MetricError,
+    detection_delays,
     equal_error_rate,
     f1_score,
+    false_alarms_per_hour,
     frame_level,
     minmax_per_video,
     pixel_level_rates,
@@ -16,6 +18,7 @@ from occ.evaluation.metrics import (
     roc_curve,
     smooth_scores,
 )
+from occ.evaluation.protocols import ClipScores, delay_text, false_alarms_text, report
 
 
 def test_auc_hand_computed_with_ties():
@@ -105,3 +108,96 @@ def test_pixel_level_criterion_hand_case():
     # at 0.45 the normal frame fires
     assert pixel_level_rates(maps >= 0.45, gt) == (0.5, 1.0)
     assert math.isclose(roc_auc(labels, scores), 0.5)
+
+
+# ---- at the stored threshold: false alarms per hour, detection delay ----------------------------
+LABELS = [0, 0, 1, 1, 1, 0, 0, 0]
+DECISIONS = [1, 0, 0, 1, 1, 0, 1, 1]
+
+
+def test_false_alarms_per_hour_hand_computed():
+    # alarms (runs of decisions): frames 0, 3–4, 6–7; 3–4 lies in the event, so 2 are false.
+    # normal frames 0, 1, 5, 6, 7: 5 frames at 10 frames/s = 0.5 s = 1/7200 h → 2 × 7200 per hour
+    result = false_alarms_per_hour([LABELS], [DECISIONS], fps=10)
+    assert result == {"false_alarms": 2, "normal_hours": pytest.approx(0.5 / 3600), "per_hour": pytest.approx(14400.0)}
+    # an alarm run that reaches into the event is not false, even when it starts on normal frames
+    assert false_alarms_per_hour([[0, 0, 1, 1]], [[0, 1, 1, 0]], fps=1)["false_alarms"] == 0
+    assert false_alarms_per_hour([[0, 0, 0]], [[0, 0, 0]], fps=25) == {"false_alarms": 0, "normal_hours": pytest.approx(3 / 25 / 3600),
+                                                                      "per_hour": 0.0}
+
+
+def test_detection_delay_hand_computed():
+    result = detection_delays([LABELS], [DECISIONS])  # the event is frames 2–4, first alarm inside it on frame 3
+    assert result == {"events": 1, "detected": 1, "missed": 0, "delays": [1], "median_frames": 1.0, "mean_frames": 1.0}
+
+
+def test_detection_delay_counts_missed_events_and_alarms_already_on():
+    labels = [0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1]
+    decisions = [1, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1]
+    # events 1–2 (alarm on since frame 0: delay 0), 5–7 (no alarm inside: missed; the alarm on
+    # frame 8 is after it), 9–12 (first alarm on frame 11: delay 2)
+    result = detection_delays([labels], [decisions])
+    assert result == {"events": 3, "detected": 2, "missed": 1, "delays": [0, 2], "median_frames": 1.0, "mean_frames": 1.0}
+    none = detection_delays([[0, 1, 1]], [[1, 0, 0]])
+    assert (none["events"], none["detected"], none["missed"], none["median_frames"], none["mean_frames"]) == (1, 0, 1, None, None)
+    assert detection_delays([[0, 0]], [[1, 1]])["events"] == 0
+
+
+def test_runs_and_events_stop_at_clip_boundaries():
+    # one alarm run across the boundary if the clips were joined: normal frames in the first clip,
+    # anomalous in the second. Per clip, the first clip's run is a false alarm of its own.
+    labels, decisions = [[0, 0], [1, 0]], [[0, 1], [1, 0]]
+    assert false_alarms_per_hour(labels, decisions, fps=1)["false_alarms"] == 1
+    assert false_alarms_per_hour([[0, 0, 1, 0]], [[0, 1, 1, 0]], fps=1)["false_alarms"] == 0  # the same frames joined
+    # two alarm runs that would join into one: two false alarms
+    assert false_alarms_per_hour([[0, 0], [0, 0]], [[0, 1], [1, 0]], fps=1)["false_alarms"] == 2
+    # an event that would span the boundary: two events, the first missed, the second caught at once
+    result = detection_delays([[0, 1], [1, 1, 0]], [[0, 0], [1, 0, 0]])
+    assert (result["events"], result["missed"], result["delays"]) == (2, 1, [0])
+    assert detection_delays([[0, 1, 1, 1, 0]], [[0, 0, 1, 0, 0]])["delays"] == [1]  # joined: one event
+
+
+def test_false_alarms_and_delays_refuse_bad_input_in_one_line():
+    for fps in (0, -10, float("nan"), float("inf")):
+        with pytest.raises(MetricError, match="fps must be a positive number") as caught:
+            false_alarms_per_hour([LABELS], [DECISIONS], fps=fps)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(MetricError, match="clip 0: 8 labels but 7 decisions"):
+        false_alarms_per_hour([LABELS], [DECISIONS[:7]], fps=10)
+    with pytest.raises(MetricError, match="1 clips of labels but 2 clips of decisions"):
+        detection_delays([LABELS], [DECISIONS, DECISIONS])
+    with pytest.raises(MetricError, match="need frames labelled normal; there are none"):
+        false_alarms_per_hour([[1, 1]], [[0, 1]], fps=10)
+
+
+def _scored(name, labels, decisions, fps=None):
+    labels, decisions = np.asarray(labels, bool), np.asarray(decisions, bool)
+    return ClipScores(name, labels, decisions.astype(float), decisions, fps=fps)
+
+
+def test_report_gives_false_alarms_per_hour_and_delay_at_the_stored_threshold():
+    clips = [_scored("Test001", LABELS, DECISIONS), _scored("Test002", [0, 1, 1, 0], [0, 0, 0, 1])]
+    at = report(clips, smoothing=3)["at_stored_threshold"]
+    assert at["false_alarms_per_hour"] is None  # no frame rate known
+    assert at["detection_delay"] == {"events": 2, "detected": 1, "missed": 1, "delays": [1], "median_frames": 1.0, "mean_frames": 1.0}
+    # given: 3 false alarms (two in Test001, frame 3 of Test002) over 7 normal frames at 10 frames/s
+    at = report(clips, smoothing=3, fps=10)["at_stored_threshold"]
+    assert at["false_alarms_per_hour"] == {"false_alarms": 3, "normal_hours": pytest.approx(0.7 / 3600),
+                                           "per_hour": pytest.approx(3 * 3600 / 0.7), "fps": 10.0}
+    # the clips' own rate, when they share one
+    rated = [_scored(c.name, c.labels, c.decisions, fps=25.0) for c in clips]
+    assert report(rated, smoothing=3)["at_stored_threshold"]["false_alarms_per_hour"]["fps"] == 25.0
+    assert report(rated, smoothing=3, fps=10)["at_stored_threshold"]["false_alarms_per_hour"]["fps"] == 10.0  # the argument wins
+    mixed = [rated[0], _scored("Test002", [0, 1, 1, 0], [0, 0, 0, 1], fps=30.0)]
+    assert report(mixed, smoothing=3)["at_stored_threshold"]["false_alarms_per_hour"] is None
+    with pytest.raises(MetricError, match="fps must be a positive number"):
+        report(clips, smoothing=3, fps=0)
+
+
+def test_operator_cells():
+    at = report([_scored("Test001", LABELS, DECISIONS)], smoothing=3, fps=10)["at_stored_threshold"]
+    assert false_alarms_text(at["false_alarms_per_hour"]) == "14,400 (2 in 0.5 s)"
+    assert delay_text(at["detection_delay"]) == "1 (1/1 events caught)"
+    assert false_alarms_text(None) == "n/a (frame rate unknown)"
+    assert delay_text(detection_delays([[0, 1]], [[0, 0]])) == "none (0/1 events caught)"
+    assert delay_text(detection_delays([[0, 0]], [[0, 0]])) == "n/a (no anomalous events)"

@@ -82,6 +82,18 @@ def test_occ_eval_writes_the_plots(avid_onnx, tmp_path):
     assert old.exit_code == 0 and "--roc FILE is deprecated" in old.output and (tmp_path / "old.png").is_file()
 
 
+def test_occ_eval_shows_false_alarms_per_hour_and_detection_delay(avid_onnx, tmp_path):
+    result = CliRunner().invoke(app, ["eval", str(avid_onnx), "--data", WALKWAY, "--json", str(tmp_path / "r.json")],
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    at = json.loads((tmp_path / "r.json").read_text())["at_stored_threshold"]
+    false_alarms, delay = at["false_alarms_per_hour"], at["detection_delay"]
+    assert false_alarms["fps"] == 10.0 and false_alarms["per_hour"] == pytest.approx(false_alarms["false_alarms"] / false_alarms["normal_hours"])
+    assert delay["events"] == 3 and delay["detected"] + delay["missed"] == 3  # one anomalous episode per test clip
+    assert "false alarms / h" in result.output and "delay (frames, median)" in result.output and "(10 frames/s)" in result.output
+    assert f"{false_alarms['false_alarms']} in " in result.output and f"/{delay['events']} events caught" in result.output
+
+
 def test_plots_refused_for_image_protocols_in_one_line(avid_onnx, tmp_path):
     result = occ("eval", avid_onnx, "--data", f"irmnist:{tmp_path}", "--plots", tmp_path / "p")
     assert result.exit_code == 2 and "plots are drawn for video data" in result.output

@@ -19,12 +19,15 @@ class Clip:
         frames: ``(T, H, W)`` uint8 gray frames.
         labels: ``(T,)`` bool frame labels (True = anomalous), or None for unlabelled clips.
         masks: ``(T, H, W)`` bool pixel ground truth, or None where the data has none.
+        fps: the frame rate the clip was recorded at (frames per second), or None where the
+            reader does not know it; it turns frame counts into time (false alarms per hour).
     """
 
     name: str
     frames: np.ndarray
     labels: np.ndarray | None = None
     masks: np.ndarray | None = None
+    fps: float | None = None
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -6,10 +6,12 @@
     ROOT/Test/UCSDpedN.m                 1-based inclusive anomalous frame ranges per test clip:
                                          TestVideoFile{end+1}.gt_frame = [61:180];
 
-.jpg/.png frames are accepted as well. Frames are read as gray.
+.jpg/.png frames are accepted as well. Frames are read as gray. Clips carry their frame rate where
+the folder says which data it is (:func:`frame_rate`).
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -18,10 +20,15 @@ import numpy as np
 
 from .common import Clip, DatasetError, labels_from_ranges
 from .video import list_images, read_image
+from .walkway import MARKER, WalkwayConfig
 
 _CLIP_DIR = {"train": re.compile(r"^Train\d+$"), "test": re.compile(r"^Test\d+$")}
 _GT_LINE = re.compile(r"gt_frame\s*=\s*\[([^\]]*)\]")
 _RANGE = re.compile(r"(\d+)\s*:\s*(\d+)")
+_UCSD_PED = re.compile(r"^UCSDped[12]$", re.IGNORECASE)
+# UCSD Ped1 and Ped2 (Mahadevan et al., CVPR 2010) were "recorded with a static camera at 10 fps":
+# ALOCC (Sabokrou et al., CVPR 2018), Sec. 4; AVID (ACCV 2018), Sec. 4.1.
+UCSD_PED_FPS = 10.0
 
 
 def find_ucsd_root(path: str | Path) -> Path:
@@ -35,6 +42,25 @@ def find_ucsd_root(path: str | Path) -> Path:
     if len(children) == 1:
         return children[0]
     raise DatasetError(f"{path}: no Train/ or Test/ folder (UCSD layout expected)")
+
+
+def frame_rate(root: str | Path) -> float | None:
+    """Frames per second of the clips under a UCSD-layout ``root``, where the folder tells.
+
+    A walkway written by occ (``occ-dataset.json``): its configuration's rate. UCSD Ped1 or Ped2
+    (the folder ``UCSDped1``/``UCSDped2`` or its ``Test/UCSDpedN.m``): 10. Anything else, or a
+    description that cannot be read: None.
+    """
+    root = Path(root)
+    marker = root / MARKER
+    if marker.is_file():
+        try:  # written before walkways had a rate: the default rate
+            return float((json.loads(marker.read_text()).get("config") or {}).get("fps", WalkwayConfig.fps))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None  # a damaged description costs only the rate, not the frames
+    if _UCSD_PED.match(root.name) or any(_UCSD_PED.match(m.stem) for m in (root / "Test").glob("*.m")):
+        return UCSD_PED_FPS
+    return None
 
 
 def read_frame_ranges(m_file: str | Path) -> list[list[tuple[int, int]]]:
@@ -119,6 +145,7 @@ def load_ucsd(
             ranges = read_frame_ranges(m_files[0])
             if len(ranges) != len(names):
                 raise DatasetError(f"{m_files[0]}: {len(ranges)} gt_frame entries for {len(names)} test clips")
+    fps = frame_rate(root)
     out = []
     for index, name in enumerate(names):
         if clips is not None and name not in clips:
@@ -137,5 +164,5 @@ def load_ucsd(
             labels = labels_from_ranges(ranges[index], len(frames))
         if labels is None:
             raise DatasetError(f"{split_dir}: no .m file and no {name}_gt masks, so no labels")
-        out.append(Clip(name=name, frames=frames, labels=labels, masks=masks))
+        out.append(Clip(name=name, frames=frames, labels=labels, masks=masks, fps=fps))
     return out

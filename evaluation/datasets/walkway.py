@@ -45,6 +45,9 @@ class WalkwayConfig:
         drift: relative amplitude of the slow lighting drift.
         anomalies: anomaly kinds assigned to test clips in turn.
         seed: random seed; the same seed gives the same data.
+        fps: the frame rate the clips stand for, frames per second. Motion is set per frame
+            (walking speed is one pixel per frame at 180 px width), so this changes no pixel: it
+            only turns frame counts into time. 10, the rate of UCSD Ped1/Ped2 that the walkway imitates.
     """
 
     height: int = 120
@@ -57,6 +60,7 @@ class WalkwayConfig:
     drift: float = 0.08
     anomalies: tuple[str, ...] = ("car", "fast", "against_flow", "car", "fast")
     seed: int = 0
+    fps: float = 10.0
 
     def validate(self) -> None:
         if self.height < 24 or self.width < 24:
@@ -66,6 +70,8 @@ class WalkwayConfig:
         bad = [k for k in self.anomalies if k not in ANOMALY_KINDS]
         if bad or not self.anomalies:
             raise DatasetError(f"unknown anomaly kind(s) {bad}; allowed: {', '.join(ANOMALY_KINDS)}")
+        if not self.fps > 0:
+            raise DatasetError(f"walkway fps must be a positive frame rate, got {self.fps}")
 
 
 @dataclass
@@ -204,7 +210,7 @@ class _Scene:
             canvas = canvas + rng.normal(0, cfg.noise_sigma, (h, w))
             frames[t] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
         labels = masks.reshape(length, -1).any(axis=1)
-        return Clip(name="", frames=frames, labels=labels, masks=masks if anomaly_kind else None)
+        return Clip(name="", frames=frames, labels=labels, masks=masks if anomaly_kind else None, fps=cfg.fps)
 
 
 def generate_walkway(config: WalkwayConfig | None = None) -> WalkwayDataset:

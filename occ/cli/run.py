@@ -102,6 +102,17 @@ def _show_eval(result: dict) -> None:
     shows[result["protocol"]](result)
 
 
+def _show_operator(at: dict) -> None:
+    from occ.evaluation.protocols import delay_text, false_alarms_text
+
+    rate = (at.get("false_alarms_per_hour") or {}).get("fps")
+    table(f"at the stored threshold{f' ({rate:g} frames/s)' if rate else ''}: false alarms are runs of alarmed frames "
+          "with no anomalous frame; delay is frames from an event's first frame to its first alarm",
+          [{"false alarms / h": false_alarms_text(at.get("false_alarms_per_hour")),
+            "delay (frames, median)": delay_text(at["detection_delay"]),
+            "delay (frames, mean)": "n/a" if at["detection_delay"]["mean_frames"] is None else f"{at['detection_delay']['mean_frames']:.1f}"}])
+
+
 def _show_frames(result: dict) -> None:
     rows = [{"variant": name, "micro AUC": m.get("micro_auc") and f"{m['micro_auc']:.3f}",
              "macro AUC": m.get("macro_auc") and f"{m['macro_auc']:.3f}", "EER": m.get("eer") is not None and f"{m['eer']:.1%}" or m.get("error")}
@@ -113,6 +124,7 @@ def _show_frames(result: dict) -> None:
     at = result["at_stored_threshold"]
     console.print(f"at the stored threshold: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
                   f"F1 {at['f1_anomalous']:.3f} over {result['frames']} frames", highlight=False)
+    _show_operator(at)
     if result.get("plots"):
         console.print(f"wrote {len(result['plots'])} plots: {', '.join(result['plots'][:3])}{' …' if len(result['plots']) > 3 else ''}",
                       highlight=False)
@@ -225,9 +237,14 @@ def demo(
         result = run_demo(workdir, seed=seed, say=say, console=Console(file=io.StringIO()) if quiet else console)
 
     def show(result: dict) -> None:
-        columns = ["method", "micro AUC", "macro AUC", "EER", "pixel EER", "TPR / FPR at threshold", "train s"]
+        from occ.evaluation.datasets import WalkwayConfig
+
+        columns = ["method", "micro AUC", "macro AUC", "EER", "pixel EER", "TPR / FPR at threshold", "false alarms / h",
+                   "delay (frames, median)", "train s"]
         table(f"occ demo on the synthetic walkway (exported ONNX models, ONNX Runtime CPU), {result['seconds']} s", result["rows"], columns)
         console.print("frame-level metrics pool all test frames, raw scores (no smoothing, no per-video normalization); "
-                      "pixel level: 40 % rule of Mahadevan et al.", highlight=False)
+                      "pixel level: 40 % rule of Mahadevan et al.; at the stored threshold, false alarms (runs of alarmed frames "
+                      f"with no anomalous frame) per hour of normal footage at the walkway's {WalkwayConfig.fps:g} frames/s, and the frames from an "
+                      "event's first frame to its first alarm", highlight=False)
 
     report(result, json_path, quiet, show)
