@@ -57,8 +57,11 @@ def _metric(port: int, name: str) -> float:
                if sample.name == name)
 
 
-def _serve(ffmpeg: str, video: Path, port: int) -> subprocess.Popen:
-    return subprocess.Popen([ffmpeg, "-loglevel", "error", "-stream_loop", "-1", "-i", str(video), "-f", "mpjpeg",
+def _serve(ffmpeg: str, video: Path, port: int, paced: bool) -> subprocess.Popen:
+    # -re reads the clip at its own frame rate, as a camera delivers; without it ffmpeg sends as fast
+    # as it can, the service keeps only the newest frames, and frame differences jump
+    pace = ["-re"] if paced else []
+    return subprocess.Popen([ffmpeg, "-loglevel", "error", *pace, "-stream_loop", "-1", "-i", str(video), "-f", "mpjpeg",
                              "-listen", "1", f"http://127.0.0.1:{port}/stream"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -77,8 +80,10 @@ def _fill(folder: Path) -> None:
 
 
 def run_soak(model: str | Path, frames: int = 20000, sample_every: int = 1000, warmup_frames: int = 1000,
-             timeout: float = 3600, progress=None) -> dict:
-    """Stream ``frames`` frames through ``occ run --config`` under the faults of the module docstring."""
+             timeout: float = 3600, progress=None, paced: bool = True) -> dict:
+    """Stream ``frames`` frames through ``occ run --config`` under the faults of the module docstring;
+    ``paced``: at the clip's 10 frames/s like a camera, else as fast as ffmpeg sends (the model
+    falls behind and the service drops the oldest frames)."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RuntimeError("the soak needs ffmpeg (apt-get install ffmpeg)")
@@ -91,7 +96,7 @@ def run_soak(model: str | Path, frames: int = 20000, sample_every: int = 1000, w
     clip = generate_walkway(WalkwayConfig(train_clips=0, test_clips=1, frames_per_clip=200)).test[0]
     video = write_video(work / "clip.avi", clip.frames)
     stream_port, metrics_port = _free_port(), _free_port()
-    server = _serve(ffmpeg, video, stream_port)
+    server = _serve(ffmpeg, video, stream_port, paced)
     config = work / "site.toml"
     config.write_text(f'[model]\npath = "{Path(model).resolve()}"\n[source]\nspec = "http://127.0.0.1:{stream_port}/stream"\n'
                       f'name = "soak"\nbackoff = 0.2\nmax_backoff = 1.0\n[events]\nlog = "{disk}/events.jsonl"\n'
@@ -118,7 +123,7 @@ def run_soak(model: str | Path, frames: int = 20000, sample_every: int = 1000, w
                 server.wait()
                 faults["stream_killed_at"].append(done)
                 time.sleep(1.0)
-                server = _serve(ffmpeg, video, stream_port)
+                server = _serve(ffmpeg, video, stream_port, paced)
             if faults["disk_full_at"] is None and done >= frames // 2 and real_disk:
                 _fill(disk)
                 faults["disk_full_at"] = done
@@ -142,11 +147,13 @@ def run_soak(model: str | Path, frames: int = 20000, sample_every: int = 1000, w
     events = _events(disk / "events.jsonl", service_log)
     if real_disk:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
     baseline = next((s for s in samples if s["frames"] >= warmup_frames), samples[0])
     last = samples[-1]
     lost = sorted(set(events["opened"]) - set(events["closed"]))
     result = {
-        "model": str(model), "frames": last["frames"], "seconds": last["seconds"], "samples": samples, "faults": faults,
+        "model": str(model), "stream": "paced at the clip's 10 frames/s" if paced else "as fast as ffmpeg sends",
+        "frames": last["frames"], "seconds": last["seconds"], "samples": samples, "faults": faults,
         "disk_fault": "tmpfs of %d KB filled" % DISK_KB if real_disk else "not run: mounting a tmpfs needs root",
         "rss_growth_mb_after_warmup": round(last["rss_mb"] - baseline["rss_mb"], 2),
         "fd_growth_after_warmup": last["fds"] - baseline["fds"],
