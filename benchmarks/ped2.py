@@ -23,9 +23,10 @@ import numpy as np
 from rich.console import Console
 
 from occ.evaluation.datasets.spec import load_video_data
-from occ.evaluation.protocols import report, score_clips
+from occ.evaluation.folds import fold_table, leave_clips_out
+from occ.evaluation.protocols import ClipScores, report, score_clips
 from occ.runtime.detector import Detector, open_detector
-from occ.runtime.manifest import AloccScoring, LocationStats
+from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
 
 from .training_runs import machine
 
@@ -58,15 +59,18 @@ def alocc_variants(scoring: AloccScoring) -> dict[str, AloccScoring]:
     return variants
 
 
-def evaluate_model(model_path: str, clips) -> dict[str, Any]:
-    """Every scoring variant's metrics; ALOCC's variants re-score one recorded pass through the graph."""
+def evaluate_model(model_path: str, clips) -> tuple[dict[str, Any], dict[str, list[ClipScores]]]:
+    """Every scoring variant's metrics and per-frame scores; ALOCC's variants re-score one recorded
+    pass through the graph."""
     detector = open_detector(model_path)
     if detector.manifest.method != "alocc":
-        return {"deployed": report(score_clips(detector, clips))}
+        scored = score_clips(detector, clips)
+        detector.close()
+        return {"deployed": report(scored, fps=clips[0].fps)}, {"deployed": scored}
     assert isinstance(detector, Detector)
     manifest = detector.manifest
     variants = alocc_variants(manifest.scoring)
-    detector.outputs = ["score", "reconstruction_error"]
+    detector.outputs = sorted({name for scoring in variants.values() for name in scoring.terms})
     recorded: list[dict[str, np.ndarray]] = []
     infer = detector.forward
 
@@ -75,14 +79,28 @@ def evaluate_model(model_path: str, clips) -> dict[str, Any]:
         recorded.append(outputs)
         return outputs
 
-    results = {}
+    results, per_frame = {}, {}
     for index, (name, scoring) in enumerate(variants.items()):
         replay = iter(recorded)
         detector.forward = record if index == 0 else (lambda feed: next(replay))
         detector.manifest = dataclasses.replace(manifest, scoring=scoring)
-        results[name] = report(score_clips(detector, clips))
+        per_frame[name] = score_clips(detector, clips)
+        results[name] = report(per_frame[name], fps=clips[0].fps)
     detector.close()
-    return results
+    return results, per_frame
+
+
+def leave_clips_out_tables(per_frame: dict[str, list[ClipScores]], choose: int | None = None) -> dict[str, Any]:
+    """The fold table of each scoring variant, and of choosing among them in each fold (choosing on
+    half the test clips unless ``choose`` says how many)."""
+    clips = [c.name for c in next(iter(per_frame.values()))]
+    labels = {c.name: c.labels for c in next(iter(per_frame.values()))}
+    scores = {name: {c.name: c.scores for c in scored} for name, scored in per_frame.items()}
+    folds = leave_clips_out(clips, choose)
+    tables = {name: fold_table(labels, {name: scores[name]}, folds).to_json() for name in scores}
+    if len(scores) > 1:
+        tables["chosen in each fold among these"] = fold_table(labels, scores, folds).to_json()
+    return tables
 
 
 def train(method: str, data: str, size: str, workdir: Path, seed: int, recipe: str = "video") -> tuple[Path, float]:
@@ -98,8 +116,9 @@ def train(method: str, data: str, size: str, workdir: Path, seed: int, recipe: s
 
 
 def run_ped2(data: str, method: str, workdir: str | Path, size: str = "cpu", seed: int = 0, recipe: str = "video",
-             model: str | None = None) -> dict[str, Any]:
-    """Train (or take ``model``), export and evaluate on the test clips of ``data``."""
+             model: str | None = None, folds: bool = False) -> dict[str, Any]:
+    """Train (or take ``model``), export and evaluate on the test clips of ``data``; with ``folds``,
+    the leave-clips-out table (choose on three test clips, measure on the rest, every split)."""
     if method not in ("alocc", "avid") or size not in SIZES:
         raise ValueError(f"method must be alocc or avid and size one of {', '.join(SIZES)}")
     workdir = Path(workdir)
@@ -110,12 +129,20 @@ def run_ped2(data: str, method: str, workdir: str | Path, size: str = "cpu", see
         model_path, seconds = train(method, data, size, workdir, seed, recipe)
         result["train_seconds"] = round(seconds)
         model = str(model_path)
+    else:
+        config = read_manifest(model).training.get("config", {})
+        result.update(seed=config.get("seed"), recipe=config.get("recipe"))
     result["model"] = str(model)
-    result["variants"] = evaluate_model(str(model), load_video_data(data, splits=("test",)).test)
+    result["variants"], per_frame = evaluate_model(str(model), load_video_data(data, splits=("test",)).test)
+    if folds:
+        result["folds"] = leave_clips_out_tables(per_frame)
     return result
 
 
 def markdown(result: dict[str, Any]) -> str:
+    """The variants table of one model, or of each model with the fold tables across them."""
+    if "models" in result:
+        return "\n".join(markdown(r) for r in result["models"]) + "\n" + folds_markdown(result["models"])
     lines = [f"UCSD Ped2 test clips of {result['data']}, {result['method']} (recipe {result['recipe']}, seed {result['seed']}), "
              f"exported FP32 ONNX through the runtime; {result['machine']}; size '{result['size']}'; "
              f"train {result.get('train_seconds', '?')} s", "",
@@ -126,6 +153,36 @@ def markdown(result: dict[str, Any]) -> str:
         raw, smooth, mm = fl["raw"], fl["smoothed_9"], fl["per_video_minmax"]
         lines.append(f"| {name} | {raw['micro_auc']:.3f} | {raw['macro_auc']:.3f} | {raw['eer']:.1%} | "
                      f"{smooth['micro_auc']:.3f} | {smooth['eer']:.1%} | {mm['micro_auc']:.3f} |")
+    text = "\n".join(lines) + "\n\n" + operator_line(result["variants"]["deployed"]) + "\n"
+    return text + ("\n" + folds_markdown([result]) if "folds" in result else "")
+
+
+def operator_line(metrics: dict[str, Any]) -> str:
+    """False alarms per hour and detection delay of the deployed scoring at its stored threshold."""
+    at = metrics["at_stored_threshold"]
+    alarms, delay = at.get("false_alarms_per_hour"), at["detection_delay"]
+    rate = ("n/a (frame rate unknown)" if not alarms or "per_hour" not in alarms else
+            f"{alarms['per_hour']:,.0f} false alarms per hour of normal footage ({alarms['false_alarms']} in "
+            f"{alarms['normal_hours'] * 60:.1f} min)")
+    median = "n/a" if delay["median_frames"] is None else f"{delay['median_frames']:g} frames"
+    return (f"At the stored threshold (deployed scoring): {rate}; detection delay median {median}, "
+            f"{delay['detected']} of {delay['events']} anomalous events caught.")
+
+
+def folds_markdown(results: list[dict[str, Any]]) -> str:
+    """Mean and worst measured-clip AUC over the leave-clips-out folds, per model and scoring, and
+    over all models (mean of their means, worst of their worst folds)."""
+    results = [r for r in results if "folds" in r]
+    if not results:
+        return ""
+    lines = ["Leave-clips-out (raw causal scores; choose on half the test clips, measure on the others, every split: 20 for six clips):", "",
+             "| scoring | " + " | ".join(f"seed {r['seed']}: mean / worst" for r in results) + " | all: mean / worst |",
+             "|---|" + "---|" * (len(results) + 1)]
+    for name in results[0]["folds"]:
+        tables = [r["folds"][name] for r in results if name in r["folds"]]
+        if len(tables) != len(results):
+            continue
+        cells = [f"{t['mean']:.3f} / {t['worst']:.3f}" for t in tables]
+        overall = f"{np.mean([t['mean'] for t in tables]):.3f} / {min(t['worst'] for t in tables):.3f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {overall} |")
     return "\n".join(lines) + "\n"
-
-

@@ -298,7 +298,10 @@ def ped2(
     method: Annotated[str, typer.Option(help="alocc or avid.")] = "alocc",
     size: Annotated[str, typer.Option(help="cpu (reduced sizes, minutes on 2 cores) or gpu (the full 240×360 frames).")] = "cpu",
     out: Workdir = Path("runs/ped2"),
-    model: Annotated[Optional[str], typer.Option(help="Evaluate this exported model instead of training one.")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(
+        help="Evaluate this exported model instead of training one; repeat it for one model per seed.")] = None,
+    folds: Annotated[bool, typer.Option(
+        help="Leave-clips-out table: choose on half the test clips, measure on the others, over every split (Ped2's six: 20), mean and worst fold.")] = False,
     seed: Seed = 0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
@@ -307,8 +310,9 @@ def ped2(
     from occ.benchmarks.ped2 import markdown, run_ped2
 
     with one_line_errors():
-        result = run_ped2(data, method, out, size, seed, model=model)
-    report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+        results = [run_ped2(data, method, out, size, seed, model=m, folds=folds) for m in (model or [None])]
+    payload = results[0] if len(results) == 1 else {"models": results}
+    report(payload, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
 
 @app.command("soak")
@@ -318,6 +322,8 @@ def soak(
     sample_every: Annotated[int, typer.Option(min=10, help="Processed frames between memory samples.")] = 1000,
     warmup_frames: Annotated[int, typer.Option(min=0, help="Frames before the memory baseline is taken.")] = 1000,
     timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 3600,
+    paced: Annotated[bool, typer.Option(
+        help="Stream at the clip's 10 frames/s like a camera (--no-paced: as fast as ffmpeg sends, so the model falls behind).")] = True,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -325,7 +331,7 @@ def soak(
     from occ.benchmarks.soak import run_soak
 
     with one_line_errors(RuntimeError), progress_bar("soak", total=frames // sample_every + 1, disable=quiet) as advance:
-        result = run_soak(model, frames, sample_every, warmup_frames, timeout, progress=advance)
+        result = run_soak(model, frames, sample_every, warmup_frames, timeout, progress=advance, paced=paced)
     report(result, json_path, quiet, lambda r: table("soak", [{k: v for k, v in r.items() if k != "samples"}]))
     if not result["passed"]:
         raise typer.Exit(1)
