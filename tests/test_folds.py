@@ -67,3 +67,23 @@ def test_ped2_benchmark_prints_the_fold_table(tmp_path, tiny_walkway, alocc_onnx
     assert len(deployed["folds"]) == 3  # three test clips: choose on one, measure on two
     assert deployed["worst"] <= deployed["mean"] <= 1.0
     assert "chosen in each fold among these" in first["folds"]
+
+
+def test_busier_walkway_clips_are_the_same_scene_with_more_walkers():
+    from occ.benchmarks.walkway import busy_clips
+    from occ.evaluation.datasets import WalkwayConfig, generate_walkway
+
+    base = WalkwayConfig(height=48, width=72, train_clips=2, test_clips=1, frames_per_clip=30, seed=7)
+    training = generate_walkway(base).train
+    quiet, busy = busy_clips(base, 4), busy_clips(base, 16)
+    assert len(quiet) == len(busy) == 2 and not any(c.labels.any() for c in quiet + busy)
+    # the moving foreground (away from each clip's median frame) grows with the crowd
+    moving = [np.mean([np.abs(c.frames.astype(float) - np.median(c.frames, axis=0)).mean() for c in clips]) for clips in (quiet, busy)]
+    assert moving[1] > 1.5 * moving[0]
+    assert quiet[0].frames.shape == training[0].frames.shape
+
+
+def test_walkway_benchmark_reports_busy_scenes_for_a_given_model(alocc_onnx, tmp_path):
+    out = tmp_path / "walkway.json"
+    result = CliRunner().invoke(app, ["walkway", "--method", "avid", "--model", str(alocc_onnx)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "an alocc model, not avid" in result.output

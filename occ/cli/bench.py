@@ -234,15 +234,17 @@ def walkway(
     method: Annotated[str, typer.Option(help="alocc or avid.")],
     out: Workdir = Path("runs/bench_walkway"),
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs. Default: the video recipe's.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Evaluate this exported model (e.g. the demo's) instead of training one.")] = None,
     seed: Seed = 0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """One method on the synthetic walkway (the demo's data); for AVID, each part of the intersection alone too."""
+    """One method on the synthetic walkway (the demo's data): its test clips, and busier normal clips of the
+    same walkway (4, 8, 12, 16 walkers in view) at the stored threshold; for AVID, each part of the intersection alone too."""
     from occ.benchmarks.walkway import markdown, run_walkway
 
     with one_line_errors():
-        result = run_walkway(method, out, seed, epochs, console=err_console)
+        result = run_walkway(method, out, seed, epochs, console=err_console, model=model)
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
 
