@@ -28,7 +28,7 @@ class TritonPythonModel:
         threads = int(os.environ.get(THREADS_ENV) or 0)
         if threads > 0:  # otherwise ONNX Runtime's default, as the local runtime's ort-cpu backend
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.inference = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         self.input_names = [tensor["name"] for tensor in config["input"]]
         self.output_names = [tensor["name"] for tensor in config["output"]]
 
@@ -38,7 +38,7 @@ class TritonPythonModel:
         rows = [len(feed[self.input_names[0]]) for feed in feeds]
         batch = {name: np.concatenate([feed[name] for feed in feeds]) for name in self.input_names}
         try:
-            values = self.session.run(self.output_names, batch)
+            values = self.inference.run(self.output_names, batch)
         except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
             error = pb_utils.TritonError(f"ONNX Runtime: {str(exc).splitlines()[0][:300]}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
@@ -53,4 +53,4 @@ class TritonPythonModel:
         return responses
 
     def finalize(self):
-        self.session = None
+        self.inference = None

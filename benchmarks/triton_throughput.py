@@ -4,7 +4,7 @@ in the same run (the work behind ``occ-bench triton``).
 A camera is a thread with its own detector, its own temporal preprocessing and, through Triton,
 its own HTTP client, scoring its own stream one frame at a time as ``occ run`` does: N cameras
 are N ``occ run`` loops. Through Triton the frames of different cameras meet in the server's
-dynamic batcher; locally every camera runs its own ONNX Runtime session (ONNX Runtime's default
+dynamic batcher; locally every camera runs its own ONNX Runtime InferenceSession (ONNX Runtime's default
 threads, as ``occ run``, unless ``threads`` says otherwise, then for the server's too). The server is PyTriton's tritonserver on this machine
 (:mod:`occ.benchmarks.triton_server`): its Python backend runs the exported ONNX with ONNX
 Runtime CPU from the repository ``occ-export --triton`` writes (backend line changed). Server and
@@ -138,7 +138,7 @@ def run_triton_throughput(model_path: str, cameras: list[int], duration_s: float
                           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The local runtime, then Triton, at every camera count; see the module docstring.
 
-    ``threads``: ONNX Runtime's intra-op threads for every local session and for the server's
+    ``threads``: ONNX Runtime's intra-op threads for every local InferenceSession and for the server's
     (None: ONNX Runtime's default, as ``occ run`` uses).
     """
     from .device_state import device_state

@@ -93,7 +93,7 @@ def _dims(value: onnx.ValueInfoProto) -> list[int]:
 def _tensor_config(value: onnx.ValueInfoProto, optional: bool = False) -> str:
     elem = value.type.tensor_type.elem_type
     if elem not in _TRITON_TYPES:
-        raise TritonExportError(f"{value.name}: ONNX element type {elem} has no Triton equivalent here")
+        raise TritonExportError(f"{value.name}: ONNX element type {elem} has no Triton counterpart here")
     dims = _dims(value)
     lines = [f'    name: "{value.name}"', f"    data_type: {_TRITON_TYPES[elem]}"]
     if dims:

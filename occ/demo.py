@@ -22,7 +22,7 @@ def plots_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epochs: int = 10,
+def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epochs: int = 12,
              say: Callable[[str], None] = print, console: Any = None) -> dict[str, Any]:
     """Run the demo in ``workdir``; returns one row of metrics per method (and writes
     ``<method>_eval.json``, ``<method>_overlay_<clip>.avi`` and, with matplotlib, the ROC and

@@ -124,7 +124,7 @@ def triton(
     duration: Annotated[float, typer.Option(min=0.1, help="Seconds of recorded frames per backend and camera count.")] = 10.0,
     warmup: Annotated[float, typer.Option(min=0.0, help="Seconds of unrecorded frames before each recording.")] = 2.0,
     frame_size: Annotated[str, typer.Option(help="Raw camera frame size HxW fed to preprocessing, pixels.")] = "240x360",
-    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime intra-op threads of every local session and of the server's "
+    threads: Annotated[int, typer.Option(min=0, help="ONNX Runtime intra-op threads of every local InferenceSession and of the server's "
                                                      "(0: ONNX Runtime's default, as occ run uses).")] = 0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,

@@ -30,7 +30,7 @@ class Backend:
         self.input_names: list[str] = []
         self.output_names: list[str] = []
         # (min, max) samples the model runs at once, set on activation where the model fixes them
-        # (a TensorRT profile, an ONNX Runtime session with a fixed batch); None: any batch
+        # (a TensorRT profile, an ONNX Runtime InferenceSession with a fixed batch); None: any batch
         self.batch_limits: tuple[int, int] | None = None
         self._active = False
 
