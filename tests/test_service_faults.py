@@ -17,7 +17,7 @@ import pytest
 
 from occ.evaluation.datasets.video import write_video
 from occ.runtime.events import EventLog, JsonLinesLog, MetricsServer, ServiceMetrics
-from occ.runtime.service import CameraConfig, Service, ServiceConfig
+from occ.runtime.service import CameraConfig, ConfigError, Service, ServiceConfig
 from occ.runtime.sources import LiveSource, SourceError
 
 from test_camera import free_port, parse_metrics, wait_for
@@ -200,3 +200,16 @@ def test_files_occ_writes_take_the_umask_and_replacements_keep_their_mode(tmp_pa
         assert (tmp_path / "events.jsonl").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(previous)
+
+
+def test_a_file_uri_is_a_recorded_source_of_the_service(alocc_onnx, tiny_walkway, tmp_path):
+    video = write_video(tmp_path / "clip.avi", tiny_walkway.test[0].frames)
+    uri = video.resolve().as_uri()
+    config = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(uri, name="yard")], events_log=str(tmp_path / "e.jsonl"))
+    assert config.check() is config
+    missing = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(uri + ".gone", name="yard")])
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        missing.check()
+    over_input = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(uri, name="yard")], events_log=str(video))
+    with pytest.raises(ConfigError, match="is an input of the service"):
+        over_input.check()

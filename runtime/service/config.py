@@ -64,7 +64,7 @@ from ..backends import REGISTRY
 from ..detector import PREPROCESS
 from ..events import camera_slug, port_problem
 from ..files import same_file
-from ..sources import is_live
+from ..sources import SourceError, is_live, resolve_source
 
 
 class ConfigError(ValueError):
@@ -237,8 +237,8 @@ def parse_toml(path: Path) -> ServiceConfig:
     def relative(value: str) -> str:  # paths in the file are relative to the file
         return value if not value or Path(value).is_absolute() else str(path.parent / value)
 
-    for camera in cameras:
-        camera.spec = camera.spec if is_live(camera.spec) else relative(camera.spec)
+    for camera in cameras:  # a file:// URI, like a device, URL or pipeline, is taken as written
+        camera.spec = camera.spec if is_live(camera.spec) or "://" in camera.spec else relative(camera.spec)
     events, snapshots, frames, metrics = tables["events"], tables["snapshots"], tables["frames"], tables["metrics"]
     config = ServiceConfig(
         model=model["path"] if backend == "triton" else relative(model["path"]), cameras=cameras, backend=backend,
@@ -281,10 +281,15 @@ def _problems(config: ServiceConfig) -> list[str]:
         problems.append("no camera: give a [source] or [[cameras]]")
     if len(set(names)) != len(names):
         problems.append(f"camera names must differ, got {names}")
+    recorded = []  # the files and folders read (file:// URIs resolved), which no output may overwrite
     for camera in config.cameras:
         if camera.buffer < 1 or not camera.backoff > 0 or camera.max_backoff < camera.backoff:
             problems.append(f"camera {camera.name}: needs buffer >= 1, backoff > 0 and max_backoff >= backoff")
-        if not is_live(camera.spec) and not Path(camera.spec).exists():
+        if is_live(camera.spec):
+            continue
+        try:
+            recorded.append(resolve_source(camera.spec).target)
+        except SourceError:
             problems.append(f"{camera.spec}: no such file or folder, and not a camera, URL or GStreamer pipeline")
     if config.backend not in REGISTRY:
         problems.append(f"backend {config.backend!r} is unknown; available: {', '.join(REGISTRY)}")
@@ -298,7 +303,7 @@ def _problems(config: ServiceConfig) -> list[str]:
     for what in ("overlay", "frames log"):
         if several and outputs[what] and "{camera}" not in outputs[what]:
             problems.append(f"the {what} {outputs[what]} needs '{{camera}}' in its name with several cameras")
-    inputs = [config.model] + [camera.spec for camera in config.cameras if not is_live(camera.spec)]
+    inputs = [config.model, *recorded]
     for what, target in outputs.items():
         if not target:
             continue
