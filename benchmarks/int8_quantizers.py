@@ -51,8 +51,6 @@ def with_manifest(quantized: onnx.ModelProto, source: onnx.ModelProto, label: st
 
 def modelopt_candidate(python: str, source: onnx.ModelProto, batches: list[dict[str, np.ndarray]], method: str,
                        folder: Path) -> onnx.ModelProto:
-    from occ.export.int8 import _quiet_root_logger  # noqa: F401 (same process logging stays as it is)
-
     path, calib, target = folder / "fp32.onnx", folder / "calib.npz", folder / f"modelopt_{method}.onnx"
     for index, node in enumerate(source.graph.node):
         node.name = node.name or f"{node.op_type}_{index}"
@@ -105,14 +103,14 @@ def compare_quantizers(model_path: str, data: str, calib_frames: int = 128, mode
     result["fp32"] = {"micro_auc": roc_auc(labels, ref_scores), "frames": int(len(labels))}
     with tempfile.TemporaryDirectory(prefix="occ-int8-compare-") as folder:
         folder = Path(folder)
-        makers = {f"onnxruntime {m}": (lambda m=m: quantize_ort(onnx.ModelProto.FromString(source.SerializeToString()), calibration, m))
-                  for m in CALIBRATION_METHODS}
+
+        makers = {f"onnxruntime {m}": (lambda m=m: quantize_ort(source, calibration, m)) for m in CALIBRATION_METHODS}
         makers["onnxruntime percentile + FP32 input convolutions"] = lambda: quantize_ort(
-            onnx.ModelProto.FromString(source.SerializeToString()), calibration, "percentile", float_input_convolutions=True)
+            source, calibration, "percentile", float_input_convolutions=True)
         if modelopt_python:
             for method in ("max", "entropy"):
                 makers[f"modelopt {method}"] = (lambda method=method: modelopt_candidate(
-                    modelopt_python, onnx.ModelProto.FromString(source.SerializeToString()), calibration.batches, method, folder))
+                    modelopt_python, source, calibration.batches, method, folder))
         for label, make in makers.items():
             if only and label not in only:
                 continue

@@ -29,6 +29,7 @@ trtexec: iterations run for ``warmup_s`` unrecorded, then for at least ``duratio
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from occ.runtime.backends import REGISTRY, BackendError, create_backend
 from occ.runtime.cuda.driver import gpu_problem
 from occ.runtime.detector import Detector
 from occ.runtime.files import file_sha256, now_iso
+from occ.runtime.manifest import engine_sidecar
 from occ.runtime.preprocess import FramePreprocessor
 
 from . import torch_backend  # noqa: F401  (registers the PyTorch baseline as backend "torch")
@@ -142,9 +144,7 @@ def artifact(variant: Variant, model_path: str, checkpoint_path: str | None) -> 
         engine = Path(model_path).with_suffix(".engine")
         if not engine.is_file():
             raise BackendError(f"{model_path}: no {engine.name} beside the model (occ-export --engine)")
-        import json
-
-        built = json.loads(engine.with_name(engine.name + ".json").read_text()).get("precision", "fp16")
+        built = json.loads(engine_sidecar(engine).read_text()).get("precision", "fp16")
         if built != variant.precision:
             raise BackendError(f"{engine}: a {built} engine, not {variant.precision} (occ-export --engine{' --int8' if variant.precision == 'int8' else ''})")
         return str(engine)

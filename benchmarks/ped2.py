@@ -24,7 +24,7 @@ from rich.console import Console
 
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.folds import fold_table, leave_clips_out
-from occ.evaluation.protocols import ClipScores, report, score_clips
+from occ.evaluation.protocols import ClipScores, delay_text, false_alarms_text, report, score_clips
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
 
@@ -66,7 +66,7 @@ def evaluate_model(model_path: str, clips) -> tuple[dict[str, Any], dict[str, li
     if detector.manifest.method != "alocc":
         scored = score_clips(detector, clips)
         detector.close()
-        return {"deployed": report(scored, fps=clips[0].fps)}, {"deployed": scored}
+        return {"deployed": report(scored)}, {"deployed": scored}
     assert isinstance(detector, Detector)
     manifest = detector.manifest
     variants = alocc_variants(manifest.scoring)
@@ -85,7 +85,7 @@ def evaluate_model(model_path: str, clips) -> tuple[dict[str, Any], dict[str, li
         detector.forward = record if index == 0 else (lambda feed: next(replay))
         detector.manifest = dataclasses.replace(manifest, scoring=scoring)
         per_frame[name] = score_clips(detector, clips)
-        results[name] = report(per_frame[name], fps=clips[0].fps)
+        results[name] = report(per_frame[name])
     detector.close()
     return results, per_frame
 
@@ -93,10 +93,9 @@ def evaluate_model(model_path: str, clips) -> tuple[dict[str, Any], dict[str, li
 def leave_clips_out_tables(per_frame: dict[str, list[ClipScores]], choose: int | None = None) -> dict[str, Any]:
     """The fold table of each scoring variant, and of choosing among them in each fold (choosing on
     half the test clips unless ``choose`` says how many)."""
-    clips = [c.name for c in next(iter(per_frame.values()))]
     labels = {c.name: c.labels for c in next(iter(per_frame.values()))}
     scores = {name: {c.name: c.scores for c in scored} for name, scored in per_frame.items()}
-    folds = leave_clips_out(clips, choose)
+    folds = leave_clips_out(list(labels), choose)
     tables = {name: fold_table(labels, {name: scores[name]}, folds).to_json() for name in scores}
     if len(scores) > 1:
         tables["chosen in each fold among these"] = fold_table(labels, scores, folds).to_json()
@@ -160,13 +159,9 @@ def markdown(result: dict[str, Any]) -> str:
 def operator_line(metrics: dict[str, Any]) -> str:
     """False alarms per hour and detection delay of the deployed scoring at its stored threshold."""
     at = metrics["at_stored_threshold"]
-    alarms, delay = at.get("false_alarms_per_hour"), at["detection_delay"]
-    rate = ("n/a (frame rate unknown)" if not alarms or "per_hour" not in alarms else
-            f"{alarms['per_hour']:,.0f} false alarms per hour of normal footage ({alarms['false_alarms']} in "
-            f"{alarms['normal_hours'] * 60:.1f} min)")
-    median = "n/a" if delay["median_frames"] is None else f"{delay['median_frames']:g} frames"
-    return (f"At the stored threshold (deployed scoring): {rate}; detection delay median {median}, "
-            f"{delay['detected']} of {delay['events']} anomalous events caught.")
+    return (f"At the stored threshold (deployed scoring): false alarms per hour of normal footage "
+            f"{false_alarms_text(at['false_alarms_per_hour'])}; median detection delay in frames "
+            f"{delay_text(at['detection_delay'])}.")
 
 
 def folds_markdown(results: list[dict[str, Any]]) -> str:

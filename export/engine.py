@@ -67,6 +67,11 @@ def import_tensorrt(where: str | Path | None = None):
     return trt
 
 
+def check_precision(precision: str) -> None:
+    if precision not in ENGINE_PRECISIONS:
+        raise EngineBuildError(f"engine precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {precision!r}")
+
+
 def tensorrt_major(version: str) -> int:
     return int(version.split(".")[0])
 
@@ -80,8 +85,7 @@ def rebuild_command(onnx_path: str | Path, options: BuildOptions) -> str:
 def engine_source(onnx_path: Path, precision: str, strongly_typed: bool) -> Path:
     """The ONNX file TensorRT parses: the Q/DQ ``.int8.onnx`` for INT8; for FP16 the FP32 model
     (TensorRT 10: FP16 flag, FP32 layers pinned) or the FP16-typed ``.fp16.onnx`` (strongly typed)."""
-    if precision not in ENGINE_PRECISIONS:
-        raise EngineBuildError(f"engine precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     if precision == "int8":
         source = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
         if not source.is_file():
@@ -99,10 +103,10 @@ def profile_shapes(manifest: Manifest, batch: tuple[int, int, int]) -> dict[str,
     """Optimization profile ``{input: (min, opt, max shapes)}`` for a batch of frames: AVID's
     ``frames`` are frames; ALOCC's ``patches`` count each frame's patches (one 240×360 frame is 40
     to 345 patches, so a profile in patches would not hold one frame)."""
-    from occ.runtime.backends.base import expected_input
+    from occ.runtime.backends.base import expected_input, samples_per_frame
 
     name, sample = expected_input(manifest)
-    per_frame = manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1
+    per_frame = samples_per_frame(manifest)
     return {name: tuple((b * per_frame, *sample) for b in batch)}
 
 
@@ -140,8 +144,7 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
     options = options or BuildOptions()
     onnx_path = Path(onnx_path)
     out = Path(out) if out else onnx_path.with_suffix(".engine")
-    if options.precision not in ENGINE_PRECISIONS:
-        raise EngineBuildError(f"engine precision must be one of {', '.join(ENGINE_PRECISIONS)}, got {options.precision!r}")
+    check_precision(options.precision)  # before TensorRT: a wrong precision is refused anywhere
     trt = import_tensorrt(onnx_path)
     strongly_typed = tensorrt_major(trt.__version__) >= 11 or options.precision == "int8"
     source = engine_source(onnx_path, options.precision, strongly_typed)
@@ -294,14 +297,13 @@ def binding_problems(engine: list[TensorInfo], graph: list[TensorInfo], defaults
 def frames_profile(manifest: Manifest, tensors: list[TensorInfo]) -> list[int] | None:
     """The engine's batch profile in frames (ALOCC: patches / patches per frame, rounded down),
     or None when its batch is fixed."""
-    from occ.runtime.backends.base import expected_input
+    from occ.runtime.backends.base import expected_input, samples_per_frame
 
     name, _ = expected_input(manifest)
     tensor = next((t for t in tensors if t.name == name), None)
     if tensor is None or tensor.profile is None:
         return None
-    per_frame = manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1
-    return [shape[0] // per_frame for shape in tensor.profile]
+    return [shape[0] // samples_per_frame(manifest) for shape in tensor.profile]
 
 
 def attach_engine(engine_path: str | Path, onnx_path: str | Path) -> tuple[Path, list[str]]:

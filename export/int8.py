@@ -38,12 +38,14 @@ from typing import Iterator
 import numpy as np
 import onnx
 
+from occ.evaluation.datasets.spec import load_video_data
 from occ.runtime.detector import graph_feed
 from occ.runtime.files import write_atomic
 from occ.runtime.manifest import METADATA_KEY, Manifest, manifest_from_metadata
+from occ.runtime.preprocess import preprocess_clip
 
 from .samples import sample_feed
-from .verify import ExportError, ExportResult, compare_output, decision_comparisons, mask_iou
+from .verify import ExportError, ExportResult, compare_output, decision_comparisons, mask_iou, run_onnx_batches
 
 # share of decisions (frames; patches or mask pixels) that must agree between the INT8 and FP32 graphs
 INT8_AGREEMENT = 0.99
@@ -77,8 +79,6 @@ def spread_frames(manifest: Manifest, clips, frames: int) -> np.ndarray:
     for clip in clips:
         picks = [i - offset for i in wanted if offset <= i < offset + len(clip)]
         if picks:
-            from occ.runtime.preprocess import preprocess_clip
-
             chosen.append(preprocess_clip(clip.frames, manifest.input)[picks])
         offset += len(clip)
     return np.concatenate(chosen)
@@ -88,8 +88,6 @@ def calibration_set(manifest: Manifest, data_spec: str, frames: int = 128, batch
     """``frames`` frames spread evenly over the normal (training) clips of ``data_spec``, as
     ``[{"patches"|"frames": array}, ...]`` of ``batch_frames`` frames each (equal batches: the
     histogram calibrators stack them)."""
-    from occ.evaluation.datasets.spec import load_video_data
-
     if frames < 1:
         raise ExportError(f"calibration needs at least one frame, got {frames}")
     data = load_video_data(data_spec, splits=("train",))
@@ -105,8 +103,6 @@ def calibration_set(manifest: Manifest, data_spec: str, frames: int = 128, batch
 def verification_frames(manifest: Manifest, data_spec: str, frames: int = VERIFY_FRAMES) -> tuple[np.ndarray, str]:
     """``frames`` test frames spread over every test clip of ``data_spec`` (normal and anomalous:
     decisions near the threshold are where INT8 flips them)."""
-    from occ.evaluation.datasets.spec import load_video_data
-
     data = load_video_data(data_spec, splits=("test",))
     if not data.test:
         raise ExportError(f"{data_spec}: no test clips to verify the INT8 model on")
@@ -272,7 +268,7 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
     if manifest.export.get("precision", "fp32") != "fp32":
         raise ExportError(f"{fp32_path}: INT8 is calibrated from the FP32 model, this one is {manifest.export['precision']}")
     calibration = calibration_set(manifest, calib_data, calib_frames)
-    quantized = quantize_ort(onnx.ModelProto.FromString(model.SerializeToString()), calibration, method)
+    quantized = quantize_ort(model, calibration, method)
     summary = quantization_summary(quantized)
     if summary["int8_convolutions"] == 0:
         raise ExportError(f"{fp32_path}: no convolution could be quantized; nothing written")
@@ -294,8 +290,8 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
     else:
         frames, checked = verification_frames(manifest, data_spec or calib_data, verify_frames)
         feeds = [graph_feed(frames[start:start + 32], manifest) for start in range(0, len(frames), 32)]
-    reference = _run_all(model.SerializeToString(), feeds, outputs)
-    candidate = _run_all(quantized_bytes, feeds, outputs)
+    reference = run_onnx_batches(model.SerializeToString(), feeds, outputs)
+    candidate = run_onnx_batches(quantized_bytes, feeds, outputs)
     comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]
     decisions = decision_comparisons(manifest, reference, candidate, required)
     extra = {"calibration": calibration.description, "verified on": checked, **summary}
@@ -307,13 +303,3 @@ def export_int8(fp32_path: str | Path, calib_data: str, out: str | Path | None =
     write_atomic(out, quantized_bytes)
     return result
 
-
-def _run_all(model: bytes, feeds: list[dict[str, np.ndarray]], outputs: list[str]) -> dict[str, np.ndarray]:
-    """``run_onnx`` over batches, outputs joined (bounded memory on large verification sets)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-    parts = [dict(zip(outputs, session.run(outputs, feed))) for feed in feeds]
-    return {name: np.concatenate([part[name] for part in parts]) for name in outputs}

@@ -127,12 +127,22 @@ def decision_comparisons(manifest: Manifest, reference: dict[str, np.ndarray], c
     return frames + [compare_decisions("mask pixels", reference["mask"], candidate["mask"], required)]
 
 
-def run_onnx(model: bytes | str | Path, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-    """One run of an ONNX model (bytes or a file) on ONNX Runtime's CPU provider."""
+def _cpu_session(model: bytes | str | Path):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
-    return dict(zip(outputs, session.run(outputs, feed)))
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=options,
+                                providers=["CPUExecutionProvider"])
+
+
+def run_onnx(model: bytes | str | Path, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    """One run of an ONNX model (bytes or a file) on ONNX Runtime's CPU provider."""
+    return dict(zip(outputs, _cpu_session(model).run(outputs, feed)))
+
+
+def run_onnx_batches(model: bytes | str | Path, feeds: list[dict[str, np.ndarray]], outputs: list[str]) -> dict[str, np.ndarray]:
+    """:func:`run_onnx` over batches on one session, outputs joined (bounded memory on large verification sets)."""
+    session = _cpu_session(model)
+    parts = [dict(zip(outputs, session.run(outputs, feed))) for feed in feeds]
+    return {name: np.concatenate([part[name] for part in parts]) for name in outputs}

@@ -94,7 +94,7 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError("--calib-data goes with --int8")
     if options.calib_frames < 1:
         raise ExportUsageError(f"--calib-frames must be >= 1, got {options.calib_frames}")
-    if options.int8 and options.calib_data and not options.calib_data.startswith("walkway") and not Path(options.calib_data).is_dir():
+    if options.calib_data and not options.calib_data.startswith("walkway") and not Path(options.calib_data).is_dir():
         raise ExportUsageError(f"{options.calib_data}: --calib-data must be a data folder (UCSD layout) or walkway[:options]")
     target = onnx_path_for(source, options)
     if source.suffix == ".onnx" and options.out is not None and options.out.resolve() != source.resolve():
@@ -171,8 +171,10 @@ def export_model(source: str | Path, options: ExportOptions | None = None) -> Ex
 
 def _strongly_typed_tensorrt() -> bool:
     """TensorRT 11 builds only strongly typed networks, from the FP16 ONNX."""
+    from .engine import tensorrt_major
+
     try:
         import tensorrt as trt
     except ImportError:
         return False
-    return int(trt.__version__.split(".")[0]) >= 11
+    return tensorrt_major(trt.__version__) >= 11

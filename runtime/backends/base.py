@@ -61,8 +61,10 @@ class Backend:
         missing = sorted(set(wanted) - set(self.output_names))
         if missing:
             raise BackendError(f"{self.model_path}: no output(s) {missing}; the model gives {self.output_names}")
-        batch_input = expected_input(self.manifest)[0] if self.manifest is not None else None
-        if self.batch_limits is None or batch_input not in feed:
+        if self.batch_limits is None or self.manifest is None:  # any batch runs as it is (the common case: no per-call lookups)
+            return self._infer_impl(feed, wanted)
+        batch_input = expected_input(self.manifest)[0]
+        if batch_input not in feed:
             return self._infer_impl(feed, wanted)
         return infer_in_chunks(lambda part: self._infer_impl(part, wanted), feed, batch_input, *self.batch_limits)
 
@@ -96,6 +98,11 @@ def expected_input(manifest: Manifest) -> tuple[str, tuple[int, ...]]:
     if manifest.method == "alocc":
         return "patches", (spec.channels, manifest.patches.size, manifest.patches.size)
     return "frames", (spec.channels, spec.height, spec.width)
+
+
+def samples_per_frame(manifest: Manifest) -> int:
+    """Batch rows of the graph input per frame: ALOCC's patch count, one AVID frame."""
+    return manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1
 
 
 def check_model_io(manifest: Manifest, inputs: dict[str, Sequence[Any]], outputs: Sequence[str], where: str) -> None:

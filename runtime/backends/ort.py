@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..manifest import ManifestError, manifest_from_metadata
-from .base import Backend, BackendError, check_model_io
+from .base import Backend, BackendError, check_model_io, expected_input
 
 
 class OrtBackend(Backend):
@@ -116,8 +116,6 @@ class OrtBackend(Backend):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_names += [i.name for i in self.session.get_overridable_initializers()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        from .base import expected_input
-
         batch_input = expected_input(self.manifest)[0]
         batch = next((i.shape[0] for i in self.session.get_inputs() if i.name == batch_input and i.shape), None)
         if isinstance(batch, int) and batch > 0:  # a fixed batch (fixed_dimensions, or a static graph): feeds are cut to it

@@ -88,15 +88,15 @@ class GpuPipeline:
         total = self.preprocessor.output_shape[0]
         limits = engine.batch_limits or (total, total)
         self._chunks = batch_chunks(total, *limits)
-        run = max(size for _, _, size in self._chunks)
+        self._run_samples = max(size for _, _, size in self._chunks)  # every slice runs padded to this many
         self._staging = None
         if self._chunks != [(0, total, total)]:
             # the model runs on a fixed staging buffer (fixed addresses: CUDA graphs, bound once);
             # each slice of the preprocessor's output is copied in, and its results copied out
             sample_shape = tuple(self.preprocessor.output_shape[1:])
             self._sample_bytes = int(np.prod(sample_shape)) * np.dtype(input_dtype).itemsize
-            self._staging = DeviceBuffer(run * self._sample_bytes)
-            inputs[self.input_name] = (self._staging.ptr, (run, *sample_shape), input_dtype)
+            self._staging = DeviceBuffer(self._run_samples * self._sample_bytes)
+            inputs[self.input_name] = (self._staging.ptr, (self._run_samples, *sample_shape), input_dtype)
         shapes = engine.device_outputs({name: shape for name, (_, shape, _) in inputs.items()})
         unknown = sorted(set(wanted) - set(shapes))
         if unknown:
@@ -106,6 +106,8 @@ class GpuPipeline:
         self._results = self._device_outputs if self._staging is None else {
             name: DeviceBuffer(int(np.prod(full[name][0])) * full[name][1].itemsize) for name in wanted}
         self._host_outputs = {name: PinnedBuffer(full[name][0], full[name][1]) for name in wanted}
+        self._result_sample_bytes = {name: buffer.nbytes // self._host_outputs[name].array.shape[0]
+                                     for name, buffer in self._results.items()}
         engine.bind_device(inputs, {name: (buffer.ptr, *shapes[name]) for name, buffer in self._device_outputs.items()},
                            self.stream)
 
@@ -167,18 +169,17 @@ class GpuPipeline:
 
     def _run_in_slices(self, driver) -> None:
         """The model over slices of the input buffer (see ``model_batch``), all on the pipeline's stream."""
-        run = max(size for _, _, size in self._chunks)
         for start, count, _ in self._chunks:
             check(driver.cuMemcpyDtoDAsync(self._staging.ptr, self.input.ptr + start * self._sample_bytes,
                                            count * self._sample_bytes, self.stream.handle), "cuMemcpyDtoDAsync")
-            if count < run:  # zeros: a valid normalized input; the padded results are not copied out
+            if count < self._run_samples:  # zeros: a valid normalized input; the padded results are not copied out
                 check(driver.cuMemsetD8Async(self._staging.ptr + count * self._sample_bytes, 0,
-                                             (run - count) * self._sample_bytes, self.stream.handle), "cuMemsetD8Async")
+                                             (self._run_samples - count) * self._sample_bytes, self.stream.handle), "cuMemsetD8Async")
             if self._wait_before_model:
                 self.stream.synchronize()
             self.backend.run_device()
             for name, result in self._results.items():
-                per_sample = result.nbytes // self._host_outputs[name].array.shape[0]
+                per_sample = self._result_sample_bytes[name]
                 check(driver.cuMemcpyDtoDAsync(result.ptr + start * per_sample, self._device_outputs[name].ptr,
                                                count * per_sample, self.stream.handle), "cuMemcpyDtoDAsync")
 

@@ -95,11 +95,15 @@ class CameraLoop:
         """Times a server backend (Triton) got its server back; 0 for a local backend."""
         return getattr(getattr(self.detector, "backend", None), "reconnects", 0)
 
+    def _backend_gave_up(self) -> bool:
+        """A server backend (Triton) stayed without its server for the camera's give_up_after."""
+        return getattr(getattr(self.detector, "backend", None), "gave_up", False)
+
     def run(self) -> None:
         try:
             self.detector = self.open_detector(self.camera)
             self._loop()
-            gave_up = getattr(self.source, "gave_up", False) or getattr(getattr(self.detector, "backend", None), "gave_up", False)
+            gave_up = getattr(self.source, "gave_up", False) or self._backend_gave_up()
             self.summary.outcome = "gave up" if gave_up else "stopped" if self.service.stop_event.is_set() else "finished"
         except Exception as exc:  # noqa: BLE001 - one camera's failure is reported, the others go on
             self.summary.outcome, self.summary.error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -115,7 +119,7 @@ class CameraLoop:
             try:
                 result = self.detector.process(frame.image, frame.timestamp)
             except BackendError:
-                if self.service.stop_event.is_set() or getattr(getattr(self.detector, "backend", None), "gave_up", False):
+                if self.service.stop_event.is_set() or self._backend_gave_up():
                     break  # stopped, or given up, while a server backend waited for its server
                 raise
             self.metrics.observe(result, time.perf_counter() - started)
