@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from occ.runtime.backends.base import samples_per_frame
 from occ.runtime.detector import open_detector
 from occ.runtime.files import now_iso
 from occ.runtime.manifest import read_manifest
@@ -144,7 +145,7 @@ def run_triton_throughput(model_path: str, cameras: list[int], duration_s: float
     from .device_state import device_state
 
     manifest = read_manifest(model_path)
-    rows_per_frame = manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1
+    rows_per_frame = samples_per_frame(manifest)
     frames = synthetic_frames(*frame_size)
     with tempfile.TemporaryDirectory(prefix="occ-bench-triton-", dir=workdir) as scratch:
         repository = python_backend_repository(model_path, Path(scratch) / "models", name=MODEL_NAME)

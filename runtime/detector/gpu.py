@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends import BackendError, OrtBackend, backend_kind
-from ..backends.base import batch_chunks
+from ..backends.base import batch_chunks, samples_per_frame
 from ..cuda.driver import Context, DeviceBuffer, GpuUnavailable, PinnedBuffer, Stream, bindings, check
 from ..manifest import read_manifest
 from ..preprocess.gpu import GpuPreprocessor
@@ -54,7 +54,7 @@ class GpuPipeline:
         self.stream = Stream()
         if backend == "ort-cuda":
             manifest = read_manifest(model_path)
-            batch = streams * (manifest.patches.count(manifest.input) if manifest.method == "alocc" else 1)
+            batch = streams * samples_per_frame(manifest)
             engine = OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda", cuda_graph=cuda_graph,
                                 user_stream=self.stream.ptr if share_stream else None,
                                 fixed_dimensions={"batch": min(batch, model_batch) if model_batch else batch},
