@@ -132,7 +132,61 @@ def false_alarms_per_hour(videos_labels: Sequence[np.ndarray], videos_decisions:
     if normal_frames == 0:
         raise MetricError("false alarms per hour need frames labelled normal; there are none")
     hours = normal_frames / float(fps) / 3600.0
-    return {"false_alarms": int(false_alarms), "normal_hours": hours, "per_hour": false_alarms / hours}
+    low, high = poisson_rate_interval(false_alarms, hours)
+    return {"false_alarms": int(false_alarms), "normal_hours": hours, "normal_minutes": hours * 60.0,
+            "per_hour": false_alarms / hours, "per_hour_low": low, "per_hour_high": high}
+
+
+def _poisson_cdf(count: int, mean: float) -> float:
+    """P(X ≤ count) for X ~ Poisson(mean), summed in log space (exact for the counts alarms reach)."""
+    if mean <= 0:
+        return 1.0
+    i = np.arange(count + 1, dtype=np.float64)
+    log_terms = i * math.log(mean) - mean - np.array([math.lgamma(k + 1) for k in i])
+    return float(min(1.0, np.exp(log_terms).sum()))
+
+
+def _solve_mean(condition, high: float) -> float:
+    """The Poisson mean in [0, high] where the monotone ``condition`` changes from False to True (bisection)."""
+    low = 0.0
+    for _ in range(200):
+        middle = (low + high) / 2
+        if condition(middle):
+            high = middle
+        else:
+            low = middle
+        if high - low <= 1e-12 * max(1.0, high):
+            break
+    return (low + high) / 2
+
+
+def poisson_rate_interval(count: int, exposure_hours: float, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Garwood) two-sided interval of a rate per hour from ``count`` events in
+    ``exposure_hours``: the Poisson means whose tail probabilities beyond ``count`` are
+    ``(1 − confidence) / 2``. With 0 events the lower end is 0.
+
+    A rate from 23 s of footage is not a rate an operator can plan on; the interval says so: one
+    alarm in 0.0064 h is 157 per hour, anywhere from 4 to 870 at 95 %.
+
+    Args:
+        count: events observed (alarms), ≥ 0.
+        exposure_hours: hours of footage they were counted over, > 0.
+        confidence: the interval's coverage, in (0, 1).
+
+    Returns:
+        ``(low, high)`` in events per hour.
+    """
+    if count < 0 or exposure_hours <= 0 or not 0 < confidence < 1:
+        raise MetricError(f"a rate interval needs count ≥ 0, hours > 0 and confidence in (0, 1), got {count}, "
+                          f"{exposure_hours}, {confidence}")
+    tail = (1.0 - confidence) / 2.0
+    count = int(count)
+    bound = count + 10.0 * math.sqrt(count + 1) + 10.0
+    # upper: the mean at which seeing ≤ count events becomes as unlikely as the tail
+    upper = _solve_mean(lambda mean: _poisson_cdf(count, mean) <= tail, bound)
+    # lower: the mean at which seeing ≥ count events becomes as likely as the tail
+    lower = 0.0 if count == 0 else _solve_mean(lambda mean: 1.0 - _poisson_cdf(count - 1, mean) >= tail, bound)
+    return lower / exposure_hours, upper / exposure_hours
 
 
 def detection_delays(videos_labels: Sequence[np.ndarray], videos_decisions: Sequence[np.ndarray]) -> dict:

@@ -131,7 +131,8 @@ def false_alarms_text(entry: dict[str, Any] | None) -> str:
         return "n/a (frame rate unknown)"
     if "error" in entry:
         return f"n/a ({entry['error']})"
-    return f"{entry['per_hour']:,.0f} ({entry['false_alarms']} in {_duration(entry['normal_hours'] * 3600)})"
+    interval = f"; 95 %: {entry['per_hour_low']:,.0f}–{entry['per_hour_high']:,.0f}" if "per_hour_high" in entry else ""
+    return f"{entry['per_hour']:,.0f} ({entry['false_alarms']} in {_duration(entry['normal_hours'] * 3600)}{interval})"
 
 
 def delay_text(entry: dict[str, Any]) -> str:

@@ -119,11 +119,13 @@ def test_false_alarms_per_hour_hand_computed():
     # alarms (runs of decisions): frames 0, 3–4, 6–7; 3–4 lies in the event, so 2 are false.
     # normal frames 0, 1, 5, 6, 7: 5 frames at 10 frames/s = 0.5 s = 1/7200 h → 2 × 7200 per hour
     result = false_alarms_per_hour([LABELS], [DECISIONS], fps=10)
-    assert result == {"false_alarms": 2, "normal_hours": pytest.approx(0.5 / 3600), "per_hour": pytest.approx(14400.0)}
+    assert {k: result[k] for k in ("false_alarms", "normal_hours", "per_hour")} == {
+        "false_alarms": 2, "normal_hours": pytest.approx(0.5 / 3600), "per_hour": pytest.approx(14400.0)}
     # an alarm run that reaches into the event is not false, even when it starts on normal frames
     assert false_alarms_per_hour([[0, 0, 1, 1]], [[0, 1, 1, 0]], fps=1)["false_alarms"] == 0
-    assert false_alarms_per_hour([[0, 0, 0]], [[0, 0, 0]], fps=25) == {"false_alarms": 0, "normal_hours": pytest.approx(3 / 25 / 3600),
-                                                                      "per_hour": 0.0}
+    none = false_alarms_per_hour([[0, 0, 0]], [[0, 0, 0]], fps=25)
+    assert (none["false_alarms"], none["per_hour"], none["per_hour_low"]) == (0, 0.0, 0.0)
+    assert none["normal_hours"] == pytest.approx(3 / 25 / 3600)
 
 
 def test_detection_delay_hand_computed():
@@ -182,8 +184,8 @@ def test_report_gives_false_alarms_per_hour_and_delay_at_the_stored_threshold():
     assert at["detection_delay"] == {"events": 2, "detected": 1, "missed": 1, "delays": [1], "median_frames": 1.0, "mean_frames": 1.0}
     # given: 3 false alarms (two in Test001, frame 3 of Test002) over 7 normal frames at 10 frames/s
     at = report(clips, smoothing=3, fps=10)["at_stored_threshold"]
-    assert at["false_alarms_per_hour"] == {"false_alarms": 3, "normal_hours": pytest.approx(0.7 / 3600),
-                                           "per_hour": pytest.approx(3 * 3600 / 0.7), "fps": 10.0}
+    assert {k: at["false_alarms_per_hour"][k] for k in ("false_alarms", "normal_hours", "per_hour", "fps")} == {
+        "false_alarms": 3, "normal_hours": pytest.approx(0.7 / 3600), "per_hour": pytest.approx(3 * 3600 / 0.7), "fps": 10.0}
     # the clips' own rate, when they share one
     rated = [_scored(c.name, c.labels, c.decisions, fps=25.0) for c in clips]
     assert report(rated, smoothing=3)["at_stored_threshold"]["false_alarms_per_hour"]["fps"] == 25.0
@@ -196,8 +198,30 @@ def test_report_gives_false_alarms_per_hour_and_delay_at_the_stored_threshold():
 
 def test_operator_cells():
     at = report([_scored("Test001", LABELS, DECISIONS)], smoothing=3, fps=10)["at_stored_threshold"]
-    assert false_alarms_text(at["false_alarms_per_hour"]) == "14,400 (2 in 0.5 s)"
+    assert false_alarms_text(at["false_alarms_per_hour"]) == "14,400 (2 in 0.5 s; 95 %: 1,744–52,018)"
     assert delay_text(at["detection_delay"]) == "1 (1/1 events caught)"
     assert false_alarms_text(None) == "n/a (frame rate unknown)"
     assert delay_text(detection_delays([[0, 1]], [[0, 0]])) == "none (0/1 events caught)"
     assert delay_text(detection_delays([[0, 0]], [[0, 0]])) == "n/a (no anomalous events)"
+
+
+def test_poisson_rate_interval_matches_the_chi_square_tables():
+    # Garwood's interval, read from chi-square tables: χ²(0.025; 2k)/2 and χ²(0.975; 2k+2)/2
+    from occ.evaluation.metrics import poisson_rate_interval
+
+    assert poisson_rate_interval(0, 1.0) == pytest.approx((0.0, 3.689), abs=1e-3)
+    assert poisson_rate_interval(1, 1.0) == pytest.approx((0.0253, 5.572), abs=1e-3)
+    assert poisson_rate_interval(9, 1.0) == pytest.approx((4.115, 17.085), abs=1e-3)
+    # the rate scales with the exposure: 9 alarms in half an hour
+    assert poisson_rate_interval(9, 0.5) == pytest.approx((8.23, 34.17), abs=1e-2)
+    with pytest.raises(MetricError):
+        poisson_rate_interval(1, 0.0)
+
+
+def test_false_alarms_per_hour_reports_the_interval_and_the_minutes_behind_it():
+    labels = [np.zeros(36000, bool)]
+    decisions = [np.zeros(36000, bool)]
+    decisions[0][[100, 5000, 9000]] = True
+    report = false_alarms_per_hour(labels, decisions, fps=10)
+    assert report["false_alarms"] == 3 and report["normal_minutes"] == pytest.approx(60.0)
+    assert report["per_hour_low"] == pytest.approx(0.619, abs=1e-3) and report["per_hour_high"] == pytest.approx(8.767, abs=1e-3)
