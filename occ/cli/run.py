@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from occ.runtime.backends import REGISTRY
+from occ.runtime.sources import SOURCE_FORMS
 
 from .common import (JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table,
                      warn_deprecated)
@@ -40,9 +41,7 @@ def _check_preprocess(preprocess: str) -> None:
 def run(
     model: Annotated[Optional[str], typer.Argument(help="Exported model (.onnx, or .engine with --backend tensorrt; the model's "
                                                        "name with --backend triton); not needed with --config.")] = None,
-    source: Annotated[Optional[str], typer.Option(help="Video file or image folder (PATH or file://PATH), csi://N (Jetson CSI camera), "
-                                                       "v4l2:///dev/videoN or /dev/videoN, rtsp:// or http(s):// URL, or a GStreamer "
-                                                       "pipeline.")] = None,
+    source: Annotated[Optional[str], typer.Option(help=f"Where frames come from: {SOURCE_FORMS}.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Service configuration (TOML): several cameras, log rotation, snapshots; "
                                                        "see docs/deploy/site.example.toml.")] = None,
     camera: Annotated[Optional[str], typer.Option(help="The camera's name in events, logs and metrics. Default: from --source.")] = None,
@@ -188,8 +187,8 @@ def evaluate(
 
 def calibrate(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx, or .engine): its manifest gets the new thresholds.")],
-    data: Annotated[str, typer.Option(help="New normal footage: a UCSD-layout folder (its Train clips), 'walkway[:opts]', a video file, "
-                                           "an image folder, or a live source (/dev/videoN, URL, GStreamer pipeline).")],
+    data: Annotated[str, typer.Option(help="New normal footage: a UCSD-layout folder (its Train clips), 'walkway[:opts]', or a "
+                                           f"source ({SOURCE_FORMS}); live sources for --minutes.")],
     minutes: Annotated[float, typer.Option(min=0.05, help="Live sources: minutes of footage to collect.")] = 5.0,
     false_alarm_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Share of these normal frames that fire at the new thresholds.")] = 0.01,
     backend: Backend = "ort-cpu",
