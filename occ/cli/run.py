@@ -10,8 +10,7 @@ import typer
 from occ.runtime.backends import REGISTRY
 from occ.runtime.sources import SOURCE_FORMS
 
-from .common import (JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table,
-                     warn_deprecated)
+from .common import JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table
 
 BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
 PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
@@ -161,7 +160,6 @@ def evaluate(
                                            "localization; digit, grids and seed default to the model's training).")],
     plots: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for PNG plots (video data; needs matplotlib, the plots "
                                                                      "extra): roc.png and scores_<clip>.png per clip.")] = None,
-    roc: Annotated[Optional[Path], typer.Option(hidden=True, help="Deprecated: the ROC alone as a PNG; use --plots DIR.")] = None,
     digit: Annotated[Optional[int], typer.Option(min=0, max=9, help="mnist: the target digit. Default: the one the model was trained on.")] = None,
     smoothing: Annotated[int, typer.Option(min=1, help="Window (frames, odd) of the labelled smoothed variants.")] = 9,
     backend: Backend = "ort-cpu",
@@ -175,13 +173,11 @@ def evaluate(
 
     _check_preprocess(preprocess)
     options = _backend_options(backend, triton_url)
-    if roc is not None:
-        warn_deprecated("--roc FILE", "--plots DIR")
-    check_outputs({"--json": json_path, "--plots": plots, "--roc": roc}, {"model": model, "data": data})
+    check_outputs({"--json": json_path, "--plots": plots}, {"model": model, "data": data})
     if smoothing % 2 == 0:
         fail(f"--smoothing must be odd, got {smoothing}")
     with one_line_errors(), progress_bar("evaluating", disable=quiet) as advance:
-        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, plots, roc, progress=advance, **options)
+        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, plots, progress=advance, **options)
     report(result, json_path, quiet, _show_eval)
 
 
