@@ -261,12 +261,12 @@ def test_docs_list_every_metric():
     from occ.runtime.events import ServiceMetrics
 
     metrics = ServiceMetrics("m.onnx")
-    camera = metrics.camera("c", lambda: SimpleNamespace(dropped=0, reconnects=0, connected=True))
+    camera = metrics.camera("c", lambda: SimpleNamespace(dropped=0, reconnects=0, connected=True, unreadable=0))
     camera.observe(FrameResult(index=0, score=0.1, decision=False, location_scores=np.zeros((1, 1))), 0.01, {"inference": 0.01})
     camera.event_opened()
     camera.sink_error("events.jsonl")
     families = {family.name for family in text_string_to_metric_families(metrics.render().decode())}
-    assert len(families) == 12
+    assert len(families) == 13
     documented = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
     for name in families:
         exposed = name + ("_total" if f"{name}_total" in metrics.render().decode() else "")
