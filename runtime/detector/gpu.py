@@ -38,15 +38,14 @@ class GpuPipeline:
             AVID's full-resolution ``intersection`` map, which overlays can ask for).
         profile_prefix: ``ort-cuda``: ONNX Runtime's per-node profile under this prefix (use
             without ``cuda_graph``: a replayed graph is one opaque step).
-        model_batch: ``ort-cuda``: the fixed batch the model (and its CUDA graph) runs at, in samples
-            (ALOCC: patches); default the whole batch. A larger batch (``streams`` frames, or one
-            ALOCC frame's patches beyond a TensorRT profile's maximum) runs as several model runs
-            on slices of the input buffer, the last one padded.
+
+    A batch beyond the backend's batch limits (one ALOCC frame's patches beyond a TensorRT
+    profile's maximum) runs as several model runs on slices of the input buffer, the last one padded.
     """
 
     def __init__(self, model_path: str, backend: str = "ort-cuda", streams: int = 1, frame_size: tuple[int, int] = (240, 360),
                  source_format: str = "bgr", cuda_graph: bool = True, share_stream: bool = True,
-                 outputs: list[str] | None = None, profile_prefix: str | None = None, model_batch: int | None = None):
+                 outputs: list[str] | None = None, profile_prefix: str | None = None):
         if not backend_kind(backend).device_resident:
             raise BackendError(f"{model_path}: backend {backend} cannot run on device buffers, so preprocessing cannot stay "
                                "on the GPU (use --preprocess cpu)")
@@ -57,7 +56,7 @@ class GpuPipeline:
             batch = streams * samples_per_frame(manifest)
             engine = OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda", cuda_graph=cuda_graph,
                                 user_stream=self.stream.ptr if share_stream else None,
-                                fixed_dimensions={"batch": min(batch, model_batch) if model_batch else batch},
+                                fixed_dimensions={"batch": batch},
                                 profile_prefix=profile_prefix)
             self._wait_before_model = not share_stream
         else:
@@ -168,7 +167,7 @@ class GpuPipeline:
         return {name: host.array.copy() for name, host in self._host_outputs.items()}
 
     def _run_in_slices(self, driver) -> None:
-        """The model over slices of the input buffer (see ``model_batch``), all on the pipeline's stream."""
+        """The model over slices of the input buffer (beyond the backend's batch limits), all on the pipeline's stream."""
         for start, count, _ in self._chunks:
             check(driver.cuMemcpyDtoDAsync(self._staging.ptr, self.input.ptr + start * self._sample_bytes,
                                            count * self._sample_bytes, self.stream.handle), "cuMemcpyDtoDAsync")
