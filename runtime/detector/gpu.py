@@ -26,6 +26,9 @@ from .cpu import Detector
 class GpuPipeline:
     """Frames of ``streams`` cameras in, one :class:`FrameResult` per camera out.
 
+    A batch beyond the backend's batch limits (one ALOCC frame's patches beyond a TensorRT
+    profile's maximum) runs as several model runs on slices of the input buffer, the last one padded.
+
     Args:
         model_path: ``.onnx`` (``ort-cuda``; the ``.fp16.onnx`` sibling for FP16) or ``.engine`` (``tensorrt``).
         backend: ``ort-cuda`` or ``tensorrt``.
@@ -38,9 +41,6 @@ class GpuPipeline:
             AVID's full-resolution ``intersection`` map, which overlays can ask for).
         profile_prefix: ``ort-cuda``: ONNX Runtime's per-node profile under this prefix (use
             without ``cuda_graph``: a replayed graph is one opaque step).
-
-    A batch beyond the backend's batch limits (one ALOCC frame's patches beyond a TensorRT
-    profile's maximum) runs as several model runs on slices of the input buffer, the last one padded.
     """
 
     def __init__(self, model_path: str, backend: str = "ort-cuda", streams: int = 1, frame_size: tuple[int, int] = (240, 360),
