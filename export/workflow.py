@@ -88,6 +88,16 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError(f"--triton-instance-kind must be one of {', '.join(INSTANCE_KINDS)}, got {options.triton_instance_kind!r}")
     if options.dla_core is not None and options.dla_core < 0:
         raise ExportUsageError(f"--dla-core must be >= 0, got {options.dla_core}")
+    if options.dla_core is not None and len(set(options.batch)) != 1:
+        from .engine import dla_problem
+
+        raise ExportUsageError(dla_problem("", options.batch))
+    if options.deepstream is not None and source.suffix == ".onnx" and source.is_file():
+        from .deepstream import deepstream_problem
+
+        problem = deepstream_problem(read_manifest(source))
+        if problem:
+            raise ExportUsageError(f"{source}: {problem}")
     if options.int8 and not options.calib_data:
         raise ExportUsageError("--int8 needs --calib-data SPEC: normal footage to calibrate the INT8 ranges on")
     if options.calib_data and not options.int8:
