@@ -52,17 +52,23 @@ def io(name, mode, dtype, shape, profile=None):
     return {"name": name, "mode": mode, "dtype": dtype, "shape": list(shape), "profile": profile}
 
 
-def avid_plan(trt, manifest, frames_dtype="FLOAT", threshold_dtype="FLOAT", outputs=None, thresholds=True, **plan):
-    """An AVID plan as trtexec builds it: the batch in a profile, α and ζ inputs unless folded."""
-    spec = manifest.input
-    sample = (spec.channels, spec.height, spec.width)
-    tensors = [io("frames", "input", frames_dtype, (-1, *sample), [(1, *sample), (2, *sample), (4, *sample)])]
+NUMPY_TO_TRT = {"float32": "FLOAT", "float16": "HALF", "bool": "BOOL", "int32": "INT32", "int8": "INT8"}
+
+
+def avid_plan(trt, onnx_path, frames_dtype="FLOAT", threshold_dtype="FLOAT", outputs=None, thresholds=True, **plan):
+    """An AVID plan as trtexec builds it from ``onnx_path``: the batch in a profile, α and ζ inputs
+    unless folded to constants, the graph's outputs."""
+    import onnx
+
+    from occ.export.engine import onnx_tensors
+
+    graph, _ = onnx_tensors(onnx.load(str(onnx_path)))
+    frames = next(t for t in graph if t.name == "frames")
+    sample = frames.shape[1:]
+    tensors = [io("frames", "input", frames_dtype, (-1, *sample), [(b, *sample) for b in (1, 2, 4)])]
     if thresholds:
         tensors += [io("alpha", "input", threshold_dtype, (1,)), io("zeta", "input", threshold_dtype, (1,))]
-    rows, cols = manifest.regions.rows, manifest.regions.cols
-    tensors += outputs or [io("score", "output", "FLOAT", (-1,)), io("mask", "output", "BOOL", (-1, spec.height, spec.width)),
-                           io("region_anomaly", "output", "FLOAT", (-1, rows, cols)),
-                           io("intersection", "output", "FLOAT", (-1, spec.height, spec.width))]
+    tensors += outputs or [io(t.name, "output", NUMPY_TO_TRT[t.dtype], t.shape) for t in graph if t.mode == "output"]
     return trt.make_plan(tensors, **plan)
 
 
@@ -98,7 +104,7 @@ def test_version_compatible_engines_load_with_host_code_allowed(trt, avid):
     assert calls(trt, "deserialize_cuda_engine") == [(True, -1)]
     # attach: trtexec --versionCompatible engines say so
     plan = avid.with_name("vc.engine")
-    plan.write_bytes(avid_plan(trt, read_manifest(avid), version_compatible=True))
+    plan.write_bytes(avid_plan(trt, avid, version_compatible=True))
     result = runner.invoke(app, ["engine", "attach", str(plan), "--onnx", str(avid)])
     assert result.exit_code == 2 and "--version-compatible" in result.output and not plan.with_name("vc.engine.json").exists()
     result = runner.invoke(app, ["engine", "attach", str(plan), "--onnx", str(avid), "--version-compatible"])
@@ -130,7 +136,7 @@ def test_attached_fp16_thresholds_are_fed_in_the_engines_dtype(trt, avid, tmp_pa
     """Item 7: α and ζ were uploaded as float32 whatever the engine took."""
     manifest = read_manifest(avid)
     plan = tmp_path / "fp16.engine"
-    plan.write_bytes(avid_plan(trt, manifest, frames_dtype="HALF", threshold_dtype="HALF"))
+    plan.write_bytes(avid_plan(trt, avid, frames_dtype="HALF", threshold_dtype="HALF"))
     _, notes = attach_engine(plan, avid)
     assert any("input alpha is float16: the threshold" in note for note in notes)
     backend = TensorRTBackend(str(plan))
@@ -148,7 +154,7 @@ def test_inspector_types_of_tensorrt_10_and_11(trt, avid, tmp_path):
         "Row major linear FP32 format (kLINEAR) Float"
     trt.configure("11.4.0.10")
     plan = tmp_path / "t11.engine"
-    plan.write_bytes(avid_plan(trt, read_manifest(avid), layers=["conv1", "sigmoid"]))
+    plan.write_bytes(avid_plan(trt, avid, layers=["conv1", "sigmoid"]))
     attach_engine(plan, avid)
     layers = json.loads(plan.with_name("t11.engine.json").read_text())["layer_precisions"]
     assert [layer["name"] for layer in layers] == ["conv1", "sigmoid"] and all(None not in layer["output_types"] for layer in layers)
@@ -178,9 +184,16 @@ def test_input_shapes_are_checked_and_only_engine_inputs_get_them(trt, avid, tmp
     manifest = read_manifest(avid)
     spec = manifest.input
     sample = (spec.channels, spec.height, spec.width)
+    # a model exported before occ 0.2 gave α and ζ defaults, which trtexec folds into constants
+    import onnx
+
+    model = onnx.load(str(avid))
+    model.graph.initializer.extend(onnx.numpy_helper.from_array(np.array([manifest.threshold(n)], np.float32), n) for n in ("alpha", "zeta"))
+    old = tmp_path / "old.onnx"
+    onnx.save(model, str(old))
     plan = tmp_path / "fixed.engine"
-    plan.write_bytes(avid_plan(trt, manifest, thresholds=False))
-    attach_engine(plan, avid)
+    plan.write_bytes(avid_plan(trt, avid, thresholds=False))
+    attach_engine(plan, old)
     backend = TensorRTBackend(str(plan))
     backend.open_engine(trt, gpu=None)
     assert backend.fixed_inputs.keys() == {"alpha", "zeta"} and backend.batch_limits == (1, 4)
@@ -227,7 +240,7 @@ def test_bf16_and_fp8_engine_io_is_refused_in_one_line(trt, avid, tmp_path):
     spec = manifest.input
     for dtype in ("BF16", "FP8"):
         plan = tmp_path / f"{dtype}.engine"
-        plan.write_bytes(avid_plan(trt, manifest, outputs=[io("score", "output", dtype, (-1,)),
+        plan.write_bytes(avid_plan(trt, avid, outputs=[io("score", "output", dtype, (-1,)),
                                                            io("mask", "output", "BOOL", (-1, spec.height, spec.width)),
                                                            io("region_anomaly", "output", "FLOAT", (-1, 1, 1))]))
         result = runner.invoke(app, ["engine", "attach", str(plan), "--onnx", str(avid)])
@@ -249,3 +262,4 @@ def test_stream_and_buffer_addresses_come_from_the_native_handle():
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         assert stream.ptr == 0x1234 and buffer.ptr == 0x8000 and native_handle(77) == 77
+        assert native_handle(driver.CUevent(0x99)) == 0x99

@@ -66,7 +66,7 @@ def check(result: Any, call: str) -> Any:
 
 
 def native_handle(handle: Any) -> int:
-    """The C value a cuda-python driver object wraps (a ``CUstream``, a ``CUdeviceptr``) as an int.
+    """The C handle a cuda-python driver object wraps (a ``CUstream``, a ``CUevent``) as an int.
 
     cuda-python 12.9 added ``cuda.bindings.utils.get_cuda_native_handle`` and deprecated ``int()``
     on its driver types for this (NVIDIA/cuda-python#564, #773); older releases have only ``int()``.
@@ -168,7 +168,7 @@ class DeviceBuffer:
 
     @property
     def ptr(self) -> int:
-        return native_handle(self._handle)
+        return int(self._handle)  # a CUdeviceptr is the address itself (a value type, not a handle)
 
     def upload(self, array: np.ndarray, stream: Stream) -> None:
         driver, _ = bindings()
