@@ -263,3 +263,21 @@ def test_stream_and_buffer_addresses_come_from_the_native_handle():
         warnings.simplefilter("error", DeprecationWarning)
         assert stream.ptr == 0x1234 and buffer.ptr == 0x8000 and native_handle(77) == 77
         assert native_handle(driver.CUevent(0x99)) == 0x99
+
+
+def test_the_tensorrt_check_runs_every_step_in_order_into_one_json(trt, alocc_onnx, avid_onnx, tmp_path):
+    """benchmarks/tensorrt_check.py with the fake: every step runs in order and lands in one JSON,
+    a step that needs what is missing here (a GPU, trtexec) recording why instead of stopping the rest."""
+    from occ.benchmarks.tensorrt_check import run
+
+    out = tmp_path / "check.json"
+    run(alocc_onnx, avid_onnx, tmp_path / "work", out)
+    report = json.loads(out.read_text())
+    steps = ["engines_alocc_fp16", "engines_alocc_int8", "engines_avid_fp16", "engines_avid_int8", "version_compatible",
+             "attach_fp16_io", "inspector_keys", "int8_convtranspose"]
+    assert list(report["seconds"]) == steps and report["tensorrt"] == "10.3.0.30"
+    assert report["inspector_keys"]["output_keys"] == ["Format/Datatype", "Name"]
+    layers = report["int8_convtranspose"]["layers"]
+    assert layers and all(layer["name"].endswith("ConvTranspose") for layer in layers)
+    for name in ("avid.fp16.engine", "avid.int8.engine", "avid.vc.engine", "alocc.int8.engine"):
+        assert (tmp_path / "work" / name).is_file() and (tmp_path / "work" / f"{name}.json").is_file()

@@ -176,7 +176,6 @@ class TensorRTBackend(Backend):
         elif batch_input in self.engine_inputs:
             fixed = int(self.engine.get_tensor_shape(batch_input)[0])
             self.batch_limits = (fixed, fixed)
-        self._trt = trt
 
     def _deactivate_impl(self) -> None:
         for buffer in self._buffers.values():
