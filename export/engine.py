@@ -227,7 +227,8 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
     if cache is not None:
         write_atomic(Path(options.timing_cache), bytes(config.get_timing_cache().serialize()))
     try:  # read back as the runtime will: a version-compatible plan needs host code allowed, a DLA plan its core
-        runtime, engine = deserialize_engine(trt, plan_bytes, str(source), options.version_compatible, options.dla_core, logger)  # noqa: F841 - the runtime must outlive the engine
+        # the runtime stays referenced while the engine is used (TensorRT: a runtime must outlive its engines)
+        runtime, engine = deserialize_engine(trt, plan_bytes, str(source), options.version_compatible, options.dla_core, logger)
     except BackendError as exc:
         raise EngineBuildError(f"the build succeeded but {exc}; nothing was written") from None
     layers = _layer_precisions(trt, engine)
@@ -375,7 +376,7 @@ def attach_engine(engine_path: str | Path, onnx_path: str | Path, version_compat
     graph, defaults = onnx_tensors(onnx.load(str(onnx_path), load_external_data=False))
     trt = import_tensorrt(engine_path)
     try:
-        runtime, engine = deserialize_engine(trt, engine_path.read_bytes(), str(engine_path), version_compatible)  # noqa: F841 - kept alive with the engine
+        runtime, engine = deserialize_engine(trt, engine_path.read_bytes(), str(engine_path), version_compatible)
     except BackendError as exc:
         raise EngineBuildError(f"{exc} (built by another TensorRT version or for another GPU?)") from None
     tensors = engine_tensors(trt, engine, engine_path)

@@ -40,14 +40,17 @@ def version_problem(built: str, here: str, version_compatible: bool) -> str | No
     major where NVIDIA lists it (TensorRT 10 docs, "Version Compatibility"; TensorRT 11 docs,
     "Engine Compatibility")."""
     if not version_compatible:
-        return None if built == here else f"engine built with TensorRT {built}, this is TensorRT {here} (an engine runs only on the version that built it)"
+        if built == here:
+            return None
+        return f"engine built with TensorRT {built}, this is TensorRT {here} (an engine runs only on the version that built it)"
     old, new = version_tuple(built), version_tuple(here)
     if not old or not new:
         return f"cannot compare TensorRT versions {built!r} and {here!r}"
     if old[:2] < (8, 6):
         return f"engine built with TensorRT {built}: version compatibility starts at TensorRT 8.6"
     if new < old:
-        return f"engine built with TensorRT {built}, this is the older TensorRT {here} (a version-compatible engine runs only on later versions)"
+        return (f"engine built with TensorRT {built}, this is the older TensorRT {here} "
+                "(a version-compatible engine runs only on later versions)")
     if old[0] != new[0] and (old[0], new[0]) not in CROSS_MAJOR_COMPATIBLE:
         return f"engine built with TensorRT {built} cannot run on TensorRT {here}, even version-compatible"
     return None
