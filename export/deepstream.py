@@ -19,8 +19,9 @@ form is ``runtime/preprocess/kernels/preprocess_frames.cu``). That library is no
 
 What NVIDIA's documentation settles here (and the code follows):
 
-- nvinfer fills only image input layers; any other input layer needs a custom initialisation
-  library (``custom-lib-path``, ``NvDsInferInitializeInputLayers``; DeepStream nvinfer docs). So
+- nvinfer works with networks whose one input layer is the video frames; any other input layer
+  needs a custom library implementing ``NvDsInferInitializeInputLayers`` (``custom-lib-path``;
+  nvdsinfer_custom_impl.h, "Input Layers Initialization"), called once before the first inference. So
   AVID's α and ζ become constants of a DeepStream-only graph, at the manifest's values: after
   ``occ calibrate`` or any threshold change the folder must be written again.
 - ``network-mode=2`` makes nvinfer build the whole network in FP16, with no FP32 islands for the

@@ -125,8 +125,9 @@ class ActivationType(enum.Enum):
 
 
 def _builder_flags():
-    # TensorRT 10: FP16, INT8 and OBEY_PRECISION_CONSTRAINTS exist; TensorRT 11 builds strongly typed
-    # networks only and dropped the precision flags (TensorRT 11 migration guide)
+    # TensorRT 10: FP16, INT8 and OBEY_PRECISION_CONSTRAINTS exist. TensorRT 11 builds strongly typed
+    # networks only, FP16 coming from the tensor types (TensorRT 11.4 docs, "Building and Launching the
+    # Loadable"); that OBEY_PRECISION_CONSTRAINTS went with FP16 and INT8 is this fake's assumption
     names = ["VERSION_COMPATIBLE", "GPU_FALLBACK"] + (["FP16", "INT8", "OBEY_PRECISION_CONSTRAINTS"] if _major() < 11 else [])
     return enum.Enum("BuilderFlag", names)
 
@@ -209,8 +210,8 @@ class INetworkDefinition:
 
 class OnnxParser:
     """TensorRT 10 ``OnnxParser(network, logger)``: ``parse(model: bytes) -> bool``; the fake reads the
-    ONNX graph's inputs, outputs and nodes into the network, and refuses a graph input that still has
-    an initializer (TensorRT would fold it into a constant, which occ must not let happen for α, ζ)."""
+    ONNX graph's inputs, outputs and nodes into the network. A graph input that also has an
+    initializer becomes a constant, not a network input, as TensorRT's ONNX parser treats it."""
 
     def __init__(self, network: INetworkDefinition, logger: Logger):
         self.network, self._errors = network, []
