@@ -13,8 +13,10 @@ frame's patch count. Engines are built where they run, on the Jetson or GPU box,
 torch: nothing here imports torch. The ``.engine`` file stays a plain TensorRT plan (trtexec can
 load it). TensorRT is never a pip dependency: JetPack and desktop installs provide it. The
 TensorRT calls were written against the TensorRT 10 and 11 Python API documentation and have never
-run (no TensorRT was available where occ was developed); their tests skip where TensorRT is
-missing. The pure parts (sources, profiles, the binding check) are tested everywhere.
+run against a real TensorRT (none was available where occ was developed): tests/test_tensorrt_fake.py
+drives them through a recording fake of the documented API (calls, not results), the parity tests
+skip where TensorRT is missing, and benchmarks/tensorrt_check.py runs them for real. The pure parts
+(sources, profiles, the binding check, the DLA and version rules) are tested everywhere.
 """
 from __future__ import annotations
 
@@ -230,7 +232,7 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
         # the runtime stays referenced while the engine is used (TensorRT: a runtime must outlive its engines)
         runtime, engine = deserialize_engine(trt, plan_bytes, str(source), options.version_compatible, options.dla_core, logger)
     except BackendError as exc:
-        raise EngineBuildError(f"the build succeeded but {exc}; nothing was written") from None
+        raise EngineBuildError(f"the build succeeded but {exc}; no engine was written") from None
     layers = _layer_precisions(trt, engine)
     sidecar = {
         "manifest": json.loads(manifest.to_json()),
