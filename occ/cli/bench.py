@@ -351,6 +351,7 @@ def sinks(
 
     result = run(appends, idle)
     report(result, json_path, quiet, lambda r: table("sinks", [{"what": "spool append", **r["spool_append_ms"]},
+                                                                {"what": "spool append, fsynced", **r["spool_append_fsync_ms"]},
                                                                 *({"what": f"scrape, {k.replace('_', ' ')} connections", **v}
                                                                   for k, v in r["scrape_ms"].items())]))
     if not result["passed"]:
