@@ -7,6 +7,8 @@ capped at max_backoff), only longer."""
 import hashlib
 import hmac
 import json
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -203,7 +205,8 @@ class Broker:
         self.folder, self.binary, self.port = folder, binary, free_port()
         folder.mkdir(exist_ok=True)
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        user = pwd.getpwuid(os.geteuid()).pw_name  # as root, mosquitto would switch to a user that cannot write here
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {user}\npersistence true\n"
                              f"persistence_location {folder}/\nautosave_interval 1\n")
         self.process = None
 
@@ -291,6 +294,29 @@ def test_mqtt_loses_no_event_when_the_broker_dies_and_comes_back_mid_stream(tmp_
     assert late.on("occ/gate/availability")[-1] == b"offline"  # the sink closed cleanly
     assert json.loads(late.on("occ/gate/state")[-1])["event_id"] == "e0059"
     assert not late.on("occ/gate/events")  # events are not retained: a late subscriber must not see old alarms as new
+
+
+def test_mqtt_events_wait_for_a_broker_that_is_not_up_yet(tmp_path, broker):
+    first = Subscriber(broker.port)  # a subscriber with a persistent session, saved by the broker ...
+    wait_for(lambda: first.client.is_connected(), 10, "the subscriber")
+    time.sleep(1.5)
+    first.close()  # ... and away: the broker queues what arrives for it
+    broker.kill()  # the camera box boots before the broker does
+    config = MqttConfig(host="127.0.0.1", port=broker.port, timeout=1.0, backoff=0.1, max_backoff=1.0, spool=str(tmp_path / "spool"))
+    sink = open_remote_sinks("gate", mqtt=config)[0]
+    try:
+        for i in range(5):
+            assert sink.put(_event(i))
+        time.sleep(1.5)
+        assert len(sink.spool) == 5 and sink.health.errors >= 1
+        broker.start()
+        assert sink.drain(20)
+        subscriber = Subscriber(broker.port)
+        wait_for(lambda: len(subscriber.on("occ/gate/events")) >= 5, 10, "the 5 spooled events")
+        subscriber.close()
+    finally:
+        sink.close()
+    assert sorted({json.loads(p)["event_id"] for p in subscriber.on("occ/gate/events")}) == [f"e{i:04d}" for i in range(5)]
 
 
 def test_mqtt_last_will_says_offline_when_the_service_dies(tmp_path, broker):
