@@ -222,6 +222,12 @@ class Broker:
 
         wait_for(listening, 10, "mosquitto to listen")
 
+    def wait_saved(self) -> None:
+        """Until the broker has saved its state (sessions, subscriptions) as it is now."""
+        now = time.time()
+        database = self.folder / "mosquitto.db"
+        wait_for(lambda: database.exists() and database.stat().st_mtime > now, 10, "mosquitto to save its state")
+
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
@@ -249,7 +255,9 @@ class Subscriber:
 
         self.messages: list[tuple[str, bytes, bool]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("occ/#", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, bool(m.retain)))
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)
         self.client.connect("127.0.0.1", port, keepalive=10)
@@ -265,8 +273,8 @@ class Subscriber:
 
 def test_mqtt_loses_no_event_when_the_broker_dies_and_comes_back_mid_stream(tmp_path, broker):
     subscriber = Subscriber(broker.port)
-    wait_for(lambda: subscriber.client.is_connected(), 10, "the subscriber")
-    time.sleep(1.5)  # the broker's autosave keeps the subscriber's session through a kill
+    assert subscriber.subscribed.wait(10)
+    broker.wait_saved()  # the subscriber's session outlives a kill
     config = MqttConfig(host="127.0.0.1", port=broker.port, timeout=1.0, backoff=0.1, max_backoff=1.0, spool=str(tmp_path / "spool"))
     sink = open_remote_sinks("gate", mqtt=config)[0]
     try:
@@ -298,8 +306,8 @@ def test_mqtt_loses_no_event_when_the_broker_dies_and_comes_back_mid_stream(tmp_
 
 def test_mqtt_events_wait_for_a_broker_that_is_not_up_yet(tmp_path, broker):
     first = Subscriber(broker.port)  # a subscriber with a persistent session, saved by the broker ...
-    wait_for(lambda: first.client.is_connected(), 10, "the subscriber")
-    time.sleep(1.5)
+    assert first.subscribed.wait(10)
+    broker.wait_saved()
     first.close()  # ... and away: the broker queues what arrives for it
     broker.kill()  # the camera box boots before the broker does
     config = MqttConfig(host="127.0.0.1", port=broker.port, timeout=1.0, backoff=0.1, max_backoff=1.0, spool=str(tmp_path / "spool"))
@@ -350,7 +358,7 @@ def test_the_service_sends_every_logged_event_to_both_sinks(alocc_onnx, tiny_wal
                       f'[sinks.mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nbackoff = 0.1\n'
                       f'[sinks.webhook]\nurl = "{receiver.url}"\nbackoff = 0.05\nmax_backoff = 0.2\n')
     try:
-        wait_for(lambda: subscriber.client.is_connected(), 10, "the subscriber")
+        assert subscriber.subscribed.wait(10)
         summary = Service(parse_toml(config)).run()
         logged = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
         wait_for(lambda: len(subscriber.on("occ/yard/events")) >= len(logged), 10, "the events on MQTT")
