@@ -433,3 +433,18 @@ def test_the_metrics_server_answers_bad_requests_and_unknown_paths():
             assert error.value.code == status
     finally:
         server.close()
+
+
+def test_occ_bench_sinks_writes_its_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from occ.cli.bench import app
+
+    out = tmp_path / "sinks.json"
+    result = CliRunner().invoke(app, ["sinks", "--appends", "20", "--idle", "10", "--json", str(out), "--quiet"])
+    report = json.loads(out.read_text())
+    assert result.exit_code == (0 if report["passed"] else 1), result.output
+    assert report["command"] == "occ-bench sinks --appends 20 --idle 10" and report["appends"] == 20
+    assert set(report["scrape_ms"]) == {"idle_0", "idle_10"} and report["passed"] == (report["scrape_ms"]["idle_10"]["max"] < 100)
+    assert 0 < report["spool_append_ms"]["p50"] <= report["spool_append_ms"]["max"]
+

@@ -371,8 +371,9 @@ def _problems(config: ServiceConfig) -> list[str]:
         variable = getattr(sink, "secret_env", "") or getattr(sink, "password_env", "")
         if variable and variable not in os.environ:
             problems.append(f"[sinks.{name}] the environment variable {variable} is not set")
-    if config.mqtt is not None and paho_missing():
-        problems.append(f"[sinks.mqtt] {paho_missing()}")
+    missing = paho_missing() if config.mqtt is not None else None
+    if missing:
+        problems.append(f"[sinks.mqtt] {missing}")
     inputs = [config.model, *recorded]
     for what, target in outputs.items():
         if not target:
