@@ -1,8 +1,9 @@
 """``occ run``: the long-running camera service, one loop per camera.
 
 Each camera's loop: source → detector → episodes → event log, snapshots, overlay, per-frame log,
-metrics, and the remote sinks (MQTT, webhook: spooled on disk, delivered by their own threads). A full disk or an unwritable sink degrades (counted, logged at most once a minute,
-retried) while scoring goes on. SIGTERM or SIGINT stops every loop after its current frame; open
+metrics. A full disk or an unwritable sink degrades (counted, logged at most once a minute,
+retried) while scoring goes on. Remote sinks (MQTT, a webhook) cost the loop a spool append per
+event; their own threads deliver. SIGTERM or SIGINT stops every loop after its current frame; open
 episodes are closed (``closed_by: "shutdown"``) and written before the process exits.
 
 Exit codes (:class:`ExitCode`): 0 when every source finished (a file or folder read to its end) or
