@@ -191,6 +191,9 @@ def test_the_sinks_counters_are_exported_per_camera_and_sink(tmp_path):
         assert sink.drain(10)
         samples = parse_metrics(metrics.render().decode())
         assert samples[("occ_sink_delivered_events_total", labels)] == 2 and samples[("occ_sink_spooled_events", labels)] == 0
+        documented = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
+        for name in ("occ_sink_delivered_events_total", "occ_sink_dropped_events_total", "occ_sink_spooled_events"):
+            assert f"| `{name}` |" in documented, f"{name} has no row in docs/metrics.md"
     finally:
         sink.close()
         receiver.stop()

@@ -153,7 +153,7 @@ class _RemoteSinkCollector:
                 delivered.add_metric(values, sink.delivered)
                 dropped.add_metric(values, sink.spool.dropped)
                 spooled.add_metric(values, len(sink.spool))
-        return [delivered, dropped, spooled]
+        return [delivered, dropped, spooled] if spooled.samples else []  # no sink configured: no family to list
 
 
 class _AsyncHTTPServer:
