@@ -11,14 +11,13 @@ from .webhook import WebhookConfig, WebhookDelivery
 
 
 def open_remote_sinks(camera: str, mqtt: MqttConfig | None = None, webhook: WebhookConfig | None = None,
-                      on_drop: Callable[[str], None] | None = None, on_error: Callable[[str], None] | None = None) -> list[SpooledSink]:
+                      on_error: Callable[[str], None] | None = None) -> list[SpooledSink]:
     """The configured sinks of one camera, started; their spools are ``<spool>/<camera>``.
 
     Args:
         camera: the camera's name.
         mqtt: the broker, or None.
         webhook: the receiver, or None.
-        on_drop: called with the sink's name per event dropped (spool full, disk full, refused for good).
         on_error: called with the sink's name per failed delivery or spool write.
     """
     sinks = []
@@ -26,7 +25,6 @@ def open_remote_sinks(camera: str, mqtt: MqttConfig | None = None, webhook: Webh
         if config is None:
             continue
         spool = Spool(Path(config.spool) / camera_slug(camera), config.max_spooled,
-                      on_drop=(lambda name=name: on_drop(name)) if on_drop else None,
                       on_error=(lambda _path, name=name: on_error(name)) if on_error else None)
         deliver = MqttDelivery(config, camera) if name == "mqtt" else WebhookDelivery(config)
         sinks.append(SpooledSink(name, spool, deliver, config.backoff, config.max_backoff, close=getattr(deliver, "close", lambda: None),

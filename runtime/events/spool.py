@@ -39,27 +39,25 @@ class Spool:
     """A folder of spooled events, one file each (``000000000042.json``), oldest first.
 
     The first ``max_events`` undelivered events are kept; an event that arrives while the spool is
-    full, or that cannot be written (disk full), is dropped and counted (``on_drop``). Files left by
-    an earlier run are taken up again in their order.
+    full, or that cannot be written (disk full), is dropped and counted (:attr:`dropped`, exported
+    as ``occ_sink_dropped_events_total``). Files left by an earlier run are taken up again in their order.
 
     Args:
         folder: the spool's folder (created).
         max_events: most events held.
-        on_drop: called once per dropped event (for metrics).
         on_error: called with the spool's name when a write fails (for metrics).
         sync: fsync every event (survives a power cut, but costs the camera's loop milliseconds per
             event on an SD card); without it an event survives a crash or restart of the service,
             like a line of the events log.
     """
 
-    def __init__(self, folder: str | Path, max_events: int = 10000, on_drop: Callable[[], None] | None = None,
-                 on_error: Callable[[str], None] | None = None, sync: bool = False):
+    def __init__(self, folder: str | Path, max_events: int = 10000, on_error: Callable[[str], None] | None = None,
+                 sync: bool = False):
         if max_events < 1:
             raise ValueError(f"max_events must be >= 1, got {max_events}")
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.max_events, self.sync = max_events, sync
-        self.on_drop = on_drop
         self.dropped = 0
         self.health = SinkHealth(str(self.folder), on_error)
         self._changed = threading.Condition()
@@ -80,25 +78,20 @@ class Spool:
         payload = json.dumps(record, default=_plain).encode()
         with self._changed:
             if len(self._queue) >= self.max_events:
-                self._drop()
+                self.dropped += 1
                 return False
             number = self._next
             try:
                 write_atomic(self._path(number), payload, sync=self.sync)
             except OSError as exc:
                 self.health.failed(exc, "event dropped; ")
-                self._drop()
+                self.dropped += 1
                 return False
             self.health.recovered()
             self._next += 1
             self._queue.append(number)
             self._changed.notify_all()
         return True
-
-    def _drop(self) -> None:
-        self.dropped += 1
-        if self.on_drop is not None:
-            self.on_drop()
 
     def oldest(self, timeout: float = 0.0) -> tuple[int, dict[str, Any]] | None:
         """The oldest spooled event and its number, waiting up to ``timeout`` s for one; None if none."""
@@ -112,7 +105,8 @@ class Spool:
                 except (OSError, ValueError) as exc:  # removed or damaged by hand: not deliverable
                     log.error(f"spooled event {self._path(number)} cannot be read ({exc}); dropped", extra={"path": str(self.folder)})
                     self._queue.popleft()
-                    self._drop()
+                    self._path(number).unlink(missing_ok=True)
+                    self.dropped += 1
         return None
 
     def remove(self, number: int, dropped: bool = False) -> None:
@@ -121,8 +115,7 @@ class Spool:
             if self._queue and self._queue[0] == number:
                 self._queue.popleft()
             self._path(number).unlink(missing_ok=True)
-            if dropped:
-                self._drop()
+            self.dropped += int(dropped)
             self._changed.notify_all()
 
     def wake(self) -> None:
