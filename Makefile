@@ -30,10 +30,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/occ demo --workdir runs/demo
 
-# The camera tests stream through a real ffmpeg server and check /metrics with promtool (Debian's
-# prometheus package); install them where we can (CI runs as root). Without them those checks skip.
+# The camera tests stream through a real ffmpeg server, check /metrics with promtool (Debian's
+# prometheus package) and send events to a real MQTT broker (mosquitto); install them where we can
+# (CI runs as root). Without them those checks skip.
 tools:
-	@for pair in ffmpeg:ffmpeg promtool:prometheus; do \
+	@for pair in ffmpeg:ffmpeg promtool:prometheus mosquitto:mosquitto; do \
 	  tool=$${pair%%:*}; package=$${pair##*:}; \
 	  command -v $$tool >/dev/null 2>&1 && continue; \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && { [ -n "$$updated" ] || apt-get update -qq; } && updated=1 && \

@@ -339,6 +339,25 @@ def soak(
         raise typer.Exit(1)
 
 
+@app.command("sinks")
+def sinks(
+    appends: Annotated[int, typer.Option(min=10, help="Events spooled to time one spool append (default 1000).")] = 1000,
+    idle: Annotated[int, typer.Option(min=0, help="Silent connections held open to /metrics while it is scraped (default 100).")] = 100,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """What a remote event sink costs the frame loop (a spool append, ms) and a /metrics scrape under idle connections (ms)."""
+    from occ.benchmarks.sinks import run
+
+    result = run(appends, idle)
+    report(result, json_path, quiet, lambda r: table("sinks", [{"what": "spool append", **r["spool_append_ms"]},
+                                                                {"what": "spool append, fsynced", **r["spool_append_fsync_ms"]},
+                                                                *({"what": f"scrape, {k.replace('_', ' ')} connections", **v}
+                                                                  for k, v in r["scrape_ms"].items())]))
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
 device_app = typer.Typer(help="The GPU check: kernels, agreement and latency on an NVIDIA GPU, in one JSON.", no_args_is_help=True,
                          cls=OneLineGroup)
 app.add_typer(device_app, name="device-check")

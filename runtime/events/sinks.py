@@ -148,6 +148,11 @@ class JsonLinesLog:
             return left
 
 
+def event_record(kind: str, event: Any) -> dict[str, Any]:
+    """What every sink receives for an event: its ``type`` (opened, closed) and its fields."""
+    return {"type": kind, **event.to_json()}
+
+
 class EventLog:
     """Opened and closed events as JSON lines (:class:`JsonLinesLog`). At shutdown, events the file
     could not take are written to the service's log instead, one JSON log line each."""
@@ -158,7 +163,7 @@ class EventLog:
         self.path = self.lines.path
 
     def write(self, kind: str, event: Any) -> bool:
-        return self.lines.write({"type": kind, **event.to_json()})
+        return self.lines.write(event_record(kind, event))
 
     def close(self) -> None:
         for line in self.lines.close():

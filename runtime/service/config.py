@@ -46,6 +46,30 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     port = 9100                  # /healthz and /metrics (Prometheus); 0: off
     host = "127.0.0.1"
 
+    [sinks.mqtt]                 # optional: events to an MQTT broker (pip install 'occ[mqtt]'); see occ.runtime.events.mqtt
+    host = "broker.local"
+    port = 1883
+    topic_prefix = "occ"         # <prefix>/<camera>/events, …/state (retained), …/availability (online/offline, last will)
+    qos = 1
+    keepalive = 30               # s; the broker says offline after 1.5 times this without a ping
+    username = ""
+    password_env = ""            # environment variable holding the password
+    tls = false
+    timeout = 5.0                # s the broker may take to acknowledge an event
+    backoff = 0.5                # first wait after a failed delivery, s (doubles up to max_backoff)
+    max_backoff = 30.0
+    spool = "spool/mqtt"         # events wait here (a subfolder per camera) while the broker is away
+    max_spooled = 10000          # events per camera's spool; later ones are dropped (counted)
+
+    [sinks.webhook]              # optional: HTTP POST of each event's JSON; see occ.runtime.events.webhook
+    url = "https://vms.local/occ-events"
+    timeout = 5.0                # s per POST
+    backoff = 1.0
+    max_backoff = 60.0
+    secret_env = ""              # environment variable holding the HMAC-SHA256 key ("": unsigned)
+    spool = "spool/webhook"
+    max_spooled = 10000
+
 An unknown key is an error that names the nearest known one; values are checked for type and
 range, output folders for being writable, the metrics port for being free, and no output may be
 an input (the model or a source file).
@@ -62,7 +86,8 @@ from typing import Any, Callable, Union
 
 from ..backends import REGISTRY
 from ..detector import PREPROCESS
-from ..events import camera_slug, port_problem
+from ..events import MqttConfig, WebhookConfig, camera_slug, port_problem
+from ..events.mqtt import paho_missing
 from ..files import same_file
 from ..sources import SOURCE_FORMS, SourceError, is_live, resolve_source
 
@@ -108,6 +133,8 @@ class ServiceConfig:
     frames_backups: int = 5
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    mqtt: MqttConfig | None = None
+    webhook: WebhookConfig | None = None
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
@@ -166,6 +193,15 @@ SCHEMA: dict[str, dict[str, KEY]] = {
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
+_SPOOLED: dict[str, KEY] = {"timeout": (float, _positive, "> 0"), "backoff": (float, _positive, "> 0"),
+                            "max_backoff": (float, _positive, "> 0"), "spool": (str, bool, "a folder"),
+                            "max_spooled": (int, lambda v: v >= 1, ">= 1")}
+SCHEMA["sinks.mqtt"] = {"host": (str, bool, "the broker's address"), "port": (int, lambda v: 1 <= v <= 65535, "1..65535"),
+                        "topic_prefix": (str, lambda v: bool(v) and not set(v) & set("+#"), "a topic without + or #"),
+                        "qos": (int, lambda v: v in (0, 1, 2), "0, 1 or 2"), "keepalive": (int, lambda v: v >= 5, ">= 5"),
+                        "username": (str, None, ""), "password_env": (str, None, ""), "tls": (bool, None, ""), **_SPOOLED}
+SCHEMA["sinks.webhook"] = {"url": (str, lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL"),
+                           "secret_env": (str, None, ""), **_SPOOLED}
 
 
 def _nearest(name: str, known) -> str:
@@ -178,7 +214,7 @@ def _value(path: Path, where: str, key: str, value: Any, kind: type, check, want
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok_type = float(value), True
     if not ok_type:
-        raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number')[kind.__name__]}, "
+        raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number', bool='true or false')[kind.__name__]}, "
                           f"got {type(value).__name__} {value!r}")
     if check is not None and not check(value):
         raise ConfigError(f"{path}: [{where}] {key} = {value!r} must be {wants() if callable(wants) else wants}")
@@ -216,6 +252,7 @@ def parse_toml(path: Path) -> ServiceConfig:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = _sink_sections(path, data)
     for section in data:
         if section not in SCHEMA:
             raise ConfigError(f"{path}: unknown section [{section}]{_nearest(section, SCHEMA)}")
@@ -249,8 +286,30 @@ def parse_toml(path: Path) -> ServiceConfig:
         snapshot_max_files=snapshots.get("max_files", 200), snapshot_max_mb=snapshots.get("max_mb", 200.0),
         overlay_video=relative(tables["overlay"].get("video", "")), frames_log=relative(frames.get("log", "")),
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
-        metrics_host=metrics.get("host", "127.0.0.1"))
+        metrics_host=metrics.get("host", "127.0.0.1"),
+        mqtt=_sink(path, data, tables, "mqtt", MqttConfig, "host", "the broker's address", relative),
+        webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative))
     return config.check(str(path))
+
+
+def _sink_sections(path: Path, data: dict) -> dict:
+    """``[sinks.mqtt]`` and ``[sinks.webhook]`` as sections of their own (``sinks.mqtt``)."""
+    if "sinks" not in data:
+        return data
+    if not isinstance(data["sinks"], dict):
+        raise ConfigError(f"{path}: sinks must hold [sinks.mqtt] and [sinks.webhook] tables")
+    return {**{k: v for k, v in data.items() if k != "sinks"}, **{f"sinks.{name}": table for name, table in data["sinks"].items()}}
+
+
+def _sink(path: Path, data: dict, tables: dict, name: str, kind: type, required: str, meaning: str, relative: Callable[[str], str]):
+    """One remote sink's settings, or None when its table is absent; its spool is relative to the file."""
+    section = f"sinks.{name}"
+    if section not in data:
+        return None
+    table = tables[section]
+    if required not in table:
+        raise ConfigError(f"{path}: [{section}] needs {required} ({meaning})")
+    return kind(**{**table, "spool": relative(table.get("spool", f"spool/{name}"))})
 
 
 # ---- checks on the whole configuration --------------------------------------------------------------
@@ -303,6 +362,18 @@ def _problems(config: ServiceConfig) -> list[str]:
     for what in ("overlay", "frames log"):
         if several and outputs[what] and "{camera}" not in outputs[what]:
             problems.append(f"the {what} {outputs[what]} needs '{{camera}}' in its name with several cameras")
+    for name, sink in (("mqtt", config.mqtt), ("webhook", config.webhook)):
+        if sink is None:
+            continue
+        outputs[f"{name} spool"] = sink.spool
+        if sink.max_backoff < sink.backoff:
+            problems.append(f"[sinks.{name}] max_backoff must be >= backoff")
+        variable = getattr(sink, "secret_env", "") or getattr(sink, "password_env", "")
+        if variable and variable not in os.environ:
+            problems.append(f"[sinks.{name}] the environment variable {variable} is not set")
+    missing = paho_missing() if config.mqtt is not None else None
+    if missing:
+        problems.append(f"[sinks.mqtt] {missing}")
     inputs = [config.model, *recorded]
     for what, target in outputs.items():
         if not target:

@@ -2,7 +2,8 @@
 
 Each camera's loop: source → detector → episodes → event log, snapshots, overlay, per-frame log,
 metrics. A full disk or an unwritable sink degrades (counted, logged at most once a minute,
-retried) while scoring goes on. SIGTERM or SIGINT stops every loop after its current frame; open
+retried) while scoring goes on. Remote sinks (MQTT, a webhook) cost the loop a spool append per
+event; their own threads deliver. SIGTERM or SIGINT stops every loop after its current frame; open
 episodes are closed (``closed_by: "shutdown"``) and written before the process exits.
 
 Exit codes (:class:`ExitCode`): 0 when every source finished (a file or folder read to its end) or
@@ -24,6 +25,7 @@ from ..detector import StreamDetector, open_detector
 from ..manifest import Manifest
 from ..events import (CameraMetrics, EpisodeTracker, EventLog, JsonLinesLog, MetricsServer, OverlayWriter, ServiceMetrics,
                       SnapshotStore, render_overlay)
+from ..events import event_record, open_remote_sinks
 from ..sources import LiveSource, Source, open_source
 from .config import CameraConfig, ServiceConfig
 from .logs import setup_logging
@@ -86,6 +88,8 @@ class CameraLoop:
         self.frames_log = JsonLinesLog(frames_log, int(cfg.frames_max_mb * 2**20), cfg.frames_backups, max_pending=100,
                                        on_error=on_error) if frames_log else None
         self.peak_image = None
+        self.remote_sinks = open_remote_sinks(camera.name, cfg.mqtt, cfg.webhook, on_error=on_error)
+        metrics.remote_sinks = self.remote_sinks
 
     def _sink_error(self, sink: str) -> None:
         self.summary.sink_errors += 1
@@ -150,6 +154,9 @@ class CameraLoop:
     def _log_event(self, kind: str, event) -> None:
         if not self.events.write(kind, event):  # held in memory and retried; counted here, per camera
             self._sink_error(str(self.events.path))
+        record = event_record(kind, event)
+        for sink in self.remote_sinks:  # a spool append each; delivery happens on the sink's own thread
+            sink.put(record)
 
     def _finish(self) -> None:
         """Everything a stop must not lose: the open event, then the sinks."""
@@ -163,6 +170,8 @@ class CameraLoop:
             self.overlay.close()
         if self.frames_log:
             self.frames_log.close()
+        for sink in self.remote_sinks:
+            sink.close()
         if self.detector is not None:
             self.detector.close()
 
