@@ -181,10 +181,11 @@ class ViewChange:
 
 
 def schedule_events(config: DayConfig) -> list[tuple[int, str]]:
-    """``(frame the mover enters, kind)`` of each event: one per equal slot of the footage."""
-    count = int(round(config.events_per_hour * config.hours))
-    if count == 0:
+    """``(frame the mover enters, kind)`` of each event: one per equal slot of the footage (at
+    least one when any is asked for)."""
+    if config.events_per_hour == 0:
         return []
+    count = max(1, int(round(config.events_per_hour * config.hours)))
     rng = np.random.default_rng((config.seed, 1))
     slot = config.frames / count
     return [(int(i * slot + rng.uniform(0.02, 0.2) * slot), str(rng.choice(ANOMALY_KINDS))) for i in range(count)]
