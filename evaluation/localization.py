@@ -25,7 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
-from occ.runtime.scoring.decide import mask_boxes
+from occ.runtime.manifest import Manifest
+from occ.runtime.preprocess import PatchGrid
+from occ.runtime.scoring.decide import FrameResult, mask_boxes
 
 from .metrics import MetricError
 
@@ -160,9 +162,20 @@ def sweep_thresholds(maps: Sequence[np.ndarray], levels: int = 40) -> np.ndarray
     return np.unique(np.quantile(peaks, np.linspace(0, 1, levels)))[::-1]
 
 
-def maps_criteria(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray | None], tracks: Sequence[int], levels: int = 40) -> dict:
-    """RBDC and TBDC of per-pixel score maps (AVID's intersection map, ALOCC's patch scores painted
-    on the pixels each patch covers) against exact ground-truth masks at the source frame size."""
-    size = next(m.shape for m in masks if m is not None)
+def maps_criteria(maps: Sequence[np.ndarray], truth: Sequence[TruthRegion], frame_size: tuple[int, int], levels: int = 40) -> dict:
+    """RBDC and TBDC of per-pixel score maps (one per frame: AVID's intersection map, ALOCC's patch
+    scores painted on the pixels each patch covers, :func:`location_map`) against ground-truth
+    regions at the source ``frame_size``, over thresholds from :func:`sweep_thresholds`."""
     thresholds = sweep_thresholds(maps, levels)
-    return detection_criteria(truth_regions(masks, tracks), map_detections(maps, thresholds, size), len(maps), thresholds)
+    return detection_criteria(truth, map_detections(maps, thresholds, frame_size), len(maps), thresholds)
+
+
+def location_map(result: FrameResult, manifest: Manifest) -> np.ndarray | None:
+    """A frame's per-pixel localization scores at the network size, whose connected parts over a
+    threshold are the regions the runtime would report at that threshold: AVID's intersection map
+    (fetched with ``pixel_maps``; None without it), ALOCC's patch scores painted on the pixels each
+    patch covers (a pixel holds its highest patch; NaN where no patch reaches)."""
+    if manifest.method == "avid":
+        return result.pixel_map
+    grid = PatchGrid.from_spec(manifest.patches, manifest.input)
+    return grid.paint(np.asarray(result.location_scores).ravel(), manifest.input.height, manifest.input.width)

@@ -96,7 +96,7 @@ def test_maps_criteria_perfect_map_scores_one():
     for frame in (1, 2):
         masks[frame][4:10, 8 + frame:20 + frame] = True
     maps = [m.astype(np.float32) for m in masks]
-    result = maps_criteria(maps, masks, [0, 0, 0, 0])
+    result = maps_criteria(maps, truth_regions(masks, [0, 0, 0, 0]), (20, 40))
     assert result["rbdc"] == pytest.approx(1.0) and result["tbdc"] == pytest.approx(1.0)
 
 
@@ -105,3 +105,19 @@ def test_bad_input_is_a_metric_error():
         detection_criteria([], [[[]]], frames=1)
     with pytest.raises(MetricError, match="cover 1 frames, not 2"):
         detection_criteria([TruthRegion(0, 0, (0, 0, 1, 1))], [[[]]], frames=2)
+
+
+@pytest.mark.parametrize("method", ["alocc", "avid"])
+def test_eval_reports_rbdc_and_tbdc_on_the_walkways_masks(method, request):
+    from occ.evaluation.evaluate import evaluate
+
+    model = request.getfixturevalue(f"{method}_onnx")
+    result = evaluate(model, "walkway:height=48,width=72,train_clips=1,test_clips=2,frames_per_clip=30,seed=7")
+    localization = result["localization"]
+    assert 0.0 <= localization["rbdc"] <= 1.0 and 0.0 <= localization["tbdc"] <= 1.0
+    assert localization["frames"] == 60 and localization["tracks"] == 2  # one anomalous mover per test clip
+    assert localization["regions"] == result["anomalous_frames"]  # each mover is one connected region per frame
+    thresholds = [p["threshold"] for p in localization["curve"]]
+    assert thresholds == sorted(thresholds, reverse=True) and len(set(thresholds)) == len(thresholds)
+    # the lowest threshold is the lowest frame peak: every frame then has a detected region
+    assert localization["curve"][-1]["false_positives_per_frame"] + localization["curve"][-1]["region_rate"] > 0
