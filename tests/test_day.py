@@ -94,7 +94,7 @@ def test_day_report_by_hand(tmp_path):
     table = {"clock_hour": np.r_[np.full(10, 7.5), np.full(10, 8.5)], "walkers": np.r_[np.full(10, 2), np.full(10, 20)],
              "light": np.ones(20), "noise": np.ones(20), "event": np.where((np.arange(20) >= 12) & (np.arange(20) <= 15), 0, -1),
              "view_change": np.array([""] * 20)}
-    day = Day(tmp_path, DayConfig(hours=20 / 36000), [DayEvent(0, "car", 12, 15)], [], [], table)
+    day = Day(tmp_path, DayConfig(hours=20 / 36000), [DayEvent("car", 12, 15, event=0)], [], [], table)
     decisions = np.zeros(20, bool)
     # a false alarm opened at frame 4 (hour 07), and the event flagged from frame 14 (2 frames late)
     episodes = [{"start_frame": 2, "open_frame": 4, "end_frame": 5}, {"start_frame": 12, "open_frame": 14, "end_frame": 16}]

@@ -154,10 +154,9 @@ def sensor_noise(hour: float | np.ndarray, daylight_sigma: float) -> np.ndarray:
 
 
 @dataclass
-class DayEvent:
-    """One anomalous event: its kind, its first and last frame with a visible pixel, and its clock time."""
+class Span:
+    """A stretch of the day: its kind, first and last frame (inclusive) and clock time at its start."""
 
-    event: int
     kind: str
     start_frame: int
     end_frame: int
@@ -168,16 +167,15 @@ class DayEvent:
 
 
 @dataclass
-class ViewChange:
-    """One view change: frames ``start_frame`` to ``end_frame`` (inclusive)."""
+class DayEvent(Span):
+    """An anomalous event, from the first to the last frame where a pixel of it is visible."""
 
-    kind: str
-    start_frame: int
-    end_frame: int
-    start_clock: str = ""
+    event: int = -1
 
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+
+@dataclass
+class ViewChange(Span):
+    """A view change (``shake``, ``cover``, ``light_jump``, ``creep`` or ``bump``) while it is under way."""
 
 
 def schedule_events(config: DayConfig) -> list[tuple[int, str]]:
@@ -355,7 +353,7 @@ def write_day(root: str | Path, config: DayConfig, progress: Callable[[], None] 
                         mask_rows.append((frame.index, number, x1, y1, x2, y2))
                         bits.append(np.packbits(mask[y1:y2, x1:x2].ravel()))
                         if number not in events:
-                            events[number] = DayEvent(number, _kind_of(kinds, number), frame.index, frame.index, clock_text(frame.clock_hour))
+                            events[number] = DayEvent(_kind_of(kinds, number), frame.index, frame.index, clock_text(frame.clock_hour), event=number)
                         events[number].end_frame = frame.index
                     numbers = ";".join(str(n) for n, _ in frame.events)
                     kind = ";".join(events[n].kind for n, _ in frame.events)
