@@ -258,8 +258,9 @@ def _shift(image: np.ndarray, dx: float, dy: float, nearest: bool = False) -> np
     if dx == 0 and dy == 0:
         return image
     matrix = np.float32([[1, 0, -dx], [0, 1, -dy]])  # the camera moves right: the scene moves left
-    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), flags=flags, borderMode=cv2.BORDER_REFLECT)
+    if nearest:  # a mask: nothing comes in from beyond the edge
+        return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    return cv2.warpAffine(image, matrix, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def generate_day(config: DayConfig) -> Iterator[DayFrame]:
