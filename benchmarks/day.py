@@ -27,6 +27,7 @@ from occ.evaluation.datasets.walkway_day import Day, is_day, open_day
 from occ.evaluation.metrics import poisson_rate_interval
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events.episodes import EpisodeTracker
+from occ.runtime.manifest import Manifest
 from occ.runtime.scoring.decide import FrameResult, on_frame
 from occ.runtime.service.config import ServiceConfig
 
@@ -46,10 +47,11 @@ def commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def episode_rule(manifest) -> tuple[int, int]:
-    """The episode rule the service applies to this model: ``(open_after, close_after)``, the
-    service's defaults (a model whose manifest carries its own rule is read here)."""
-    return ServiceConfig.open_after, ServiceConfig.close_after
+def service_tracker(manifest: Manifest) -> EpisodeTracker:
+    """The episode tracker the service builds for a camera running this model (its defaults:
+    ``open_after`` and ``close_after`` of :class:`ServiceConfig`); the one place to follow the
+    service when its rule changes."""
+    return EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="walkway-day")
 
 
 def stream_results(detector: Detector, frames: Iterable[np.ndarray], fps: float) -> Iterator[FrameResult]:
@@ -78,11 +80,10 @@ def stream_results(detector: Detector, frames: Iterable[np.ndarray], fps: float)
         yield from flush()
 
 
-def run_on_day(detector: Detector, day: Day, open_after: int, close_after: int,
+def run_on_day(detector: Detector, day: Day, tracker: EpisodeTracker,
                progress: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Stream ``day`` through the detector and the episode rule: per-frame scores and decisions,
+    """Stream ``day`` through the detector and the episode ``tracker``: per-frame scores and decisions,
     and the episodes (``start_frame``, ``open_frame`` (when the operator hears of it), ``end_frame``)."""
-    tracker = EpisodeTracker(open_after, close_after, camera="walkway-day")
     scores = np.zeros(day.config.frames, np.float32)
     decisions = np.zeros(day.config.frames, bool)
     episodes: list[dict] = []
@@ -157,13 +158,13 @@ def run_day(model: str | Path, calibration: str | Path, test: str | Path, workdi
         progress(0, description="calibrating")
     result = calibrate_model(calibrated, str(calibration), false_alarm_rate=false_alarm_rate)
     manifest = result.manifest
-    open_after, close_after = episode_rule(manifest)
+    tracker = service_tracker(manifest)
     day = open_day(test)
     detector = open_detector(str(calibrated))
     try:
         if progress is not None:
             progress(0, description="test day")
-        _, decisions, episodes = run_on_day(detector, day, open_after, close_after, progress=(lambda: progress(1)) if progress else None)
+        _, decisions, episodes = run_on_day(detector, day, tracker, progress=(lambda: progress(1)) if progress else None)
     finally:
         detector.close()
     return {"schema": SCHEMA, "date": _dt.date.today().isoformat(), "machine": machine(), "commit": commit(),
@@ -171,7 +172,7 @@ def run_day(model: str | Path, calibration: str | Path, test: str | Path, workdi
             "model": str(model), "method": manifest.method, "calibrated_model": str(calibrated),
             "calibration": {"day": str(calibration), "false_alarm_rate": false_alarm_rate, "frames": result.frames,
                             "thresholds": {name: t.value for name, t in manifest.thresholds.items()}},
-            "episode_rule": {"open_after": open_after, "close_after": close_after},
+            "episode_rule": {"open_after": tracker.open_after, "close_after": tracker.close_after},
             "test_day": {"day": str(test), "hours": day.config.hours, "clock_hours": day.config.clock_hours, "start": day.config.start,
                          "seed": day.config.seed, "frame_size": [day.config.height, day.config.width], "fps": day.config.fps,
                          "events": len(day.events)},

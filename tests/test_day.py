@@ -172,3 +172,23 @@ def test_bench_day_cli_writes_json_and_refuses_a_clip_folder(two_days, alocc_onn
 def test_open_day_refuses_other_folders(tmp_path):
     with pytest.raises(DatasetError, match="not a walkway day"):
         open_day(tmp_path)
+
+
+@pytest.mark.parametrize("method", ["alocc", "avid"])
+def test_batched_stream_gives_what_process_gives_frame_by_frame(method, request, tiny_walkway):
+    from occ.benchmarks.day import stream_results
+    from occ.runtime.detector import open_detector
+
+    model = request.getfixturevalue(f"{method}_onnx")
+    frames = np.concatenate([tiny_walkway.test[0].frames, tiny_walkway.test[1].frames])[:45]  # more than one batch
+    detector = open_detector(str(model))
+    try:
+        batched = list(stream_results(detector, iter(frames), fps=10.0))
+        detector.reset()
+        one_by_one = [detector.process(frame, timestamp=i / 10) for i, frame in enumerate(frames)]
+    finally:
+        detector.close()
+    assert [r.index for r in batched] == list(range(45))
+    np.testing.assert_allclose([r.score for r in batched], [r.score for r in one_by_one], rtol=1e-5, atol=1e-6)
+    assert [r.decision for r in batched] == [r.decision for r in one_by_one]
+    assert [r.boxes for r in batched] == [r.boxes for r in one_by_one]
