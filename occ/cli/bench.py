@@ -248,6 +248,27 @@ def walkway(
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
 
+@app.command("day")
+def day(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx); a calibrated copy is written under --out, the model is left as it is.")],
+    calibration: Annotated[Path, typer.Option(help="Calibration day (occ data generate --day): thresholds from its stretches with no event.")],
+    test: Annotated[Path, typer.Option(help="Test day (occ data generate --day, another seed): alarms and events are counted on it.")],
+    false_alarm_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the calibration day's normal frames allowed over the "
+                                                                           "threshold.")] = 0.01,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the calibrated copy of the model.")] = Path("runs/bench_day"),
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Alarms per hour of normal footage for each hour of a walkway day (95 % intervals), in total, and the share of
+    events flagged within 1 s, through the runtime detector and the service's episode rule."""
+    from occ.benchmarks.day import markdown, run_day
+
+    check_outputs({"--json": json_path}, {"model": model})
+    with one_line_errors(), progress_bar("day", disable=quiet) as advance:
+        result = run_day(model, calibration, test, out, false_alarm_rate, progress=advance)
+    report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+
+
 @app.command("mnist")
 def mnist(
     mnist_folder: Annotated[Path, typer.Option("--mnist", help="Folder with the MNIST IDX files.")],
