@@ -48,19 +48,14 @@ class FrameResult:
 
     @property
     def mask_area(self) -> int:
-        return int(self.mask.sum()) if self.mask is not None else 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "frame": self.index,
-            "timestamp": self.timestamp,
-            "score": round(float(self.score), 6),
-            "decision": bool(self.decision),
-            "mask_area": self.mask_area,
-            "frame_size": None if self.frame_size is None else list(self.frame_size),
-            "boxes": self.boxes,
-            "location_scores": np.round(self.location_scores, 4).tolist(),
-        }
+        """Flagged pixels: in source-frame pixels once the result is placed on its frame (as
+        ``boxes``), in network pixels before."""
+        if self.mask is None:
+            return 0
+        area = int(self.mask.sum())
+        if self.frame_size is None:
+            return area
+        return int(round(area * (self.frame_size[0] * self.frame_size[1]) / (self.mask.shape[0] * self.mask.shape[1])))
 
 
 def decide(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
