@@ -213,8 +213,9 @@ class SnapshotStore:
 
 
 def rotate_folder(folder: Path, pattern: str, max_files: int, max_bytes: int) -> None:
-    """Remove the oldest files matching ``pattern`` until at most ``max_files`` and ``max_bytes`` remain."""
-    files = sorted(folder.glob(pattern), key=lambda p: (p.stat().st_mtime, p.name))
+    """Remove the oldest files matching ``pattern`` until at most ``max_files`` and ``max_bytes`` remain
+    (hidden files, still being written, are left alone)."""
+    files = sorted((p for p in folder.glob(pattern) if not p.name.startswith(".")), key=lambda p: (p.stat().st_mtime, p.name))
     total = sum(p.stat().st_size for p in files)
     while files and (len(files) > max_files or total > max_bytes):
         oldest = files.pop(0)
@@ -272,7 +273,7 @@ class EventClips:
         if not self._ring:
             return None
         path, first = self.folder / f"{name}.avi", self._ring[0][0]
-        tmp = self.folder / f".{name}.avi.tmp"
+        tmp = _partial(path)
         times = [t for _, t in self._ring]
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 10.0
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), fps, (first.shape[1], first.shape[0]),
@@ -299,7 +300,7 @@ class EventClips:
             return None
         self._writer.release()
         self._writer, path = None, self._path
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = _partial(path)
         try:
             if not tmp.is_file() or tmp.stat().st_size == 0:
                 raise OSError(errno.ENOSPC, "the clip came out empty (disk full?)")
@@ -312,6 +313,11 @@ class EventClips:
         self.health.recovered()
         rotate_folder(self.folder, "*.avi", self.max_files, self.max_bytes)
         return path
+
+
+def _partial(clip: Path) -> Path:
+    """Where a clip is written until complete: hidden, and still ``.avi`` (OpenCV picks the container by it)."""
+    return clip.with_name(f".{clip.stem}.partial.avi")
 
 
 FRAME_SCHEMA = "occ.frame.v1"  # the "schema" field of every per-frame line
