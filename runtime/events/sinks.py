@@ -195,21 +195,35 @@ class SnapshotStore:
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
         if not ok:
             raise RuntimeError(f"{path}: JPEG encoding failed")
-        try:
+
+        def write() -> None:
             with open(tmp, "wb") as handle:
                 handle.write(encoded.tobytes())
-            os.chmod(tmp, default_file_mode())
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            self.health.failed(exc, "snapshot skipped; ")
+
+        if _put_in_place(tmp, path, self.health, "snapshot", write) is None:
             return None
-        self.health.recovered()
         self.rotate()
         return path
 
     def rotate(self) -> None:
         rotate_folder(self.folder, "*.jpg", self.max_files, self.max_bytes)
+
+
+def _put_in_place(tmp: Path, path: Path, health: SinkHealth, what: str, write: Callable[[], None] = lambda: None) -> Path | None:
+    """``write`` the file under its hidden name ``tmp``, then rename it to ``path`` whole; a failure
+    (disk full, not writable, nothing written) removes ``tmp``, is counted, and gives None."""
+    try:
+        write()
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise OSError(errno.ENOSPC, f"the {what} came out empty (disk full?)")
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        health.failed(exc, f"{what} skipped; ")
+        return None
+    health.recovered()
+    return path
 
 
 def rotate_folder(folder: Path, pattern: str, max_files: int, max_bytes: int) -> None:
@@ -300,17 +314,8 @@ class EventClips:
             return None
         self._writer.release()
         self._writer, path = None, self._path
-        tmp = _partial(path)
-        try:
-            if not tmp.is_file() or tmp.stat().st_size == 0:
-                raise OSError(errno.ENOSPC, "the clip came out empty (disk full?)")
-            os.chmod(tmp, default_file_mode())
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            self.health.failed(exc, "clip skipped; ")
+        if _put_in_place(_partial(path), path, self.health, "clip") is None:
             return None
-        self.health.recovered()
         rotate_folder(self.folder, "*.avi", self.max_files, self.max_bytes)
         return path
 

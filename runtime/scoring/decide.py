@@ -7,7 +7,6 @@ Triton client and the DeepStream probe. The rule itself is the manifest's scorin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import cv2
 import numpy as np
