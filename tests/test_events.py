@@ -1,9 +1,11 @@
 """What an operator gets from `occ run`: event and per-frame lines checked against their JSON Schema
 on real output, event clips, the command line's rules, and the metrics that answer the docs."""
+import datetime
 import hashlib
 import json
 import shutil
 import threading
+import time
 import urllib.request
 
 import cv2
@@ -258,3 +260,37 @@ def test_metrics_show_stage_timings_and_the_model_in_force_after_a_few_frames(al
     info = (("camera", "gate"), ("method", "alocc"), ("model", alocc_onnx.name), ("sha256", sha256), ("thresholds", "tau=2.5"))
     assert samples[("occ_model_info", info)] == 1.0
     assert samples[("occ_threshold", (*labels, ("name", "tau")))] == 2.5
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (make test installs it where apt-get works)")
+def test_a_live_stream_gives_wall_clock_times_that_validate(alocc_onnx, tiny_walkway, tmp_path):
+    from test_camera import _serve
+
+    video = write_video(tmp_path / "clip.avi", tiny_walkway.test[0].frames)
+    port = free_port()
+    server = _serve(video, port)
+    events, frames = tmp_path / "events.jsonl", tmp_path / "frames.jsonl"
+    config = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(f"http://127.0.0.1:{port}/stream", name="street", backoff=0.2,
+                                                                      max_backoff=1.0, give_up_after=20)],
+                           thresholds={"tau": -1e9}, open_after=2, events_log=str(events), frames_log=str(frames))
+    service = Service(config)
+    started = time.time()
+    runner_thread = threading.Thread(target=service.run, daemon=True)
+    runner_thread.start()
+    try:
+        wait_for(lambda: frames.exists() and len(frames.read_text().splitlines()) >= 5, 30, "5 frames from the stream")
+    finally:
+        service.request_stop()
+        runner_thread.join(timeout=30)
+        server.kill()
+    check_frame, check_event = validator(FRAME_SCHEMA), validator(EVENT_SCHEMA)
+    lines, event_lines = read_lines(frames), read_lines(events)
+    assert [line["type"] for line in event_lines] == ["opened", "closed"] and event_lines[1]["closed_by"] == "shutdown"
+    for line in lines:
+        check_frame.validate(line)
+        assert line["clip_s"] is None
+        seconds = datetime.datetime.fromisoformat(line["wall_time"].replace("Z", "+00:00")).timestamp()
+        assert started - 1 <= seconds <= time.time() + 1  # capture times on the wall clock
+    for line in event_lines:
+        check_event.validate(line)
+        assert line["start_clip_s"] is None and line["start_wall_time"] == lines[line["start_frame"]]["wall_time"]
