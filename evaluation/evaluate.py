@@ -8,6 +8,7 @@ import numpy as np
 
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.scoring import frame_threshold
+from occ.runtime.scoring.decide import thresholds_in_force
 
 from .datasets import DatasetError, load_mnist
 from .datasets.irmnist import IrMnistSpec
@@ -44,9 +45,7 @@ def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess:
     detector = open_detector(str(model), backend, preprocess, pixel_maps=True, **backend_options)
     try:
         detector.set_thresholds(**(thresholds or {}))
-        manifest = detector.manifest
-        in_force = {"thresholds": {name: manifest.threshold(name) for name in sorted(manifest.thresholds)},
-                    "threshold_overrides": dict(thresholds or {})}
+        in_force = {"thresholds": thresholds_in_force(detector.manifest), "threshold_overrides": dict(thresholds or {})}
         if data.startswith(MNIST_PREFIX):
             return {**_mnist(detector, str(model), data[len(MNIST_PREFIX):], digit), **in_force}
         if data.startswith(IrMnistSpec.PREFIX):

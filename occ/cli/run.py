@@ -85,8 +85,8 @@ def run(
                                                        "see docs/deploy/site.example.toml.")] = None,
     camera: Annotated[Optional[str], typer.Option(help="The camera's name in events, logs and metrics. Default: from --source.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Per-frame JSON lines (default: standard output when there is no --events).")] = None,
-    frame_lines: Annotated[str, typer.Option(help="Which frames get a per-frame line: all, or events (only while an event is open).")]
-    = "all",
+    frame_lines: Annotated[str, typer.Option(help="Which frames get a per-frame line: all, or events (only while an event "
+                                                  "is open).")] = "all",
     events: Annotated[Optional[Path], typer.Option(help="Event JSON lines (episodes), appended.")] = None,
     snapshots: Annotated[Optional[Path], typer.Option(help="Folder for peak-frame snapshots of events (rotated).")] = None,
     overlay: Annotated[Optional[Path], typer.Option(help="Overlay output: a .avi video or a folder of PNGs.")] = None,
@@ -151,11 +151,11 @@ def _show_eval(result: dict) -> None:
     shows[result["protocol"]](result)
 
 
-def _show_operator(at: dict) -> None:
+def _show_operator(at: dict, where: str = "at the stored threshold") -> None:
     from occ.evaluation.protocols import delay_text, false_alarms_text
 
     rate = (at.get("false_alarms_per_hour") or {}).get("fps")
-    table(f"at the stored threshold{f' ({rate:g} frames/s)' if rate else ''}: false alarms are runs of alarmed frames "
+    table(f"{where}{f' ({rate:g} frames/s)' if rate else ''}: false alarms are runs of alarmed frames "
           "with no anomalous frame; delay is frames from an event's first frame to its first alarm",
           [{"false alarms / h": false_alarms_text(at.get("false_alarms_per_hour")),
             "delay (frames, median)": delay_text(at["detection_delay"]),
@@ -176,12 +176,14 @@ def _show_frames(result: dict) -> None:
     table(f"{result['model']} on {result['data']}: what a camera runs (each frame scored as it comes)", rows)
     table("offline only, not what a camera runs (each needs the whole video first: centred smoothing, per-video min–max)",
           _frame_rows(result["frame_level_offline"]))
+    where = "at the stored threshold"
     if result.get("threshold_overrides"):
+        where = "at the given thresholds"
         console.print(_thresholds_text(result["thresholds"], result["threshold_overrides"]), highlight=False, markup=False)
-    at = result["at_stored_threshold"]
-    console.print(f"at the stored threshold: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
+    at = result["at_stored_threshold"]  # the key keeps its name: with --threshold, the thresholds given
+    console.print(f"{where}: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
                   f"F1 {at['f1_anomalous']:.3f} over {result['frames']} frames", highlight=False)
-    _show_operator(at)
+    _show_operator(at, where)
     if result.get("plots"):
         console.print(f"wrote {len(result['plots'])} plots: {', '.join(result['plots'][:3])}{' …' if len(result['plots']) > 3 else ''}",
                       highlight=False)

@@ -74,6 +74,12 @@ def frame_threshold(manifest: Manifest) -> float:
     return manifest.threshold("tau") if manifest.method == "alocc" else 1.0
 
 
+def thresholds_in_force(manifest: Manifest) -> dict[str, float]:
+    """The thresholds a model decides with, by name (the manifest's, or the overrides it was given),
+    as events, metrics and reports name them."""
+    return {name: manifest.threshold(name) for name in sorted(manifest.thresholds)}
+
+
 def alocc_fires(scores: np.ndarray, tau: float) -> np.ndarray:
     """ALOCC's threshold rule, for frames and for patches alike."""
     return np.asarray(scores) > tau

@@ -1,8 +1,9 @@
 """``occ run``: the long-running camera service, one loop per camera.
 
 Each camera's loop: source → detector → episodes → event log, snapshots and event clips, overlay,
-per-frame log, metrics. Event and per-frame lines follow the versioned schema of docs/events.md. A full disk or an unwritable sink degrades (counted, logged at most once a minute,
-retried) while scoring goes on. SIGTERM or SIGINT stops every loop after its current frame; open
+per-frame log, metrics; event and per-frame lines follow the versioned schema of docs/events.md.
+A full disk or an unwritable sink degrades (counted, logged at most once a minute, retried) while
+scoring goes on. SIGTERM or SIGINT stops every loop after its current frame; open
 episodes are closed (``closed_by: "shutdown"``) and written before the process exits.
 
 Exit codes (:class:`ExitCode`): 0 when every source finished (a file or folder read to its end) or
@@ -25,6 +26,7 @@ from ..events import (CameraMetrics, EpisodeTracker, EventClips, EventContext, E
                       ServiceMetrics, SnapshotStore, frame_record, render_overlay)
 from ..files import file_sha256
 from ..manifest import Manifest
+from ..scoring.decide import thresholds_in_force
 from ..sources import LiveSource, Source, open_source
 from .config import CameraConfig, ServiceConfig
 from .logs import setup_logging
@@ -76,7 +78,7 @@ class CameraLoop:
         self.summary = CameraSummary(camera.name)
         self.source: Source = open_source(camera.spec, buffer=camera.buffer, backoff=camera.backoff, max_backoff=camera.max_backoff,
                                           give_up_after=camera.give_up_after)
-        thresholds = {name: manifest.threshold(name) for name in sorted(manifest.thresholds)}
+        thresholds = thresholds_in_force(manifest)
         self.context = EventContext(model=Path(cfg.model).name, model_sha256=model_sha256, method=manifest.method,
                                     thresholds=thresholds, live=self.source.live)
         metrics.source_stats = lambda: self.source.stats
@@ -232,7 +234,7 @@ class Service:
             checked = open_camera_detector(cfg.cameras[0])  # the model and thresholds, checked before any camera starts
             manifest = checked.manifest
             checked.close()
-            summary.thresholds = {name: manifest.threshold(name) for name in sorted(manifest.thresholds)}
+            summary.thresholds = thresholds_in_force(manifest)
             sha256 = file_sha256(cfg.model) if cfg.backend != "triton" else None  # once: events carry it
             for camera in cfg.cameras:
                 camera_metrics = metrics.camera(camera.name)
