@@ -148,8 +148,8 @@ def markdown(result: dict[str, Any]) -> str:
              "| scoring | micro AUC | macro AUC | EER | micro AUC, smoothed 9 | EER, smoothed 9 | micro AUC, per-video min–max |",
              "|---|---|---|---|---|---|---|"]
     for name, metrics in result["variants"].items():
-        fl = metrics["frame_level"]
-        raw, smooth, mm = fl["raw"], fl["smoothed_9"], fl["per_video_minmax"]
+        offline = metrics["frame_level_offline"]
+        raw, smooth, mm = metrics["frame_level"]["raw"], offline["smoothed_9"], offline["per_video_minmax"]
         lines.append(f"| {name} | {raw['micro_auc']:.3f} | {raw['macro_auc']:.3f} | {raw['eer']:.1%} | "
                      f"{smooth['micro_auc']:.3f} | {smooth['eer']:.1%} | {mm['micro_auc']:.3f} |")
     text = "\n".join(lines) + "\n\n" + operator_line(result["variants"]["deployed"]) + "\n"

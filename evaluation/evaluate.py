@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.scoring import frame_threshold
+from occ.runtime.scoring.decide import thresholds_in_force
 
 from .datasets import DatasetError, load_mnist
 from .datasets.irmnist import IrMnistSpec
@@ -19,7 +20,7 @@ MNIST_PREFIX = "mnist:"
 
 def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess: str = "cpu", digit: int | None = None,
              smoothing: int = 9, plots: str | Path | None = None, progress: Callable[..., None] | None = None,
-             **backend_options: Any) -> dict[str, Any]:
+             thresholds: dict[str, float] | None = None, **backend_options: Any) -> dict[str, Any]:
     """Evaluate ``model`` (an exported model, or a model name with ``backend`` triton) on ``data``:
 
     - a UCSD-layout folder or ``walkway[:opts]``: frame level (micro, macro AUC, EER) in every
@@ -28,6 +29,9 @@ def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess:
     - ``mnist:FOLDER``: the ALOCC paper's one-class protocol (``digit``: default the model's);
     - ``irmnist:FOLDER[:...]``: the AVID paper's detection and localization (grids, digit and
       seed default to the model's training, which fix the test grids).
+
+    ``thresholds`` replace the model's for this run (not saved). Every result names the thresholds
+    in force (``thresholds``) and those given here (``threshold_overrides``).
     """
     image_protocol = data.startswith((MNIST_PREFIX, IrMnistSpec.PREFIX))
     if image_protocol and preprocess != "cpu":
@@ -38,10 +42,12 @@ def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess:
         require_matplotlib()
     detector = open_detector(str(model), backend, preprocess, pixel_maps=True, **backend_options)
     try:
+        detector.set_thresholds(**(thresholds or {}))
+        in_force = {"thresholds": thresholds_in_force(detector.manifest), "threshold_overrides": dict(thresholds or {})}
         if data.startswith(MNIST_PREFIX):
-            return _mnist(detector, str(model), data[len(MNIST_PREFIX):], digit)
+            return {**_mnist(detector, str(model), data[len(MNIST_PREFIX):], digit), **in_force}
         if data.startswith(IrMnistSpec.PREFIX):
-            return _irmnist(detector, str(model), data)
+            return {**_irmnist(detector, str(model), data), **in_force}
         video = load_video_data(data, splits=("test",))
         if progress is not None:
             progress(0, description=f"scoring {len(video.test)} clips")
@@ -53,7 +59,7 @@ def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess:
     if plots is not None:
         written = write_evaluation_plots(plots, clips, threshold, str(model))
     return {"model": str(model), "data": video.description, "protocol": "frames", **report(clips, smoothing),
-            "plots": [str(path) for path in written]}
+            "plots": [str(path) for path in written], **in_force}
 
 
 def _mnist(detector: Detector, model: str, folder: str, digit: int | None) -> dict[str, Any]:

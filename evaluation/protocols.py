@@ -85,6 +85,10 @@ def clips_fps(clips: list[ClipScores]) -> float | None:
 def report(clips: list[ClipScores], smoothing: int = 9, *, fps: float | None = None) -> dict[str, Any]:
     """Frame-level metrics in every labelled variant, pixel level where masks exist, and decisions.
 
+    ``frame_level`` holds what a camera can run (raw frame scores); ``frame_level_offline`` the
+    variants that need the whole video first (centred smoothing, per-video min–max), which no
+    camera can run and which are reported apart so they are not taken for what deploys.
+
     At the stored threshold, beside F1 and the rates: ``false_alarms_per_hour`` (see
     :func:`~occ.evaluation.metrics.false_alarms_per_hour`, with the ``fps`` it used) and
     ``detection_delay`` (:func:`~occ.evaluation.metrics.detection_delays`). ``fps`` defaults to
@@ -101,8 +105,8 @@ def report(clips: list[ClipScores], smoothing: int = 9, *, fps: float | None = N
     out: dict[str, Any] = {
         "frames": int(labels.size),
         "anomalous_frames": int(labels.sum()),
-        "frame_level": {
-            "raw": _variant(clips, False, 1),
+        "frame_level": {"raw": _variant(clips, False, 1)},  # what a camera runs: each frame scored as it comes
+        "frame_level_offline": {  # needs the whole video first: a centred window, or each video's own min and max
             f"smoothed_{smoothing}": _variant(clips, False, smoothing),
             "per_video_minmax": _variant(clips, True, 1),
             f"per_video_minmax_smoothed_{smoothing}": _variant(clips, True, smoothing),

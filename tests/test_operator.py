@@ -265,8 +265,9 @@ def test_docs_list_every_metric():
     camera.observe(FrameResult(index=0, score=0.1, decision=False, location_scores=np.zeros((1, 1))), 0.01, {"inference": 0.01})
     camera.event_opened()
     camera.sink_error("events.jsonl")
+    camera.running("alocc", "0" * 64, {"tau": 3.2})
     families = {family.name for family in text_string_to_metric_families(metrics.render().decode())}
-    assert len(families) == 13
+    assert len(families) == 15
     documented = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
     for name in families:
         exposed = name + ("_total" if f"{name}_total" in metrics.render().decode() else "")

@@ -23,11 +23,34 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no table
 UsageError = typer.BadParameter.__mro__[1]
 
 
+def _literal_help(command: Any) -> None:
+    """Help texts are plain text: typer's rich mode would read ``[train]`` (``pip install
+    'occ[train]'``) or ``[thresholds]`` as markup and drop it, so every ``[`` of every help text
+    of ``command`` and the commands under it is escaped, once."""
+    from typer.core import HAS_RICH
+
+    if not HAS_RICH or getattr(command, "_occ_literal_help", False):
+        return
+    from rich.markup import escape
+
+    command._occ_literal_help = True
+    for attribute in ("help", "short_help", "epilog"):
+        if getattr(command, attribute, None):
+            setattr(command, attribute, escape(getattr(command, attribute)))
+    for param in getattr(command, "params", []):
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _literal_help(sub)
+
+
 class _OneLineUsageErrors:
     """A usage error (an unknown option, a value out of range) is one line, like every other bad
-    input, instead of click's usage box; exit code 2 as click's."""
+    input, instead of click's usage box; exit code 2 as click's. Help texts are shown as written
+    (:func:`_literal_help`)."""
 
     def main(self, args: Optional[list[str]] = None, *rest: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        _literal_help(self)
         try:
             result = super().main(args, *rest, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except UsageError as exc:
@@ -137,16 +160,18 @@ def _json_default(value: Any) -> Any:
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
-    """Print ``rows`` (dicts) as one table."""
+    """Print ``rows`` (dicts) as one table; titles and cells are plain text (``occ[triton]`` stays)."""
+    from rich.markup import escape
+
     if not rows:
-        console.print(f"{title}: nothing to show", highlight=False)
+        console.print(f"{title}: nothing to show", highlight=False, markup=False)
         return
-    view = Table(title=title)
+    view = Table(title=escape(title))
     columns = columns or list(rows[0])
     for column in columns:
-        view.add_column(column.replace("_", " "))
+        view.add_column(escape(column.replace("_", " ")))
     for row in rows:
-        view.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        view.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
     console.print(view)
 
 

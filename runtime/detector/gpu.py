@@ -233,6 +233,7 @@ class GpuStreamDetector:
         self._key: tuple | None = None
         self._overrides: dict[str, float] = {}
         self._index = 0
+        self.stage_seconds: dict[str, float] = {}  # one fused device pipeline: no separate stages to time
 
     def set_thresholds(self, **values: float) -> None:
         self._overrides.update({name: float(value) for name, value in values.items()})

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from ..scoring.decide import FrameResult
 
@@ -40,7 +40,15 @@ class CameraMetrics:
         self.backend_reconnects: Callable[[], int] = lambda: 0  # a server backend's (Triton); 0 for a local one
         self.scores: deque[float] = deque(maxlen=SCORE_WINDOW)
         self.remote_sinks: list = []  # the camera's SpooledSinks (MQTT, webhook), read at every scrape
+        self.model_details: dict[str, str] = {}
+        self.thresholds: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def running(self, method: str, sha256: str | None, thresholds: dict[str, float]) -> None:
+        """The model and thresholds this camera runs with (``occ_model_info``, ``occ_threshold``)."""
+        self.model_details = {"method": method, "sha256": sha256 or "",
+                              "thresholds": ",".join(f"{name}={value:g}" for name, value in sorted(thresholds.items()))}
+        self.thresholds = dict(thresholds)
 
     def observe(self, result: FrameResult, seconds: float, stages: dict[str, float] | None = None) -> None:
         m, labels = self._m, self.labels
@@ -119,6 +127,10 @@ class _LiveCollector:
         # "quantile" is reserved for summaries; a gauge per percentile of a sliding window is not one
         quantiles = GaugeMetricFamily("occ_score_recent", f"Frame score percentiles over the last {SCORE_WINDOW} frames.",
                                       labels=[*labels, "percentile"])
+        model = InfoMetricFamily("occ_model", "The model each camera runs: method, SHA-256 of the file, thresholds in force.",
+                                 labels=labels)
+        thresholds = GaugeMetricFamily("occ_threshold", "Thresholds in force (ALOCC tau; AVID alpha, zeta): the manifest's or "
+                                       "the overrides the service runs with.", labels=[*labels, "name"])
         for camera in self.metrics.cameras:
             values = [camera.labels["camera"], camera.labels["model"]]
             stats = camera.source_stats() if camera.source_stats else None
@@ -131,7 +143,11 @@ class _LiveCollector:
             backend_reconnects.add_metric(values, camera.backend_reconnects())
             for q, value in (camera.score_quantiles() or {}).items():
                 quantiles.add_metric([*values, f"{q * 100:g}"], value)
-        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable]
+            if camera.model_details:
+                model.add_metric(values, camera.model_details)
+            for name, value in camera.thresholds.items():
+                thresholds.add_metric([*values, name], value)
+        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable, model, thresholds]
 
 
 class _RemoteSinkCollector:

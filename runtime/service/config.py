@@ -30,15 +30,22 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     max_pending = 10000          # event lines held in memory while the log cannot be written
 
     [snapshots]
-    folder = "snapshots"         # JPEG of each event's peak frame with the overlay ("": none)
+    folder = "snapshots"         # JPEG of each event's peak frame with the overlay ("": none), and event clips
     max_files = 200
     max_mb = 200
+    clip_before = 2.0            # event clips (.avi, next to the snapshots): s of frames before the event
+    clip_after = 2.0             # ... and after it closes; both 0: no clips
+    clip_max_s = 30.0            # longest clip, s
+    clip_max_files = 50          # clips kept (oldest removed first)
+    clip_max_mb = 500
+    clip_buffer_mb = 64          # most memory for the frames held before an event (cuts clip_before short)
 
     [overlay]
     video = ""                   # overlay video (.avi) or PNG folder; "{camera}" in it with several cameras
 
     [frames]
     log = ""                     # per-frame JSON lines; "{camera}" in it with several cameras
+    lines = "all"                # all | events: only the frames while an event is open
     max_mb = 100
     backups = 5
 
@@ -72,7 +79,9 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
 
 An unknown key is an error that names the nearest known one; values are checked for type and
 range, output folders for being writable, the metrics port for being free, and no output may be
-an input (the model or a source file).
+an input (the model or a source file). Relative paths (the model, a source file or folder, in
+either form ``clip.mp4`` or ``file://clip.mp4``, and every output) are relative to the
+configuration file.
 """
 from __future__ import annotations
 
@@ -83,9 +92,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
+from urllib.parse import unquote
 
 from ..backends import REGISTRY
-from ..detector import PREPROCESS
+from ..detector import PREPROCESS, refuse_checkpoint
 from ..events import MqttConfig, WebhookConfig, camera_slug, port_problem
 from ..events.mqtt import paho_missing
 from ..files import same_file
@@ -127,8 +137,15 @@ class ServiceConfig:
     snapshots: str = ""
     snapshot_max_files: int = 200
     snapshot_max_mb: float = 200.0
+    clip_before: float = 2.0
+    clip_after: float = 2.0
+    clip_max_s: float = 30.0
+    clip_max_files: int = 50
+    clip_max_mb: float = 500.0
+    clip_buffer_mb: float = 64.0
     overlay_video: str = ""
     frames_log: str = ""
+    frame_lines: str = "all"
     frames_max_mb: float = 100.0
     frames_backups: int = 5
     metrics_port: int = 0
@@ -145,7 +162,14 @@ class ServiceConfig:
         return parse_toml(Path(path))
 
     def check(self, where: str = "configuration") -> "ServiceConfig":
-        """Every value in range, outputs writable and distinct from the inputs, the port free."""
+        """Every value in range, outputs writable and distinct from the inputs, the port free.
+
+        Raises:
+            BackendError: the model is a training checkpoint (one line: export it first).
+            ConfigError: the first problem found.
+        """
+        if self.backend != "triton":
+            refuse_checkpoint(self.model)
         problems = _problems(self)
         if problems:
             raise ConfigError(f"{where}: {problems[0]}")
@@ -172,6 +196,8 @@ def _non_negative(value: float) -> bool:
     return value >= 0
 
 
+FRAME_LINES = ("all", "events")  # per-frame lines: every frame, or the frames while an event is open
+
 KEY = tuple[type, Callable[[Any], bool] | None, Union[str, Callable[[], str]]]  # type, check, what the check wants
 SCHEMA: dict[str, dict[str, KEY]] = {
     "model": {"path": (str, bool, "a model file (or a model name with triton)"),
@@ -186,10 +212,13 @@ SCHEMA: dict[str, dict[str, KEY]] = {
     "events": {"log": (str, bool, "a file"), "open_after": (int, lambda v: v >= 1, ">= 1"), "close_after": (int, lambda v: v >= 1, ">= 1"),
                "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1"),
                "max_pending": (int, lambda v: v >= 1, ">= 1")},
-    "snapshots": {"folder": (str, None, ""), "max_files": (int, lambda v: v >= 1, ">= 1"), "max_mb": (float, _positive, "> 0")},
+    "snapshots": {"folder": (str, None, ""), "max_files": (int, lambda v: v >= 1, ">= 1"), "max_mb": (float, _positive, "> 0"),
+                  "clip_before": (float, _non_negative, ">= 0"), "clip_after": (float, _non_negative, ">= 0"),
+                  "clip_max_s": (float, _positive, "> 0"), "clip_max_files": (int, lambda v: v >= 1, ">= 1"),
+                  "clip_max_mb": (float, _positive, "> 0"), "clip_buffer_mb": (float, _positive, "> 0")},
     "overlay": {"video": (str, None, "")},
-    "frames": {"log": (str, None, ""), "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"),
-               "backups": (int, lambda v: v >= 1, ">= 1")},
+    "frames": {"log": (str, None, ""), "lines": (str, lambda v: v in FRAME_LINES, f"one of {', '.join(FRAME_LINES)}"),
+               "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1")},
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
@@ -202,6 +231,26 @@ SCHEMA["sinks.mqtt"] = {"host": (str, bool, "the broker's address"), "port": (in
                         "username": (str, None, ""), "password_env": (str, None, ""), "tls": (bool, None, ""), **_SPOOLED}
 SCHEMA["sinks.webhook"] = {"url": (str, lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL"),
                            "secret_env": (str, None, ""), **_SPOOLED}
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` (``--threshold``) → ``(name, value)``, checked as the ``[thresholds]`` keys are.
+
+    Raises:
+        ConfigError: an unknown name, a value that is not a number, or one out of range.
+    """
+    name, equals, raw = (part.strip() for part in text.partition("="))
+    known = SCHEMA["thresholds"]
+    if not equals or name not in known:
+        raise ConfigError(f"--threshold {text}: give NAME=VALUE with NAME one of {', '.join(known)}")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"--threshold {text}: {raw!r} is not a number") from None
+    _, check, wants = known[name]
+    if not check(value):
+        raise ConfigError(f"--threshold {text}: {name} must be {wants}")
+    return name, value
 
 
 def _nearest(name: str, known) -> str:
@@ -274,8 +323,11 @@ def parse_toml(path: Path) -> ServiceConfig:
     def relative(value: str) -> str:  # paths in the file are relative to the file
         return value if not value or Path(value).is_absolute() else str(path.parent / value)
 
-    for camera in cameras:  # a file:// URI, like a device, URL or pipeline, is taken as written
-        camera.spec = camera.spec if is_live(camera.spec) or "://" in camera.spec else relative(camera.spec)
+    for camera in cameras:  # a file or folder, as a path or a file:// URI; a device, URL or pipeline is taken as written
+        if camera.spec.startswith("file://"):
+            camera.spec = relative(unquote(camera.spec[len("file://"):]))
+        elif not (is_live(camera.spec) or "://" in camera.spec):
+            camera.spec = relative(camera.spec)
     events, snapshots, frames, metrics = tables["events"], tables["snapshots"], tables["frames"], tables["metrics"]
     config = ServiceConfig(
         model=model["path"] if backend == "triton" else relative(model["path"]), cameras=cameras, backend=backend,
@@ -284,7 +336,11 @@ def parse_toml(path: Path) -> ServiceConfig:
         close_after=events.get("close_after", 5), events_max_mb=events.get("max_mb", 100.0), events_backups=events.get("backups", 5),
         max_pending=events.get("max_pending", 10000), snapshots=relative(snapshots.get("folder", "")),
         snapshot_max_files=snapshots.get("max_files", 200), snapshot_max_mb=snapshots.get("max_mb", 200.0),
+        clip_before=snapshots.get("clip_before", 2.0), clip_after=snapshots.get("clip_after", 2.0),
+        clip_max_s=snapshots.get("clip_max_s", 30.0), clip_max_files=snapshots.get("clip_max_files", 50),
+        clip_max_mb=snapshots.get("clip_max_mb", 500.0), clip_buffer_mb=snapshots.get("clip_buffer_mb", 64.0),
         overlay_video=relative(tables["overlay"].get("video", "")), frames_log=relative(frames.get("log", "")),
+        frame_lines=frames.get("lines", "all"),
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
         metrics_host=metrics.get("host", "127.0.0.1"),
         mqtt=_sink(path, data, tables, "mqtt", MqttConfig, "host", "the broker's address", relative),
@@ -356,6 +412,8 @@ def _problems(config: ServiceConfig) -> list[str]:
         problems.append(f"preprocess {config.preprocess!r} is unknown; one of {', '.join(PREPROCESS)}")
     if config.open_after < 1 or config.close_after < 1:
         problems.append("open_after and close_after must be >= 1")
+    if config.frame_lines not in FRAME_LINES:
+        problems.append(f"frame lines {config.frame_lines!r} is unknown; one of {', '.join(FRAME_LINES)}")
     several = len(config.cameras) > 1
     outputs = {"events log": config.events_log, "snapshots folder": config.snapshots, "overlay": config.overlay_video,
                "frames log": config.frames_log}

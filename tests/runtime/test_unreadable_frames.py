@@ -33,7 +33,7 @@ def test_the_service_skips_broken_frames_and_goes_on(alocc_onnx, tiny_walkway, t
     assert summary.exit_code == 0 and summary.cameras[0].outcome == "finished", summary
     assert summary.cameras[0].frames == 28 and service.source.stats.unreadable == 2
     # every readable frame scored, at its place in the folder (10 frames/s): 1.0 s and 2.0 s are missing
-    timestamps = [json.loads(line)["timestamp"] for line in frames_log.read_text().splitlines()]
+    timestamps = [json.loads(line)["clip_s"] for line in frames_log.read_text().splitlines()]
     assert timestamps == [index / 10 for index in range(30) if index not in (10, 20)]
     # the first broken frame is logged, naming the file; the second, within the minute, only counted
     warnings = [record.getMessage() for record in caplog.records if "unreadable image" in record.getMessage()]
