@@ -108,15 +108,15 @@ def calibration_set(manifest: Manifest, data_spec: str, frames: int = 128, batch
 
 def verification_frames(manifest: Manifest, data_spec: str, frames: int = VERIFY_FRAMES) -> tuple[np.ndarray, str]:
     """``frames`` test frames spread over every test clip of ``data_spec`` (normal and anomalous:
-    decisions near the threshold are where INT8 flips them); footage without test clips: frames
-    of its validation part."""
-    if is_footage(data_spec):
-        data = load_video_data(data_spec, splits=("test", "validation"), size=(manifest.input.height, manifest.input.width))
-    else:
-        data = load_video_data(data_spec, splits=("test",))
-    clips, what = (data.test, "test") if data.test else (data.validation, "validation-part")
+    decisions near the threshold are where INT8 flips them); normal footage without test clips:
+    frames of its validation part (a data set's: of its training clips)."""
+    size = (manifest.input.height, manifest.input.width) if is_footage(data_spec) else None
+    data = load_video_data(data_spec, splits=("test", "validation"), size=size)
+    clips, what = data.test, "test"
     if not clips:
-        raise ExportError(f"{data_spec}: no test clips (nor footage's validation part) to verify the INT8 model on")
+        clips, what = data.validation or load_video_data(data_spec, splits=("train",), size=size).train, "normal"
+    if not clips:
+        raise ExportError(f"{data_spec}: no clips to verify the INT8 model on")
     inputs = spread_frames(manifest, clips, frames)
     return inputs, f"{len(inputs)} {what} frames of {data.description}"
 

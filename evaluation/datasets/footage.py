@@ -12,6 +12,7 @@ import glob
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -36,6 +37,8 @@ IMAGE_FOLDER_FPS = 10.0
 RECORD_BUFFER = 256
 # Frames (or seconds, whichever comes first) the recorder measures the frame rate over before the first clip opens.
 RATE_PROBE_FRAMES, RATE_PROBE_SECONDS = 30, 1.0
+# How long past --minutes a live recording waits for a stream that went away before it stops.
+LIVE_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -427,6 +430,11 @@ def record(source: str, out: str | Path, minutes: float, clip_seconds: float = 6
     writer: _ClipWriter | None = None
     first_time = last_time = None
     with open_source(source, **({"buffer": RECORD_BUFFER} if kind == "live" else {})) as stream:
+        # a live source that stops sending (and keeps reconnecting) must not hold the recording past its time
+        deadline = threading.Timer(limit + LIVE_GRACE_SECONDS, stream.stop) if kind == "live" else None
+        if deadline is not None:
+            deadline.daemon = True
+            deadline.start()
         try:
             for frame in stream:
                 if first_time is None:
@@ -458,6 +466,8 @@ def record(source: str, out: str | Path, minutes: float, clip_seconds: float = 6
         except SourceError as exc:
             raise DatasetError(str(exc)) from None
         finally:
+            if deadline is not None:
+                deadline.cancel()
             if probe:  # shorter than the rate probe: write what came
                 manifest["fps"] = _rate(probe)
                 writer = _ClipWriter(out, 1, 0.0, manifest["fps"], (manifest["height"], manifest["width"]))
