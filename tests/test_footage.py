@@ -91,7 +91,7 @@ def test_every_footage_layout_reads_with_relative_names(tiny_walkway, tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda d: d.mkdir(), "no video files"),
     (lambda d: (d.mkdir(), (d / "broken.avi").write_bytes(b"not a video at all")), "broken.avi: OpenCV cannot open this video"),
-    (lambda d: (d.mkdir(), _empty_video(d / "empty.avi")), "empty.avi: "),
+    (lambda d: (d.mkdir(), _empty_video(d / "empty.avi")), "empty.avi: the video has no decodable frames"),
 ])
 def test_bad_footage_gets_one_line(alocc_onnx, tmp_path, make, message):
     folder = tmp_path / "footage"

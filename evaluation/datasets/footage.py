@@ -424,6 +424,8 @@ def record(source: str, out: str | Path, minutes: float, clip_seconds: float = 6
                 "frames": 0, "seconds": 0.0, "dropped_frames": 0, "clips": []}
 
     def save() -> None:
+        if first_time is not None and last_time is not None and manifest["fps"]:
+            manifest["seconds"] = round(last_time - first_time + 1 / manifest["fps"], 3)
         write_atomic(out / RECORDING, (json.dumps(manifest, indent=2) + "\n").encode())
 
     probe: list = []
@@ -474,8 +476,6 @@ def record(source: str, out: str | Path, minutes: float, clip_seconds: float = 6
                 for item in probe:
                     writer.write(item.image)
                     manifest["frames"] += 1
-            if first_time is not None and last_time is not None:
-                manifest["seconds"] = round(last_time - first_time + 1 / (manifest["fps"] or IMAGE_FOLDER_FPS), 3)
             manifest["dropped_frames"] = stream.stats.dropped
             _finish(writer, manifest, save)
     if not manifest["frames"]:
