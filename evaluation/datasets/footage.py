@@ -307,7 +307,7 @@ def footage_root(spec: str) -> Path | None:
             return train
         return None
     children = [c for c in path.iterdir() if c.is_dir() and ((c / "Train").is_dir() or (c / "Test").is_dir())]
-    return None if len(children) == 1 else path
+    return None if children else path
 
 
 def is_glob(spec: str) -> bool:
