@@ -98,7 +98,7 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError(f"--calib-frames must be >= 1, got {options.calib_frames}")
     if options.calib_data and not options.calib_data.startswith("walkway") and not is_footage(options.calib_data) \
             and not Path(options.calib_data).is_dir():
-        raise ExportUsageError(f"{options.calib_data}: --calib-data must be normal footage (docs/data.md), a data folder (UCSD layout) "
+        raise ExportUsageError(f"{options.calib_data}: --calib-data must be a data folder (UCSD layout), normal footage (docs/data.md) "
                                "or walkway[:options]")
     target = onnx_path_for(source, options)
     if source.suffix == ".onnx" and options.out is not None and options.out.resolve() != source.resolve():
