@@ -19,6 +19,7 @@ from occ.runtime.scoring import alocc_patch_map, alocc_thresholds, avid_threshol
 from occ.runtime.sources import SourceError, open_source, resolve_source
 
 from .datasets.common import Clip, DatasetError
+from .datasets.footage import DEFAULT_SPLIT, Split, is_footage, open_footage, split_footage
 from .datasets.spec import load_video_data
 from .datasets.walkway_day import is_day, open_day
 
@@ -94,13 +95,29 @@ def _source_frames(spec: str, minutes: float, progress: Callable[[], None] | Non
                 break
 
 
-def footage(data: str, minutes: float, progress: Callable[[], None] | None = None) -> tuple[list[Iterable[np.ndarray]], str]:
-    """Normal footage named by ``data``: the training clips of a UCSD-layout folder or a
-    ``walkway`` spec, the stretches of a walkway day with no event in view (each its own clip), or
-    one video file, image folder or live source (``minutes`` of it)."""
+def _counted(frames: Iterable[np.ndarray], progress: Callable[[], None] | None) -> Iterator[np.ndarray]:
+    for frame in frames:
+        yield frame
+        if progress is not None:
+            progress()
+
+
+def footage(data: str, minutes: float, progress: Callable[[], None] | None = None,
+            split: Split = DEFAULT_SPLIT) -> tuple[list[Iterable[np.ndarray]], str]:
+    """Normal footage named by ``data``: the calibration part of footage split by ``split`` (the
+    minutes that training with the same split never saw), the training clips of a UCSD-layout
+    folder or a ``walkway`` spec, the stretches of a walkway day with no event in view (each its
+    own clip), or ``minutes`` of a live source. Frames are streamed."""
+    if is_day(Path(data)):  # a day's folder holds videos too, but its events must stay out
+        return open_day(Path(data)).normal_runs(), data
+    if is_footage(data):
+        recorded = open_footage(data)
+        pieces = [piece for piece in split_footage(recorded, split) if piece.part == "calibration"]
+        if not pieces:
+            raise DatasetError(f"{data}: the calibration part of the split ({split} %) holds no frames")
+        spans = ", ".join(f"{row['file']} {row['from']}-{row['to']}" for row in (piece.row() for piece in pieces))
+        return [_counted(piece.file.read(piece.first, piece.stop), progress) for piece in pieces], f"{recorded.description} {spans}"
     path = Path(data)
-    if is_day(path):
-        return open_day(path).normal_runs(), data
     ucsd_like = path.is_dir() and ((path / "Train").is_dir() or any(p.is_dir() for p in path.iterdir()))
     if data.startswith("walkway") or ucsd_like:
         clips: list[Clip] = load_video_data(data, splits=("train",)).train
@@ -113,12 +130,12 @@ def footage(data: str, minutes: float, progress: Callable[[], None] | None = Non
 
 
 def calibrate_model(model: str | Path, data: str, false_alarm_rate: float = 0.01, minutes: float = 5.0, backend: str = "ort-cpu",
-                    progress: Callable[[], None] | None = None) -> CalibrationResult:
+                    progress: Callable[[], None] | None = None, split: Split = DEFAULT_SPLIT) -> CalibrationResult:
     """``occ calibrate``: new thresholds for ``model`` from the normal footage ``data``, stored
     with the model (the old values go to its threshold history)."""
     detector = open_detector(str(model), backend)
     try:
-        clips, name = footage(data, minutes, progress)
+        clips, name = footage(data, minutes, progress, split)
         result = thresholds_from_footage(detector, clips, false_alarm_rate, f"{name} (normal)")
     finally:
         detector.close()

@@ -49,6 +49,8 @@ def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess:
         if data.startswith(IrMnistSpec.PREFIX):
             return {**_irmnist(detector, str(model), data), **in_force}
         video = load_video_data(data, splits=("test",))
+        if not video.test:
+            raise DatasetError(f"{data}: no labelled Test/ clips to evaluate on (normal footage alone has no anomalies; docs/data.md)")
         if progress is not None:
             progress(0, description=f"scoring {len(video.test)} clips")
         clips = score_clips(detector, video.test, progress=progress)

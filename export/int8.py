@@ -38,6 +38,7 @@ from typing import Iterator
 import numpy as np
 import onnx
 
+from occ.evaluation.datasets.footage import is_footage
 from occ.evaluation.datasets.spec import load_video_data
 from occ.runtime.detector import graph_feed
 from occ.runtime.files import write_atomic
@@ -85,29 +86,39 @@ def spread_frames(manifest: Manifest, clips, frames: int) -> np.ndarray:
 
 
 def calibration_set(manifest: Manifest, data_spec: str, frames: int = 128, batch_frames: int = 4) -> CalibrationSet:
-    """``frames`` frames spread evenly over the normal (training) clips of ``data_spec``, as
-    ``[{"patches"|"frames": array}, ...]`` of ``batch_frames`` frames each (equal batches: the
-    histogram calibrators stack them)."""
+    """``frames`` frames spread evenly over the normal clips of ``data_spec`` (a data set's training
+    clips, footage's calibration part), as ``[{"patches"|"frames": array}, ...]`` of ``batch_frames``
+    frames each (equal batches: the histogram calibrators stack them)."""
     if frames < 1:
         raise ExportError(f"calibration needs at least one frame, got {frames}")
-    data = load_video_data(data_spec, splits=("train",))
-    if not data.train:
-        raise ExportError(f"{data_spec}: no normal (training) clips to calibrate INT8 on")
-    inputs = spread_frames(manifest, data.train, frames)
+    if is_footage(data_spec):
+        data = load_video_data(data_spec, splits=("calibration",), size=(manifest.input.height, manifest.input.width))
+        normal, what = data.calibration, "calibration part of the footage"
+    else:
+        data = load_video_data(data_spec, splits=("train",))
+        normal, what = data.train, "normal training frames"
+    if not normal:
+        raise ExportError(f"{data_spec}: no normal clips to calibrate INT8 on")
+    inputs = spread_frames(manifest, normal, frames)
     batch_frames = max(1, min(batch_frames, len(inputs)))
     inputs = inputs[:len(inputs) - len(inputs) % batch_frames]
     batches = [graph_feed(inputs[start:start + batch_frames], manifest) for start in range(0, len(inputs), batch_frames)]
-    return CalibrationSet(f"{data.description}, {len(inputs)} normal training frames", len(inputs), batches)
+    return CalibrationSet(f"{data.description}, {len(inputs)} frames of its {what}", len(inputs), batches)
 
 
 def verification_frames(manifest: Manifest, data_spec: str, frames: int = VERIFY_FRAMES) -> tuple[np.ndarray, str]:
     """``frames`` test frames spread over every test clip of ``data_spec`` (normal and anomalous:
-    decisions near the threshold are where INT8 flips them)."""
-    data = load_video_data(data_spec, splits=("test",))
-    if not data.test:
-        raise ExportError(f"{data_spec}: no test clips to verify the INT8 model on")
-    inputs = spread_frames(manifest, data.test, frames)
-    return inputs, f"{len(inputs)} test frames of {data.description}"
+    decisions near the threshold are where INT8 flips them); normal footage without test clips:
+    frames of its validation part (a data set's: of its training clips)."""
+    size = (manifest.input.height, manifest.input.width) if is_footage(data_spec) else None
+    data = load_video_data(data_spec, splits=("test", "validation"), size=size)
+    clips, what = data.test, "test"
+    if not clips:
+        clips, what = data.validation or load_video_data(data_spec, splits=("train",), size=size).train, "normal"
+    if not clips:
+        raise ExportError(f"{data_spec}: no clips to verify the INT8 model on")
+    inputs = spread_frames(manifest, clips, frames)
+    return inputs, f"{len(inputs)} {what} frames of {data.description}"
 
 
 def boundary_convolutions(model: onnx.ModelProto) -> list[str]:

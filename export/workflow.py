@@ -72,6 +72,8 @@ def parse_batch(text: str) -> tuple[int, int, int]:
 
 def check_options(source: Path, options: ExportOptions) -> None:
     """Refuse what cannot work before any file is written or any training is loaded."""
+    from occ.evaluation.datasets.footage import is_footage
+
     if not source.is_file():
         raise ExportUsageError(f"{source}: file not found")
     if source.suffix not in (".pt", ".onnx"):
@@ -98,8 +100,10 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError("--calib-data goes with --int8")
     if options.calib_frames < 1:
         raise ExportUsageError(f"--calib-frames must be >= 1, got {options.calib_frames}")
-    if options.calib_data and not options.calib_data.startswith("walkway") and not Path(options.calib_data).is_dir():
-        raise ExportUsageError(f"{options.calib_data}: --calib-data must be a data folder (UCSD layout) or walkway[:options]")
+    if options.calib_data and not options.calib_data.startswith("walkway") and not is_footage(options.calib_data) \
+            and not Path(options.calib_data).is_dir():
+        raise ExportUsageError(f"{options.calib_data}: --calib-data must be a data folder (UCSD layout), normal footage (docs/data.md) "
+                               "or walkway[:options]")
     target = onnx_path_for(source, options)
     if source.suffix == ".onnx" and options.out is not None and options.out.resolve() != source.resolve():
         raise ExportUsageError(f"{source}: --out applies to a checkpoint's export; the ONNX model given is used as it is")

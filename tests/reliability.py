@@ -154,7 +154,7 @@ PROBES: list[Probe] = [
     Probe("data", "generate onto an existing file", ["data", "generate", "{dir}/file"], 2, "exists and is not a folder", _write("file", "x")),
     Probe("data", "a frame height out of range", ["data", "generate", "{dir}/w", "--height", "5"], 2, "Invalid value for '--height'"),
     Probe("data", "info on a folder that does not exist", ["data", "info", "{dir}/nothing"], 2, "no such data folder"),
-    Probe("data", "info on a folder without Train/ or Test/", ["data", "info", "{dir}"], 2, "no Train/ or Test/ folder"),
+    Probe("data", "info on a folder without footage, Train/ or Test/", ["data", "info", "{dir}"], 2, "no video files"),
     Probe("data", "a UCSD frame that is not an image", ["data", "info", "{dir}/ucsd"], 2, "unreadable image",
           _ucsd_damaged(lambda root: (root / "Test" / "Test001" / "005.tif").write_bytes(b"garbage"))),
     Probe("data", "a UCSD pixel mask missing", ["data", "info", "{dir}/ucsd"], 2, "11 masks for 12 frames",
@@ -293,6 +293,11 @@ PROBES: list[Probe] = [
           "--digits must be digits 0-9"),
     Probe("bench", "a walkway benchmark for a method that does not exist", ["bench", "walkway", "--method", "gan", "--out", "{dir}/w"], 2,
           "method must be alocc or avid"),
+    # ---- footage ------------------------------------------------------------------------------------
+    Probe("data", "record into a folder that holds other files", ["data", "record", "{dir}/clip.avi", "--out", "{dir}", "--minutes", "1"], 2,
+          "not empty; record into a new or empty folder", _write("clip.avi", "x")),
+    Probe("data", "footage split that does not sum to 100", ["data", "info", "walkway", "--split", "70/10/10"], 2,
+          "percentages summing to 100"),
 ]
 
 

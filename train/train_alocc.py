@@ -147,8 +147,10 @@ class AloccData:
     irregular_clean: np.ndarray | None = None  # (M, C, s, s) the normal patches they were made from
 
 
-def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset: dict[str, Any] | None = None) -> AloccData:
-    """Patches from normal clips; the last clips (``val_fraction``) are held out for validation."""
+def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset: dict[str, Any] | None = None,
+               validation: list[Clip] | None = None) -> AloccData:
+    """Patches from normal clips; ``validation`` clips (footage's validation part) are held out, or
+    else the last clips (``val_fraction``)."""
     check_config(config, "video")
     spec = InputSpec(height=config.height, width=config.width, channels=TEMPORAL_CHANNELS[config.temporal], temporal=config.temporal)
     patch_spec = PatchSpec(size=config.patch_size, stride=config.stride)
@@ -157,10 +159,12 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset
     except ManifestError as exc:
         raise ValueError(str(exc)) from None
     grid = PatchGrid.from_spec(patch_spec, spec)
+    if validation:
+        clips = [*clips, *validation]
     stacked = [preprocess_clip(clip.frames, spec) for clip in clips]
     per_clip = [grid.extract_clip(frames) for frames in stacked]
     if len(per_clip) >= 2:
-        n_val = max(1, round(config.val_fraction * len(per_clip)))
+        n_val = len(validation) if validation else max(1, round(config.val_fraction * len(per_clip)))
         train_frames, val_frames = np.concatenate(per_clip[:-n_val]), np.concatenate(per_clip[-n_val:])
         train_stacked = stacked[:-n_val]
         val_names = [c.name for c in clips[-n_val:]]

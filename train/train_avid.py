@@ -189,15 +189,19 @@ class AvidData:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset: dict[str, Any] | None = None) -> AvidData:
+def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset: dict[str, Any] | None = None,
+               validation: list[Clip] | None = None) -> AvidData:
     """Normal clips as averaged-frame sequences (the reference's :func:`normalized_averages`, which
-    the triplets are cut from); the last clips (``val_fraction``) are held out."""
+    the triplets are cut from); ``validation`` clips (footage's validation part) are held out, or
+    else the last clips (``val_fraction``)."""
     check_config(config, "video")
+    if validation:
+        clips = [*clips, *validation]
     spec = InputSpec(height=config.height, width=config.width, channels=3, temporal="avid_triplet")
     sequences = [normalized_averages(clip.frames, spec) for clip in clips]
     rows = [(c, t) for c, sequence in enumerate(sequences) for t in range(len(sequence))]
     if len(sequences) >= 2:
-        n_val = max(1, round(config.val_fraction * len(sequences)))
+        n_val = len(validation) if validation else max(1, round(config.val_fraction * len(sequences)))
         first_val = len(sequences) - n_val
         train_rows = [r for r in rows if r[0] < first_val]
         val_rows = [r for r in rows if r[0] >= first_val]

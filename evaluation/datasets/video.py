@@ -13,7 +13,7 @@ from occ.runtime.sources.files import read_image as read_source_image
 
 from .common import DatasetError
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "read_image", "read_image_folder", "read_video", "write_video"]
+__all__ = ["IMAGE_SUFFIXES", "list_images", "read_image", "read_image_folder", "open_video_writer", "read_video", "write_video"]
 
 
 def read_image(path: Path, flags: int = cv2.IMREAD_GRAYSCALE) -> np.ndarray:
@@ -63,15 +63,20 @@ def read_video(path: str | Path, gray: bool = True) -> Iterator[np.ndarray]:
         capture.release()
 
 
+def open_video_writer(path: str | Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    """A BGR video writer for ``size`` ``(height, width)`` frames: MJPG AVI, which every OpenCV build reads."""
+    path = Path(path)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (size[1], size[0]), True)
+    if not writer.isOpened():
+        raise DatasetError(f"{path}: OpenCV cannot write this video")
+    return writer
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 10.0) -> Path:
     """Write gray or BGR uint8 frames as an MJPG AVI (readable by every OpenCV build)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    first = frames[0]
-    height, width = first.shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height), True)
-    if not writer.isOpened():
-        raise DatasetError(f"{path}: OpenCV cannot write this video")
+    writer = open_video_writer(path, fps, frames[0].shape[:2])
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame)
     writer.release()

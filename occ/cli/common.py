@@ -17,6 +17,9 @@ err_console = Console(stderr=True)
 # Options every command that reports a result takes, with one meaning everywhere.
 JsonOption = Annotated[Optional[Path], typer.Option("--json", metavar="PATH", help="Also write the result as JSON to PATH ('-': standard output).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no table (errors still go to standard error).")]
+SplitOption = Annotated[str, typer.Option("--split", metavar="TRAIN/VAL/CALIB", help="Footage only: percent of its time for training, "
+                                                                                      "validation and calibration, in that order of time. "
+                                                                                      "Give train and calibrate the same split.")]
 
 
 # click's UsageError, whichever click typer runs on (typer 0.2x vendors its own): BadParameter's parent

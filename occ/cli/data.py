@@ -1,4 +1,4 @@
-"""``occ data``: generate the built-in walkway, summarize a data set."""
+"""``occ data``: generate the built-in walkway, record footage, summarize a data set."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import JsonOption, OneLineGroup, QuietOption, one_line_errors, progress_bar, report, table
+from .common import JsonOption, OneLineGroup, QuietOption, SplitOption, one_line_errors, progress_bar, report, table
 
 app = typer.Typer(help="Generate and inspect data sets.", no_args_is_help=True, cls=OneLineGroup)
 
@@ -59,13 +59,53 @@ def generate(
 
 @app.command("info")
 def info(
-    spec: Annotated[str, typer.Argument(help="Data spec: a UCSD-layout folder, or 'walkway[:key=value,...]'.")],
+    spec: Annotated[str, typer.Argument(help="Data spec: footage (an occ data record folder, a video file, 'videos/*.mp4', a folder of "
+                                             "videos or image folders), a UCSD-layout folder, or 'walkway[:key=value,...]' "
+                                             "(docs/data.md).")],
+    split: SplitOption = "70/10/20",
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Summarize a data set: clips, frames, anomalous frames, pixel masks."""
+    """Summarize data: clips, frames, anomalous frames, pixel masks; footage by the minutes of each part of its split."""
+    from occ.evaluation.datasets.footage import Split
     from occ.evaluation.datasets.spec import describe_data
 
     with one_line_errors():
-        result = describe_data(spec)
+        result = describe_data(spec, Split.parse(split))
     report(result, json_path, quiet, _show)
+
+
+@app.command("record")
+def record(
+    source: Annotated[str, typer.Argument(help="What to record, any source occ run reads: a video file or image folder, rtsp:// or "
+                                               "http:// URL, /dev/videoN, csi://N, or a GStreamer pipeline ending in appsink.")],
+    out: Annotated[Path, typer.Option(help="New or empty folder for the clips (clip-NNNN.avi, MJPG) and recording.json; a folder "
+                                           "with anything in it is refused (nothing is overwritten or appended to).")],
+    minutes: Annotated[float, typer.Option(min=0.001, help="Minutes to record: of the file's own time, or of wall-clock time live. "
+                                                            "A file shorter than this is recorded whole.")],
+    clip_seconds: Annotated[float, typer.Option(min=1.0, help="Length of each clip file, seconds of footage.")] = 60.0,
+    camera: Annotated[Optional[str], typer.Option(help="Camera name for recording.json. Default: the source (a URL without "
+                                                       "its user name and password, a file's name).")] = None,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Record normal footage from a camera or file into fixed-length clips and a manifest (camera, start time, fps, size, clips)."""
+    from occ.evaluation.datasets.footage import record as record_footage
+
+    with one_line_errors(), progress_bar(f"recording {source}", total=int(round(minutes * 60)), disable=quiet) as advance:
+        done = 0
+
+        def seconds(elapsed: float) -> None:
+            nonlocal done
+            if int(elapsed) > done:
+                advance(int(elapsed) - done)
+                done = int(elapsed)
+
+        result = record_footage(source, out, minutes, clip_seconds, camera, progress=seconds)
+
+    def show(manifest: dict) -> None:
+        table(f"{out}: {manifest['seconds']:g} s of {manifest['camera']} from {manifest['start_time']}, {manifest['fps']:g} fps, "
+              f"{manifest['width']}x{manifest['height']}, {manifest['dropped_frames']} frames dropped",
+              [{"clip": c["file"], "start (s)": c["start_seconds"], "frames": c["frames"]} for c in manifest["clips"]])
+
+    report(result, json_path, quiet, show)

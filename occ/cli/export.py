@@ -16,14 +16,15 @@ def export(
     model: Annotated[Path, typer.Argument(help="A checkpoint from `occ train` (.pt), or an exported model (.onnx): then no torch is needed.")],
     out: Annotated[Optional[Path], typer.Option(help="ONNX file to write from a checkpoint (default: beside it, .onnx).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
-    data: Annotated[Optional[str], typer.Option(help="Verify on the first frames of this data spec's test clips instead of the "
-                                                     "samples stored in the checkpoint.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Verify on the first frames of this data spec's test clips (normal footage: "
+                                                     "of its validation part) instead of the samples stored in the checkpoint.")] = None,
     tolerance: Annotated[float, typer.Option(help="Largest |score difference| allowed between PyTorch and ONNX Runtime.")] = 1e-4,
     fp16: Annotated[bool, typer.Option(help="Also write <name>.fp16.onnx (FP16 bodies, FP32 islands), verified against FP32.")] = False,
     int8: Annotated[bool, typer.Option(help="Also write <name>.int8.onnx (explicit Q/DQ INT8 convolutions, FP32 islands), calibrated on "
                                             "--calib-data and verified against FP32; with --engine the engine is built from it.")] = False,
-    calib_data: Annotated[Optional[str], typer.Option(help="Data spec whose normal (training) clips calibrate --int8: a UCSD-layout "
-                                                           "folder or walkway[:options].")] = None,
+    calib_data: Annotated[Optional[str], typer.Option(help="Normal data that calibrates --int8: footage (its calibration part, the last "
+                                                           "20 %; docs/data.md), a UCSD-layout folder (its Train clips; Test/ not needed) "
+                                                           "or walkway[:options].")] = None,
     calib_frames: Annotated[int, typer.Option(help="Normal frames to calibrate --int8 on, spread over the clips.")] = 128,
     engine: Annotated[bool, typer.Option(help="Also build a TensorRT engine <name>.engine (+ .engine.json): FP16, or INT8 with --int8; "
                                               "needs TensorRT.", rich_help_panel=TENSORRT)] = False,

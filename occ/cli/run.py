@@ -10,7 +10,7 @@ import typer
 from occ.runtime.backends import REGISTRY
 from occ.runtime.sources import SOURCE_FORMS
 
-from .common import JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table
+from .common import JsonOption, QuietOption, SplitOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table
 
 BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
 PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
@@ -248,21 +248,24 @@ def evaluate(
 
 def calibrate(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx, or .engine): its manifest gets the new thresholds.")],
-    data: Annotated[str, typer.Option(help="New normal footage: a UCSD-layout folder (its Train clips), 'walkway[:opts]', or a "
-                                           f"source ({SOURCE_FORMS}); live sources for --minutes.")],
+    data: Annotated[str, typer.Option(help="New normal footage: footage (an occ data record folder, a video file, 'videos/*.mp4', a folder "
+                                           "of videos or image folders; its calibration part by --split), a UCSD-layout folder (its Train "
+                                           f"clips), 'walkway[:opts]', a walkway day, or a live source ({SOURCE_FORMS}).")],
     minutes: Annotated[float, typer.Option(min=0.05, help="Live sources: minutes of footage to collect.")] = 5.0,
     false_alarm_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Share of these normal frames that fire at the new thresholds.")] = 0.01,
+    split: SplitOption = "70/10/20",
     backend: Backend = "ort-cpu",
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Recompute thresholds (ALOCC τ; AVID α, ζ) on new normal footage; the old values go to the history."""
     from occ.evaluation.calibration import calibrate_model
+    from occ.evaluation.datasets.footage import Split
 
     _backend_options(backend, None)
     check_outputs({"--json": json_path}, {"model": model, "data": data})
     with one_line_errors(), progress_bar(f"collecting normal frames from {data}", disable=quiet) as advance:
-        result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance)
+        result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance, split=Split.parse(split))
     from occ.runtime.scoring import threshold_warnings
 
     payload = {"model": str(model), "frames": result.frames, "written": str(result.written),

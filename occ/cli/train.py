@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import OneLineGroup, console, err_console, fail, one_line_errors
+from .common import OneLineGroup, SplitOption, console, err_console, fail, one_line_errors, table
 
 app = typer.Typer(help="Train a detector on normal data (needs the train extra: pip install 'occ[train]').", no_args_is_help=True,
                   cls=OneLineGroup)
@@ -70,7 +70,9 @@ def _relaunch_on_devices(devices: int) -> None:
 
 @app.command("alocc")
 def alocc(
-    data: Annotated[str, typer.Option(help="Normal training data: a UCSD-layout folder, 'walkway[:opts]', or 'mnist:FOLDER' (MNIST IDX files).")],
+    data: Annotated[str, typer.Option(help="Normal training data: footage (an occ data record folder, a video file, 'videos/*.mp4', a "
+                                           "folder of videos; split by --split), a UCSD-layout folder, 'walkway[:opts]', or 'mnist:FOLDER' "
+                                           "(MNIST IDX files). docs/data.md shows each layout.")],
     out: Out,
     recipe: Recipe = None,
     digit: Annotated[int, typer.Option(min=0, max=9, help="mnist: only: the normal digit.")] = 0,
@@ -82,20 +84,23 @@ def alocc(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     false_alarm_rate: FalseAlarms = 0.01,
+    split: SplitOption = "70/10/20",
     devices: Devices = 1,
     seed: Seed = 0,
 ) -> None:
     """Train ALOCC (reconstructor R + discriminator D) on normal data; τ from held-out normal frames."""
     _relaunch_on_devices(devices)
     _check_writable(out)
+    from occ.evaluation.datasets.footage import Split
     from occ.train.workflow import train_alocc_from
 
     with one_line_errors():
-        manifest = train_alocc_from(data, out, recipe, digit, console, false_alarm_rate=false_alarm_rate, seed=seed,
+        manifest = train_alocc_from(data, out, recipe, digit, console, split=Split.parse(split), false_alarm_rate=false_alarm_rate, seed=seed,
                                     **_settings(height=height, width=width, patch_size=patch_size, stride=stride,
                                                 base_width=base_width, epochs=epochs, batch_size=batch_size))
     if manifest is None:  # a torchrun rank other than 0
         return
+    _show_footage_split(manifest)
     tau = manifest.thresholds["tau"]
     console.print(f"wrote {out}: tau = {tau.value:.4f} at {tau.target_false_alarm_rate:.1%} false alarms on {tau.n_samples} "
                   "held-out normal frames", highlight=False)
@@ -104,9 +109,10 @@ def alocc(
 
 @app.command("avid")
 def avid(
-    data: Annotated[str, typer.Option(help="Normal training data: a UCSD-layout folder, 'walkway[:opts]', or "
+    data: Annotated[str, typer.Option(help="Normal training data: footage (an occ data record folder, a video file, 'videos/*.mp4', a "
+                                           "folder of videos; split by --split), a UCSD-layout folder, 'walkway[:opts]', or "
                                            "'irmnist:FOLDER[:grids=5000,digit=3,test_grids=1000]' (IR-MNIST grids from the MNIST "
-                                           "IDX files in FOLDER).")],
+                                           "IDX files in FOLDER). docs/data.md shows each layout.")],
     out: Out,
     recipe: Recipe = None,
     height: Annotated[Optional[int], typer.Option(min=8, help="Input height after resize, pixels, a multiple of the region cell. "
@@ -120,22 +126,33 @@ def avid(
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     false_alarm_rate: FalseAlarms = 0.01,
+    split: SplitOption = "70/10/20",
     devices: Devices = 1,
     seed: Seed = 0,
 ) -> None:
     """Train AVID (U-Net inpainter I + fully convolutional detector D) on normal video or images; α and ζ from held-out normal frames."""
     _relaunch_on_devices(devices)
     _check_writable(out)
+    from occ.evaluation.datasets.footage import Split
     from occ.train.workflow import train_avid_from
 
     with one_line_errors():
-        manifest = train_avid_from(data, out, recipe, console, false_alarm_rate=false_alarm_rate, seed=seed,
+        manifest = train_avid_from(data, out, recipe, console, split=Split.parse(split), false_alarm_rate=false_alarm_rate, seed=seed,
                                    **_settings(height=height, width=width, base_width=base_width, region_memory=region_memory,
                                                epochs=epochs, batch_size=batch_size))
     if manifest is None:
         return
+    _show_footage_split(manifest)
     console.print(f"wrote {out}: alpha = {manifest.threshold('alpha'):.4f}, zeta = {manifest.threshold('zeta'):.4f}", highlight=False)
     _warn_thresholds(manifest)
+
+
+def _show_footage_split(manifest: Any) -> None:
+    """Which minutes of which file went to training, validation and calibration (footage only)."""
+    dataset = manifest.training.get("dataset") or {}
+    if dataset.get("kind") == "footage":
+        table(f"{dataset['spec']}: split {dataset['split']} % by time (occ calibrate with the same --split uses the calibration part)",
+              [{key: row[key] for key in ("part", "file", "from", "to", "frames")} for row in dataset["pieces"]])
 
 
 def _warn_thresholds(manifest: Any) -> None:

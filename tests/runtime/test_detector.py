@@ -104,7 +104,8 @@ def test_calibrate_command_updates_the_embedded_manifest(alocc_onnx, tiny_walkwa
     os.chmod(model, 0o644)
     video = write_video(tmp_path / "normal.avi", tiny_walkway.train[0].frames)
     before = read_manifest(model).threshold("tau")
-    result = invoke("calibrate", model, "--data", video, "--false-alarm-rate", "0.2", "--json", tmp_path / "calibration.json")
+    # --split 0/0/100: the whole video is calibration footage (by default only its last 20 %)
+    result = invoke("calibrate", model, "--data", video, "--false-alarm-rate", "0.2", "--split", "0/0/100", "--json", tmp_path / "calibration.json")
     assert result.exit_code == 0, result.output
     manifest = read_manifest(model)
     assert manifest.threshold("tau") != before
@@ -114,7 +115,7 @@ def test_calibrate_command_updates_the_embedded_manifest(alocc_onnx, tiny_walkwa
     report = json.loads((tmp_path / "calibration.json").read_text())
     assert report["thresholds"]["tau"]["value"] == manifest.threshold("tau")
     assert report["warnings"] == []  # 30 frames at 20 %: 6 beyond the threshold, enough
-    again = invoke("calibrate", model, "--data", video, "--false-alarm-rate", "0.01", "--quiet")
+    again = invoke("calibrate", model, "--data", video, "--false-alarm-rate", "0.01", "--split", "0/0/100", "--quiet")
     assert again.exit_code == 0 and "warning: tau was set at 1.0% false alarms from only 30 normal frames" in again.output
     write_manifest(model, manifest)  # back to 20 % for the check below
     # the new threshold flags about 20 % of the calibration frames (as decoded from the video)
