@@ -254,8 +254,10 @@ def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, fol
     if seen:
         raise ValueError(f"{model}: trained on {', '.join(seen)}, which fold {fold} of {folds} holds out")
     config = manifest.training.get("config", {})
-    result.update(model=str(model), trained_on_clips=trained_on, seed=config.get("seed", seed), recipe=config.get("recipe", recipe),
-                  validation_clips=manifest.training.get("validation_clips"))
+    result.update(model=str(model), trained_on_data=manifest.training.get("data"), trained_on_clips=trained_on,
+                  validation_clips=manifest.training.get("validation_clips"), seed=config.get("seed", seed),
+                  recipe=config.get("recipe", recipe), stored_thresholds={k: t.value for k, t in manifest.thresholds.items()})
+    result.setdefault("train_seconds", manifest.training.get("seconds"))
     detector = open_detector(str(model))
     try:
         held = score_clips(detector, load_ucsd(data, "train", clips=list(held_out)))
