@@ -30,7 +30,7 @@ from rich.console import Console
 
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.common import DatasetError
-from occ.evaluation.datasets.ucsd import find_ucsd_root, load_ucsd
+from occ.evaluation.datasets.ucsd import clip_names, find_ucsd_root, load_ucsd
 from occ.evaluation.folds import fold_table, leave_clips_out, training_clip_folds
 from occ.evaluation.metrics import poisson_rate_interval
 from occ.evaluation.protocols import ClipScores, alarm_counts, delay_text, false_alarms_text, report, score_clips
@@ -202,9 +202,7 @@ def holdout_view(data: str, fold: int, folds: int, workdir: Path) -> tuple[Path,
     them unseen."""
     root = find_ucsd_root(data)
     train_dir = root / "Train"
-    names = sorted(d.name for d in train_dir.iterdir() if d.is_dir() and d.name.startswith("Train")) if train_dir.is_dir() else []
-    if not names:
-        raise DatasetError(f"{train_dir}: no TrainNNN clip folders to hold out")
+    names = clip_names(root, "train")
     if not 0 <= fold < folds:
         raise ValueError(f"--holdout-fold must be in 0..{folds - 1} with --holdout-folds {folds}, got {fold}")
     held_out = training_clip_folds(names, folds)[fold]

@@ -136,6 +136,9 @@ def test_a_model_trained_on_a_held_out_clip_is_refused(eight_clip_walkway, alocc
 def test_holdout_errors_are_one_line(eight_clip_walkway, alocc_onnx, tmp_path):
     result, _ = _fold(tmp_path, eight_clip_walkway, alocc_onnx, 5)
     assert result.exit_code == 2 and "--holdout-fold must be in 0..3" in result.output
+    (tmp_path / "no_train" / "Test").mkdir(parents=True)
+    result = CliRunner().invoke(app, ["ped2", "--data", str(tmp_path / "no_train"), "--model", str(alocc_onnx), "--holdout-fold", "0"])
+    assert result.exit_code == 2 and f"{tmp_path / 'no_train' / 'Train'}: folder not found" in result.output
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     result = CliRunner().invoke(app, ["ped2-holdout-summary", str(bad)])
