@@ -36,9 +36,9 @@ from occ.evaluation.metrics import poisson_rate_interval
 from occ.evaluation.protocols import ClipScores, alarm_counts, delay_text, false_alarms_text, report, score_clips
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
-from occ.runtime.service.config import ServiceConfig
 
-from .training_runs import machine, source_commit
+from .day import commit, service_tracker
+from .training_runs import machine
 
 SIZES = {
     "cpu": {"alocc": dict(height=120, width=180, patch_size=32, stride=16, epochs=5),
@@ -158,8 +158,8 @@ def markdown(result: dict[str, Any]) -> str:
              "| scoring | micro AUC | macro AUC | EER | micro AUC, smoothed 9 | EER, smoothed 9 | micro AUC, per-video min–max |",
              "|---|---|---|---|---|---|---|"]
     for name, metrics in result["variants"].items():
-        fl = metrics["frame_level"]
-        raw, smooth, mm = fl["raw"], fl["smoothed_9"], fl["per_video_minmax"]
+        offline = metrics["frame_level_offline"]
+        raw, smooth, mm = metrics["frame_level"]["raw"], offline["smoothed_9"], offline["per_video_minmax"]
         lines.append(f"| {name} | {raw['micro_auc']:.3f} | {raw['macro_auc']:.3f} | {raw['eer']:.1%} | "
                      f"{smooth['micro_auc']:.3f} | {smooth['eer']:.1%} | {mm['micro_auc']:.3f} |")
     text = "\n".join(lines) + "\n\n" + operator_line(result["variants"]["deployed"]) + "\n"
@@ -238,7 +238,7 @@ def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, fol
                "--holdout-fold", str(fold), "--holdout-folds", str(folds), "--out", str(workdir)]
     result: dict[str, Any] = {"method": method, "size": size, "recipe": recipe, "data": data, "seed": seed,
                               "fold": fold, "folds": folds, "held_out_clips": list(held_out),
-                              "date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": source_commit()}
+                              "date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit()}
     if model is None:
         model_path, seconds = train(method, str(view), size, workdir, seed, recipe)
         result["train_seconds"] = round(seconds)
@@ -265,7 +265,8 @@ def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, fol
     fps = held[0].fps
     if fps is None:
         raise DatasetError(f"{data}: the frame rate is unknown (not a UCSD Ped folder), so alarms per hour cannot be counted")
-    rule = dict(open_after=ServiceConfig.open_after, close_after=ServiceConfig.close_after)
+    tracker = service_tracker(manifest)
+    rule = dict(open_after=tracker.open_after, close_after=tracker.close_after)
     result["alarms"] = {scope: alarm_counts(clips, fps, **rule)
                         for scope, clips in zip(HOLDOUT_SCOPES, (held, test, held + test))}
     result["test_report"] = report(test)

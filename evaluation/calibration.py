@@ -20,6 +20,7 @@ from occ.runtime.sources import SourceError, open_source, resolve_source
 
 from .datasets.common import Clip, DatasetError
 from .datasets.spec import load_video_data
+from .datasets.walkway_day import is_day, open_day
 
 BATCH = 32
 
@@ -95,8 +96,11 @@ def _source_frames(spec: str, minutes: float, progress: Callable[[], None] | Non
 
 def footage(data: str, minutes: float, progress: Callable[[], None] | None = None) -> tuple[list[Iterable[np.ndarray]], str]:
     """Normal footage named by ``data``: the training clips of a UCSD-layout folder or a
-    ``walkway`` spec, or one video file, image folder or live source (``minutes`` of it)."""
+    ``walkway`` spec, the stretches of a walkway day with no event in view (each its own clip), or
+    one video file, image folder or live source (``minutes`` of it)."""
     path = Path(data)
+    if is_day(path):
+        return open_day(path).normal_runs(), data
     ucsd_like = path.is_dir() and ((path / "Train").is_dir() or any(p.is_dir() for p in path.iterdir()))
     if data.startswith("walkway") or ucsd_like:
         clips: list[Clip] = load_video_data(data, splits=("train",)).train

@@ -29,11 +29,13 @@ def default_file_mode() -> int:
     return 0o666 & ~current_umask()
 
 
-def write_atomic(path: str | os.PathLike, payload: bytes) -> Path:
+def write_atomic(path: str | os.PathLike, payload: bytes, sync: bool = True) -> Path:
     """Write ``payload`` to ``path``: temp file in the same folder, fsync, rename, fsync the folder.
 
     A file that is replaced keeps its mode (a model made group-readable for the service user stays
-    so after ``occ calibrate``); a new file gets the umask's.
+    so after ``occ calibrate``); a new file gets the umask's. ``sync=False`` skips both fsyncs: the
+    file is still whole or absent after a process crash, but a power cut may lose it (for small
+    files written often, where an fsync would cost milliseconds each).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,14 +45,16 @@ def write_atomic(path: str | os.PathLike, payload: bytes) -> Path:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    sync_folder(path.parent)
+    if sync:
+        sync_folder(path.parent)
     return path
 
 

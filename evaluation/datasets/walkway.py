@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -180,35 +181,63 @@ class _Scene:
         mask[top:bottom, left:right] = shape
         return mask
 
+    def spawn_rate(self, pedestrians: float) -> float:
+        """New walkers per frame and lane that keep ``pedestrians`` in view on average."""
+        crossing = self.cfg.width / (0.85 * self.walk_speed)
+        return (pedestrians / 2) / crossing
+
+    def initial_walkers(self, pedestrians: float) -> list[_Mover]:
+        """Walkers already on the path when the footage starts."""
+        rng, w = self.rng, self.cfg.width
+        return [self.pedestrian(d, x=rng.uniform(0, w)) for d in (1, -1) for _ in range(rng.poisson(pedestrians / 2))]
+
+    def spawn(self, walkers: list[_Mover], rate: float) -> None:
+        """Walkers entering at either end this frame (Poisson, ``rate`` per lane)."""
+        for direction in (1, -1):
+            for _ in range(self.rng.poisson(rate)):
+                walkers.append(self.pedestrian(direction))
+
+    def compose(self, walkers: list[_Mover], anomalies: list[_Mover], t: int, gain: float) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Paint frame ``t`` without noise and move everyone one frame on: the canvas and each
+        anomaly's exact pixel mask. Walkers that left the view are dropped from ``walkers``."""
+        w = self.cfg.width
+        canvas = self.background * gain
+        for mover in walkers:
+            self.draw(canvas, mover, t)
+            mover.x += mover.vx
+        masks = []
+        for anomaly in anomalies:
+            masks.append(self.draw(canvas, anomaly, t))
+            anomaly.x += anomaly.vx
+        walkers[:] = [m for m in walkers if -3 * m.half_w <= m.x <= w + 3 * m.half_w]
+        return canvas, masks
+
+    def expose(self, canvas: np.ndarray, noise_sigma: float) -> np.ndarray:
+        """The camera's 8-bit frame of a canvas: sensor noise, rounding, clipping."""
+        canvas = canvas + self.rng.normal(0, noise_sigma, canvas.shape)
+        return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
     def render_clip(self, length: int, anomaly_kind: str | None) -> Clip:
         cfg, rng = self.cfg, self.rng
         h, w = cfg.height, cfg.width
-        crossing = w / (0.85 * self.walk_speed)
-        rate = (cfg.pedestrians / 2) / crossing  # spawns per frame per lane
-        walkers = [self.pedestrian(d, x=rng.uniform(0, w)) for d in (1, -1) for _ in range(rng.poisson(cfg.pedestrians / 2))]
-        anomaly, start = None, length
+        rate = self.spawn_rate(cfg.pedestrians)
+        walkers = self.initial_walkers(cfg.pedestrians)
+        anomalies: list[_Mover] = []
+        start = length
         if anomaly_kind is not None:
             start = int(rng.integers(int(0.15 * length), int(0.45 * length)))
         period, phase = rng.uniform(200, 400), rng.uniform(0, 2 * np.pi)
         frames = np.empty((length, h, w), np.uint8)
         masks = np.zeros((length, h, w), bool)
         for t in range(length):
-            for direction in (1, -1):
-                for _ in range(rng.poisson(rate)):
-                    walkers.append(self.pedestrian(direction))
+            self.spawn(walkers, rate)
             if t == start:
-                anomaly = self.anomaly(anomaly_kind)
+                anomalies.append(self.anomaly(anomaly_kind))
             gain = 1.0 + cfg.drift * np.sin(2 * np.pi * t / period + phase)
-            canvas = self.background * gain
-            for mover in walkers:
-                self.draw(canvas, mover, t)
-                mover.x += mover.vx
-            if anomaly is not None:
-                masks[t] = self.draw(canvas, anomaly, t)
-                anomaly.x += anomaly.vx
-            walkers = [m for m in walkers if -3 * m.half_w <= m.x <= w + 3 * m.half_w]
-            canvas = canvas + rng.normal(0, cfg.noise_sigma, (h, w))
-            frames[t] = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+            canvas, anomaly_masks = self.compose(walkers, anomalies, t, gain)
+            if anomaly_masks:
+                masks[t] = anomaly_masks[0]
+            frames[t] = self.expose(canvas, cfg.noise_sigma)
         labels = masks.reshape(length, -1).any(axis=1)
         return Clip(name="", frames=frames, labels=labels, masks=masks if anomaly_kind else None, fps=cfg.fps)
 
@@ -245,14 +274,8 @@ def write_ucsd_layout(data: WalkwayDataset, root: str | Path, name: str = "UCSDw
     the folder as occ's. An existing ``root`` is replaced only when it is empty or an earlier occ
     data set: nothing else is ever deleted. Every image write is checked.
     """
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise DatasetError(f"{root}: exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()) and not (root / MARKER).is_file():
-        raise DatasetError(f"{root}: folder is not empty and not an occ data set; refusing to replace it (choose a new folder)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+
+    def fill(staging: Path) -> None:
         for split, clips in (("Train", data.train), ("Test", data.test)):
             for clip in clips:
                 folder = staging / split / clip.name
@@ -271,6 +294,23 @@ def write_ucsd_layout(data: WalkwayDataset, root: str | Path, name: str = "UCSDw
         (staging / "Test").mkdir(exist_ok=True)
         (staging / "Test" / f"{name}.m").write_text("\n".join(lines) + "\n")
         (staging / MARKER).write_text(json.dumps({"generator": "occ walkway", "config": asdict(data.config)}, indent=2))
+
+    return replace_folder(root, fill)
+
+
+def replace_folder(root: str | Path, fill: Callable[[Path], None]) -> Path:
+    """Build a data set in a staging folder beside ``root`` with ``fill(staging)``, then put it at
+    ``root`` in one rename. An existing ``root`` is replaced only when it is empty or an earlier
+    occ data set (it holds ``occ-dataset.json``); on any error nothing at ``root`` changes."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root}: exists and is not a folder")
+    if root.is_dir() and any(root.iterdir()) and not (root / MARKER).is_file():
+        raise DatasetError(f"{root}: folder is not empty and not an occ data set; refusing to replace it (choose a new folder)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        fill(staging)
         os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's 0700 would lock out other users
         if root.exists():
             previous = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))

@@ -248,6 +248,27 @@ def walkway(
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
 
+@app.command("day")
+def day(
+    model: Annotated[Path, typer.Argument(help="Exported model (.onnx); a calibrated copy is written under --out, the model is left as it is.")],
+    calibration: Annotated[Path, typer.Option(help="Calibration day (occ data generate --day): thresholds from its stretches with no event.")],
+    test: Annotated[Path, typer.Option(help="Test day (occ data generate --day, another seed): alarms and events are counted on it.")],
+    false_alarm_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the calibration day's normal frames allowed over the "
+                                                                           "threshold.")] = 0.01,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the calibrated copy of the model.")] = Path("runs/bench_day"),
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Alarms per hour of normal footage for each hour of a walkway day (95 % intervals), in total, and the share of
+    events flagged within 1 s, through the runtime detector and the service's episode rule."""
+    from occ.benchmarks.day import markdown, run_day
+
+    check_outputs({"--json": json_path}, {"model": model})
+    with one_line_errors(), progress_bar("day", disable=quiet) as advance:
+        result = run_day(model, calibration, test, out, false_alarm_rate, progress=advance)
+    report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+
+
 @app.command("mnist")
 def mnist(
     mnist_folder: Annotated[Path, typer.Option("--mnist", help="Folder with the MNIST IDX files.")],
@@ -372,6 +393,25 @@ def soak(
     with one_line_errors(RuntimeError), progress_bar("soak", total=frames // sample_every + 1, disable=quiet) as advance:
         result = run_soak(model, frames, sample_every, warmup_frames, timeout, progress=advance, paced=paced)
     report(result, json_path, quiet, lambda r: table("soak", [{k: v for k, v in r.items() if k != "samples"}]))
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
+@app.command("sinks")
+def sinks(
+    appends: Annotated[int, typer.Option(min=10, help="Events spooled to time one spool append (default 1000).")] = 1000,
+    idle: Annotated[int, typer.Option(min=0, help="Silent connections held open to /metrics while it is scraped (default 100).")] = 100,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """What a remote event sink costs the frame loop (a spool append, ms) and a /metrics scrape under idle connections (ms)."""
+    from occ.benchmarks.sinks import run
+
+    result = run(appends, idle)
+    report(result, json_path, quiet, lambda r: table("sinks", [{"what": "spool append", **r["spool_append_ms"]},
+                                                                {"what": "spool append, fsynced", **r["spool_append_fsync_ms"]},
+                                                                *({"what": f"scrape, {k.replace('_', ' ')} connections", **v}
+                                                                  for k, v in r["scrape_ms"].items())]))
     if not result["passed"]:
         raise typer.Exit(1)
 

@@ -19,55 +19,38 @@ JsonOption = Annotated[Optional[Path], typer.Option("--json", metavar="PATH", he
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no table (errors still go to standard error).")]
 
 
-# Names that changed in 0.2, accepted (hidden, with a one-line warning) until 0.3: old → new.
-DEPRECATED_OPTIONS = {
-    "--json-only": "--quiet",  # with --json -, the JSON alone on standard output
-    "--frames": "--frames-per-clip",  # occ data generate, as the walkway spec names it
-}
-
-
-def _translate_deprecated(command: Any, args: list[str]) -> list[str]:
-    """Old option names → the current ones, where the command the arguments name has the new one
-    (and no option of the old name), and the old ``--json`` flag (no PATH after it) → ``--json -``."""
-    for token in args:  # find the command the arguments run: occ GROUP COMMAND ...
-        sub = getattr(command, "commands", {}).get(token)
-        if sub is None:
-            break
-        command = sub
-    known = {name for param in getattr(command, "params", []) for name in getattr(param, "opts", [])}
-    out = []
-    for position, arg in enumerate(args):
-        if arg == "--":
-            return out + args[position:]
-        name, equals, value = arg.partition("=")
-        if DEPRECATED_OPTIONS.get(name) in known and name not in known:
-            warn_deprecated(name, DEPRECATED_OPTIONS[name])
-            arg = DEPRECATED_OPTIONS[name] + equals + value
-        elif arg == "--json" and (position + 1 == len(args) or (args[position + 1].startswith("-") and args[position + 1] != "-")):
-            warn_deprecated("--json without a PATH", "--json - for standard output")
-            out += ["--json", "-"]
-            continue
-        out.append(arg)
-    return out
-
-
-def warn_deprecated(old: str, new: str) -> None:
-    """The one-line warning for an old name still accepted."""
-    err_console.print(f"warning: {old} is deprecated and goes in occ 0.3; use {new}", highlight=False, markup=False)
-
-
 # click's UsageError, whichever click typer runs on (typer 0.2x vendors its own): BadParameter's parent
 UsageError = typer.BadParameter.__mro__[1]
 
 
+def _literal_help(command: Any) -> None:
+    """Help texts are plain text: typer's rich mode would read ``[train]`` (``pip install
+    'occ[train]'``) or ``[thresholds]`` as markup and drop it, so every ``[`` of every help text
+    of ``command`` and the commands under it is escaped, once."""
+    from typer.core import HAS_RICH
+
+    if not HAS_RICH or getattr(command, "_occ_literal_help", False):
+        return
+    from rich.markup import escape
+
+    command._occ_literal_help = True
+    for attribute in ("help", "short_help", "epilog"):
+        if getattr(command, attribute, None):
+            setattr(command, attribute, escape(getattr(command, attribute)))
+    for param in getattr(command, "params", []):
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _literal_help(sub)
+
+
 class _OneLineUsageErrors:
     """A usage error (an unknown option, a value out of range) is one line, like every other bad
-    input, instead of click's usage box; exit code 2 as click's."""
+    input, instead of click's usage box; exit code 2 as click's. Help texts are shown as written
+    (:func:`_literal_help`)."""
 
     def main(self, args: Optional[list[str]] = None, *rest: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        import sys
-
-        args = _translate_deprecated(self, list(sys.argv[1:] if args is None else args))
+        _literal_help(self)
         try:
             result = super().main(args, *rest, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except UsageError as exc:
@@ -177,16 +160,18 @@ def _json_default(value: Any) -> Any:
 
 
 def table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
-    """Print ``rows`` (dicts) as one table."""
+    """Print ``rows`` (dicts) as one table; titles and cells are plain text (``occ[triton]`` stays)."""
+    from rich.markup import escape
+
     if not rows:
-        console.print(f"{title}: nothing to show", highlight=False)
+        console.print(f"{title}: nothing to show", highlight=False, markup=False)
         return
-    view = Table(title=title)
+    view = Table(title=escape(title))
     columns = columns or list(rows[0])
     for column in columns:
-        view.add_column(column.replace("_", " "))
+        view.add_column(escape(column.replace("_", " ")))
     for row in rows:
-        view.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        view.add_row(*("" if row.get(c) is None else escape(str(row.get(c))) for c in columns))
     console.print(view)
 
 

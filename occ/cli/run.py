@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from occ.runtime.backends import REGISTRY
+from occ.runtime.sources import SOURCE_FORMS
 
-from .common import (JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table,
-                     warn_deprecated)
+from .common import JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table
 
 BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
 PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
@@ -30,6 +30,43 @@ def _backend_options(backend: str, triton_url: Optional[str]) -> dict[str, Any]:
     return {"url": triton_url} if triton_url else {}
 
 
+ThresholdOption = Annotated[Optional[list[str]], typer.Option(
+    "--threshold", metavar="NAME=VALUE", help="Run at this threshold instead of the model's (tau for ALOCC; alpha, zeta for AVID); "
+    "repeatable; not saved. Default: the model's stored thresholds.")]
+
+
+def _threshold_overrides(items: Optional[list[str]]) -> dict[str, float]:
+    from occ.runtime.service import ConfigError
+    from occ.runtime.service.config import parse_threshold
+
+    with one_line_errors(ConfigError):
+        return dict(parse_threshold(item) for item in items or [])
+
+
+def _thresholds_text(thresholds: dict[str, float], overrides: dict[str, float]) -> str:
+    given = f" ({', '.join(overrides)} from --threshold, not saved)" if overrides else ""
+    return "thresholds " + ", ".join(f"{name}={value:.5g}" for name, value in thresholds.items()) + given
+
+
+# What --config also sets, so that giving both is refused: option → the configuration's key.
+CONFIG_SETS = {"model": ("MODEL", "[model] path"), "source": ("--source", "[source] spec"), "camera": ("--camera", "[source] name"),
+               "out": ("--out", "[frames] log"), "frame_lines": ("--frame-lines", "[frames] lines"),
+               "events": ("--events", "[events] log"), "snapshots": ("--snapshots", "[snapshots] folder"),
+               "overlay": ("--overlay", "[overlay] video"), "open_after": ("--open-after", "[events] open_after"),
+               "close_after": ("--close-after", "[events] close_after"), "give_up_after": ("--give-up-after", "[source] give_up_after"),
+               "metrics_port": ("--metrics-port", "[metrics] port"), "backend": ("--backend", "[model] backend"),
+               "preprocess": ("--preprocess", "[model] preprocess"), "triton_url": ("--triton-url", "[model] triton_url")}
+
+
+def _refuse_config_conflicts(ctx: typer.Context, config: Path) -> None:
+    """With --config, an option the configuration also sets is an error naming both (the
+    configuration is the one place those settings come from); --threshold is the one mix allowed."""
+    for name, (option, key) in CONFIG_SETS.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            fail(f"{option} conflicts with --config {config}, which sets {key}: set it in the configuration, or drop --config")
+
+
 def _check_preprocess(preprocess: str) -> None:
     from occ.runtime.detector import PREPROCESS
 
@@ -38,15 +75,16 @@ def _check_preprocess(preprocess: str) -> None:
 
 
 def run(
+    ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="Exported model (.onnx, or .engine with --backend tensorrt; the model's "
                                                        "name with --backend triton); not needed with --config.")] = None,
-    source: Annotated[Optional[str], typer.Option(help="Video file or image folder (PATH or file://PATH), csi://N (Jetson CSI camera), "
-                                                       "v4l2:///dev/videoN or /dev/videoN, rtsp:// or http(s):// URL, or a GStreamer "
-                                                       "pipeline.")] = None,
+    source: Annotated[Optional[str], typer.Option(help=f"Where frames come from: {SOURCE_FORMS}.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Service configuration (TOML): several cameras, log rotation, snapshots; "
                                                        "see docs/deploy/site.example.toml.")] = None,
     camera: Annotated[Optional[str], typer.Option(help="The camera's name in events, logs and metrics. Default: from --source.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Per-frame JSON lines (default: standard output when there is no --events).")] = None,
+    frame_lines: Annotated[str, typer.Option(help="Which frames get a per-frame line: all, or events (only while an event "
+                                                  "is open).")] = "all",
     events: Annotated[Optional[Path], typer.Option(help="Event JSON lines (episodes), appended.")] = None,
     snapshots: Annotated[Optional[Path], typer.Option(help="Folder for peak-frame snapshots of events (rotated).")] = None,
     overlay: Annotated[Optional[Path], typer.Option(help="Overlay output: a .avi video or a folder of PNGs.")] = None,
@@ -58,20 +96,28 @@ def run(
     backend: Backend = "ort-cpu",
     preprocess: Preprocess = "cpu",
     triton_url: TritonUrl = None,
+    threshold: ThresholdOption = None,
 ) -> None:
-    """Run a model on a source: per-frame JSON lines, events, snapshots, overlays, /metrics; logs are JSON lines.
+    """Run a model on a source: per-frame JSON lines, events, snapshots, event clips, overlays, /metrics;
+    logs are JSON lines. Lines follow the schema of docs/events.md.
 
+    With --config, the configuration is the one source of settings: an option it also sets is an
+    error. --threshold is allowed with it and wins over its [thresholds], which win over the model's.
     Stops on SIGTERM/SIGINT. Exit codes: 0 when every source finished or a stop was requested, 2 for
     bad input, 3 when a live source gave up, 4 when a camera's loop failed."""
     import signal
 
     from occ.runtime.service import CameraConfig, ConfigError, Service, ServiceConfig
 
+    if config is not None:
+        _refuse_config_conflicts(ctx, config)
+    overrides = _threshold_overrides(threshold)
     _check_preprocess(preprocess)
     options = _backend_options(backend, triton_url)
     with one_line_errors(ConfigError):
         if config is not None:
             settings = ServiceConfig.from_toml(config)
+            settings.thresholds = {**settings.thresholds, **overrides}
         elif model is None or source is None:
             fail("give MODEL and --source, or --config FILE")
         else:
@@ -81,8 +127,8 @@ def run(
                 backend=backend, preprocess=preprocess, triton_url=options.get("url", ""),
                 events_log=str(events) if events else str(Path(tempfile.mkdtemp()) / "events.jsonl"),
                 open_after=open_after, close_after=close_after, snapshots=str(snapshots or ""),
-                overlay_video=str(overlay or ""), frames_log="/dev/stdout" if to_stdout else str(out or ""),
-                metrics_port=metrics_port).check("occ run")
+                overlay_video=str(overlay or ""), frames_log="/dev/stdout" if to_stdout else str(out or ""), frame_lines=frame_lines,
+                thresholds=overrides, metrics_port=metrics_port).check("occ run")
         service = Service(settings)
         signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
         signal.signal(signal.SIGINT, lambda *_: service.request_stop())
@@ -91,6 +137,7 @@ def run(
     server = f", {totals['backend_reconnects']} server reconnects" if totals["backend_reconnects"] else ""
     err_console.print(f"{totals['frames']} frames, {totals['anomalous_frames']} anomalous, {totals['events']} events, "
                       f"{totals['dropped']} dropped, {totals['reconnects']} reconnects{server}, {totals['sink_errors']} failed writes; "
+                      f"{_thresholds_text(summary.thresholds, overrides)}; "
                       + "; ".join(f"{c.camera}: {c.outcome}{' (' + c.error + ')' if c.error else ''}" for c in summary.cameras),
                       highlight=False, markup=False, soft_wrap=True)
     if summary.exit_code:
@@ -102,29 +149,39 @@ def _show_eval(result: dict) -> None:
     shows[result["protocol"]](result)
 
 
-def _show_operator(at: dict) -> None:
+def _show_operator(at: dict, where: str = "at the stored threshold") -> None:
     from occ.evaluation.protocols import delay_text, false_alarms_text
 
     rate = (at.get("false_alarms_per_hour") or {}).get("fps")
-    table(f"at the stored threshold{f' ({rate:g} frames/s)' if rate else ''}: false alarms are runs of alarmed frames "
+    table(f"{where}{f' ({rate:g} frames/s)' if rate else ''}: false alarms are runs of alarmed frames "
           "with no anomalous frame; delay is frames from an event's first frame to its first alarm",
           [{"false alarms / h": false_alarms_text(at.get("false_alarms_per_hour")),
             "delay (frames, median)": delay_text(at["detection_delay"]),
             "delay (frames, mean)": "n/a" if at["detection_delay"]["mean_frames"] is None else f"{at['detection_delay']['mean_frames']:.1f}"}])
 
 
-def _show_frames(result: dict) -> None:
-    rows = [{"variant": name, "micro AUC": m.get("micro_auc") and f"{m['micro_auc']:.3f}",
+def _frame_rows(variants: dict) -> list[dict]:
+    return [{"variant": name, "micro AUC": m.get("micro_auc") and f"{m['micro_auc']:.3f}",
              "macro AUC": m.get("macro_auc") and f"{m['macro_auc']:.3f}", "EER": m.get("eer") is not None and f"{m['eer']:.1%}" or m.get("error")}
-            for name, m in result["frame_level"].items()]
+            for name, m in variants.items()]
+
+
+def _show_frames(result: dict) -> None:
+    rows = _frame_rows(result["frame_level"])
     if "auc" in result.get("pixel_level", {}):
         rows.append({"variant": "pixel level (40 % rule)", "micro AUC": f"{result['pixel_level']['auc']:.3f}",
                      "EER": f"{result['pixel_level']['eer']:.1%}"})
-    table(f"{result['model']} on {result['data']}", rows)
-    at = result["at_stored_threshold"]
-    console.print(f"at the stored threshold: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
+    table(f"{result['model']} on {result['data']}: what a camera runs (each frame scored as it comes)", rows)
+    table("offline only, not what a camera runs (each needs the whole video first: centred smoothing, per-video min–max)",
+          _frame_rows(result["frame_level_offline"]))
+    where = "at the stored threshold"
+    if result.get("threshold_overrides"):
+        where = "at the given thresholds"
+        console.print(_thresholds_text(result["thresholds"], result["threshold_overrides"]), highlight=False, markup=False)
+    at = result["at_stored_threshold"]  # the key keeps its name: with --threshold, the thresholds given
+    console.print(f"{where}: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
                   f"F1 {at['f1_anomalous']:.3f} over {result['frames']} frames", highlight=False)
-    _show_operator(at)
+    _show_operator(at, where)
     if result.get("plots"):
         console.print(f"wrote {len(result['plots'])} plots: {', '.join(result['plots'][:3])}{' …' if len(result['plots']) > 3 else ''}",
                       highlight=False)
@@ -162,34 +219,37 @@ def evaluate(
                                            "localization; digit, grids and seed default to the model's training).")],
     plots: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for PNG plots (video data; needs matplotlib, the plots "
                                                                      "extra): roc.png and scores_<clip>.png per clip.")] = None,
-    roc: Annotated[Optional[Path], typer.Option(hidden=True, help="Deprecated: the ROC alone as a PNG; use --plots DIR.")] = None,
     digit: Annotated[Optional[int], typer.Option(min=0, max=9, help="mnist: the target digit. Default: the one the model was trained on.")] = None,
-    smoothing: Annotated[int, typer.Option(min=1, help="Window (frames, odd) of the labelled smoothed variants.")] = 9,
+    smoothing: Annotated[int, typer.Option(min=1, help="Window (frames, odd) of the offline smoothed variants.")] = 9,
     backend: Backend = "ort-cpu",
     preprocess: Preprocess = "cpu",
     triton_url: TritonUrl = None,
+    threshold: ThresholdOption = None,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Evaluate an exported model on labelled data: frame AUC and EER (micro, macro), pixel level where masks exist."""
+    """Evaluate an exported model on labelled data: frame AUC and EER (micro, macro), pixel level where masks exist.
+
+    Video data: what a camera runs comes first; the offline-only variants (centred smoothing,
+    per-video min–max) follow in their own table (in JSON under frame_level_offline)."""
     from occ.evaluation.evaluate import evaluate as run_evaluation
 
+    overrides = _threshold_overrides(threshold)
     _check_preprocess(preprocess)
     options = _backend_options(backend, triton_url)
-    if roc is not None:
-        warn_deprecated("--roc FILE", "--plots DIR")
-    check_outputs({"--json": json_path, "--plots": plots, "--roc": roc}, {"model": model, "data": data})
+    check_outputs({"--json": json_path, "--plots": plots}, {"model": model, "data": data})
     if smoothing % 2 == 0:
         fail(f"--smoothing must be odd, got {smoothing}")
     with one_line_errors(), progress_bar("evaluating", disable=quiet) as advance:
-        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, plots, roc, progress=advance, **options)
+        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, plots, progress=advance, thresholds=overrides,
+                                **options)
     report(result, json_path, quiet, _show_eval)
 
 
 def calibrate(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx, or .engine): its manifest gets the new thresholds.")],
-    data: Annotated[str, typer.Option(help="New normal footage: a UCSD-layout folder (its Train clips), 'walkway[:opts]', a video file, "
-                                           "an image folder, or a live source (/dev/videoN, URL, GStreamer pipeline).")],
+    data: Annotated[str, typer.Option(help="New normal footage: a UCSD-layout folder (its Train clips), 'walkway[:opts]', or a "
+                                           f"source ({SOURCE_FORMS}); live sources for --minutes.")],
     minutes: Annotated[float, typer.Option(min=0.05, help="Live sources: minutes of footage to collect.")] = 5.0,
     false_alarm_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Share of these normal frames that fire at the new thresholds.")] = 0.01,
     backend: Backend = "ort-cpu",

@@ -10,11 +10,13 @@ Two implementations share one interface (:class:`StreamDetector`) and one scorin
 """
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..backends import create_backend
+from ..backends import BackendError, create_backend
 from ..manifest import Manifest
 from ..scoring.decide import FrameResult
 from .cpu import Detector, graph_feed
@@ -26,6 +28,7 @@ class StreamDetector(Protocol):
     """What the service, ``occ run``, ``occ eval`` and calibration need from a detector."""
 
     manifest: Manifest
+    stage_seconds: dict[str, float]  # the last processed frame's time per stage (empty where stages are fused)
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult: ...
 
@@ -47,6 +50,7 @@ def open_detector(model: str, backend: str = "ort-cpu", preprocess: str = "cpu",
     """
     if preprocess not in PREPROCESS:
         raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS)}, got {preprocess!r}")
+    refuse_checkpoint(model)
     if preprocess == "gpu":
         from .gpu import GpuStreamDetector
 
@@ -54,4 +58,33 @@ def open_detector(model: str, backend: str = "ort-cpu", preprocess: str = "cpu",
     return Detector(create_backend(backend, model, **options), pixel_maps=pixel_maps)
 
 
-__all__ = ["Detector", "graph_feed", "FrameResult", "PREPROCESS", "StreamDetector", "open_detector"]
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def refuse_checkpoint(model: str | Path) -> None:
+    """A training checkpoint where an exported model belongs gets one line that says what to do.
+
+    A checkpoint is known by its suffix or by what ``torch.save`` writes (a zip archive holding a
+    ``data.pkl``), so a renamed one is caught too.
+
+    Raises:
+        BackendError: ``model`` is a checkpoint.
+    """
+    path = Path(model)
+    if not path.is_file():
+        return
+    if path.suffix in CHECKPOINT_SUFFIXES or _is_torch_archive(path):
+        raise BackendError(f"{path}: a checkpoint: run `occ export {path}` first")
+
+
+def _is_torch_archive(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+__all__ = ["CHECKPOINT_SUFFIXES", "Detector", "graph_feed", "FrameResult", "PREPROCESS", "StreamDetector", "open_detector", "refuse_checkpoint"]

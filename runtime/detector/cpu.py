@@ -1,6 +1,8 @@
 """The stream detector on the CPU path: numpy preprocessing (the reference), any backend, :func:`decide`."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..backends import Backend
@@ -43,6 +45,7 @@ class Detector:
         self.preprocessor = FramePreprocessor(self.manifest.input)
         self.outputs = scoring_outputs(self.manifest) + (["intersection"] if pixel_maps and self.manifest.method == "avid" else [])
         self._index = 0
+        self.stage_seconds: dict[str, float] = {}  # the last frame's preprocess, inference and postprocess times
 
     def set_thresholds(self, **values: float) -> None:
         """Run with other thresholds than the stored ones (``tau``; ``alpha``, ``zeta``); not saved."""
@@ -57,9 +60,15 @@ class Detector:
         self.backend.deactivate()
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
-        """Score one raw frame (uint8 gray or BGR) of a stream."""
-        x = self.preprocessor.push(frame)
-        result = on_frame(self.finish(self.forward(self.prepare(x[None])))[0], self.manifest, frame.shape[:2])
+        """Score one raw frame (uint8 gray or BGR) of a stream; :attr:`stage_seconds` gets its stage times."""
+        started = time.perf_counter()
+        feed = self.prepare(self.preprocessor.push(frame)[None])
+        prepared = time.perf_counter()
+        outputs = self.forward(feed)
+        inferred = time.perf_counter()
+        result = on_frame(self.finish(outputs)[0], self.manifest, frame.shape[:2])
+        self.stage_seconds = {"preprocess": prepared - started, "inference": inferred - prepared,
+                              "postprocess": time.perf_counter() - inferred}
         result.index, result.timestamp = self._index, timestamp
         self._index += 1
         return result

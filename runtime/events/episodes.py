@@ -1,23 +1,19 @@
 """From per-frame decisions to episodes: an episode opens when the decision holds for
 ``open_after`` frames in a row and closes after ``close_after`` quiet frames in a row.
 
-An event record (one JSON line when it opens, one when it closes):
-
-- ``event_id``: unique across processes and restarts, and sortable by time:
-  ``<camera>-<UTC opening time>-<4 hex digits>``, e.g. ``gate-20261128T051203.123Z-7f3a``;
-- ``camera``: the source's name; ``frame_size``: ``[height, width]`` of the source's frames;
-- ``start_frame``/``end_frame`` and ``start_time``/``end_time`` (capture times, seconds);
-- the peak frame, its score, mask area (network pixels) and ``boxes``: ``[x1, y1, x2, y2]`` in
-  source-frame pixels, ``x2``/``y2`` exclusive;
-- ``closed_by``: ``quiet`` (J normal frames), ``end of stream`` or ``shutdown``.
+An event record is one JSON line when the episode opens and one when it closes; its fields, their
+units and its version are in docs/events.md and in the JSON Schema
+``occ/runtime/events/schema/event.v1.json`` (:data:`EVENT_SCHEMA`). ``event_id`` is unique across
+processes and restarts, and sortable by time: ``<camera>-<UTC opening time>-<4 hex digits>``,
+e.g. ``gate-20261128T051203.123Z-7f3a``.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import re
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from ..scoring.decide import FrameResult
 
@@ -33,8 +29,50 @@ def camera_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "camera"
 
 
+EVENT_SCHEMA = "occ.event.v1"  # the "schema" field of every event line; a new version for any change a reader must know
+
+
+def iso_time(seconds: float | None) -> str | None:
+    """Unix time → ISO 8601 in UTC to the millisecond (``2026-12-06T02:40:00.123Z``)."""
+    if seconds is None:
+        return None
+    moment = _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What every event of one camera carries besides its own frames.
+
+    Attributes:
+        model: the model file's name (the model's name on the server with Triton).
+        model_sha256: SHA-256 of the model file, computed once at start (None for a server's model).
+        method: ``alocc`` or ``avid``.
+        thresholds: the thresholds in force (the manifest's, or the overrides it runs with).
+        live: the source is a camera or stream, so frame times are wall-clock (Unix) times; for a
+            file or folder they are seconds into it.
+    """
+
+    model: str = ""
+    model_sha256: str | None = None
+    method: str = ""
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    live: bool = False
+
+    def clock(self, seconds: float | None) -> dict[str, Any]:
+        """A frame time as the two separate fields a record carries: ``wall_time`` (ISO 8601, live
+        sources) and ``clip_s`` (seconds into the file, files and folders); the other is None."""
+        if self.live:
+            return {"wall_time": iso_time(seconds), "clip_s": None}
+        return {"wall_time": None, "clip_s": None if seconds is None else round(float(seconds), 3)}
+
+
 @dataclass
 class Event:
+    """One episode. ``start_time``, ``end_time`` and ``peak_time`` are its frames' capture times
+    as the source gives them (Unix time for a live source, seconds into a file); :meth:`to_json`
+    writes them as separate wall-clock and clip-position fields."""
+
     event_id: str
     start_frame: int
     start_time: float | None
@@ -49,9 +87,28 @@ class Event:
     boxes: list[list[int]] = field(default_factory=list)
     frames: int = 0
     closed_by: str | None = None
+    context: EventContext = field(default_factory=EventContext)
+    snapshot: str | None = None  # the peak frame's JPEG, once written (at close)
+    clip: str | None = None  # the event's short video, where clips are on
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The event's record (without ``type``, which the log adds): see docs/events.md."""
+        ctx = self.context
+
+        def at(prefix: str, seconds: float | None) -> dict[str, Any]:
+            return {f"{prefix}_{key}": value for key, value in ctx.clock(seconds).items()}
+
+        return {
+            "schema": EVENT_SCHEMA, "event_id": self.event_id, "camera": self.camera,
+            "model": ctx.model, "model_sha256": ctx.model_sha256, "method": ctx.method, "thresholds": dict(ctx.thresholds),
+            "frame_size": list(self.frame_size),
+            "start_frame": self.start_frame, **at("start", self.start_time),
+            "end_frame": self.end_frame, **at("end", self.end_time),
+            "peak_frame": self.peak_frame, **at("peak", self.peak_time),
+            "peak_score": None if self.peak_frame < 0 else float(self.peak_score),
+            "mask_area": self.mask_area, "boxes": [list(map(int, box)) for box in self.boxes], "frames": self.frames,
+            "snapshot": self.snapshot, "clip": self.clip, "closed_by": self.closed_by,
+        }
 
 
 class EpisodeTracker:

@@ -7,16 +7,16 @@ asks.
 """
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Callable, Iterable
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from ..scoring.decide import FrameResult
 
@@ -39,7 +39,16 @@ class CameraMetrics:
         self.pending_events: Callable[[], int] = lambda: 0
         self.backend_reconnects: Callable[[], int] = lambda: 0  # a server backend's (Triton); 0 for a local one
         self.scores: deque[float] = deque(maxlen=SCORE_WINDOW)
+        self.remote_sinks: list = []  # the camera's SpooledSinks (MQTT, webhook), read at every scrape
+        self.model_details: dict[str, str] = {}
+        self.thresholds: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def running(self, method: str, sha256: str | None, thresholds: dict[str, float]) -> None:
+        """The model and thresholds this camera runs with (``occ_model_info``, ``occ_threshold``)."""
+        self.model_details = {"method": method, "sha256": sha256 or "",
+                              "thresholds": ",".join(f"{name}={value:g}" for name, value in sorted(thresholds.items()))}
+        self.thresholds = dict(thresholds)
 
     def observe(self, result: FrameResult, seconds: float, stages: dict[str, float] | None = None) -> None:
         m, labels = self._m, self.labels
@@ -84,6 +93,7 @@ class ServiceMetrics:
                                 [*labels, "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.cameras: list[CameraMetrics] = []
         self.registry.register(_LiveCollector(self))
+        self.registry.register(_RemoteSinkCollector(self))
 
     def camera(self, name: str, source_stats: Callable[[], object] | None = None) -> CameraMetrics:
         camera = CameraMetrics(self, name, source_stats)
@@ -108,6 +118,7 @@ class _LiveCollector:
         labels = ["camera", "model"]
         dropped = CounterMetricFamily("occ_dropped_frames", "Frames dropped to keep real time (the model fell behind).", labels=labels)
         reconnects = CounterMetricFamily("occ_reconnects", "Times the source was reconnected.", labels=labels)
+        unreadable = CounterMetricFamily("occ_frames_unreadable", "Frames skipped because they could not be decoded.", labels=labels)
         backend_reconnects = CounterMetricFamily("occ_backend_reconnects", "Times the inference server came back after it was lost.",
                                                  labels=labels)
         connected = GaugeMetricFamily("occ_source_connected", "1 while the source delivers frames.", labels=labels)
@@ -116,47 +127,135 @@ class _LiveCollector:
         # "quantile" is reserved for summaries; a gauge per percentile of a sliding window is not one
         quantiles = GaugeMetricFamily("occ_score_recent", f"Frame score percentiles over the last {SCORE_WINDOW} frames.",
                                       labels=[*labels, "percentile"])
+        model = InfoMetricFamily("occ_model", "The model each camera runs: method, SHA-256 of the file, thresholds in force.",
+                                 labels=labels)
+        thresholds = GaugeMetricFamily("occ_threshold", "Thresholds in force (ALOCC tau; AVID alpha, zeta): the manifest's or "
+                                       "the overrides the service runs with.", labels=[*labels, "name"])
         for camera in self.metrics.cameras:
             values = [camera.labels["camera"], camera.labels["model"]]
             stats = camera.source_stats() if camera.source_stats else None
             if stats is not None:
                 dropped.add_metric(values, stats.dropped)
                 reconnects.add_metric(values, stats.reconnects)
+                unreadable.add_metric(values, stats.unreadable)
                 connected.add_metric(values, 1.0 if stats.connected else 0.0)
             pending.add_metric(values, camera.pending_events())
             backend_reconnects.add_metric(values, camera.backend_reconnects())
             for q, value in (camera.score_quantiles() or {}).items():
                 quantiles.add_metric([*values, f"{q * 100:g}"], value)
-        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles]
+            if camera.model_details:
+                model.add_metric(values, camera.model_details)
+            for name, value in camera.thresholds.items():
+                thresholds.add_metric([*values, name], value)
+        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable, model, thresholds]
 
 
-class _PooledHTTPServer(HTTPServer):
-    """Requests handled by a fixed pool of threads (idle connections cannot pile up threads) and
-    sockets that time out (a client that connects and says nothing is dropped)."""
+class _RemoteSinkCollector:
+    """Each camera's remote sinks (MQTT, webhook), read at scrape time from their spools."""
 
-    request_timeout_s = 5.0
+    def __init__(self, metrics: ServiceMetrics):
+        self.metrics = metrics
 
-    def __init__(self, address, handler, workers: int):
+    def describe(self) -> Iterable:
+        return []
+
+    def collect(self) -> Iterable:
+        labels = ["camera", "model", "sink"]
+        delivered = CounterMetricFamily("occ_sink_delivered_events", "Events a remote sink (mqtt, webhook) acknowledged.", labels=labels)
+        dropped = CounterMetricFamily("occ_sink_dropped_events", "Events a remote sink lost: its spool was full, the disk was, "
+                                      "or the receiver refused them for good.", labels=labels)
+        spooled = GaugeMetricFamily("occ_sink_spooled_events", "Events on disk waiting for a remote sink.", labels=labels)
+        for camera in self.metrics.cameras:
+            for sink in camera.remote_sinks:
+                values = [camera.labels["camera"], camera.labels["model"], sink.name]
+                delivered.add_metric(values, sink.delivered)
+                dropped.add_metric(values, sink.spool.dropped)
+                spooled.add_metric(values, len(sink.spool))
+        return [delivered, dropped, spooled] if spooled.samples else []  # no sink configured: no family to list
+
+
+class _AsyncHTTPServer:
+    """A small HTTP/1.x GET server on one asyncio loop in a background thread.
+
+    An idle connection is a socket and a suspended coroutine, not a thread: hundreds of clients
+    that connect and say nothing cost nothing and delay no scrape (prometheus_client's own server
+    starts a thread per connection, with no timeout). A request must arrive whole within
+    ``request_timeout_s``; bodies are rendered on a small thread pool so a slow render never stalls
+    the loop; every answer closes its connection.
+
+    Args:
+        address: (host, port) to bind; port 0 picks a free one.
+        respond: path → (status, content type, body); called on the pool.
+        workers: answers rendered at once.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+
+    request_timeout_s = 10.0
+    max_connections = 1024  # beyond this a new connection is closed at once (file descriptors are finite)
+    max_request_bytes = 16384
+
+    def __init__(self, address: tuple[str, int], respond: Callable[[str], tuple[int, str, bytes]], workers: int):
+        self.respond = respond
+        self._socket = socket.create_server(address, backlog=256)
+        self.server_address = self._socket.getsockname()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="occ metrics")
-        super().__init__(address, handler)
+        self.loop = asyncio.new_event_loop()
+        self.connections = 0
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="occ metrics", daemon=True)
+        self._thread.start()
+        self._started.wait()
 
-    def process_request(self, request: socket.socket, client_address) -> None:
-        request.settimeout(self.request_timeout_s)
-        self.pool.submit(self._handle, request, client_address)
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._server = self.loop.run_until_complete(
+            asyncio.start_server(self._connection, sock=self._socket, limit=self.max_request_bytes))
+        self._started.set()
+        self.loop.run_forever()
+        self._server.close()
+        self.loop.run_until_complete(self._server.wait_closed())
+        tasks = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.close()
 
-    def _handle(self, request, client_address) -> None:
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
-            self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - a broken client must not take the server down
-            self.handle_error(request, client_address)
+            if self.connections > self.max_connections:
+                return
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.request_timeout_s)
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return  # silent, too slow, too long or gone: dropped without an answer
+            words = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+            if len(words) != 3 or not words[2].startswith("HTTP/"):
+                status, kind, body = 400, "text/plain", b"bad request\n"
+            elif words[0] not in ("GET", "HEAD"):
+                status, kind, body = 405, "text/plain", b"method not allowed\n"
+            else:
+                try:
+                    status, kind, body = await self.loop.run_in_executor(self.pool, self.respond, words[1].split("?", 1)[0])
+                except Exception:  # noqa: BLE001 - a failing render must not take the server down
+                    status, kind, body = 500, "text/plain", b"internal error\n"
+            reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+                      503: "Service Unavailable"}[status]
+            writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode("latin-1") + (body if words[0] != "HEAD" else b""))
+            await asyncio.wait_for(writer.drain(), self.request_timeout_s)
+        except (asyncio.TimeoutError, ConnectionError):
+            pass  # a client that stops reading or resets is routine here
         finally:
-            self.shutdown_request(request)
+            self.connections -= 1
+            writer.close()
 
-    def handle_error(self, request, client_address) -> None:  # timeouts and resets are routine here
-        pass
-
-    def server_close(self) -> None:
-        super().server_close()
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -168,7 +267,7 @@ class MetricsServer:
         port: TCP port (0 picks a free one; see :attr:`port`).
         host: address to bind (loopback by default).
         healthy: whether the service is healthy (sources connected, loops alive).
-        workers: requests served at once.
+        workers: answers rendered at once (idle or slow connections take none).
 
     Raises:
         OSError: the port cannot be bound (in use, or not allowed).
@@ -176,35 +275,20 @@ class MetricsServer:
 
     def __init__(self, render: Callable[[], bytes], port: int = 0, host: str = "127.0.0.1",
                  healthy: Callable[[], bool] = lambda: True, workers: int = 4):
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                if self.path == "/metrics":
-                    body, status, kind = owner.render(), 200, "text/plain; version=0.0.4; charset=utf-8"
-                elif self.path == "/healthz":
-                    ok = owner.healthy()
-                    body, status, kind = (b"ok\n" if ok else b"unhealthy\n"), (200 if ok else 503), "text/plain"
-                else:
-                    body, status, kind = b"not found\n", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
         self.render, self.healthy = render, healthy
-        self.server = _PooledHTTPServer((host, port), Handler, workers)
+        self.server = _AsyncHTTPServer((host, port), self._respond, workers)
         self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="occ metrics", daemon=True)
-        self._thread.start()
+
+    def _respond(self, path: str) -> tuple[int, str, bytes]:
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.render()
+        if path == "/healthz":
+            ok = self.healthy()
+            return (200, "text/plain", b"ok\n") if ok else (503, "text/plain", b"unhealthy\n")
+        return 404, "text/plain", b"not found\n"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 def port_problem(host: str, port: int) -> str | None:

@@ -7,7 +7,6 @@ Triton client and the DeepStream probe. The rule itself is the manifest's scorin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import cv2
 import numpy as np
@@ -48,19 +47,14 @@ class FrameResult:
 
     @property
     def mask_area(self) -> int:
-        return int(self.mask.sum()) if self.mask is not None else 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "frame": self.index,
-            "timestamp": self.timestamp,
-            "score": round(float(self.score), 6),
-            "decision": bool(self.decision),
-            "mask_area": self.mask_area,
-            "frame_size": None if self.frame_size is None else list(self.frame_size),
-            "boxes": self.boxes,
-            "location_scores": np.round(self.location_scores, 4).tolist(),
-        }
+        """Flagged pixels: in source-frame pixels once the result is placed on its frame (as
+        ``boxes``), in network pixels before."""
+        if self.mask is None:
+            return 0
+        area = int(self.mask.sum())
+        if self.frame_size is None:
+            return area
+        return int(round(area * (self.frame_size[0] * self.frame_size[1]) / (self.mask.shape[0] * self.mask.shape[1])))
 
 
 def decide(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
@@ -78,6 +72,12 @@ def frame_threshold(manifest: Manifest) -> float:
     """The value a frame score is compared with: τ for ALOCC (fires above it), 1 for AVID (fires
     at it), for plots and overlays that draw the threshold next to the score."""
     return manifest.threshold("tau") if manifest.method == "alocc" else 1.0
+
+
+def thresholds_in_force(manifest: Manifest) -> dict[str, float]:
+    """The thresholds a model decides with, by name (the manifest's, or the overrides it was given),
+    as events, metrics and reports name them."""
+    return {name: manifest.threshold(name) for name in sorted(manifest.thresholds)}
 
 
 def alocc_fires(scores: np.ndarray, tau: float) -> np.ndarray:

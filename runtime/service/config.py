@@ -14,7 +14,7 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     # zeta = 0.4
 
     [source]                     # one camera; or several [[cameras]] tables with the same keys
-    spec = "rtsp://camera.local/stream"   # file(://), folder, csi://N, v4l2:///dev/videoN, URL or GStreamer pipeline
+    spec = "rtsp://camera.local/stream"   # any form occ.runtime.sources accepts (SOURCE_FORMS)
     name = "gate"                # the camera's name in events, logs and metrics (default: from spec)
     buffer = 2                   # live sources: newest frames kept; older ones are dropped
     backoff = 0.5                # first reconnect delay, s (doubles up to max_backoff); a live source and a
@@ -30,15 +30,22 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     max_pending = 10000          # event lines held in memory while the log cannot be written
 
     [snapshots]
-    folder = "snapshots"         # JPEG of each event's peak frame with the overlay ("": none)
+    folder = "snapshots"         # JPEG of each event's peak frame with the overlay ("": none), and event clips
     max_files = 200
     max_mb = 200
+    clip_before = 2.0            # event clips (.avi, next to the snapshots): s of frames before the event
+    clip_after = 2.0             # ... and after it closes; both 0: no clips
+    clip_max_s = 30.0            # longest clip, s
+    clip_max_files = 50          # clips kept (oldest removed first)
+    clip_max_mb = 500
+    clip_buffer_mb = 64          # most memory for the frames held before an event (cuts clip_before short)
 
     [overlay]
     video = ""                   # overlay video (.avi) or PNG folder; "{camera}" in it with several cameras
 
     [frames]
     log = ""                     # per-frame JSON lines; "{camera}" in it with several cameras
+    lines = "all"                # all | events: only the frames while an event is open
     max_mb = 100
     backups = 5
 
@@ -46,9 +53,35 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     port = 9100                  # /healthz and /metrics (Prometheus); 0: off
     host = "127.0.0.1"
 
+    [sinks.mqtt]                 # optional: events to an MQTT broker (pip install 'occ[mqtt]'); see occ.runtime.events.mqtt
+    host = "broker.local"
+    port = 1883
+    topic_prefix = "occ"         # <prefix>/<camera>/events, …/state (retained), …/availability (online/offline, last will)
+    qos = 1
+    keepalive = 30               # s; the broker says offline after 1.5 times this without a ping
+    username = ""
+    password_env = ""            # environment variable holding the password
+    tls = false
+    timeout = 5.0                # s the broker may take to acknowledge an event
+    backoff = 0.5                # first wait after a failed delivery, s (doubles up to max_backoff)
+    max_backoff = 30.0
+    spool = "spool/mqtt"         # events wait here (a subfolder per camera) while the broker is away
+    max_spooled = 10000          # events per camera's spool; later ones are dropped (counted)
+
+    [sinks.webhook]              # optional: HTTP POST of each event's JSON; see occ.runtime.events.webhook
+    url = "https://vms.local/occ-events"
+    timeout = 5.0                # s per POST
+    backoff = 1.0
+    max_backoff = 60.0
+    secret_env = ""              # environment variable holding the HMAC-SHA256 key ("": unsigned)
+    spool = "spool/webhook"
+    max_spooled = 10000
+
 An unknown key is an error that names the nearest known one; values are checked for type and
 range, output folders for being writable, the metrics port for being free, and no output may be
-an input (the model or a source file).
+an input (the model or a source file). Relative paths (the model, a source file or folder, in
+either form ``clip.mp4`` or ``file://clip.mp4``, and every output) are relative to the
+configuration file.
 """
 from __future__ import annotations
 
@@ -59,12 +92,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
+from urllib.parse import unquote
 
 from ..backends import REGISTRY
-from ..detector import PREPROCESS
-from ..events import camera_slug, port_problem
+from ..detector import PREPROCESS, refuse_checkpoint
+from ..events import MqttConfig, WebhookConfig, camera_slug, port_problem
+from ..events.mqtt import paho_missing
 from ..files import same_file
-from ..sources import SourceError, is_live, resolve_source
+from ..sources import SOURCE_FORMS, SourceError, is_live, resolve_source
 
 
 class ConfigError(ValueError):
@@ -102,12 +137,21 @@ class ServiceConfig:
     snapshots: str = ""
     snapshot_max_files: int = 200
     snapshot_max_mb: float = 200.0
+    clip_before: float = 2.0
+    clip_after: float = 2.0
+    clip_max_s: float = 30.0
+    clip_max_files: int = 50
+    clip_max_mb: float = 500.0
+    clip_buffer_mb: float = 64.0
     overlay_video: str = ""
     frames_log: str = ""
+    frame_lines: str = "all"
     frames_max_mb: float = 100.0
     frames_backups: int = 5
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    mqtt: MqttConfig | None = None
+    webhook: WebhookConfig | None = None
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
@@ -118,7 +162,14 @@ class ServiceConfig:
         return parse_toml(Path(path))
 
     def check(self, where: str = "configuration") -> "ServiceConfig":
-        """Every value in range, outputs writable and distinct from the inputs, the port free."""
+        """Every value in range, outputs writable and distinct from the inputs, the port free.
+
+        Raises:
+            BackendError: the model is a training checkpoint (one line: export it first).
+            ConfigError: the first problem found.
+        """
+        if self.backend != "triton":
+            refuse_checkpoint(self.model)
         problems = _problems(self)
         if problems:
             raise ConfigError(f"{where}: {problems[0]}")
@@ -145,6 +196,8 @@ def _non_negative(value: float) -> bool:
     return value >= 0
 
 
+FRAME_LINES = ("all", "events")  # per-frame lines: every frame, or the frames while an event is open
+
 KEY = tuple[type, Callable[[Any], bool] | None, Union[str, Callable[[], str]]]  # type, check, what the check wants
 SCHEMA: dict[str, dict[str, KEY]] = {
     "model": {"path": (str, bool, "a model file (or a model name with triton)"),
@@ -153,19 +206,51 @@ SCHEMA: dict[str, dict[str, KEY]] = {
               "triton_url": (str, None, "")},
     "thresholds": {"tau": (float, math.isfinite, "a finite number"), "alpha": (float, _positive, "> 0"),
                    "zeta": (float, lambda v: 0 < v < 1, "between 0 and 1")},
-    "source": {"spec": (str, bool, "a file, folder, /dev/videoN, URL or GStreamer pipeline"), "name": (str, None, ""),
+    "source": {"spec": (str, bool, SOURCE_FORMS), "name": (str, None, ""),
                "buffer": (int, lambda v: v >= 1, ">= 1"), "backoff": (float, _positive, "> 0"),
                "max_backoff": (float, _positive, "> 0"), "give_up_after": (float, _non_negative, ">= 0 (0: never)")},
     "events": {"log": (str, bool, "a file"), "open_after": (int, lambda v: v >= 1, ">= 1"), "close_after": (int, lambda v: v >= 1, ">= 1"),
                "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1"),
                "max_pending": (int, lambda v: v >= 1, ">= 1")},
-    "snapshots": {"folder": (str, None, ""), "max_files": (int, lambda v: v >= 1, ">= 1"), "max_mb": (float, _positive, "> 0")},
+    "snapshots": {"folder": (str, None, ""), "max_files": (int, lambda v: v >= 1, ">= 1"), "max_mb": (float, _positive, "> 0"),
+                  "clip_before": (float, _non_negative, ">= 0"), "clip_after": (float, _non_negative, ">= 0"),
+                  "clip_max_s": (float, _positive, "> 0"), "clip_max_files": (int, lambda v: v >= 1, ">= 1"),
+                  "clip_max_mb": (float, _positive, "> 0"), "clip_buffer_mb": (float, _positive, "> 0")},
     "overlay": {"video": (str, None, "")},
-    "frames": {"log": (str, None, ""), "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"),
-               "backups": (int, lambda v: v >= 1, ">= 1")},
+    "frames": {"log": (str, None, ""), "lines": (str, lambda v: v in FRAME_LINES, f"one of {', '.join(FRAME_LINES)}"),
+               "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1")},
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
+_SPOOLED: dict[str, KEY] = {"timeout": (float, _positive, "> 0"), "backoff": (float, _positive, "> 0"),
+                            "max_backoff": (float, _positive, "> 0"), "spool": (str, bool, "a folder"),
+                            "max_spooled": (int, lambda v: v >= 1, ">= 1")}
+SCHEMA["sinks.mqtt"] = {"host": (str, bool, "the broker's address"), "port": (int, lambda v: 1 <= v <= 65535, "1..65535"),
+                        "topic_prefix": (str, lambda v: bool(v) and not set(v) & set("+#"), "a topic without + or #"),
+                        "qos": (int, lambda v: v in (0, 1, 2), "0, 1 or 2"), "keepalive": (int, lambda v: v >= 5, ">= 5"),
+                        "username": (str, None, ""), "password_env": (str, None, ""), "tls": (bool, None, ""), **_SPOOLED}
+SCHEMA["sinks.webhook"] = {"url": (str, lambda v: v.startswith(("http://", "https://")), "an http:// or https:// URL"),
+                           "secret_env": (str, None, ""), **_SPOOLED}
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` (``--threshold``) → ``(name, value)``, checked as the ``[thresholds]`` keys are.
+
+    Raises:
+        ConfigError: an unknown name, a value that is not a number, or one out of range.
+    """
+    name, equals, raw = (part.strip() for part in text.partition("="))
+    known = SCHEMA["thresholds"]
+    if not equals or name not in known:
+        raise ConfigError(f"--threshold {text}: give NAME=VALUE with NAME one of {', '.join(known)}")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"--threshold {text}: {raw!r} is not a number") from None
+    _, check, wants = known[name]
+    if not check(value):
+        raise ConfigError(f"--threshold {text}: {name} must be {wants}")
+    return name, value
 
 
 def _nearest(name: str, known) -> str:
@@ -178,7 +263,7 @@ def _value(path: Path, where: str, key: str, value: Any, kind: type, check, want
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok_type = float(value), True
     if not ok_type:
-        raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number')[kind.__name__]}, "
+        raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number', bool='true or false')[kind.__name__]}, "
                           f"got {type(value).__name__} {value!r}")
     if check is not None and not check(value):
         raise ConfigError(f"{path}: [{where}] {key} = {value!r} must be {wants() if callable(wants) else wants}")
@@ -199,7 +284,7 @@ def _table(path: Path, data: dict, section: str) -> dict[str, Any]:
 
 def _camera(path: Path, raw: dict[str, Any], where: str) -> CameraConfig:
     if "spec" not in raw:
-        raise ConfigError(f"{path}: [{where}] needs spec (a file, folder, /dev/videoN, URL or GStreamer pipeline)")
+        raise ConfigError(f"{path}: [{where}] needs spec ({SOURCE_FORMS})")
     give_up = raw.get("give_up_after", 0.0)
     return CameraConfig(spec=raw["spec"], name=raw.get("name", ""), buffer=raw.get("buffer", 2), backoff=raw.get("backoff", 0.5),
                         max_backoff=raw.get("max_backoff", 8.0), give_up_after=give_up or None)
@@ -216,6 +301,7 @@ def parse_toml(path: Path) -> ServiceConfig:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    data = _sink_sections(path, data)
     for section in data:
         if section not in SCHEMA:
             raise ConfigError(f"{path}: unknown section [{section}]{_nearest(section, SCHEMA)}")
@@ -237,8 +323,11 @@ def parse_toml(path: Path) -> ServiceConfig:
     def relative(value: str) -> str:  # paths in the file are relative to the file
         return value if not value or Path(value).is_absolute() else str(path.parent / value)
 
-    for camera in cameras:  # a file:// URI, like a device, URL or pipeline, is taken as written
-        camera.spec = camera.spec if is_live(camera.spec) or "://" in camera.spec else relative(camera.spec)
+    for camera in cameras:  # a file or folder, as a path or a file:// URI; a device, URL or pipeline is taken as written
+        if camera.spec.startswith("file://"):
+            camera.spec = relative(unquote(camera.spec[len("file://"):]))
+        elif not (is_live(camera.spec) or "://" in camera.spec):
+            camera.spec = relative(camera.spec)
     events, snapshots, frames, metrics = tables["events"], tables["snapshots"], tables["frames"], tables["metrics"]
     config = ServiceConfig(
         model=model["path"] if backend == "triton" else relative(model["path"]), cameras=cameras, backend=backend,
@@ -247,10 +336,36 @@ def parse_toml(path: Path) -> ServiceConfig:
         close_after=events.get("close_after", 5), events_max_mb=events.get("max_mb", 100.0), events_backups=events.get("backups", 5),
         max_pending=events.get("max_pending", 10000), snapshots=relative(snapshots.get("folder", "")),
         snapshot_max_files=snapshots.get("max_files", 200), snapshot_max_mb=snapshots.get("max_mb", 200.0),
+        clip_before=snapshots.get("clip_before", 2.0), clip_after=snapshots.get("clip_after", 2.0),
+        clip_max_s=snapshots.get("clip_max_s", 30.0), clip_max_files=snapshots.get("clip_max_files", 50),
+        clip_max_mb=snapshots.get("clip_max_mb", 500.0), clip_buffer_mb=snapshots.get("clip_buffer_mb", 64.0),
         overlay_video=relative(tables["overlay"].get("video", "")), frames_log=relative(frames.get("log", "")),
+        frame_lines=frames.get("lines", "all"),
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
-        metrics_host=metrics.get("host", "127.0.0.1"))
+        metrics_host=metrics.get("host", "127.0.0.1"),
+        mqtt=_sink(path, data, tables, "mqtt", MqttConfig, "host", "the broker's address", relative),
+        webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative))
     return config.check(str(path))
+
+
+def _sink_sections(path: Path, data: dict) -> dict:
+    """``[sinks.mqtt]`` and ``[sinks.webhook]`` as sections of their own (``sinks.mqtt``)."""
+    if "sinks" not in data:
+        return data
+    if not isinstance(data["sinks"], dict):
+        raise ConfigError(f"{path}: sinks must hold [sinks.mqtt] and [sinks.webhook] tables")
+    return {**{k: v for k, v in data.items() if k != "sinks"}, **{f"sinks.{name}": table for name, table in data["sinks"].items()}}
+
+
+def _sink(path: Path, data: dict, tables: dict, name: str, kind: type, required: str, meaning: str, relative: Callable[[str], str]):
+    """One remote sink's settings, or None when its table is absent; its spool is relative to the file."""
+    section = f"sinks.{name}"
+    if section not in data:
+        return None
+    table = tables[section]
+    if required not in table:
+        raise ConfigError(f"{path}: [{section}] needs {required} ({meaning})")
+    return kind(**{**table, "spool": relative(table.get("spool", f"spool/{name}"))})
 
 
 # ---- checks on the whole configuration --------------------------------------------------------------
@@ -289,20 +404,34 @@ def _problems(config: ServiceConfig) -> list[str]:
             continue
         try:
             recorded.append(resolve_source(camera.spec).target)
-        except SourceError:
-            problems.append(f"{camera.spec}: no such file or folder, and not a camera, URL or GStreamer pipeline")
+        except SourceError as exc:
+            problems.append(str(exc))
     if config.backend not in REGISTRY:
         problems.append(f"backend {config.backend!r} is unknown; available: {', '.join(REGISTRY)}")
     if config.preprocess not in PREPROCESS:
         problems.append(f"preprocess {config.preprocess!r} is unknown; one of {', '.join(PREPROCESS)}")
     if config.open_after < 1 or config.close_after < 1:
         problems.append("open_after and close_after must be >= 1")
+    if config.frame_lines not in FRAME_LINES:
+        problems.append(f"frame lines {config.frame_lines!r} is unknown; one of {', '.join(FRAME_LINES)}")
     several = len(config.cameras) > 1
     outputs = {"events log": config.events_log, "snapshots folder": config.snapshots, "overlay": config.overlay_video,
                "frames log": config.frames_log}
     for what in ("overlay", "frames log"):
         if several and outputs[what] and "{camera}" not in outputs[what]:
             problems.append(f"the {what} {outputs[what]} needs '{{camera}}' in its name with several cameras")
+    for name, sink in (("mqtt", config.mqtt), ("webhook", config.webhook)):
+        if sink is None:
+            continue
+        outputs[f"{name} spool"] = sink.spool
+        if sink.max_backoff < sink.backoff:
+            problems.append(f"[sinks.{name}] max_backoff must be >= backoff")
+        variable = getattr(sink, "secret_env", "") or getattr(sink, "password_env", "")
+        if variable and variable not in os.environ:
+            problems.append(f"[sinks.{name}] the environment variable {variable} is not set")
+    missing = paho_missing() if config.mqtt is not None else None
+    if missing:
+        problems.append(f"[sinks.mqtt] {missing}")
     inputs = [config.model, *recorded]
     for what, target in outputs.items():
         if not target:

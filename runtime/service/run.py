@@ -1,8 +1,10 @@
 """``occ run``: the long-running camera service, one loop per camera.
 
-Each camera's loop: source → detector → episodes → event log, snapshots, overlay, per-frame log,
-metrics. A full disk or an unwritable sink degrades (counted, logged at most once a minute,
-retried) while scoring goes on. SIGTERM or SIGINT stops every loop after its current frame; open
+Each camera's loop: source → detector → episodes → event log, snapshots and event clips, overlay,
+per-frame log, metrics; event and per-frame lines follow the versioned schema of docs/events.md.
+A full disk or an unwritable sink degrades (counted, logged at most once a minute, retried) while
+scoring goes on. Remote sinks (MQTT, a webhook) cost the loop a spool append per event; their own
+threads deliver. SIGTERM or SIGINT stops every loop after its current frame; open
 episodes are closed (``closed_by: "shutdown"``) and written before the process exits.
 
 Exit codes (:class:`ExitCode`): 0 when every source finished (a file or folder read to its end) or
@@ -21,9 +23,12 @@ from typing import Any, Callable
 
 from ..backends import BackendError
 from ..detector import StreamDetector, open_detector
+from ..events import (CameraMetrics, EpisodeTracker, EventClips, EventContext, EventLog, JsonLinesLog, MetricsServer, OverlayWriter,
+                      ServiceMetrics, SnapshotStore, frame_record, render_overlay)
+from ..files import file_sha256
 from ..manifest import Manifest
-from ..events import (CameraMetrics, EpisodeTracker, EventLog, JsonLinesLog, MetricsServer, OverlayWriter, ServiceMetrics,
-                      SnapshotStore, render_overlay)
+from ..events import event_record, open_remote_sinks
+from ..scoring.decide import thresholds_in_force
 from ..sources import LiveSource, Source, open_source
 from .config import CameraConfig, ServiceConfig
 from .logs import setup_logging
@@ -55,6 +60,7 @@ class CameraSummary:
 class ServiceSummary:
     cameras: list[CameraSummary] = field(default_factory=list)
     exit_code: ExitCode = ExitCode.FINISHED
+    thresholds: dict[str, float] = field(default_factory=dict)  # in force: the manifest's, or the overrides
 
     def totals(self) -> dict[str, int]:
         keys = ("frames", "anomalous_frames", "events", "dropped", "reconnects", "backend_reconnects", "sink_errors")
@@ -66,7 +72,7 @@ class CameraLoop:
     (a Triton client's connection belongs to the thread that made it)."""
 
     def __init__(self, service: "Service", camera: CameraConfig, open_camera_detector: Callable[[CameraConfig], StreamDetector],
-                 manifest: Manifest, events: EventLog, metrics: CameraMetrics):
+                 manifest: Manifest, events: EventLog, metrics: CameraMetrics, model_sha256: str | None = None):
         cfg = service.config
         self.service, self.camera, self.events, self.metrics = service, camera, events, metrics
         self.open_detector, self.manifest = open_camera_detector, manifest
@@ -74,18 +80,28 @@ class CameraLoop:
         self.summary = CameraSummary(camera.name)
         self.source: Source = open_source(camera.spec, buffer=camera.buffer, backoff=camera.backoff, max_backoff=camera.max_backoff,
                                           give_up_after=camera.give_up_after)
+        thresholds = thresholds_in_force(manifest)
+        self.context = EventContext(model=Path(cfg.model).name, model_sha256=model_sha256, method=manifest.method,
+                                    thresholds=thresholds, live=self.source.live)
         metrics.source_stats = lambda: self.source.stats
         metrics.backend_reconnects = self._backend_reconnects
+        metrics.running(manifest.method, model_sha256, thresholds)
         self.tracker = EpisodeTracker(cfg.open_after, cfg.close_after, camera=camera.name)
         on_error = self._sink_error
         self.snapshots = SnapshotStore(cfg.snapshots, cfg.snapshot_max_files, int(cfg.snapshot_max_mb * 2**20), on_error) \
             if cfg.snapshots else None
+        self.clips = EventClips(cfg.snapshots, cfg.clip_before, cfg.clip_after, cfg.clip_max_s, cfg.clip_max_files,
+                                int(cfg.clip_max_mb * 2**20), int(cfg.clip_buffer_mb * 2**20), on_error) \
+            if cfg.snapshots and (cfg.clip_before or cfg.clip_after) else None
+        self.events_only = cfg.frame_lines == "events"
         overlay = cfg.per_camera(cfg.overlay_video, camera)
         self.overlay = OverlayWriter(overlay, manifest, on_error=on_error) if overlay else None
         frames_log = cfg.per_camera(cfg.frames_log, camera)
         self.frames_log = JsonLinesLog(frames_log, int(cfg.frames_max_mb * 2**20), cfg.frames_backups, max_pending=100,
                                        on_error=on_error) if frames_log else None
         self.peak_image = None
+        self.remote_sinks = open_remote_sinks(camera.name, cfg.mqtt, cfg.webhook, on_error=on_error)
+        metrics.remote_sinks = self.remote_sinks
 
     def _sink_error(self, sink: str) -> None:
         self.summary.sink_errors += 1
@@ -122,15 +138,21 @@ class CameraLoop:
                 if self.service.stop_event.is_set() or self._backend_gave_up():
                     break  # stopped, or given up, while a server backend waited for its server
                 raise
-            self.metrics.observe(result, time.perf_counter() - started)
+            self.metrics.observe(result, time.perf_counter() - started, self.detector.stage_seconds)
             self.summary.frames += 1
             self.summary.anomalous_frames += int(result.decision)
-            if self.frames_log:
-                self.frames_log.write({"camera": self.camera.name, **result.to_json()})
             if self.overlay:
                 self.overlay.write(frame.image, result)
+            if self.clips:
+                self.clips.push(frame.image, frame.timestamp)
             opened, closed, new_peak = self.tracker.update(result)
+            if self.frames_log and (not self.events_only or self.tracker.current is not None or closed):
+                self.frames_log.write(frame_record(self.camera.name, result, self.context))
             if opened:
+                opened.context = self.context
+                if self.clips:
+                    clip = self.clips.start(f"{opened.event_id}_frame_{opened.start_frame:08d}")
+                    opened.clip = None if clip is None else str(clip)
                 self.summary.events += 1
                 self.metrics.event_opened()
                 self._log_event("opened", opened)
@@ -142,7 +164,10 @@ class CameraLoop:
 
     def _close_event(self, event) -> None:
         if self.snapshots is not None and self.peak_image is not None:
-            self.snapshots.save(f"{event.event_id}_frame_{event.peak_frame:08d}", self.peak_image)
+            saved = self.snapshots.save(f"{event.event_id}_frame_{event.peak_frame:08d}", self.peak_image)
+            event.snapshot = None if saved is None else str(saved)
+        if self.clips:
+            self.clips.stop_after(event.end_time)
         self.peak_image = None
         self._log_event("closed", event)
         log.info("event closed", extra={"camera": self.camera.name, "event_id": event.event_id})
@@ -150,12 +175,17 @@ class CameraLoop:
     def _log_event(self, kind: str, event) -> None:
         if not self.events.write(kind, event):  # held in memory and retried; counted here, per camera
             self._sink_error(str(self.events.path))
+        record = event_record(kind, event)
+        for sink in self.remote_sinks:  # a spool append each; delivery happens on the sink's own thread
+            sink.put(record)
 
     def _finish(self) -> None:
         """Everything a stop must not lose: the open event, then the sinks."""
         pending = self.tracker.flush("shutdown" if self.service.stop_event.is_set() else "end of stream")
         if pending:
             self._close_event(pending)
+        if self.clips:
+            self.clips.finish()
         self.source.close()
         self.summary.dropped, self.summary.reconnects = self.source.stats.dropped, self.source.stats.reconnects
         self.summary.backend_reconnects = self._backend_reconnects()
@@ -163,6 +193,8 @@ class CameraLoop:
             self.overlay.close()
         if self.frames_log:
             self.frames_log.close()
+        for sink in self.remote_sinks:
+            sink.close()
         if self.detector is not None:
             self.detector.close()
 
@@ -195,6 +227,7 @@ class Service:
         events = EventLog(cfg.events_log, int(cfg.events_max_mb * 2**20), cfg.events_backups, cfg.max_pending)
         server = None
         summary = ServiceSummary()
+        started = False
         try:
             server = MetricsServer(metrics.render, cfg.metrics_port, cfg.metrics_host, healthy=self._healthy) \
                 if cfg.metrics_port else None
@@ -210,11 +243,15 @@ class Service:
             checked = open_camera_detector(cfg.cameras[0])  # the model and thresholds, checked before any camera starts
             manifest = checked.manifest
             checked.close()
+            summary.thresholds = thresholds_in_force(manifest)
+            sha256 = file_sha256(cfg.model) if cfg.backend != "triton" else None  # once: events carry it
             for camera in cfg.cameras:
                 camera_metrics = metrics.camera(camera.name)
                 camera_metrics.pending_events = lambda: len(events.lines.pending)
-                self.loops.append(CameraLoop(self, camera, open_camera_detector, manifest, events, camera_metrics))
-            log.info("service started", extra={"path": cfg.model, "camera": [c.name for c in cfg.cameras]})
+                self.loops.append(CameraLoop(self, camera, open_camera_detector, manifest, events, camera_metrics, sha256))
+            log.info("service started", extra={"path": cfg.model, "camera": [c.name for c in cfg.cameras], "sha256": sha256,
+                                               "thresholds": summary.thresholds})
+            started = True
             threads = [threading.Thread(target=loop.run, name=f"camera {loop.camera.name}") for loop in self.loops]
             self._threads = threads
             for thread in threads:
@@ -228,7 +265,8 @@ class Service:
                 server.close()
             summary.cameras = [loop.summary for loop in self.loops]
             summary.exit_code = _exit_code(summary)
-            log.info("service stopped", extra={"exit_code": int(summary.exit_code), **summary.totals()})
+            if started:  # a start that failed raises to the caller, which says why and exits non-zero
+                log.info("service stopped", extra={"exit_code": int(summary.exit_code), **summary.totals()})
             if capture:
                 capture.close()
         return summary
