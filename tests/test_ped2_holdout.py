@@ -44,7 +44,8 @@ def _clip(name, labels, decisions, fps=10.0):
 
 
 def test_alarms_are_counted_as_runs_and_as_episodes():
-    normal = _clip("Train001", [0] * 12, [1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 1])  # runs: 4; episodes (K=3, J=2): one, 2-6 (5 alone does not close it)
+    # runs: 4; episodes (K=3, J=2): one, frames 2-6 (frame 5 alone does not close it)
+    normal = _clip("Train001", [0] * 12, [1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 1])
     #                      event 3-7                 event 10-11
     test = _clip("Test001", [0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1], [1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1])
     counts = alarm_counts([normal, test], 10.0, open_after=3, close_after=2)
