@@ -8,6 +8,11 @@ temporal smoothing and with per-video min–max normalization, each labelled. Fo
 scoring ablations (plain D(R(X)), scene-aware, fused with the reconstruction error) are computed
 from the same exported graph, since scoring is pure runtime functions over its outputs.
 
+With ``--holdout-fold K --holdout-folds N`` the model is trained without fold K of the normal
+training clips (clip i in name order → fold i mod N) and counts its alarms on them, never seen in
+training, and on the test clips' normal frames, raw and as the service's episodes;
+``occ-bench ped2-holdout-summary`` pools the folds' JSONs into alarms per hour with a 95 % interval.
+
 Sizes: ``--size cpu`` (default) 120×180 ALOCC frames with 32-px patches / 128×192 AVID frames and a few epochs,
 minutes on 2 cores; ``--size gpu`` full 240×360 (AVID 240×352) with more epochs, for a GPU.
 ``--json PATH`` writes the whole result.
@@ -15,6 +20,7 @@ minutes on 2 cores; ``--size gpu`` full 240×360 (AVID 240×352) with more epoch
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +29,15 @@ import numpy as np
 from rich.console import Console
 
 from occ.evaluation.datasets.spec import load_video_data
-from occ.evaluation.folds import fold_table, leave_clips_out
-from occ.evaluation.protocols import ClipScores, delay_text, false_alarms_text, report, score_clips
+from occ.evaluation.datasets.common import DatasetError
+from occ.evaluation.datasets.ucsd import clip_names, find_ucsd_root, load_ucsd
+from occ.evaluation.folds import fold_table, leave_clips_out, training_clip_folds
+from occ.evaluation.metrics import poisson_rate_interval
+from occ.evaluation.protocols import ClipScores, alarm_counts, delay_text, false_alarms_text, report, score_clips
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
 
+from .day import commit, service_tracker
 from .training_runs import machine
 
 SIZES = {
@@ -180,4 +190,157 @@ def folds_markdown(results: list[dict[str, Any]]) -> str:
         cells = [f"{t['mean']:.3f} / {t['worst']:.3f}" for t in tables]
         overall = f"{np.mean([t['mean'] for t in tables]):.3f} / {min(t['worst'] for t in tables):.3f}"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {overall} |")
+    return "\n".join(lines) + "\n"
+
+
+HOLDOUT_SCOPES = ("held_out_training_clips", "test_clips", "all")
+
+
+def holdout_view(data: str, fold: int, folds: int, workdir: Path) -> tuple[Path, tuple[str, ...]]:
+    """A UCSD-layout folder under ``workdir`` that links every training clip of ``data`` but fold
+    ``fold``'s, and everything beside ``Train/``; and the held-out clip names. Training on it leaves
+    them unseen."""
+    root = find_ucsd_root(data)
+    train_dir = root / "Train"
+    names = clip_names(root, "train")
+    if not 0 <= fold < folds:
+        raise ValueError(f"--holdout-fold must be in 0..{folds - 1} with --holdout-folds {folds}, got {fold}")
+    held_out = training_clip_folds(names, folds)[fold]
+    view = workdir / f"holdout-fold{fold}-of-{folds}" / root.name  # the folder name carries Ped2's frame rate
+    (view / "Train").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        link = view / "Train" / name
+        if name not in held_out and not link.is_symlink():
+            link.symlink_to((train_dir / name).resolve(), target_is_directory=True)
+        elif name in held_out and link.is_symlink():
+            link.unlink()
+    for entry in root.iterdir():  # the test split, and a walkway's description (its frame rate)
+        if entry.name != "Train" and not (view / entry.name).is_symlink():
+            (view / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+    return view, held_out
+
+
+def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, folds: int = 4, size: str = "cpu", seed: int = 0,
+                     recipe: str = "video", model: str | None = None) -> dict[str, Any]:
+    """Train (or take ``model``) without fold ``fold`` of the normal training clips, export, and
+    count alarms at the stored threshold on those clips and on the test clips, through the runtime.
+
+    Alarms are counted raw (runs of anomalous decisions) and as the service's episodes (its default
+    K and J): see :func:`~occ.evaluation.protocols.alarm_counts`. Scopes: the held-out training
+    clips, the test clips (their normal frames, and the detection of their events), and both.
+    ``model`` must not have been trained on a held-out clip (its manifest lists its clips).
+    """
+    if method not in ("alocc", "avid") or size not in SIZES:
+        raise ValueError(f"method must be alocc or avid and size one of {', '.join(SIZES)}")
+    workdir = Path(workdir)
+    view, held_out = holdout_view(data, fold, folds, workdir)
+    command = ["occ-bench", "ped2", "--data", data, "--method", method, "--size", size, "--seed", str(seed),
+               "--holdout-fold", str(fold), "--holdout-folds", str(folds), "--out", str(workdir)]
+    result: dict[str, Any] = {"method": method, "size": size, "recipe": recipe, "data": data, "seed": seed,
+                              "fold": fold, "folds": folds, "held_out_clips": list(held_out),
+                              "date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit()}
+    if model is None:
+        model_path, seconds = train(method, str(view), size, workdir, seed, recipe)
+        result["train_seconds"] = round(seconds)
+        model = str(model_path)
+    else:
+        command += ["--model", str(model)]
+    result["command"] = shlex.join(command)
+    manifest = read_manifest(model)
+    trained_on = manifest.training.get("clips", [])
+    seen = sorted(set(trained_on) & set(held_out))
+    if seen:
+        raise ValueError(f"{model}: trained on {', '.join(seen)}, which fold {fold} of {folds} holds out")
+    config = manifest.training.get("config", {})
+    result.update(model=str(model), trained_on_data=manifest.training.get("data"), trained_on_clips=trained_on,
+                  validation_clips=manifest.training.get("validation_clips"), seed=config.get("seed", seed),
+                  recipe=config.get("recipe", recipe), stored_thresholds={k: t.value for k, t in manifest.thresholds.items()})
+    result.setdefault("train_seconds", manifest.training.get("seconds"))
+    detector = open_detector(str(model))
+    try:
+        held = score_clips(detector, load_ucsd(data, "train", clips=list(held_out)))
+        test = score_clips(detector, load_video_data(data, splits=("test",)).test)
+    finally:
+        detector.close()
+    fps = held[0].fps
+    if fps is None:
+        raise DatasetError(f"{data}: the frame rate is unknown (not a UCSD Ped folder), so alarms per hour cannot be counted")
+    tracker = service_tracker(manifest)
+    rule = dict(open_after=tracker.open_after, close_after=tracker.close_after)
+    result["alarms"] = {scope: alarm_counts(clips, fps, **rule)
+                        for scope, clips in zip(HOLDOUT_SCOPES, (held, test, held + test))}
+    result["test_report"] = report(test)
+    return result
+
+
+def holdout_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The folds' alarms pooled: per scope and counting rule, the alarms and normal hours summed
+    and the rate with its exact 95 % Poisson interval; per fold the same and the events caught.
+
+    The held-out training clips are each counted once over a complete set of folds; the test
+    clips' normal frames once per fold (each fold's model scores them).
+    """
+    if not results:
+        raise ValueError("no fold results to pool")
+    keys = {(r.get("method"), r.get("seed"), r.get("folds"), r.get("size")) for r in results}
+    if len(keys) != 1 or any("alarms" not in r for r in results):
+        raise ValueError("pool the holdout folds of one method, seed, size and number of folds (occ-bench ped2 --holdout-fold)")
+    method, seed, folds, size = keys.pop()
+    fold_numbers = [r["fold"] for r in results]
+    if len(set(fold_numbers)) != len(fold_numbers):
+        raise ValueError(f"a fold is given twice: {sorted(fold_numbers)}")
+    pooled: dict[str, Any] = {}
+    for scope in ("held_out_training_clips", "all"):
+        pooled[scope] = {}
+        for rule in ("raw", "episodes"):
+            entries = [r["alarms"][scope][rule]["false_alarms_per_hour"] for r in results]
+            alarms, hours = sum(e["false_alarms"] for e in entries), sum(e["normal_hours"] for e in entries)
+            low, high = poisson_rate_interval(alarms, hours)
+            pooled[scope][rule] = {"false_alarms": alarms, "normal_hours": hours, "normal_minutes": hours * 60, "per_hour": alarms / hours,
+                                   "per_hour_low": low, "per_hour_high": high}
+    detection = {}
+    for rule in ("raw", "episodes"):
+        delays = [r["alarms"]["test_clips"][rule]["detection_delay"] for r in results]
+        pooled_delays = [d for entry in delays for d in entry["delays"]]
+        detection[rule] = {"events": sum(d["events"] for d in delays), "detected": sum(d["detected"] for d in delays),
+                           "median_frames": float(np.median(pooled_delays)) if pooled_delays else None}
+    per_fold = [{"fold": r["fold"], "held_out_clips": r["held_out_clips"], "date": r["date"], "commit": r.get("commit"),
+                 "command": r.get("command"),
+                 **{f"{scope}_{rule}": r["alarms"][scope][rule]["false_alarms_per_hour"] for scope in ("held_out_training_clips", "all")
+                    for rule in ("raw", "episodes")},
+                 **{f"detection_{rule}": r["alarms"]["test_clips"][rule]["detection_delay"] for rule in ("raw", "episodes")}}
+                for r in sorted(results, key=lambda r: r["fold"])]
+    return {"method": method, "seed": seed, "size": size, "folds": folds, "folds_pooled": sorted(fold_numbers),
+            "complete": sorted(fold_numbers) == list(range(folds)), "machine": results[0].get("machine"),
+            "pooled": pooled, "detection": detection, "per_fold": per_fold}
+
+
+def _rate_cell(entry: dict[str, Any]) -> str:
+    return (f"{entry['false_alarms']} in {entry['normal_minutes']:.2f} min: {entry['per_hour']:,.0f} "
+            f"(95 %: {entry['per_hour_low']:,.0f}–{entry['per_hour_high']:,.0f})")
+
+
+def _detection_cell(entry: dict[str, Any]) -> str:
+    median = "–" if entry["median_frames"] is None else f"{entry['median_frames']:g}"
+    return f"{entry['detected']} of {entry['events']}, median {median}"
+
+
+def holdout_markdown(result: dict[str, Any]) -> str:
+    """One fold's or the pooled folds' alarms per hour (raw runs / episodes) and events caught."""
+    if "pooled" not in result:
+        result = holdout_summary([result])
+    lines = [f"UCSD Ped2 leave-training-clips-out, {result['method']} seed {result['seed']}, size '{result['size']}', "
+             f"folds {', '.join(map(str, result['folds_pooled']))} of {result['folds']}; {result['machine']}. "
+             "Alarms at the stored threshold: raw decision runs / service episodes.", "",
+             "| fold | footage | alarms per hour, raw runs | alarms per hour, episodes | events caught, median delay (frames), raw | episodes |",
+             "|---|---|---|---|---|---|"]
+    for fold in result["per_fold"]:
+        for scope, label in (("held_out_training_clips", "held-out training clips"), ("all", "+ test clips' normal frames")):
+            detect = (_detection_cell(fold["detection_raw"]), _detection_cell(fold["detection_episodes"])) if scope == "all" else ("", "")
+            lines.append(f"| {fold['fold']} | {label} | {_rate_cell(fold[scope + '_raw'])} | {_rate_cell(fold[scope + '_episodes'])} | "
+                         f"{detect[0]} | {detect[1]} |")
+    for scope, label in (("held_out_training_clips", "held-out training clips"), ("all", "+ test clips' normal frames")):
+        pooled = result["pooled"][scope]
+        detect = (_detection_cell(result["detection"]["raw"]), _detection_cell(result["detection"]["episodes"])) if scope == "all" else ("", "")
+        lines.append(f"| pooled | {label} | {_rate_cell(pooled['raw'])} | {_rate_cell(pooled['episodes'])} | {detect[0]} | {detect[1]} |")
     return "\n".join(lines) + "\n"

@@ -112,6 +112,24 @@ def _read_masks(folder: Path, count: int, size: tuple[int, int] | None) -> np.nd
     return np.stack(masks)
 
 
+def clip_names(path: str | Path, split: str = "test") -> list[str]:
+    """The clip folders of one split (``Train001``, …), in name order, without reading a frame.
+
+    Raises:
+        DatasetError: no such split folder, or no clip folder in it.
+    """
+    root = find_ucsd_root(path)
+    if split not in _CLIP_DIR:
+        raise DatasetError(f"{root}: split must be 'train' or 'test', got {split!r}")
+    split_dir = root / split.capitalize()
+    if not split_dir.is_dir():
+        raise DatasetError(f"{split_dir}: folder not found")
+    names = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and _CLIP_DIR[split].match(d.name))
+    if not names:
+        raise DatasetError(f"{split_dir}: no {split.capitalize()}NNN clip folders")
+    return names
+
+
 def load_ucsd(
     path: str | Path,
     split: str = "test",
@@ -130,14 +148,8 @@ def load_ucsd(
         DatasetError: a missing folder, unreadable frame, or counts that do not match.
     """
     root = find_ucsd_root(path)
-    if split not in _CLIP_DIR:
-        raise DatasetError(f"{root}: split must be 'train' or 'test', got {split!r}")
+    names = clip_names(root, split)
     split_dir = root / split.capitalize()
-    if not split_dir.is_dir():
-        raise DatasetError(f"{split_dir}: folder not found")
-    names = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and _CLIP_DIR[split].match(d.name))
-    if not names:
-        raise DatasetError(f"{split_dir}: no {split.capitalize()}NNN clip folders")
     ranges = None
     if split == "test":
         m_files = sorted(split_dir.glob("*.m"))

@@ -325,17 +325,54 @@ def ped2(
         help="Evaluate this exported model instead of training one; repeat it for one model per seed.")] = None,
     folds: Annotated[bool, typer.Option(
         help="Leave-clips-out table: choose on half the test clips, measure on the others, over every split (Ped2's six: 20), mean and worst fold.")] = False,
+    holdout_fold: Annotated[Optional[int], typer.Option(
+        help="Train without this fold of the normal training clips (clip i in name order is in fold i mod --holdout-folds) and count "
+             "alarms per hour on them and on the test clips' normal frames, raw and as the service's episodes. Default: none, "
+             "train on every clip.")] = None,
+    holdout_folds: Annotated[int, typer.Option(min=2, help="Folds the training clips are split into for --holdout-fold.")] = 4,
     seed: Seed = 0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Real video: train on Ped2's normal clips, export, evaluate every scoring variant on its test clips."""
-    from occ.benchmarks.ped2 import markdown, run_ped2
+    """Real video: train on Ped2's normal clips, export, evaluate every scoring variant on its test clips
+    (with --holdout-fold: count alarms on training clips held out of training)."""
+    from occ.benchmarks.ped2 import holdout_markdown, markdown, run_ped2, run_ped2_holdout
 
+    if holdout_fold is not None:
+        if folds or (model and len(model) > 1):
+            fail("--holdout-fold takes one --model and no --folds")
+        with one_line_errors():
+            result = run_ped2_holdout(data, method, out, holdout_fold, holdout_folds, size, seed, model=model[0] if model else None)
+        report(result, json_path, quiet, lambda r: _print_markdown(holdout_markdown(r)))
+        return
     with one_line_errors():
         results = [run_ped2(data, method, out, size, seed, model=m, folds=folds) for m in (model or [None])]
     payload = results[0] if len(results) == 1 else {"models": results}
     report(payload, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+
+
+@app.command("ped2-holdout-summary")
+def ped2_holdout_summary(
+    results: Annotated[list[Path], typer.Argument(help="JSONs of occ-bench ped2 --holdout-fold, one per fold, of one method and seed.")],
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Pool the leave-training-clips-out folds: alarms and normal minutes summed, alarms per hour with its
+    exact 95 % Poisson interval (raw runs and episodes), events caught, per fold and over all."""
+    from occ.benchmarks.ped2 import holdout_markdown, holdout_summary
+
+    folds = []
+    for path in results:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            fail(f"{path}: not a readable JSON file ({exc})")
+        if not isinstance(data, dict) or "alarms" not in data or "fold" not in data:
+            fail(f"{path}: not an occ-bench ped2 --holdout-fold result")
+        folds.append(data)
+    with one_line_errors():
+        summary = holdout_summary(folds)
+    report(summary, json_path, quiet, lambda r: _print_markdown(holdout_markdown(r)))
 
 
 @app.command("soak")
