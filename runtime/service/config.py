@@ -21,6 +21,11 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     max_backoff = 8.0            # Triton server lost mid-stream reconnect by these rules
     give_up_after = 0            # s without a frame before giving up (exit code 3); 0: never
 
+    [[source.zones]]             # optional, repeatable (with cameras: [[cameras.zones]] after its [[cameras]])
+    name = "road"                # the zone's name in errors (default: zone 1, zone 2, …)
+    points = [[0, 0], [360, 0], [360, 60], [0, 60]]   # polygon corners [x, y] in source-frame pixels, >= 3
+    # threshold_factor = 2.0     # absent: an ignore zone (never flagged); present: the threshold times this inside
+
     [events]
     log = "events.jsonl"         # JSON lines: opened / closed events of every camera
     open_after = 3               # K anomalous frames in a row open an episode
@@ -94,12 +99,15 @@ from pathlib import Path
 from typing import Any, Callable, Union
 from urllib.parse import unquote
 
+import cv2
+
 from ..backends import REGISTRY
 from ..detector import PREPROCESS, refuse_checkpoint
 from ..events import MqttConfig, WebhookConfig, camera_slug, port_problem
 from ..events.mqtt import paho_missing
 from ..files import same_file
-from ..sources import SOURCE_FORMS, SourceError, is_live, resolve_source
+from ..scoring.zones import Zone
+from ..sources import SOURCE_FORMS, SourceError, is_live, list_images, resolve_source
 
 
 class ConfigError(ValueError):
@@ -116,6 +124,7 @@ class CameraConfig:
     backoff: float = 0.5
     max_backoff: float = 8.0
     give_up_after: float | None = None  # seconds without a frame; None: never
+    zones: list[Zone] = field(default_factory=list)  # ignore and sensitivity zones, in source-frame pixels
 
 
 @dataclass
@@ -208,7 +217,8 @@ SCHEMA: dict[str, dict[str, KEY]] = {
                    "zeta": (float, lambda v: 0 < v < 1, "between 0 and 1")},
     "source": {"spec": (str, bool, SOURCE_FORMS), "name": (str, None, ""),
                "buffer": (int, lambda v: v >= 1, ">= 1"), "backoff": (float, _positive, "> 0"),
-               "max_backoff": (float, _positive, "> 0"), "give_up_after": (float, _non_negative, ">= 0 (0: never)")},
+               "max_backoff": (float, _positive, "> 0"), "give_up_after": (float, _non_negative, ">= 0 (0: never)"),
+               "zones": (list, None, "")},
     "events": {"log": (str, bool, "a file"), "open_after": (int, lambda v: v >= 1, ">= 1"), "close_after": (int, lambda v: v >= 1, ">= 1"),
                "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1"),
                "max_pending": (int, lambda v: v >= 1, ">= 1")},
@@ -222,6 +232,16 @@ SCHEMA: dict[str, dict[str, KEY]] = {
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
+
+
+def _polygon(points: list) -> bool:
+    return len(points) >= 3 and all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                             and math.isfinite(v) and v >= 0 for v in p) for p in points)
+
+
+ZONE_KEYS: dict[str, KEY] = {"name": (str, bool, "a name"),
+                             "points": (list, _polygon, "at least 3 [x, y] corners with x, y >= 0 (source-frame pixels)"),
+                             "threshold_factor": (float, _positive, "> 0")}
 _SPOOLED: dict[str, KEY] = {"timeout": (float, _positive, "> 0"), "backoff": (float, _positive, "> 0"),
                             "max_backoff": (float, _positive, "> 0"), "spool": (str, bool, "a folder"),
                             "max_spooled": (int, lambda v: v >= 1, ">= 1")}
@@ -263,7 +283,8 @@ def _value(path: Path, where: str, key: str, value: Any, kind: type, check, want
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok_type = float(value), True
     if not ok_type:
-        raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number', bool='true or false')[kind.__name__]}, "
+        wanted = dict(str='a string', int='a whole number', float='a number', bool='true or false', list='an array')[kind.__name__]
+        raise ConfigError(f"{path}: [{where}] {key} must be {wanted}, "
                           f"got {type(value).__name__} {value!r}")
     if check is not None and not check(value):
         raise ConfigError(f"{path}: [{where}] {key} = {value!r} must be {wants() if callable(wants) else wants}")
@@ -287,7 +308,24 @@ def _camera(path: Path, raw: dict[str, Any], where: str) -> CameraConfig:
         raise ConfigError(f"{path}: [{where}] needs spec ({SOURCE_FORMS})")
     give_up = raw.get("give_up_after", 0.0)
     return CameraConfig(spec=raw["spec"], name=raw.get("name", ""), buffer=raw.get("buffer", 2), backoff=raw.get("backoff", 0.5),
-                        max_backoff=raw.get("max_backoff", 8.0), give_up_after=give_up or None)
+                        max_backoff=raw.get("max_backoff", 8.0), give_up_after=give_up or None,
+                        zones=[_zone(path, zone, f"{where} zones {i + 1}") for i, zone in enumerate(raw.get("zones", []))])
+
+
+def _zone(path: Path, raw: Any, where: str) -> Zone:
+    """One ``[[...zones]]`` table → a :class:`Zone`, every key checked."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: zones must be [[zones]] tables")
+    for key, value in raw.items():
+        if key not in ZONE_KEYS:
+            raise ConfigError(f"{path}: unknown key '{key}' in [{where}]{_nearest(key, ZONE_KEYS)}")
+        raw = {**raw, key: _value(path, where, key, value, *ZONE_KEYS[key])}
+    if "points" not in raw:
+        raise ConfigError(f"{path}: [{where}] needs points (polygon corners [x, y] in source-frame pixels)")
+    factor = raw.get("threshold_factor")
+    return Zone(name=raw.get("name", f"zone {where.rsplit(' ', 1)[-1]}"),
+                points=tuple((float(x), float(y)) for x, y in raw["points"]), ignore=factor is None,
+                factor=1.0 if factor is None else factor)
 
 
 def parse_toml(path: Path) -> ServiceConfig:
@@ -387,6 +425,24 @@ def _writable(target: str) -> bool:
         return False
 
 
+def _recorded_frame_size(target: str) -> tuple[int, int] | None:
+    """``(height, width)`` of a video file's or image folder's first frame; None when unreadable
+    (the source's own check reports that)."""
+    path = Path(target)
+    if path.is_dir():
+        files = list_images(path)
+        image = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED) if files else None
+    else:
+        capture = cv2.VideoCapture(str(path))
+        image = capture.read()[1] if capture.isOpened() else None
+        capture.release()
+    return None if image is None else (int(image.shape[0]), int(image.shape[1]))
+
+
+def _plain_number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
 def _problems(config: ServiceConfig) -> list[str]:
     problems = []
     if config.backend != "triton" and not Path(config.model).is_file():
@@ -406,6 +462,13 @@ def _problems(config: ServiceConfig) -> list[str]:
             recorded.append(resolve_source(camera.spec).target)
         except SourceError as exc:
             problems.append(str(exc))
+            continue
+        size = _recorded_frame_size(recorded[-1]) if camera.zones else None
+        for zone in camera.zones if size else []:
+            outside = zone.outside(size)
+            if outside:
+                problems.append(f"camera {camera.name}: zone {zone.name}: point {[_plain_number(v) for v in outside[0]]} is outside "
+                                f"the {size[1]}x{size[0]} frame of {camera.spec}")
     if config.backend not in REGISTRY:
         problems.append(f"backend {config.backend!r} is unknown; available: {', '.join(REGISTRY)}")
     if config.preprocess not in PREPROCESS:

@@ -95,7 +95,7 @@ class CameraLoop:
             if cfg.snapshots and (cfg.clip_before or cfg.clip_after) else None
         self.events_only = cfg.frame_lines == "events"
         overlay = cfg.per_camera(cfg.overlay_video, camera)
-        self.overlay = OverlayWriter(overlay, manifest, on_error=on_error) if overlay else None
+        self.overlay = OverlayWriter(overlay, manifest, on_error=on_error, zones=camera.zones) if overlay else None
         frames_log = cfg.per_camera(cfg.frames_log, camera)
         self.frames_log = JsonLinesLog(frames_log, int(cfg.frames_max_mb * 2**20), cfg.frames_backups, max_pending=100,
                                        on_error=on_error) if frames_log else None
@@ -158,7 +158,7 @@ class CameraLoop:
                 self._log_event("opened", opened)
                 log.info("event opened", extra={"camera": self.camera.name, "event_id": opened.event_id})
             if new_peak and self.snapshots:
-                self.peak_image = render_overlay(frame.image, result, self.manifest)
+                self.peak_image = render_overlay(frame.image, result, self.manifest, self.camera.zones)
             if closed:
                 self._close_event(closed)
 
@@ -238,6 +238,7 @@ class Service:
                     if cfg.backend == "triton" else {}
                 detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **options)
                 detector.set_thresholds(**cfg.thresholds)
+                detector.set_zones(camera.zones)
                 return detector
 
             checked = open_camera_detector(cfg.cameras[0])  # the model and thresholds, checked before any camera starts
