@@ -35,7 +35,7 @@ def render_overlay(frame: np.ndarray, result: FrameResult, manifest: Manifest, z
         cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), (0, 255, 255), 1)
     for zone in zones:  # source-frame pixels, as configured
         corners = np.round(np.asarray(zone.points)).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(canvas, [corners], True, ZONE_COLOURS[zone.ignore], 1, cv2.LINE_AA)
+        cv2.polylines(canvas, [corners], True, ZONE_COLOURS[zone.ignore], 1, cv2.LINE_8)
     _legend(canvas, result, frame_threshold(manifest))
     return canvas
 

@@ -49,6 +49,14 @@ class Zone:
         height, width = frame_size
         return [(x, y) for x, y in self.points if not (0 <= x <= width and 0 <= y <= height)]
 
+    def outside_problem(self, frame_size: tuple[int, int]) -> str | None:
+        """``zone NAME: point [x, y] is outside the WxH frame`` for the first corner outside, or None."""
+        outside = self.outside(frame_size)
+        if not outside:
+            return None
+        point = [int(v) if float(v).is_integer() else v for v in outside[0]]
+        return f"zone {self.name}: point {point} is outside the {frame_size[1]}x{frame_size[0]} frame"
+
 
 @dataclass
 class ZoneMaps:
@@ -91,10 +99,9 @@ def rasterise(zones: list[Zone], frame_size: tuple[int, int], manifest: Manifest
     height, width = manifest.input.height, manifest.input.width
     scale_x, scale_y = frame_size[1] / width, frame_size[0] / height
     for zone in zones:
-        outside = zone.outside(frame_size)
-        if outside:
-            raise ZoneError(f"zone {zone.name}: point {list(outside[0])} is outside the "
-                            f"{frame_size[1]}x{frame_size[0]} frame")
+        problem = zone.outside_problem(frame_size)
+        if problem:
+            raise ZoneError(problem)
     masks = [polygon_mask(zone.points, height, width, scale_x, scale_y) for zone in zones]
     ignored = np.zeros((height, width), bool)
     for zone, mask in zip(zones, masks):

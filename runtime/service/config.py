@@ -439,10 +439,6 @@ def _recorded_frame_size(target: str) -> tuple[int, int] | None:
     return None if image is None else (int(image.shape[0]), int(image.shape[1]))
 
 
-def _plain_number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
-
-
 def _problems(config: ServiceConfig) -> list[str]:
     problems = []
     if config.backend != "triton" and not Path(config.model).is_file():
@@ -465,10 +461,9 @@ def _problems(config: ServiceConfig) -> list[str]:
             continue
         size = _recorded_frame_size(recorded[-1]) if camera.zones else None
         for zone in camera.zones if size else []:
-            outside = zone.outside(size)
-            if outside:
-                problems.append(f"camera {camera.name}: zone {zone.name}: point {[_plain_number(v) for v in outside[0]]} is outside "
-                                f"the {size[1]}x{size[0]} frame of {camera.spec}")
+            problem = zone.outside_problem(size)
+            if problem:
+                problems.append(f"camera {camera.name}: {problem} of {camera.spec}")
     if config.backend not in REGISTRY:
         problems.append(f"backend {config.backend!r} is unknown; available: {', '.join(REGISTRY)}")
     if config.preprocess not in PREPROCESS:
