@@ -37,12 +37,14 @@ class Zone:
         points: the polygon's corners, at least 3.
         ignore: True: nothing inside is ever flagged; False: a sensitivity zone.
         factor: a sensitivity zone's threshold multiplier (> 0).
+        profile: the profile the zone applies in (``day``, ``night``); "": in every one.
     """
 
     name: str
     points: tuple[tuple[float, float], ...]
     ignore: bool = True
     factor: float = 1.0
+    profile: str = ""
 
     def outside(self, frame_size: tuple[int, int]) -> list[tuple[float, float]]:
         """The corners outside a frame of ``(height, width)`` (corners on its far edge are in)."""

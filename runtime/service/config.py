@@ -25,6 +25,16 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     name = "road"                # the zone's name in errors (default: zone 1, zone 2, …)
     points = [[0, 0], [360, 0], [360, 60], [0, 60]]   # polygon corners [x, y] in source-frame pixels, >= 3
     # threshold_factor = 2.0     # absent: an ignore zone (never flagged); present: the threshold times this inside
+    # profile = "night"          # only in this profile (day | night); absent: always
+
+    [profiles]                   # optional: day and night profiles (see occ.runtime.service.profiles)
+    switch = "schedule"          # schedule (local clock) | brightness (the frame's mean gray level)
+    day_from = "07:00"           # schedule: local times HH:MM
+    night_from = "19:00"
+    night_below = 40.0           # brightness: mean gray level (0–255) under which night starts
+    day_above = 50.0             # ... and over which day comes back
+    [profiles.night]             # threshold overrides at night (on top of [thresholds]); [profiles.day] likewise
+    # tau = 4.0
 
     [events]
     log = "events.jsonl"         # JSON lines: opened / closed events of every camera
@@ -108,6 +118,7 @@ from ..events.mqtt import paho_missing
 from ..files import same_file
 from ..scoring.zones import Zone
 from ..sources import SOURCE_FORMS, SourceError, is_live, list_images, resolve_source
+from .profiles import PROFILES, SWITCHES, ProfileConfig, clock_minutes
 
 
 class ConfigError(ValueError):
@@ -161,6 +172,7 @@ class ServiceConfig:
     metrics_host: str = "127.0.0.1"
     mqtt: MqttConfig | None = None
     webhook: WebhookConfig | None = None
+    profiles: ProfileConfig | None = None  # day and night profiles; None: one profile, unnamed
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
@@ -241,7 +253,15 @@ def _polygon(points: list) -> bool:
 
 ZONE_KEYS: dict[str, KEY] = {"name": (str, bool, "a name"),
                              "points": (list, _polygon, "at least 3 [x, y] corners with x, y >= 0 (source-frame pixels)"),
-                             "threshold_factor": (float, _positive, "> 0")}
+                             "threshold_factor": (float, _positive, "> 0"),
+                             "profile": (str, lambda v: v in PROFILES, f"one of {', '.join(PROFILES)}")}
+SCHEMA["profiles"] = {"switch": (str, lambda v: v in SWITCHES, f"one of {', '.join(SWITCHES)}"),
+                      "day_from": (str, lambda v: clock_minutes(v) is not None, "a local time HH:MM"),
+                      "night_from": (str, lambda v: clock_minutes(v) is not None, "a local time HH:MM"),
+                      "night_below": (float, lambda v: 0 <= v <= 255, "a gray level 0..255"),
+                      "day_above": (float, lambda v: 0 <= v <= 255, "a gray level 0..255")}
+for _profile in PROFILES:
+    SCHEMA[f"profiles.{_profile}"] = SCHEMA["thresholds"]
 _SPOOLED: dict[str, KEY] = {"timeout": (float, _positive, "> 0"), "backoff": (float, _positive, "> 0"),
                             "max_backoff": (float, _positive, "> 0"), "spool": (str, bool, "a folder"),
                             "max_spooled": (int, lambda v: v >= 1, ">= 1")}
@@ -325,7 +345,7 @@ def _zone(path: Path, raw: Any, where: str) -> Zone:
     factor = raw.get("threshold_factor")
     return Zone(name=raw.get("name", f"zone {where.rsplit(' ', 1)[-1]}"),
                 points=tuple((float(x), float(y)) for x, y in raw["points"]), ignore=factor is None,
-                factor=1.0 if factor is None else factor)
+                factor=1.0 if factor is None else factor, profile=raw.get("profile", ""))
 
 
 def parse_toml(path: Path) -> ServiceConfig:
@@ -339,7 +359,7 @@ def parse_toml(path: Path) -> ServiceConfig:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    data = _sink_sections(path, data)
+    data = _profile_sections(path, _sink_sections(path, data))
     for section in data:
         if section not in SCHEMA:
             raise ConfigError(f"{path}: unknown section [{section}]{_nearest(section, SCHEMA)}")
@@ -382,8 +402,22 @@ def parse_toml(path: Path) -> ServiceConfig:
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
         metrics_host=metrics.get("host", "127.0.0.1"),
         mqtt=_sink(path, data, tables, "mqtt", MqttConfig, "host", "the broker's address", relative),
-        webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative))
+        webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative),
+        profiles=None if "profiles" not in data else ProfileConfig(
+            **tables["profiles"], thresholds={name: tables[f"profiles.{name}"] for name in PROFILES}))
     return config.check(str(path))
+
+
+def _profile_sections(path: Path, data: dict) -> dict:
+    """``[profiles.day]`` and ``[profiles.night]`` as sections of their own; ``[profiles]`` keeps
+    its own keys."""
+    if "profiles" not in data:
+        return data
+    if not isinstance(data["profiles"], dict):
+        raise ConfigError(f"{path}: profiles must be a [profiles] table")
+    own = {key: value for key, value in data["profiles"].items() if not isinstance(value, dict)}
+    nested = {f"profiles.{name}": table for name, table in data["profiles"].items() if isinstance(table, dict)}
+    return {**data, "profiles": own, **nested}
 
 
 def _sink_sections(path: Path, data: dict) -> dict:
@@ -470,6 +504,13 @@ def _problems(config: ServiceConfig) -> list[str]:
         problems.append(f"preprocess {config.preprocess!r} is unknown; one of {', '.join(PREPROCESS)}")
     if config.open_after < 1 or config.close_after < 1:
         problems.append("open_after and close_after must be >= 1")
+    profiles = config.profiles
+    if profiles is not None and profiles.switch == "brightness" and profiles.day_above < profiles.night_below:
+        problems.append("[profiles] day_above must be >= night_below")
+    if profiles is not None and profiles.switch == "schedule" and profiles.day_from == profiles.night_from:
+        problems.append("[profiles] day_from and night_from must differ")
+    if profiles is None and any(zone.profile for camera in config.cameras for zone in camera.zones):
+        problems.append("a zone names a profile, but there is no [profiles] table")
     if config.frame_lines not in FRAME_LINES:
         problems.append(f"frame lines {config.frame_lines!r} is unknown; one of {', '.join(FRAME_LINES)}")
     several = len(config.cameras) > 1
