@@ -2,6 +2,7 @@
 in the service configuration, outlined on overlays, and end to end: an anomaly inside an ignore
 zone never opens an event through `occ run --config`, the same anomaly outside it does."""
 import json
+import time
 
 import cv2
 import numpy as np
@@ -9,12 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from occ.cli import app
-from occ.runtime.events import render_overlay
+from occ.runtime.events import EVENT_SCHEMA, SCHEMA_FILES, render_overlay
 from occ.runtime.events.overlay import ZONE_COLOURS
 from occ.runtime.manifest import read_manifest
 from occ.runtime.scoring.decide import alocc_patch_map, decide
 from occ.runtime.scoring.zones import Zone, ZoneError, polygon_mask, rasterise
 from occ.runtime.service import ConfigError, ServiceConfig
+from occ.runtime.service.profiles import ProfileConfig, ProfileSwitch, zones_in
 
 runner = CliRunner()
 SQUARE_40 = ((0, 0), (40, 0), (40, 40), (0, 40))
@@ -87,8 +89,12 @@ def video(tiny_walkway, tmp_path):
     """Walkway frames at 144×96 with a 48×48 patch of noise (source pixels 16..64) in frames 10–24."""
     frames = np.stack([cv2.resize(f, (144, 96), interpolation=cv2.INTER_NEAREST) for f in tiny_walkway.train[0].frames])
     frames[10:25, 16:64, 16:64] = np.random.default_rng(0).integers(0, 256, (15, 48, 48))
-    path = tmp_path / "yard.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (144, 96))
+    return write_avi(tmp_path / "yard.avi", frames)
+
+
+def write_avi(path, frames):
+    """Gray frames as an MJPG .avi at 10 frames/s."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (frames.shape[2], frames.shape[1]))
     for frame in frames:
         writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     writer.release()
@@ -155,3 +161,66 @@ def test_overlays_outline_the_zones(alocc_onnx, tmp_path):
     image = render_overlay(frame, result, manifest, zones)
     assert tuple(image[35, 10]) == ZONE_COLOURS[True] and tuple(image[20, 100]) == ZONE_COLOURS[False]
     assert tuple(image[35, 35]) == (0, 0, 0)  # inside is left unpainted
+
+
+# ---- day and night profiles ------------------------------------------------------------------------
+def test_the_schedule_follows_the_local_clock():
+    def at(hour: int, minute: int) -> float:
+        return time.mktime((2026, 12, 6, hour, minute, 0, 0, 0, -1))
+
+    day_shift = ProfileSwitch(ProfileConfig(day_from="07:00", night_from="19:00"))
+    assert [day_shift.scheduled(at(*t)) for t in ((6, 59), (7, 0), (18, 59), (19, 0), (0, 0))] == ["night", "day", "day", "night", "night"]
+    late = ProfileSwitch(ProfileConfig(day_from="20:00", night_from="06:30"))  # night from 06:30 to 20:00
+    assert [late.scheduled(at(*t)) for t in ((6, 29), (6, 30), (19, 59), (20, 0))] == ["day", "night", "night", "day"]
+
+
+def test_brightness_switches_with_hysteresis():
+    switch = ProfileSwitch(ProfileConfig(switch="brightness", night_below=40, day_above=50))
+    levels = [100, 45, 39, 45, 50, 51, 45]  # between 40 and 50 the profile stays as it was
+    assert [switch.update(np.full((8, 8), level, np.uint8)) for level in levels] == \
+        ["day", "day", "night", "night", "night", "day", "day"]
+
+
+def test_zones_follow_their_profile():
+    always, night = Zone("a", SQUARE_40), Zone("b", SQUARE_40, profile="night")
+    assert zones_in([always, night], "night") == [always, night]
+    assert zones_in([always, night], "day") == zones_in([always, night], None) == [always]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('[profiles]\nswitch = "moon"', "[profiles] switch = 'moon' must be one of schedule, brightness"),
+    ('[profiles]\nday_from = "7am"', "[profiles] day_from = '7am' must be a local time HH:MM"),
+    ('[profiles]\nswitch = "brightness"\nnight_below = 60.0\nday_above = 50.0', "[profiles] day_above must be >= night_below"),
+    ('[profiles.evening]\ntau = 1.0', "unknown section [profiles.evening]"),
+    ('[profiles.night]\ntua = 1.0', "unknown key 'tua' in [profiles.night]; did you mean 'tau'?"),
+    ('[[source.zones]]\npoints = [[0, 0], [10, 0], [0, 10]]\nprofile = "evening"', "[source zones 1] profile = 'evening' must be one of day, night"),
+    ('[[source.zones]]\npoints = [[0, 0], [10, 0], [0, 10]]\nprofile = "night"', "a zone names a profile, but there is no [profiles] table"),
+])
+def test_profile_problems_are_one_line(alocc_onnx, video, tmp_path, text, problem):
+    path = configuration(tmp_path, alocc_onnx, video, text)
+    with pytest.raises(ConfigError) as refused:
+        ServiceConfig.from_toml(path)
+    assert "\n" not in str(refused.value) and problem in str(refused.value), str(refused.value)
+
+
+def test_a_dark_scene_switches_to_the_night_profile_and_events_record_the_profile(alocc_onnx, tiny_walkway, tmp_path):
+    """60 frames: the first 30 dark (night), the last 30 lit (day), the same anomaly in both halves;
+    at night τ is out of reach, so only the day's anomaly opens an event, and it says "day"."""
+    frames = np.concatenate([np.asarray(clip.frames) for clip in tiny_walkway.train[:2]]).astype(np.float32)
+    frames[:30] *= 0.25  # mean gray level about 32: under night_below
+    frames = np.stack([cv2.resize(f, (144, 96), interpolation=cv2.INTER_NEAREST) for f in frames.astype(np.uint8)])
+    noise = np.random.default_rng(0).integers(0, 256, (15, 48, 48))
+    frames[10:25, 16:64, 16:64] = frames[40:55, 16:64, 16:64] = noise
+    video = write_avi(tmp_path / "dusk.avi", frames)
+    path = configuration(tmp_path, alocc_onnx, video, '[profiles]\nswitch = "brightness"\nnight_below = 60.0\nday_above = 80.0\n'
+                                                      '[profiles.night]\ntau = 1e9')
+    result = runner.invoke(app, ["run", "--config", path])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILES[EVENT_SCHEMA].read_text()))
+    for line in lines:
+        schema.validate(line)
+    opened = [line for line in lines if line["type"] == "opened"]
+    assert opened and all(line["profile"] == "day" and line["start_frame"] >= 30 for line in opened)
+    assert opened[0]["thresholds"]["tau"] == read_manifest(alocc_onnx).threshold("tau")  # the day runs with the model's τ
