@@ -114,8 +114,15 @@ def configuration(tmp_path, model, video, zones: str) -> str:
     ('[[source.zones]]\npionts = [[0, 0], [10, 0], [0, 10]]', "unknown key 'pionts' in [source zones 1]; did you mean 'points'?"),
     ('[[source.zones]]\npoints = [[0, 0], [10, 0], [0, 10]]\nthreshold_factor = 0', "[source zones 1] threshold_factor = 0.0 must be > 0"),
     ('[[source.zones]]\nname = "road"\npoints = [[0, 0], [200, 0], [0, 10]]', "camera yard: zone road: point [200, 0] is outside the 144x96 frame of"),
+    ('[profiles]\nswitch = "moon"', "[profiles] switch = 'moon' must be one of schedule, brightness"),
+    ('[profiles]\nday_from = "7am"', "[profiles] day_from = '7am' must be a local time HH:MM"),
+    ('[profiles]\nswitch = "brightness"\nnight_below = 60.0\nday_above = 50.0', "[profiles] day_above must be >= night_below"),
+    ('[profiles.evening]\ntau = 1.0', "unknown section [profiles.evening]"),
+    ('[profiles.night]\ntua = 1.0', "unknown key 'tua' in [profiles.night]; did you mean 'tau'?"),
+    ('[[source.zones]]\npoints = [[0, 0], [10, 0], [0, 10]]\nprofile = "evening"', "[source zones 1] profile = 'evening' must be one of day, night"),
+    ('[[source.zones]]\npoints = [[0, 0], [10, 0], [0, 10]]\nprofile = "night"', "a zone names a profile, but there is no [profiles] table"),
 ])
-def test_zone_problems_are_one_line(alocc_onnx, video, tmp_path, zones, problem):
+def test_zone_and_profile_problems_are_one_line(alocc_onnx, video, tmp_path, zones, problem):
     path = configuration(tmp_path, alocc_onnx, video, zones)
     with pytest.raises(ConfigError) as refused:
         ServiceConfig.from_toml(path)
@@ -185,22 +192,6 @@ def test_zones_follow_their_profile():
     always, night = Zone("a", SQUARE_40), Zone("b", SQUARE_40, profile="night")
     assert zones_in([always, night], "night") == [always, night]
     assert zones_in([always, night], "day") == zones_in([always, night], None) == [always]
-
-
-@pytest.mark.parametrize("text, problem", [
-    ('[profiles]\nswitch = "moon"', "[profiles] switch = 'moon' must be one of schedule, brightness"),
-    ('[profiles]\nday_from = "7am"', "[profiles] day_from = '7am' must be a local time HH:MM"),
-    ('[profiles]\nswitch = "brightness"\nnight_below = 60.0\nday_above = 50.0', "[profiles] day_above must be >= night_below"),
-    ('[profiles.evening]\ntau = 1.0', "unknown section [profiles.evening]"),
-    ('[profiles.night]\ntua = 1.0', "unknown key 'tua' in [profiles.night]; did you mean 'tau'?"),
-    ('[[source.zones]]\npoints = [[0, 0], [10, 0], [0, 10]]\nprofile = "evening"', "[source zones 1] profile = 'evening' must be one of day, night"),
-    ('[[source.zones]]\npoints = [[0, 0], [10, 0], [0, 10]]\nprofile = "night"', "a zone names a profile, but there is no [profiles] table"),
-])
-def test_profile_problems_are_one_line(alocc_onnx, video, tmp_path, text, problem):
-    path = configuration(tmp_path, alocc_onnx, video, text)
-    with pytest.raises(ConfigError) as refused:
-        ServiceConfig.from_toml(path)
-    assert "\n" not in str(refused.value) and problem in str(refused.value), str(refused.value)
 
 
 def test_a_dark_scene_switches_to_the_night_profile_and_events_record_the_profile(alocc_onnx, tiny_walkway, tmp_path):
