@@ -22,7 +22,7 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     give_up_after = 0            # s without a frame before giving up (exit code 3); 0: never
 
     [[source.zones]]             # optional, repeatable (with cameras: [[cameras.zones]] after its [[cameras]])
-    name = "road"                # the zone's name in errors (default: zone 1, zone 2, …)
+    name = "road"                # the zone's name in errors (default: its number, 1, 2, …)
     points = [[0, 0], [360, 0], [360, 60], [0, 60]]   # polygon corners [x, y] in source-frame pixels, >= 3
     # threshold_factor = 2.0     # absent: an ignore zone (never flagged); present: the threshold times this inside
     # profile = "night"          # only in this profile (day | night); absent: always
@@ -343,7 +343,7 @@ def _zone(path: Path, raw: Any, where: str) -> Zone:
     if "points" not in raw:
         raise ConfigError(f"{path}: [{where}] needs points (polygon corners [x, y] in source-frame pixels)")
     factor = raw.get("threshold_factor")
-    return Zone(name=raw.get("name", f"zone {where.rsplit(' ', 1)[-1]}"),
+    return Zone(name=raw.get("name", where.rsplit(' ', 1)[-1]),
                 points=tuple((float(x), float(y)) for x, y in raw["points"]), ignore=factor is None,
                 factor=1.0 if factor is None else factor, profile=raw.get("profile", ""))
 

@@ -137,8 +137,16 @@ def test_zones_are_read_per_camera(alocc_onnx, video, tmp_path):
                                                    '[[source.zones]]\npoints = [[0, 0], [10, 0], [0, 10]]\n'
                                                    '[[source.zones]]\nname = "bush"\npoints = [[5, 5], [9, 5], [5, 9]]\nthreshold_factor = 1.5'))
     first, second = config.cameras[0].zones
-    assert first == Zone("zone 1", ((0.0, 0.0), (10.0, 0.0), (0.0, 10.0)), ignore=True, factor=1.0)
+    assert first == Zone("1", ((0.0, 0.0), (10.0, 0.0), (0.0, 10.0)), ignore=True, factor=1.0)
     assert second.name == "bush" and not second.ignore and second.factor == 1.5
+
+
+def test_each_camera_has_its_own_zones_and_frame(alocc_onnx, video, tmp_path):
+    path = tmp_path / "two.toml"
+    camera = '[[cameras]]\nspec = "{}"\nname = "{}"\n[[cameras.zones]]\npoints = [[0, 0], [{}, 0], [0, 10]]\n'
+    path.write_text(f'[model]\npath = "{alocc_onnx}"\n' + camera.format(video, "one", 144) + camera.format(video, "two", 145))
+    with pytest.raises(ConfigError, match=r"camera two: zone 1: point \[145, 0\] is outside the 144x96 frame of "):
+        ServiceConfig.from_toml(path)
 
 
 # ---- end to end ------------------------------------------------------------------------------------
