@@ -178,6 +178,7 @@ class CameraLoop:
         if self.overlay:
             self.overlay.zones = self.zones
         self.context = replace(self.context, thresholds=thresholds_in_force(self.detector.manifest), profile=profile)
+        self.metrics.running(self.context.method, self.context.model_sha256, dict(self.context.thresholds))  # occ_threshold follows
         log.info(f"profile {profile}", extra={"camera": self.camera.name})
 
     def _close_event(self, event) -> None:
