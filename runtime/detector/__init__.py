@@ -19,6 +19,7 @@ import numpy as np
 from ..backends import BackendError, create_backend
 from ..manifest import Manifest
 from ..scoring.decide import FrameResult
+from ..scoring.zones import Zone
 from .cpu import Detector, graph_feed
 
 PREPROCESS = ("cpu", "gpu")
@@ -37,6 +38,8 @@ class StreamDetector(Protocol):
     def reset(self) -> None: ...
 
     def set_thresholds(self, **values: float) -> None: ...
+
+    def set_zones(self, zones: list[Zone]) -> None: ...
 
     def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ from ..backends import Backend
 from ..manifest import Manifest
 from ..preprocess.reference import FramePreprocessor, PatchGrid, preprocess_clip
 from ..scoring.decide import FrameResult, decide, on_frame, scoring_outputs
+from ..scoring.zones import Zone, ZoneMaps, rasterise
 
 
 def _alocc_feed(inputs: np.ndarray, manifest: Manifest) -> dict[str, np.ndarray]:
@@ -46,6 +47,26 @@ class Detector:
         self.outputs = scoring_outputs(self.manifest) + (["intersection"] if pixel_maps and self.manifest.method == "avid" else [])
         self._index = 0
         self.stage_seconds: dict[str, float] = {}  # the last frame's preprocess, inference and postprocess times
+        self.zones: list[Zone] = []
+        self._zone_maps: tuple[tuple[int, int], ZoneMaps] | None = None  # rasterised for one frame size
+
+    def set_zones(self, zones: list[Zone]) -> None:
+        """Ignore and sensitivity zones in source-frame pixels (:mod:`occ.runtime.scoring.zones`);
+        rasterised at the first frame of each size."""
+        self.zones, self._zone_maps = list(zones), None
+
+    def zone_maps(self, frame_size: tuple[int, int] | None) -> ZoneMaps | None:
+        """The zones at the network's geometry for frames of ``(height, width)``; None without zones.
+
+        Raises:
+            ZoneError: a zone reaches outside the frame.
+        """
+        if not self.zones or frame_size is None:
+            return None
+        size = (int(frame_size[0]), int(frame_size[1]))
+        if self._zone_maps is None or self._zone_maps[0] != size:
+            self._zone_maps = (size, rasterise(self.zones, size, self.manifest))
+        return self._zone_maps[1]
 
     def set_thresholds(self, **values: float) -> None:
         """Run with other thresholds than the stored ones (``tau``; ``alpha``, ``zeta``); not saved."""
@@ -66,7 +87,7 @@ class Detector:
         prepared = time.perf_counter()
         outputs = self.forward(feed)
         inferred = time.perf_counter()
-        result = on_frame(self.finish(outputs)[0], self.manifest, frame.shape[:2])
+        result = on_frame(self.finish(outputs, frame.shape[:2])[0], self.manifest, frame.shape[:2])
         self.stage_seconds = {"preprocess": prepared - started, "inference": inferred - prepared,
                               "postprocess": time.perf_counter() - inferred}
         result.index, result.timestamp = self._index, timestamp
@@ -77,8 +98,9 @@ class Detector:
         """Score a whole clip in batches (the same results as :meth:`process` frame by frame)."""
         inputs = preprocess_clip(frames, self.manifest.input)
         results: list[FrameResult] = []
+        frame_size = np.asarray(frames[0]).shape[:2] if len(frames) else None
         for start in range(0, len(inputs), batch_frames):
-            results += self.finish(self.forward(self.prepare(inputs[start : start + batch_frames])))
+            results += self.finish(self.forward(self.prepare(inputs[start : start + batch_frames])), frame_size)
         for index, result in enumerate(results):
             result.index = index
             on_frame(result, self.manifest, np.asarray(frames[index]).shape[:2])
@@ -93,6 +115,7 @@ class Detector:
         """Run the graph on the backend."""
         return self.backend.infer(feed, self.outputs)
 
-    def finish(self, outputs: dict[str, np.ndarray]) -> list[FrameResult]:
-        """Graph outputs → one result per frame."""
-        return decide(outputs, self.manifest)
+    def finish(self, outputs: dict[str, np.ndarray], frame_size: tuple[int, int] | None = None) -> list[FrameResult]:
+        """Graph outputs → one result per frame; the zones apply when the source ``frame_size``
+        ``(height, width)`` is given."""
+        return decide(outputs, self.manifest, self.zone_maps(frame_size))

@@ -20,6 +20,7 @@ from ..cuda.driver import Context, DeviceBuffer, GpuUnavailable, PinnedBuffer, S
 from ..manifest import read_manifest
 from ..preprocess.gpu import GpuPreprocessor
 from ..scoring.decide import FrameResult, on_frame
+from ..scoring.zones import Zone
 from .cpu import Detector
 
 
@@ -87,6 +88,7 @@ class GpuPipeline:
             self._wait_before_model = False  # execute_async_v3 runs on our stream
         self.detector = Detector(engine)
         self.backend = engine
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         manifest = self.detector.manifest
         alocc = manifest.method == "alocc"
         self.input_name = "patches" if alocc else "frames"
@@ -197,7 +199,7 @@ class GpuPipeline:
 
     def process(self, frames: np.ndarray | None = None, device_frames=None) -> list[FrameResult]:
         """One result per stream (score, decision, mask and boxes, as the CPU detector gives)."""
-        return self.detector.finish(self.infer(frames, device_frames))
+        return self.detector.finish(self.infer(frames, device_frames), self.frame_size)
 
     def close(self) -> None:
         self.detector.close()
@@ -232,6 +234,7 @@ class GpuStreamDetector:
         self._pipeline: GpuPipeline | None = None
         self._key: tuple | None = None
         self._overrides: dict[str, float] = {}
+        self._zones: list[Zone] = []
         self._index = 0
         self.stage_seconds: dict[str, float] = {}  # one fused device pipeline: no separate stages to time
 
@@ -240,6 +243,12 @@ class GpuStreamDetector:
         self.manifest = self.manifest.with_thresholds(values)
         if self._pipeline is not None:
             self._pipeline.set_thresholds(**values)
+
+    def set_zones(self, zones: list[Zone]) -> None:
+        """Ignore and sensitivity zones in source-frame pixels, as :meth:`Detector.set_zones`."""
+        self._zones = list(zones)
+        if self._pipeline is not None:
+            self._pipeline.detector.set_zones(self._zones)
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> FrameResult:
         channels = 1 if frame.ndim == 2 else frame.shape[2]
@@ -254,6 +263,7 @@ class GpuStreamDetector:
             self._key = key
             if self._overrides:
                 self._pipeline.set_thresholds(**self._overrides)
+            self._pipeline.detector.set_zones(self._zones)
         result = on_frame(self._pipeline.process(frame)[0], self.manifest, frame.shape[:2])
         result.index, result.timestamp = self._index, timestamp
         self._index += 1

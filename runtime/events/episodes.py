@@ -51,6 +51,7 @@ class EventContext:
         thresholds: the thresholds in force (the manifest's, or the overrides it runs with).
         live: the source is a camera or stream, so frame times are wall-clock (Unix) times; for a
             file or folder they are seconds into it.
+        profile: the day or night profile in force when the event opened; None without profiles.
     """
 
     model: str = ""
@@ -58,6 +59,7 @@ class EventContext:
     method: str = ""
     thresholds: Mapping[str, float] = field(default_factory=dict)
     live: bool = False
+    profile: str | None = None
 
     def clock(self, seconds: float | None) -> dict[str, Any]:
         """A frame time as the two separate fields a record carries: ``wall_time`` (ISO 8601, live
@@ -108,6 +110,7 @@ class Event:
             "peak_score": None if self.peak_frame < 0 else float(self.peak_score),
             "mask_area": self.mask_area, "boxes": [list(map(int, box)) for box in self.boxes], "frames": self.frames,
             "snapshot": self.snapshot, "clip": self.clip, "closed_by": self.closed_by,
+            **({} if ctx.profile is None else {"profile": ctx.profile}),
         }
 
 

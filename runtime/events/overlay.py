@@ -9,14 +9,17 @@ import numpy as np
 
 from ..manifest import Manifest
 from ..scoring.decide import FrameResult, frame_threshold
+from ..scoring.zones import Zone
 from .sinks import SinkHealth
 
 
-def render_overlay(frame: np.ndarray, result: FrameResult, manifest: Manifest) -> np.ndarray:
+def render_overlay(frame: np.ndarray, result: FrameResult, manifest: Manifest, zones: list[Zone] | tuple = ()) -> np.ndarray:
     """BGR frame with, where the model flags, a heat-map of its location scores, the mask's contour
-    and one box per flagged object; the score and the threshold it is held against in the corner.
+    and one box per flagged object; the score and the threshold it is held against in the corner;
+    the outline of each zone (ignore zones grey, sensitivity zones blue).
 
-    Normal frames stay unpainted, so that colour on a frame always means "flagged here".
+    Normal frames stay unpainted but for the zone outlines, so that colour inside a zone never
+    means "flagged here".
     """
     gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     height, width = gray.shape
@@ -30,8 +33,14 @@ def render_overlay(frame: np.ndarray, result: FrameResult, manifest: Manifest) -
         cv2.drawContours(canvas, contours, -1, (0, 0, 255), 1)
     for x1, y1, x2, y2 in result.boxes:  # source-frame pixels
         cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), (0, 255, 255), 1)
+    for zone in zones:  # source-frame pixels, as configured
+        corners = np.round(np.asarray(zone.points)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(canvas, [corners], True, ZONE_COLOURS[zone.ignore], 1, cv2.LINE_8)
     _legend(canvas, result, frame_threshold(manifest))
     return canvas
+
+
+ZONE_COLOURS = {True: (160, 160, 160), False: (255, 128, 0)}  # BGR: ignore zones grey, sensitivity zones blue
 
 
 def _heat(location_scores: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -59,9 +68,10 @@ class OverlayWriter:
     one line); a frame that cannot be written later (disk full) is skipped and counted.
     """
 
-    def __init__(self, path: str | Path, manifest: Manifest, fps: float = 10.0, on_error=None):
+    def __init__(self, path: str | Path, manifest: Manifest, fps: float = 10.0, on_error=None, zones: list[Zone] | tuple = ()):
         self.path = Path(path)
         self.manifest = manifest
+        self.zones = list(zones)  # outlined on every frame
         self.fps = fps
         self._video: cv2.VideoWriter | None = None
         self._count = 0
@@ -74,7 +84,7 @@ class OverlayWriter:
         self.health = SinkHealth(str(self.path), on_error)
 
     def write(self, frame: np.ndarray, result: FrameResult) -> None:
-        image = render_overlay(frame, result, self.manifest)
+        image = render_overlay(frame, result, self.manifest, self.zones)
         if self.path.suffix.lower() == ".avi":
             if self._video is None:
                 self._video = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"MJPG"), self.fps,

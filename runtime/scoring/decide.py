@@ -14,6 +14,7 @@ import numpy as np
 from ..manifest import Manifest
 from ..preprocess.reference import PatchGrid
 from .statistics import patch_scores
+from .zones import ZoneMaps
 
 
 @dataclass
@@ -57,10 +58,12 @@ class FrameResult:
         return int(round(area * (self.frame_size[0] * self.frame_size[1]) / (self.mask.shape[0] * self.mask.shape[1])))
 
 
-def decide(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
+def decide(outputs: dict[str, np.ndarray], manifest: Manifest, zones: ZoneMaps | None = None) -> list[FrameResult]:
     """Graph outputs of a batch of frames → one :class:`FrameResult` per frame, by the manifest's
-    scoring contract and thresholds."""
-    return _RULES[manifest.method](outputs, manifest)
+    scoring contract and thresholds; ``zones`` (:func:`~occ.runtime.scoring.zones.rasterise`) take
+    their ignored pixels or patches out of the score, decision, mask and boxes, and scale the
+    thresholds of their sensitivity zones."""
+    return _RULES[manifest.method](outputs, manifest, zones)
 
 
 def scoring_outputs(manifest: Manifest) -> list[str]:
@@ -107,31 +110,51 @@ def on_frame(result: FrameResult, manifest: Manifest, frame_size: tuple[int, int
     return result
 
 
-def _decide_alocc(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
+def _decide_alocc(outputs: dict[str, np.ndarray], manifest: Manifest, zones: ZoneMaps | None) -> list[FrameResult]:
     grid = PatchGrid.from_spec(manifest.patches, manifest.input)
     patch_boxes = grid.boxes()  # [top, left, bottom, right]
     tau = manifest.threshold("tau")
     results = []
     for patches in alocc_patch_map(outputs, manifest):
-        score = float(patches.max())
+        if zones is not None:  # a sensitivity zone's patch is held against factor·τ: its score in units of τ
+            patches = np.where(zones.patch_ignored, -np.inf, patches / zones.patch_factor)
+        # a frame whose every patch is ignored has nothing to score: the lowest score, never a decision
+        kept = np.isfinite(patches)
+        score = float(patches.max()) if kept.any() else float(np.finfo(np.float32).min)
         # overlapping patches over τ are one object: one box around their union, not one per patch
         mask = np.zeros((manifest.input.height, manifest.input.width), bool)
         for top, left, bottom, right in patch_boxes[alocc_fires(patches, tau)]:
             mask[top:bottom, left:right] = True
+        if zones is not None:  # a kept patch that reaches into a zone flags only its pixels outside it
+            mask &= ~zones.ignored
+        shown = grid.to_map(_shown(patches, kept if zones is not None else None))
         results.append(FrameResult(index=0, score=score, decision=bool(alocc_fires(score, tau)),
-                                   location_scores=grid.to_map(patches), mask=mask, boxes=mask_boxes(mask)))
+                                   location_scores=shown, mask=mask, boxes=mask_boxes(mask)))
     return results
 
 
-def _decide_avid(outputs: dict[str, np.ndarray], manifest: Manifest) -> list[FrameResult]:
+def _decide_avid(outputs: dict[str, np.ndarray], manifest: Manifest, zones: ZoneMaps | None) -> list[FrameResult]:
     scores = np.asarray(outputs["score"], np.float32).reshape(-1)
     masks = np.asarray(outputs["mask"]).astype(bool)
     regions = np.asarray(outputs["region_anomaly"])
     pixel_maps = outputs.get("intersection")
+    if zones is not None:
+        masks = masks & ~zones.ignored
+        # a frame whose flagged pixels all lie in ignore zones scores just below 1: it does not fire
+        scores = np.where(masks.reshape(len(scores), -1).any(axis=1), scores,
+                          np.minimum(scores, np.nextafter(np.float32(1), np.float32(0))))
     fires = avid_fires(scores)
     return [FrameResult(index=0, score=float(scores[i]), decision=bool(fires[i]), location_scores=regions[i], mask=masks[i],
                         boxes=mask_boxes(masks[i]), pixel_map=None if pixel_maps is None else pixel_maps[i])
             for i in range(len(scores))]
+
+
+def _shown(patches: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+    """Patch scores as logs and overlays show them: an ignored patch at the lowest kept score
+    (JSON has no infinity)."""
+    if kept is None or kept.all():
+        return patches
+    return np.where(kept, patches, float(patches[kept].min()) if kept.any() else 0.0)
 
 
 _RULES = {"alocc": _decide_alocc, "avid": _decide_avid}

@@ -21,6 +21,21 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     max_backoff = 8.0            # Triton server lost mid-stream reconnect by these rules
     give_up_after = 0            # s without a frame before giving up (exit code 3); 0: never
 
+    [[source.zones]]             # optional, repeatable (with cameras: [[cameras.zones]] after its [[cameras]])
+    name = "road"                # the zone's name in errors (default: its number, 1, 2, …)
+    points = [[0, 0], [360, 0], [360, 60], [0, 60]]   # polygon corners [x, y] in source-frame pixels, >= 3
+    # threshold_factor = 2.0     # absent: an ignore zone (never flagged); present: the threshold times this inside
+    # profile = "night"          # only in this profile (day | night); absent: always
+
+    [profiles]                   # optional: day and night profiles (see occ.runtime.service.profiles)
+    switch = "schedule"          # schedule (local clock) | brightness (the frame's mean gray level)
+    day_from = "07:00"           # schedule: local times HH:MM
+    night_from = "19:00"
+    night_below = 40.0           # brightness: mean gray level (0–255) under which night starts
+    day_above = 50.0             # ... and over which day comes back
+    [profiles.night]             # threshold overrides at night (on top of [thresholds]); [profiles.day] likewise
+    # tau = 4.0
+
     [events]
     log = "events.jsonl"         # JSON lines: opened / closed events of every camera
     open_after = 3               # K anomalous frames in a row open an episode
@@ -94,12 +109,16 @@ from pathlib import Path
 from typing import Any, Callable, Union
 from urllib.parse import unquote
 
+import cv2
+
 from ..backends import REGISTRY
 from ..detector import PREPROCESS, refuse_checkpoint
 from ..events import MqttConfig, WebhookConfig, camera_slug, port_problem
 from ..events.mqtt import paho_missing
 from ..files import same_file
-from ..sources import SOURCE_FORMS, SourceError, is_live, resolve_source
+from ..scoring.zones import Zone
+from ..sources import SOURCE_FORMS, SourceError, is_live, list_images, resolve_source
+from .profiles import PROFILES, SWITCHES, ProfileConfig, clock_minutes
 
 
 class ConfigError(ValueError):
@@ -116,6 +135,7 @@ class CameraConfig:
     backoff: float = 0.5
     max_backoff: float = 8.0
     give_up_after: float | None = None  # seconds without a frame; None: never
+    zones: list[Zone] = field(default_factory=list)  # ignore and sensitivity zones, in source-frame pixels
 
 
 @dataclass
@@ -152,6 +172,7 @@ class ServiceConfig:
     metrics_host: str = "127.0.0.1"
     mqtt: MqttConfig | None = None
     webhook: WebhookConfig | None = None
+    profiles: ProfileConfig | None = None  # day and night profiles; None: one profile, unnamed
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
@@ -208,7 +229,8 @@ SCHEMA: dict[str, dict[str, KEY]] = {
                    "zeta": (float, lambda v: 0 < v < 1, "between 0 and 1")},
     "source": {"spec": (str, bool, SOURCE_FORMS), "name": (str, None, ""),
                "buffer": (int, lambda v: v >= 1, ">= 1"), "backoff": (float, _positive, "> 0"),
-               "max_backoff": (float, _positive, "> 0"), "give_up_after": (float, _non_negative, ">= 0 (0: never)")},
+               "max_backoff": (float, _positive, "> 0"), "give_up_after": (float, _non_negative, ">= 0 (0: never)"),
+               "zones": (list, None, "")},
     "events": {"log": (str, bool, "a file"), "open_after": (int, lambda v: v >= 1, ">= 1"), "close_after": (int, lambda v: v >= 1, ">= 1"),
                "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1"),
                "max_pending": (int, lambda v: v >= 1, ">= 1")},
@@ -222,6 +244,24 @@ SCHEMA: dict[str, dict[str, KEY]] = {
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
+
+
+def _polygon(points: list) -> bool:
+    return len(points) >= 3 and all(isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                             and math.isfinite(v) and v >= 0 for v in p) for p in points)
+
+
+ZONE_KEYS: dict[str, KEY] = {"name": (str, bool, "a name"),
+                             "points": (list, _polygon, "at least 3 [x, y] corners with x, y >= 0 (source-frame pixels)"),
+                             "threshold_factor": (float, _positive, "> 0"),
+                             "profile": (str, lambda v: v in PROFILES, f"one of {', '.join(PROFILES)}")}
+SCHEMA["profiles"] = {"switch": (str, lambda v: v in SWITCHES, f"one of {', '.join(SWITCHES)}"),
+                      "day_from": (str, lambda v: clock_minutes(v) is not None, "a local time HH:MM"),
+                      "night_from": (str, lambda v: clock_minutes(v) is not None, "a local time HH:MM"),
+                      "night_below": (float, lambda v: 0 <= v <= 255, "a gray level 0..255"),
+                      "day_above": (float, lambda v: 0 <= v <= 255, "a gray level 0..255")}
+for _profile in PROFILES:
+    SCHEMA[f"profiles.{_profile}"] = SCHEMA["thresholds"]
 _SPOOLED: dict[str, KEY] = {"timeout": (float, _positive, "> 0"), "backoff": (float, _positive, "> 0"),
                             "max_backoff": (float, _positive, "> 0"), "spool": (str, bool, "a folder"),
                             "max_spooled": (int, lambda v: v >= 1, ">= 1")}
@@ -263,7 +303,8 @@ def _value(path: Path, where: str, key: str, value: Any, kind: type, check, want
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok_type = float(value), True
     if not ok_type:
-        raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number', bool='true or false')[kind.__name__]}, "
+        wanted = dict(str='a string', int='a whole number', float='a number', bool='true or false', list='an array')[kind.__name__]
+        raise ConfigError(f"{path}: [{where}] {key} must be {wanted}, "
                           f"got {type(value).__name__} {value!r}")
     if check is not None and not check(value):
         raise ConfigError(f"{path}: [{where}] {key} = {value!r} must be {wants() if callable(wants) else wants}")
@@ -287,7 +328,24 @@ def _camera(path: Path, raw: dict[str, Any], where: str) -> CameraConfig:
         raise ConfigError(f"{path}: [{where}] needs spec ({SOURCE_FORMS})")
     give_up = raw.get("give_up_after", 0.0)
     return CameraConfig(spec=raw["spec"], name=raw.get("name", ""), buffer=raw.get("buffer", 2), backoff=raw.get("backoff", 0.5),
-                        max_backoff=raw.get("max_backoff", 8.0), give_up_after=give_up or None)
+                        max_backoff=raw.get("max_backoff", 8.0), give_up_after=give_up or None,
+                        zones=[_zone(path, zone, f"{where} zones {i + 1}") for i, zone in enumerate(raw.get("zones", []))])
+
+
+def _zone(path: Path, raw: Any, where: str) -> Zone:
+    """One ``[[...zones]]`` table → a :class:`Zone`, every key checked."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: zones must be [[zones]] tables")
+    for key, value in raw.items():
+        if key not in ZONE_KEYS:
+            raise ConfigError(f"{path}: unknown key '{key}' in [{where}]{_nearest(key, ZONE_KEYS)}")
+        raw = {**raw, key: _value(path, where, key, value, *ZONE_KEYS[key])}
+    if "points" not in raw:
+        raise ConfigError(f"{path}: [{where}] needs points (polygon corners [x, y] in source-frame pixels)")
+    factor = raw.get("threshold_factor")
+    return Zone(name=raw.get("name", where.rsplit(' ', 1)[-1]),
+                points=tuple((float(x), float(y)) for x, y in raw["points"]), ignore=factor is None,
+                factor=1.0 if factor is None else factor, profile=raw.get("profile", ""))
 
 
 def parse_toml(path: Path) -> ServiceConfig:
@@ -301,7 +359,7 @@ def parse_toml(path: Path) -> ServiceConfig:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    data = _sink_sections(path, data)
+    data = _profile_sections(path, _sink_sections(path, data))
     for section in data:
         if section not in SCHEMA:
             raise ConfigError(f"{path}: unknown section [{section}]{_nearest(section, SCHEMA)}")
@@ -344,8 +402,22 @@ def parse_toml(path: Path) -> ServiceConfig:
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
         metrics_host=metrics.get("host", "127.0.0.1"),
         mqtt=_sink(path, data, tables, "mqtt", MqttConfig, "host", "the broker's address", relative),
-        webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative))
+        webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative),
+        profiles=None if "profiles" not in data else ProfileConfig(
+            **tables["profiles"], thresholds={name: tables[f"profiles.{name}"] for name in PROFILES}))
     return config.check(str(path))
+
+
+def _profile_sections(path: Path, data: dict) -> dict:
+    """``[profiles.day]`` and ``[profiles.night]`` as sections of their own; ``[profiles]`` keeps
+    its own keys."""
+    if "profiles" not in data:
+        return data
+    if not isinstance(data["profiles"], dict):
+        raise ConfigError(f"{path}: profiles must be a [profiles] table")
+    own = {key: value for key, value in data["profiles"].items() if not isinstance(value, dict)}
+    nested = {f"profiles.{name}": table for name, table in data["profiles"].items() if isinstance(table, dict)}
+    return {**data, "profiles": own, **nested}
 
 
 def _sink_sections(path: Path, data: dict) -> dict:
@@ -387,6 +459,20 @@ def _writable(target: str) -> bool:
         return False
 
 
+def _recorded_frame_size(target: str) -> tuple[int, int] | None:
+    """``(height, width)`` of a video file's or image folder's first frame; None when unreadable
+    (the source's own check reports that)."""
+    path = Path(target)
+    if path.is_dir():
+        files = list_images(path)
+        image = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED) if files else None
+    else:
+        capture = cv2.VideoCapture(str(path))
+        image = capture.read()[1] if capture.isOpened() else None
+        capture.release()
+    return None if image is None else (int(image.shape[0]), int(image.shape[1]))
+
+
 def _problems(config: ServiceConfig) -> list[str]:
     problems = []
     if config.backend != "triton" and not Path(config.model).is_file():
@@ -406,12 +492,25 @@ def _problems(config: ServiceConfig) -> list[str]:
             recorded.append(resolve_source(camera.spec).target)
         except SourceError as exc:
             problems.append(str(exc))
+            continue
+        size = _recorded_frame_size(recorded[-1]) if camera.zones else None
+        for zone in camera.zones if size else []:
+            problem = zone.outside_problem(size)
+            if problem:
+                problems.append(f"camera {camera.name}: {problem} of {camera.spec}")
     if config.backend not in REGISTRY:
         problems.append(f"backend {config.backend!r} is unknown; available: {', '.join(REGISTRY)}")
     if config.preprocess not in PREPROCESS:
         problems.append(f"preprocess {config.preprocess!r} is unknown; one of {', '.join(PREPROCESS)}")
     if config.open_after < 1 or config.close_after < 1:
         problems.append("open_after and close_after must be >= 1")
+    profiles = config.profiles
+    if profiles is not None and profiles.switch == "brightness" and profiles.day_above < profiles.night_below:
+        problems.append("[profiles] day_above must be >= night_below")
+    if profiles is not None and profiles.switch == "schedule" and profiles.day_from == profiles.night_from:
+        problems.append("[profiles] day_from and night_from must differ")
+    if profiles is None and any(zone.profile for camera in config.cameras for zone in camera.zones):
+        problems.append("a zone names a profile, but there is no [profiles] table")
     if config.frame_lines not in FRAME_LINES:
         problems.append(f"frame lines {config.frame_lines!r} is unknown; one of {', '.join(FRAME_LINES)}")
     several = len(config.cameras) > 1

@@ -17,7 +17,7 @@ import enum
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +32,7 @@ from ..scoring.decide import thresholds_in_force
 from ..sources import LiveSource, Source, open_source
 from .config import CameraConfig, ServiceConfig
 from .logs import setup_logging
+from .profiles import ProfileSwitch, zones_in
 
 log = logging.getLogger("occ.service")
 
@@ -95,7 +96,10 @@ class CameraLoop:
             if cfg.snapshots and (cfg.clip_before or cfg.clip_after) else None
         self.events_only = cfg.frame_lines == "events"
         overlay = cfg.per_camera(cfg.overlay_video, camera)
-        self.overlay = OverlayWriter(overlay, manifest, on_error=on_error) if overlay else None
+        self.profiles = ProfileSwitch(cfg.profiles) if cfg.profiles else None
+        self.base_thresholds = thresholds  # [thresholds] on the model's: what a profile's overrides go on top of
+        self.zones = zones_in(camera.zones, None)
+        self.overlay = OverlayWriter(overlay, manifest, on_error=on_error, zones=self.zones) if overlay else None
         frames_log = cfg.per_camera(cfg.frames_log, camera)
         self.frames_log = JsonLinesLog(frames_log, int(cfg.frames_max_mb * 2**20), cfg.frames_backups, max_pending=100,
                                        on_error=on_error) if frames_log else None
@@ -132,6 +136,10 @@ class CameraLoop:
             if self.service.stop_event.is_set():
                 break
             started = time.perf_counter()
+            if self.profiles is not None:
+                profile = self.profiles.update(frame.image, frame.timestamp if self.source.live else None)
+                if profile != self.context.profile:
+                    self._use_profile(profile)
             try:
                 result = self.detector.process(frame.image, frame.timestamp)
             except BackendError:
@@ -158,9 +166,20 @@ class CameraLoop:
                 self._log_event("opened", opened)
                 log.info("event opened", extra={"camera": self.camera.name, "event_id": opened.event_id})
             if new_peak and self.snapshots:
-                self.peak_image = render_overlay(frame.image, result, self.manifest)
+                self.peak_image = render_overlay(frame.image, result, self.manifest, self.zones)
             if closed:
                 self._close_event(closed)
+
+    def _use_profile(self, profile: str) -> None:
+        """Run with a profile's zones and thresholds; events opened from now on record it."""
+        self.detector.set_thresholds(**{**self.base_thresholds, **self.service.config.profiles.thresholds[profile]})
+        self.zones = zones_in(self.camera.zones, profile)
+        self.detector.set_zones(self.zones)
+        if self.overlay:
+            self.overlay.zones = self.zones
+        self.context = replace(self.context, thresholds=thresholds_in_force(self.detector.manifest), profile=profile)
+        self.metrics.running(self.context.method, self.context.model_sha256, dict(self.context.thresholds))  # occ_threshold follows
+        log.info(f"profile {profile}", extra={"camera": self.camera.name})
 
     def _close_event(self, event) -> None:
         if self.snapshots is not None and self.peak_image is not None:
@@ -238,6 +257,7 @@ class Service:
                     if cfg.backend == "triton" else {}
                 detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **options)
                 detector.set_thresholds(**cfg.thresholds)
+                detector.set_zones(zones_in(camera.zones, None))  # with profiles, the first frame's profile sets them
                 return detector
 
             checked = open_camera_detector(cfg.cameras[0])  # the model and thresholds, checked before any camera starts
