@@ -138,13 +138,13 @@ import numpy as np
 
 from occ.runtime.events import EpisodeTracker, EventLog
 from occ.runtime.manifest import load_manifest_file
-from occ.runtime.scoring import decide
+from occ.runtime.scoring import decide, frame_threshold
 
 
 class OccEvents:
-    def __init__(self, manifest_path, events_path, open_after=3, close_after=5):
+    def __init__(self, manifest_path, events_path, open_after=None, close_after=None):
         self.manifest = load_manifest_file(manifest_path)
-        self.tracker = EpisodeTracker(open_after, close_after)
+        self.tracker = EpisodeTracker(open_after, close_after, rule=self.manifest.episodes, threshold=frame_threshold(self.manifest))
         self.log = EventLog(events_path)
         self.index = 0
 

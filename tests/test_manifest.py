@@ -5,6 +5,7 @@ import pytest
 
 from occ.runtime.manifest import (
     METADATA_KEY,
+    SCHEMA_VERSION,
     AloccScoring,
     AvidScoring,
     InputSpec,
@@ -113,7 +114,7 @@ def test_schema_1_0_manifests_still_load_with_their_scoring_typed():
     legacy.update(schema_version="1.0", scoring={"patch_score": "sum over terms ...", "terms": {"score": 1.0}, "location_stats": None,
                                                  "frame_reduce": "max"})
     loaded = Manifest.from_dict(legacy)
-    assert loaded.scoring == AloccScoring(terms={"score": 1.0}) and loaded.schema_version == "1.1"
+    assert loaded.scoring == AloccScoring(terms={"score": 1.0}) and loaded.schema_version == SCHEMA_VERSION
     avid = avid_manifest().to_dict()
     avid.update(schema_version="1.0", scoring={
         "frame_score": "max over pixels of residual / alpha inside the regions with O <= zeta; decision: score >= 1 (mask not empty)",

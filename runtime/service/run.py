@@ -22,6 +22,7 @@ from typing import Any, Callable
 from ..backends import BackendError
 from ..detector import StreamDetector, open_detector
 from ..manifest import Manifest
+from ..scoring import frame_threshold
 from ..events import (CameraMetrics, EpisodeTracker, EventLog, JsonLinesLog, MetricsServer, OverlayWriter, ServiceMetrics,
                       SnapshotStore, render_overlay)
 from ..sources import LiveSource, Source, open_source
@@ -76,7 +77,8 @@ class CameraLoop:
                                           give_up_after=camera.give_up_after)
         metrics.source_stats = lambda: self.source.stats
         metrics.backend_reconnects = self._backend_reconnects
-        self.tracker = EpisodeTracker(cfg.open_after, cfg.close_after, camera=camera.name)
+        self.tracker = EpisodeTracker(cfg.open_after, cfg.close_after, camera=camera.name, rule=manifest.episodes,
+                                      threshold=frame_threshold(manifest))
         on_error = self._sink_error
         self.snapshots = SnapshotStore(cfg.snapshots, cfg.snapshot_max_files, int(cfg.snapshot_max_mb * 2**20), on_error) \
             if cfg.snapshots else None
