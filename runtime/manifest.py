@@ -538,8 +538,7 @@ def engine_sidecar(engine: str | os.PathLike) -> Path:
 
 def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
     """Store a changed manifest (recalibrated thresholds) with its model, atomically: inside an
-    ONNX file plus its ``<model>.onnx.json`` copy, or in an engine's sidecar. Returns the file
-    that now holds it. (Models exported before occ 0.2 also carry α/ζ as initializer defaults of
+    ONNX file, or in an engine's sidecar. Returns the file that now holds it. (Models exported before occ 0.2 also carry α/ζ as initializer defaults of
     their inputs; those are rewritten too, though every runtime feeds the manifest's values.)"""
     path = Path(path)
     manifest.validate()
@@ -562,7 +561,6 @@ def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
             value = np.array([manifest.threshold(initializer.name)], np.float32)
             initializer.CopyFrom(numpy_helper.from_array(value, initializer.name))
     write_atomic(path, model.SerializeToString())
-    manifest.write(path.with_name(path.name + ".json"))
     return path
 
 

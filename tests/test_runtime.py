@@ -227,7 +227,7 @@ def test_calibrate_command_updates_the_embedded_manifest(alocc_onnx, tiny_walkwa
     assert manifest.threshold("tau") != before
     assert manifest.thresholds["tau"].target_false_alarm_rate == 0.2 and manifest.thresholds["tau"].n_samples == len(tiny_walkway.train[0])
     assert manifest.threshold_history[-1]["value"] == before
-    assert (tmp_path / "m.onnx.json").is_file() and model.stat().st_mode & 0o777 == 0o644  # mode kept
+    assert not (tmp_path / "m.onnx.json").exists() and model.stat().st_mode & 0o777 == 0o644  # mode kept
     report = json.loads((tmp_path / "calibration.json").read_text())
     assert report["thresholds"]["tau"]["value"] == manifest.threshold("tau")
     assert report["warnings"] == []  # 30 frames at 20 %: 6 beyond the threshold, enough

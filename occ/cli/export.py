@@ -39,6 +39,9 @@ def export(
     triton_instance_kind: Annotated[str, typer.Option(help="Where Triton runs the instances: auto (every GPU of the server, its CPU when it "
                                                           "has none), gpu (refused by a server without one) or cpu.", rich_help_panel=SERVING)] = "auto",
     deepstream: Annotated[Optional[Path], typer.Option(help="Also write a DeepStream nvinfer configuration, the model and a probe into DIR.", rich_help_panel=SERVING)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Export a checkpoint over a model that holds a calibration of another "
+                                                        "checkpoint (refused otherwise; one of the same checkpoint keeps its "
+                                                        "calibration). Default: off.")] = False,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -54,7 +57,8 @@ def export(
                                 calib_frames=calib_frames, engine=engine, batch=parse_batch(batch),
                                 workspace_mb=workspace_mb, timing_cache=timing_cache, dla_core=dla_core,
                                 version_compatible=version_compatible, triton=triton, triton_max_batch=triton_max_batch,
-                                triton_instances=triton_instances, triton_instance_kind=triton_instance_kind, deepstream=deepstream)
+                                triton_instances=triton_instances, triton_instance_kind=triton_instance_kind, deepstream=deepstream,
+                                force=force)
         try:
             summary = export_model(model, options)
         except ExportError as exc:
