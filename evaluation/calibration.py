@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from occ.runtime.detector import Detector, open_detector
-from occ.runtime.events import EpisodeGate, count_episodes
+from occ.runtime.events import EpisodeCount, count_episodes
 from occ.runtime.files import same_file, write_atomic
 from occ.runtime.fingerprint import Fingerprint, Overlap, frame_hash
 from occ.runtime.manifest import AlarmRate, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, read_manifest, write_manifest
@@ -181,8 +181,9 @@ def alarm_rate(alarms: int, frames: int, fps: float) -> AlarmRate:
                      per_day=alarms / hours * HOURS_PER_DAY, per_day_low=low * HOURS_PER_DAY, per_day_high=high * HOURS_PER_DAY)
 
 
-def alarms_at(manifest: Manifest, statistics: FootageStatistics, thresholds: dict[str, float], rule: EpisodeRule) -> int:
-    """Episodes ``rule`` opens on the footage at ``thresholds`` (each clip a fresh stream)."""
+def alarms_at(manifest: Manifest, statistics: FootageStatistics, thresholds: dict[str, float], rule: EpisodeRule) -> EpisodeCount:
+    """Episodes ``rule`` opens on the footage at ``thresholds`` (each clip a fresh stream), and the
+    frames they hold open."""
     scores, decisions, threshold = scores_at(manifest, statistics, thresholds)
     return count_episodes(scores, decisions, rule, threshold, statistics.clip_starts)
 
@@ -194,6 +195,12 @@ K_OF_N_CANDIDATES = ((1, 1), (2, 2), (2, 3), (3, 3), (3, 5), (4, 4), (4, 6), (5,
 CUSUM_CANDIDATES = ((1.0, 0.5), (1.0, 1.0), (1.0, 2.0), (0.8, 1.0), (0.8, 2.0), (0.5, 1.0), (0.5, 2.0))
 # An alarm budget's rules must open within this long of an event whose frames score twice the threshold.
 MAX_OPENING_SECONDS = 0.5
+# An alarm budget also bounds the share of normal frames spent inside episodes: a threshold so low that
+# normal frames keep one episode open for hours raises one alarm, and hides every event behind it.
+MAX_OPEN_SHARE = 0.01
+# An alarm budget's thresholds let at most this share of normal frames fire: the frame decisions also
+# flag frames in the per-frame log and draw the overlays, whatever the episode rule makes of them.
+MAX_FRAME_RATE = 0.05
 # Per-frame rates tried, per factor of ten: the threshold's resolution before the chosen rule's refinement.
 RATES_PER_DECADE = 12
 
@@ -215,8 +222,8 @@ def candidate_rules(close_after: int, max_opening_frames: int) -> list[EpisodeRu
 
 def rate_grid(frames: int) -> np.ndarray:
     """Per-frame false-alarm rates tried, from one frame in the footage (nothing fires below it)
-    to one in two, :data:`RATES_PER_DECADE` a decade."""
-    low, high = 0.5 / max(frames, 1), 0.5
+    to :data:`MAX_FRAME_RATE`, :data:`RATES_PER_DECADE` a decade."""
+    low, high = min(0.5 / max(frames, 1), MAX_FRAME_RATE / 2), MAX_FRAME_RATE
     count = max(2, int(math.ceil(math.log10(high / low) * RATES_PER_DECADE)) + 1)
     return np.geomspace(low, high, count)
 
@@ -248,17 +255,17 @@ class RuleOutcome:
 
 
 def _budget_outcome(rule: EpisodeRule, grid: np.ndarray, at_rate: Callable[[float], dict[str, float]],
-                    alarms: Callable[[dict[str, float], EpisodeRule], int], allowed: float) -> RuleOutcome:
-    """The highest rate of ``grid`` whose alarms keep ``allowed``, by bisection over the grid (alarms
-    grow with the rate, up to episodes merging)."""
+                    count: Callable[[dict[str, float], EpisodeRule], EpisodeCount], keeps: Callable[[EpisodeCount], bool]) -> RuleOutcome:
+    """The highest rate of ``grid`` at which the footage's episodes keep the budget, by bisection over
+    the grid (alarms grow with the rate, up to episodes merging)."""
     low, high = -1, len(grid)  # grid[low] keeps the budget (-1: nothing tried yet), grid[high] does not
     found: tuple[dict[str, float], int] | None = None
     while high - low > 1:
         middle = (low + high) // 2
         thresholds = at_rate(float(grid[middle]))
-        count = alarms(thresholds, rule)
-        if count <= allowed:
-            low, found = middle, (thresholds, count)
+        episodes = count(thresholds, rule)
+        if keeps(episodes):
+            low, found = middle, (thresholds, episodes.opened)
         else:
             high = middle
     if found is None:
@@ -317,20 +324,23 @@ def solve_alarm_budget(manifest: Manifest, statistics: FootageStatistics, alarms
     def values(rate: float) -> dict[str, float]:
         return {name: t.value for name, t in thresholds(rate).items()}
 
-    def alarms(at: dict[str, float], rule: EpisodeRule) -> int:
+    def alarms(at: dict[str, float], rule: EpisodeRule) -> EpisodeCount:
         try:
             return alarms_at(manifest, statistics, at, rule)
         except ValueError:  # a cusum at a threshold <= 0: no scale to measure scores in
-            return frames + 1
+            return EpisodeCount(frames + 1, frames)
+
+    def keeps(episodes: EpisodeCount) -> bool:
+        return episodes.opened <= allowed and episodes.open_frames <= MAX_OPEN_SHARE * frames
 
     grid = rate_grid(frames)
     rules = candidate_rules(manifest.episodes.close_after, int(round(max_opening_seconds * fps)))
-    outcomes = [_budget_outcome(rule, grid, values, alarms, allowed) for rule in rules]
+    outcomes = [_budget_outcome(rule, grid, values, alarms, keeps) for rule in rules]
     chosen, why = choose_rule(outcomes)
     index = int(np.searchsorted(grid, chosen.frame_rate))
     if index + 1 < len(grid):  # refine between the chosen rate and the next one up, which broke the budget
         fine = np.geomspace(grid[index], grid[index + 1], RATES_PER_DECADE + 1)[1:-1]
-        refined = _budget_outcome(chosen.rule, np.concatenate([[grid[index]], fine]), values, alarms, allowed)
+        refined = _budget_outcome(chosen.rule, np.concatenate([[grid[index]], fine]), values, alarms, keeps)
         if refined.frame_rate > chosen.frame_rate:
             chosen = dataclasses.replace(chosen, frame_rate=refined.frame_rate, thresholds=refined.thresholds, alarms=refined.alarms)
     return thresholds(chosen.frame_rate), chosen, outcomes, why
@@ -528,10 +538,10 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     else:
         thresholds, rule = thresholds_at_rate(previous, statistics, false_alarm_rate or 0.01, provenance), previous.episodes
     values = {name: t.value for name, t in thresholds.items()}
-    result.expected = alarm_rate(alarms_at(previous, statistics, values, rule), frames, fps)
+    result.expected = alarm_rate(alarms_at(previous, statistics, values, rule).opened, frames, fps)
     try:
         old = {name: previous.threshold(name) for name in values}
-        result.previous_expected = alarm_rate(alarms_at(previous, statistics, old, previous.episodes), frames, fps)
+        result.previous_expected = alarm_rate(alarms_at(previous, statistics, old, previous.episodes).opened, frames, fps)
     except (ManifestError, ValueError):  # no previous thresholds, or a cusum at τ <= 0
         result.previous_expected = None
     stamp = dict(by=calibrated_by(), minutes=frames / fps / 60.0, fps=fps, alarms_per_day_budget=alarms_per_day,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from occ import __version__
-from occ.evaluation.datasets.common import Clip
+from occ.evaluation.datasets.common import Clip, data_name
 from occ.evaluation.metrics import MetricError, roc_auc
 from occ.runtime.manifest import AvidScoring, InputSpec, Manifest, RegionSpec
 from occ.runtime.preprocess import normalized_averages, preprocess_clip
@@ -210,7 +210,7 @@ def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset:
     if config.max_train_frames and len(train_rows) > config.max_train_frames:
         train_rows = [train_rows[i] for i in np.sort(rng.choice(len(train_rows), config.max_train_frames, replace=False))]
     return AvidData(spec=spec, train=SampleStore(sequences, np.array(train_rows)), val=SampleStore(sequences, np.array(val_rows)),
-                    description=description,
+                    description=data_name(description),
                     summary={**footage_summary(clips, description, dataset or {"kind": "video"}), "clips": [c.name for c in clips],
                              "validation_clips": val_names, "train_frames": len(train_rows)})
 

@@ -50,8 +50,10 @@ def run(
     events: Annotated[Optional[Path], typer.Option(help="Event JSON lines (episodes), appended.")] = None,
     snapshots: Annotated[Optional[Path], typer.Option(help="Folder for peak-frame snapshots of events (rotated).")] = None,
     overlay: Annotated[Optional[Path], typer.Option(help="Overlay output: a .avi video or a folder of PNGs.")] = None,
-    open_after: Annotated[int, typer.Option(min=1, help="Anomalous frames in a row that open an event.")] = 3,
-    close_after: Annotated[int, typer.Option(min=1, help="Quiet frames in a row that close an event.")] = 5,
+    open_after: Annotated[Optional[int], typer.Option(min=1, help="Anomalous frames in a row that open an event, overriding the "
+                                                                  "model's episode rule (occ inspect shows it). Default: the model's.")] = None,
+    close_after: Annotated[Optional[int], typer.Option(min=1, help="Quiet frames in a row that close an event. Default: the "
+                                                                   "model's episode rule.")] = None,
     give_up_after: Annotated[float, typer.Option(min=0, help="Live sources: seconds without a frame before giving up with exit "
                                                             "code 3 (0: never).")] = 0,
     metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve /healthz and /metrics on this TCP port (0: off).")] = 0,

@@ -128,8 +128,16 @@ class EpisodeGate:
         return self._firing > 0 if self.rule.kind == "k_of_n" else self.evidence > 0
 
 
+@dataclass
+class EpisodeCount:
+    """Episodes over a sequence of frames: how many opened, and how many frames they held open."""
+
+    opened: int
+    open_frames: int
+
+
 def count_episodes(scores: Iterable[float], decisions: Iterable[bool], rule: EpisodeRule, threshold: float = 1.0,
-                   clip_starts: Iterable[int] = (0,)) -> int:
+                   clip_starts: Iterable[int] = (0,)) -> EpisodeCount:
     """Episodes the rule opens over a sequence of frames (what an operator is woken for), each
     clip in ``clip_starts`` (frame indices) starting afresh, as a camera's tracker would.
 
@@ -142,12 +150,13 @@ def count_episodes(scores: Iterable[float], decisions: Iterable[bool], rule: Epi
     """
     gate = EpisodeGate(rule, threshold)
     starts = set(int(i) for i in clip_starts)
-    opened = 0
+    opened = open_frames = 0
     for index, (score, decision) in enumerate(zip(np.asarray(scores, np.float64).tolist(), np.asarray(decisions, bool).tolist())):
         if index in starts:
             gate.reset()
         opened += gate.step(score, decision) == "opened"
-    return opened
+        open_frames += gate.is_open
+    return EpisodeCount(opened, open_frames)
 
 
 # An episode starts at most this many frames before it opens (a CUSUM can hover above 0 for long).
