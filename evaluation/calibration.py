@@ -7,9 +7,9 @@ Two targets:
   together so that the episodes opened on the footage (what wakes an operator), counted at its
   frame rate, stay within the budget. Each candidate rule (k firing frames of n; a CUSUM of the
   score in units of the threshold) gets the lowest threshold that keeps the budget, among the
-  per-frame rates of :func:`rate_grid`; the rule whose threshold is lowest (ties: the one that
-  opens soonest) is stored in the manifest with the thresholds, and every candidate's outcome is
-  reported.
+  per-frame rates of :func:`rate_grid`, with at most :data:`MAX_OPEN_SHARE` of the frames inside
+  episodes; the rule whose threshold is lowest (ties: the one that opens soonest) is stored in the
+  manifest with the thresholds, and every candidate's outcome is reported (docs/calibration.md).
 
 Footage is streamed: frames go through the detector in small batches and only what the
 thresholds need is kept (ALOCC: one score per frame; AVID: the residual's block peaks and the
@@ -34,9 +34,9 @@ from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events import EpisodeCount, count_episodes
 from occ.runtime.files import same_file, write_atomic
 from occ.runtime.fingerprint import Fingerprint, Overlap, frame_hash
-from occ.runtime.manifest import AlarmRate, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, read_manifest, write_manifest
+from occ.runtime.manifest import AlarmRate, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, write_manifest
 from occ.runtime.scoring import (alocc_fires, alocc_patch_map, alocc_thresholds, avid_fires, avid_thresholds, block_peaks, block_values,
-                                 frame_scores, frame_threshold, threshold_warnings)
+                                 frame_scores, threshold_warnings)
 from occ.runtime.sources import SourceError, open_source, resolve_source
 
 from .datasets.common import Clip, DatasetError, data_name
@@ -294,8 +294,10 @@ def solve_alarm_budget(manifest: Manifest, statistics: FootageStatistics, alarms
     """Thresholds and an episode rule for at most ``alarms_per_day`` episodes a day on this footage.
 
     Every rule of :func:`candidate_rules` that opens within ``max_opening_seconds`` (at ``fps``)
-    gets the highest per-frame rate of :func:`rate_grid` whose alarms keep the budget; the chosen
-    rule's rate is then refined between its grid neighbours. (A CUSUM needs a positive threshold to
+    gets the highest per-frame rate of :func:`rate_grid` whose alarms keep the budget, with at most
+    :data:`MAX_OPEN_SHARE` of the frames inside episodes; the chosen rule's rate is then refined
+    between its grid neighbours. Rates are the search variable: between two neighbouring frame
+    scores the rate does not change, so a threshold is never placed between them. (A CUSUM needs a positive threshold to
     measure scores in; with ALOCC's τ at or below 0 only k-of-n rules are tried.)
 
     Args:
