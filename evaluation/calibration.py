@@ -504,14 +504,15 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
         progress: called once per frame read from a source.
         alarms_per_day: an alarm budget: solve the thresholds and the episode rule so that the
             footage's episodes stay within it (:func:`solve_alarm_budget`).
-        fps: the footage's frame rate; default: the data set's, or measured from capture times.
+        fps: the footage's frame rate; default: the data set's, or measured from capture times
+            (without one, a frame rate's calibration reports no alarms per hour).
         force: calibrate even on the model's training footage.
         dry_run: compute and report, write nothing.
         out: write a new model there instead of changing ``model``.
 
     Raises:
         TrainingFootageError: ``data`` holds the model's training frames (without ``force``).
-        DatasetError: no frames, no frame rate, or a bad ``out``.
+        DatasetError: no frames, no frame rate for an alarm budget, or a bad ``out``.
     """
     model, out = Path(model), Path(out) if out is not None else None
     check_out_path(model, out)
@@ -528,8 +529,8 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     if frames == 0:
         raise DatasetError(f"{data}: no frames to calibrate on")
     fps = fps or source.measured_fps()
-    if not fps:
-        raise DatasetError(f"{data}: the footage does not say its frame rate; give --fps")
+    if not fps and alarms_per_day is not None:
+        raise DatasetError(f"{data}: the footage does not say its frame rate, which an alarm budget needs; give --fps")
     overlap, warnings = _training_overlap(previous, source, data, force)
     provenance = f"{source.name} (normal, {frames} frames)"
     result = CalibrationResult(Manifest.from_dict(previous.to_dict()), frames, previous=previous, fps=fps, overlap=overlap)
@@ -540,13 +541,14 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     else:
         thresholds, rule = thresholds_at_rate(previous, statistics, false_alarm_rate or 0.01, provenance), previous.episodes
     values = {name: t.value for name, t in thresholds.items()}
-    result.expected = alarm_rate(alarms_at(previous, statistics, values, rule).opened, frames, fps)
-    try:
-        old = {name: previous.threshold(name) for name in values}
-        result.previous_expected = alarm_rate(alarms_at(previous, statistics, old, previous.episodes).opened, frames, fps)
-    except (ManifestError, ValueError):  # no previous thresholds, or a cusum at τ <= 0
-        result.previous_expected = None
-    stamp = dict(by=calibrated_by(), minutes=frames / fps / 60.0, fps=fps, alarms_per_day_budget=alarms_per_day,
+    if fps:
+        result.expected = alarm_rate(alarms_at(previous, statistics, values, rule).opened, frames, fps)
+        try:
+            old = {name: previous.threshold(name) for name in values}
+            result.previous_expected = alarm_rate(alarms_at(previous, statistics, old, previous.episodes).opened, frames, fps)
+        except (ManifestError, ValueError):  # no previous thresholds, or a cusum at τ <= 0
+            result.previous_expected = None
+    stamp = dict(by=calibrated_by(), minutes=frames / fps / 60.0 if fps else None, fps=fps, alarms_per_day_budget=alarms_per_day,
                  expected_alarms=result.expected, episodes=rule, episodes_choice=result.choice)
     for name, threshold in thresholds.items():
         result.manifest.set_threshold(name, dataclasses.replace(threshold, **stamp))

@@ -300,3 +300,26 @@ def test_a_trained_model_records_no_path_and_refuses_its_own_folder(tmp_path):
     assert training["data"] == "walkway" and training["dataset"]["spec"] == "walkway" and training["footage"]["frames"] == 40
     refused = invoke("calibrate", model, "--data", data)
     assert refused.exit_code == 2 and "40 of 40 checked frames are frames the model was trained on (walkway)" in refused.output
+
+
+# ---- the service follows the model's episode rule ---------------------------------------------------------
+def test_occ_run_follows_the_manifests_episode_rule_and_open_after_overrides_it(alocc_copy, tiny_walkway, tmp_path):
+    from occ.evaluation.datasets.video import write_video
+    from occ.runtime.manifest import Threshold, write_manifest
+
+    video = write_video(tmp_path / "clip.avi", tiny_walkway.test[0].frames)
+    manifest = read_manifest(alocc_copy)
+    manifest.set_threshold("tau", Threshold(value=-1e6, method="given"))
+    # every frame fires, and the model's rule needs 40 in a row: the 30-frame clip never opens an episode
+    manifest.episodes = k_of_n(40, 40, 5)
+    write_manifest(alocc_copy, manifest)
+
+    def events(*extra):
+        log = tmp_path / f"events{len(extra)}.jsonl"
+        result = invoke("run", alocc_copy, "--source", video, "--events", log, *extra)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    assert events() == []
+    overridden = events("--open-after", "3")
+    assert overridden and overridden[0]["start_frame"] == 0

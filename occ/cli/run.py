@@ -229,7 +229,8 @@ def calibrate(
 
     def show(payload: dict) -> None:
         where = "not written (--dry-run)" if payload["written"] is None else f"written to {payload['written']}"
-        table(f"{model}: thresholds from {payload['frames']} normal frames ({payload['minutes']:.1f} min at {payload['fps']:g} fps), "
+        length = f"{payload['minutes']:.1f} min at {payload['fps']:g} fps" if payload["fps"] else "frame rate unknown"
+        table(f"{model}: thresholds from {payload['frames']} normal frames ({length}), "
               f"{where}; previous values kept in threshold_history",
               [{"": "old", **{name: f"{v:.5g}" for name, v in payload["old"]["thresholds"].items()},
                 "episode rule": payload["old"]["episodes"], "alarms / h on this footage": _rate_text(payload["old"]["expected_alarms"])},
