@@ -253,11 +253,11 @@ import numpy as np
 
 from occ.runtime.events import EpisodeTracker, EventLog
 from occ.runtime.manifest import load_manifest_file
-from occ.runtime.scoring import decide
+from occ.runtime.scoring import decide, frame_threshold
 
 
 class OccEvents:
-    def __init__(self, manifest_path, events_path, open_after=3, close_after=5):
+    def __init__(self, manifest_path, events_path, open_after=None, close_after=None):
         self.manifest = load_manifest_file(manifest_path)
         self.open_after, self.close_after = open_after, close_after
         self.trackers = {}
@@ -274,7 +274,8 @@ class OccEvents:
         result = self.result(tensors, source)
         self.indices[source] = result.index + 1
         if source not in self.trackers:
-            self.trackers[source] = EpisodeTracker(self.open_after, self.close_after, camera=f"source-{source}")
+            self.trackers[source] = EpisodeTracker(self.open_after, self.close_after, camera=f"source-{source}",
+                                                   rule=self.manifest.episodes, threshold=frame_threshold(self.manifest))
         opened, closed, _ = self.trackers[source].update(result)
         if opened:
             self.log.write("opened", opened)

@@ -22,6 +22,7 @@ from occ.runtime.files import now_iso, write_atomic
 from occ.runtime.manifest import METADATA_KEY, Manifest
 from occ.train.common import Checkpoint, load_checkpoint
 
+from .calibration import calibration_to_keep, carry_calibration
 from .samples import samples_from_data
 from .verify import DecisionComparison, ExportError, ExportResult, OutputComparison, compare_outputs, decision_comparisons, mask_iou, run_onnx
 
@@ -133,6 +134,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     data_spec: str | None = None,
     tolerance: float = SCORE_TOLERANCE,
+    force: bool = False,
 ) -> ExportResult:
     """Export a checkpoint to ONNX, verify it, and write it atomically.
 
@@ -142,12 +144,16 @@ def export_onnx(
         opset: ONNX opset.
         data_spec: verify on this data instead of the samples stored in the checkpoint.
         tolerance: maximum absolute score difference between PyTorch and ONNX Runtime.
+        force: replace a calibrated ``out`` of another checkpoint (see :mod:`occ.export.calibration`;
+            one of the same checkpoint keeps its calibration).
 
     Raises:
         ExportError: verification failed (its ``report`` says how); nothing is written.
+        CalibrationWouldBeLost: ``out`` holds a calibration of another checkpoint, and no ``force``.
     """
     checkpoint = load_checkpoint(checkpoint_path)
     out = Path(out) if out else checkpoint.path.with_suffix(".onnx")
+    calibrated = calibration_to_keep(out, checkpoint.path, force)
     module, input_names, output_names, axes = build_graph(checkpoint)
     samples = verification_samples(checkpoint, data_spec)
     flat_example = samples.reshape(-1, *samples.shape[2:]) if checkpoint.method == "alocc" else samples
@@ -163,6 +169,8 @@ def export_onnx(
         "inputs": input_names,
         "outputs": output_names,
     }
+    if calibrated is not None:
+        manifest = carry_calibration(manifest, calibrated)
     model = _embed(onnx.load_from_string(model_bytes), manifest)
     try:
         onnx.checker.check_model(model, full_check=True)

@@ -16,6 +16,8 @@ from typing import Any
 
 from occ.runtime.manifest import read_manifest
 
+from .calibration import CalibrationWouldBeLost, calibration_to_keep
+
 
 class ExportUsageError(ValueError):
     """Options that cannot work together; one line, raised before anything is written."""
@@ -44,6 +46,7 @@ class ExportOptions:
     triton_instances: int = 1
     triton_instance_kind: str = "auto"
     deepstream: Path | None = None
+    force: bool = False
 
 
 @dataclass
@@ -111,6 +114,11 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError(f"{target}: the output would overwrite the checkpoint; choose another --out")
     if target.suffix != ".onnx":
         raise ExportUsageError(f"{target}: the exported model's name must end in .onnx")
+    if source.suffix == ".pt":
+        try:
+            calibration_to_keep(target, source, options.force)
+        except CalibrationWouldBeLost as exc:
+            raise ExportUsageError(str(exc)) from None
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         raise ExportUsageError(f"{target}: folder {folder} does not exist or is not writable")
@@ -140,7 +148,7 @@ def export_model(source: str | Path, options: ExportOptions | None = None) -> Ex
     if source.suffix == ".pt":
         from .onnx_export import export_onnx  # the one step that needs torch
 
-        result = export_onnx(source, onnx_path_for(source, options), options.opset, options.data, options.tolerance)
+        result = export_onnx(source, onnx_path_for(source, options), options.opset, options.data, options.tolerance, options.force)
         onnx_path, manifest, samples = result.path, result.manifest, result.samples
         summary = ExportSummary(onnx_path, manifest.method, {"onnx": str(onnx_path)}, {"onnx": result.report})
     else:

@@ -24,7 +24,7 @@ from typing import Any, Union
 
 from .files import now_iso, write_atomic
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 METADATA_KEY = "occ.manifest"
 
 METHODS = ("alocc", "avid")
@@ -46,6 +46,8 @@ REGION_SCORERS = ("detector", "memory")
 GATES = ("binary", "soft")
 FRAME_SCORES = ("peak", "evidence")
 RESIDUALS = ("newest", "mean")
+# How per-frame decisions become episodes (see EpisodeRule)
+EPISODE_RULES = ("k_of_n", "cusum")
 
 
 class ManifestError(ValueError):
@@ -274,6 +276,92 @@ SCORING_SPECS: dict[str, type] = {"alocc": AloccScoring, "avid": AvidScoring}
 
 
 @dataclass
+class EpisodeRule:
+    """When frame decisions open and close an episode (an event, what an operator is woken for);
+    applied by :class:`occ.runtime.events.EpisodeTracker`.
+
+    - ``k_of_n``: an episode opens at the first frame with at least ``k`` firing frames among the
+      last ``n`` (``k = n``: ``k`` in a row);
+    - ``cusum``: one-sided CUSUM of the frame score in units of the threshold,
+      ``S_t = min(max(0, S_{t-1} + s_t / θ − reference), decision + 1)``; an episode opens when
+      ``S_t > decision`` (``reference = 1, decision = 0``: the first firing frame). The cap keeps a
+      long event from delaying the end of its episode;
+    - an episode closes after ``close_after`` quiet frames in a row: frames that do not fire
+      (``k_of_n``) or with ``S_t <= decision`` (``cusum``).
+
+    The defaults are occ's rule before it was stored: 3 firing frames in a row open, 5 quiet close.
+
+    Args:
+        kind: ``k_of_n`` or ``cusum``.
+        k: firing frames that open an episode (``k_of_n``); None for ``cusum``.
+        n: the window those ``k`` frames lie in, frames (``k_of_n``); None for ``cusum``.
+        close_after: quiet frames in a row that close an episode.
+        reference: ``cusum``: the score, in units of the threshold, that adds no evidence; None for ``k_of_n``.
+        decision: ``cusum``: the evidence, in units of the threshold, that opens an episode; None for ``k_of_n``.
+    """
+
+    kind: str = "k_of_n"
+    k: int | None = 3
+    n: int | None = 3
+    close_after: int = 5
+    reference: float | None = None
+    decision: float | None = None
+
+    def validate(self) -> "EpisodeRule":
+        _choice("episodes.kind", self.kind, EPISODE_RULES)
+        _positive_int("episodes.close_after", self.close_after)
+        if self.kind == "k_of_n":
+            _positive_int("episodes.k", self.k)
+            _positive_int("episodes.n", self.n)
+            if self.k > self.n:
+                raise ManifestError(f"episodes.k ({self.k}) must be <= episodes.n ({self.n})")
+            if self.reference is not None or self.decision is not None:
+                raise ManifestError("episodes.reference and episodes.decision belong to the cusum rule, not k_of_n")
+        else:
+            if self.k is not None or self.n is not None:
+                raise ManifestError("episodes.k and episodes.n belong to the k_of_n rule, not cusum")
+            for name, value in (("reference", self.reference), ("decision", self.decision)):
+                if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                    raise ManifestError(f"episodes.{name} must be a finite number >= 0 for the cusum rule, got {value!r}")
+        return self
+
+    def describe(self) -> str:
+        """The rule in words, for reports and ``occ inspect``."""
+        if self.kind == "k_of_n":
+            opens = f"{self.k} firing frames in a row" if self.k == self.n else f"{self.k} firing frames of {self.n}"
+            return f"opens at {opens}, closes after {self.close_after} quiet frames"
+        return (f"opens when the CUSUM of score/threshold − {self.reference:g} exceeds {self.decision:g}, "
+                f"closes after {self.close_after} frames at or below it")
+
+    @property
+    def opening_frames(self) -> int:
+        """The fewest frames from the first evidence to an opening (a frame far beyond the threshold
+        opens a ``cusum`` episode at once)."""
+        return self.k if self.kind == "k_of_n" else 1
+
+
+@dataclass
+class AlarmRate:
+    """Episode openings counted on normal footage: the alarm rate a calibration expects.
+
+    Args:
+        alarms: episodes opened on the footage.
+        hours: the footage's length, hours (frames / frame rate).
+        per_hour: ``alarms / hours``; ``per_hour_low``, ``per_hour_high``: its exact 95 % Poisson interval.
+        per_day: ``24 · per_hour``, with ``per_day_low`` and ``per_day_high``.
+    """
+
+    alarms: int
+    hours: float
+    per_hour: float
+    per_hour_low: float
+    per_hour_high: float
+    per_day: float
+    per_day_low: float
+    per_day_high: float
+
+
+@dataclass
 class Threshold:
     """A decision threshold with where it came from.
 
@@ -284,6 +372,13 @@ class Threshold:
         n_samples: how many normal scores it was computed from.
         date: ISO date-time of the calibration.
         method: how it was computed (e.g. ``quantile``).
+        by: who calibrated it, ``user@host`` (empty for training).
+        minutes: the normal footage's length, minutes.
+        fps: the footage's frame rate, frames per second.
+        alarms_per_day_budget: the alarm budget it was solved for (None: set by a frame rate).
+        expected_alarms: episodes opened on that footage at these thresholds and episode rule.
+        episodes: the episode rule it was set with.
+        episodes_choice: why that rule (an alarm budget compares several).
     """
 
     value: float
@@ -292,6 +387,14 @@ class Threshold:
     n_samples: int | None = None
     date: str = ""
     method: str = "quantile"
+    by: str = ""
+    minutes: float | None = None
+    fps: float | None = None
+    alarms_per_day_budget: float | None = None
+    expected_alarms: AlarmRate | None = None
+    episodes: EpisodeRule | None = None
+    episodes_choice: str = ""
+
 
 
 @dataclass
@@ -304,6 +407,7 @@ class Manifest:
     regions: RegionSpec | None = None
     scoring: AloccScoring | AvidScoring | None = None
     thresholds: dict[str, Threshold] = field(default_factory=dict)
+    episodes: EpisodeRule = field(default_factory=EpisodeRule)
     threshold_history: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
@@ -337,6 +441,7 @@ class Manifest:
             raise ManifestError(f"threshold 'zeta' must lie in (0, 1), got {self.thresholds['zeta'].value}")
         if "alpha" in self.thresholds and not self.thresholds["alpha"].value > 0:
             raise ManifestError(f"threshold 'alpha' must be > 0, got {self.thresholds['alpha'].value}")
+        self.episodes.validate()
         _choice("export.precision", self.export.get("precision", "fp32"), PRECISIONS)
         return self
 
@@ -429,8 +534,7 @@ def engine_sidecar(engine: str | os.PathLike) -> Path:
 
 def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
     """Store a changed manifest (recalibrated thresholds) with its model, atomically: inside an
-    ONNX file plus its ``<model>.onnx.json`` copy, or in an engine's sidecar. Returns the file
-    that now holds it."""
+    ONNX file, or in an engine's sidecar. Returns the file that now holds it."""
     path = Path(path)
     manifest.validate()
     if path.suffix == ".engine":
@@ -446,7 +550,6 @@ def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
         if entry.key == METADATA_KEY:
             entry.value = manifest.to_json()
     write_atomic(path, model.SerializeToString())
-    manifest.write(path.with_name(path.name + ".json"))
     return path
 
 

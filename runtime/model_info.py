@@ -9,6 +9,7 @@ from typing import Any
 
 from .backends import REGISTRY
 from .files import file_sha256
+from .fingerprint import Fingerprint
 from .manifest import TEMPORAL_MEANINGS, Manifest, engine_sidecar, read_manifest
 from .scoring import frame_threshold, sample_size_warning
 
@@ -45,8 +46,10 @@ def describe(path: Path, manifest: Manifest) -> dict[str, Any]:
                        for name, t in manifest.thresholds.items()},
         "threshold_history": manifest.threshold_history,
         "decision": _decision(manifest),
+        "episodes": {**dataclasses.asdict(manifest.episodes), "described": manifest.episodes.describe()},
+        "training_footage": _footage(manifest),
         "scoring": _scoring(manifest),
-        "training": {key: value for key, value in manifest.training.items() if key != "history"},
+        "training": {key: value for key, value in manifest.training.items() if key not in ("history", "footage")},
         "export": manifest.export,
         "backends": backends_for(path),
     }
@@ -54,6 +57,14 @@ def describe(path: Path, manifest: Manifest) -> dict[str, Any]:
         sidecar = json.loads(engine_sidecar(path).read_text())
         info["engine"] = {key: value for key, value in sidecar.items() if key != "manifest"}
     return info
+
+
+def _footage(manifest: Manifest) -> str | None:
+    """The training footage's fingerprint in words (its hashes say nothing at a glance)."""
+    fingerprint = Fingerprint.from_dict(manifest.training.get("footage"))
+    if fingerprint is None:
+        return None
+    return f"{fingerprint.frames} frames ({fingerprint.distinct} distinct), fingerprint of {len(fingerprint.hashes())} kept"
 
 
 def _decision(manifest: Manifest) -> str:

@@ -14,7 +14,9 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from occ.evaluation.datasets.common import Clip, data_name
 from occ.runtime.files import file_sha256, write_atomic
+from occ.runtime.fingerprint import Fingerprint
 from occ.runtime.manifest import Manifest
 
 CHECKPOINT_FORMAT = "occ-checkpoint-1"
@@ -23,6 +25,15 @@ LN4 = 2 * math.log(2)  # BCE of a discriminator that says 0.5 to both real and f
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read; one line naming the file."""
+
+
+def footage_summary(clips: list[Clip], description: str, dataset: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's record of the footage a model was trained on: the data set's name (no
+    paths) and the fingerprint of every frame given to training, validation clips included
+    (``occ calibrate`` refuses those frames)."""
+    named = {key: data_name(value) if isinstance(value, str) else value for key, value in dataset.items()}
+    return {"data": data_name(description), "dataset": named,
+            "footage": Fingerprint.of(frame for clip in clips for frame in clip.frames).to_dict()}
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from occ import __version__
-from occ.evaluation.datasets.common import Clip
+from occ.evaluation.datasets.common import Clip, data_name
 from occ.runtime.manifest import TEMPORAL_CHANNELS, AloccScoring, InputSpec, Manifest, ManifestError, PatchSpec
 from occ.runtime.preprocess import PatchGrid, normalize, preprocess_clip
 from occ.runtime.scoring import alocc_thresholds, location_stats, patch_scores
@@ -26,8 +26,8 @@ from occ.runtime.scoring import alocc_thresholds, location_stats, patch_scores
 from .alocc import AloccScorer, create_alocc
 from .distributed import Distributed, plain_state_dict
 from .irregularities import MOTION_KINDS, motion_patches
-from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, load_weights, make_optimizer, progress_bar,
-                     save_checkpoint, seed_everything, squared_error)
+from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, footage_summary, load_weights, make_optimizer,
+                     progress_bar, save_checkpoint, seed_everything, squared_error)
 
 
 DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
@@ -188,8 +188,8 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset
             raise ValueError(f"{description}: no motion in the training clips to make synthetic irregularities from")
     return AloccData(
         spec=spec, patches=patch_spec, train=train, train_frames=train_frames, val_frames=val_frames,
-        description=description,
-        summary={"data": description, "dataset": dataset or {"kind": "video"}, "clips": [c.name for c in clips],
+        description=data_name(description),
+        summary={**footage_summary(clips, description, dataset or {"kind": "video"}), "clips": [c.name for c in clips],
                  "validation_clips": val_names,
                  "train_patches": int(len(train)), "patches_per_frame": grid.count,
                  "irregular_patches": 0 if irregular is None else int(len(irregular))},

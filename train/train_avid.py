@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from occ import __version__
-from occ.evaluation.datasets.common import Clip
+from occ.evaluation.datasets.common import Clip, data_name
 from occ.evaluation.metrics import MetricError, roc_auc
 from occ.runtime.manifest import AvidScoring, InputSpec, Manifest, RegionSpec
 from occ.runtime.preprocess import normalized_averages, preprocess_clip
@@ -31,8 +31,8 @@ from occ.runtime.scoring import avid_thresholds, block_peaks
 from .avid import AvidGraph, RegionMemory, create_avid, create_avid_graph, hide_newest
 from .irregularities import IrregularityMaker, SampleStore
 from .distributed import Distributed, plain_state_dict
-from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, load_weights, make_optimizer, progress_bar,
-                     save_checkpoint, seed_everything, squared_error)
+from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, footage_summary, load_weights, make_optimizer,
+                     progress_bar, save_checkpoint, seed_everything, squared_error)
 
 
 # The blocks' evidence counts from a quarter of a mask block's level (IR-MNIST development set:
@@ -214,8 +214,8 @@ def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset:
     if config.max_train_frames and len(train_rows) > config.max_train_frames:
         train_rows = [train_rows[i] for i in np.sort(rng.choice(len(train_rows), config.max_train_frames, replace=False))]
     return AvidData(spec=spec, train=SampleStore(sequences, np.array(train_rows)), val=SampleStore(sequences, np.array(val_rows)),
-                    description=description,
-                    summary={"data": description, "dataset": dataset or {"kind": "video"}, "clips": [c.name for c in clips],
+                    description=data_name(description),
+                    summary={**footage_summary(clips, description, dataset or {"kind": "video"}), "clips": [c.name for c in clips],
                              "validation_clips": val_names, "train_frames": len(train_rows)})
 
 

@@ -1,7 +1,9 @@
 """The clip record every reader returns."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +33,19 @@ class Clip:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+def data_name(text: str) -> str:
+    """Footage's name as a model's manifest may record it: a path becomes its last part (the
+    training machine's folders ship inside every model and say nothing on the camera), a URL loses
+    its user and password; other specs (``walkway:seed=3``) stay as they are."""
+    if text.startswith("file://"):
+        return data_name(text[len("file://"):])
+    if "://" in text:
+        return re.sub(r"//[^/@]*@", "//", text)
+    if "/" in text or "\\" in text:
+        return Path(text.replace("\\", "/").rstrip("/")).name or text
+    return text
 
 
 def labels_from_ranges(ranges: list[tuple[int, int]], length: int) -> np.ndarray:

@@ -48,6 +48,9 @@ def export(
     deepstream: Annotated[Optional[Path], typer.Option(help="Also write a DeepStream nvinfer configuration, an FP32 model with the "
                                                                 "manifest's α and ζ folded in, and a probe into DIR (AVID only; write it "
                                                                 "again after thresholds change). Default: none.", rich_help_panel=SERVING)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Export a checkpoint over a model that holds a calibration of another "
+                                                        "checkpoint (refused otherwise; one of the same checkpoint keeps its "
+                                                        "calibration). Default: off.")] = False,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -63,7 +66,8 @@ def export(
                                 calib_frames=calib_frames, engine=engine, batch=parse_batch(batch),
                                 workspace_mb=workspace_mb, timing_cache=timing_cache, dla_core=dla_core,
                                 version_compatible=version_compatible, triton=triton, triton_max_batch=triton_max_batch,
-                                triton_instances=triton_instances, triton_instance_kind=triton_instance_kind, deepstream=deepstream)
+                                triton_instances=triton_instances, triton_instance_kind=triton_instance_kind, deepstream=deepstream,
+                                force=force)
         try:
             summary = export_model(model, options)
         except ExportError as exc:

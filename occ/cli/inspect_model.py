@@ -34,6 +34,17 @@ def _checkpoint_manifest(path: Path) -> Any:
         return load_checkpoint(path).manifest
 
 
+def expected_alarms_text(threshold: dict[str, Any]) -> str:
+    """A threshold's expected alarms per hour on its calibration footage, with the 95 % interval,
+    the footage's length and the budget it was solved for."""
+    rate = threshold.get("expected_alarms")
+    if not rate:
+        return ""
+    budget = threshold.get("alarms_per_day_budget")
+    return (f"{rate['per_hour']:.3g} ({rate['per_hour_low']:.3g}-{rate['per_hour_high']:.3g}; {rate['alarms']} in "
+            f"{rate['hours'] * 60:.1f} min{f'; budget {budget:g}/day' if budget else ''})")
+
+
 def _show(info: dict[str, Any]) -> None:
     spec = info["input"]
     rows = [
@@ -45,15 +56,19 @@ def _show(info: dict[str, Any]) -> None:
         ("temporal rule", f"{info['temporal_rule']['name']}: {info['temporal_rule']['stacks']}"),
         ("precision", info["precision"]), ("decision", info["decision"]),
         ("scoring", ", ".join(f"{k}={v}" for k, v in info["scoring"].items())),
+        ("episode rule", info["episodes"]["described"]),
         ("trained on", info["trained_on"] or "(not recorded)"),
+        ("training footage", info["training_footage"] or "(no fingerprint: occ calibrate cannot check for training frames)"),
     ]
     table(info["file"], [{"field": k, "value": v} for k, v in rows])
     table("thresholds (the stored ones decide; earlier values below)", [
         {"name": name, "value": f"{t['value']:.6g}", "from": t["data"], "false alarms": t["target_false_alarm_rate"] and
-         f"{t['target_false_alarm_rate']:.2%}", "frames": t["n_samples"], "how": t["method"], "date": t["date"]}
+         f"{t['target_false_alarm_rate']:.2%}", "frames": t["n_samples"], "alarms / h": expected_alarms_text(t), "how": t["method"],
+         "by": t.get("by") or "", "date": t["date"]}
         for name, t in info["thresholds"].items()] + [
         {"name": f"{old['name']} (until {old.get('replaced_on', '?')})", "value": f"{old['value']:.6g}", "from": old.get("data"),
-         "frames": old.get("n_samples"), "how": old.get("method"), "date": old.get("date")} for old in info["threshold_history"]])
+         "frames": old.get("n_samples"), "alarms / h": expected_alarms_text(old), "how": old.get("method"), "by": old.get("by") or "",
+         "date": old.get("date")} for old in info["threshold_history"]])
     table("backends on this machine", [{"backend": b["backend"], "usable": "yes" if b["usable"] else "no", "why not": b["why_not"] or ""}
                                        for b in info["backends"]])
     for t in info["thresholds"].values():

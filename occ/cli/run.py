@@ -88,8 +88,10 @@ def run(
     events: Annotated[Optional[Path], typer.Option(help="Event JSON lines (episodes), appended.")] = None,
     snapshots: Annotated[Optional[Path], typer.Option(help="Folder for peak-frame snapshots of events (rotated).")] = None,
     overlay: Annotated[Optional[Path], typer.Option(help="Overlay output: a .avi video or a folder of PNGs.")] = None,
-    open_after: Annotated[int, typer.Option(min=1, help="Anomalous frames in a row that open an event.")] = 3,
-    close_after: Annotated[int, typer.Option(min=1, help="Quiet frames in a row that close an event.")] = 5,
+    open_after: Annotated[Optional[int], typer.Option(min=1, help="Anomalous frames in a row that open an event, overriding the "
+                                                                  "model's episode rule (occ inspect shows it). Default: the model's.")] = None,
+    close_after: Annotated[Optional[int], typer.Option(min=1, help="Quiet frames in a row that close an event. Default: the "
+                                                                   "model's episode rule.")] = None,
     give_up_after: Annotated[float, typer.Option(min=0, help="Live sources: seconds without a frame before giving up with exit "
                                                             "code 3 (0: never).")] = 0,
     metrics_port: Annotated[int, typer.Option(min=0, max=65535, help="Serve /healthz and /metrics on this TCP port (0: off).")] = 0,
@@ -248,38 +250,90 @@ def evaluate(
 
 def calibrate(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx, or .engine): its manifest gets the new thresholds.")],
-    data: Annotated[str, typer.Option(help="New normal footage: footage (an occ data record folder, a video file, 'videos/*.mp4', a folder "
-                                           "of videos or image folders; its calibration part by --split), a UCSD-layout folder (its Train "
-                                           f"clips), 'walkway[:opts]', a walkway day, or a live source ({SOURCE_FORMS}).")],
+    data: Annotated[str, typer.Option(help="New normal footage of the camera, not the model's training footage: footage (an occ data "
+                                           "record folder, a video file, 'videos/*.mp4', a folder of videos or image folders; its "
+                                           "calibration part by --split), a UCSD-layout folder (its Train clips), 'walkway[:opts]', a "
+                                           f"walkway day, or a live source ({SOURCE_FORMS}).")],
+    alarms_per_day: Annotated[Optional[float], typer.Option(min=0, help="Alarm budget: solve the thresholds and the episode rule (k of n "
+                                                                        "frames, or a CUSUM of the score) so that the episodes opened on "
+                                                                        "the footage stay within this many a day. Default: off "
+                                                                        "(--false-alarm-rate).")] = None,
+    false_alarm_rate: Annotated[Optional[float], typer.Option(min=0.0001, max=0.5, help="Share of these normal frames that fire at the new "
+                                                                                        "thresholds; the episode rule stays. Default: 0.01 "
+                                                                                        "without --alarms-per-day.")] = None,
     minutes: Annotated[float, typer.Option(min=0.05, help="Live sources: minutes of footage to collect.")] = 5.0,
-    false_alarm_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Share of these normal frames that fire at the new thresholds.")] = 0.01,
+    fps: Annotated[Optional[float], typer.Option(min=0, help="The footage's frame rate, frames per second, that turns frames into "
+                                                             "hours. Default: the data set's, or measured from the frames' times.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Write a new model here (same kind of file; it must not exist) instead of "
+                                                     "changing MODEL. Default: MODEL is changed.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the old and new values and the expected alarms; write nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Calibrate even on the model's own training footage (refused otherwise).")] = False,
     split: SplitOption = "70/10/20",
     backend: Backend = "ort-cpu",
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Recompute thresholds (ALOCC τ; AVID α, ζ) on new normal footage; the old values go to the history."""
+    """Recompute thresholds (ALOCC τ; AVID α, ζ) on new normal footage, for a frame rate or an alarm budget; the old values go to the history.
+
+    Prints the old and new values with the alarms per hour each would raise on this footage."""
     from occ.evaluation.calibration import calibrate_model
     from occ.evaluation.datasets.footage import Split
 
     _backend_options(backend, None)
-    check_outputs({"--json": json_path}, {"model": model, "data": data})
+    if alarms_per_day is not None and false_alarm_rate is not None:
+        fail("give --alarms-per-day or --false-alarm-rate, not both")
+    if alarms_per_day is not None and not alarms_per_day > 0:
+        fail(f"--alarms-per-day must be > 0, got {alarms_per_day:g}")
+    check_outputs({"--json": json_path, "--out": out}, {"model": model, "data": data})
     with one_line_errors(), progress_bar(f"collecting normal frames from {data}", disable=quiet) as advance:
-        result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance, split=Split.parse(split))
-    from occ.runtime.scoring import threshold_warnings
-
-    payload = {"model": str(model), "frames": result.frames, "written": str(result.written),
-               "thresholds": {name: {"value": t.value, "method": t.method, "n_samples": t.n_samples}
-                              for name, t in result.manifest.thresholds.items()},
-               "warnings": threshold_warnings(result.manifest)}
+        result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance, alarms_per_day=alarms_per_day,
+                                 fps=fps, force=force, dry_run=dry_run, out=out, split=Split.parse(split))
+    payload = calibration_payload(model, result)
 
     def show(payload: dict) -> None:
-        table(f"{model}: new thresholds from {result.frames} normal frames (previous values kept in threshold_history)",
-              [{"threshold": name, "value": f"{t['value']:.5g}", "how": t["method"]} for name, t in payload["thresholds"].items()])
+        where = "not written (--dry-run)" if payload["written"] is None else f"written to {payload['written']}"
+        length = f"{payload['minutes']:.1f} min at {payload['fps']:g} fps" if payload["fps"] else "frame rate unknown"
+        table(f"{model}: thresholds from {payload['frames']} normal frames ({length}), "
+              f"{where}; previous values kept in threshold_history",
+              [{"": "old", **{name: f"{v:.5g}" for name, v in payload["old"]["thresholds"].items()},
+                "episode rule": payload["old"]["episodes"], "alarms / h on this footage": _rate_text(payload["old"]["expected_alarms"])},
+               {"": "new", **{name: f"{v:.5g}" for name, v in payload["new"]["thresholds"].items()},
+                "episode rule": payload["new"]["episodes"], "alarms / h on this footage": _rate_text(payload["new"]["expected_alarms"])}])
+        if payload["rules"]:
+            table(f"episode rules at {payload['alarms_per_day']:g} alarms a day (the lowest threshold wins)",
+                  [{"rule": r["described"], "frames that fire": f"{r['frame_rate']:.3g}", "alarms": r["alarms"],
+                    "opens after (frames)": r["opening_frames"]} for r in payload["rules"]])
+            console.print(f"chosen: {payload['choice']}", highlight=False, markup=False)
 
     report(payload, json_path, quiet, show)
     for warning in payload["warnings"]:
         err_console.print(f"warning: {warning}", highlight=False, markup=False)
+
+
+def _rate_text(rate: Optional[dict]) -> str:
+    if rate is None:
+        return "n/a"
+    return f"{rate['per_hour']:.3g} (95 %: {rate['per_hour_low']:.3g}-{rate['per_hour_high']:.3g}; {rate['alarms']} in {rate['hours'] * 60:.1f} min)"
+
+
+def calibration_payload(model: Path, result: Any) -> dict[str, Any]:
+    """What ``occ calibrate`` reports (and writes with ``--json``)."""
+    import dataclasses
+
+    def side(manifest: Any, expected: Any) -> dict[str, Any]:
+        return {"thresholds": {name: t.value for name, t in manifest.thresholds.items()}, "episodes": manifest.episodes.describe(),
+                "episode_rule": dataclasses.asdict(manifest.episodes),
+                "expected_alarms": dataclasses.asdict(expected) if expected is not None else None}
+
+    return {"model": str(model), "frames": result.frames, "fps": result.fps, "minutes": result.minutes,
+            "written": str(result.written) if result.written else None,
+            "alarms_per_day": next(iter(result.manifest.thresholds.values())).alarms_per_day_budget,
+            "old": side(result.previous, result.previous_expected), "new": side(result.manifest, result.expected),
+            "thresholds": {name: {"value": t.value, "method": t.method, "n_samples": t.n_samples}
+                           for name, t in result.manifest.thresholds.items()},
+            "rules": [r.to_json() for r in result.rules], "choice": result.choice,
+            "training_overlap": dataclasses.asdict(result.overlap) if result.overlap is not None else None,
+            "warnings": result.warnings}
 
 
 def demo(

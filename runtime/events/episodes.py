@@ -1,5 +1,7 @@
-"""From per-frame decisions to episodes: an episode opens when the decision holds for
-``open_after`` frames in a row and closes after ``close_after`` quiet frames in a row.
+"""From per-frame decisions to episodes, by the manifest's episode rule
+(:class:`~occ.runtime.manifest.EpisodeRule`: ``k`` firing frames of ``n``, or a CUSUM of the
+score; closed after ``close_after`` quiet frames in a row). :class:`EpisodeGate` is the rule, frame
+by frame; the tracker and the calibration that counts alarms on normal footage both run it.
 
 An event record is one JSON line when the episode opens and one when it closes; its fields, their
 units and its version are in docs/events.md and in the JSON Schema
@@ -12,9 +14,13 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping
 
+import numpy as np
+
+from ..manifest import EpisodeRule, ManifestError
 from ..scoring.decide import FrameResult
 
 
@@ -114,50 +120,159 @@ class Event:
         }
 
 
-class EpisodeTracker:
-    """Opens and closes anomaly episodes from a stream of frame results.
+def episode_rule(rule: EpisodeRule | None = None, open_after: int | None = None, close_after: int | None = None) -> EpisodeRule:
+    """The rule in force: the manifest's ``rule`` (default: :class:`EpisodeRule`'s), with a
+    service configuration's explicit ``open_after`` (``open_after`` firing frames in a row) and
+    ``close_after`` overriding it."""
+    rule = EpisodeRule(**asdict(rule or EpisodeRule()))
+    if open_after is not None:
+        rule.kind, rule.k, rule.n, rule.reference, rule.decision = "k_of_n", open_after, open_after, None, None
+    if close_after is not None:
+        rule.close_after = close_after
+    try:
+        return rule.validate()
+    except ManifestError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class EpisodeGate:
+    """The episode rule frame by frame: :meth:`step` says whether this frame opens or closes an
+    episode. The camera's tracker and the calibration's alarm count both run it.
 
     Args:
-        open_after: consecutive anomalous frames that open an episode (K).
-        close_after: consecutive normal frames that close it (J).
-        camera: the source's name, carried by every event.
+        rule: the episode rule.
+        threshold: the value frame scores are compared with (τ for ALOCC, 1 for AVID), > 0 for
+            the ``cusum`` rule, which accumulates ``score / threshold``.
     """
 
-    def __init__(self, open_after: int = 3, close_after: int = 5, camera: str = "camera"):
-        if open_after < 1 or close_after < 1:
-            raise ValueError(f"open_after and close_after must be >= 1, got {open_after}, {close_after}")
-        self.open_after, self.close_after, self.camera = open_after, close_after, camera
+    def __init__(self, rule: EpisodeRule, threshold: float = 1.0):
+        rule.validate()
+        if rule.kind == "cusum" and not threshold > 0:
+            raise ValueError(f"the cusum episode rule needs a positive threshold to measure scores in, got {threshold}")
+        self.rule, self.threshold = rule, float(threshold)
+        self.reset()
+
+    def reset(self) -> None:
+        """A new stream: no evidence, no open episode."""
+        self.is_open = False
+        self.evidence = 0.0  # cusum: S_t
+        self.quiet_streak = 0
+        self._window: deque[bool] = deque(maxlen=self.rule.n or 1)
+        self._firing = 0
+
+    def step(self, score: float, decision: bool) -> str | None:
+        """Feed one frame: ``"opened"`` or ``"closed"`` when the episode state changes, else None."""
+        rule = self.rule
+        if rule.kind == "k_of_n":
+            if len(self._window) == self._window.maxlen:
+                self._firing -= self._window[0]
+            self._window.append(bool(decision))
+            self._firing += bool(decision)
+            holds, quiet = self._firing >= rule.k, not decision
+        else:
+            self.evidence = min(max(0.0, self.evidence + float(score) / self.threshold - rule.reference), rule.decision + 1.0)
+            holds = self.evidence > rule.decision
+            quiet = not holds
+        self.quiet_streak = self.quiet_streak + 1 if quiet else 0
+        if self.is_open and self.quiet_streak >= rule.close_after:
+            self.is_open = False
+            return "closed"
+        if not self.is_open and holds:
+            self.is_open = True
+            return "opened"
+        return None
+
+    @property
+    def evidence_started(self) -> bool:
+        """True while evidence for an episode is building up (a firing frame in the window, S_t > 0)."""
+        return self._firing > 0 if self.rule.kind == "k_of_n" else self.evidence > 0
+
+
+@dataclass
+class EpisodeCount:
+    """Episodes over a sequence of frames: how many opened, and how many frames they held open."""
+
+    opened: int
+    open_frames: int
+
+
+def count_episodes(scores: Iterable[float], decisions: Iterable[bool], rule: EpisodeRule, threshold: float = 1.0,
+                   clip_starts: Iterable[int] = (0,)) -> EpisodeCount:
+    """Episodes the rule opens over a sequence of frames (what an operator is woken for), each
+    clip in ``clip_starts`` (frame indices) starting afresh, as a camera's tracker would.
+
+    Args:
+        scores: frame scores, in the model's units.
+        decisions: the frames' decisions at the threshold.
+        rule: the episode rule.
+        threshold: τ for ALOCC, 1 for AVID (see :class:`EpisodeGate`).
+        clip_starts: frame indices where a new clip (a new stream) begins.
+    """
+    gate = EpisodeGate(rule, threshold)
+    starts = set(int(i) for i in clip_starts)
+    opened = open_frames = 0
+    for index, (score, decision) in enumerate(zip(np.asarray(scores, np.float64).tolist(), np.asarray(decisions, bool).tolist())):
+        if index in starts:
+            gate.reset()
+        opened += gate.step(score, decision) == "opened"
+        open_frames += gate.is_open
+    return EpisodeCount(opened, open_frames)
+
+
+# An episode starts at most this many frames before it opens (a CUSUM can hover above 0 for long).
+MAX_PENDING_FRAMES = 256
+
+
+class EpisodeTracker:
+    """Opens and closes anomaly episodes from a stream of frame results, by an episode rule.
+
+    Args:
+        open_after: consecutive anomalous frames that open an episode (an override of ``rule``;
+            None: the rule's).
+        close_after: consecutive quiet frames that close it (an override; None: the rule's).
+        camera: the source's name, carried by every event.
+        rule: the model's episode rule (its manifest's ``episodes``); default: 3 firing frames in
+            a row open, 5 quiet frames close.
+        threshold: the value frame scores are compared with (τ for ALOCC, 1 for AVID), for the
+            ``cusum`` rule.
+    """
+
+    def __init__(self, open_after: int | None = None, close_after: int | None = None, camera: str = "camera",
+                 rule: EpisodeRule | None = None, threshold: float = 1.0):
+        self.rule = episode_rule(rule, open_after, close_after)
+        self.gate = EpisodeGate(self.rule, threshold)
+        self.camera = camera
         self.current: Event | None = None
-        self._streak_on = 0
-        self._streak_off = 0
         self._pending: list[FrameResult] = []
 
     def update(self, result: FrameResult) -> tuple[Event | None, Event | None, bool]:
         """Feed one frame. Returns ``(opened, closed, is_new_peak)``."""
-        if result.decision:
-            self._streak_on += 1
-            self._streak_off = 0
-            if self.current is not None:
-                return None, None, self._absorb(result)
-            self._pending.append(result)
-            if self._streak_on < self.open_after:
-                return None, None, False
-            first = self._pending[0]
-            self.current = opened = Event(new_event_id(self.camera), first.index, first.timestamp, camera=self.camera,
-                                          frame_size=list(first.frame_size or []))
-            new_peak = False
-            for pending in self._pending:
-                new_peak = self._absorb(pending) or new_peak
-            self._pending = []
-            return opened, None, new_peak
-        self._streak_on = 0
+        change = self.gate.step(result.score, result.decision)
+        if self.current is not None:
+            if change == "closed":
+                return None, self._close("quiet"), False
+            return None, None, self._absorb(result) if result.decision else False
+        self._keep_pending(result)
+        if change != "opened":
+            return None, None, False
+        first = self._pending[0]
+        self.current = opened = Event(new_event_id(self.camera), first.index, first.timestamp, camera=self.camera,
+                                      frame_size=list(first.frame_size or []))
+        new_peak = False
+        for pending in [p for p in self._pending if p.decision] or [result]:
+            new_peak = self._absorb(pending) or new_peak
         self._pending = []
-        if self.current is None:
-            return None, None, False
-        self._streak_off += 1
-        if self._streak_off < self.close_after:
-            return None, None, False
-        return None, self._close("quiet"), False
+        return opened, None, new_peak
+
+    def _keep_pending(self, result: FrameResult) -> None:
+        """The frames since the evidence for an episode began: its start, once it opens."""
+        if not self.gate.evidence_started:
+            self._pending = []
+            return
+        self._pending = self._pending[-(MAX_PENDING_FRAMES - 1):] + [result]
+        if self.rule.kind == "k_of_n":  # the window's first firing frame starts the episode
+            recent = [p for p in self._pending if result.index - p.index < self.rule.n]
+            self._pending = recent[next((i for i, p in enumerate(recent) if p.decision), len(recent)):]
 
     def _absorb(self, result: FrameResult) -> bool:
         event = self.current
@@ -174,11 +289,12 @@ class EpisodeTracker:
         event = self.current
         event.closed_by = reason
         self.current = None
-        self._streak_off = 0
         return event
 
     def flush(self, reason: str = "shutdown") -> Event | None:
         """Close the open episode, if any (at shutdown or end of stream)."""
+        self.gate.reset()
+        self._pending = []
         if self.current is None:
             return None
         return self._close(reason)

@@ -38,8 +38,8 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
 
     [events]
     log = "events.jsonl"         # JSON lines: opened / closed events of every camera
-    open_after = 3               # K anomalous frames in a row open an episode
-    close_after = 5              # J quiet frames in a row close it
+    # open_after = 3             # overrides the model's episode rule (occ inspect shows it):
+    # close_after = 5            # K anomalous frames in a row open an episode, J quiet ones close it
     max_mb = 100                 # rotate the log at this size (events.jsonl.1, .2, …)
     backups = 5
     max_pending = 10000          # event lines held in memory while the log cannot be written
@@ -149,8 +149,8 @@ class ServiceConfig:
     triton_url: str = ""
     thresholds: dict[str, float] = field(default_factory=dict)
     events_log: str = "events.jsonl"
-    open_after: int = 3
-    close_after: int = 5
+    open_after: int | None = None  # None: the model's episode rule
+    close_after: int | None = None
     events_max_mb: float = 100.0
     events_backups: int = 5
     max_pending: int = 10000
@@ -390,8 +390,8 @@ def parse_toml(path: Path) -> ServiceConfig:
     config = ServiceConfig(
         model=model["path"] if backend == "triton" else relative(model["path"]), cameras=cameras, backend=backend,
         preprocess=model.get("preprocess", "cpu"), triton_url=model.get("triton_url", ""), thresholds=tables["thresholds"],
-        events_log=relative(events.get("log", "events.jsonl")), open_after=events.get("open_after", 3),
-        close_after=events.get("close_after", 5), events_max_mb=events.get("max_mb", 100.0), events_backups=events.get("backups", 5),
+        events_log=relative(events.get("log", "events.jsonl")), open_after=events.get("open_after"),
+        close_after=events.get("close_after"), events_max_mb=events.get("max_mb", 100.0), events_backups=events.get("backups", 5),
         max_pending=events.get("max_pending", 10000), snapshots=relative(snapshots.get("folder", "")),
         snapshot_max_files=snapshots.get("max_files", 200), snapshot_max_mb=snapshots.get("max_mb", 200.0),
         clip_before=snapshots.get("clip_before", 2.0), clip_after=snapshots.get("clip_after", 2.0),
@@ -502,7 +502,7 @@ def _problems(config: ServiceConfig) -> list[str]:
         problems.append(f"backend {config.backend!r} is unknown; available: {', '.join(REGISTRY)}")
     if config.preprocess not in PREPROCESS:
         problems.append(f"preprocess {config.preprocess!r} is unknown; one of {', '.join(PREPROCESS)}")
-    if config.open_after < 1 or config.close_after < 1:
+    if any(value is not None and value < 1 for value in (config.open_after, config.close_after)):
         problems.append("open_after and close_after must be >= 1")
     profiles = config.profiles
     if profiles is not None and profiles.switch == "brightness" and profiles.day_above < profiles.night_below:

@@ -28,6 +28,7 @@ from ..events import (CameraMetrics, EpisodeTracker, EventClips, EventContext, E
 from ..files import file_sha256
 from ..manifest import Manifest
 from ..events import event_record, open_remote_sinks
+from ..scoring import frame_threshold
 from ..scoring.decide import thresholds_in_force
 from ..sources import LiveSource, Source, open_source
 from .config import CameraConfig, ServiceConfig
@@ -87,7 +88,8 @@ class CameraLoop:
         metrics.source_stats = lambda: self.source.stats
         metrics.backend_reconnects = self._backend_reconnects
         metrics.running(manifest.method, model_sha256, thresholds)
-        self.tracker = EpisodeTracker(cfg.open_after, cfg.close_after, camera=camera.name)
+        self.tracker = EpisodeTracker(cfg.open_after, cfg.close_after, camera=camera.name, rule=manifest.episodes,
+                                      threshold=frame_threshold(manifest))
         on_error = self._sink_error
         self.snapshots = SnapshotStore(cfg.snapshots, cfg.snapshot_max_files, int(cfg.snapshot_max_mb * 2**20), on_error) \
             if cfg.snapshots else None
@@ -173,6 +175,7 @@ class CameraLoop:
     def _use_profile(self, profile: str) -> None:
         """Run with a profile's zones and thresholds; events opened from now on record it."""
         self.detector.set_thresholds(**{**self.base_thresholds, **self.service.config.profiles.thresholds[profile]})
+        self.tracker.gate.threshold = frame_threshold(self.detector.manifest)  # a CUSUM measures scores in the τ in force
         self.zones = zones_in(self.camera.zones, profile)
         self.detector.set_zones(self.zones)
         if self.overlay:

@@ -102,16 +102,17 @@ def test_calibrate_command_updates_the_embedded_manifest(alocc_onnx, tiny_walkwa
     model = tmp_path / "m.onnx"
     shutil.copy(alocc_onnx, model)
     os.chmod(model, 0o644)
-    video = write_video(tmp_path / "normal.avi", tiny_walkway.train[0].frames)
+    # footage the model was not trained on (its training clips are refused): the frames of a test clip
+    video = write_video(tmp_path / "normal.avi", tiny_walkway.test[0].frames)
     before = read_manifest(model).threshold("tau")
     # --split 0/0/100: the whole video is calibration footage (by default only its last 20 %)
     result = invoke("calibrate", model, "--data", video, "--false-alarm-rate", "0.2", "--split", "0/0/100", "--json", tmp_path / "calibration.json")
     assert result.exit_code == 0, result.output
     manifest = read_manifest(model)
     assert manifest.threshold("tau") != before
-    assert manifest.thresholds["tau"].target_false_alarm_rate == 0.2 and manifest.thresholds["tau"].n_samples == len(tiny_walkway.train[0])
+    assert manifest.thresholds["tau"].target_false_alarm_rate == 0.2 and manifest.thresholds["tau"].n_samples == len(tiny_walkway.test[0])
     assert manifest.threshold_history[-1]["value"] == before
-    assert (tmp_path / "m.onnx.json").is_file() and model.stat().st_mode & 0o777 == 0o644  # mode kept
+    assert not (tmp_path / "m.onnx.json").exists() and model.stat().st_mode & 0o777 == 0o644  # mode kept
     report = json.loads((tmp_path / "calibration.json").read_text())
     assert report["thresholds"]["tau"]["value"] == manifest.threshold("tau")
     assert report["warnings"] == []  # 30 frames at 20 %: 6 beyond the threshold, enough
