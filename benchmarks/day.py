@@ -10,6 +10,7 @@ episode is open within 10 frames (at 10 frames/s) of the event's first visible p
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import shlex
 import shutil
@@ -28,7 +29,7 @@ from occ.evaluation.metrics import poisson_rate_interval
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events.episodes import EpisodeTracker
 from occ.runtime.manifest import Manifest
-from occ.runtime.scoring.decide import FrameResult, on_frame
+from occ.runtime.scoring.decide import FrameResult, frame_threshold, on_frame
 from occ.runtime.service.config import ServiceConfig
 
 from .training_runs import machine
@@ -48,10 +49,11 @@ def commit() -> str | None:
 
 
 def service_tracker(manifest: Manifest) -> EpisodeTracker:
-    """The episode tracker the service builds for a camera running this model (its defaults:
-    ``open_after`` and ``close_after`` of :class:`ServiceConfig`); the one place to follow the
-    service when its rule changes."""
-    return EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="walkway-day")
+    """The episode tracker the service builds for a camera running this model: the manifest's
+    episode rule, with :class:`ServiceConfig`'s overrides (none by default); the one place to
+    follow the service when its rule changes."""
+    return EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="walkway-day", rule=manifest.episodes,
+                          threshold=frame_threshold(manifest))
 
 
 def stream_results(detector: Detector, frames: Iterable[np.ndarray], fps: float) -> Iterator[FrameResult]:
@@ -141,9 +143,11 @@ def _rate(count: int, hours: float) -> dict:
 
 
 def run_day(model: str | Path, calibration: str | Path, test: str | Path, workdir: str | Path, false_alarm_rate: float = 0.01,
-            progress: Callable[..., None] | None = None) -> dict:
+            progress: Callable[..., None] | None = None, alarms_per_day: float | None = None) -> dict:
     """``occ-bench day``: copy ``model`` into ``workdir``, calibrate the copy on the ``calibration``
-    day's normal stretches, run it on the ``test`` day, report alarms and events."""
+    day's normal stretches (at ``false_alarm_rate`` of its frames, or to an alarm budget of
+    ``alarms_per_day``: thresholds and episode rule), run it on the ``test`` day, report alarms and
+    events."""
     model, workdir = Path(model), Path(workdir)
     if not model.is_file() or model.suffix != ".onnx":
         raise DatasetError(f"{model}: not an exported .onnx model")
@@ -156,7 +160,9 @@ def run_day(model: str | Path, calibration: str | Path, test: str | Path, workdi
     shutil.copyfile(model, calibrated)
     if progress is not None:
         progress(0, description="calibrating")
-    result = calibrate_model(calibrated, str(calibration), false_alarm_rate=false_alarm_rate)
+    if alarms_per_day is not None:
+        false_alarm_rate = None
+    result = calibrate_model(calibrated, str(calibration), false_alarm_rate=false_alarm_rate, alarms_per_day=alarms_per_day)
     manifest = result.manifest
     tracker = service_tracker(manifest)
     day = open_day(test)
@@ -170,9 +176,10 @@ def run_day(model: str | Path, calibration: str | Path, test: str | Path, workdi
     return {"schema": SCHEMA, "date": _dt.date.today().isoformat(), "machine": machine(), "commit": commit(),
             "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "model": str(model), "method": manifest.method, "calibrated_model": str(calibrated),
-            "calibration": {"day": str(calibration), "false_alarm_rate": false_alarm_rate, "frames": result.frames,
+            "calibration": {"day": str(calibration), "false_alarm_rate": false_alarm_rate, "alarms_per_day": alarms_per_day,
+                            "frames": result.frames, "choice": result.choice,
                             "thresholds": {name: t.value for name, t in manifest.thresholds.items()}},
-            "episode_rule": {"open_after": tracker.open_after, "close_after": tracker.close_after},
+            "episode_rule": {**dataclasses.asdict(tracker.rule), "described": tracker.rule.describe()},
             "test_day": {"day": str(test), "hours": day.config.hours, "clock_hours": day.config.clock_hours, "start": day.config.start,
                          "seed": day.config.seed, "frame_size": [day.config.height, day.config.width], "fps": day.config.fps,
                          "events": len(day.events)},
@@ -183,8 +190,8 @@ def markdown(result: dict) -> str:
     total = result["false_alarms"]
     lines = [f"{result['method'].upper()} on a walkway day ({result['test_day']['hours']:g} h of footage over "
              f"{result['test_day']['clock_hours']:g} h of clock), calibrated on {result['calibration']['day']} at "
-             f"{result['calibration']['false_alarm_rate']:g} of frames; episodes open after {result['episode_rule']['open_after']} "
-             f"frames, close after {result['episode_rule']['close_after']} ({result['machine']}, {result['date']})", "",
+             f"{_calibration_text(result['calibration'])}; episodes {result['episode_rule']['described']} "
+             f"({result['machine']}, {result['date']})", "",
              "| clock | walkers | light | normal minutes | false alarms | per hour (95 %) | frames over threshold |", "|---|---|---|---|---|---|---|"]
     for row in result["per_clock_hour"]:
         over = "n/a" if row["frames_over_threshold"] is None else f"{row['frames_over_threshold']:.1%}"
@@ -195,6 +202,12 @@ def markdown(result: dict) -> str:
                   f"{_rate_text(total)} per hour. Events flagged within 1 s: "
                   f"{'n/a' if flagged is None else f'{flagged:.0%}'} of {len(result['events'])}."]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_text(calibration: dict) -> str:
+    if calibration.get("alarms_per_day") is not None:
+        return f"a budget of {calibration['alarms_per_day']:g} alarms a day"
+    return f"{calibration['false_alarm_rate']:g} of frames"
 
 
 def _rate_text(entry: dict) -> str:

@@ -266,8 +266,7 @@ def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, fol
     if fps is None:
         raise DatasetError(f"{data}: the frame rate is unknown (not a UCSD Ped folder), so alarms per hour cannot be counted")
     tracker = service_tracker(manifest)
-    rule = dict(open_after=tracker.open_after, close_after=tracker.close_after)
-    result["alarms"] = {scope: alarm_counts(clips, fps, **rule)
+    result["alarms"] = {scope: alarm_counts(clips, fps, tracker)
                         for scope, clips in zip(HOLDOUT_SCOPES, (held, test, held + test))}
     result["test_report"] = report(test)
     return result

@@ -155,15 +155,18 @@ def _localization(clips: list[ClipScores]) -> dict[str, Any] | None:
                                    "false positives per frame in [0, 1]"}
 
 
-def episode_spans(decisions: np.ndarray, open_after: int, close_after: int) -> list[tuple[int, int, int]]:
-    """The service's episodes over one clip's frame decisions, the clip being one stream (an
-    episode still open at its end closes there): per episode its first frame, the frame it opened
-    on (when an operator is alerted) and its last frame decided anomalous."""
-    tracker = EpisodeTracker(open_after, close_after)
+def episode_spans(decisions: np.ndarray, tracker: EpisodeTracker, scores: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+    """The service's episodes over one clip's frames, the clip being one stream (an episode still
+    open at its end closes there), by ``tracker``'s rule (a CUSUM rule reads ``scores``): per
+    episode its first frame, the frame it opened on (when an operator is alerted) and its last
+    frame decided anomalous."""
+    decisions = np.asarray(decisions, bool)
+    scores = np.zeros(len(decisions)) if scores is None else np.asarray(scores, np.float64)
+    tracker.flush("end of stream")
     spans, opened_on = [], -1
     no_locations = np.zeros((0, 0), np.float32)
-    for index, decision in enumerate(np.asarray(decisions, bool)):
-        opened, closed, _ = tracker.update(FrameResult(index, 0.0, bool(decision), no_locations))
+    for index, (score, decision) in enumerate(zip(scores.tolist(), decisions.tolist())):
+        opened, closed, _ = tracker.update(FrameResult(index, score, decision, no_locations))
         if opened is not None:
             opened_on = index
         if closed is not None:
@@ -181,24 +184,24 @@ def _flags(length: int, spans: list[tuple[int, int]]) -> np.ndarray:
     return flags
 
 
-def alarm_counts(clips: list[ClipScores], fps: float, open_after: int, close_after: int) -> dict[str, Any]:
+def alarm_counts(clips: list[ClipScores], fps: float, tracker: EpisodeTracker) -> dict[str, Any]:
     """False alarms per hour of the clips' normal frames and the detection of their events, counted
     two ways at the stored threshold.
 
     ``raw``: an alarm is a run of frames decided anomalous (:func:`~occ.evaluation.metrics.false_alarms_per_hour`).
-    ``episodes``: an alarm is an episode of the service's rule (:func:`episode_spans`, K =
-    ``open_after`` frames on, J = ``close_after`` off), what an operator is shown: it is false when
-    none of its frames, first to last, is labelled anomalous; an event is caught from the frame an
-    episode is open on (its delay counts the K − 1 frames an episode waits to open).
+    ``episodes``: an alarm is an episode of ``tracker``'s rule (:func:`episode_spans`; the service
+    builds it from the model's manifest), what an operator is shown: it is false when none of its
+    frames, first to last, is labelled anomalous; an event is caught from the frame an episode is
+    open on (its delay counts the frames an episode waits to open).
     """
     labels = [c.labels for c in clips]
-    episodes = [episode_spans(c.decisions, open_after, close_after) for c in clips]
+    episodes = [episode_spans(c.decisions, tracker, c.scores) for c in clips]
     covered = [_flags(len(c.labels), [(first, last) for first, _, last in spans]) for c, spans in zip(clips, episodes)]
     shown = [_flags(len(c.labels), [(opened, last) for _, opened, last in spans]) for c, spans in zip(clips, episodes)]
     return {
         "raw": {"false_alarms_per_hour": {**false_alarms_per_hour(labels, [c.decisions for c in clips], fps), "fps": float(fps)},
                 "detection_delay": detection_delays(labels, [c.decisions for c in clips])},
-        "episodes": {"open_after": open_after, "close_after": close_after,
+        "episodes": {"rule": tracker.rule.describe(),
                      "false_alarms_per_hour": {**false_alarms_per_hour(labels, covered, fps), "fps": float(fps)},
                      "detection_delay": detection_delays(labels, shown)},
     }

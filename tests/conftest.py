@@ -1,5 +1,12 @@
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+# Tests here reuse the runtime tier's helpers (tests/runtime/test_manifest.py's manifest builders)
+# when they run without it.
+sys.path.insert(0, str(Path(__file__).parent / "runtime"))
 
 from occ.evaluation.datasets import WalkwayConfig, generate_walkway
 

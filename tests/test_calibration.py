@@ -273,7 +273,7 @@ def test_reexport_keeps_a_calibration_and_refuses_to_drop_another_checkpoints(av
     assert again.exit_code == 0, again.output
     kept = read_manifest(model)
     assert kept.thresholds == calibrated.thresholds and kept.threshold_history == calibrated.threshold_history
-    assert kept.episodes == calibrated.episodes and kept.export["created"] != calibrated.export["created"]
+    assert kept.episodes == calibrated.episodes
     assert not (tmp_path / "avid.onnx.json").exists()
     other = invoke("export", alocc_checkpoint, "--out", model)
     assert other.exit_code == 2 and "holds a calibration of another checkpoint" in other.output

@@ -69,7 +69,7 @@ def test_write_read_back_is_lossless(tmp_path):
     # normal stretches leave out every event frame, and calibration reads them as clips
     runs = day.normal_runs()
     assert sum(len(r) for r in runs) == int((~day.labels).sum())
-    clips, _ = footage(str(tmp_path / "day"), minutes=1)
+    clips = footage(str(tmp_path / "day"), minutes=1).clips
     assert sum(len(list(c)) for c in clips) == int((~day.labels).sum())
     assert list(day.frames(200, 203))[0][0] == 200
 
@@ -144,7 +144,7 @@ def test_bench_day_on_a_tiny_day(method, two_days, tmp_path, request):
     before = Path(model).read_bytes()
     result = run_day(model, calibration, test, tmp_path / "work", false_alarm_rate=0.05)
     assert Path(model).read_bytes() == before  # the user's model keeps its thresholds
-    assert result["method"] == method and result["episode_rule"] == {"open_after": 3, "close_after": 5}
+    assert result["method"] == method and result["episode_rule"]["described"] == "opens at 3 firing frames in a row, closes after 5 quiet frames"
     assert result["calibration"]["frames"] == 360  # the calibration day has no event: every frame is normal
     hours = result["per_clock_hour"]
     assert [row["clock_hour"] for row in hours] == [f"{h:02d}:00" for h in range(24)]  # a tiny day still spans the clock

@@ -199,7 +199,7 @@ def test_train_on_a_recording_records_the_split(tiny_walkway, tmp_path):
     assert "split 60/20/20 %" in result.output and "calibration │ clip-0002.avi │ 0:03 │ 0:05" in result.output
     training = load_checkpoint(tmp_path / "m.pt").manifest.training
     dataset = training["dataset"]
-    assert dataset["kind"] == "footage" and dataset["split"] == "60/20/20" and dataset["spec"] == "rec/ (occ recording)"
+    assert dataset["kind"] == "footage" and dataset["split"] == "60/20/20" and dataset["spec"] == "rec (occ recording)"
     # 10 s: training 0-6 s, validation 6-8 s, calibration 8-10 s, in clips of 5 s
     assert [(p["part"], p["file"], p["first_frame"], p["stop_frame"]) for p in dataset["pieces"]] == [
         ("training", "clip-0001.avi", 0, 50), ("training", "clip-0002.avi", 0, 10), ("validation", "clip-0002.avi", 10, 30),

@@ -14,6 +14,7 @@ from occ.evaluation.datasets.walkway import write_ucsd_layout
 from occ.evaluation.folds import training_clip_folds
 from occ.evaluation.metrics import MetricError, poisson_rate_interval
 from occ.evaluation.protocols import ClipScores, alarm_counts, episode_spans
+from occ.runtime.events import EpisodeTracker
 
 
 def test_every_training_clip_is_held_out_once():
@@ -32,10 +33,10 @@ def test_episodes_open_after_k_frames_and_close_after_j_quiet_ones():
     decisions = [1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1]
     # K=3, J=3: frames 0-1 are too short; 3-5 open on 5, the gap 6-7 (two quiet) keeps it open, 8 joins it,
     # 9-11 close it (last anomalous frame 8); 13-15 open on 15 and close at the end of the stream
-    assert episode_spans(np.array(decisions, bool), 3, 3) == [(3, 5, 8), (13, 15, 15)]
+    assert episode_spans(np.array(decisions, bool), EpisodeTracker(3, 3)) == [(3, 5, 8), (13, 15, 15)]
     # J=2: the gap 6-7 closes the first episode, and 8 alone opens nothing
-    assert episode_spans(np.array(decisions, bool), 3, 2) == [(3, 5, 5), (13, 15, 15)]
-    assert episode_spans(np.zeros(5, bool), 1, 1) == []
+    assert episode_spans(np.array(decisions, bool), EpisodeTracker(3, 2)) == [(3, 5, 5), (13, 15, 15)]
+    assert episode_spans(np.zeros(5, bool), EpisodeTracker(1, 1)) == []
 
 
 def _clip(name, labels, decisions, fps=10.0):
@@ -48,7 +49,7 @@ def test_alarms_are_counted_as_runs_and_as_episodes():
     normal = _clip("Train001", [0] * 12, [1, 0, 1, 1, 1, 0, 1, 0, 0, 0, 0, 1])
     #                      event 3-7                 event 10-11
     test = _clip("Test001", [0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1], [1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1])
-    counts = alarm_counts([normal, test], 10.0, open_after=3, close_after=2)
+    counts = alarm_counts([normal, test], 10.0, EpisodeTracker(3, 2))
     raw, episodes = counts["raw"], counts["episodes"]
     # raw: 4 runs on the normal clip and frame 0 of the test clip are false; 4-6 and 11 touch events
     assert raw["false_alarms_per_hour"]["false_alarms"] == 5
@@ -60,7 +61,7 @@ def test_alarms_are_counted_as_runs_and_as_episodes():
     assert episodes["false_alarms_per_hour"]["false_alarms"] == 1
     assert episodes["false_alarms_per_hour"]["per_hour_high"] == pytest.approx(poisson_rate_interval(1, normal_hours)[1])
     assert episodes["detection_delay"]["delays"] == [3] and episodes["detection_delay"]["missed"] == 1
-    assert (episodes["open_after"], episodes["close_after"]) == (3, 2)
+    assert episodes["rule"] == "opens at 3 firing frames in a row, closes after 2 quiet frames"
 
 
 @pytest.fixture(scope="module")

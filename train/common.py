@@ -27,11 +27,15 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read; one line naming the file."""
 
 
+# The data set's entries that may hold a path or a URL (the rest, such as a split "70/10/20", are not names).
+NAMED_KEYS = ("spec", "camera")
+
+
 def footage_summary(clips: list[Clip], description: str, dataset: dict[str, Any]) -> dict[str, Any]:
     """The manifest's record of the footage a model was trained on: the data set's name (no
     paths) and the fingerprint of every frame given to training, validation clips included
     (``occ calibrate`` refuses those frames)."""
-    named = {key: data_name(value) if isinstance(value, str) else value for key, value in dataset.items()}
+    named = {key: data_name(value) if key in NAMED_KEYS and isinstance(value, str) else value for key, value in dataset.items()}
     return {"data": data_name(description), "dataset": named,
             "footage": Fingerprint.of(frame for clip in clips for frame in clip.frames).to_dict()}
 

@@ -287,7 +287,7 @@ def read_recording(folder: Path) -> Footage:
     if not files:
         raise DatasetError(f"{marker}: the recording holds no clips")
     _timeline(files)  # the split is over recorded time; gaps between clips (reconnects) do not count
-    return Footage(f"{folder.name}/ (occ recording)", files, record.get("camera"), record.get("start_time"))
+    return Footage(f"{folder.name} (occ recording)", files, record.get("camera"), record.get("start_time"))
 
 
 def footage_root(spec: str) -> Path | None:

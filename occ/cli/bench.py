@@ -255,6 +255,8 @@ def day(
     test: Annotated[Path, typer.Option(help="Test day (occ data generate --day, another seed): alarms and events are counted on it.")],
     false_alarm_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of the calibration day's normal frames allowed over the "
                                                                            "threshold.")] = 0.01,
+    alarms_per_day: Annotated[Optional[float], typer.Option(min=0, help="Calibrate to an alarm budget instead (occ calibrate "
+                                                                        "--alarms-per-day: thresholds and episode rule). Default: off.")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the calibrated copy of the model.")] = Path("runs/bench_day"),
     json_path: JsonOption = None,
     quiet: QuietOption = False,
@@ -265,7 +267,7 @@ def day(
 
     check_outputs({"--json": json_path}, {"model": model})
     with one_line_errors(), progress_bar("day", disable=quiet) as advance:
-        result = run_day(model, calibration, test, out, false_alarm_rate, progress=advance)
+        result = run_day(model, calibration, test, out, false_alarm_rate, progress=advance, alarms_per_day=alarms_per_day)
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
 
