@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.occ-installed
 TEST_STAMP := $(VENV)/.occ-test-installed
 
-.PHONY: demo test venv clean tools check-aarch64
+.PHONY: demo test test-runtime lint venv clean tools check-aarch64
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ tools:
 
 test: $(TEST_STAMP) tools
 	$(PY) -m pytest tests
+
+# The runtime tier as a camera box runs it: tests/runtime (committed tiny models) with `import torch` failing.
+test-runtime: $(STAMP)
+	PYTHONPATH=tests/runtime $(PY) -m pytest -p block_torch tests/runtime
+
+# The import layering (pyproject.toml's contracts), as tests/test_layers.py checks it: on the sources laid
+# out as installed, since plain lint-imports from a checkout cannot see occ's mapped folders.
+lint: $(STAMP)
+	$(PY) scripts/lint_imports.py
 
 # The runtime on arm64 (Debian root through qemu-user-static), against x86-64's decisions. Root,
 # tens of minutes; not part of `make test` or CI.

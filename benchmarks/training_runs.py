@@ -1,31 +1,8 @@
-"""What the accuracy benchmarks share about the models they train: ``--set`` overrides and the machine."""
+"""What the accuracy benchmarks share about the models they train: the machine."""
 from __future__ import annotations
 
-import json
 import os
 import platform
-from dataclasses import fields
-from typing import Any
-
-
-def config_overrides(items: list[str], config_class: type) -> dict[str, Any]:
-    """``FIELD=VALUE`` strings to a dict of ``config_class`` fields, values read as JSON where they
-    parse (numbers, lists, null), else kept as strings.
-
-    Raises:
-        ValueError: a field the config does not have.
-    """
-    overrides: dict[str, Any] = {}
-    for item in items:
-        field, _, value = item.partition("=")
-        try:
-            overrides[field] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[field] = value
-    unknown = sorted(set(overrides) - {f.name for f in fields(config_class)})
-    if unknown:
-        raise ValueError(f"--set: unknown {config_class.__name__} field(s) {unknown}")
-    return overrides
 
 
 def machine() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.scoring import frame_threshold
@@ -12,21 +11,20 @@ from occ.runtime.scoring import frame_threshold
 from .datasets import DatasetError, load_mnist
 from .datasets.irmnist import IrMnistSpec
 from .datasets.spec import load_video_data
-from .plots import require_matplotlib, write_evaluation_plots, write_roc_png
+from .plots import require_matplotlib, write_evaluation_plots
 from .protocols import irmnist_protocol, mnist_protocol, report, score_clips
 
 MNIST_PREFIX = "mnist:"
 
 
 def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess: str = "cpu", digit: int | None = None,
-             smoothing: int = 9, plots: str | Path | None = None, roc: str | Path | None = None, progress: Callable[..., None] | None = None,
+             smoothing: int = 9, plots: str | Path | None = None, progress: Callable[..., None] | None = None,
              **backend_options: Any) -> dict[str, Any]:
     """Evaluate ``model`` (an exported model, or a model name with ``backend`` triton) on ``data``:
 
     - a UCSD-layout folder or ``walkway[:opts]``: frame level (micro, macro AUC, EER) in every
       labelled variant, pixel level where masks exist, decisions at the stored thresholds;
-      ``plots`` names a folder for the ROC and a score-over-time plot per clip (PNGs; ``roc``
-      writes the ROC alone to that file);
+      ``plots`` names a folder for the ROC and a score-over-time plot per clip (PNGs);
     - ``mnist:FOLDER``: the ALOCC paper's one-class protocol (``digit``: default the model's);
     - ``irmnist:FOLDER[:...]``: the AVID paper's detection and localization (grids, digit and
       seed default to the model's training, which fix the test grids).
@@ -34,9 +32,9 @@ def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess:
     image_protocol = data.startswith((MNIST_PREFIX, IrMnistSpec.PREFIX))
     if image_protocol and preprocess != "cpu":
         raise DatasetError(f"{data}: the image protocols run the numpy preprocessing (--preprocess cpu)")
-    if image_protocol and (plots or roc):
+    if image_protocol and plots:
         raise DatasetError(f"{data}: plots are drawn for video data (frames over time)")
-    if plots or roc:
+    if plots:
         require_matplotlib()
     detector = open_detector(str(model), backend, preprocess, pixel_maps=True, **backend_options)
     try:
@@ -54,9 +52,6 @@ def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess:
     written = []
     if plots is not None:
         written = write_evaluation_plots(plots, clips, threshold, str(model))
-    if roc is not None:
-        written.append(write_roc_png(roc, np.concatenate([c.labels for c in clips]), np.concatenate([c.scores for c in clips]),
-                                     np.concatenate([c.decisions for c in clips])))
     return {"model": str(model), "data": video.description, "protocol": "frames", **report(clips, smoothing),
             "plots": [str(path) for path in written]}
 

@@ -13,8 +13,10 @@ frame's patch count. Engines are built where they run, on the Jetson or GPU box,
 torch: nothing here imports torch. The ``.engine`` file stays a plain TensorRT plan (trtexec can
 load it). TensorRT is never a pip dependency: JetPack and desktop installs provide it. The
 TensorRT calls were written against the TensorRT 10 and 11 Python API documentation and have never
-run (no TensorRT was available where occ was developed); their tests skip where TensorRT is
-missing. The pure parts (sources, profiles, the binding check) are tested everywhere.
+run against a real TensorRT (none was available where occ was developed): tests/test_tensorrt_fake.py
+drives them through a recording fake of the documented API (calls, not results), the parity tests
+skip where TensorRT is missing, and benchmarks/tensorrt_check.py runs them for real. The pure parts
+(sources, profiles, the binding check, the DLA and version rules) are tested everywhere.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from occ.runtime.backends.base import BackendError
+from occ.runtime.backends.tensorrt import deserialize_engine, numpy_dtype, version_tuple
 from occ.runtime.files import now_iso, write_atomic
 from occ.runtime.manifest import Manifest, read_manifest
 
@@ -45,8 +49,9 @@ class BuildOptions:
         precision: ``fp16`` (FP16 with FP32 islands) or ``int8`` (from ``<name>.int8.onnx``, Q/DQ).
         workspace_mb: builder workspace limit in MiB.
         timing_cache: file to load and save the timing cache (faster rebuilds).
-        dla_core: Jetson DLA core to build for (with GPU fallback), or None.
-        version_compatible: build a version-compatible engine (runs on later TensorRT versions).
+        dla_core: Jetson DLA core to build for (with GPU fallback), or None; needs a fixed batch.
+        version_compatible: build a version-compatible engine (runs on later TensorRT versions; the
+            plan then carries TensorRT's lean runtime, which every loader must allow).
     """
 
     batch: tuple[int, int, int] = (1, 8, 32)
@@ -78,8 +83,30 @@ def tensorrt_major(version: str) -> int:
 
 def rebuild_command(onnx_path: str | Path, options: BuildOptions) -> str:
     batch = ",".join(str(b) for b in options.batch)
-    return (f"occ-export {onnx_path} --engine --batch {batch}" + (" --int8 --calib-data SPEC" if options.precision == "int8" else "")
-            + (f" --dla-core {options.dla_core}" if options.dla_core is not None else ""))
+    return (f"occ export {onnx_path} --engine --batch {batch}" + (" --int8 --calib-data SPEC" if options.precision == "int8" else "")
+            + (f" --dla-core {options.dla_core}" if options.dla_core is not None else "")
+            + (" --version-compatible" if options.version_compatible else ""))
+
+
+def dla_problem(tensorrt_version: str, batch: tuple[int, int, int], dla_cores: int | None = None, dla_core: int = 0) -> str | None:
+    """Why a DLA build cannot work, or None.
+
+    - DLA runs static shapes only, so the batch profile must be fixed (min = opt = max): TensorRT
+      docs, "DLA Supported Layers and Restrictions" (dynamic dimensions are not supported).
+    - TensorRT 10.7 was the last 10.x release with DLA, and 11.0 to 11.3 have none: TensorRT 11.3
+      docs, "Building and Launching the Loadable".
+    - The builder's own count (``IBuilder.num_DLA_cores``) settles the rest: 0 on a GPU without DLA.
+    """
+    if len(set(batch)) != 1:
+        return f"--dla-core needs a fixed batch (DLA runs static shapes only): --batch N,N,N, got {','.join(map(str, batch))}"
+    version = version_tuple(tensorrt_version)[:2]
+    if (10, 8) <= version < (11, 0) or (11, 0) <= version < (11, 4):
+        return (f"TensorRT {tensorrt_version} has no DLA support (10.7 was the last 10.x release with DLA; 11.0 to 11.3 have none); "
+                "build without --dla-core")
+    if dla_cores is not None and not 0 <= dla_core < dla_cores:
+        have = "no DLA core" if dla_cores == 0 else f"DLA cores 0 to {dla_cores - 1}"
+        return f"--dla-core {dla_core}: this device has {have}"
+    return None
 
 
 def engine_source(onnx_path: Path, precision: str, strongly_typed: bool) -> Path:
@@ -146,6 +173,10 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
     out = Path(out) if out else onnx_path.with_suffix(".engine")
     check_precision(options.precision)  # before TensorRT: a wrong precision is refused anywhere
     trt = import_tensorrt(onnx_path)
+    if options.dla_core is not None:
+        problem = dla_problem(trt.__version__, options.batch, dla_core=options.dla_core)
+        if problem:
+            raise EngineBuildError(f"{onnx_path}: {problem}")
     strongly_typed = tensorrt_major(trt.__version__) >= 11 or options.precision == "int8"
     source = engine_source(onnx_path, options.precision, strongly_typed)
     model_bytes = source.read_bytes()
@@ -168,10 +199,16 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
         _pin_fp32_islands(trt, network)
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    gpu_fallback: list[str] = []
     if options.dla_core is not None:
+        problem = dla_problem(trt.__version__, options.batch, builder.num_DLA_cores, options.dla_core)
+        if problem:
+            raise EngineBuildError(f"{onnx_path}: {problem}")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = options.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        # layers DLA cannot run (the FP32 islands, INT8's float parts) fall back to the GPU silently: name them
+        gpu_fallback = [network.get_layer(i).name for i in range(network.num_layers) if not config.can_run_on_DLA(network.get_layer(i))]
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -191,8 +228,12 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
     plan_bytes = bytes(plan)
     if cache is not None:
         write_atomic(Path(options.timing_cache), bytes(config.get_timing_cache().serialize()))
-    runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(plan_bytes)
+    try:  # read back as the runtime will: a version-compatible plan needs host code allowed, a DLA plan its core
+        # the runtime stays referenced while the engine is used (TensorRT: a runtime must outlive its engines)
+        runtime, engine = deserialize_engine(trt, plan_bytes, str(source), options.version_compatible, options.dla_core, logger)
+    except BackendError as exc:
+        raise EngineBuildError(f"the build succeeded but {exc}; no engine was written") from None
+    layers = _layer_precisions(trt, engine)
     sidecar = {
         "manifest": json.loads(manifest.to_json()),
         "tensorrt_version": trt.__version__,
@@ -204,10 +245,11 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
         "onnx_sha256": hashlib.sha256(model_bytes).hexdigest(),
         "batch_profile": list(options.batch),
         "batch_unit": "frames",
-        "bindings": [dataclasses.asdict(t) for t in engine_tensors(trt, engine)],
+        "bindings": [dataclasses.asdict(t) for t in engine_tensors(trt, engine, source)],
         "dla_core": options.dla_core,
+        "dla": None if options.dla_core is None else {"gpu_fallback_layers": gpu_fallback, "dla_layers": _dla_layers(layers)},
         "version_compatible": options.version_compatible,
-        "layer_precisions": _layer_precisions(trt, engine),
+        "layer_precisions": layers,
         "built": now_iso(),
         "built_by": "occ-export",
         "rebuild": rebuild_command(onnx_path, options),
@@ -245,10 +287,12 @@ def onnx_tensors(model) -> tuple[list[TensorInfo], set[str]]:
     return inputs + [info(v, "output") for v in model.graph.output], {t.name for t in inputs if t.name in defaults}
 
 
-def engine_tensors(trt, engine) -> list[TensorInfo]:
-    """An engine's I/O tensors through TensorRT's name-based API (TensorRT 10 and 11)."""
-    import numpy as np
+def engine_tensors(trt, engine, where: str | Path = "engine") -> list[TensorInfo]:
+    """An engine's I/O tensors through TensorRT's name-based API (TensorRT 10 and 11).
 
+    Raises:
+        EngineBuildError: a tensor numpy cannot hold (BF16, FP8, FP4, INT4 I/O).
+    """
     tensors = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -256,8 +300,12 @@ def engine_tensors(trt, engine) -> list[TensorInfo]:
         profile = None
         if is_input and -1 in tuple(engine.get_tensor_shape(name)):
             profile = tuple(tuple(int(d) for d in shape) for shape in engine.get_tensor_profile_shape(name, 0))
-        tensors.append(TensorInfo(name, "input" if is_input else "output", str(np.dtype(trt.nptype(engine.get_tensor_dtype(name)))),
-                                  tuple(int(d) for d in engine.get_tensor_shape(name)), profile))
+        try:
+            dtype = numpy_dtype(trt, engine, name, str(where))
+        except BackendError as exc:
+            raise EngineBuildError(str(exc)) from None
+        tensors.append(TensorInfo(name, "input" if is_input else "output", str(dtype), tuple(int(d) for d in engine.get_tensor_shape(name)),
+                                  profile))
     return tensors
 
 
@@ -306,11 +354,12 @@ def frames_profile(manifest: Manifest, tensors: list[TensorInfo]) -> list[int] |
     return [shape[0] // samples_per_frame(manifest) for shape in tensor.profile]
 
 
-def attach_engine(engine_path: str | Path, onnx_path: str | Path) -> tuple[Path, list[str]]:
+def attach_engine(engine_path: str | Path, onnx_path: str | Path, version_compatible: bool = False) -> tuple[Path, list[str]]:
     """Adopt an engine built elsewhere (``trtexec --onnx=model.onnx ...``, Polygraphy): check its
     bindings against the occ ONNX model it was built from (names, dtypes, shapes), then write
     ``<engine>.json`` with the ONNX model's manifest and the engine's facts. Refuses to replace an
-    existing sidecar. Returns the sidecar and the notes of the check.
+    existing sidecar. ``version_compatible``: the engine was built so (``trtexec --versionCompatible``),
+    and loading it needs host code allowed. Returns the sidecar and the notes of the check.
 
     Raises:
         EngineBuildError: TensorRT missing, an unreadable engine, or bindings that do not match.
@@ -328,15 +377,15 @@ def attach_engine(engine_path: str | Path, onnx_path: str | Path) -> tuple[Path,
     manifest = read_manifest(onnx_path)
     graph, defaults = onnx_tensors(onnx.load(str(onnx_path), load_external_data=False))
     trt = import_tensorrt(engine_path)
-    logger = trt.Logger(trt.Logger.WARNING)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
-    if engine is None:
-        raise EngineBuildError(f"{engine_path}: TensorRT {trt.__version__} cannot load this engine (built by another "
-                               "TensorRT version or for another GPU?)")
-    tensors = engine_tensors(trt, engine)
+    try:
+        runtime, engine = deserialize_engine(trt, engine_path.read_bytes(), str(engine_path), version_compatible)
+    except BackendError as exc:
+        raise EngineBuildError(f"{exc} (built by another TensorRT version or for another GPU?)") from None
+    tensors = engine_tensors(trt, engine, engine_path)
     problems, notes = binding_problems(tensors, graph, defaults)
     if problems:
         raise EngineBuildError(f"{engine_path}: does not match {onnx_path.name}: " + "; ".join(problems))
+    notes += threshold_rounding_notes(manifest, tensors)
     names = {t.name for t in tensors}
     sidecar = {
         "manifest": json.loads(manifest.to_json()),
@@ -350,15 +399,29 @@ def attach_engine(engine_path: str | Path, onnx_path: str | Path) -> tuple[Path,
         "batch_unit": "frames",
         "bindings": [dataclasses.asdict(t) for t in tensors],
         "fixed_inputs": sorted(defaults - names),
-        "version_compatible": False,
+        "version_compatible": version_compatible,
         "layer_precisions": _layer_precisions(trt, engine),
         "built": now_iso(),
         "built_by": "attached: built outside occ (trtexec, Polygraphy...)",
         "attach_notes": notes,
-        "rebuild": f"rebuild with the tool that built it, then: occ engine attach {engine_path.name} --onnx {onnx_path.name}",
+        "rebuild": (f"occ export {onnx_path.name} --engine, or rebuild with the tool that built it and run: occ engine attach "
+                    f"{engine_path.name} --onnx {onnx_path.name}" + (" --version-compatible" if version_compatible else "")),
     }
     write_atomic(sidecar_path, json.dumps(sidecar, indent=2).encode())
     return sidecar_path, notes
+
+
+def threshold_rounding_notes(manifest: Manifest, tensors: list[TensorInfo]) -> list[str]:
+    """Threshold inputs the engine takes in FP16 (``trtexec --inputIOFormats=fp16``): the runtime
+    feeds them in the engine's dtype, so say what the thresholds become."""
+    import numpy as np
+
+    notes = []
+    for tensor in tensors:
+        if tensor.mode == "input" and tensor.name in manifest.thresholds and tensor.dtype == "float16":
+            value = manifest.threshold(tensor.name)
+            notes.append(f"input {tensor.name} is float16: the threshold {value:.8g} runs as {float(np.float16(value)):.8g}")
+    return notes
 
 
 def _pin_fp32_islands(trt, network) -> None:
@@ -379,6 +442,18 @@ def _pin_fp32_islands(trt, network) -> None:
                 layer.set_output_type(j, trt.float32)
 
 
+def output_type(output: dict[str, Any]) -> str | None:
+    """A layer output's type in the engine inspector's JSON: TensorRT 10 writes one
+    ``Format/Datatype`` string; TensorRT 11 splits it into ``Format`` and ``DataType`` (the
+    TensorRT 10.x → 11.x IEngineInspector migration guide; the spelling of the split keys is
+    confirmed by benchmarks/tensorrt_check.py, which records the keys a real engine gives)."""
+    if "Format/Datatype" in output:
+        return output["Format/Datatype"]
+    kind = output.get("DataType", output.get("Datatype"))
+    form = output.get("Format")
+    return " ".join(str(part) for part in (form, kind) if part) or None
+
+
 def _layer_precisions(trt, engine) -> list[dict[str, Any]]:
     inspector = engine.create_engine_inspector()
     info = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
@@ -387,8 +462,14 @@ def _layer_precisions(trt, engine) -> list[dict[str, Any]]:
         if isinstance(layer, dict):
             outputs = layer.get("Outputs", [])
             out.append({"name": layer.get("Name"), "type": layer.get("LayerType"),
-                        "output_types": [o.get("Format/Datatype") for o in outputs if isinstance(o, dict)]})
+                        "output_types": [output_type(o) for o in outputs if isinstance(o, dict)]})
     return out
+
+
+def _dla_layers(layers: list[dict[str, Any]]) -> list[str]:
+    """The inspector's layers that name the DLA (their type or name says so); unconfirmed on a
+    real DLA engine: benchmarks/tensorrt_check.py records the inspector output to settle it."""
+    return [str(layer["name"]) for layer in layers if "DLA" in f"{layer.get('type')} {layer.get('name')}".upper()]
 
 
 def _cuda_version() -> str | None:

@@ -88,6 +88,10 @@ def check_options(source: Path, options: ExportOptions) -> None:
         raise ExportUsageError(f"--triton-instance-kind must be one of {', '.join(INSTANCE_KINDS)}, got {options.triton_instance_kind!r}")
     if options.dla_core is not None and options.dla_core < 0:
         raise ExportUsageError(f"--dla-core must be >= 0, got {options.dla_core}")
+    if options.dla_core is not None and len(set(options.batch)) != 1:
+        from .engine import dla_problem
+
+        raise ExportUsageError(dla_problem("", options.batch))
     if options.int8 and not options.calib_data:
         raise ExportUsageError("--int8 needs --calib-data SPEC: normal footage to calibrate the INT8 ranges on")
     if options.calib_data and not options.int8:
@@ -138,6 +142,12 @@ def export_model(source: str | Path, options: ExportOptions | None = None) -> Ex
     else:
         onnx_path, manifest = source, read_manifest(source)
         summary = ExportSummary(onnx_path, manifest.method)
+    if options.deepstream is not None:  # the method is known only now (a checkpoint's): refuse before any other artifact
+        from .deepstream import deepstream_problem
+
+        problem = deepstream_problem(manifest)
+        if problem:
+            raise ExportUsageError(f"{onnx_path}: {problem}")
     if options.fp16 or (options.engine and not options.int8 and _strongly_typed_tensorrt()):
         from .fp16 import export_fp16
 

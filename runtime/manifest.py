@@ -371,14 +371,10 @@ class Manifest:
         try:
             if not isinstance(data, dict):
                 raise ManifestError("is not a JSON object")
-            minor = _check_schema(data.get("schema_version"))
+            _check_schema(data.get("schema_version"))
             data = dict(data)
             method = data.get("method")
             _choice("method", method, METHODS)
-            if minor < 1:
-                data["scoring"] = _scoring_from_1_0(method, data.get("scoring"))
-                data["thresholds"] = {k: v for k, v in (data.get("thresholds") or {}).items() if k in THRESHOLD_NAMES[method]}
-                data["schema_version"] = SCHEMA_VERSION
             data["scoring"] = _build(SCORING_SPECS[method], data.get("scoring"), "scoring")
             return _build(cls, data, "manifest").validate()
         except ManifestError as exc:
@@ -434,8 +430,7 @@ def engine_sidecar(engine: str | os.PathLike) -> Path:
 def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
     """Store a changed manifest (recalibrated thresholds) with its model, atomically: inside an
     ONNX file plus its ``<model>.onnx.json`` copy, or in an engine's sidecar. Returns the file
-    that now holds it. (Models exported before occ 0.2 also carry α/ζ as initializer defaults of
-    their inputs; those are rewritten too, though every runtime feeds the manifest's values.)"""
+    that now holds it."""
     path = Path(path)
     manifest.validate()
     if path.suffix == ".engine":
@@ -445,17 +440,11 @@ def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
         return write_atomic(sidecar, json.dumps(data, indent=2).encode())
     if path.suffix != ".onnx":
         raise ManifestError(f"{path}: thresholds are stored in .onnx models and .engine sidecars, not in {path.suffix or 'this file'}")
-    onnx, numpy_helper = _import_onnx(path)
-    import numpy as np
-
+    onnx = _import_onnx(path)
     model = onnx.load(str(path))
     for entry in model.metadata_props:
         if entry.key == METADATA_KEY:
             entry.value = manifest.to_json()
-    for initializer in model.graph.initializer:
-        if initializer.name in THRESHOLD_NAMES["avid"] and initializer.name in manifest.thresholds:
-            value = np.array([manifest.threshold(initializer.name)], np.float32)
-            initializer.CopyFrom(numpy_helper.from_array(value, initializer.name))
     write_atomic(path, model.SerializeToString())
     manifest.write(path.with_name(path.name + ".json"))
     return path
@@ -464,14 +453,13 @@ def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
 def _import_onnx(path: Path):
     try:
         import onnx
-        from onnx import numpy_helper
     except ImportError:
         raise ManifestError(f"{path}: reading or rewriting an ONNX file needs the onnx package: pip install onnx") from None
-    return onnx, numpy_helper
+    return onnx
 
 
 def _from_onnx(path: Path) -> Manifest:
-    onnx, _ = _import_onnx(path)
+    onnx = _import_onnx(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a damaged file
@@ -516,35 +504,16 @@ def _from_triton_config(path: Path) -> Manifest:
 
 
 # ---- schema -----------------------------------------------------------------------------------------
-def _check_schema(version: Any) -> int:
-    """The minor version of a schema this occ can read."""
+def _check_schema(version: Any) -> None:
+    """A schema this occ reads: its own major version, minor 1 or later (1.0, before occ 0.2, is not)."""
     if not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+", version):
         raise ManifestError(f"schema_version missing or malformed: {version!r}")
     major, minor = (int(part) for part in version.split("."))
     ours = int(SCHEMA_VERSION.split(".")[0])
     if major > ours:
         raise ManifestError(f"schema {version} is newer than this occ understands ({SCHEMA_VERSION}); upgrade occ")
-    return minor if major == ours else 0
-
-
-def _scoring_from_1_0(method: str, scoring: Any) -> dict[str, Any]:
-    """Schema 1.0 described scoring partly in words; the typed spec it amounts to."""
-    if not isinstance(scoring, dict):
-        raise ManifestError(f"'scoring' must be an object, got {type(scoring).__name__}")
-    if method == "alocc":
-        return {"terms": scoring.get("terms") or {"score": 1.0}, "location_stats": scoring.get("location_stats") or {}}
-    words = str(scoring.get("frame_score", ""))
-    memory = str(scoring.get("regions", "")).startswith("O from the distance")
-    weight = re.search(r"\(residual / alpha\)\^([0-9.eE+-]+) \*", words)
-    if memory and weight is None:
-        raise ManifestError("this model's gate (the minimum intersection of schema 1.0) is no longer supported; retrain it")
-    evidence = scoring.get("evidence_floor")
-    return {"region_scorer": "memory" if memory else "detector", "gate": "soft" if memory else "binary",
-            "residual_weight": float(weight.group(1)) if weight else None,
-            "frame_score": "evidence" if evidence is not None else "peak", "evidence_floor": evidence,
-            "mask_reach": int(scoring.get("mask_reach") or 0), "residual_kernel": int(scoring.get("residual_kernel") or 1),
-            "residual": "newest" if str(scoring.get("residual", "")).startswith("newest") else "mean",
-            "region_quantile": None if memory else 0.2}
+    if major < ours or minor < 1:
+        raise ManifestError(f"schema {version} (occ before 0.2) is no longer read; export the model again with this occ")
 
 
 # ---- typed construction -----------------------------------------------------------------------------

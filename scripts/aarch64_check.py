@@ -77,10 +77,16 @@ def compare(work: Path) -> int:
     reference, candidate = work / "x86_64", work / "aarch64"
     result: dict = {"x86_64": json.loads((reference / "platform.json").read_text()),
                     "aarch64": json.loads((candidate / "platform.json").read_text()), "models": {}}
+    same = True
     packages = candidate / "packages.txt"
     if packages.is_file():
         result["aarch64"]["packages"] = packages.read_text().split()
-    same = True
+    tests = candidate / "runtime-tests.txt"
+    if tests.is_file():  # pytest tests/runtime in the arm64 root: its summary line
+        summary = (tests.read_text().strip().splitlines() or ["no output"])[-1]
+        result["aarch64"]["runtime_tests"] = summary
+        print(f"tests/runtime on aarch64: {summary}")
+        same = " passed" in summary and "failed" not in summary and "error" not in summary
     hashes = result["x86_64"].pop("decoded_frames_sha256"), result["aarch64"].pop("decoded_frames_sha256")
     decoded = {name: hashes[0][name] == hashes[1][name] for name in sources(work)}
     result["decoded_pixels_equal"] = decoded

@@ -2,7 +2,9 @@
 # aarch64, proven (make check-aarch64): an arm64 Debian root built with debootstrap and run through
 # qemu-user-static; inside it the camera-box package is installed from the registry's aarch64 wheels
 # (`pip install .`: numpy, onnxruntime, onnx, OpenCV, typer; no torch) and runs `occ run` and
-# `occ eval` on small models and a clip made on x86-64, whose decisions must be x86-64's.
+# `occ eval` on small models and a clip made on x86-64, whose decisions must be x86-64's, and the
+# runtime tier of the tests (tests/runtime, with pytest added after the package list is taken),
+# whose summary line it prints.
 # Needs root (debootstrap, chroot, binfmt_misc), Debian's packages and the package registry.
 # Too slow for CI (tens of minutes under emulation): run it by hand; the README's table says where.
 #
@@ -54,7 +56,7 @@ git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$ROOTFS/opt/occ-src"   #
 cp -r "$WORK/inputs" "$ROOTFS/opt/occ-check/inputs"
 rm -f "$ROOTFS"/opt/occ-check/inputs/*.pt   # a camera box gets the ONNX models only
 
-step "5/6 aarch64: pip install the camera-box package from the registry's aarch64 wheels, then occ run and occ eval"
+step "5/6 aarch64: pip install the camera-box package from the registry's aarch64 wheels, then occ run, occ eval and tests/runtime"
 # a clean environment: the host's pip settings (local wheel folders, indexes) mean nothing in there
 chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
   PIP_CERT=/etc/ssl/certs/occ-host-ca.crt SSL_CERT_FILE=/etc/ssl/certs/occ-host-ca.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -66,6 +68,12 @@ chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root L
   mkdir -p aarch64
   /opt/occ-venv/bin/pip freeze > aarch64/packages.txt
   /opt/occ-venv/bin/python /opt/occ-src/scripts/aarch64_check.py run /opt/occ-check
+  /opt/occ-venv/bin/pip install -q pytest
+  # the pytest script, not python -m: the source tree must not shadow the installed occ on sys.path
+  if PYTHONPATH=/opt/occ-src/tests/runtime /opt/occ-venv/bin/pytest -p block_torch -p no:cacheprovider /opt/occ-src/tests/runtime \
+      > aarch64/runtime-tests.txt 2>&1; then tests=0; else tests=$?; fi
+  echo "check-aarch64: tests/runtime on aarch64: $(tail -n 1 aarch64/runtime-tests.txt)" >&2
+  [ "$tests" = 0 ] || tail -n 40 aarch64/runtime-tests.txt >&2   # step 6 fails the check on it
 '
 rm -rf "$WORK/aarch64"
 cp -r "$ROOTFS/opt/occ-check/aarch64" "$WORK/aarch64"

@@ -292,7 +292,7 @@ def test_source_uris_resolve_to_what_opencv_opens(tmp_path):
     assert wide.startswith("nvarguscamerasrc sensor-id=1 ! ") and "width=1920,height=1080,framerate=60/1" in wide
     assert wide.endswith("appsink drop=true max-buffers=2")
     assert resolve_source("v4l2:///dev/video2") == resolve_source("/dev/video2")
-    assert resolve_source("/dev/video2").target == "/dev/video2" and resolve_source("/dev/video2").kind == "live"
+    assert resolve_source("/dev/video2").target == "/dev/video2" and resolve_source("/dev/video2").live
     for url in ("rtsp://127.0.0.1:1/x", "http://127.0.0.1:1/stream", "videotestsrc ! appsink"):
         assert resolve_source(url).target == url and isinstance(open_source(url), LiveSource)
     for bad, problem in (("v4l2://video0", "v4l2:///dev/videoN"), ("csi://front", "csi://N"), ("csi://0?fps=30", "CSI options"),

@@ -129,7 +129,8 @@ def test_engine_compatibility_rules_and_missing_tensorrt(alocc_onnx, tmp_path):
 
     sidecar = {"tensorrt_version": "10.3.0", "gpu": {"name": "Orin", "compute_capability": "sm_87"},
                "version_compatible": False, "rebuild": "occ-export m.onnx --engine --batch 1,8,32"}
-    assert compatibility_problem(sidecar, "10.3.1", {"name": "Orin", "compute_capability": "sm_87"}) is None
+    assert compatibility_problem(sidecar, "10.3.0", {"name": "Orin", "compute_capability": "sm_87"}) is None
+    assert "TensorRT 10.3.0" in compatibility_problem(sidecar, "10.3.1", {"name": "Orin", "compute_capability": "sm_87"})  # TensorRT's rule: exact
     problem = compatibility_problem(sidecar, "10.7.0", {"name": "Orin", "compute_capability": "sm_87"})
     assert "TensorRT 10.3.0" in problem and "occ-export m.onnx --engine" in problem
     assert "sm_90" in compatibility_problem(sidecar, "10.3.0", {"name": "H100", "compute_capability": "sm_90"})

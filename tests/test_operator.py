@@ -10,7 +10,6 @@ import typer
 from typer.testing import CliRunner
 
 from occ.cli import app
-from occ.cli.common import DEPRECATED_OPTIONS
 from occ.evaluation.plots import DPI, FIGURE_SIZE, roc_figure, score_timeline_figure, write_png
 from occ.evaluation.protocols import ClipScores
 from occ.runtime.events.overlay import render_overlay
@@ -77,9 +76,6 @@ def test_occ_eval_writes_the_plots(avid_onnx, tmp_path):
     assert names == ["roc.png", "scores_Test001.png", "scores_Test002.png", "scores_Test003.png"]
     assert json.loads((tmp_path / "r.json").read_text())["plots"][0].endswith("roc.png")
     assert png_size(tmp_path / "plots" / "roc.png")[0] == round(FIGURE_SIZE[1] * DPI)
-    # the old --roc FILE still works for one release, with a warning
-    old = occ("eval", avid_onnx, "--data", WALKWAY, "--roc", tmp_path / "old.png", "--quiet")
-    assert old.exit_code == 0 and "--roc FILE is deprecated" in old.output and (tmp_path / "old.png").is_file()
 
 
 def test_occ_eval_shows_false_alarms_per_hour_and_detection_delay(avid_onnx, tmp_path):
@@ -232,10 +228,9 @@ def test_every_help_speaks_one_vocabulary():
     for path, command in commands.items():
         options = _options(command)
         for name, param in options.items():
-            if not param.hidden and name.startswith("--"):
+            assert not param.hidden, f"occ {path} {name} is hidden: occ keeps no deprecated aliases"
+            if name.startswith("--"):
                 assert param.help, f"occ {path} {name} has no help"
-            if name in DEPRECATED_OPTIONS:  # an old name may stay only where it means something else
-                assert DEPRECATED_OPTIONS[name] not in options, f"occ {path} names both {name} and {DEPRECATED_OPTIONS[name]}"
         if "--json" in options:
             assert not options["--json"].is_flag and options["--json"].metavar == "PATH", f"occ {path}: --json takes a PATH"
             assert "--quiet" in options, f"occ {path} has --json but no --quiet"
@@ -256,18 +251,6 @@ def test_every_help_speaks_one_vocabulary():
         assert name in run and name[2:].replace("-", "_") in keys
 
 
-def test_old_names_still_work_for_one_release_with_a_warning(tmp_path):
-    result = occ("data", "generate", tmp_path / "w", "--frames", "12", "--train-clips", "1", "--test-clips", "1",
-                 "--height", "32", "--width", "48", "--json-only", "--json", "-")
-    assert result.exit_code == 0, result.output
-    assert "warning: --frames is deprecated and goes in occ 0.3; use --frames-per-clip" in result.output
-    assert "warning: --json-only is deprecated" in result.output
-    assert len(list((tmp_path / "w" / "Train" / "Train001").iterdir())) == 12
-    flag = occ("data", "info", tmp_path / "w", "--json")
-    assert flag.exit_code == 0 and "--json without a PATH is deprecated" in flag.output
-    assert json.loads(flag.stdout)["clips"][0]["frames"] == 12
-
-
 # ---- metrics documentation -------------------------------------------------------------------------
 def test_docs_list_every_metric():
     from types import SimpleNamespace
@@ -278,12 +261,12 @@ def test_docs_list_every_metric():
     from occ.runtime.events import ServiceMetrics
 
     metrics = ServiceMetrics("m.onnx")
-    camera = metrics.camera("c", lambda: SimpleNamespace(dropped=0, reconnects=0, connected=True))
+    camera = metrics.camera("c", lambda: SimpleNamespace(dropped=0, reconnects=0, connected=True, unreadable=0))
     camera.observe(FrameResult(index=0, score=0.1, decision=False, location_scores=np.zeros((1, 1))), 0.01, {"inference": 0.01})
     camera.event_opened()
     camera.sink_error("events.jsonl")
     families = {family.name for family in text_string_to_metric_families(metrics.render().decode())}
-    assert len(families) == 12
+    assert len(families) == 13
     documented = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
     for name in families:
         exposed = name + ("_total" if f"{name}_total" in metrics.render().decode() else "")

@@ -220,7 +220,7 @@ def test_deepstream_config_agrees_with_the_manifest_and_the_probe_gives_the_runt
     detector = open_detector(str(avid_onnx))
     spec = detector.manifest.input
     assert props["infer-dims"] == f"{spec.channels};{spec.height};{spec.width}"
-    assert props["network-mode"] == "2" and props["output-tensor-meta"] == "1" and props["batch-size"] == "4"
+    assert props["network-mode"] == "0" and props["output-tensor-meta"] == "1" and props["batch-size"] == "4"
     assert (tmp_path / "ds" / props["onnx-file"]).is_file()
     # the probe's decision logic (pyds is only needed to read DeepStream's buffers) on real graph outputs
     spec_module = importlib.util.spec_from_file_location("occ_probe", written.probe_path)

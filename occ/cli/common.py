@@ -19,43 +19,6 @@ JsonOption = Annotated[Optional[Path], typer.Option("--json", metavar="PATH", he
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print no table (errors still go to standard error).")]
 
 
-# Names that changed in 0.2, accepted (hidden, with a one-line warning) until 0.3: old → new.
-DEPRECATED_OPTIONS = {
-    "--json-only": "--quiet",  # with --json -, the JSON alone on standard output
-    "--frames": "--frames-per-clip",  # occ data generate, as the walkway spec names it
-}
-
-
-def _translate_deprecated(command: Any, args: list[str]) -> list[str]:
-    """Old option names → the current ones, where the command the arguments name has the new one
-    (and no option of the old name), and the old ``--json`` flag (no PATH after it) → ``--json -``."""
-    for token in args:  # find the command the arguments run: occ GROUP COMMAND ...
-        sub = getattr(command, "commands", {}).get(token)
-        if sub is None:
-            break
-        command = sub
-    known = {name for param in getattr(command, "params", []) for name in getattr(param, "opts", [])}
-    out = []
-    for position, arg in enumerate(args):
-        if arg == "--":
-            return out + args[position:]
-        name, equals, value = arg.partition("=")
-        if DEPRECATED_OPTIONS.get(name) in known and name not in known:
-            warn_deprecated(name, DEPRECATED_OPTIONS[name])
-            arg = DEPRECATED_OPTIONS[name] + equals + value
-        elif arg == "--json" and (position + 1 == len(args) or (args[position + 1].startswith("-") and args[position + 1] != "-")):
-            warn_deprecated("--json without a PATH", "--json - for standard output")
-            out += ["--json", "-"]
-            continue
-        out.append(arg)
-    return out
-
-
-def warn_deprecated(old: str, new: str) -> None:
-    """The one-line warning for an old name still accepted."""
-    err_console.print(f"warning: {old} is deprecated and goes in occ 0.3; use {new}", highlight=False, markup=False)
-
-
 # click's UsageError, whichever click typer runs on (typer 0.2x vendors its own): BadParameter's parent
 UsageError = typer.BadParameter.__mro__[1]
 
@@ -65,9 +28,6 @@ class _OneLineUsageErrors:
     input, instead of click's usage box; exit code 2 as click's."""
 
     def main(self, args: Optional[list[str]] = None, *rest: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        import sys
-
-        args = _translate_deprecated(self, list(sys.argv[1:] if args is None else args))
         try:
             result = super().main(args, *rest, standalone_mode=False, **kwargs)  # type: ignore[misc]
         except UsageError as exc:

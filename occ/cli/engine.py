@@ -17,6 +17,9 @@ def attach(
     engine: Annotated[Path, typer.Argument(help="A TensorRT plan built from an occ ONNX model (trtexec --saveEngine, Polygraphy); "
                                                 "its name must end in .engine.")],
     onnx: Annotated[Path, typer.Option("--onnx", help="The occ ONNX model the engine was built from (its manifest goes into the sidecar).")],
+    version_compatible: Annotated[bool, typer.Option(help="The engine was built version-compatible (trtexec --versionCompatible): "
+                                                          "loading it runs the TensorRT runtime embedded in the plan, so trust the plan. "
+                                                          "Default: off.")] = False,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -25,7 +28,7 @@ def attach(
     from occ.export.engine import EngineBuildError, attach_engine
 
     with one_line_errors(EngineBuildError):
-        sidecar, notes = attach_engine(engine, onnx)
+        sidecar, notes = attach_engine(engine, onnx, version_compatible)
 
     def show(result: dict) -> None:
         for note in result["notes"]:

@@ -31,14 +31,22 @@ def export(
                                        rich_help_panel=TENSORRT)] = "1,8,32",
     workspace_mb: Annotated[int, typer.Option(help="Builder workspace limit, MiB.", rich_help_panel=TENSORRT)] = 1024,
     timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file (read and updated).", rich_help_panel=TENSORRT)] = None,
-    dla_core: Annotated[Optional[int], typer.Option(help="Jetson DLA core to build for, with GPU fallback.", rich_help_panel=TENSORRT)] = None,
-    version_compatible: Annotated[bool, typer.Option(help="Build a version-compatible engine.", rich_help_panel=TENSORRT)] = False,
+    dla_core: Annotated[Optional[int], typer.Option(help="Jetson DLA core to build for, with GPU fallback (layers DLA cannot run go to "
+                                                               "the GPU; the sidecar lists them). Needs a fixed --batch N,N,N and a "
+                                                               "TensorRT with DLA (10.7 or older, or 11.4+). Default: none (GPU only).",
+                                                          rich_help_panel=TENSORRT)] = None,
+    version_compatible: Annotated[bool, typer.Option(help="Build a version-compatible engine: it also runs on later TensorRT "
+                                                               "versions of the same major (and 10 → 11), a little slower. Default: off "
+                                                               "(the engine runs only on the TensorRT version that built it).",
+                                                          rich_help_panel=TENSORRT)] = False,
     triton: Annotated[Optional[Path], typer.Option(help="Also write a Triton model repository entry DIR/<name>/ (config.pbtxt validated against Triton's schema).", rich_help_panel=SERVING)] = None,
     triton_max_batch: Annotated[Optional[int], typer.Option(help="Triton max_batch_size (default: 32 frames for AVID, 8 frames of patches for ALOCC).", rich_help_panel=SERVING)] = None,
     triton_instances: Annotated[int, typer.Option(help="Triton model instances (per GPU when they run on GPUs).", rich_help_panel=SERVING)] = 1,
     triton_instance_kind: Annotated[str, typer.Option(help="Where Triton runs the instances: auto (every GPU of the server, its CPU when it "
                                                           "has none), gpu (refused by a server without one) or cpu.", rich_help_panel=SERVING)] = "auto",
-    deepstream: Annotated[Optional[Path], typer.Option(help="Also write a DeepStream nvinfer configuration, the model and a probe into DIR.", rich_help_panel=SERVING)] = None,
+    deepstream: Annotated[Optional[Path], typer.Option(help="Also write a DeepStream nvinfer configuration, an FP32 model with the "
+                                                                "manifest's α and ζ folded in, and a probe into DIR (AVID only; write it "
+                                                                "again after thresholds change). Default: none.", rich_help_panel=SERVING)] = None,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:

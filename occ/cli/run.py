@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from occ.runtime.backends import REGISTRY
+from occ.runtime.sources import SOURCE_FORMS
 
-from .common import (JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table,
-                     warn_deprecated)
+from .common import JsonOption, QuietOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table
 
 BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
 PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
@@ -40,9 +40,7 @@ def _check_preprocess(preprocess: str) -> None:
 def run(
     model: Annotated[Optional[str], typer.Argument(help="Exported model (.onnx, or .engine with --backend tensorrt; the model's "
                                                        "name with --backend triton); not needed with --config.")] = None,
-    source: Annotated[Optional[str], typer.Option(help="Video file or image folder (PATH or file://PATH), csi://N (Jetson CSI camera), "
-                                                       "v4l2:///dev/videoN or /dev/videoN, rtsp:// or http(s):// URL, or a GStreamer "
-                                                       "pipeline.")] = None,
+    source: Annotated[Optional[str], typer.Option(help=f"Where frames come from: {SOURCE_FORMS}.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="Service configuration (TOML): several cameras, log rotation, snapshots; "
                                                        "see docs/deploy/site.example.toml.")] = None,
     camera: Annotated[Optional[str], typer.Option(help="The camera's name in events, logs and metrics. Default: from --source.")] = None,
@@ -162,7 +160,6 @@ def evaluate(
                                            "localization; digit, grids and seed default to the model's training).")],
     plots: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for PNG plots (video data; needs matplotlib, the plots "
                                                                      "extra): roc.png and scores_<clip>.png per clip.")] = None,
-    roc: Annotated[Optional[Path], typer.Option(hidden=True, help="Deprecated: the ROC alone as a PNG; use --plots DIR.")] = None,
     digit: Annotated[Optional[int], typer.Option(min=0, max=9, help="mnist: the target digit. Default: the one the model was trained on.")] = None,
     smoothing: Annotated[int, typer.Option(min=1, help="Window (frames, odd) of the labelled smoothed variants.")] = 9,
     backend: Backend = "ort-cpu",
@@ -176,20 +173,18 @@ def evaluate(
 
     _check_preprocess(preprocess)
     options = _backend_options(backend, triton_url)
-    if roc is not None:
-        warn_deprecated("--roc FILE", "--plots DIR")
-    check_outputs({"--json": json_path, "--plots": plots, "--roc": roc}, {"model": model, "data": data})
+    check_outputs({"--json": json_path, "--plots": plots}, {"model": model, "data": data})
     if smoothing % 2 == 0:
         fail(f"--smoothing must be odd, got {smoothing}")
     with one_line_errors(), progress_bar("evaluating", disable=quiet) as advance:
-        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, plots, roc, progress=advance, **options)
+        result = run_evaluation(model, data, backend, preprocess, digit, smoothing, plots, progress=advance, **options)
     report(result, json_path, quiet, _show_eval)
 
 
 def calibrate(
     model: Annotated[Path, typer.Argument(help="Exported model (.onnx, or .engine): its manifest gets the new thresholds.")],
-    data: Annotated[str, typer.Option(help="New normal footage: a UCSD-layout folder (its Train clips), 'walkway[:opts]', a video file, "
-                                           "an image folder, or a live source (/dev/videoN, URL, GStreamer pipeline).")],
+    data: Annotated[str, typer.Option(help="New normal footage: a UCSD-layout folder (its Train clips), 'walkway[:opts]', or a "
+                                           f"source ({SOURCE_FORMS}); live sources for --minutes.")],
     minutes: Annotated[float, typer.Option(min=0.05, help="Live sources: minutes of footage to collect.")] = 5.0,
     false_alarm_rate: Annotated[float, typer.Option(min=0.0001, max=0.5, help="Share of these normal frames that fire at the new thresholds.")] = 0.01,
     backend: Backend = "ort-cpu",

@@ -38,7 +38,6 @@ class OrtBackend(Backend):
         self.device_id = device_id
         self.user_stream = user_stream
         self.fixed_dimensions = dict(fixed_dimensions or {})
-        self.notes: list[str] = []  # what differed from the asked-for settings, for reports
         self.profile_prefix = profile_prefix
         self._binding = None
         self._drop_session()
@@ -99,7 +98,6 @@ class OrtBackend(Backend):
             if "prefer_nhwc" not in str(exc):
                 raise BackendError(f"{path}: ONNX Runtime cannot load the model ({str(exc).splitlines()[0][:200]})") from None
             # an onnxruntime-gpu built without NHWC kernels: the option is a speed-up, not a requirement
-            self.notes.append("prefer_nhwc refused by this onnxruntime build; running NCHW")
             for provider in providers:
                 if isinstance(provider, tuple):
                     provider[1].pop("prefer_nhwc", None)

@@ -65,6 +65,21 @@ def check(result: Any, call: str) -> Any:
     return values[0] if len(values) == 1 else tuple(values)
 
 
+def native_handle(handle: Any) -> int:
+    """The C handle a cuda-python driver object wraps (a ``CUstream``, a ``CUevent``) as an int.
+
+    cuda-python 12.9 added ``cuda.bindings.utils.get_cuda_native_handle`` and deprecated ``int()``
+    on its driver types for this (NVIDIA/cuda-python#564, #773); older releases have only ``int()``.
+    """
+    if isinstance(handle, int):
+        return handle
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:
+        return int(handle)
+    return int(get_cuda_native_handle(handle))
+
+
 def device_pointer(buffer: Any) -> int:
     """The device address of a buffer from occ, pycuda, CuPy or PyTorch, or of a plain int."""
     if isinstance(buffer, int):
@@ -115,7 +130,7 @@ class Stream:
 
     @property
     def ptr(self) -> int:
-        return int(self.handle)
+        return native_handle(self.handle)
 
     def synchronize(self) -> None:
         driver, _ = bindings()
@@ -153,7 +168,7 @@ class DeviceBuffer:
 
     @property
     def ptr(self) -> int:
-        return int(self._handle)
+        return int(self._handle)  # a CUdeviceptr is the address itself (a value type, not a handle)
 
     def upload(self, array: np.ndarray, stream: Stream) -> None:
         driver, _ = bindings()

@@ -23,8 +23,32 @@ from ..scoring.decide import FrameResult, on_frame
 from .cpu import Detector
 
 
+def model_input_dtype(backend, name: str) -> np.dtype:
+    """The dtype a device-resident model takes for input ``name`` (ONNX Runtime's session, or the
+    TensorRT engine's tensor, which trtexec's ``--inputIOFormats`` may have made FP16)."""
+    if isinstance(backend, OrtBackend):
+        from ..backends.ort import ORT_TYPES
+
+        # inputs with a default (AVID's α and ζ) are overridable initializers, not in get_inputs()
+        args = [*backend.session.get_inputs(), *backend.session.get_overridable_initializers()]
+        return np.dtype(next(ORT_TYPES[i.type] for i in args if i.name == name))
+    return backend.dtypes[name]
+
+
+def threshold_arrays(backend, manifest) -> dict[str, np.ndarray]:
+    """AVID's α and ζ as the model's device inputs take them, in the model's dtype; none for ALOCC
+    (τ applies to the results) nor for an attached engine that holds them as constants."""
+    if manifest.method != "avid":
+        return {}
+    fixed = getattr(backend, "fixed_inputs", {})
+    return {name: np.array([manifest.threshold(name)], model_input_dtype(backend, name)) for name in ("alpha", "zeta") if name not in fixed}
+
+
 class GpuPipeline:
     """Frames of ``streams`` cameras in, one :class:`FrameResult` per camera out.
+
+    A batch beyond the backend's batch limits (one ALOCC frame's patches beyond a TensorRT
+    profile's maximum) runs as several model runs on slices of the input buffer, the last one padded.
 
     Args:
         model_path: ``.onnx`` (``ort-cuda``; the ``.fp16.onnx`` sibling for FP16) or ``.engine`` (``tensorrt``).
@@ -38,15 +62,11 @@ class GpuPipeline:
             AVID's full-resolution ``intersection`` map, which overlays can ask for).
         profile_prefix: ``ort-cuda``: ONNX Runtime's per-node profile under this prefix (use
             without ``cuda_graph``: a replayed graph is one opaque step).
-        model_batch: ``ort-cuda``: the fixed batch the model (and its CUDA graph) runs at, in samples
-            (ALOCC: patches); default the whole batch. A larger batch (``streams`` frames, or one
-            ALOCC frame's patches beyond a TensorRT profile's maximum) runs as several model runs
-            on slices of the input buffer, the last one padded.
     """
 
     def __init__(self, model_path: str, backend: str = "ort-cuda", streams: int = 1, frame_size: tuple[int, int] = (240, 360),
                  source_format: str = "bgr", cuda_graph: bool = True, share_stream: bool = True,
-                 outputs: list[str] | None = None, profile_prefix: str | None = None, model_batch: int | None = None):
+                 outputs: list[str] | None = None, profile_prefix: str | None = None):
         if not backend_kind(backend).device_resident:
             raise BackendError(f"{model_path}: backend {backend} cannot run on device buffers, so preprocessing cannot stay "
                                "on the GPU (use --preprocess cpu)")
@@ -57,7 +77,7 @@ class GpuPipeline:
             batch = streams * samples_per_frame(manifest)
             engine = OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda", cuda_graph=cuda_graph,
                                 user_stream=self.stream.ptr if share_stream else None,
-                                fixed_dimensions={"batch": min(batch, model_batch) if model_batch else batch},
+                                fixed_dimensions={"batch": batch},
                                 profile_prefix=profile_prefix)
             self._wait_before_model = not share_stream
         else:
@@ -70,7 +90,7 @@ class GpuPipeline:
         manifest = self.detector.manifest
         alocc = manifest.method == "alocc"
         self.input_name = "patches" if alocc else "frames"
-        input_dtype = self._input_dtype(self.input_name)
+        input_dtype = model_input_dtype(engine, self.input_name)
         self.preprocessor = GpuPreprocessor(manifest.input, frame_size, source_format=source_format,
                                             precision="fp16" if input_dtype == np.float16 else "fp32",
                                             patches=manifest.patches if alocc else None, streams=streams,
@@ -79,11 +99,10 @@ class GpuPipeline:
         self.input = DeviceBuffer(int(np.prod(self.preprocessor.output_shape)) * np.dtype(input_dtype).itemsize)
         inputs = {self.input_name: (self.input.ptr, self.preprocessor.output_shape, input_dtype)}
         self._thresholds: dict[str, DeviceBuffer] = {}
-        if not alocc:  # α and ζ are graph inputs: device scalars that set_thresholds rewrites
-            for name in ("alpha", "zeta"):
-                self._thresholds[name] = DeviceBuffer(4)
-                inputs[name] = (self._thresholds[name].ptr, (1,), np.float32)
-            self._upload_thresholds()
+        for name, value in threshold_arrays(engine, manifest).items():  # AVID: device scalars that set_thresholds rewrites
+            self._thresholds[name] = DeviceBuffer(value.nbytes)
+            inputs[name] = (self._thresholds[name].ptr, value.shape, value.dtype)
+        self._upload_thresholds()
         wanted = outputs or [o for o in self.detector.outputs if o != "intersection"]
         total = self.preprocessor.output_shape[0]
         limits = engine.batch_limits or (total, total)
@@ -111,14 +130,6 @@ class GpuPipeline:
         engine.bind_device(inputs, {name: (buffer.ptr, *shapes[name]) for name, buffer in self._device_outputs.items()},
                            self.stream)
 
-    def _input_dtype(self, name: str) -> type:
-        backend = self.backend
-        if isinstance(backend, OrtBackend):
-            from ..backends.ort import ORT_TYPES
-
-            return next(ORT_TYPES[i.type] for i in backend.session.get_inputs() if i.name == name)
-        return backend._trt.nptype(backend.engine.get_tensor_dtype(name))
-
     def set_thresholds(self, **values: float) -> None:
         """Retune thresholds on the running graph (AVID's α and ζ are rewritten in device memory:
         no re-export, no rebinding; ALOCC's τ applies to the results)."""
@@ -131,8 +142,9 @@ class GpuPipeline:
         self._upload_thresholds()
 
     def _upload_thresholds(self) -> None:
+        values = threshold_arrays(self.backend, self.detector.manifest)
         for name, buffer in self._thresholds.items():
-            buffer.upload(np.array([self.detector.manifest.threshold(name)], np.float32), self.stream)
+            buffer.upload(values[name], self.stream)
         self.stream.synchronize()
 
     def reset(self) -> None:
@@ -168,7 +180,7 @@ class GpuPipeline:
         return {name: host.array.copy() for name, host in self._host_outputs.items()}
 
     def _run_in_slices(self, driver) -> None:
-        """The model over slices of the input buffer (see ``model_batch``), all on the pipeline's stream."""
+        """The model over slices of the input buffer (beyond the backend's batch limits), all on the pipeline's stream."""
         for start, count, _ in self._chunks:
             check(driver.cuMemcpyDtoDAsync(self._staging.ptr, self.input.ptr + start * self._sample_bytes,
                                            count * self._sample_bytes, self.stream.handle), "cuMemcpyDtoDAsync")

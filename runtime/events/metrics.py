@@ -108,6 +108,7 @@ class _LiveCollector:
         labels = ["camera", "model"]
         dropped = CounterMetricFamily("occ_dropped_frames", "Frames dropped to keep real time (the model fell behind).", labels=labels)
         reconnects = CounterMetricFamily("occ_reconnects", "Times the source was reconnected.", labels=labels)
+        unreadable = CounterMetricFamily("occ_frames_unreadable", "Frames skipped because they could not be decoded.", labels=labels)
         backend_reconnects = CounterMetricFamily("occ_backend_reconnects", "Times the inference server came back after it was lost.",
                                                  labels=labels)
         connected = GaugeMetricFamily("occ_source_connected", "1 while the source delivers frames.", labels=labels)
@@ -122,12 +123,13 @@ class _LiveCollector:
             if stats is not None:
                 dropped.add_metric(values, stats.dropped)
                 reconnects.add_metric(values, stats.reconnects)
+                unreadable.add_metric(values, stats.unreadable)
                 connected.add_metric(values, 1.0 if stats.connected else 0.0)
             pending.add_metric(values, camera.pending_events())
             backend_reconnects.add_metric(values, camera.backend_reconnects())
             for q, value in (camera.score_quantiles() or {}).items():
                 quantiles.add_metric([*values, f"{q * 100:g}"], value)
-        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles]
+        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable]
 
 
 class _PooledHTTPServer(HTTPServer):

@@ -14,7 +14,7 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     # zeta = 0.4
 
     [source]                     # one camera; or several [[cameras]] tables with the same keys
-    spec = "rtsp://camera.local/stream"   # file(://), folder, csi://N, v4l2:///dev/videoN, URL or GStreamer pipeline
+    spec = "rtsp://camera.local/stream"   # any form occ.runtime.sources accepts (SOURCE_FORMS)
     name = "gate"                # the camera's name in events, logs and metrics (default: from spec)
     buffer = 2                   # live sources: newest frames kept; older ones are dropped
     backoff = 0.5                # first reconnect delay, s (doubles up to max_backoff); a live source and a
@@ -64,7 +64,7 @@ from ..backends import REGISTRY
 from ..detector import PREPROCESS
 from ..events import camera_slug, port_problem
 from ..files import same_file
-from ..sources import SourceError, is_live, resolve_source
+from ..sources import SOURCE_FORMS, SourceError, is_live, resolve_source
 
 
 class ConfigError(ValueError):
@@ -153,7 +153,7 @@ SCHEMA: dict[str, dict[str, KEY]] = {
               "triton_url": (str, None, "")},
     "thresholds": {"tau": (float, math.isfinite, "a finite number"), "alpha": (float, _positive, "> 0"),
                    "zeta": (float, lambda v: 0 < v < 1, "between 0 and 1")},
-    "source": {"spec": (str, bool, "a file, folder, /dev/videoN, URL or GStreamer pipeline"), "name": (str, None, ""),
+    "source": {"spec": (str, bool, SOURCE_FORMS), "name": (str, None, ""),
                "buffer": (int, lambda v: v >= 1, ">= 1"), "backoff": (float, _positive, "> 0"),
                "max_backoff": (float, _positive, "> 0"), "give_up_after": (float, _non_negative, ">= 0 (0: never)")},
     "events": {"log": (str, bool, "a file"), "open_after": (int, lambda v: v >= 1, ">= 1"), "close_after": (int, lambda v: v >= 1, ">= 1"),
@@ -199,7 +199,7 @@ def _table(path: Path, data: dict, section: str) -> dict[str, Any]:
 
 def _camera(path: Path, raw: dict[str, Any], where: str) -> CameraConfig:
     if "spec" not in raw:
-        raise ConfigError(f"{path}: [{where}] needs spec (a file, folder, /dev/videoN, URL or GStreamer pipeline)")
+        raise ConfigError(f"{path}: [{where}] needs spec ({SOURCE_FORMS})")
     give_up = raw.get("give_up_after", 0.0)
     return CameraConfig(spec=raw["spec"], name=raw.get("name", ""), buffer=raw.get("buffer", 2), backoff=raw.get("backoff", 0.5),
                         max_backoff=raw.get("max_backoff", 8.0), give_up_after=give_up or None)
@@ -289,8 +289,8 @@ def _problems(config: ServiceConfig) -> list[str]:
             continue
         try:
             recorded.append(resolve_source(camera.spec).target)
-        except SourceError:
-            problems.append(f"{camera.spec}: no such file or folder, and not a camera, URL or GStreamer pipeline")
+        except SourceError as exc:
+            problems.append(str(exc))
     if config.backend not in REGISTRY:
         problems.append(f"backend {config.backend!r} is unknown; available: {', '.join(REGISTRY)}")
     if config.preprocess not in PREPROCESS:

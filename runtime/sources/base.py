@@ -26,6 +26,7 @@ class SourceStats:
     dropped: int = 0
     reconnects: int = 0
     connected: bool = False
+    unreadable: int = 0  # frames skipped because they could not be decoded (a broken file in a folder)
 
 
 class Source:

@@ -1,6 +1,8 @@
 """Sources read once, every frame delivered: video files and image folders (UCSD clip folders too)."""
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -10,6 +12,9 @@ import numpy as np
 from .base import Frame, Source, SourceError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+UNREADABLE_WARN_EVERY_S = 60.0
+
+log = logging.getLogger("occ.source")
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -64,11 +69,17 @@ class FileSource(Source):
 
 
 class FolderSource(Source):
-    """An image folder (or UCSD clip folder) in file-name order, at a nominal frame rate."""
+    """An image folder (or UCSD clip folder) in file-name order, at a nominal frame rate.
+
+    A file that cannot be decoded (truncated, corrupt, removed meanwhile) is skipped and counted
+    in ``stats.unreadable``, with a warning at most once a minute: one broken frame must not end a
+    camera. Frame numbers and timestamps stay those of the file's place in the folder.
+    """
 
     def __init__(self, spec: str, fps: float = 10.0):
         super().__init__(spec)
         self.fps = fps
+        self._last_warning = float("-inf")
 
     def check(self) -> "FolderSource":
         """Refuse a folder with no images now, not at its first frame."""
@@ -83,5 +94,19 @@ class FolderSource(Source):
             raise SourceError(f"{folder}: no image files")
         self.stats.connected = True
         for index, path in enumerate(files):
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                self._unreadable(path)
+                continue
             self.stats.frames += 1
-            yield Frame(read_image(path, cv2.IMREAD_UNCHANGED), index, index / self.fps)
+            yield Frame(image, index, index / self.fps)
+        if not self.stats.frames:
+            raise SourceError(f"{folder}: none of its {len(files)} image files can be decoded")
+
+    def _unreadable(self, path: Path) -> None:
+        self.stats.unreadable += 1
+        now = time.monotonic()
+        if now - self._last_warning >= UNREADABLE_WARN_EVERY_S:
+            self._last_warning = now
+            log.warning(f"{path}: unreadable image, skipped ({self.stats.unreadable} so far)",
+                        extra={"source": self.spec, "unreadable": self.stats.unreadable})

@@ -23,16 +23,19 @@ class LiveSource(Source):
         backoff: first reconnect delay in seconds; doubled per failure up to ``max_backoff``.
         max_backoff: longest reconnect delay in seconds.
         give_up_after: stop after this many seconds without a frame (None: never).
+        api: the OpenCV backend that opens ``spec`` (``cv2.CAP_FFMPEG``, ``CAP_V4L2``, ``CAP_GSTREAMER``);
+            the source registry (``occ.runtime.sources``) picks it from the spec's kind.
     """
 
     live = True
 
     def __init__(self, spec: str, buffer: int = 2, backoff: float = 0.5, max_backoff: float = 8.0,
-                 give_up_after: float | None = None):
+                 give_up_after: float | None = None, api: int = cv2.CAP_FFMPEG):
         super().__init__(spec)
         if buffer < 1 or not backoff > 0 or max_backoff < backoff or (give_up_after is not None and not give_up_after > 0):
             raise SourceError(f"{spec}: needs buffer >= 1, backoff > 0, max_backoff >= backoff and give_up_after > 0 (or none); "
                               f"got {buffer}, {backoff}, {max_backoff}, {give_up_after}")
+        self.api = api
         self.buffer: deque[Frame] = deque(maxlen=buffer)
         self.backoff, self.max_backoff, self.give_up_after = backoff, max_backoff, give_up_after
         self._lock = threading.Condition()
@@ -45,11 +48,7 @@ class LiveSource(Source):
         self._last_frame = time.monotonic()
 
     def _open(self) -> cv2.VideoCapture:
-        if self.spec.startswith("/dev/video"):
-            return cv2.VideoCapture(self.spec, cv2.CAP_V4L2)
-        if "!" in self.spec:
-            return cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
-        return cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG)
+        return cv2.VideoCapture(self.spec, self.api)
 
     def _reader(self) -> None:
         try:

@@ -107,29 +107,13 @@ def test_invalid_avid_scoring_is_rejected_with_one_line(mutate, message):
     assert "\n" not in str(info.value) and str(info.value).startswith("avid.onnx: invalid manifest:")
 
 
-def test_schema_1_0_manifests_still_load_with_their_scoring_typed():
-    """Schema 1.0 described scoring partly in words; the loader turns it into the typed contract."""
+def test_schema_1_0_manifests_are_refused_with_one_line():
+    """Schema 1.0 (occ before 0.2) described scoring in words; it is no longer read."""
     legacy = alocc_manifest().to_dict()
-    legacy.update(schema_version="1.0", scoring={"patch_score": "sum over terms ...", "terms": {"score": 1.0}, "location_stats": None,
-                                                 "frame_reduce": "max"})
-    loaded = Manifest.from_dict(legacy)
-    assert loaded.scoring == AloccScoring(terms={"score": 1.0}) and loaded.schema_version == "1.1"
-    avid = avid_manifest().to_dict()
-    avid.update(schema_version="1.0", scoring={
-        "frame_score": "max over pixels of residual / alpha inside the regions with O <= zeta; decision: score >= 1 (mask not empty)",
-        "evidence_floor": None, "regions": "O from D", "residual_kernel": 9, "mask": "...", "mask_reach": 8,
-        "residual": "newest channel, predicted by I from the older two"})
-    assert Manifest.from_dict(avid).scoring == AvidScoring(mask_reach=8, residual_kernel=9)
-    soft = dict(avid, scoring={
-        "frame_score": "evidence: sum over blocks of max(0, v - 0.25) / 0.75, v the block's max over its pixels of (residual / alpha)^0.2 "
-                       "* min(odds(1 - O) / odds(1 - zeta), e^10)^0.8; decision: score >= 1 (a non-empty mask always fires)",
-        "evidence_floor": 0.25, "regions": "O from the distance to the nearest of 500 normal training regions", "residual_kernel": 5,
-        "mask": "...", "mask_reach": 0, "residual": "all channels"})
-    assert Manifest.from_dict(soft).scoring == AvidScoring(region_scorer="memory", gate="soft", residual_weight=0.2, frame_score="evidence",
-                                                           evidence_floor=0.25, residual_kernel=5, residual="mean", region_quantile=None)
-    minimum = dict(soft, scoring=dict(soft["scoring"], frame_score="max over pixels of min(residual / alpha, odds(1 - O) / odds(1 - zeta))"))
-    with pytest.raises(ManifestError, match="minimum intersection of schema 1.0\\) is no longer supported"):
-        Manifest.from_dict(minimum)
+    legacy.update(schema_version="1.0")
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_dict(legacy, source="old.onnx")
+    assert str(info.value) == "old.onnx: invalid manifest: schema 1.0 (occ before 0.2) is no longer read; export the model again with this occ"
 
 
 def test_read_manifest_from_every_artifact(tmp_path):
