@@ -39,6 +39,7 @@ class CameraMetrics:
         self.pending_events: Callable[[], int] = lambda: 0
         self.backend_reconnects: Callable[[], int] = lambda: 0  # a server backend's (Triton); 0 for a local one
         self.scores: deque[float] = deque(maxlen=SCORE_WINDOW)
+        self.scene_reason = ""  # the scene guard's reason while the whole view is changed
         self._lock = threading.Lock()
 
     def observe(self, result: FrameResult, seconds: float, stages: dict[str, float] | None = None) -> None:
@@ -117,8 +118,15 @@ class _LiveCollector:
         # "quantile" is reserved for summaries; a gauge per percentile of a sliding window is not one
         quantiles = GaugeMetricFamily("occ_score_recent", f"Frame score percentiles over the last {SCORE_WINDOW} frames.",
                                       labels=[*labels, "percentile"])
+        needs_calibration = GaugeMetricFamily("occ_needs_calibration", "1 while the scene guard finds the whole view changed "
+                                              "(anomaly events held): run `occ calibrate` for this camera.", labels=labels)
+        scene = GaugeMetricFamily("occ_scene_changed", "1 while the whole view is changed, with the scene guard's reason.",
+                                  labels=[*labels, "reason"])
         for camera in self.metrics.cameras:
             values = [camera.labels["camera"], camera.labels["model"]]
+            needs_calibration.add_metric(values, 1.0 if camera.scene_reason else 0.0)
+            if camera.scene_reason:
+                scene.add_metric([*values, camera.scene_reason], 1.0)
             stats = camera.source_stats() if camera.source_stats else None
             if stats is not None:
                 dropped.add_metric(values, stats.dropped)
@@ -129,7 +137,7 @@ class _LiveCollector:
             backend_reconnects.add_metric(values, camera.backend_reconnects())
             for q, value in (camera.score_quantiles() or {}).items():
                 quantiles.add_metric([*values, f"{q * 100:g}"], value)
-        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable]
+        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable, needs_calibration, scene]
 
 
 class _PooledHTTPServer(HTTPServer):

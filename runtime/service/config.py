@@ -46,6 +46,9 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     port = 9100                  # /healthz and /metrics (Prometheus); 0: off
     host = "127.0.0.1"
 
+    [guard]
+    enabled = true               # the scene guard: a change of the whole view holds anomaly events
+
 An unknown key is an error that names the nearest known one; values are checked for type and
 range, output folders for being writable, the metrics port for being free, and no output may be
 an input (the model or a source file).
@@ -108,6 +111,7 @@ class ServiceConfig:
     frames_backups: int = 5
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    scene_guard: bool = True
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
@@ -164,6 +168,7 @@ SCHEMA: dict[str, dict[str, KEY]] = {
     "frames": {"log": (str, None, ""), "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"),
                "backups": (int, lambda v: v >= 1, ">= 1")},
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
+    "guard": {"enabled": (bool, None, "")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
 
@@ -178,7 +183,7 @@ def _value(path: Path, where: str, key: str, value: Any, kind: type, check, want
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value, ok_type = float(value), True
     if not ok_type:
-        raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number')[kind.__name__]}, "
+        raise ConfigError(f"{path}: [{where}] {key} must be {dict(str='a string', int='a whole number', float='a number', bool='true or false')[kind.__name__]}, "
                           f"got {type(value).__name__} {value!r}")
     if check is not None and not check(value):
         raise ConfigError(f"{path}: [{where}] {key} = {value!r} must be {wants() if callable(wants) else wants}")
@@ -249,7 +254,7 @@ def parse_toml(path: Path) -> ServiceConfig:
         snapshot_max_files=snapshots.get("max_files", 200), snapshot_max_mb=snapshots.get("max_mb", 200.0),
         overlay_video=relative(tables["overlay"].get("video", "")), frames_log=relative(frames.get("log", "")),
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
-        metrics_host=metrics.get("host", "127.0.0.1"))
+        metrics_host=metrics.get("host", "127.0.0.1"), scene_guard=tables["guard"].get("enabled", True))
     return config.check(str(path))
 
 

@@ -11,6 +11,7 @@ systemd's ``Restart=on-failure`` restarts the service; 4 when a camera's loop fa
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import threading
@@ -22,6 +23,7 @@ from typing import Any, Callable
 from ..backends import BackendError
 from ..detector import StreamDetector, open_detector
 from ..manifest import Manifest
+from ..scoring.scene_guard import GuardState, SceneGuard
 from ..events import (CameraMetrics, EpisodeTracker, EventLog, JsonLinesLog, MetricsServer, OverlayWriter, ServiceMetrics,
                       SnapshotStore, render_overlay)
 from ..sources import LiveSource, Source, open_source
@@ -61,6 +63,19 @@ class ServiceSummary:
         return {key: sum(getattr(c, key) for c in self.cameras) for key in keys}
 
 
+@dataclass
+class _SceneEvent:
+    """A ``scene_changed`` or ``scene_restored`` line of the events log."""
+
+    camera: str
+    frame: int
+    timestamp: float | None
+    state: GuardState
+
+    def to_json(self) -> dict[str, Any]:
+        return {"camera": self.camera, "frame": self.frame, "timestamp": self.timestamp, **self.state.to_json()}
+
+
 class CameraLoop:
     """One camera, from its source to its events. Its detector is opened in the camera's own thread
     (a Triton client's connection belongs to the thread that made it)."""
@@ -86,6 +101,8 @@ class CameraLoop:
         self.frames_log = JsonLinesLog(frames_log, int(cfg.frames_max_mb * 2**20), cfg.frames_backups, max_pending=100,
                                        on_error=on_error) if frames_log else None
         self.peak_image = None
+        self.guard = SceneGuard() if cfg.scene_guard else None
+        self.avid = manifest.method == "avid"
 
     def _sink_error(self, sink: str) -> None:
         self.summary.sink_errors += 1
@@ -129,7 +146,7 @@ class CameraLoop:
                 self.frames_log.write({"camera": self.camera.name, **result.to_json()})
             if self.overlay:
                 self.overlay.write(frame.image, result)
-            opened, closed, new_peak = self.tracker.update(result)
+            opened, closed, new_peak = self.tracker.update(self._guarded(frame.image, result))
             if opened:
                 self.summary.events += 1
                 self.metrics.event_opened()
@@ -139,6 +156,21 @@ class CameraLoop:
                 self.peak_image = render_overlay(frame.image, result, self.manifest)
             if closed:
                 self._close_event(closed)
+
+    def _guarded(self, image, result):
+        """The scene guard's hook: a change of the whole view is its own event (``scene_changed``,
+        then ``scene_restored``) and no frame of it, nor a frame it suspects, opens an anomaly event."""
+        if self.guard is None:
+            return result
+        share = float(result.mask.mean()) if self.avid and result.mask is not None else None
+        state = self.guard.update(image, result.timestamp, share)
+        self.metrics.scene_reason = state.reason if state.changed else ""
+        if state.started or state.ended:
+            self._log_event("scene_changed" if state.started else "scene_restored", _SceneEvent(self.camera.name, result.index,
+                                                                                                 result.timestamp, state))
+            log.warning(f"scene changed ({state.reason}): the camera needs `occ calibrate`" if state.started else "scene restored",
+                        extra={"camera": self.camera.name})
+        return dataclasses.replace(result, decision=False) if state.holds_alarms else result
 
     def _close_event(self, event) -> None:
         if self.snapshots is not None and self.peak_image is not None:

@@ -1,0 +1,259 @@
+"""Scene guard: tells a change of the whole view (a covered lens, a moved or shaken camera, lost
+focus, a lighting jump, a frozen or black stream) apart from a local anomaly, so the first is not
+raised as the second. numpy and OpenCV only.
+
+Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width`` pixels wide):
+
+- ``frozen``: the frame repeats the previous one (mean absolute difference under
+  ``frozen_level`` grey levels) for ``frozen_s`` seconds: live sensor noise never repeats;
+- ``covered``: a black frame, or almost no contrast left (the coarse image's coefficient of
+  variation under ``min_contrast`` of the reference's lowest);
+- ``blurred``: the sharpness (variance of the Laplacian over the variance of the image, so a gain
+  does not change it) under ``min_sharpness`` of the reference's lowest;
+- ``lighting``: the mean brightness off its recent level (a ``baseline_s`` moving average) by more
+  than the factor ``lighting``; dawn and dusk move it far slower;
+- ``moved``: the phase correlation against the reference frame finds the view shifted by more than
+  ``moved`` of the width, or finds it nowhere (response under ``min_response``);
+- ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
+
+A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
+over after ``clear_s`` seconds with none. While it lasts the brightness baseline stays where it was,
+so a lasting change (a bump to a new view, a lamp left on) holds until the camera is calibrated
+again (``occ calibrate``) and the service restarted.
+
+The reference (:class:`SceneReference`) comes from normal footage: the calibration footage
+(:meth:`SceneReference.from_frames`) or, when none is given, the first ``reference_s`` seconds of
+the stream, during which only ``frozen`` and ``covered`` (black) are checked.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from ..preprocess.reference import to_gray
+
+REASONS = ("frozen", "covered", "blurred", "lighting", "moved", "alpha")  # first that holds names the change
+BLACK_LEVEL = 4.0  # grey levels: a frame darker than this is a black stream or a covered lens
+COARSE = 8  # the contrast is measured on the frame shrunk this much more (sensor noise averages out)
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    """Every limit of the scene guard, with its default (the one place they live).
+
+    Args:
+        width: the guard's working frame width, pixels (the height keeps the aspect).
+        moved: a shift against the reference beyond this share of the width is a moved view.
+        min_response: a phase-correlation peak under this means the reference view is not found.
+        lighting: a brightness this many times its recent level (or its inverse) is a lighting jump.
+        baseline_s: seconds over which the recent brightness level is averaged.
+        min_contrast: contrast under this share of the reference's lowest is a covered lens.
+        min_sharpness: sharpness under this share of the reference's lowest is lost focus.
+        frozen_s: seconds of repeated frames that make a frozen stream.
+        frozen_level: mean absolute difference, grey levels, under which a frame repeats the last.
+        alpha_share: AVID: share of the frame over α beyond which the whole view changed.
+        confirm: a reason holds once it is seen on this many ...
+        confirm_window: ... of the last this many frames.
+        clear_s: seconds with no reason before the change is over.
+        reference_s: with no reference given, seconds of the stream's start it is built from.
+        fps: frames per second assumed when frames come without timestamps.
+    """
+
+    width: int = 128
+    moved: float = 0.015
+    min_response: float = 0.02
+    lighting: float = 1.3
+    baseline_s: float = 30.0
+    min_contrast: float = 0.4
+    min_sharpness: float = 0.5
+    frozen_s: float = 1.0
+    frozen_level: float = 0.25
+    alpha_share: float = 0.5
+    confirm: int = 3
+    confirm_window: int = 5
+    clear_s: float = 2.0
+    reference_s: float = 60.0
+    fps: float = 10.0
+
+
+def guard_frame(frame: np.ndarray, width: int) -> np.ndarray:
+    """The guard's working copy of a raw uint8 frame: grey, float32, ``width`` pixels wide."""
+    gray = to_gray(frame)
+    height = max(COARSE, int(round(gray.shape[0] * width / gray.shape[1])))
+    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def contrast(work: np.ndarray) -> float:
+    """Coefficient of variation of the frame shrunk by :data:`COARSE` (a gain does not change it)."""
+    coarse = cv2.resize(work, (max(2, work.shape[1] // COARSE), max(2, work.shape[0] // COARSE)), interpolation=cv2.INTER_AREA)
+    return float(coarse.std() / max(float(coarse.mean()), 1.0))
+
+
+def sharpness(work: np.ndarray) -> float:
+    """Variance of the Laplacian over the variance of the frame (a gain does not change it)."""
+    return float(cv2.Laplacian(work, cv2.CV_32F).var() / max(float(work.var()), 1e-6))
+
+
+@dataclass
+class SceneReference:
+    """What the normal view looks like: its mean frame and the lowest contrast and sharpness seen."""
+
+    frame: np.ndarray
+    contrast_low: float
+    sharpness_low: float
+
+    @classmethod
+    def from_frames(cls, frames: Iterable[np.ndarray], limits: GuardLimits = GuardLimits()) -> "SceneReference":
+        """Build it from normal raw frames (the calibration footage, a subsample is enough).
+
+        The lows are the 1st percentiles, so a rare odd frame of the footage does not set them.
+        """
+        return cls.from_working_frames([guard_frame(frame, limits.width) for frame in frames])
+
+    @classmethod
+    def from_working_frames(cls, works: list[np.ndarray]) -> "SceneReference":
+        """Build it from frames already made by :func:`guard_frame`."""
+        if not works:
+            raise ValueError("a scene reference needs at least one frame")
+        return cls(np.mean(works, axis=0).astype(np.float32), float(np.quantile([contrast(w) for w in works], 0.01)),
+                   float(np.quantile([sharpness(w) for w in works], 0.01)))
+
+
+@dataclass
+class GuardState:
+    """The guard's verdict on one frame.
+
+    Attributes:
+        changed: the whole view is changed (alarms are held).
+        reason: the change's reason (one of :data:`REASONS`), or ``""``.
+        started: the change began on this frame.
+        ended: the change ended on this frame.
+        suspect: a reason is seen on this frame, confirmed or not (hold alarms on it too: an
+            anomaly event must not open in the frames before the change is confirmed).
+        evidence: this frame's measurements (brightness, contrast, sharpness, shift, response, ...).
+    """
+
+    changed: bool = False
+    reason: str = ""
+    started: bool = False
+    ended: bool = False
+    suspect: bool = False
+    evidence: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def holds_alarms(self) -> bool:
+        return self.changed or self.suspect
+
+    def to_json(self) -> dict:
+        """The event line of a change's start or end (``occ calibrate`` re-learns the view)."""
+        return {"reason": self.reason, "state": "started" if self.started else "ended" if self.ended else "ongoing",
+                "needs": "occ calibrate" if self.changed else "", "evidence": {k: round(v, 4) for k, v in self.evidence.items()}}
+
+
+class SceneGuard:
+    """The scene guard of one camera: :meth:`update` once per frame.
+
+    Args:
+        reference: the normal view; ``None`` builds it from the first ``limits.reference_s`` seconds.
+        limits: the guard's limits.
+    """
+
+    def __init__(self, reference: SceneReference | None = None, limits: GuardLimits = GuardLimits()):
+        self.limits, self.reference = limits, reference
+        self._learning: list[np.ndarray] = []
+        self._window: np.ndarray | None = None
+        self._last: np.ndarray | None = None
+        self._repeat_since: float | None = None
+        self._baseline: float | None = None
+        self._baseline_t: float | None = None
+        self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
+        self._quiet_since: float | None = None
+        self._frames = 0
+        self.changed, self.reason, self.since = False, "", 0.0
+
+    def update(self, frame: np.ndarray, timestamp: float | None = None, alpha_share: float | None = None) -> GuardState:
+        """Judge one raw uint8 frame (``timestamp`` in seconds; frame count / ``fps`` when None).
+
+        ``alpha_share``: AVID's share of the frame over α for this frame, when the model is AVID.
+        """
+        lim = self.limits
+        t = self._frames / lim.fps if timestamp is None else float(timestamp)
+        self._frames += 1
+        work = guard_frame(frame, lim.width)
+        evidence = self._measure(work, t, alpha_share)
+        flags = self._flags(evidence)
+        for reason in REASONS:
+            self._seen[reason].append(flags.get(reason, False))
+        held = [r for r in REASONS if sum(self._seen[r]) >= lim.confirm]
+        state = GuardState(evidence=evidence, suspect=any(flags.values()))
+        if held:
+            self._quiet_since = None
+            if not self.changed:
+                self.changed, self.since, state.started = True, t, True
+            self.reason = held[0]
+        elif self.changed:
+            if any(flags.values()):
+                self._quiet_since = None
+            elif self._quiet_since is None:
+                self._quiet_since = t
+            if self._quiet_since is not None and t - self._quiet_since >= lim.clear_s:
+                self.changed, state.ended, self._quiet_since = False, True, None
+        state.changed, state.reason = self.changed, self.reason if (self.changed or state.ended) else ""
+        if not self.changed:
+            self.reason = ""
+            self._follow_brightness(evidence["brightness"], t)
+        self._last = work
+        return state
+
+    def _measure(self, work: np.ndarray, t: float, alpha_share: float | None) -> dict[str, float]:
+        lim = self.limits
+        evidence = {"brightness": float(work.mean())}
+        if self._last is not None and float(np.abs(work - self._last).mean()) < lim.frozen_level:
+            self._repeat_since = t if self._repeat_since is None else self._repeat_since
+            evidence["frozen_s"] = t - self._repeat_since + 1 / lim.fps
+        else:
+            self._repeat_since = None
+            evidence["frozen_s"] = 0.0
+        if self.reference is None:
+            self._learning.append(work)
+            if t >= lim.reference_s or len(self._learning) >= lim.reference_s * lim.fps:
+                self.reference = SceneReference.from_working_frames(self._learning)
+                self._learning = []
+            return evidence
+        evidence["contrast"] = contrast(work)
+        evidence["sharpness"] = sharpness(work)
+        if self._window is None or self._window.shape != work.shape:
+            self._window = cv2.createHanningWindow((work.shape[1], work.shape[0]), cv2.CV_32F)
+        (dx, dy), response = cv2.phaseCorrelate(self.reference.frame, work, self._window)
+        evidence.update(shift=float(np.hypot(dx, dy)) / work.shape[1], response=float(response))
+        if alpha_share is not None:
+            evidence["alpha_share"] = float(alpha_share)
+        return evidence
+
+    def _flags(self, e: dict[str, float]) -> dict[str, bool]:
+        lim, ref = self.limits, self.reference
+        flags = {"frozen": e["frozen_s"] >= lim.frozen_s, "covered": e["brightness"] < BLACK_LEVEL}
+        if self._baseline is not None:
+            ratio = (e["brightness"] + 1) / (self._baseline + 1)
+            flags["lighting"] = max(ratio, 1 / ratio) > lim.lighting
+        if "contrast" in e and ref is not None:
+            flags["covered"] |= e["contrast"] < lim.min_contrast * ref.contrast_low
+            flags["blurred"] = e["sharpness"] < lim.min_sharpness * ref.sharpness_low
+            flags["moved"] = e["shift"] > lim.moved or e["response"] < lim.min_response
+        if "alpha_share" in e:
+            flags["alpha"] = e["alpha_share"] > lim.alpha_share
+        return flags
+
+    def _follow_brightness(self, brightness: float, t: float) -> None:
+        """The recent brightness level: an exponential average over ``baseline_s`` (frozen while changed)."""
+        if self._baseline is None or self._baseline_t is None:
+            self._baseline = brightness
+        else:
+            weight = 1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s)
+            self._baseline += float(weight) * (brightness - self._baseline)
+        self._baseline_t = t
+
