@@ -9,7 +9,8 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
 - ``covered``: a black frame, or almost no contrast left (the coarse image's coefficient of
   variation under ``min_contrast`` of the reference's lowest);
 - ``blurred``: the sharpness (variance of the Laplacian over the variance of the image, so a gain
-  does not change it) under ``min_sharpness`` of the reference's lowest;
+  does not change it) under ``min_sharpness`` of its recent level (a ``baseline_s`` moving
+  average: sensor noise adds to it, and the noise rises slowly as the light fades);
 - ``lighting``: the mean brightness off its recent level (a ``baseline_s`` moving average) by more
   than the factor ``lighting``; dawn and dusk move it far slower;
 - ``moved``: the phase correlation against the reference frame finds the view shifted by more than
@@ -17,7 +18,7 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
 - ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
 
 A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
-over after ``clear_s`` seconds with none. While it lasts the brightness baseline stays where it was,
+over after ``clear_s`` seconds with none. While it lasts the moving averages stay where they were,
 so a lasting change (a bump to a new view, a lamp left on) holds until the camera is calibrated
 again (``occ calibrate``) and the service restarted.
 
@@ -50,9 +51,9 @@ class GuardLimits:
         moved: a shift against the reference beyond this share of the width is a moved view.
         min_response: a phase-correlation peak under this means the reference view is not found.
         lighting: a brightness this many times its recent level (or its inverse) is a lighting jump.
-        baseline_s: seconds over which the recent brightness level is averaged.
+        baseline_s: seconds over which the recent brightness and sharpness are averaged.
         min_contrast: contrast under this share of the reference's lowest is a covered lens.
-        min_sharpness: sharpness under this share of the reference's lowest is lost focus.
+        min_sharpness: sharpness under this share of its recent level is lost focus.
         frozen_s: seconds of repeated frames that make a frozen stream.
         frozen_level: mean absolute difference, grey levels, under which a frame repeats the last.
         alpha_share: AVID: share of the frame over α beyond which the whole view changed.
@@ -100,17 +101,16 @@ def sharpness(work: np.ndarray) -> float:
 
 @dataclass
 class SceneReference:
-    """What the normal view looks like: its mean frame and the lowest contrast and sharpness seen."""
+    """What the normal view looks like: its mean frame and the lowest contrast seen."""
 
     frame: np.ndarray
     contrast_low: float
-    sharpness_low: float
 
     @classmethod
     def from_frames(cls, frames: Iterable[np.ndarray], limits: GuardLimits = GuardLimits()) -> "SceneReference":
         """Build it from normal raw frames (the calibration footage, a subsample is enough).
 
-        The lows are the 1st percentiles, so a rare odd frame of the footage does not set them.
+        The lowest contrast is the 1st percentile, so a rare odd frame of the footage does not set it.
         """
         return cls.from_working_frames([guard_frame(frame, limits.width) for frame in frames])
 
@@ -119,8 +119,7 @@ class SceneReference:
         """Build it from frames already made by :func:`guard_frame`."""
         if not works:
             raise ValueError("a scene reference needs at least one frame")
-        return cls(np.mean(works, axis=0).astype(np.float32), float(np.quantile([contrast(w) for w in works], 0.01)),
-                   float(np.quantile([sharpness(w) for w in works], 0.01)))
+        return cls(np.mean(works, axis=0).astype(np.float32), float(np.quantile([contrast(w) for w in works], 0.01)))
 
 
 @dataclass
@@ -168,7 +167,7 @@ class SceneGuard:
         self._window: np.ndarray | None = None
         self._last: np.ndarray | None = None
         self._repeat_since: float | None = None
-        self._baseline: float | None = None
+        self._baseline: dict[str, float] = {}  # recent brightness and sharpness
         self._baseline_t: float | None = None
         self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
         self._quiet_since: float | None = None
@@ -205,13 +204,13 @@ class SceneGuard:
         state.changed, state.reason = self.changed, self.reason if (self.changed or state.ended) else ""
         if not self.changed:
             self.reason = ""
-            self._follow_brightness(evidence["brightness"], t)
+            self._follow(evidence, t)
         self._last = work
         return state
 
     def _measure(self, work: np.ndarray, t: float, alpha_share: float | None) -> dict[str, float]:
         lim = self.limits
-        evidence = {"brightness": float(work.mean())}
+        evidence = {"brightness": float(work.mean()), "sharpness": sharpness(work)}
         if self._last is not None and float(np.abs(work - self._last).mean()) < lim.frozen_level:
             self._repeat_since = t if self._repeat_since is None else self._repeat_since
             evidence["frozen_s"] = t - self._repeat_since + 1 / lim.fps
@@ -225,7 +224,6 @@ class SceneGuard:
                 self._learning = []
             return evidence
         evidence["contrast"] = contrast(work)
-        evidence["sharpness"] = sharpness(work)
         if self._window is None or self._window.shape != work.shape:
             self._window = cv2.createHanningWindow((work.shape[1], work.shape[0]), cv2.CV_32F)
         (dx, dy), response = cv2.phaseCorrelate(self.reference.frame, work, self._window)
@@ -237,23 +235,22 @@ class SceneGuard:
     def _flags(self, e: dict[str, float]) -> dict[str, bool]:
         lim, ref = self.limits, self.reference
         flags = {"frozen": e["frozen_s"] >= lim.frozen_s, "covered": e["brightness"] < BLACK_LEVEL}
-        if self._baseline is not None:
-            ratio = (e["brightness"] + 1) / (self._baseline + 1)
+        if "shift" in e:
+            flags["moved"] = e["shift"] > lim.moved or e["response"] < lim.min_response
+        if self._baseline:
+            ratio = (e["brightness"] + 1) / (self._baseline["brightness"] + 1)
             flags["lighting"] = max(ratio, 1 / ratio) > lim.lighting
+            flags["blurred"] = e["sharpness"] < lim.min_sharpness * self._baseline["sharpness"]
         if "contrast" in e and ref is not None:
             flags["covered"] |= e["contrast"] < lim.min_contrast * ref.contrast_low
-            flags["blurred"] = e["sharpness"] < lim.min_sharpness * ref.sharpness_low
-            flags["moved"] = e["shift"] > lim.moved or e["response"] < lim.min_response
         if "alpha_share" in e:
             flags["alpha"] = e["alpha_share"] > lim.alpha_share
         return flags
 
-    def _follow_brightness(self, brightness: float, t: float) -> None:
-        """The recent brightness level: an exponential average over ``baseline_s`` (frozen while changed)."""
-        if self._baseline is None or self._baseline_t is None:
-            self._baseline = brightness
-        else:
-            weight = 1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s)
-            self._baseline += float(weight) * (brightness - self._baseline)
+    def _follow(self, evidence: dict[str, float], t: float) -> None:
+        """The recent brightness and sharpness: exponential averages over ``baseline_s`` (frozen while changed)."""
+        weight = 1.0 if self._baseline_t is None else float(1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s))
+        for key in ("brightness", "sharpness"):
+            self._baseline[key] = self._baseline.get(key, evidence[key]) + weight * (evidence[key] - self._baseline.get(key, evidence[key]))
         self._baseline_t = t
 
