@@ -13,8 +13,10 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
   average: sensor noise adds to it, and the noise rises slowly as the light fades);
 - ``lighting``: the mean brightness off its recent level (a ``baseline_s`` moving average) by more
   than the factor ``lighting``; dawn and dusk move it far slower;
-- ``moved``: the phase correlation against the reference frame finds the view shifted by more than
-  ``moved`` of the width, or finds it nowhere (response under ``min_response``);
+- ``moved``: the reference view's centre (all but ``SEARCH`` of each side), matched on the frame by
+  normalized cross-correlation (on a half-size copy: sensor noise averages out; a phase correlation
+  whitens the spectrum, so at night the noise's frequencies outvote the scene's), is found shifted by
+  more than ``moved`` of the width, or is not found (best correlation under ``min_match``);
 - ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
 
 A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
@@ -37,9 +39,10 @@ import numpy as np
 
 from ..preprocess.reference import to_gray
 
-REASONS = ("frozen", "covered", "blurred", "lighting", "moved", "alpha")  # first that holds names the change
+REASONS = ("frozen", "covered", "moved", "blurred", "lighting", "alpha")  # first that holds names the change
 BLACK_LEVEL = 4.0  # grey levels: a frame darker than this is a black stream or a covered lens
 COARSE = 8  # the contrast is measured on the frame shrunk this much more (sensor noise averages out)
+SEARCH = 0.125  # share of each side of the reference left out of its matched centre: the widest shift measured
 
 
 @dataclass(frozen=True)
@@ -47,9 +50,9 @@ class GuardLimits:
     """Every limit of the scene guard, with its default (the one place they live).
 
     Args:
-        width: the guard's working frame width, pixels (the height keeps the aspect).
+        width: the guard's working frame width, pixels (at most the frame's; the height keeps the aspect).
         moved: a shift against the reference beyond this share of the width is a moved view.
-        min_response: a phase-correlation peak under this means the reference view is not found.
+        min_match: a best correlation with the reference view's centre under this means it is not found.
         lighting: a brightness this many times its recent level (or its inverse) is a lighting jump.
         baseline_s: seconds over which the recent brightness and sharpness are averaged.
         min_contrast: contrast under this share of the reference's lowest is a covered lens.
@@ -65,8 +68,8 @@ class GuardLimits:
     """
 
     width: int = 128
-    moved: float = 0.015
-    min_response: float = 0.02
+    moved: float = 0.025
+    min_match: float = 0.5
     lighting: float = 1.3
     baseline_s: float = 30.0
     min_contrast: float = 0.4
@@ -82,8 +85,10 @@ class GuardLimits:
 
 
 def guard_frame(frame: np.ndarray, width: int) -> np.ndarray:
-    """The guard's working copy of a raw uint8 frame: grey, float32, ``width`` pixels wide."""
+    """The guard's working copy of a raw uint8 frame: grey, float32, ``width`` pixels wide (or
+    the frame's own width when smaller: nothing is gained by enlarging it)."""
     gray = to_gray(frame)
+    width = min(width, gray.shape[1])
     height = max(COARSE, int(round(gray.shape[0] * width / gray.shape[1])))
     return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
 
@@ -164,7 +169,6 @@ class SceneGuard:
     def __init__(self, reference: SceneReference | None = None, limits: GuardLimits = GuardLimits()):
         self.limits, self.reference = limits, reference
         self._learning: list[np.ndarray] = []
-        self._window: np.ndarray | None = None
         self._last: np.ndarray | None = None
         self._repeat_since: float | None = None
         self._baseline: dict[str, float] = {}  # recent brightness and sharpness
@@ -172,6 +176,8 @@ class SceneGuard:
         self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
         self._quiet_since: float | None = None
         self._frames = 0
+        self._template: np.ndarray | None = None
+        self._margin = (0, 0)
         self.changed, self.reason, self.since = False, "", 0.0
 
     def update(self, frame: np.ndarray, timestamp: float | None = None, alpha_share: float | None = None) -> GuardState:
@@ -224,10 +230,7 @@ class SceneGuard:
                 self._learning = []
             return evidence
         evidence["contrast"] = contrast(work)
-        if self._window is None or self._window.shape != work.shape:
-            self._window = cv2.createHanningWindow((work.shape[1], work.shape[0]), cv2.CV_32F)
-        (dx, dy), response = cv2.phaseCorrelate(self.reference.frame, work, self._window)
-        evidence.update(shift=float(np.hypot(dx, dy)) / work.shape[1], response=float(response))
+        evidence.update(zip(("shift", "match", "match_gain"), self._alignment(work)))
         if alpha_share is not None:
             evidence["alpha_share"] = float(alpha_share)
         return evidence
@@ -236,7 +239,7 @@ class SceneGuard:
         lim, ref = self.limits, self.reference
         flags = {"frozen": e["frozen_s"] >= lim.frozen_s, "covered": e["brightness"] < BLACK_LEVEL}
         if "shift" in e:
-            flags["moved"] = e["shift"] > lim.moved or e["response"] < lim.min_response
+            flags["moved"] = e["shift"] > lim.moved or e["match"] < lim.min_match
         if self._baseline:
             ratio = (e["brightness"] + 1) / (self._baseline["brightness"] + 1)
             flags["lighting"] = max(ratio, 1 / ratio) > lim.lighting
@@ -247,6 +250,21 @@ class SceneGuard:
             flags["alpha"] = e["alpha_share"] > lim.alpha_share
         return flags
 
+    def _alignment(self, work: np.ndarray) -> tuple[float, float, float]:
+        """``(shift as a share of the width, best correlation, its gain over no shift)`` of the reference
+        view's centre on the frame."""
+        if self._template is None:
+            half = _half(self.reference.frame)
+            my, mx = int(round(SEARCH * half.shape[0])), int(round(SEARCH * half.shape[1]))
+            self._template, self._margin = half[my:half.shape[0] - my, mx:half.shape[1] - mx], (mx, my)
+        half = _half(work)
+        if half.shape[0] < self._template.shape[0] or half.shape[1] < self._template.shape[1]:
+            return 1.0, -1.0, 1.0  # a frame of another size than the reference's: not the reference view
+        scores = cv2.matchTemplate(half, self._template, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (x, y) = cv2.minMaxLoc(scores)
+        return (float(np.hypot(x - self._margin[0], y - self._margin[1]) / half.shape[1]), float(best),
+                float(best - scores[self._margin[1], self._margin[0]]))
+
     def _follow(self, evidence: dict[str, float], t: float) -> None:
         """The recent brightness and sharpness: exponential averages over ``baseline_s`` (frozen while changed)."""
         weight = 1.0 if self._baseline_t is None else float(1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s))
@@ -254,3 +272,7 @@ class SceneGuard:
             self._baseline[key] = self._baseline.get(key, evidence[key]) + weight * (evidence[key] - self._baseline.get(key, evidence[key]))
         self._baseline_t = t
 
+
+
+def _half(work: np.ndarray) -> np.ndarray:
+    return cv2.resize(work, (max(1, work.shape[1] // 2), max(1, work.shape[0] // 2)), interpolation=cv2.INTER_AREA)
