@@ -115,7 +115,8 @@ def test_without_a_reference_the_guard_learns_the_view_from_the_stream_start(noo
     guard = SceneGuard(limits=GuardLimits(reference_s=10.0))
     assert first_changed(guard, noon[:200]) == (None, "")
     assert guard.reference is not None
-    at, reason = first_changed(guard, shifted(noon[200:300], 0.06 * noon.shape[2], 0))
+    # downwards: the walkway runs across the frame, its columns' profile is too flat to tell a sideways shift
+    at, reason = first_changed(guard, shifted(noon[200:300], 0, 0.05 * noon.shape[1]))
     assert at is not None and at < 2 * FPS and reason == "moved"
 
 

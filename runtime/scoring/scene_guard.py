@@ -13,10 +13,13 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
   average: sensor noise adds to it, and the noise rises slowly as the light fades);
 - ``lighting``: the mean brightness off its recent level (a ``baseline_s`` moving average) by more
   than the factor ``lighting``; dawn and dusk move it far slower;
-- ``moved``: the reference view's centre (all but ``SEARCH`` of each side), matched on the frame by
-  normalized cross-correlation (on a half-size copy: sensor noise averages out; a phase correlation
-  whitens the spectrum, so at night the noise's frequencies outvote the scene's), is found shifted by
-  more than ``moved`` of the width, or is not found (best correlation under ``min_match``);
+- ``moved``: the view shifted against the reference by more than ``moved`` of the width (or
+  height) along an axis, measured on the mean profiles of the rows and of the columns (a frame's
+  thousands of pixels averaged: sensor noise and walkers hardly move them; a 2-D phase correlation
+  whitens the spectrum, so at night the noise's frequencies outvote the scene's), each profile's
+  centre matched on the reference's by normalized cross-correlation; an axis whose best
+  correlation is under ``min_match`` has too little structure to tell and is left out, and a view
+  found along neither axis (both under ``lost_match``) is moved too;
 - ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
 
 A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
@@ -42,7 +45,7 @@ from ..preprocess.reference import to_gray
 REASONS = ("frozen", "covered", "moved", "blurred", "lighting", "alpha")  # first that holds names the change
 BLACK_LEVEL = 4.0  # grey levels: a frame darker than this is a black stream or a covered lens
 COARSE = 8  # the contrast is measured on the frame shrunk this much more (sensor noise averages out)
-SEARCH = 0.125  # share of each side of the reference left out of its matched centre: the widest shift measured
+SEARCH = 0.125  # share of each end of a reference profile left out of its matched centre: the widest shift measured
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,9 @@ class GuardLimits:
 
     Args:
         width: the guard's working frame width, pixels (at most the frame's; the height keeps the aspect).
-        moved: a shift against the reference beyond this share of the width is a moved view.
-        min_match: a best correlation with the reference view's centre under this means it is not found.
+        moved: a shift against the reference beyond this share of the width (height) is a moved view.
+        min_match: a profile's best correlation with the reference's under this tells nothing along its axis.
+        lost_match: both profiles' best correlations under this: the reference view is not found.
         lighting: a brightness this many times its recent level (or its inverse) is a lighting jump.
         baseline_s: seconds over which the recent brightness and sharpness are averaged.
         min_contrast: contrast under this share of the reference's lowest is a covered lens.
@@ -68,8 +72,9 @@ class GuardLimits:
     """
 
     width: int = 128
-    moved: float = 0.025
-    min_match: float = 0.5
+    moved: float = 0.01
+    min_match: float = 0.8
+    lost_match: float = 0.5
     lighting: float = 1.3
     baseline_s: float = 30.0
     min_contrast: float = 0.4
@@ -138,7 +143,7 @@ class GuardState:
         ended: the change ended on this frame.
         suspect: a reason is seen on this frame, confirmed or not (hold alarms on it too: an
             anomaly event must not open in the frames before the change is confirmed).
-        evidence: this frame's measurements (brightness, contrast, sharpness, shift, response, ...).
+        evidence: this frame's measurements (brightness, contrast, sharpness, shifts, ...).
     """
 
     changed: bool = False
@@ -176,8 +181,6 @@ class SceneGuard:
         self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
         self._quiet_since: float | None = None
         self._frames = 0
-        self._template: np.ndarray | None = None
-        self._margin = (0, 0)
         self.changed, self.reason, self.since = False, "", 0.0
 
     def update(self, frame: np.ndarray, timestamp: float | None = None, alpha_share: float | None = None) -> GuardState:
@@ -230,7 +233,7 @@ class SceneGuard:
                 self._learning = []
             return evidence
         evidence["contrast"] = contrast(work)
-        evidence.update(zip(("shift", "match", "match_gain"), self._alignment(work)))
+        evidence.update(self._alignment(work))
         if alpha_share is not None:
             evidence["alpha_share"] = float(alpha_share)
         return evidence
@@ -238,8 +241,11 @@ class SceneGuard:
     def _flags(self, e: dict[str, float]) -> dict[str, bool]:
         lim, ref = self.limits, self.reference
         flags = {"frozen": e["frozen_s"] >= lim.frozen_s, "covered": e["brightness"] < BLACK_LEVEL}
-        if "shift" in e:
-            flags["moved"] = e["shift"] > lim.moved or e["match"] < lim.min_match
+        if "match_x" in e:
+            # an axis along which the view has too little structure (a walkway's length at night) says nothing
+            shifts = [e[f"shift_{a}"] for a in "xy" if e[f"match_{a}"] >= lim.min_match]
+            lost = max(e["match_x"], e["match_y"]) < lim.lost_match
+            flags["moved"] = lost or max(shifts, default=0.0) > lim.moved
         if self._baseline:
             ratio = (e["brightness"] + 1) / (self._baseline["brightness"] + 1)
             flags["lighting"] = max(ratio, 1 / ratio) > lim.lighting
@@ -250,20 +256,17 @@ class SceneGuard:
             flags["alpha"] = e["alpha_share"] > lim.alpha_share
         return flags
 
-    def _alignment(self, work: np.ndarray) -> tuple[float, float, float]:
-        """``(shift as a share of the width, best correlation, its gain over no shift)`` of the reference
-        view's centre on the frame."""
-        if self._template is None:
-            half = _half(self.reference.frame)
-            my, mx = int(round(SEARCH * half.shape[0])), int(round(SEARCH * half.shape[1]))
-            self._template, self._margin = half[my:half.shape[0] - my, mx:half.shape[1] - mx], (mx, my)
-        half = _half(work)
-        if half.shape[0] < self._template.shape[0] or half.shape[1] < self._template.shape[1]:
-            return 1.0, -1.0, 1.0  # a frame of another size than the reference's: not the reference view
-        scores = cv2.matchTemplate(half, self._template, cv2.TM_CCOEFF_NORMED)
-        _, best, _, (x, y) = cv2.minMaxLoc(scores)
-        return (float(np.hypot(x - self._margin[0], y - self._margin[1]) / half.shape[1]), float(best),
-                float(best - scores[self._margin[1], self._margin[0]]))
+    def _alignment(self, work: np.ndarray) -> dict[str, float]:
+        """Shift of the view against the reference's, along each axis, from the mean profiles of
+        rows and columns (thousands of pixels averaged: sensor noise and walkers hardly move them)."""
+        ref = self.reference.frame
+        if work.shape != ref.shape:
+            return {"shift_x": 1.0, "shift_y": 1.0, "match_x": -1.0, "match_y": -1.0}  # another camera's frame size
+        out = {}
+        for axis, name in ((0, "x"), (1, "y")):
+            shift, match = _profile_shift(ref.mean(axis=axis), work.mean(axis=axis))
+            out[f"shift_{name}"], out[f"match_{name}"] = shift, match
+        return out
 
     def _follow(self, evidence: dict[str, float], t: float) -> None:
         """The recent brightness and sharpness: exponential averages over ``baseline_s`` (frozen while changed)."""
@@ -274,5 +277,18 @@ class SceneGuard:
 
 
 
-def _half(work: np.ndarray) -> np.ndarray:
-    return cv2.resize(work, (max(1, work.shape[1] // 2), max(1, work.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+def _profile_shift(reference: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
+    """``(shift as a share of the length, best correlation)`` of a 1-D profile against the
+    reference's: the reference's centre (all but :data:`SEARCH` of each end) matched by normalized
+    cross-correlation, refined to a sub-pixel by a parabola through the peak."""
+    length = len(reference)
+    margin = max(1, int(round(SEARCH * length)))
+    template = reference[margin:length - margin].astype(np.float32)[None]
+    scores = cv2.matchTemplate(profile.astype(np.float32)[None], template, cv2.TM_CCOEFF_NORMED)[0]
+    best = int(np.argmax(scores))
+    offset = 0.0
+    if 0 < best < len(scores) - 1:
+        left, mid, right = scores[best - 1 : best + 2]
+        curvature = left - 2 * mid + right
+        offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+    return float(abs(best + offset - margin) / length), float(scores[best])
