@@ -62,3 +62,20 @@ def test_without_a_reference_it_learns_one_from_the_stream_start():
     for s in ar1(limits.every * limits.window * limits.reference_windows, 0.9, 7):
         watch.update(s)
     assert watch.reference is not None and len(watch.reference) == 200 and watch.threshold is not None
+
+
+def test_drift_metrics_carry_the_camera_label():
+    from occ.runtime.events import ServiceMetrics
+    from occ.runtime.scoring.drift import DriftState
+
+    from test_camera import parse_metrics
+
+    metrics = ServiceMetrics("m.onnx")
+    gate, yard = metrics.camera("gate"), metrics.camera("yard")
+    gate.drift, yard.drift = DriftState(True, 0.31, 0.2), DriftState(False, None, 0.2)
+    values = parse_metrics(metrics.render().decode())
+    gate_labels, yard_labels = (("camera", "gate"), ("model", "m.onnx")), (("camera", "yard"), ("model", "m.onnx"))
+    assert values[("occ_drift", gate_labels)] == 1 and values[("occ_drift", yard_labels)] == 0
+    assert values[("occ_drift_statistic", gate_labels)] == 0.31 and ("occ_drift_statistic", yard_labels) not in values
+    assert values[("occ_drift_threshold", yard_labels)] == 0.2
+    assert values[("occ_needs_calibration", gate_labels)] == 1 and values[("occ_needs_calibration", yard_labels)] == 0

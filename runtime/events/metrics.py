@@ -40,6 +40,7 @@ class CameraMetrics:
         self.backend_reconnects: Callable[[], int] = lambda: 0  # a server backend's (Triton); 0 for a local one
         self.scores: deque[float] = deque(maxlen=SCORE_WINDOW)
         self.scene_reason = ""  # the scene guard's reason while the whole view is changed
+        self.drift = None  # the drift watch's last state (occ.runtime.scoring.drift.DriftState)
         self._lock = threading.Lock()
 
     def observe(self, result: FrameResult, seconds: float, stages: dict[str, float] | None = None) -> None:
@@ -119,12 +120,26 @@ class _LiveCollector:
         quantiles = GaugeMetricFamily("occ_score_recent", f"Frame score percentiles over the last {SCORE_WINDOW} frames.",
                                       labels=[*labels, "percentile"])
         needs_calibration = GaugeMetricFamily("occ_needs_calibration", "1 while the scene guard finds the whole view changed "
-                                              "(anomaly events held): run `occ calibrate` for this camera.", labels=labels)
+                                              "(anomaly events held) or the scores drifted: run `occ calibrate` for this camera.",
+                                              labels=labels)
         scene = GaugeMetricFamily("occ_scene_changed", "1 while the whole view is changed, with the scene guard's reason.",
                                   labels=[*labels, "reason"])
+        drifting = GaugeMetricFamily("occ_drift", "1 while the frame scores' distribution has drifted from the normal footage's.",
+                                     labels=labels)
+        drift_statistic = GaugeMetricFamily("occ_drift_statistic", "The drift watch's last KS statistic against the normal scores.",
+                                            labels=labels)
+        drift_threshold = GaugeMetricFamily("occ_drift_threshold", "The KS statistic over which the drift watch raises drift.",
+                                            labels=labels)
         for camera in self.metrics.cameras:
             values = [camera.labels["camera"], camera.labels["model"]]
-            needs_calibration.add_metric(values, 1.0 if camera.scene_reason else 0.0)
+            drift = camera.drift
+            if drift is not None:
+                drifting.add_metric(values, 1.0 if drift.drifting else 0.0)
+                if drift.statistic is not None:
+                    drift_statistic.add_metric(values, drift.statistic)
+                if drift.threshold is not None:
+                    drift_threshold.add_metric(values, drift.threshold)
+            needs_calibration.add_metric(values, 1.0 if camera.scene_reason or (drift is not None and drift.drifting) else 0.0)
             if camera.scene_reason:
                 scene.add_metric([*values, camera.scene_reason], 1.0)
             stats = camera.source_stats() if camera.source_stats else None
@@ -137,7 +152,8 @@ class _LiveCollector:
             backend_reconnects.add_metric(values, camera.backend_reconnects())
             for q, value in (camera.score_quantiles() or {}).items():
                 quantiles.add_metric([*values, f"{q * 100:g}"], value)
-        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable, needs_calibration, scene]
+        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable, needs_calibration, scene, drifting,
+                drift_statistic, drift_threshold]
 
 
 class _PooledHTTPServer(HTTPServer):

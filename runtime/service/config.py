@@ -48,6 +48,7 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
 
     [guard]
     enabled = true               # the scene guard: a change of the whole view holds anomaly events
+    drift = true                 # the drift watch: the score distribution against the stream's first 20 minutes
 
 An unknown key is an error that names the nearest known one; values are checked for type and
 range, output folders for being writable, the metrics port for being free, and no output may be
@@ -112,6 +113,7 @@ class ServiceConfig:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     scene_guard: bool = True
+    drift_watch: bool = True
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
@@ -168,7 +170,7 @@ SCHEMA: dict[str, dict[str, KEY]] = {
     "frames": {"log": (str, None, ""), "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"),
                "backups": (int, lambda v: v >= 1, ">= 1")},
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
-    "guard": {"enabled": (bool, None, "")},
+    "guard": {"enabled": (bool, None, ""), "drift": (bool, None, "")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
 
@@ -254,7 +256,8 @@ def parse_toml(path: Path) -> ServiceConfig:
         snapshot_max_files=snapshots.get("max_files", 200), snapshot_max_mb=snapshots.get("max_mb", 200.0),
         overlay_video=relative(tables["overlay"].get("video", "")), frames_log=relative(frames.get("log", "")),
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
-        metrics_host=metrics.get("host", "127.0.0.1"), scene_guard=tables["guard"].get("enabled", True))
+        metrics_host=metrics.get("host", "127.0.0.1"), scene_guard=tables["guard"].get("enabled", True),
+        drift_watch=tables["guard"].get("drift", True))
     return config.check(str(path))
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from ..backends import BackendError
 from ..detector import StreamDetector, open_detector
 from ..manifest import Manifest
+from ..scoring.drift import DriftState, DriftWatch
 from ..scoring.scene_guard import GuardState, SceneGuard
 from ..events import (CameraMetrics, EpisodeTracker, EventLog, JsonLinesLog, MetricsServer, OverlayWriter, ServiceMetrics,
                       SnapshotStore, render_overlay)
@@ -64,13 +65,14 @@ class ServiceSummary:
 
 
 @dataclass
-class _SceneEvent:
-    """A ``scene_changed`` or ``scene_restored`` line of the events log."""
+class _CameraEvent:
+    """A line of the events log about the camera itself: ``scene_changed``, ``scene_restored``,
+    ``drift`` or ``drift_ended``."""
 
     camera: str
     frame: int
     timestamp: float | None
-    state: GuardState
+    state: GuardState | DriftState
 
     def to_json(self) -> dict[str, Any]:
         return {"camera": self.camera, "frame": self.frame, "timestamp": self.timestamp, **self.state.to_json()}
@@ -102,6 +104,7 @@ class CameraLoop:
                                        on_error=on_error) if frames_log else None
         self.peak_image = None
         self.guard = SceneGuard() if cfg.scene_guard else None
+        self.drift = DriftWatch() if cfg.drift_watch else None
         self.avid = manifest.method == "avid"
 
     def _sink_error(self, sink: str) -> None:
@@ -146,7 +149,9 @@ class CameraLoop:
                 self.frames_log.write({"camera": self.camera.name, **result.to_json()})
             if self.overlay:
                 self.overlay.write(frame.image, result)
-            opened, closed, new_peak = self.tracker.update(self._guarded(frame.image, result))
+            guarded = self._guarded(frame.image, result)
+            opened, closed, new_peak = self.tracker.update(guarded)
+            self._watch_drift(result, hold=guarded is not result or self.tracker.current is not None)
             if opened:
                 self.summary.events += 1
                 self.metrics.event_opened()
@@ -166,11 +171,24 @@ class CameraLoop:
         state = self.guard.update(image, result.timestamp, share)
         self.metrics.scene_reason = state.reason if state.changed else ""
         if state.started or state.ended:
-            self._log_event("scene_changed" if state.started else "scene_restored", _SceneEvent(self.camera.name, result.index,
+            self._log_event("scene_changed" if state.started else "scene_restored", _CameraEvent(self.camera.name, result.index,
                                                                                                  result.timestamp, state))
             log.warning(f"scene changed ({state.reason}): the camera needs `occ calibrate`" if state.started else "scene restored",
                         extra={"camera": self.camera.name})
         return dataclasses.replace(result, decision=False) if state.holds_alarms else result
+
+    def _watch_drift(self, result, hold: bool) -> None:
+        """The drift watch's hook: frozen while an event is open or the view is changed; a ``drift``
+        event when the score distribution leaves the stream start's, ``drift_ended`` when it is back."""
+        if self.drift is None:
+            return
+        state = self.drift.update(result.score, hold)
+        self.metrics.drift = state
+        if state.started or state.ended:
+            self._log_event("drift" if state.started else "drift_ended", _CameraEvent(self.camera.name, result.index,
+                                                                                      result.timestamp, state))
+            log.warning("score drift: the camera needs `occ calibrate`" if state.started else "score drift ended",
+                        extra={"camera": self.camera.name})
 
     def _close_event(self, event) -> None:
         if self.snapshots is not None and self.peak_image is not None:
