@@ -29,7 +29,7 @@ again (``occ calibrate``) and the service restarted.
 
 The reference (:class:`SceneReference`) comes from normal footage: the calibration footage
 (:meth:`SceneReference.from_frames`) or, when none is given, the first ``reference_s`` seconds of
-the stream, during which only ``frozen`` and ``covered`` (black) are checked.
+the stream, during which only ``frozen``, black, ``blurred`` and ``lighting`` are checked.
 """
 from __future__ import annotations
 
@@ -129,7 +129,12 @@ class SceneReference:
         """Build it from frames already made by :func:`guard_frame`."""
         if not works:
             raise ValueError("a scene reference needs at least one frame")
-        return cls(np.mean(works, axis=0).astype(np.float32), float(np.quantile([contrast(w) for w in works], 0.01)))
+        return cls.of(np.mean(works, axis=0), [contrast(w) for w in works])
+
+    @classmethod
+    def of(cls, mean_frame: np.ndarray, contrasts: list[float]) -> "SceneReference":
+        """From the footage's mean working frame and each frame's :func:`contrast`."""
+        return cls(mean_frame.astype(np.float32), float(np.quantile(contrasts, 0.01)))
 
 
 @dataclass
@@ -173,7 +178,8 @@ class SceneGuard:
 
     def __init__(self, reference: SceneReference | None = None, limits: GuardLimits = GuardLimits()):
         self.limits, self.reference = limits, reference
-        self._learning: list[np.ndarray] = []
+        self._learning_sum: np.ndarray | None = None  # a running sum: a minute of frames is not kept
+        self._learning_contrasts: list[float] = []
         self._last: np.ndarray | None = None
         self._repeat_since: float | None = None
         self._baseline: dict[str, float] = {}  # recent brightness and sharpness
@@ -227,10 +233,13 @@ class SceneGuard:
             self._repeat_since = None
             evidence["frozen_s"] = 0.0
         if self.reference is None:
-            self._learning.append(work)
-            if t >= lim.reference_s or len(self._learning) >= lim.reference_s * lim.fps:
-                self.reference = SceneReference.from_working_frames(self._learning)
-                self._learning = []
+            if self._learning_sum is None or self._learning_sum.shape != work.shape:  # a new frame size starts it over
+                self._learning_sum, self._learning_contrasts = np.zeros(work.shape), []
+            self._learning_sum += work
+            self._learning_contrasts.append(contrast(work))
+            if t >= lim.reference_s or len(self._learning_contrasts) >= lim.reference_s * lim.fps:
+                self.reference = SceneReference.of(self._learning_sum / len(self._learning_contrasts), self._learning_contrasts)
+                self._learning_sum, self._learning_contrasts = None, []
             return evidence
         evidence["contrast"] = contrast(work)
         evidence.update(self._alignment(work))
