@@ -44,7 +44,8 @@ def small_disk(tmp_path):
 
 
 def _anomalous_every_other_run(frames: np.ndarray) -> np.ndarray:
-    """Normal frames whose second half of every 20 is a white flash: events open and close."""
+    """Normal frames whose second half of every 20 is a white flash: events open and close (with the
+    scene guard off: a flash of the whole frame is what it holds)."""
     out = frames.copy()
     for start in range(10, len(out), 20):
         out[start : start + 10] = 255
@@ -57,7 +58,7 @@ def test_a_full_disk_degrades_the_events_log_and_loses_no_event(alocc_onnx, tiny
     video = write_video(tmp_path / "clip.avi", clip)
     port = free_port()
     config = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(str(video), name="yard")], events_log=str(mount / "events.jsonl"),
-                           snapshots=str(tmp_path / "snaps"), open_after=2, close_after=2, metrics_port=port)
+                           snapshots=str(tmp_path / "snaps"), open_after=2, close_after=2, metrics_port=port, scene_guard=False)
     service = Service(config)
     result = {}
     runner = threading.Thread(target=lambda: result.update(summary=service.run()), daemon=True)
@@ -93,7 +94,7 @@ def test_a_disk_that_stays_full_sends_the_events_to_the_service_log(alocc_onnx, 
     video = write_video(tmp_path / "clip.avi", _anomalous_every_other_run(np.concatenate([tiny_walkway.train[0].frames] * 4)))
     config = tmp_path / "site.toml"
     config.write_text(f'[model]\npath = "{alocc_onnx}"\n[source]\nspec = "{video}"\nname = "yard"\n'
-                      f'[events]\nlog = "{mount / "e.jsonl"}"\nopen_after = 2\nclose_after = 2\n')
+                      f'[events]\nlog = "{mount / "e.jsonl"}"\nopen_after = 2\nclose_after = 2\n[guard]\nenabled = false\n')
     run = subprocess.run([sys.executable, "-m", "occ", "run", "--config", str(config)], capture_output=True, text=True, timeout=300)
     records = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
     held = [r["event"] for r in records if r["message"] == "event not written to the events log"]
@@ -132,7 +133,7 @@ def test_a_failing_reader_thread_surfaces_instead_of_hanging(tmp_path):
 def test_event_ids_are_unique_across_restarts_and_snapshots_are_never_overwritten(alocc_onnx, tiny_walkway, tmp_path):
     video = write_video(tmp_path / "clip.avi", _anomalous_every_other_run(tiny_walkway.train[0].frames))
     config = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(str(video), name="door")], events_log=str(tmp_path / "e.jsonl"),
-                           snapshots=str(tmp_path / "snaps"), open_after=2, close_after=2)
+                           snapshots=str(tmp_path / "snaps"), open_after=2, close_after=2, scene_guard=False)
     for _ in range(2):  # the same footage twice: a restart
         assert Service(config).run().exit_code == 0
     ids = [json.loads(line)["event_id"] for line in (tmp_path / "e.jsonl").read_text().splitlines() if '"opened"' in line]

@@ -271,6 +271,27 @@ def day(
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
 
+@app.command("guard")
+def guard(
+    hours: Annotated[float, typer.Option(min=0.01, help="Length of the walkway day, hours of footage at 10 frames/s (its clock spans 24 h).")] = 1.0,
+    height: Annotated[int, typer.Option(min=16, help="Frame height, pixels.")] = 72,
+    width: Annotated[int, typer.Option(min=16, help="Frame width, pixels.")] = 108,
+    seed: Seed = 202,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """The scene guard on a walkway day with its view changes injected (generated in memory): the delay to report each
+    change, and the share of normal minutes (rush hours apart) where it fires."""
+    from occ.benchmarks.scene_guard import markdown, run_guard
+    from occ.evaluation.datasets.walkway_day import DayConfig
+
+    check_outputs({"--json": json_path}, {})
+    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=True)
+    with one_line_errors(), progress_bar("guard", total=config.frames, disable=quiet) as advance:
+        result = run_guard(config, progress=advance)
+    report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
+
+
 @app.command("mnist")
 def mnist(
     mnist_folder: Annotated[Path, typer.Option("--mnist", help="Folder with the MNIST IDX files.")],

@@ -42,6 +42,8 @@ class CameraMetrics:
         self.remote_sinks: list = []  # the camera's SpooledSinks (MQTT, webhook), read at every scrape
         self.model_details: dict[str, str] = {}
         self.thresholds: dict[str, float] = {}
+        self.scene_reason = ""  # the scene guard's reason while the whole view is changed
+        self.drift = None  # the drift watch's last state (occ.runtime.scoring.drift.DriftState)
         self._lock = threading.Lock()
 
     def running(self, method: str, sha256: str | None, thresholds: dict[str, float]) -> None:
@@ -131,8 +133,29 @@ class _LiveCollector:
                                  labels=labels)
         thresholds = GaugeMetricFamily("occ_threshold", "Thresholds in force (ALOCC tau; AVID alpha, zeta): the manifest's or "
                                        "the overrides the service runs with.", labels=[*labels, "name"])
+        needs_calibration = GaugeMetricFamily("occ_needs_calibration", "1 while the scene guard finds the whole view changed "
+                                              "(anomaly events held) or the scores drifted: run `occ calibrate` for this camera.",
+                                              labels=labels)
+        scene = GaugeMetricFamily("occ_scene_changed", "1 while the whole view is changed, with the scene guard's reason.",
+                                  labels=[*labels, "reason"])
+        drifting = GaugeMetricFamily("occ_drift", "1 while the frame scores' distribution has drifted from the normal footage's.",
+                                     labels=labels)
+        drift_statistic = GaugeMetricFamily("occ_drift_statistic", "The drift watch's last KS statistic against the normal scores.",
+                                            labels=labels)
+        drift_threshold = GaugeMetricFamily("occ_drift_threshold", "The KS statistic over which the drift watch raises drift.",
+                                            labels=labels)
         for camera in self.metrics.cameras:
             values = [camera.labels["camera"], camera.labels["model"]]
+            drift = camera.drift
+            if drift is not None:
+                drifting.add_metric(values, 1.0 if drift.drifting else 0.0)
+                if drift.statistic is not None:
+                    drift_statistic.add_metric(values, drift.statistic)
+                if drift.threshold is not None:
+                    drift_threshold.add_metric(values, drift.threshold)
+            needs_calibration.add_metric(values, 1.0 if camera.scene_reason or (drift is not None and drift.drifting) else 0.0)
+            if camera.scene_reason:
+                scene.add_metric([*values, camera.scene_reason], 1.0)
             stats = camera.source_stats() if camera.source_stats else None
             if stats is not None:
                 dropped.add_metric(values, stats.dropped)
@@ -147,7 +170,8 @@ class _LiveCollector:
                 model.add_metric(values, camera.model_details)
             for name, value in camera.thresholds.items():
                 thresholds.add_metric([*values, name], value)
-        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable, model, thresholds]
+        return [dropped, reconnects, backend_reconnects, connected, pending, quantiles, unreadable, model, thresholds, needs_calibration, scene,
+                drifting, drift_statistic, drift_threshold]
 
 
 class _RemoteSinkCollector:

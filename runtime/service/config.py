@@ -92,6 +92,10 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     spool = "spool/webhook"
     max_spooled = 10000
 
+    [guard]
+    enabled = true               # the scene guard: a change of the whole view holds anomaly events
+    drift = true                 # the drift watch: the score distribution against the stream's first 20 minutes
+
 An unknown key is an error that names the nearest known one; values are checked for type and
 range, output folders for being writable, the metrics port for being free, and no output may be
 an input (the model or a source file). Relative paths (the model, a source file or folder, in
@@ -173,6 +177,8 @@ class ServiceConfig:
     mqtt: MqttConfig | None = None
     webhook: WebhookConfig | None = None
     profiles: ProfileConfig | None = None  # day and night profiles; None: one profile, unnamed
+    scene_guard: bool = True
+    drift_watch: bool = True
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
@@ -242,6 +248,7 @@ SCHEMA: dict[str, dict[str, KEY]] = {
     "frames": {"log": (str, None, ""), "lines": (str, lambda v: v in FRAME_LINES, f"one of {', '.join(FRAME_LINES)}"),
                "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1")},
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
+    "guard": {"enabled": (bool, None, ""), "drift": (bool, None, "")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
 
@@ -404,7 +411,8 @@ def parse_toml(path: Path) -> ServiceConfig:
         mqtt=_sink(path, data, tables, "mqtt", MqttConfig, "host", "the broker's address", relative),
         webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative),
         profiles=None if "profiles" not in data else ProfileConfig(
-            **tables["profiles"], thresholds={name: tables[f"profiles.{name}"] for name in PROFILES}))
+            **tables["profiles"], thresholds={name: tables[f"profiles.{name}"] for name in PROFILES}),
+        scene_guard=tables["guard"].get("enabled", True), drift_watch=tables["guard"].get("drift", True))
     return config.check(str(path))
 
 

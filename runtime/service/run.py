@@ -13,6 +13,7 @@ systemd's ``Restart=on-failure`` restarts the service; 4 when a camera's loop fa
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import threading
@@ -30,6 +31,8 @@ from ..manifest import Manifest
 from ..events import event_record, open_remote_sinks
 from ..scoring import frame_threshold
 from ..scoring.decide import thresholds_in_force
+from ..scoring.drift import DriftState, DriftWatch
+from ..scoring.scene_guard import GuardState, SceneGuard
 from ..sources import LiveSource, Source, open_source
 from .config import CameraConfig, ServiceConfig
 from .logs import setup_logging
@@ -67,6 +70,20 @@ class ServiceSummary:
     def totals(self) -> dict[str, int]:
         keys = ("frames", "anomalous_frames", "events", "dropped", "reconnects", "backend_reconnects", "sink_errors")
         return {key: sum(getattr(c, key) for c in self.cameras) for key in keys}
+
+
+@dataclass
+class _CameraEvent:
+    """A line of the events log about the camera itself: ``scene_changed``, ``scene_restored``,
+    ``drift`` or ``drift_ended``."""
+
+    camera: str
+    frame: int
+    timestamp: float | None
+    state: GuardState | DriftState
+
+    def to_json(self) -> dict[str, Any]:
+        return {"camera": self.camera, "frame": self.frame, "timestamp": self.timestamp, **self.state.to_json()}
 
 
 class CameraLoop:
@@ -108,6 +125,9 @@ class CameraLoop:
         self.peak_image = None
         self.remote_sinks = open_remote_sinks(camera.name, cfg.mqtt, cfg.webhook, on_error=on_error)
         metrics.remote_sinks = self.remote_sinks
+        self.guard = SceneGuard() if cfg.scene_guard else None
+        self.drift = DriftWatch() if cfg.drift_watch else None
+        self.avid = manifest.method == "avid"
 
     def _sink_error(self, sink: str) -> None:
         self.summary.sink_errors += 1
@@ -155,7 +175,9 @@ class CameraLoop:
                 self.overlay.write(frame.image, result)
             if self.clips:
                 self.clips.push(frame.image, frame.timestamp)
-            opened, closed, new_peak = self.tracker.update(result)
+            guarded = self._guarded(frame.image, result)
+            opened, closed, new_peak = self.tracker.update(guarded)
+            self._watch_drift(result, hold=guarded is not result or self.tracker.current is not None)
             if self.frames_log and (not self.events_only or self.tracker.current is not None or closed):
                 self.frames_log.write(frame_record(self.camera.name, result, self.context))
             if opened:
@@ -183,6 +205,34 @@ class CameraLoop:
         self.context = replace(self.context, thresholds=thresholds_in_force(self.detector.manifest), profile=profile)
         self.metrics.running(self.context.method, self.context.model_sha256, dict(self.context.thresholds))  # occ_threshold follows
         log.info(f"profile {profile}", extra={"camera": self.camera.name})
+
+    def _guarded(self, image, result):
+        """The scene guard's hook: a change of the whole view is its own event (``scene_changed``,
+        then ``scene_restored``) and no frame of it, nor a frame it suspects, opens an anomaly event."""
+        if self.guard is None:
+            return result
+        share = float(result.mask.mean()) if self.avid and result.mask is not None else None
+        state = self.guard.update(image, result.timestamp, share)
+        self.metrics.scene_reason = state.reason if state.changed else ""
+        if state.started or state.ended:
+            self._log_event("scene_changed" if state.started else "scene_restored", _CameraEvent(self.camera.name, result.index,
+                                                                                                 result.timestamp, state))
+            log.warning(f"scene changed ({state.reason}): the camera needs `occ calibrate`" if state.started else "scene restored",
+                        extra={"camera": self.camera.name})
+        return dataclasses.replace(result, decision=False) if state.holds_alarms else result
+
+    def _watch_drift(self, result, hold: bool) -> None:
+        """The drift watch's hook: frozen while an event is open or the view is changed; a ``drift``
+        event when the score distribution leaves the stream start's, ``drift_ended`` when it is back."""
+        if self.drift is None:
+            return
+        state = self.drift.update(result.score, hold)
+        self.metrics.drift = state
+        if state.started or state.ended:
+            self._log_event("drift" if state.started else "drift_ended", _CameraEvent(self.camera.name, result.index,
+                                                                                      result.timestamp, state))
+            log.warning("score drift: the camera needs `occ calibrate`" if state.started else "score drift ended",
+                        extra={"camera": self.camera.name})
 
     def _close_event(self, event) -> None:
         if self.snapshots is not None and self.peak_image is not None:

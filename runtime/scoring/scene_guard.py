@@ -1,0 +1,303 @@
+"""Scene guard: tells a change of the whole view (a covered lens, a moved or shaken camera, lost
+focus, a lighting jump, a frozen or black stream) apart from a local anomaly, so the first is not
+raised as the second. numpy and OpenCV only.
+
+Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width`` pixels wide):
+
+- ``frozen``: the frame repeats the previous one (mean absolute difference under
+  ``frozen_level`` grey levels) for ``frozen_s`` seconds: live sensor noise never repeats;
+- ``covered``: a black frame, or almost no contrast left (the coarse image's coefficient of
+  variation under ``min_contrast`` of the reference's lowest);
+- ``blurred``: the sharpness (variance of the Laplacian over the variance of the image, so a gain
+  does not change it) under ``min_sharpness`` of its recent level (a ``baseline_s`` moving
+  average: sensor noise adds to it, and the noise rises slowly as the light fades);
+- ``lighting``: the mean brightness off its recent level (a ``baseline_s`` moving average) by more
+  than the factor ``lighting``; dawn and dusk move it far slower;
+- ``moved``: the view shifted against the reference by more than ``moved`` of the width (or
+  height) along an axis, measured on the mean profiles of the rows and of the columns (a frame's
+  thousands of pixels averaged: sensor noise and walkers hardly move them; a 2-D phase correlation
+  whitens the spectrum, so at night the noise's frequencies outvote the scene's), each profile's
+  centre matched on the reference's by normalized cross-correlation; an axis whose best
+  correlation is under ``min_match`` has too little structure to tell and is left out, and a view
+  found along neither axis (both under ``lost_match``) is moved too;
+- ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
+
+A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
+over after ``clear_s`` seconds with none. While it lasts the moving averages stay where they were,
+so a lasting change (a bump to a new view, a lamp left on) holds until the camera is calibrated
+again (``occ calibrate``) and the service restarted.
+
+The reference (:class:`SceneReference`) comes from normal footage: the calibration footage
+(:meth:`SceneReference.from_frames`) or, when none is given, the first ``reference_s`` seconds of
+the stream, during which only ``frozen``, black, ``blurred`` and ``lighting`` are checked.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from ..preprocess.reference import to_gray
+
+REASONS = ("frozen", "covered", "moved", "blurred", "lighting", "alpha")  # first that holds names the change
+BLACK_LEVEL = 4.0  # grey levels: a frame darker than this is a black stream or a covered lens
+COARSE = 8  # the contrast is measured on the frame shrunk this much more (sensor noise averages out)
+SEARCH = 0.125  # share of each end of a reference profile left out of its matched centre: the widest shift measured
+
+
+@dataclass(frozen=True)
+class GuardLimits:
+    """Every limit of the scene guard, with its default (the one place they live).
+
+    Args:
+        width: the guard's working frame width, pixels (at most the frame's; the height keeps the aspect).
+        moved: a shift against the reference beyond this share of the width (height) is a moved view.
+        min_match: a profile's best correlation with the reference's under this tells nothing along its axis.
+        lost_match: both profiles' best correlations under this: the reference view is not found.
+        lighting: a brightness this many times its recent level (or its inverse) is a lighting jump.
+        baseline_s: seconds over which the recent brightness and sharpness are averaged.
+        min_contrast: contrast under this share of the reference's lowest is a covered lens.
+        min_sharpness: sharpness under this share of its recent level is lost focus.
+        frozen_s: seconds of repeated frames that make a frozen stream.
+        frozen_level: mean absolute difference, grey levels, under which a frame repeats the last.
+        alpha_share: AVID: share of the frame over α beyond which the whole view changed.
+        confirm: a reason holds once it is seen on this many ...
+        confirm_window: ... of the last this many frames.
+        clear_s: seconds with no reason before the change is over.
+        reference_s: with no reference given, seconds of the stream's start it is built from.
+        fps: frames per second assumed when frames come without timestamps.
+    """
+
+    width: int = 128
+    moved: float = 0.01
+    min_match: float = 0.8
+    lost_match: float = 0.5
+    lighting: float = 1.3
+    baseline_s: float = 30.0
+    min_contrast: float = 0.4
+    min_sharpness: float = 0.5
+    frozen_s: float = 1.0
+    frozen_level: float = 0.25
+    alpha_share: float = 0.5
+    confirm: int = 3
+    confirm_window: int = 5
+    clear_s: float = 2.0
+    reference_s: float = 60.0
+    fps: float = 10.0
+
+
+def guard_frame(frame: np.ndarray, width: int) -> np.ndarray:
+    """The guard's working copy of a raw uint8 frame: grey, float32, ``width`` pixels wide (or
+    the frame's own width when smaller: nothing is gained by enlarging it)."""
+    gray = to_gray(frame)
+    width = min(width, gray.shape[1])
+    height = max(COARSE, int(round(gray.shape[0] * width / gray.shape[1])))
+    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def contrast(work: np.ndarray) -> float:
+    """Coefficient of variation of the frame shrunk by :data:`COARSE` (a gain does not change it)."""
+    coarse = cv2.resize(work, (max(2, work.shape[1] // COARSE), max(2, work.shape[0] // COARSE)), interpolation=cv2.INTER_AREA)
+    return float(coarse.std() / max(float(coarse.mean()), 1.0))
+
+
+def sharpness(work: np.ndarray) -> float:
+    """Variance of the Laplacian over the variance of the frame (a gain does not change it)."""
+    return float(cv2.Laplacian(work, cv2.CV_32F).var() / max(float(work.var()), 1e-6))
+
+
+@dataclass
+class SceneReference:
+    """What the normal view looks like: its mean frame and the lowest contrast seen."""
+
+    frame: np.ndarray
+    contrast_low: float
+
+    @classmethod
+    def from_frames(cls, frames: Iterable[np.ndarray], limits: GuardLimits = GuardLimits()) -> "SceneReference":
+        """Build it from normal raw frames (the calibration footage, a subsample is enough).
+
+        The lowest contrast is the 1st percentile, so a rare odd frame of the footage does not set it.
+        """
+        return cls.from_working_frames([guard_frame(frame, limits.width) for frame in frames])
+
+    @classmethod
+    def from_working_frames(cls, works: list[np.ndarray]) -> "SceneReference":
+        """Build it from frames already made by :func:`guard_frame`."""
+        if not works:
+            raise ValueError("a scene reference needs at least one frame")
+        return cls.of(np.mean(works, axis=0), [contrast(w) for w in works])
+
+    @classmethod
+    def of(cls, mean_frame: np.ndarray, contrasts: list[float]) -> "SceneReference":
+        """From the footage's mean working frame and each frame's :func:`contrast`."""
+        return cls(mean_frame.astype(np.float32), float(np.quantile(contrasts, 0.01)))
+
+
+@dataclass
+class GuardState:
+    """The guard's verdict on one frame.
+
+    Attributes:
+        changed: the whole view is changed (alarms are held).
+        reason: the change's reason (one of :data:`REASONS`), or ``""``.
+        started: the change began on this frame.
+        ended: the change ended on this frame.
+        suspect: a reason is seen on this frame, confirmed or not (hold alarms on it too: an
+            anomaly event must not open in the frames before the change is confirmed).
+        evidence: this frame's measurements (brightness, contrast, sharpness, shifts, ...).
+    """
+
+    changed: bool = False
+    reason: str = ""
+    started: bool = False
+    ended: bool = False
+    suspect: bool = False
+    evidence: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def holds_alarms(self) -> bool:
+        return self.changed or self.suspect
+
+    def to_json(self) -> dict:
+        """The event line of a change's start or end (``occ calibrate`` re-learns the view)."""
+        return {"reason": self.reason, "state": "started" if self.started else "ended" if self.ended else "ongoing",
+                "needs": "occ calibrate" if self.changed else "", "evidence": {k: round(v, 4) for k, v in self.evidence.items()}}
+
+
+class SceneGuard:
+    """The scene guard of one camera: :meth:`update` once per frame.
+
+    Args:
+        reference: the normal view; ``None`` builds it from the first ``limits.reference_s`` seconds.
+        limits: the guard's limits.
+    """
+
+    def __init__(self, reference: SceneReference | None = None, limits: GuardLimits = GuardLimits()):
+        self.limits, self.reference = limits, reference
+        self._learning_sum: np.ndarray | None = None  # a running sum: a minute of frames is not kept
+        self._learning_contrasts: list[float] = []
+        self._last: np.ndarray | None = None
+        self._repeat_since: float | None = None
+        self._baseline: dict[str, float] = {}  # recent brightness and sharpness
+        self._baseline_t: float | None = None
+        self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
+        self._quiet_since: float | None = None
+        self._frames = 0
+        self.changed, self.reason, self.since = False, "", 0.0
+
+    def update(self, frame: np.ndarray, timestamp: float | None = None, alpha_share: float | None = None) -> GuardState:
+        """Judge one raw uint8 frame (``timestamp`` in seconds; frame count / ``fps`` when None).
+
+        ``alpha_share``: AVID's share of the frame over α for this frame, when the model is AVID.
+        """
+        lim = self.limits
+        t = self._frames / lim.fps if timestamp is None else float(timestamp)
+        self._frames += 1
+        work = guard_frame(frame, lim.width)
+        evidence = self._measure(work, t, alpha_share)
+        flags = self._flags(evidence)
+        for reason in REASONS:
+            self._seen[reason].append(flags.get(reason, False))
+        held = [r for r in REASONS if sum(self._seen[r]) >= lim.confirm]
+        state = GuardState(evidence=evidence, suspect=any(flags.values()))
+        if held:
+            self._quiet_since = None
+            if not self.changed:
+                self.changed, self.since, state.started = True, t, True
+            self.reason = held[0]
+        elif self.changed:
+            if any(flags.values()):
+                self._quiet_since = None
+            elif self._quiet_since is None:
+                self._quiet_since = t
+            if self._quiet_since is not None and t - self._quiet_since >= lim.clear_s:
+                self.changed, state.ended, self._quiet_since = False, True, None
+        state.changed, state.reason = self.changed, self.reason if (self.changed or state.ended) else ""
+        if not self.changed:
+            self.reason = ""
+            self._follow(evidence, t)
+        self._last = work
+        return state
+
+    def _measure(self, work: np.ndarray, t: float, alpha_share: float | None) -> dict[str, float]:
+        lim = self.limits
+        evidence = {"brightness": float(work.mean()), "sharpness": sharpness(work)}
+        if self._last is not None and float(np.abs(work - self._last).mean()) < lim.frozen_level:
+            self._repeat_since = t if self._repeat_since is None else self._repeat_since
+            evidence["frozen_s"] = t - self._repeat_since + 1 / lim.fps
+        else:
+            self._repeat_since = None
+            evidence["frozen_s"] = 0.0
+        if self.reference is None:
+            if self._learning_sum is None or self._learning_sum.shape != work.shape:  # a new frame size starts it over
+                self._learning_sum, self._learning_contrasts = np.zeros(work.shape), []
+            self._learning_sum += work
+            self._learning_contrasts.append(contrast(work))
+            if t >= lim.reference_s or len(self._learning_contrasts) >= lim.reference_s * lim.fps:
+                self.reference = SceneReference.of(self._learning_sum / len(self._learning_contrasts), self._learning_contrasts)
+                self._learning_sum, self._learning_contrasts = None, []
+            return evidence
+        evidence["contrast"] = contrast(work)
+        evidence.update(self._alignment(work))
+        if alpha_share is not None:
+            evidence["alpha_share"] = float(alpha_share)
+        return evidence
+
+    def _flags(self, e: dict[str, float]) -> dict[str, bool]:
+        lim, ref = self.limits, self.reference
+        flags = {"frozen": e["frozen_s"] >= lim.frozen_s, "covered": e["brightness"] < BLACK_LEVEL}
+        if "match_x" in e:
+            # an axis along which the view has too little structure (a walkway's length at night) says nothing
+            shifts = [e[f"shift_{a}"] for a in "xy" if e[f"match_{a}"] >= lim.min_match]
+            lost = max(e["match_x"], e["match_y"]) < lim.lost_match
+            flags["moved"] = lost or max(shifts, default=0.0) > lim.moved
+        if self._baseline:
+            ratio = (e["brightness"] + 1) / (self._baseline["brightness"] + 1)
+            flags["lighting"] = max(ratio, 1 / ratio) > lim.lighting
+            flags["blurred"] = e["sharpness"] < lim.min_sharpness * self._baseline["sharpness"]
+        if "contrast" in e and ref is not None:
+            flags["covered"] |= e["contrast"] < lim.min_contrast * ref.contrast_low
+        if "alpha_share" in e:
+            flags["alpha"] = e["alpha_share"] > lim.alpha_share
+        return flags
+
+    def _alignment(self, work: np.ndarray) -> dict[str, float]:
+        """Shift of the view against the reference's, along each axis, from the mean profiles of
+        rows and columns (thousands of pixels averaged: sensor noise and walkers hardly move them)."""
+        ref = self.reference.frame
+        if work.shape != ref.shape:
+            return {"shift_x": 1.0, "shift_y": 1.0, "match_x": -1.0, "match_y": -1.0}  # another camera's frame size
+        out = {}
+        for axis, name in ((0, "x"), (1, "y")):
+            shift, match = _profile_shift(ref.mean(axis=axis), work.mean(axis=axis))
+            out[f"shift_{name}"], out[f"match_{name}"] = shift, match
+        return out
+
+    def _follow(self, evidence: dict[str, float], t: float) -> None:
+        """The recent brightness and sharpness: exponential averages over ``baseline_s`` (frozen while changed)."""
+        weight = 1.0 if self._baseline_t is None else float(1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s))
+        for key in ("brightness", "sharpness"):
+            self._baseline[key] = self._baseline.get(key, evidence[key]) + weight * (evidence[key] - self._baseline.get(key, evidence[key]))
+        self._baseline_t = t
+
+
+
+def _profile_shift(reference: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
+    """``(shift as a share of the length, best correlation)`` of a 1-D profile against the
+    reference's: the reference's centre (all but :data:`SEARCH` of each end) matched by normalized
+    cross-correlation, refined to a sub-pixel by a parabola through the peak."""
+    length = len(reference)
+    margin = max(1, int(round(SEARCH * length)))
+    template = reference[margin:length - margin].astype(np.float32)[None]
+    scores = cv2.matchTemplate(profile.astype(np.float32)[None], template, cv2.TM_CCOEFF_NORMED)[0]
+    best = int(np.argmax(scores))
+    offset = 0.0
+    if 0 < best < len(scores) - 1:
+        left, mid, right = scores[best - 1 : best + 2]
+        curvature = left - 2 * mid + right
+        offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+    return float(abs(best + offset - margin) / length), float(scores[best])

@@ -1,0 +1,165 @@
+"""The scene guard on real transformations of walkway frames: a covered lens, a shifted view, lost
+focus, a gain, a frozen and a black stream are changes of the whole view; a car on the walkway is
+not. And the service's hook: a ``scene_changed`` event, held anomaly events, the metrics."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from occ.evaluation.datasets.video import write_video
+from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
+from occ.runtime.events import ServiceMetrics
+from occ.runtime.scoring.scene_guard import GuardLimits, SceneGuard, SceneReference
+from occ.runtime.service import CameraConfig, Service, ServiceConfig
+
+from test_camera import parse_metrics
+
+FPS = 10
+CAR_SEED = 8  # its one event is a car, entering at frame 30
+
+
+def walkway(frames: int, seed: int = CAR_SEED, events_per_hour: float = 0.0):
+    """Noon on the walkway (the clock barely moves): ``frames`` DayFrames, 60×90."""
+    config = DayConfig(hours=frames / 36000, clock_hours=0.01, start="12:00", height=60, width=90, seed=seed,
+                       events_per_hour=events_per_hour)
+    return list(generate_day(config))
+
+
+@pytest.fixture(scope="module")
+def noon() -> np.ndarray:
+    return np.stack([f.image for f in walkway(400)])
+
+
+@pytest.fixture(scope="module")
+def reference(noon) -> SceneReference:
+    """The calibration footage's view: every 4th of the first 200 frames."""
+    return SceneReference.from_frames(noon[:200:4])
+
+
+def first_changed(guard: SceneGuard, frames) -> tuple[int | None, str]:
+    """Frame (counted from the first given) where the guard first says changed, and its reason."""
+    for i, frame in enumerate(frames):
+        state = guard.update(frame)
+        if state.changed:
+            return i, state.reason
+    return None, ""
+
+
+def guard_after_normal(reference: SceneReference, noon: np.ndarray) -> SceneGuard:
+    """A guard that has watched 10 s of the normal view without firing."""
+    guard = SceneGuard(reference)
+    assert first_changed(guard, noon[200:300]) == (None, "")
+    return guard
+
+
+def sensor_noise(shape, sigma: float, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, sigma, shape)
+
+
+def covered(frames: np.ndarray) -> np.ndarray:
+    """A hand over the lens: a dark, flat frame with the sensor's noise."""
+    return np.clip(12 + sensor_noise(frames.shape, 2.0), 0, 255).astype(np.uint8)
+
+
+def shifted(frames: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    matrix = np.float32([[1, 0, round(dx)], [0, 1, round(dy)]])  # whole pixels: a moved camera blurs nothing
+    return np.stack([cv2.warpAffine(f, matrix, (f.shape[1], f.shape[0]), borderMode=cv2.BORDER_REFLECT) for f in frames])
+
+
+def blurred(frames: np.ndarray, sigma: float) -> np.ndarray:
+    return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in frames])
+
+
+def gained(frames: np.ndarray, gain: float) -> np.ndarray:
+    return np.clip(frames.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("change, reason", [
+    (covered, "covered"),
+    (lambda f: shifted(f, 0.06 * f.shape[2], 0.03 * f.shape[1]), "moved"),
+    (lambda f: blurred(f, 2.0), "blurred"),
+    (lambda f: gained(f, 1.6), "lighting"),
+    (lambda f: gained(f, 0.6), "lighting"),
+    (lambda f: np.repeat(f[:1], len(f), axis=0), "frozen"),
+    (np.zeros_like, "covered"),
+])
+def test_a_change_of_the_whole_view_is_reported_within_2_s_with_its_reason(noon, reference, change, reason):
+    guard = guard_after_normal(reference, noon)
+    at, given = first_changed(guard, change(noon[300:400]))
+    assert at is not None and at < 2 * FPS and given == reason
+
+
+def test_the_change_ends_when_the_view_comes_back(noon, reference):
+    guard = guard_after_normal(reference, noon)
+    states = [guard.update(f) for f in np.concatenate([gained(noon[300:330], 1.6), noon[330:400]])]
+    started = [i for i, s in enumerate(states) if s.started]
+    ended = [i for i, s in enumerate(states) if s.ended]
+    assert len(started) == 1 and started[0] < 5 and states[started[0]].reason == "lighting"
+    # quiet from frame 30 on: over after clear_s (2 s) of it, the reason kept on the ending frame
+    assert len(ended) == 1 and 30 + 2 * FPS <= ended[0] <= 30 + 3 * FPS and states[ended[0]].reason == "lighting"
+    assert not states[-1].changed and states[-1].reason == ""
+
+
+def test_a_car_on_the_walkway_is_a_local_anomaly_not_a_change_of_view(reference):
+    day = walkway(300, events_per_hour=60)
+    car = [f.index for f in day if f.events]
+    assert len(car) > 20  # the car is in view for seconds
+    guard = SceneGuard(reference)
+    states = [guard.update(f.image) for f in day]
+    assert not any(s.changed for s in states)
+    assert sum(s.suspect for s in states) <= 2  # the car itself raises no reason
+
+
+def test_without_a_reference_the_guard_learns_the_view_from_the_stream_start(noon):
+    guard = SceneGuard(limits=GuardLimits(reference_s=10.0))
+    assert first_changed(guard, noon[:200]) == (None, "")
+    assert guard.reference is not None
+    # downwards: the walkway runs across the frame, its columns' profile is too flat to tell a sideways shift
+    at, reason = first_changed(guard, shifted(noon[200:300], 0, 0.05 * noon.shape[1]))
+    assert at is not None and at < 2 * FPS and reason == "moved"
+
+
+def test_limits_move_the_guard(noon, reference):
+    """A gain of 1.2 is within the default limit (1.3) and beyond a limit of 1.1."""
+    assert first_changed(guard_after_normal(reference, noon), gained(noon[300:400], 1.2)) == (None, "")
+    strict = SceneGuard(reference, GuardLimits(lighting=1.1))
+    first_changed(strict, noon[200:300])
+    assert first_changed(strict, gained(noon[300:400], 1.2))[1] == "lighting"
+
+
+def test_avids_share_over_alpha_is_evidence_when_given(noon, reference):
+    guard = guard_after_normal(reference, noon)
+    states = [guard.update(f, alpha_share=0.8) for f in noon[300:320]]
+    assert states[-1].changed and states[-1].reason == "alpha"
+
+
+def test_the_service_holds_anomaly_events_while_the_view_is_moved(alocc_onnx, tiny_walkway, tmp_path):
+    """Every frame anomalous (tau = -1e9): an anomaly event is open when the camera is bumped; it closes,
+    a scene_changed event says why, and no anomaly event opens while the view stays moved."""
+    normal = np.concatenate([tiny_walkway.train[0].frames] * 22)  # 660 frames: the guard learns the view in the first 60 s
+    bumped = shifted(normal[:150], 0.08 * normal.shape[2], 0.04 * normal.shape[1])
+    video = write_video(tmp_path / "bump.avi", np.concatenate([normal, bumped]))
+    events_log = tmp_path / "events.jsonl"
+    config = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(str(video), name="gate")], events_log=str(events_log),
+                           thresholds={"tau": -1e9}, open_after=2, close_after=3)
+    service = Service(config)
+    assert service.run().exit_code == 0
+    lines = [json.loads(line) for line in events_log.read_text().splitlines()]
+    scene = [line for line in lines if line["type"] == "scene_changed"]
+    assert len(scene) == 1 and scene[0]["reason"] == "moved" and scene[0]["camera"] == "gate"
+    assert len(normal) <= scene[0]["frame"] < len(normal) + 2 * FPS and scene[0]["needs"] == "occ calibrate"
+    opened = [line for line in lines if line["type"] == "opened"]
+    assert opened and all(line["start_frame"] < len(normal) for line in opened)
+    assert service.loops[0].metrics.scene_reason == "moved"
+
+
+def test_metrics_say_which_camera_needs_calibration():
+    metrics = ServiceMetrics("m.onnx")
+    gate, yard = metrics.camera("gate"), metrics.camera("yard")
+    gate.scene_reason = "moved"
+    values = parse_metrics(metrics.render().decode())
+    assert values[("occ_needs_calibration", (("camera", "gate"), ("model", "m.onnx")))] == 1
+    assert values[("occ_needs_calibration", (("camera", "yard"), ("model", "m.onnx")))] == 0
+    assert values[("occ_scene_changed", (("camera", "gate"), ("model", "m.onnx"), ("reason", "moved")))] == 1
+    assert not any(name == "occ_scene_changed" and ("camera", "yard") in labels for name, labels in values)
