@@ -36,6 +36,7 @@ def camera_slug(name: str) -> str:
 
 
 EVENT_SCHEMA = "occ.event.v1"  # the "schema" field of every event line; a new version for any change a reader must know
+CAMERA_SCHEMA = "occ.camera.v1"  # the "schema" field of the events log's lines about the camera itself (scene guard, drift)
 
 
 def iso_time(seconds: float | None) -> str | None:

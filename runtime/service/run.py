@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ..backends import BackendError
 from ..detector import StreamDetector, open_detector
-from ..events import (CameraMetrics, EpisodeTracker, EventClips, EventContext, EventLog, JsonLinesLog, MetricsServer, OverlayWriter,
+from ..events import (CAMERA_SCHEMA, CameraMetrics, EpisodeTracker, EventClips, EventContext, EventLog, JsonLinesLog, MetricsServer, OverlayWriter,
                       ServiceMetrics, SnapshotStore, frame_record, render_overlay)
 from ..files import file_sha256
 from ..manifest import Manifest
@@ -81,9 +81,12 @@ class _CameraEvent:
     frame: int
     timestamp: float | None
     state: GuardState | DriftState
+    context: EventContext
 
     def to_json(self) -> dict[str, Any]:
-        return {"camera": self.camera, "frame": self.frame, "timestamp": self.timestamp, **self.state.to_json()}
+        """The line's fields (without ``type``, which the log adds): docs/events.md, schema ``occ.camera.v1``."""
+        return {"schema": CAMERA_SCHEMA, "camera": self.camera, "frame": self.frame, **self.context.clock(self.timestamp),
+                **self.state.to_json()}
 
 
 class CameraLoop:
@@ -216,7 +219,7 @@ class CameraLoop:
         self.metrics.scene_reason = state.reason if state.changed else ""
         if state.started or state.ended:
             self._log_event("scene_changed" if state.started else "scene_restored", _CameraEvent(self.camera.name, result.index,
-                                                                                                 result.timestamp, state))
+                                                                                                 result.timestamp, state, self.context))
             log.warning(f"scene changed ({state.reason}): the camera needs `occ calibrate`" if state.started else "scene restored",
                         extra={"camera": self.camera.name})
         return dataclasses.replace(result, decision=False) if state.holds_alarms else result
@@ -230,7 +233,7 @@ class CameraLoop:
         self.metrics.drift = state
         if state.started or state.ended:
             self._log_event("drift" if state.started else "drift_ended", _CameraEvent(self.camera.name, result.index,
-                                                                                      result.timestamp, state))
+                                                                                      result.timestamp, state, self.context))
             log.warning("score drift: the camera needs `occ calibrate`" if state.started else "score drift ended",
                         extra={"camera": self.camera.name})
 
