@@ -99,6 +99,8 @@ def train_export_calibrate(site, footage):
     assert "split 70/10/20 % by time" in output and "calibration" in output
     ok("train", "alocc", "--data", footage, "--out", site / "gate.pt", *TINY)
     ok("export", site / "gate.pt")
+    output = ok("inspect", site / "gate.onnx")
+    assert "gate (occ recording)" in output and "training footage" in output
     manifest = read_manifest(site / "gate.onnx")
     dataset = manifest.training["dataset"]
     assert dataset["kind"] == "footage" and dataset["split"] == "70/10/20" and dataset["spec"] == "gate (occ recording)"
