@@ -20,7 +20,6 @@ was trained on is refused.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import getpass
 import math
 import socket
@@ -29,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 
 from occ.runtime.detector import Detector, open_detector
@@ -408,21 +406,12 @@ class Footage:
         return None
 
 
-def _hashed(frames: Iterable[np.ndarray], hashes: list[int], as_trained: Callable[[np.ndarray], np.ndarray]) -> Iterator[np.ndarray]:
-    """``frames``, hashing each as training read it (``as_trained``: gray, at the network's input
-    size): the training fingerprint holds the hashes of the frames training saw, not of the files'."""
+def _hashed(frames: Iterable[np.ndarray], hashes: list[int], size: tuple[int, int] | None) -> Iterator[np.ndarray]:
+    """``frames``, hashing each as training read it: gray, at ``size`` (the network's input size)
+    for footage, whose training fingerprint holds the frames training saw, not the files'."""
     for frame in frames:
-        hashes.append(frame_hash(as_trained(frame)))
+        hashes.append(frame_hash(as_read(frame, size)))
         yield frame
-
-
-def _area_resized(size: tuple[int, int] | None) -> Callable[[np.ndarray], np.ndarray]:
-    """A UCSD-layout frame as training reads it: resized with area interpolation (``load_ucsd``)."""
-    def resize(frame: np.ndarray) -> np.ndarray:
-        if size is None or frame.shape[:2] == size:
-            return frame
-        return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-    return resize
 
 
 def _source_frames(spec: str, minutes: float, progress: Callable[[], None] | None, times: list[float]) -> Iterator[np.ndarray]:
@@ -452,11 +441,10 @@ def footage(data: str, minutes: float, progress: Callable[[], None] | None = Non
     folder or a ``walkway`` spec, the stretches of a walkway day with no event in view (each its
     own clip), or ``minutes`` of a live source. Frames are streamed; each is hashed as training
     at the network's input ``size`` (height, width) would have read it."""
-    as_trained = functools.partial(as_read, size=size)
     if is_day(Path(data)):  # a day's folder holds videos too, but its events must stay out
         day = open_day(Path(data))
         result = Footage(data_name(data), [], day.config.fps)
-        result.clips = [_hashed(run, result.hashes, as_trained) for run in day.normal_runs()]
+        result.clips = [_hashed(run, result.hashes, size) for run in day.normal_runs()]
         return result
     if is_footage(data):
         recorded = open_footage(data)
@@ -465,7 +453,7 @@ def footage(data: str, minutes: float, progress: Callable[[], None] | None = Non
             raise DatasetError(f"{data}: the calibration part of the split ({split} %) holds no frames")
         spans = ", ".join(f"{row['file']} {row['from']}-{row['to']}" for row in (piece.row() for piece in pieces))
         result = Footage(f"{recorded.description} {spans}", [], pieces[0].file.fps)
-        result.clips = [_hashed(_counted(piece.file.read(piece.first, piece.stop), progress), result.hashes, as_trained)
+        result.clips = [_hashed(_counted(piece.file.read(piece.first, piece.stop), progress), result.hashes, size)
                         for piece in pieces]
         return result
     path = Path(data)
@@ -473,14 +461,14 @@ def footage(data: str, minutes: float, progress: Callable[[], None] | None = Non
     if data.startswith("walkway") or ucsd_like:
         clips: list[Clip] = load_video_data(data, splits=("train",)).train
         result = Footage(data_name(data), [], next((c.fps for c in clips if c.fps), None))
-        result.clips = [_hashed(clip.frames, result.hashes, _area_resized(size)) for clip in clips]
+        result.clips = [_hashed(clip.frames, result.hashes, None) for clip in clips]  # data sets train at their own size
         return result
     try:
         resolve_source(data)
     except SourceError as exc:
         raise DatasetError(f"{exc} or a data set (UCSD-layout folder, walkway[:options])") from None
     result = Footage(data_name(data), [])
-    result.clips = [_hashed(_source_frames(data, minutes, progress, result.times), result.hashes, as_trained)]
+    result.clips = [_hashed(_source_frames(data, minutes, progress, result.times), result.hashes, size)]
     return result
 
 

@@ -223,3 +223,15 @@ def test_walkthrough_on_a_stream_served_by_ffmpeg(camera, tmp_path):
 
 def _frames(video):
     return np.stack(list(read_video(video)))
+
+
+def test_training_frames_are_refused_whatever_the_network_size(tmp_path):
+    # a UCSD-layout folder at 48x72, trained at 32x48 (area resize): calibrating on its Train/ clips is refused
+    from occ.evaluation.datasets import write_ucsd_layout
+
+    walkway = generate_walkway(WalkwayConfig(height=48, width=72, train_clips=2, test_clips=1, frames_per_clip=60, seed=11))
+    write_ucsd_layout(walkway, tmp_path / "site")
+    ok("train", "alocc", "--data", tmp_path / "site", "--out", tmp_path / "m.pt", *TINY)
+    ok("export", tmp_path / "m.pt")
+    output = refused("calibrate", tmp_path / "m.onnx", "--data", tmp_path / "site")
+    assert "120 of 120 checked frames are frames the model was trained on" in output
