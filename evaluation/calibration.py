@@ -40,7 +40,7 @@ from occ.runtime.scoring import (alocc_fires, alocc_patch_map, alocc_thresholds,
 from occ.runtime.sources import SourceError, open_source, resolve_source
 
 from .datasets.common import Clip, DatasetError, data_name
-from .datasets.footage import DEFAULT_SPLIT, Split, is_footage, open_footage, split_footage
+from .datasets.footage import DEFAULT_SPLIT, Split, as_read, is_footage, open_footage, split_footage
 from .datasets.spec import load_video_data
 from .datasets.walkway_day import is_day, open_day
 from .metrics import poisson_rate_interval
@@ -406,9 +406,11 @@ class Footage:
         return None
 
 
-def _hashed(frames: Iterable[np.ndarray], hashes: list[int]) -> Iterator[np.ndarray]:
+def _hashed(frames: Iterable[np.ndarray], hashes: list[int], size: tuple[int, int] | None) -> Iterator[np.ndarray]:
+    """``frames``, hashing each as training read it: gray, at ``size`` (the network's input size)
+    for footage, whose training fingerprint holds the frames training saw, not the files'."""
     for frame in frames:
-        hashes.append(frame_hash(frame))
+        hashes.append(frame_hash(as_read(frame, size)))
         yield frame
 
 
@@ -432,15 +434,17 @@ def _counted(frames: Iterable[np.ndarray], progress: Callable[[], None] | None) 
             progress()
 
 
-def footage(data: str, minutes: float, progress: Callable[[], None] | None = None, split: Split = DEFAULT_SPLIT) -> Footage:
+def footage(data: str, minutes: float, progress: Callable[[], None] | None = None, split: Split = DEFAULT_SPLIT,
+            size: tuple[int, int] | None = None) -> Footage:
     """Normal footage named by ``data``: the calibration part of footage split by ``split`` (the
     minutes that training with the same split never saw), the training clips of a UCSD-layout
     folder or a ``walkway`` spec, the stretches of a walkway day with no event in view (each its
-    own clip), or ``minutes`` of a live source. Frames are streamed."""
+    own clip), or ``minutes`` of a live source. Frames are streamed; each is hashed as training
+    at the network's input ``size`` (height, width) would have read it."""
     if is_day(Path(data)):  # a day's folder holds videos too, but its events must stay out
         day = open_day(Path(data))
         result = Footage(data_name(data), [], day.config.fps)
-        result.clips = [_hashed(run, result.hashes) for run in day.normal_runs()]
+        result.clips = [_hashed(run, result.hashes, size) for run in day.normal_runs()]
         return result
     if is_footage(data):
         recorded = open_footage(data)
@@ -449,21 +453,22 @@ def footage(data: str, minutes: float, progress: Callable[[], None] | None = Non
             raise DatasetError(f"{data}: the calibration part of the split ({split} %) holds no frames")
         spans = ", ".join(f"{row['file']} {row['from']}-{row['to']}" for row in (piece.row() for piece in pieces))
         result = Footage(f"{recorded.description} {spans}", [], pieces[0].file.fps)
-        result.clips = [_hashed(_counted(piece.file.read(piece.first, piece.stop), progress), result.hashes) for piece in pieces]
+        result.clips = [_hashed(_counted(piece.file.read(piece.first, piece.stop), progress), result.hashes, size)
+                        for piece in pieces]
         return result
     path = Path(data)
     ucsd_like = path.is_dir() and ((path / "Train").is_dir() or any(p.is_dir() for p in path.iterdir()))
     if data.startswith("walkway") or ucsd_like:
         clips: list[Clip] = load_video_data(data, splits=("train",)).train
         result = Footage(data_name(data), [], next((c.fps for c in clips if c.fps), None))
-        result.clips = [_hashed(clip.frames, result.hashes) for clip in clips]
+        result.clips = [_hashed(clip.frames, result.hashes, None) for clip in clips]  # data sets train at their own size
         return result
     try:
         resolve_source(data)
     except SourceError as exc:
         raise DatasetError(f"{exc} or a data set (UCSD-layout folder, walkway[:options])") from None
     result = Footage(data_name(data), [])
-    result.clips = [_hashed(_source_frames(data, minutes, progress, result.times), result.hashes)]
+    result.clips = [_hashed(_source_frames(data, minutes, progress, result.times), result.hashes, size)]
     return result
 
 
@@ -549,7 +554,7 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     detector = open_detector(str(model), backend)
     try:
         previous = Manifest.from_dict(detector.manifest.to_dict())
-        source = footage(data, minutes, progress, split)
+        source = footage(data, minutes, progress, split, (previous.input.height, previous.input.width))
         statistics = footage_statistics(detector, source.clips)
     finally:
         detector.close()

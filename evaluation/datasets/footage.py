@@ -103,11 +103,7 @@ class FootageFile:
         """
         stop = self.frames if stop is None else stop
         for frame in (self._image_frames(first, stop) if self.path.is_dir() else self._video_frames(first, stop)):
-            if frame.ndim == 3:
-                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            if size is not None and frame.shape != size:
-                frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-            yield frame
+            yield as_read(frame, size)
 
     def _image_frames(self, first: int, stop: int) -> Iterator[np.ndarray]:
         for path in list_images(self.path)[first:stop]:
@@ -199,6 +195,17 @@ def split_footage(footage: Footage, split: Split = DEFAULT_SPLIT) -> list[Piece]
                 pieces.append(Piece(file, part, first, min(stop, file.frames)))
     footage.pieces = pieces
     return pieces
+
+
+def as_read(frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A decoded frame as training reads footage: gray, resized bilinearly to ``(height, width)``
+    as the runtime's preprocessing does (``occ calibrate`` hashes frames this way, so that they
+    match the training fingerprint whatever the network's input size)."""
+    if frame.ndim == 3:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if size is not None and frame.shape != size:
+        frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return frame
 
 
 def part_clips(pieces: list[Piece], part: str, size: tuple[int, int] | None = None) -> list[Clip]:
