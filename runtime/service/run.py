@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections import deque
 import logging
 import threading
 import time
@@ -29,6 +30,7 @@ from ..events import (CAMERA_SCHEMA, CameraMetrics, EpisodeTracker, EventClips, 
 from ..files import file_sha256
 from ..manifest import Manifest
 from ..events import event_record, open_remote_sinks
+from ..events.episodes import MAX_PENDING_FRAMES
 from ..scoring import frame_threshold
 from ..scoring.decide import thresholds_in_force
 from ..scoring.drift import DriftState, DriftWatch
@@ -117,6 +119,8 @@ class CameraLoop:
                                 int(cfg.clip_max_mb * 2**20), int(cfg.clip_buffer_mb * 2**20), on_error) \
             if cfg.snapshots and (cfg.clip_before or cfg.clip_after) else None
         self.events_only = cfg.frame_lines == "events"
+        # with event-only frame lines, the lines of frames an episode may still claim as its start
+        self.recent_lines: deque[dict[str, Any]] = deque(maxlen=MAX_PENDING_FRAMES)
         overlay = cfg.per_camera(cfg.overlay_video, camera)
         self.profiles = ProfileSwitch(cfg.profiles) if cfg.profiles else None
         self.base_thresholds = thresholds  # [thresholds] on the model's: what a profile's overrides go on top of
@@ -181,8 +185,8 @@ class CameraLoop:
             guarded = self._guarded(frame.image, result)
             opened, closed, new_peak = self.tracker.update(guarded)
             self._watch_drift(result, hold=guarded is not result or self.tracker.current is not None)
-            if self.frames_log and (not self.events_only or self.tracker.current is not None or closed):
-                self.frames_log.write(frame_record(self.camera.name, result, self.context))
+            if self.frames_log:
+                self._frame_line(frame_record(self.camera.name, result, self.context), opened, closed)
             if opened:
                 opened.context = self.context
                 if self.clips:
@@ -196,6 +200,19 @@ class CameraLoop:
                 self.peak_image = render_overlay(frame.image, result, self.manifest, self.zones)
             if closed:
                 self._close_event(closed)
+
+    def _frame_line(self, record: dict[str, Any], opened, closed) -> None:
+        """Write a frame's line: every frame's, or with ``lines = "events"`` the frames of events,
+        including those before an episode opened that its rule counts as its start."""
+        if not self.events_only or self.tracker.current is not None or closed:
+            if opened is not None:
+                for earlier in self.recent_lines:
+                    if earlier["frame"] >= opened.start_frame:
+                        self.frames_log.write(earlier)
+            self.recent_lines.clear()
+            self.frames_log.write(record)
+        else:
+            self.recent_lines.append(record)
 
     def _use_profile(self, profile: str) -> None:
         """Run with a profile's zones and thresholds; events opened from now on record it."""
