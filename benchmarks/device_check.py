@@ -420,6 +420,23 @@ def torch_model_only(checkpoint: str, batch: int, duration_s: float) -> dict[str
 
 
 # ---- driver ------------------------------------------------------------------------------------
+def run_step(report: dict[str, Any], out: Path, name: str, fn: Callable[[], Any]) -> None:
+    """One step of a check script: its result (or its error and trace) under ``report[name]``, its
+    seconds under ``report["seconds"][name]``, and the whole report written to ``out`` after it,
+    so a run cut short still leaves every finished step."""
+    import traceback
+
+    started = time.monotonic()
+    try:
+        report[name] = fn()
+    except Exception as exc:  # every step reports its own failure; the others still run
+        report[name] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-1500:]}
+    report["seconds"][name] = round(time.monotonic() - started, 1)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    failed = isinstance(report[name], dict) and "error" in report[name]
+    print(f"{name}: {report['seconds'][name]} s{' ERROR ' + report[name]['error'] if failed else ''}", flush=True)
+
+
 def run(models: Path, out: Path, duration_s: float) -> dict[str, Any]:
     from .device_state import device_state
     from .latency import fp16_sibling
@@ -434,17 +451,7 @@ def run(models: Path, out: Path, duration_s: float) -> dict[str, Any]:
         report["onnxruntime"] = str(exc)
 
     def step(name: str, fn: Callable[[], Any]) -> None:
-        started = time.monotonic()
-        try:
-            report[name] = fn()
-        except Exception as exc:  # every step reports its own failure; the others still run
-            import traceback
-
-            report[name] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-1500:]}
-        report["seconds"][name] = round(time.monotonic() - started, 1)
-        out.write_text(json.dumps(report, indent=2, default=str))
-        print(f"{name}: {report['seconds'][name]} s{' ERROR ' + report[name]['error'] if isinstance(report[name], dict) and 'error' in report[name] else ''}",
-              flush=True)
+        run_step(report, out, name, fn)
 
     avid, alocc = str(models / "avid_256x384.onnx"), str(models / "alocc_240x360.onnx")
     avid16, alocc16 = fp16_sibling(avid) or avid, fp16_sibling(alocc) or alocc

@@ -29,11 +29,12 @@ import json
 import shutil
 import subprocess
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from .device_check import run_step
 
 WALKWAY = "walkway"
 BATCH = (1, 2, 4)
@@ -153,14 +154,7 @@ def run(alocc: Path, avid: Path, work: Path, out: Path) -> dict[str, Any]:
         report["tensorrt"] = f"not importable: {exc}"
 
     def step(name: str, fn: Callable[[], Any]) -> None:
-        started = time.monotonic()
-        try:
-            report[name] = fn()
-        except Exception as exc:  # every step reports its own failure; the others still run
-            report[name] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-1500:]}
-        report["seconds"][name] = round(time.monotonic() - started, 1)
-        out.write_text(json.dumps(report, indent=2, default=str))
-        print(f"{name}: {report['seconds'][name]} s", flush=True)
+        run_step(report, out, name, fn)
 
     for method, path in models.items():
         for precision in ("fp16", "int8"):
