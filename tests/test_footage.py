@@ -3,6 +3,7 @@
 Real video files written with OpenCV, a real ffmpeg HTTP stream where ffmpeg is installed, the real
 CLI through typer's CliRunner.
 """
+import dataclasses
 import datetime
 import json
 import shutil
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from occ.cli import app
 from occ.evaluation.datasets import DatasetError
+from occ.evaluation.datasets.walkway import generate_walkway
 from occ.evaluation.datasets.footage import DEFAULT_SPLIT, Split, open_footage, split_footage
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.video import read_video, write_video
@@ -242,8 +244,10 @@ def test_int8_calibrates_on_normal_footage_only(alocc_onnx, tiny_walkway, tmp_pa
 
     model = tmp_path / "m.onnx"
     shutil.copy(alocc_onnx, model)
-    write_ucsd_layout(tiny_walkway, tmp_path / "site")
-    shutil.rmtree(tmp_path / "site" / "Test")  # normal footage only: once "Test: folder not found"
+    # the fixture's scene at 300 frames a clip: the 1 % decision budget over 60 frames would allow no flip
+    site = generate_walkway(dataclasses.replace(tiny_walkway.config, train_clips=2, test_clips=0, frames_per_clip=300))
+    write_ucsd_layout(site, tmp_path / "site")
+    shutil.rmtree(tmp_path / "site" / "Test", ignore_errors=True)  # normal footage only: once "Test: folder not found"
     result = invoke("export", model, "--int8", "--calib-data", tmp_path / "site", "--calib-frames", "8")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "m.int8.onnx").is_file()

@@ -207,3 +207,20 @@ def squared_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     reconstructing.
     """
     return ((a - b) ** 2).flatten(1).sum(dim=1).mean()
+
+
+def validation_cuts(lengths: list[int], fraction: float) -> list[int]:
+    """Where each clip's validation tail begins: its last ``fraction`` of frames (at least one).
+
+    Every clip gives its tail, so that validation and the threshold see every scene the training
+    footage holds. Holding out whole clips instead (the last ones by name) calibrated Ped2 on its
+    two calmest clips, and the stored τ fired on most frames of its busy ones (docs/accuracy.md).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")
+    return [max(1, min(length - 1, int(round(length * (1 - fraction))))) if length > 1 else length for length in lengths]
+
+
+def validation_names(names: list[str], lengths: list[int], cuts: list[int]) -> list[str]:
+    """The manifest's names of the validation tails, ``clip[first:end]``."""
+    return [f"{name}[{cut}:{length}]" for name, length, cut in zip(names, lengths, cuts) if cut < length]

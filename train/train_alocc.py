@@ -26,7 +26,7 @@ from occ.runtime.scoring import alocc_thresholds, location_stats, patch_scores
 from .alocc import AloccScorer, create_alocc
 from .distributed import Distributed, plain_state_dict
 from .irregularities import MOTION_KINDS, motion_patches
-from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, footage_summary, load_weights, make_optimizer,
+from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, footage_summary, load_weights, validation_cuts, validation_names, make_optimizer,
                      progress_bar, save_checkpoint, seed_everything, squared_error)
 
 
@@ -163,17 +163,18 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset
         clips = [*clips, *validation]
     stacked = [preprocess_clip(clip.frames, spec) for clip in clips]
     per_clip = [grid.extract_clip(frames) for frames in stacked]
-    if len(per_clip) >= 2:
-        n_val = len(validation) if validation else max(1, round(config.val_fraction * len(per_clip)))
+    if validation:
+        n_val = len(validation)
         train_frames, val_frames = np.concatenate(per_clip[:-n_val]), np.concatenate(per_clip[-n_val:])
         train_stacked = stacked[:-n_val]
         val_names = [c.name for c in clips[-n_val:]]
     else:
-        frames = per_clip[0]
-        cut = int(len(frames) * (1 - config.val_fraction))
-        train_frames, val_frames = frames[:cut], frames[cut:]
-        train_stacked = [stacked[0][:cut]]
-        val_names = [f"{clips[0].name}[{cut}:]"]
+        lengths = [len(frames) for frames in per_clip]
+        cuts = validation_cuts(lengths, config.val_fraction)
+        train_frames = np.concatenate([frames[:cut] for frames, cut in zip(per_clip, cuts)])
+        val_frames = np.concatenate([frames[cut:] for frames, cut in zip(per_clip, cuts)])
+        train_stacked = [frames[:cut] for frames, cut in zip(stacked, cuts)]
+        val_names = validation_names([c.name for c in clips], lengths, cuts)
     train = train_frames.reshape(-1, *train_frames.shape[2:])
     rng = np.random.default_rng(config.seed)
     if config.max_train_patches and len(train) > config.max_train_patches:

@@ -25,13 +25,13 @@ from occ import __version__
 from occ.evaluation.datasets.common import Clip, data_name
 from occ.evaluation.metrics import MetricError, roc_auc
 from occ.runtime.manifest import AvidScoring, InputSpec, Manifest, RegionSpec
-from occ.runtime.preprocess import normalized_averages, preprocess_clip
+from occ.runtime.preprocess import AVID_OFFSETS, normalized_averages, preprocess_clip
 from occ.runtime.scoring import avid_thresholds, block_peaks
 
 from .avid import AvidGraph, RegionMemory, create_avid, create_avid_graph, hide_newest
 from .irregularities import IrregularityMaker, SampleStore
 from .distributed import Distributed, plain_state_dict
-from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, footage_summary, load_weights, make_optimizer,
+from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, footage_summary, load_weights, validation_cuts, validation_names, make_optimizer,
                      progress_bar, save_checkpoint, seed_everything, squared_error)
 
 
@@ -200,16 +200,18 @@ def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset:
     spec = InputSpec(height=config.height, width=config.width, channels=3, temporal="avid_triplet")
     sequences = [normalized_averages(clip.frames, spec) for clip in clips]
     rows = [(c, t) for c, sequence in enumerate(sequences) for t in range(len(sequence))]
-    if len(sequences) >= 2:
-        n_val = len(validation) if validation else max(1, round(config.val_fraction * len(sequences)))
-        first_val = len(sequences) - n_val
+    if validation:
+        first_val = len(sequences) - len(validation)
         train_rows = [r for r in rows if r[0] < first_val]
         val_rows = [r for r in rows if r[0] >= first_val]
         val_names = [c.name for c in clips[first_val:]]
     else:
-        cut = int(len(sequences[0]) * (1 - config.val_fraction))
-        train_rows, val_rows = rows[:cut], rows[cut:]
-        val_names = [f"{clips[0].name}[{cut}:]"]
+        lengths = [len(sequence) for sequence in sequences]
+        cuts = validation_cuts(lengths, config.val_fraction)
+        train_rows = [(c, t) for c, t in rows if t < cuts[c]]
+        # a validation triplet reaches max(AVID_OFFSETS) frames back: none of them a training frame
+        val_rows = [(c, t) for c, t in rows if t >= cuts[c] + max(AVID_OFFSETS)] or [(c, t) for c, t in rows if t >= cuts[c]]
+        val_names = validation_names([c.name for c in clips], lengths, cuts)
     rng = np.random.default_rng(config.seed)
     if config.max_train_frames and len(train_rows) > config.max_train_frames:
         train_rows = [train_rows[i] for i in np.sort(rng.choice(len(train_rows), config.max_train_frames, replace=False))]

@@ -6,6 +6,7 @@ import pytest
 from occ.evaluation.metrics import roc_auc
 from occ.runtime.manifest import AloccScoring, AvidScoring
 from occ.runtime.scoring import avid_thresholds, block_peaks, block_values, frame_evidence, frame_scores, location_stats, patch_scores
+from occ.runtime.scoring.statistics import normalize_by_location
 
 
 BINARY = AvidScoring(gate="binary", region_quantile=0.2)
@@ -122,3 +123,21 @@ def test_evidence_thresholds_hit_the_false_alarm_rate_and_fire_on_every_non_empt
     assert np.all(fired[values.reshape(2000, -1).max(axis=1) >= 1])
     with pytest.raises(ValueError, match=r"false-alarm rate must be in \(0, 1\)"):
         avid_thresholds(spec, block_peaks(residual[:20], cell), regions[:20], 1.5, "synthetic")
+
+
+def test_a_passer_by_where_training_footage_rarely_moved_is_not_extreme(rng):
+    # seven locations where people walk (errors up to ~3), one (index 7) where nobody walked in training
+    normal = np.abs(rng.normal(0.0, 1.0, size=(2000, 8)))
+    normal[:, 7] = np.abs(rng.normal(0.0, 0.02, size=2000))
+    stats = location_stats(normal)
+    busy_walker = float(np.quantile(normal[:, :7], 0.99))  # an ordinary error of a person on the walkway
+    at_edge = np.zeros((1, 8))
+    at_edge[0, 7] = busy_walker
+    z_edge = float(normalize_by_location(at_edge, stats)[0, 7])
+    z_walkway = float(np.quantile(normalize_by_location(normal, stats)[:, :7], 0.99))
+    # the same person at the edge scores about twice what the walkway's worst 1 % do (4.2 here), not
+    # ~200 (2.6 over the location's own spread) nor 17 (over a floor at a quarter of the median spread)
+    assert z_edge < 2.5 * z_walkway
+    # and an error far beyond anything normal anywhere still stands out at the edge
+    at_edge[0, 7] = 4 * float(normal.max())
+    assert float(normalize_by_location(at_edge, stats)[0, 7]) > 3 * z_walkway
