@@ -35,8 +35,8 @@ from occ.runtime.events import EpisodeCount, count_episodes
 from occ.runtime.files import same_file, write_atomic
 from occ.runtime.fingerprint import Fingerprint, Overlap, frame_hash
 from occ.runtime.manifest import AlarmRate, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, write_manifest
-from occ.runtime.scoring import (alocc_fires, alocc_patch_map, alocc_thresholds, avid_fires, avid_thresholds, block_peaks, block_values,
-                                 frame_scores, threshold_warnings)
+from occ.runtime.scoring import (alocc_fires, alocc_frame_scores, alocc_patch_map, alocc_thresholds, avid_fires, avid_thresholds,
+                                 block_peaks, block_values, frame_scores, threshold_warnings)
 from occ.runtime.sources import SourceError, open_source, resolve_source
 
 from .datasets.common import Clip, DatasetError, data_name
@@ -128,7 +128,7 @@ def _alocc_statistics(detector: Detector, clips: Iterable[Iterable[np.ndarray]])
         starts.append(count)
         for inputs in _batches(detector, clip):
             outputs = detector.forward(detector.prepare(inputs))
-            scores.append(alocc_patch_map(outputs, detector.manifest).max(axis=1))
+            scores.append(alocc_frame_scores(alocc_patch_map(outputs, detector.manifest)))
             count += len(inputs)
     return FootageStatistics("alocc", {"frame_scores": np.concatenate(scores) if scores else np.zeros(0)}, starts)
 

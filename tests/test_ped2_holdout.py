@@ -126,6 +126,14 @@ def test_holdout_folds_count_alarms_on_unseen_clips_and_pool(eight_clip_walkway,
         assert (pooled["per_hour_low"], pooled["per_hour_high"]) == pytest.approx(
             poisson_rate_interval(pooled["false_alarms"], pooled["normal_hours"]))
     assert summary["detection"]["raw"]["events"] == 4
+    # ALOCC's location-statistics rules, each pooled as the deployed one is
+    rules = summary["location_rule_ablation"]
+    assert set(rules) == set(first["location_rule_ablation"]) and len(rules) == 2
+    for rule, entry in rules.items():
+        held = [r["location_rule_ablation"][rule]["alarms"]["held_out_training_clips"]["episodes"]["false_alarms_per_hour"] for r in results]
+        assert entry["pooled"]["held_out_training_clips"]["episodes"]["false_alarms"] == sum(e["false_alarms"] for e in held)
+        assert entry["pooled"]["held_out_training_clips"]["episodes"]["normal_minutes"] == pytest.approx(4 * 20 / 10 / 60)
+        assert len(entry["test_micro_auc"]) == 2
 
 
 def test_a_model_trained_on_a_held_out_clip_is_refused(eight_clip_walkway, alocc_onnx, tmp_path):

@@ -21,7 +21,7 @@ from occ import __version__
 from occ.evaluation.datasets.common import Clip, data_name
 from occ.runtime.manifest import TEMPORAL_CHANNELS, AloccScoring, InputSpec, Manifest, ManifestError, PatchSpec
 from occ.runtime.preprocess import PatchGrid, normalize, preprocess_clip
-from occ.runtime.scoring import alocc_thresholds, location_stats, patch_scores
+from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 
 from .alocc import AloccScorer, create_alocc
 from .distributed import Distributed, plain_state_dict
@@ -56,7 +56,7 @@ class AloccConfig:
         momentum: Adam's β1.
         noise_sigma: σ of the Gaussian noise on R's input (normalized units).
         lam: λ, the weight of ‖X − R(X̃)‖².
-        val_fraction: share of the normal clips (or images) held out for model selection and τ.
+        val_fraction: share of each normal clip (its last frames) or of the images held out for model selection and τ.
         max_train_patches: most training patches drawn (None: all).
         false_alarm_rate: share of held-out normal frames above τ.
         score: ``fused`` (``d_weight`` · z(−D(R(X))) + z(‖X − R(X)‖²), each normalized per patch
@@ -150,7 +150,7 @@ class AloccData:
 def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset: dict[str, Any] | None = None,
                validation: list[Clip] | None = None) -> AloccData:
     """Patches from normal clips; ``validation`` clips (footage's validation part) are held out, or
-    else the last clips (``val_fraction``)."""
+    else the last ``val_fraction`` of every clip (its tail)."""
     check_config(config, "video")
     spec = InputSpec(height=config.height, width=config.width, channels=TEMPORAL_CHANNELS[config.temporal], temporal=config.temporal)
     patch_spec = PatchSpec(size=config.patch_size, stride=config.stride)
@@ -228,7 +228,7 @@ def graph_outputs(scorer: AloccScorer, frames: np.ndarray) -> dict[str, np.ndarr
 
 def frame_scores(scorer: AloccScorer, frames: np.ndarray, scoring: AloccScoring) -> np.ndarray:
     """Frame scores exactly as the runtime computes them from the graph's outputs."""
-    return patch_scores(graph_outputs(scorer, frames), scoring).max(axis=1)
+    return alocc_frame_scores(patch_scores(graph_outputs(scorer, frames), scoring))
 
 
 def alocc_scoring(config: AloccConfig, scorer: AloccScorer, normal_frames: np.ndarray) -> AloccScoring:

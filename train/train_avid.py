@@ -67,7 +67,7 @@ class AvidConfig:
         residual_kernel: the residual's averaging window, pixels (odd); None: the video rule
             (:func:`residual_kernel_for`).
         mask_reach: pixels the mask follows a residual object; None: the video rule (:func:`mask_reach_for`).
-        val_fraction: share of the normal clips (or images) held out for model selection and thresholds.
+        val_fraction: share of each normal clip (its last frames) or of the images held out for model selection and thresholds.
         max_train_frames: most training frames drawn (None: all).
         false_alarm_rate: share of held-out normal frames that fire at the stored thresholds.
         irregular_fraction: share of training inputs that get synthetic irregularities made from
@@ -193,7 +193,7 @@ def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset:
                validation: list[Clip] | None = None) -> AvidData:
     """Normal clips as averaged-frame sequences (the reference's :func:`normalized_averages`, which
     the triplets are cut from); ``validation`` clips (footage's validation part) are held out, or
-    else the last clips (``val_fraction``)."""
+    else the last ``val_fraction`` of every clip (its tail)."""
     check_config(config, "video")
     if validation:
         clips = [*clips, *validation]

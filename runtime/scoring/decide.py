@@ -13,7 +13,7 @@ import numpy as np
 
 from ..manifest import Manifest
 from ..preprocess.reference import PatchGrid
-from .statistics import patch_scores
+from .statistics import alocc_frame_scores, patch_scores
 from .zones import ZoneMaps
 
 
@@ -120,7 +120,7 @@ def _decide_alocc(outputs: dict[str, np.ndarray], manifest: Manifest, zones: Zon
             patches = np.where(zones.patch_ignored, -np.inf, patches / zones.patch_factor)
         # a frame whose every patch is ignored has nothing to score: the lowest score, never a decision
         kept = np.isfinite(patches)
-        score = float(patches.max()) if kept.any() else float(np.finfo(np.float32).min)
+        score = float(alocc_frame_scores(patches)) if kept.any() else float(np.finfo(np.float32).min)
         # overlapping patches over τ are one object: one box around their union, not one per patch
         mask = np.zeros((manifest.input.height, manifest.input.width), bool)
         for top, left, bottom, right in patch_boxes[alocc_fires(patches, tau)]:

@@ -39,3 +39,8 @@ def patch_scores(outputs: dict[str, np.ndarray], scoring: AloccScoring) -> np.nd
         term = np.float32(weight) * normalize_by_location(outputs[name], scoring.location_stats.get(name))
         total = term if total is None else total + term
     return total
+
+
+def alocc_frame_scores(patch_scores: np.ndarray) -> np.ndarray:
+    """ALOCC's frame score: its largest patch score (last axis: patches). Every consumer calls this."""
+    return np.asarray(patch_scores).max(axis=-1)
