@@ -213,8 +213,7 @@ def validation_cuts(lengths: list[int], fraction: float) -> list[int]:
     """Where each clip's validation tail begins: its last ``fraction`` of frames (at least one).
 
     Every clip gives its tail, so that validation and the threshold see every scene the training
-    footage holds. Holding out whole clips instead (the last ones by name) calibrated Ped2 on its
-    two calmest clips, and the stored τ fired on most frames of its busy ones (docs/accuracy.md).
+    footage holds: Ped2's last clips by name are its two calmest (docs/accuracy-log.md, 2026-12-06).
     """
     if not 0 < fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {fraction}")

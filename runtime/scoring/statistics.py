@@ -12,7 +12,7 @@ def location_stats(normal_scores: np.ndarray, absolute_floor: float = 0.0) -> Lo
     normal scores pooled over locations, floored at ``absolute_floor`` (in the scores' own unit).
     A location where training footage rarely moved (the edge of a walkway) has a tiny ``std_loc``:
     alone, it made an ordinary passer-by there score 17 deviations on held-out Ped2 clips, and the
-    stored threshold fired on every frame of them (docs/accuracy.md, 2026-12-06).
+    stored threshold fired on every frame of them (docs/accuracy-log.md, 2026-12-06).
     """
     normal_scores = np.asarray(normal_scores, dtype=np.float64)
     mean = normal_scores.mean(axis=0)
