@@ -92,6 +92,10 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     spool = "spool/webhook"
     max_spooled = 10000
 
+    [feedback]
+    hard_normal = "hard-normal"  # the hard-normal set: occ feedback EVENT_ID --not-anomaly copies the event's clip to
+                                 # <hard_normal>/<camera>/; occ calibrate --hard-normal <hard_normal>/<camera> adds them
+
     [guard]
     enabled = true               # the scene guard: a change of the whole view holds anomaly events
     drift = true                 # the drift watch: the score distribution against the stream's first 20 minutes
@@ -179,14 +183,17 @@ class ServiceConfig:
     profiles: ProfileConfig | None = None  # day and night profiles; None: one profile, unnamed
     scene_guard: bool = True
     drift_watch: bool = True
+    hard_normal: str = "hard-normal"  # the hard-normal set's folder, a subfolder per camera (occ feedback)
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
             camera.name = camera.name or default_camera_name(camera.spec)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "ServiceConfig":
-        return parse_toml(Path(path))
+    def from_toml(cls, path: str | Path, check: bool = True) -> "ServiceConfig":
+        """The configuration in ``path``; ``check=False`` only parses it (a command beside the
+        running service reads its paths, while the service holds the port and the outputs)."""
+        return parse_toml(Path(path), check)
 
     def check(self, where: str = "configuration") -> "ServiceConfig":
         """Every value in range, outputs writable and distinct from the inputs, the port free.
@@ -249,6 +256,7 @@ SCHEMA: dict[str, dict[str, KEY]] = {
                "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1")},
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
     "guard": {"enabled": (bool, None, ""), "drift": (bool, None, "")},
+    "feedback": {"hard_normal": (str, bool, "a folder")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
 
@@ -355,7 +363,7 @@ def _zone(path: Path, raw: Any, where: str) -> Zone:
                 factor=1.0 if factor is None else factor, profile=raw.get("profile", ""))
 
 
-def parse_toml(path: Path) -> ServiceConfig:
+def parse_toml(path: Path, check: bool = True) -> ServiceConfig:
     try:
         import tomllib  # novermin (3.11+; the fallback below is for 3.10)
     except ImportError:  # Python 3.10 (JetPack 6)
@@ -412,8 +420,9 @@ def parse_toml(path: Path) -> ServiceConfig:
         webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative),
         profiles=None if "profiles" not in data else ProfileConfig(
             **tables["profiles"], thresholds={name: tables[f"profiles.{name}"] for name in PROFILES}),
-        scene_guard=tables["guard"].get("enabled", True), drift_watch=tables["guard"].get("drift", True))
-    return config.check(str(path))
+        scene_guard=tables["guard"].get("enabled", True), drift_watch=tables["guard"].get("drift", True),
+        hard_normal=relative(tables["feedback"].get("hard_normal", "hard-normal")))
+    return config.check(str(path)) if check else config
 
 
 def _profile_sections(path: Path, data: dict) -> dict:
