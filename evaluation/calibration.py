@@ -640,7 +640,7 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     if hard is not None:
         hard.frames = statistics.tail(hard.clips).frames
         provenance = (f"{source.name} (normal, {frames - hard.frames} frames) + hard-normal set {Path(hard.folder).name} "
-                      f"({hard.clips} clips, {hard.frames} frames)")
+                      f"({hard.clips} clip(s), {hard.frames} frames)")
     result = CalibrationResult(Manifest.from_dict(previous.to_dict()), frames, previous=previous, fps=fps, overlap=overlap,
                                hard_normal=hard)
     if alarms_per_day is not None:
