@@ -9,41 +9,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from occ.cli import app
 from occ.evaluation.datasets.video import write_video
 from occ.runtime.events import HARD_NORMAL_SCHEMA, SCHEMA_FILES
 from occ.runtime.manifest import read_manifest
 from occ.runtime.service import ServiceConfig
 
+from test_calibration import OTHER_SPEC  # other normal minutes of the tiny walkway: 80 frames at 10 fps
+from test_own_camera import ok, read_lines, refused
+
 jsonschema = pytest.importorskip("jsonschema")
-
-runner = CliRunner()
-WIDE = {"COLUMNS": "250"}
-# Other normal minutes of the tiny walkway (not the tiny models' training footage): 80 frames at 10 fps.
-OTHER_SPEC = "walkway:height=48,width=72,train_clips=2,test_clips=1,frames_per_clip=40,seed=11"
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], env=WIDE)
-
-
-def ok(*args) -> str:
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def refused(*args) -> str:
-    result = invoke(*args)
-    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output, result.output
-    return result.output
-
-
-def read_lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
 
 def make_site(exported, tiny_walkway, folder):
     """A camera site: ``exported`` calibrated so that half of the walkway's normal frames fire (a
@@ -64,8 +39,8 @@ def site(alocc_onnx, tiny_walkway, tmp_path_factory):
     return make_site(alocc_onnx, tiny_walkway, tmp_path_factory.mktemp("site"))
 
 
-def closed_events(site):
-    return [line for line in read_lines(site / "events.jsonl") if line.get("type") == "closed"]
+def closed_events(site, log="events.jsonl"):
+    return [line for line in read_lines(site / log) if line.get("type") == "closed"]
 
 
 @pytest.fixture
@@ -128,7 +103,7 @@ def test_feedback_refusals_are_one_line_and_write_nothing(copy, alocc_onnx, tiny
 
     # an event of a service without clips
     ok("run", copy / "gate.onnx", "--source", copy / "gate.avi", "--camera", "gate", "--events", copy / "bare.jsonl")
-    bare = closed_events_in(copy / "bare.jsonl")[0]
+    bare = closed_events(copy, "bare.jsonl")[0]
     assert bare["clip"] is None
     assert "the event has no clip" in refused("feedback", bare["event_id"], "--not-anomaly", "--events", copy / "bare.jsonl")
 
@@ -151,11 +126,9 @@ def test_feedback_refusals_are_one_line_and_write_nothing(copy, alocc_onnx, tiny
     logged = closed_events(copy)
     (copy / "moved.jsonl").write_text("".join(json.dumps({**line, "clip": str(clip)}) + "\n" for line in logged))
     assert "is gone (clips are rotated" in refused("feedback", other["event_id"], "--not-anomaly", "--events", copy / "moved.jsonl")
-    assert moved.is_file()
-
-
-def closed_events_in(path):
-    return [line for line in read_lines(path) if line.get("type") == "closed"]
+    moved.rename(clip.with_name(f".{clip.stem}.partial.avi"))  # as EventClips writes it until the event's time after is over
+    assert "is still being written" in refused("feedback", other["event_id"], "--not-anomaly", "--events", copy / "moved.jsonl")
+    assert not (folder / f"{other['event_id']}.avi").exists()
 
 
 def test_feedback_with_the_service_configuration(site, tmp_path):

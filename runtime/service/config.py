@@ -55,6 +55,10 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     clip_max_mb = 500
     clip_buffer_mb = 64          # most memory for the frames held before an event (cuts clip_before short)
 
+    [feedback]
+    hard_normal = "hard-normal"  # the hard-normal set: occ feedback EVENT_ID --not-anomaly copies the event's clip to
+                                 # <hard_normal>/<camera>/; occ calibrate --hard-normal <hard_normal>/<camera> adds them
+
     [overlay]
     video = ""                   # overlay video (.avi) or PNG folder; "{camera}" in it with several cameras
 
@@ -91,10 +95,6 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     secret_env = ""              # environment variable holding the HMAC-SHA256 key ("": unsigned)
     spool = "spool/webhook"
     max_spooled = 10000
-
-    [feedback]
-    hard_normal = "hard-normal"  # the hard-normal set: occ feedback EVENT_ID --not-anomaly copies the event's clip to
-                                 # <hard_normal>/<camera>/; occ calibrate --hard-normal <hard_normal>/<camera> adds them
 
     [guard]
     enabled = true               # the scene guard: a change of the whole view holds anomaly events
@@ -171,6 +171,7 @@ class ServiceConfig:
     clip_max_files: int = 50
     clip_max_mb: float = 500.0
     clip_buffer_mb: float = 64.0
+    hard_normal: str = "hard-normal"  # the hard-normal set's folder, a subfolder per camera (occ feedback)
     overlay_video: str = ""
     frames_log: str = ""
     frame_lines: str = "all"
@@ -183,7 +184,6 @@ class ServiceConfig:
     profiles: ProfileConfig | None = None  # day and night profiles; None: one profile, unnamed
     scene_guard: bool = True
     drift_watch: bool = True
-    hard_normal: str = "hard-normal"  # the hard-normal set's folder, a subfolder per camera (occ feedback)
 
     def __post_init__(self) -> None:
         for camera in self.cameras:
@@ -251,12 +251,12 @@ SCHEMA: dict[str, dict[str, KEY]] = {
                   "clip_before": (float, _non_negative, ">= 0"), "clip_after": (float, _non_negative, ">= 0"),
                   "clip_max_s": (float, _positive, "> 0"), "clip_max_files": (int, lambda v: v >= 1, ">= 1"),
                   "clip_max_mb": (float, _positive, "> 0"), "clip_buffer_mb": (float, _positive, "> 0")},
+    "feedback": {"hard_normal": (str, bool, "a folder")},
     "overlay": {"video": (str, None, "")},
     "frames": {"log": (str, None, ""), "lines": (str, lambda v: v in FRAME_LINES, f"one of {', '.join(FRAME_LINES)}"),
                "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1")},
     "metrics": {"port": (int, lambda v: 0 <= v <= 65535, "0..65535"), "host": (str, bool, "an address")},
     "guard": {"enabled": (bool, None, ""), "drift": (bool, None, "")},
-    "feedback": {"hard_normal": (str, bool, "a folder")},
 }
 SCHEMA["cameras"] = SCHEMA["source"]
 
@@ -412,6 +412,7 @@ def parse_toml(path: Path, check: bool = True) -> ServiceConfig:
         clip_before=snapshots.get("clip_before", 2.0), clip_after=snapshots.get("clip_after", 2.0),
         clip_max_s=snapshots.get("clip_max_s", 30.0), clip_max_files=snapshots.get("clip_max_files", 50),
         clip_max_mb=snapshots.get("clip_max_mb", 500.0), clip_buffer_mb=snapshots.get("clip_buffer_mb", 64.0),
+        hard_normal=relative(tables["feedback"].get("hard_normal", "hard-normal")),
         overlay_video=relative(tables["overlay"].get("video", "")), frames_log=relative(frames.get("log", "")),
         frame_lines=frames.get("lines", "all"),
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
@@ -420,8 +421,7 @@ def parse_toml(path: Path, check: bool = True) -> ServiceConfig:
         webhook=_sink(path, data, tables, "webhook", WebhookConfig, "url", "the receiver's URL", relative),
         profiles=None if "profiles" not in data else ProfileConfig(
             **tables["profiles"], thresholds={name: tables[f"profiles.{name}"] for name in PROFILES}),
-        scene_guard=tables["guard"].get("enabled", True), drift_watch=tables["guard"].get("drift", True),
-        hard_normal=relative(tables["feedback"].get("hard_normal", "hard-normal")))
+        scene_guard=tables["guard"].get("enabled", True), drift_watch=tables["guard"].get("drift", True))
     return config.check(str(path)) if check else config
 
 
