@@ -92,6 +92,21 @@ class CalibrationResult:
     def minutes(self) -> float | None:
         return self.frames / self.fps / 60.0 if self.fps else None
 
+    def moved(self) -> dict[str, Any]:
+        """How the calibration moved things: each threshold's ``old`` and ``new`` value with the
+        relative ``change``, and with an alarm budget the alarms a day expected on this footage
+        before and after (``alarms_per_day``; None without a budget)."""
+        previous = self.previous.thresholds if self.previous is not None else {}
+        thresholds = {}
+        for name, threshold in self.manifest.thresholds.items():
+            old = previous[name].value if name in previous else None
+            thresholds[name] = {"old": old, "new": threshold.value, "change": (threshold.value - old) / abs(old) if old else None}
+        budget = next(iter(self.manifest.thresholds.values())).alarms_per_day_budget
+        alarms = None
+        if budget is not None and self.expected is not None:
+            alarms = {"old": self.previous_expected.per_day if self.previous_expected is not None else None, "new": self.expected.per_day}
+        return {"thresholds": thresholds, "alarms_per_day": alarms}
+
 
 def _batches(detector: Detector, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """Network inputs of a clip in batches, through the detector's own streaming preprocessor."""
@@ -656,17 +671,15 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
         old = None
     if fps:
         result.expected = alarm_rate(alarms_at(previous, statistics, values, rule).opened, frames, fps)
-        try:
-            result.previous_expected = alarm_rate(alarms_at(previous, statistics, old, previous.episodes).opened, frames, fps) if old else None
-        except ValueError:  # a cusum at τ <= 0
-            result.previous_expected = None
     if hard is not None:
         hard.alarms_after, hard.firing_after = _hard_normal_alarms(hard, previous, statistics, values, rule)
-        try:
-            if old:
-                hard.alarms_before, hard.firing_before = _hard_normal_alarms(hard, previous, statistics, old, previous.episodes)
-        except ValueError:  # a cusum at τ <= 0
-            pass
+    try:
+        if fps and old is not None:
+            result.previous_expected = alarm_rate(alarms_at(previous, statistics, old, previous.episodes).opened, frames, fps)
+        if hard is not None and old is not None:
+            hard.alarms_before, hard.firing_before = _hard_normal_alarms(hard, previous, statistics, old, previous.episodes)
+    except ValueError:  # a cusum at τ <= 0: the old values say nothing
+        pass
     stamp = dict(by=calibrated_by(), minutes=frames / fps / 60.0 if fps else None, fps=fps, alarms_per_day_budget=alarms_per_day,
                  expected_alarms=result.expected, episodes=rule, episodes_choice=result.choice)
     for name, threshold in thresholds.items():

@@ -325,7 +325,7 @@ def _rate_text(rate: Optional[dict]) -> str:
 
 
 def _moved_text(payload: dict) -> str:
-    """``moved: tau 0.41 → 0.53 (+29 %); alarms a day on this footage 1.1e+04 → 0``."""
+    """``moved: tau 0.41 → 0.53 (+29%); alarms a day on this footage 11000 → 0 (budget 24)``."""
     parts = []
     for name, move in payload["moved"]["thresholds"].items():
         change = f" ({move['change']:+.0%})" if move["change"] is not None else ""
@@ -365,21 +365,7 @@ def calibration_payload(model: Path, result: Any) -> dict[str, Any]:
             "rules": [r.to_json() for r in result.rules], "choice": result.choice,
             "training_overlap": dataclasses.asdict(result.overlap) if result.overlap is not None else None,
             "hard_normal": result.hard_normal.to_json() if result.hard_normal is not None else None,
-            "moved": _moved(result), "warnings": result.warnings}
-
-
-def _moved(result: Any) -> dict[str, Any]:
-    """Each threshold's old and new value with the relative change, and the alarms a day expected on
-    this footage before and after (with an alarm budget)."""
-    moved = {}
-    for name, threshold in result.manifest.thresholds.items():
-        old = result.previous.thresholds[name].value if name in result.previous.thresholds else None
-        moved[name] = {"old": old, "new": threshold.value, "change": (threshold.value - old) / abs(old) if old else None}
-    budget = next(iter(result.manifest.thresholds.values())).alarms_per_day_budget
-    alarms = None
-    if budget is not None and result.expected is not None:
-        alarms = {"old": result.previous_expected.per_day if result.previous_expected is not None else None, "new": result.expected.per_day}
-    return {"thresholds": moved, "alarms_per_day": alarms}
+            "moved": result.moved(), "warnings": result.warnings}
 
 
 def demo(
