@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from occ.runtime.detector import Detector, open_detector
-from occ.runtime.events import EpisodeCount, count_episodes
+from occ.runtime.events import EpisodeCount, FeedbackError, count_episodes, hard_normal_clips
 from occ.runtime.files import same_file, write_atomic
 from occ.runtime.fingerprint import Fingerprint, Overlap, frame_hash
 from occ.runtime.manifest import AlarmRate, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, write_manifest
@@ -42,6 +42,7 @@ from occ.runtime.sources import SourceError, open_source, resolve_source
 from .datasets.common import Clip, DatasetError, data_name
 from .datasets.footage import DEFAULT_SPLIT, Split, as_read, is_footage, open_footage, split_footage
 from .datasets.spec import load_video_data
+from .datasets.video import read_video
 from .datasets.walkway_day import is_day, open_day
 from .metrics import poisson_rate_interval
 
@@ -69,6 +70,7 @@ class CalibrationResult:
         rules: each candidate episode rule's outcome at an alarm budget (:class:`RuleOutcome`).
         choice: why the stored rule was chosen.
         overlap: the footage against the model's training fingerprint (None: not recorded).
+        hard_normal: the camera's hard-normal clips included (None: no ``hard_normal`` given).
         warnings: one line each.
         written: the file that now holds the manifest (None: a dry run).
     """
@@ -83,11 +85,27 @@ class CalibrationResult:
     rules: list["RuleOutcome"] = field(default_factory=list)
     choice: str = ""
     overlap: Overlap | None = None
+    hard_normal: HardNormalUse | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
     def minutes(self) -> float | None:
         return self.frames / self.fps / 60.0 if self.fps else None
+
+    def moved(self) -> dict[str, Any]:
+        """How the calibration moved things: each threshold's ``old`` and ``new`` value with the
+        relative ``change``, and with an alarm budget the alarms a day expected on this footage
+        before and after (``alarms_per_day``; None without a budget)."""
+        previous = self.previous.thresholds if self.previous is not None else {}
+        thresholds = {}
+        for name, threshold in self.manifest.thresholds.items():
+            old = previous[name].value if name in previous else None
+            thresholds[name] = {"old": old, "new": threshold.value, "change": (threshold.value - old) / abs(old) if old else None}
+        budget = next(iter(self.manifest.thresholds.values())).alarms_per_day_budget
+        alarms = None
+        if budget is not None and self.expected is not None:
+            alarms = {"old": self.previous_expected.per_day if self.previous_expected is not None else None, "new": self.expected.per_day}
+        return {"thresholds": thresholds, "alarms_per_day": alarms}
 
 
 def _batches(detector: Detector, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -120,6 +138,12 @@ class FootageStatistics:
     @property
     def frames(self) -> int:
         return len(next(iter(self.values.values())))
+
+    def tail(self, clips: int) -> "FootageStatistics":
+        """The last ``clips`` clips alone."""
+        first = self.clip_starts[-clips] if clips else self.frames
+        return FootageStatistics(self.method, {name: value[first:] for name, value in self.values.items()},
+                                 [start - first for start in self.clip_starts[-clips:]] if clips else [])
 
 
 def _alocc_statistics(detector: Detector, clips: Iterable[Iterable[np.ndarray]]) -> FootageStatistics:
@@ -472,6 +496,64 @@ def footage(data: str, minutes: float, progress: Callable[[], None] | None = Non
     return result
 
 
+@dataclass
+class HardNormalUse:
+    """A camera's hard-normal set in a calibration (``occ feedback EVENT_ID --not-anomaly`` fills it):
+    its clips are normal footage by the operator's word, scored with the rest.
+
+    Attributes:
+        folder: the camera's hard-normal folder.
+        events: the events whose clips were included, oldest first.
+        frames: their frames.
+        alarms_before: episodes the previous thresholds and episode rule open on these clips (each a
+            fresh stream); None where the model had no thresholds.
+        alarms_after: the same at the new ones.
+        firing_before: frames of these clips that fire at the previous thresholds.
+        firing_after: the same at the new ones.
+    """
+
+    folder: str
+    events: list[str]
+    frames: int = 0
+    alarms_before: int | None = None
+    alarms_after: int = 0
+    firing_before: int | None = None
+    firing_after: int = 0
+
+    @property
+    def clips(self) -> int:
+        return len(self.events)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "clips": self.clips}
+
+    def recorded(self) -> dict[str, Any]:
+        """What the threshold history keeps of it."""
+        return {"folder": Path(self.folder).name, "clips": self.clips, "frames": self.frames, "events": self.events}
+
+
+def add_hard_normal(source: Footage, folder: str | Path, size: tuple[int, int] | None) -> HardNormalUse:
+    """Append a camera's hard-normal clips to ``source`` (each its own clip, hashed like the rest).
+
+    Raises:
+        DatasetError: the folder is not a camera's hard-normal set, or a clip is missing.
+    """
+    try:
+        clips = hard_normal_clips(folder)
+    except FeedbackError as exc:
+        raise DatasetError(str(exc)) from None
+    source.clips += [_hashed(read_video(clip.clip, gray=False), source.hashes, size) for clip in clips]
+    return HardNormalUse(str(folder), [clip.event_id for clip in clips])
+
+
+def _hard_normal_alarms(use: HardNormalUse, manifest: Manifest, statistics: FootageStatistics, thresholds: dict[str, float],
+                        rule: EpisodeRule) -> tuple[int, int]:
+    """Episodes opened and frames firing on the hard-normal clips (the footage's last clips)."""
+    clips = statistics.tail(use.clips)
+    _, decisions, _ = scores_at(manifest, clips, thresholds)
+    return alarms_at(manifest, clips, thresholds, rule).opened, int(np.count_nonzero(decisions))
+
+
 def calibrated_by() -> str:
     """``user@host`` of whoever runs the calibration."""
     try:
@@ -521,7 +603,7 @@ def _training_overlap(previous: Manifest, source: Footage, data: str, force: boo
 def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None = 0.01, minutes: float = 5.0, backend: str = "ort-cpu",
                     progress: Callable[[], None] | None = None, alarms_per_day: float | None = None, fps: float | None = None,
                     force: bool = False, dry_run: bool = False, out: str | Path | None = None,
-                    split: Split = DEFAULT_SPLIT) -> CalibrationResult:
+                    split: Split = DEFAULT_SPLIT, hard_normal: str | Path | None = None) -> CalibrationResult:
     """``occ calibrate``: new thresholds for ``model`` from the normal footage ``data``, stored
     with the model (the old values go to its threshold history).
 
@@ -542,6 +624,8 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
         out: write a new model there instead of changing ``model``.
         split: footage (a recording, video files): the shares of training, validation and
             calibration by time; its calibration part is used.
+        hard_normal: a camera's hard-normal folder (``<hard-normal set>/<camera>``): its clips
+            are added to the footage as normal, and the history records them.
 
     Raises:
         TrainingFootageError: ``data`` holds the model's training frames (without ``force``).
@@ -554,7 +638,9 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     detector = open_detector(str(model), backend)
     try:
         previous = Manifest.from_dict(detector.manifest.to_dict())
-        source = footage(data, minutes, progress, split, (previous.input.height, previous.input.width))
+        size = (previous.input.height, previous.input.width)
+        source = footage(data, minutes, progress, split, size)
+        hard = add_hard_normal(source, hard_normal, size) if hard_normal is not None else None
         statistics = footage_statistics(detector, source.clips)
     finally:
         detector.close()
@@ -566,7 +652,12 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
         raise DatasetError(f"{data}: the footage does not say its frame rate, which an alarm budget needs; give --fps")
     overlap, warnings = _training_overlap(previous, source, data, force)
     provenance = f"{source.name} (normal, {frames} frames)"
-    result = CalibrationResult(Manifest.from_dict(previous.to_dict()), frames, previous=previous, fps=fps, overlap=overlap)
+    if hard is not None:
+        hard.frames = statistics.tail(hard.clips).frames
+        provenance = (f"{source.name} (normal, {frames - hard.frames} frames) + hard-normal set {Path(hard.folder).name} "
+                      f"({hard.clips} clip(s), {hard.frames} frames)")
+    result = CalibrationResult(Manifest.from_dict(previous.to_dict()), frames, previous=previous, fps=fps, overlap=overlap,
+                               hard_normal=hard)
     if alarms_per_day is not None:
         thresholds, chosen, result.rules, result.choice = solve_alarm_budget(previous, statistics, alarms_per_day, fps, provenance)
         rule = chosen.rule
@@ -574,17 +665,26 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     else:
         thresholds, rule = thresholds_at_rate(previous, statistics, false_alarm_rate or 0.01, provenance), previous.episodes
     values = {name: t.value for name, t in thresholds.items()}
+    try:
+        old = {name: previous.threshold(name) for name in values}
+    except ManifestError:  # no previous thresholds
+        old = None
     if fps:
         result.expected = alarm_rate(alarms_at(previous, statistics, values, rule).opened, frames, fps)
-        try:
-            old = {name: previous.threshold(name) for name in values}
+    if hard is not None:
+        hard.alarms_after, hard.firing_after = _hard_normal_alarms(hard, previous, statistics, values, rule)
+    try:
+        if fps and old is not None:
             result.previous_expected = alarm_rate(alarms_at(previous, statistics, old, previous.episodes).opened, frames, fps)
-        except (ManifestError, ValueError):  # no previous thresholds, or a cusum at τ <= 0
-            result.previous_expected = None
+        if hard is not None and old is not None:
+            hard.alarms_before, hard.firing_before = _hard_normal_alarms(hard, previous, statistics, old, previous.episodes)
+    except ValueError:  # a cusum at τ <= 0: the old values say nothing
+        pass
     stamp = dict(by=calibrated_by(), minutes=frames / fps / 60.0 if fps else None, fps=fps, alarms_per_day_budget=alarms_per_day,
                  expected_alarms=result.expected, episodes=rule, episodes_choice=result.choice)
     for name, threshold in thresholds.items():
-        result.manifest.set_threshold(name, dataclasses.replace(threshold, **stamp))
+        replaced_by = {"value": threshold.value, "hard_normal": hard.recorded()} if hard is not None else None
+        result.manifest.set_threshold(name, dataclasses.replace(threshold, **stamp), replaced_by)
     result.manifest.episodes = rule
     result.manifest.validate()
     result.warnings = warnings + threshold_warnings(result.manifest)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -55,6 +56,27 @@ def write_atomic(path: str | os.PathLike, payload: bytes, sync: bool = True) -> 
         raise
     if sync:
         sync_folder(path.parent)
+    return path
+
+
+def copy_atomic(source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Copy ``source`` to ``path`` as :func:`write_atomic` writes (whole or absent), streamed, for
+    files too big to hold in memory (event clips)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle, open(source, "rb") as original:
+            shutil.copyfileobj(original, handle, 1 << 20)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    sync_folder(path.parent)
     return path
 
 

@@ -450,11 +450,13 @@ class Manifest:
             raise ManifestError(f"the manifest has no '{name}' threshold; run `occ calibrate` first")
         return float(self.thresholds[name].value)
 
-    def set_threshold(self, name: str, threshold: Threshold) -> None:
-        """Set a threshold, keeping the value it replaces in ``threshold_history``."""
+    def set_threshold(self, name: str, threshold: Threshold, replaced_by: dict[str, Any] | None = None) -> None:
+        """Set a threshold, keeping the value it replaces in ``threshold_history``; ``replaced_by``
+        (e.g. the hard-normal clips the new value was set with) goes into that history entry."""
         if name in self.thresholds:
             old = dataclasses.asdict(self.thresholds[name])
-            self.threshold_history.append({"name": name, "replaced_on": now_iso(), **old})
+            self.threshold_history.append({"name": name, "replaced_on": now_iso(), **old,
+                                           **({"replaced_by": replaced_by} if replaced_by else {})})
         self.thresholds[name] = threshold
 
     def with_thresholds(self, values: dict[str, float], data: str = "site override") -> "Manifest":

@@ -10,7 +10,7 @@ import typer
 
 from occ import __version__
 
-from . import bench, data, engine, inspect_model, run, train
+from . import bench, data, engine, feedback, inspect_model, run, train
 from . import export as export_command
 from .common import OneLineCommand, OneLineGroup, console
 
@@ -37,6 +37,7 @@ app.command("run", cls=OneLineCommand)(run.run)
 app.command("eval", cls=OneLineCommand)(run.evaluate)
 app.command("calibrate", cls=OneLineCommand)(run.calibrate)
 app.command("demo", cls=OneLineCommand)(run.demo)
+app.command("feedback", cls=OneLineCommand)(feedback.feedback)
 app.command("inspect", cls=OneLineCommand)(inspect_model.inspect)
 app.add_typer(bench.app, name="bench")
 app.add_typer(engine.app, name="engine")

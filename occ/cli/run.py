@@ -268,6 +268,11 @@ def calibrate(
                                                      "changing MODEL. Default: MODEL is changed.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the old and new values and the expected alarms; write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Calibrate even on the model's own training footage (refused otherwise).")] = False,
+    hard_normal: Annotated[Optional[Path], typer.Option("--hard-normal", metavar="DIR", help="The camera's hard-normal set "
+                                                                                            "(<[feedback] hard_normal>/<camera>, filled by "
+                                                                                            "occ feedback EVENT_ID --not-anomaly): its "
+                                                                                            "clips are added to the footage as normal. "
+                                                                                            "Default: none.")] = None,
     split: SplitOption = "70/10/20",
     backend: Backend = "ort-cpu",
     json_path: JsonOption = None,
@@ -284,10 +289,10 @@ def calibrate(
         fail("give --alarms-per-day or --false-alarm-rate, not both")
     if alarms_per_day is not None and not alarms_per_day > 0:
         fail(f"--alarms-per-day must be > 0, got {alarms_per_day:g}")
-    check_outputs({"--json": json_path, "--out": out}, {"model": model, "data": data})
+    check_outputs({"--json": json_path, "--out": out}, {"model": model, "data": data, "hard-normal set": hard_normal})
     with one_line_errors(), progress_bar(f"collecting normal frames from {data}", disable=quiet) as advance:
         result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance, alarms_per_day=alarms_per_day,
-                                 fps=fps, force=force, dry_run=dry_run, out=out, split=Split.parse(split))
+                                 fps=fps, force=force, dry_run=dry_run, out=out, split=Split.parse(split), hard_normal=hard_normal)
     payload = calibration_payload(model, result)
 
     def show(payload: dict) -> None:
@@ -304,6 +309,9 @@ def calibrate(
                   [{"rule": r["described"], "frames that fire": f"{r['frame_rate']:.3g}", "alarms": r["alarms"],
                     "opens after (frames)": r["opening_frames"]} for r in payload["rules"]])
             console.print(f"chosen: {payload['choice']}", highlight=False, markup=False)
+        console.print(_moved_text(payload), highlight=False, markup=False, soft_wrap=True)
+        if payload["hard_normal"] is not None:
+            console.print(_hard_normal_text(payload["hard_normal"]), highlight=False, markup=False, soft_wrap=True)
 
     report(payload, json_path, quiet, show)
     for warning in payload["warnings"]:
@@ -314,6 +322,29 @@ def _rate_text(rate: Optional[dict]) -> str:
     if rate is None:
         return "n/a"
     return f"{rate['per_hour']:.3g} (95 %: {rate['per_hour_low']:.3g}-{rate['per_hour_high']:.3g}; {rate['alarms']} in {rate['hours'] * 60:.1f} min)"
+
+
+def _moved_text(payload: dict) -> str:
+    """``moved: tau 0.41 → 0.53 (+29%); alarms a day on this footage 11000 → 0 (budget 24)``."""
+    parts = []
+    for name, move in payload["moved"]["thresholds"].items():
+        change = f" ({move['change']:+.0%})" if move["change"] is not None else ""
+        parts.append(f"{name} {_number(move['old'])} → {_number(move['new'])}{change}")
+    alarms = payload["moved"]["alarms_per_day"]
+    if alarms is not None:
+        parts.append(f"alarms a day on this footage {_number(alarms['old'])} → {_number(alarms['new'])} (budget {payload['alarms_per_day']:g})")
+    return "moved: " + "; ".join(parts)
+
+
+def _number(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.5g}"
+
+
+def _hard_normal_text(hard: dict) -> str:
+    before = "n/a" if hard["alarms_before"] is None else hard["alarms_before"]
+    firing = "n/a" if hard["firing_before"] is None else hard["firing_before"]
+    return (f"hard-normal set {hard['folder']}: {hard['clips']} clip(s), {hard['frames']} frames included as normal; "
+            f"episodes on them {before} → {hard['alarms_after']}, frames firing {firing} → {hard['firing_after']}")
 
 
 def calibration_payload(model: Path, result: Any) -> dict[str, Any]:
@@ -333,7 +364,8 @@ def calibration_payload(model: Path, result: Any) -> dict[str, Any]:
                            for name, t in result.manifest.thresholds.items()},
             "rules": [r.to_json() for r in result.rules], "choice": result.choice,
             "training_overlap": dataclasses.asdict(result.overlap) if result.overlap is not None else None,
-            "warnings": result.warnings}
+            "hard_normal": result.hard_normal.to_json() if result.hard_normal is not None else None,
+            "moved": result.moved(), "warnings": result.warnings}
 
 
 def demo(

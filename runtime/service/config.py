@@ -55,6 +55,10 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     clip_max_mb = 500
     clip_buffer_mb = 64          # most memory for the frames held before an event (cuts clip_before short)
 
+    [feedback]
+    hard_normal = "hard-normal"  # the hard-normal set: occ feedback EVENT_ID --not-anomaly copies the event's clip to
+                                 # <hard_normal>/<camera>/; occ calibrate --hard-normal <hard_normal>/<camera> adds them
+
     [overlay]
     video = ""                   # overlay video (.avi) or PNG folder; "{camera}" in it with several cameras
 
@@ -167,6 +171,7 @@ class ServiceConfig:
     clip_max_files: int = 50
     clip_max_mb: float = 500.0
     clip_buffer_mb: float = 64.0
+    hard_normal: str = "hard-normal"  # the hard-normal set's folder, a subfolder per camera (occ feedback)
     overlay_video: str = ""
     frames_log: str = ""
     frame_lines: str = "all"
@@ -185,8 +190,10 @@ class ServiceConfig:
             camera.name = camera.name or default_camera_name(camera.spec)
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "ServiceConfig":
-        return parse_toml(Path(path))
+    def from_toml(cls, path: str | Path, check: bool = True) -> "ServiceConfig":
+        """The configuration in ``path``; ``check=False`` only parses it (a command beside the
+        running service reads its paths, while the service holds the port and the outputs)."""
+        return parse_toml(Path(path), check)
 
     def check(self, where: str = "configuration") -> "ServiceConfig":
         """Every value in range, outputs writable and distinct from the inputs, the port free.
@@ -244,6 +251,7 @@ SCHEMA: dict[str, dict[str, KEY]] = {
                   "clip_before": (float, _non_negative, ">= 0"), "clip_after": (float, _non_negative, ">= 0"),
                   "clip_max_s": (float, _positive, "> 0"), "clip_max_files": (int, lambda v: v >= 1, ">= 1"),
                   "clip_max_mb": (float, _positive, "> 0"), "clip_buffer_mb": (float, _positive, "> 0")},
+    "feedback": {"hard_normal": (str, bool, "a folder")},
     "overlay": {"video": (str, None, "")},
     "frames": {"log": (str, None, ""), "lines": (str, lambda v: v in FRAME_LINES, f"one of {', '.join(FRAME_LINES)}"),
                "max_mb": (float, _non_negative, ">= 0 (0: never rotate)"), "backups": (int, lambda v: v >= 1, ">= 1")},
@@ -355,7 +363,7 @@ def _zone(path: Path, raw: Any, where: str) -> Zone:
                 factor=1.0 if factor is None else factor, profile=raw.get("profile", ""))
 
 
-def parse_toml(path: Path) -> ServiceConfig:
+def parse_toml(path: Path, check: bool = True) -> ServiceConfig:
     try:
         import tomllib  # novermin (3.11+; the fallback below is for 3.10)
     except ImportError:  # Python 3.10 (JetPack 6)
@@ -404,6 +412,7 @@ def parse_toml(path: Path) -> ServiceConfig:
         clip_before=snapshots.get("clip_before", 2.0), clip_after=snapshots.get("clip_after", 2.0),
         clip_max_s=snapshots.get("clip_max_s", 30.0), clip_max_files=snapshots.get("clip_max_files", 50),
         clip_max_mb=snapshots.get("clip_max_mb", 500.0), clip_buffer_mb=snapshots.get("clip_buffer_mb", 64.0),
+        hard_normal=relative(tables["feedback"].get("hard_normal", "hard-normal")),
         overlay_video=relative(tables["overlay"].get("video", "")), frames_log=relative(frames.get("log", "")),
         frame_lines=frames.get("lines", "all"),
         frames_max_mb=frames.get("max_mb", 100.0), frames_backups=frames.get("backups", 5), metrics_port=metrics.get("port", 0),
@@ -413,7 +422,7 @@ def parse_toml(path: Path) -> ServiceConfig:
         profiles=None if "profiles" not in data else ProfileConfig(
             **tables["profiles"], thresholds={name: tables[f"profiles.{name}"] for name in PROFILES}),
         scene_guard=tables["guard"].get("enabled", True), drift_watch=tables["guard"].get("drift", True))
-    return config.check(str(path))
+    return config.check(str(path)) if check else config
 
 
 def _profile_sections(path: Path, data: dict) -> dict:
