@@ -90,6 +90,29 @@ def test_a_change_of_the_whole_view_is_reported_within_2_s_with_its_reason(noon,
     assert at is not None and at < 2 * FPS and given == reason
 
 
+def crept(frames: np.ndarray, per_minute: float) -> np.ndarray:
+    """A camera creeping sideways by ``per_minute`` of the width per minute, from the first frame on,
+    linearly interpolated in floats (OpenCV's warpAffine moves in steps of 1/32 pixel)."""
+    width = frames.shape[2]
+    out = []
+    for i, frame in enumerate(frames.astype(np.float32)):
+        x = np.clip(np.arange(width) + per_minute * width * i / (60 * FPS), 0, width - 1)
+        left = np.minimum(x.astype(int), width - 2)
+        weight = x - left
+        out.append(frame[:, left] * (1 - weight) + frame[:, left + 1] * weight)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def test_a_slow_creep_is_reported_within_2_s_against_the_fixed_reference(noon, reference):
+    """2 % of the width per minute is 0.06 pixels after 2 s at 90 pixels wide: the coarse profiles
+    see it after 30 s, the sub-pixel alignment against the reference within 2 s."""
+    at, reason = first_changed(guard_after_normal(reference, noon), crept(noon[300:400], 0.02))
+    assert at is not None and at <= 2 * FPS and reason == "moved"
+    coarse_only = SceneGuard(reference, GuardLimits(fine_moved=1.0))
+    first_changed(coarse_only, noon[200:300])
+    assert first_changed(coarse_only, crept(noon[300:400], 0.02)) == (None, "")
+
+
 def test_the_change_ends_when_the_view_comes_back(noon, reference):
     guard = guard_after_normal(reference, noon)
     states = [guard.update(f) for f in np.concatenate([gained(noon[300:330], 1.6), noon[330:400]])]

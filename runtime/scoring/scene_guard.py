@@ -19,7 +19,13 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
   whitens the spectrum, so at night the noise's frequencies outvote the scene's), each profile's
   centre matched on the reference's by normalized cross-correlation; an axis whose best
   correlation is under ``min_match`` has too little structure to tell and is left out, and a view
-  found along neither axis (both under ``lost_match``) is moved too;
+  found along neither axis (both under ``lost_match``) is moved too; and a view that crept by a
+  fraction of a pixel: the frame's global shift against the reference by one Lucas–Kanade step
+  (:class:`FineAlignment`: the reference's gradients, the pixels that differ from the reference
+  by more than ``3 σ`` left out, so walkers do not pull it), reported once it passes ``fine_moved``
+  of the width (height) and ``fine_z`` of its own standard error (the sensor noise's, so the
+  night's noise does not fire it). A creep grows steadily against the fixed reference: 2 % of the
+  width per minute is 0.07 % after 2 s, under the ``moved`` limit for 30 s but not under this one;
 - ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
 
 A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
@@ -42,7 +48,7 @@ import numpy as np
 
 from ..preprocess.reference import to_gray
 
-REASONS = ("frozen", "covered", "moved", "blurred", "lighting", "alpha")  # first that holds names the change
+REASONS = ("frozen", "covered", "blurred", "moved", "lighting", "alpha")  # first that holds names the change (a blur shifts the fine alignment too)
 BLACK_LEVEL = 4.0  # grey levels: a frame darker than this is a black stream or a covered lens
 COARSE = 8  # the contrast is measured on the frame shrunk this much more (sensor noise averages out)
 SEARCH = 0.125  # share of each end of a reference profile left out of its matched centre: the widest shift measured
@@ -55,6 +61,9 @@ class GuardLimits:
     Args:
         width: the guard's working frame width, pixels (at most the frame's; the height keeps the aspect).
         moved: a shift against the reference beyond this share of the width (height) is a moved view.
+        fine_moved: a sub-pixel shift (:class:`FineAlignment`) beyond this share of the width
+            (height) is a moved view too, when it is also beyond ...
+        fine_z: ... this many of its standard errors.
         min_match: a profile's best correlation with the reference's under this tells nothing along its axis.
         lost_match: both profiles' best correlations under this: the reference view is not found.
         lighting: a brightness this many times its recent level (or its inverse) is a lighting jump.
@@ -73,6 +82,8 @@ class GuardLimits:
 
     width: int = 128
     moved: float = 0.01
+    fine_moved: float = 0.0005
+    fine_z: float = 3.0
     min_match: float = 0.8
     lost_match: float = 0.5
     lighting: float = 1.3
@@ -187,6 +198,7 @@ class SceneGuard:
         self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
         self._quiet_since: float | None = None
         self._frames = 0
+        self._fine: FineAlignment | None = None
         self.changed, self.reason, self.since = False, "", 0.0
 
     def update(self, frame: np.ndarray, timestamp: float | None = None, alpha_share: float | None = None) -> GuardState:
@@ -254,7 +266,8 @@ class SceneGuard:
             # an axis along which the view has too little structure (a walkway's length at night) says nothing
             shifts = [e[f"shift_{a}"] for a in "xy" if e[f"match_{a}"] >= lim.min_match]
             lost = max(e["match_x"], e["match_y"]) < lim.lost_match
-            flags["moved"] = lost or max(shifts, default=0.0) > lim.moved
+            crept = any(abs(e[f"fine_{a}"]) > lim.fine_moved and e[f"fine_z_{a}"] > lim.fine_z for a in "xy" if f"fine_{a}" in e)
+            flags["moved"] = lost or crept or max(shifts, default=0.0) > lim.moved
         if self._baseline:
             ratio = (e["brightness"] + 1) / (self._baseline["brightness"] + 1)
             flags["lighting"] = max(ratio, 1 / ratio) > lim.lighting
@@ -275,6 +288,9 @@ class SceneGuard:
         for axis, name in ((0, "x"), (1, "y")):
             shift, match = _profile_shift(ref.mean(axis=axis), work.mean(axis=axis))
             out[f"shift_{name}"], out[f"match_{name}"] = shift, match
+        if self._fine is None or self._fine.reference is not ref:
+            self._fine = FineAlignment(ref)
+        out.update(self._fine.measure(work))
         return out
 
     def _follow(self, evidence: dict[str, float], t: float) -> None:
@@ -301,3 +317,52 @@ def _profile_shift(reference: np.ndarray, profile: np.ndarray) -> tuple[float, f
         curvature = left - 2 * mid + right
         offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
     return float(abs(best + offset - margin) / length), float(scores[best])
+
+
+class FineAlignment:
+    """The sub-pixel shift of a frame against the reference, and its standard error: one
+    Lucas–Kanade step of a global translation, both frames divided by their mean (a gain moves
+    nothing). Pixels that differ from the reference by more than 3 robust σ (walkers, a car) are
+    left out. The reference's gradients are computed once; a frame costs a few dot products.
+
+    Args:
+        reference: the reference's working frame (:attr:`SceneReference.frame`).
+    """
+
+    BORDER = 2  # pixels of each edge left out: the gradients there see the border, not the view
+
+    def __init__(self, reference: np.ndarray):
+        self.reference = reference
+        b = self.BORDER
+        ref = reference / max(float(reference.mean()), 1.0)
+        # Sobel over 8: the gradient in grey levels per pixel, smoothed across (noise averages out)
+        gx = cv2.Sobel(ref, cv2.CV_32F, 1, 0, ksize=3)[b:-b, b:-b].ravel() / 8
+        gy = cv2.Sobel(ref, cv2.CV_32F, 0, 1, ksize=3)[b:-b, b:-b].ravel() / 8
+        self._ref, self._gx, self._gy = ref[b:-b, b:-b].ravel(), gx, gy
+        self._products = np.stack([gx * gx, gx * gy, gy * gy])
+        self._size = np.array(reference.shape[::-1], np.float64)  # width, height
+
+    def measure(self, work: np.ndarray) -> dict[str, float]:
+        """``fine_x``, ``fine_y``: the shift, shares of the width and height; ``fine_z_x``,
+        ``fine_z_y``: each over its standard error. Empty when the frame tells nothing (black)."""
+        b = self.BORDER
+        live = work[b:-b, b:-b].ravel()
+        mean = float(live.mean())
+        if mean < BLACK_LEVEL:
+            return {}
+        diff = live / mean - self._ref
+        sigma = 1.4826 * float(np.median(np.abs(diff[::3])))  # every 3rd pixel: as good a σ, a third of the cost
+        keep = (np.abs(diff) < 3 * sigma).astype(np.float32)
+        xx, xy, yy = self._products @ keep
+        det = xx * yy - xy * xy
+        used = float(keep.sum())
+        if sigma <= 0 or det <= 1e-12 or used < 16:
+            return {}
+        inverse = np.array([[yy, -xy], [-xy, xx]]) / det
+        kept = diff * keep
+        shift = -inverse @ np.array([self._gx @ kept, self._gy @ kept])
+        residual = (diff + self._gx * shift[0] + self._gy * shift[1]) * keep
+        error = np.sqrt(float(residual @ residual) / (used - 2) * np.diag(inverse))
+        share = shift / self._size
+        z = np.abs(shift) / np.maximum(error, 1e-12)
+        return {"fine_x": float(share[0]), "fine_y": float(share[1]), "fine_z_x": float(z[0]), "fine_z_y": float(z[1])}
