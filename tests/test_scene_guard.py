@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from occ.evaluation.datasets.video import write_video
+from occ.evaluation.datasets.walkway import WalkwayConfig, generate_walkway
 from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
 from occ.runtime.events import ServiceMetrics
 from occ.runtime.scoring.scene_guard import GuardLimits, SceneGuard, SceneReference
@@ -175,6 +176,22 @@ def test_the_service_holds_anomaly_events_while_the_view_is_moved(alocc_onnx, ti
     opened = [line for line in lines if line["type"] == "opened"]
     assert opened and all(line["start_frame"] < len(normal) for line in opened)
     assert service.loops[0].metrics.scene_reason == "moved"
+
+
+def test_a_short_clip_raises_no_scene_change(alocc_onnx, tmp_path):
+    """30 s of the walkway with someone doing something unusual, as a video file: shorter than the
+    60 s the guard learns its reference from. Its sharpness wanders from 1.2 to 0.5 in the clip; a
+    baseline seeded by the first frame alone called that ``blurred`` at 24 s."""
+    staged = generate_walkway(WalkwayConfig(height=48, width=72, train_clips=2, test_clips=1, frames_per_clip=300, seed=11)).test[0]
+    video = write_video(tmp_path / "staged.avi", staged.frames, fps=FPS)
+    events_log = tmp_path / "events.jsonl"
+    config = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(str(video), name="gate")], events_log=str(events_log),
+                           thresholds={"tau": 1e9})
+    service = Service(config)
+    assert service.run().exit_code == 0 and service.loops[0].summary.frames == 300
+    lines = [json.loads(line) for line in events_log.read_text().splitlines()] if events_log.exists() else []
+    assert not [line for line in lines if line["type"].startswith("scene")]
+    assert service.loops[0].guard.reference is None  # still learning: the clip is shorter than reference_s
 
 
 def test_metrics_say_which_camera_needs_calibration():

@@ -195,6 +195,7 @@ class SceneGuard:
         self._repeat_since: float | None = None
         self._baseline: dict[str, float] = {}  # recent brightness and sharpness
         self._baseline_t: float | None = None
+        self._followed = 0  # frames the baseline has followed
         self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
         self._quiet_since: float | None = None
         self._frames = 0
@@ -294,8 +295,15 @@ class SceneGuard:
         return out
 
     def _follow(self, evidence: dict[str, float], t: float) -> None:
-        """The recent brightness and sharpness: exponential averages over ``baseline_s`` (frozen while changed)."""
-        weight = 1.0 if self._baseline_t is None else float(1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s))
+        """The recent brightness and sharpness: exponential averages over ``baseline_s`` (frozen while changed).
+
+        Until ``baseline_s`` of frames are followed, each weighs at least 1 / frames followed: the plain
+        mean so far, so the first frame does not stand for the whole warm-up (a clip's sharpness
+        wanders by a factor of 2 in 30 s of normal footage, and half the first frame's is ``blurred``).
+        """
+        self._followed += 1
+        decay = 1.0 if self._baseline_t is None else float(1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s))
+        weight = max(decay, 1.0 / self._followed)
         for key in ("brightness", "sharpness"):
             self._baseline[key] = self._baseline.get(key, evidence[key]) + weight * (evidence[key] - self._baseline.get(key, evidence[key]))
         self._baseline_t = t
