@@ -37,6 +37,7 @@ from occ.runtime.fingerprint import Fingerprint, Overlap, frame_hash
 from occ.runtime.manifest import AlarmRate, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, write_manifest
 from occ.runtime.scoring import (alocc_fires, alocc_patch_map, alocc_thresholds, avid_fires, avid_thresholds, block_peaks, block_values,
                                  frame_scores, threshold_warnings)
+from occ.runtime.scoring.scene_guard import ReferenceBuilder
 from occ.runtime.sources import SourceError, open_source, resolve_source
 
 from .datasets.common import Clip, DatasetError, data_name
@@ -555,7 +556,8 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     try:
         previous = Manifest.from_dict(detector.manifest.to_dict())
         source = footage(data, minutes, progress, split, (previous.input.height, previous.input.width))
-        statistics = footage_statistics(detector, source.clips)
+        scene = ReferenceBuilder()  # the scene guard's reference view, from the same frames
+        statistics = footage_statistics(detector, [scene.tapped(clip) for clip in source.clips])
     finally:
         detector.close()
     frames = statistics.frames
@@ -586,6 +588,8 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     for name, threshold in thresholds.items():
         result.manifest.set_threshold(name, dataclasses.replace(threshold, **stamp))
     result.manifest.episodes = rule
+    reference = scene.reference()
+    result.manifest.scene = reference.to_view(source.name) if reference is not None else None
     result.manifest.validate()
     result.warnings = warnings + threshold_warnings(result.manifest)
     if not dry_run:

@@ -2,15 +2,21 @@
 focus, a gain, a frozen and a black stream are changes of the whole view; a car on the walkway is
 not. And the service's hook: a ``scene_changed`` event, held anomaly events, the metrics."""
 import json
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from occ.cli import app
+from occ.evaluation.calibration import calibrate_model
 from occ.evaluation.datasets.video import write_video
 from occ.evaluation.datasets.walkway import WalkwayConfig, generate_walkway
 from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
 from occ.runtime.events import ServiceMetrics
+from occ.runtime.manifest import ManifestError, read_manifest
 from occ.runtime.scoring.scene_guard import GuardLimits, SceneGuard, SceneReference
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 
@@ -192,6 +198,45 @@ def test_a_short_clip_raises_no_scene_change(alocc_onnx, tmp_path):
     lines = [json.loads(line) for line in events_log.read_text().splitlines()] if events_log.exists() else []
     assert not [line for line in lines if line["type"].startswith("scene")]
     assert service.loops[0].guard.reference is None  # still learning: the clip is shorter than reference_s
+
+
+def scene_lines(config: ServiceConfig) -> list[dict]:
+    """Run the service; its scene_changed and scene_restored lines."""
+    assert Service(config).run().exit_code == 0
+    path = Path(config.events_log)
+    return [line for line in map(json.loads, path.read_text().splitlines() if path.exists() else []) if line["type"].startswith("scene")]
+
+
+def test_calibration_stores_the_view_and_a_fresh_start_compares_with_it(alocc_onnx, tiny_walkway, tmp_path):
+    """`occ calibrate` learns the guard's reference from its footage into the manifest; a service
+    started on a camera that was bumped before it started reports it within 2 s, where a guard
+    without it takes the bumped view for the normal one."""
+    model = tmp_path / "alocc.onnx"
+    shutil.copy(alocc_onnx, model)
+    normal = np.concatenate([tiny_walkway.train[0].frames] * 4)  # 12 s of the view
+    result = calibrate_model(model, str(write_video(tmp_path / "normal.avi", normal, fps=FPS)), false_alarm_rate=0.05, force=True)
+    scene = read_manifest(model).scene
+    # the footage's calibration part (its last fifth): the frames the thresholds came from
+    assert (scene.width, scene.height, scene.frames) == (72, 48, result.frames) and result.frames >= 20
+    assert scene.data and len(scene.png) < 8000
+    shown = CliRunner().invoke(app, ["inspect", str(model)])
+    assert shown.exit_code == 0 and f"72x48, mean of {result.frames} frames of" in " ".join(shown.output.split())
+    bumped = shifted(tiny_walkway.train[1].frames, 0.08 * normal.shape[2], 0.04 * normal.shape[1])
+    video = write_video(tmp_path / "bumped.avi", bumped, fps=FPS)
+    for name, path, expected in [("calibrated", model, ["moved"]), ("uncalibrated", alocc_onnx, [])]:
+        config = ServiceConfig(model=str(path), cameras=[CameraConfig(str(video), name="gate")], events_log=str(tmp_path / f"{name}.jsonl"),
+                               thresholds={"tau": 1e9})
+        lines = scene_lines(config)
+        assert [line["reason"] for line in lines if line["type"] == "scene_changed"] == expected, name
+        assert all(line["frame"] < 2 * FPS for line in lines)
+
+
+def test_a_scene_reference_that_does_not_decode_is_one_line(alocc_onnx, tmp_path):
+    manifest = read_manifest(alocc_onnx)
+    manifest.scene = SceneReference(np.zeros((4, 6), np.float32), 0.1, 1).to_view()
+    manifest.scene.png = manifest.scene.png[:-8]
+    with pytest.raises(ManifestError, match="^scene.png is not a 6x4 grey PNG in base64$"):
+        SceneReference.from_view(manifest.scene)
 
 
 def test_metrics_say_which_camera_needs_calibration():

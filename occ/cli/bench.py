@@ -61,7 +61,8 @@ def _show_latency(result: dict) -> None:
              "infer p50": _fmt(run["stages_ms"]["inference"]), "post p50": _fmt(run["stages_ms"]["postprocess"]),
              "e2e p50": f"{run['end_to_end_ms']['p50']:.3f}", "e2e p99": f"{run['end_to_end_ms']['p99']:.3f}",
              "frames/s": f"{run['throughput']['frames_per_s']:.1f}",
-             "patches/s": "" if run["throughput"]["patches_per_s"] is None else f"{run['throughput']['patches_per_s']:.0f}"}
+             "patches/s": "" if run["throughput"]["patches_per_s"] is None else f"{run['throughput']['patches_per_s']:.0f}",
+             "guard+drift": f"{run['watch_share']['total']:.1%}" if "watch_share" in run else ""}
             for run in result["runs"]]
     table(f"{result['model']} ({result['method']}), frames {result['frame_size'][0]}x{result['frame_size'][1]} on "
           f"{device['cpu']['model']} ({device['cpu']['usable_cores']} cores), {gpu}; times in ms", rows)

@@ -34,18 +34,23 @@ so a lasting change (a bump to a new view, a lamp left on) holds until the camer
 again (``occ calibrate``) and the service restarted.
 
 The reference (:class:`SceneReference`) comes from normal footage: the calibration footage
-(:meth:`SceneReference.from_frames`) or, when none is given, the first ``reference_s`` seconds of
-the stream, during which only ``frozen``, black, ``blurred`` and ``lighting`` are checked.
+(``occ calibrate`` stores it in the manifest's ``scene``, :meth:`SceneReference.from_view`) or,
+when the model has none, the first ``reference_s`` seconds of the stream, during which only
+``frozen``, black, ``blurred`` and ``lighting`` are checked. A frame of another size than the
+reference's is resized to it (the same camera at another resolution).
 """
 from __future__ import annotations
 
+import base64
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 
+from ..files import now_iso
+from ..manifest import ManifestError, SceneView
 from ..preprocess.reference import to_gray
 
 REASONS = ("frozen", "covered", "blurred", "moved", "lighting", "alpha")  # first that holds names the change (a blur shifts the fine alignment too)
@@ -126,6 +131,7 @@ class SceneReference:
 
     frame: np.ndarray
     contrast_low: float
+    frames: int = 0
 
     @classmethod
     def from_frames(cls, frames: Iterable[np.ndarray], limits: GuardLimits = GuardLimits()) -> "SceneReference":
@@ -133,19 +139,74 @@ class SceneReference:
 
         The lowest contrast is the 1st percentile, so a rare odd frame of the footage does not set it.
         """
-        return cls.from_working_frames([guard_frame(frame, limits.width) for frame in frames])
-
-    @classmethod
-    def from_working_frames(cls, works: list[np.ndarray]) -> "SceneReference":
-        """Build it from frames already made by :func:`guard_frame`."""
-        if not works:
+        builder = ReferenceBuilder(limits)
+        for frame in frames:
+            builder.add(frame)
+        reference = builder.reference()
+        if reference is None:
             raise ValueError("a scene reference needs at least one frame")
-        return cls.of(np.mean(works, axis=0), [contrast(w) for w in works])
+        return reference
+
+    def to_view(self, data: str = "") -> SceneView:
+        """The manifest's ``scene``: the mean frame as an 8-bit PNG (a grey level's rounding is far
+        under the sensor noise of one frame)."""
+        ok, png = cv2.imencode(".png", np.clip(np.round(self.frame), 0, 255).astype(np.uint8))
+        if not ok:
+            raise ValueError("the scene reference could not be encoded as PNG")
+        return SceneView(width=int(self.frame.shape[1]), height=int(self.frame.shape[0]), png=base64.b64encode(png.tobytes()).decode(),
+                         contrast_low=round(self.contrast_low, 6), frames=max(1, self.frames), data=data, date=now_iso())
 
     @classmethod
-    def of(cls, mean_frame: np.ndarray, contrasts: list[float]) -> "SceneReference":
-        """From the footage's mean working frame and each frame's :func:`contrast`."""
-        return cls(mean_frame.astype(np.float32), float(np.quantile(contrasts, 0.01)))
+    def from_view(cls, view: SceneView) -> "SceneReference":
+        """From the manifest's ``scene``; :class:`ManifestError` in one line when it does not decode."""
+        try:
+            frame = cv2.imdecode(np.frombuffer(base64.b64decode(view.png, validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
+        except (ValueError, TypeError):
+            frame = None
+        if frame is None or frame.shape != (view.height, view.width):
+            raise ManifestError(f"scene.png is not a {view.width}x{view.height} grey PNG in base64")
+        return cls(frame.astype(np.float32), float(view.contrast_low), view.frames)
+
+
+class ReferenceBuilder:
+    """Builds a :class:`SceneReference` from normal frames one at a time (a running sum: minutes of
+    frames are never kept). A frame of another size than the first starts it over.
+
+    Args:
+        limits: the guard's limits (its working width).
+    """
+
+    def __init__(self, limits: GuardLimits = GuardLimits()):
+        self.limits = limits
+        self._sum: np.ndarray | None = None
+        self._contrasts: list[float] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self._contrasts)
+
+    def add(self, frame: np.ndarray) -> None:
+        """Add a raw uint8 frame."""
+        self.add_work(guard_frame(frame, self.limits.width))
+
+    def add_work(self, work: np.ndarray) -> None:
+        """Add a frame already made by :func:`guard_frame`."""
+        if self._sum is None or self._sum.shape != work.shape:
+            self._sum, self._contrasts = np.zeros(work.shape), []
+        self._sum += work
+        self._contrasts.append(contrast(work))
+
+    def tapped(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``frames`` passed on unchanged, each added on the way (footage streamed to a scorer)."""
+        for frame in frames:
+            self.add(frame)
+            yield frame
+
+    def reference(self) -> SceneReference | None:
+        """The reference of the frames added so far (``None`` before the first)."""
+        if self._sum is None:
+            return None
+        return SceneReference((self._sum / self.frames).astype(np.float32), float(np.quantile(self._contrasts, 0.01)), self.frames)
 
 
 @dataclass
@@ -189,8 +250,7 @@ class SceneGuard:
 
     def __init__(self, reference: SceneReference | None = None, limits: GuardLimits = GuardLimits()):
         self.limits, self.reference = limits, reference
-        self._learning_sum: np.ndarray | None = None  # a running sum: a minute of frames is not kept
-        self._learning_contrasts: list[float] = []
+        self._learning = ReferenceBuilder(limits)
         self._last: np.ndarray | None = None
         self._repeat_since: float | None = None
         self._baseline: dict[str, float] = {}  # recent brightness and sharpness
@@ -211,6 +271,8 @@ class SceneGuard:
         t = self._frames / lim.fps if timestamp is None else float(timestamp)
         self._frames += 1
         work = guard_frame(frame, lim.width)
+        if self.reference is not None and work.shape != self.reference.frame.shape:
+            work = cv2.resize(work, self.reference.frame.shape[::-1], interpolation=cv2.INTER_AREA)
         evidence = self._measure(work, t, alpha_share)
         flags = self._flags(evidence)
         for reason in REASONS:
@@ -246,13 +308,9 @@ class SceneGuard:
             self._repeat_since = None
             evidence["frozen_s"] = 0.0
         if self.reference is None:
-            if self._learning_sum is None or self._learning_sum.shape != work.shape:  # a new frame size starts it over
-                self._learning_sum, self._learning_contrasts = np.zeros(work.shape), []
-            self._learning_sum += work
-            self._learning_contrasts.append(contrast(work))
-            if t >= lim.reference_s or len(self._learning_contrasts) >= lim.reference_s * lim.fps:
-                self.reference = SceneReference.of(self._learning_sum / len(self._learning_contrasts), self._learning_contrasts)
-                self._learning_sum, self._learning_contrasts = None, []
+            self._learning.add_work(work)
+            if t >= lim.reference_s or self._learning.frames >= lim.reference_s * lim.fps:
+                self.reference, self._learning = self._learning.reference(), ReferenceBuilder(lim)
             return evidence
         evidence["contrast"] = contrast(work)
         evidence.update(self._alignment(work))
@@ -283,8 +341,6 @@ class SceneGuard:
         """Shift of the view against the reference's, along each axis, from the mean profiles of
         rows and columns (thousands of pixels averaged: sensor noise and walkers hardly move them)."""
         ref = self.reference.frame
-        if work.shape != ref.shape:
-            return {"shift_x": 1.0, "shift_y": 1.0, "match_x": -1.0, "match_y": -1.0}  # another camera's frame size
         out = {}
         for axis, name in ((0, "x"), (1, "y")):
             shift, match = _profile_shift(ref.mean(axis=axis), work.mean(axis=axis))
