@@ -19,7 +19,8 @@ added, none removed or renamed):
          "throughput": {"frames_per_s": float, "patches_per_s": float | null, "model_only_frames_per_s": float},
          "watch_ms": {"scene_guard" | "drift_watch": {...same keys...}}  (CPU preprocessing only: the service's
                      per-frame watches after the model, for all ``batch`` streams),
-         "watch_share": {"scene_guard" | "drift_watch" | "total": mean watch time / mean end_to_end time}},
+         "watch_share": {"scene_guard" | "drift_watch" | "total": mean watch time / mean end_to_end time},
+         "watch_share_p50": {...the same keys: p50 watch time / p50 end_to_end time}},
         ...
       ],
       "skipped": [{"variant": str, "reason": str}]
@@ -342,12 +343,14 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
             frames_per_s = batch * 1000.0 / e2e["mean"]
             watches = {name: summarize(values) for name, values in samples.watches.items()}
             shares = {name: w["mean"] / e2e["mean"] for name, w in watches.items()}
+            shares_p50 = {name: w["p50"] / e2e["p50"] for name, w in watches.items()}
             result["runs"].append({
                 "variant": variant.label, "backend": variant.backend, "precision": variant.precision, "preprocess": variant.preprocess,
                 "batch": batch, "iterations": e2e["count"], "stages_ms": stages, "end_to_end_ms": e2e, "model_only_ms": model,
                 "throughput": {"frames_per_s": frames_per_s, "patches_per_s": frames_per_s * patches if patches else None,
                                "model_only_frames_per_s": batch * 1000.0 / model["mean"]},
-                **({"watch_ms": watches, "watch_share": {**shares, "total": sum(shares.values())}} if watches else {}),
+                **({"watch_ms": watches, "watch_share": {**shares, "total": sum(shares.values())},
+                    "watch_share_p50": {**shares_p50, "total": sum(shares_p50.values())}} if watches else {}),
             })
             if e2e["count"] < 100:
                 result["warnings"].append(
