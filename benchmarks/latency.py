@@ -7,6 +7,7 @@ added, none removed or renamed):
     {
       "schema": "occ-bench/2",
       "model": str, "model_sha256": str, "method": "alocc" | "avid", "frame_size": [h, w], "created": ISO time,
+      "machine": str, "commit": str | null, "command": str,
       "settings": {"warmup_s": float, "duration_s": float, "min_iterations": int},
       "device": {... benchmarks.device_state.device_state() ...},
       "runs": [
@@ -34,6 +35,8 @@ trtexec: iterations run for ``warmup_s`` unrecorded, then for at least ``duratio
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,8 +308,10 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
     """Time every chosen variant (default: every one that runs here) at every batch size."""
     from occ.runtime.manifest import read_manifest
 
+    from .day import commit
     from .device_state import device_state
     from .torch_backend import checkpoint_for
+    from .training_runs import machine
 
     manifest = read_manifest(model_path)
     checkpoint_path = checkpoint_for(model_path)
@@ -315,7 +320,8 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
     patches = manifest.patches.count(manifest.input) if manifest.method == "alocc" else None
     result: dict[str, Any] = {
         "schema": SCHEMA, "model": str(model_path), "model_sha256": file_sha256(model_path), "method": manifest.method,
-        "frame_size": list(frame_size), "created": now_iso(),
+        "frame_size": list(frame_size), "created": now_iso(), "machine": machine(), "commit": commit(),
+        "command": " ".join(shlex.quote(a) for a in ["occ-bench", *sys.argv[1:]]) if sys.argv else "",
         "settings": {"warmup_s": warmup_s, "duration_s": duration_s, "min_iterations": min_iterations},
         "device": device_state(), "runs": [], "skipped": [] if chosen else skipped, "warnings": [],
     }

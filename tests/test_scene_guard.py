@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from occ.cli import app
+from occ.cli.bench import app as bench_app
 from occ.evaluation.calibration import calibrate_model
 from occ.evaluation.datasets.video import write_video
 from occ.evaluation.datasets.walkway import WalkwayConfig, generate_walkway
@@ -237,6 +238,20 @@ def test_a_scene_reference_that_does_not_decode_is_one_line(alocc_onnx, tmp_path
     manifest.scene.png = manifest.scene.png[:-8]
     with pytest.raises(ManifestError, match="^scene.png is not a 6x4 grey PNG in base64$"):
         SceneReference.from_view(manifest.scene)
+
+
+def test_occ_bench_guard_with_and_without_the_view_changes():
+    """Three minutes of the day at 36x54: the five changes scheduled, each with its delay or missed;
+    without them every minute after the reference's first is normal."""
+    runner = CliRunner()
+    changed = runner.invoke(bench_app, ["guard", "--hours", "0.05", "--height", "36", "--width", "54", "--json", "-", "--quiet"])
+    assert changed.exit_code == 0, changed.output
+    result = json.loads(changed.stdout)
+    assert [c["kind"] for c in result["changes"]] == ["shake", "cover", "light_jump", "creep", "bump"]
+    assert result["changes_measured"] + len(result["changes_already_held"]) == 5 and result["day"]["view_changes"]
+    plain = runner.invoke(bench_app, ["guard", "--hours", "0.05", "--height", "36", "--width", "54", "--no-view-changes", "--json", "-", "--quiet"])
+    result = json.loads(plain.stdout)
+    assert plain.exit_code == 0 and result["changes"] == [] and result["within_2s_share"] is None and result["normal_minutes"] == 2
 
 
 def test_metrics_say_which_camera_needs_calibration():

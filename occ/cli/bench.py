@@ -278,6 +278,8 @@ def guard(
     height: Annotated[int, typer.Option(min=16, help="Frame height, pixels.")] = 72,
     width: Annotated[int, typer.Option(min=16, help="Frame width, pixels.")] = 108,
     seed: Seed = 202,
+    view_changes: Annotated[bool, typer.Option(help="Inject the view changes (shake, cover, lighting jump, creep, bump); without them "
+                                                    "every minute after the first is normal, both rush hours included. Default: on.")] = True,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -287,7 +289,7 @@ def guard(
     from occ.evaluation.datasets.walkway_day import DayConfig
 
     check_outputs({"--json": json_path}, {})
-    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=True)
+    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=view_changes)
     with one_line_errors(), progress_bar("guard", total=config.frames, disable=quiet) as advance:
         result = run_guard(config, progress=advance)
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
