@@ -405,7 +405,7 @@ class SceneView:
     Args:
         width: the reference frame's width, pixels (the guard's working size).
         height: its height, pixels.
-        png: the footage's mean working frame, an 8-bit grey PNG in base64 (about 10 kB at 128 pixels wide).
+        png: the footage's mean working frame, an 8-bit grey PNG in base64 (6 to 8 kB at 128x85).
         contrast_low: the footage's 1st percentile of the guard's contrast.
         frames: frames it was learnt from.
         data: the footage it was learnt from.

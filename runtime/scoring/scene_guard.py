@@ -24,8 +24,8 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
   (:class:`FineAlignment`: the reference's gradients, the pixels that differ from the reference
   by more than ``3 σ`` left out, so walkers do not pull it), reported once it passes ``fine_moved``
   of the width (height) and ``fine_z`` of its own standard error (the sensor noise's, so the
-  night's noise does not fire it). A creep grows steadily against the fixed reference: 2 % of the
-  width per minute is 0.07 % after 2 s, under the ``moved`` limit for 30 s but not under this one;
+  night's noise does not fire it). A creep only grows against the fixed reference: 2 % of the
+  width per minute is 0.07 % after 2 s, over ``fine_moved`` then and under ``moved`` for 30 s;
 - ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
 
 A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
@@ -53,7 +53,8 @@ from ..files import now_iso
 from ..manifest import ManifestError, SceneView
 from ..preprocess.reference import to_gray
 
-REASONS = ("frozen", "covered", "blurred", "moved", "lighting", "alpha")  # first that holds names the change (a blur shifts the fine alignment too)
+# the first that holds names the change (blurred before moved: a blur shifts the sub-pixel alignment too)
+REASONS = ("frozen", "covered", "blurred", "moved", "lighting", "alpha")
 BLACK_LEVEL = 4.0  # grey levels: a frame darker than this is a black stream or a covered lens
 COARSE = 8  # the contrast is measured on the frame shrunk this much more (sensor noise averages out)
 SEARCH = 0.125  # share of each end of a reference profile left out of its matched centre: the widest shift measured
