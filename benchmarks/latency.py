@@ -7,6 +7,7 @@ added, none removed or renamed):
     {
       "schema": "occ-bench/2",
       "model": str, "model_sha256": str, "method": "alocc" | "avid", "frame_size": [h, w], "created": ISO time,
+      "machine": str, "commit": str | null, "command": str,
       "settings": {"warmup_s": float, "duration_s": float, "min_iterations": int},
       "device": {... benchmarks.device_state.device_state() ...},
       "runs": [
@@ -16,7 +17,11 @@ added, none removed or renamed):
                        {"min","mean","p50","p90","p99","max","count"} | null (stage not applicable)},
          "end_to_end_ms": {...same keys...},
          "model_only_ms": {...same keys...},
-         "throughput": {"frames_per_s": float, "patches_per_s": float | null, "model_only_frames_per_s": float}},
+         "throughput": {"frames_per_s": float, "patches_per_s": float | null, "model_only_frames_per_s": float},
+         "watch_ms": {"scene_guard" | "drift_watch": {...same keys...}}  (CPU preprocessing only: the service's
+                     per-frame watches after the model, for all ``batch`` streams),
+         "watch_share": {"scene_guard" | "drift_watch" | "total": mean watch time / mean end_to_end time},
+         "watch_share_p50": {...the same keys: p50 watch time / p50 end_to_end time}},
         ...
       ],
       "skipped": [{"variant": str, "reason": str}]
@@ -30,6 +35,8 @@ trtexec: iterations run for ``warmup_s`` unrecorded, then for at least ``duratio
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +50,14 @@ from occ.runtime.detector import Detector
 from occ.runtime.files import file_sha256, now_iso
 from occ.runtime.manifest import engine_sidecar
 from occ.runtime.preprocess import FramePreprocessor
+from occ.runtime.scoring.drift import DriftLimits, DriftWatch
+from occ.runtime.scoring.scene_guard import SceneGuard, SceneReference
 
 from . import torch_backend  # noqa: F401  (registers the PyTorch baseline as backend "torch")
 
 SCHEMA = "occ-bench/2"
 STAGES = ("host_to_device", "preprocess", "inference", "postprocess", "device_to_host")
+WATCHES = ("scene_guard", "drift_watch")  # timed after the model's stages, apart from its end-to-end time
 PERCENTILES = {"p50": 50, "p90": 90, "p99": 99}
 
 
@@ -66,12 +76,14 @@ def summarize(samples_ms: list[float] | np.ndarray) -> dict[str, float]:
 class StageSamples:
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in ("preprocess", "inference", "postprocess")})
     end_to_end: list[float] = field(default_factory=list)
+    watches: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
-    def collect(cls, step: Callable[[], tuple[int, int, int, int]], warmup_s: float, duration_s: float,
+    def collect(cls, step: Callable[[], tuple[int, ...]], warmup_s: float, duration_s: float,
                 min_iterations: int) -> "StageSamples":
-        """Run ``step`` (returning the ``perf_counter_ns`` at its stage boundaries) unrecorded for
-        ``warmup_s``, then recorded for at least ``duration_s`` and ``min_iterations``."""
+        """Run ``step`` (returning the ``perf_counter_ns`` at its stage boundaries: the model's
+        four, then one after each of :data:`WATCHES` it times) unrecorded for ``warmup_s``, then
+        recorded for at least ``duration_s`` and ``min_iterations``."""
         samples = cls()
         deadline = time.monotonic() + warmup_s
         step()
@@ -79,7 +91,10 @@ class StageSamples:
             step()
         deadline = time.monotonic() + duration_s
         while time.monotonic() < deadline or len(samples.end_to_end) < min_iterations:
-            t0, t1, t2, t3 = step()
+            ticks = step()
+            t0, t1, t2, t3 = ticks[:4]
+            for name, start, end in zip(WATCHES, ticks[3:], ticks[4:]):
+                samples.watches.setdefault(name, []).append((end - start) / 1e6)
             samples.stages["preprocess"].append((t1 - t0) / 1e6)
             samples.stages["inference"].append((t2 - t1) / 1e6)
             samples.stages["postprocess"].append((t3 - t2) / 1e6)
@@ -254,12 +269,18 @@ def synthetic_frames(height: int, width: int, count: int = 16, seed: int = 0) ->
 
 def measure(detector: Detector, frames: list[np.ndarray], batch: int, warmup_s: float, duration_s: float,
             min_iterations: int = 10) -> StageSamples:
-    """Time the pipeline on ``batch`` independent streams (one preprocessor each)."""
+    """Time the pipeline on ``batch`` independent streams (one preprocessor each), and after it
+    the service's per-frame watches: each stream's scene guard (its reference learnt from the
+    frames, so every check runs) and drift watch (with reference scores, so its tests run)."""
     streams = [FramePreprocessor(detector.manifest.input) for _ in range(batch)]
+    reference = SceneReference.from_frames(frames)
+    drift_reference = np.random.default_rng(0).normal(size=DriftLimits().window * DriftLimits().every * 2)
+    guards = [SceneGuard(reference) for _ in range(batch)]
+    drifts = [DriftWatch(drift_reference) for _ in range(batch)]
     clock = time.perf_counter_ns
     step = 0
 
-    def one_iteration() -> tuple[int, int, int, int]:
+    def one_iteration() -> tuple[int, ...]:
         nonlocal step
         raw = [frames[(step + k) % len(frames)] for k in range(batch)]
         step += 1
@@ -269,8 +290,14 @@ def measure(detector: Detector, frames: list[np.ndarray], batch: int, warmup_s: 
         t1 = clock()
         outputs = detector.forward(feed)
         t2 = clock()
-        detector.finish(outputs)
-        return t0, t1, t2, clock()
+        results = detector.finish(outputs)
+        t3 = clock()
+        for guard, frame in zip(guards, raw):
+            guard.update(frame, step / guard.limits.fps)
+        t4 = clock()
+        for drift, result in zip(drifts, results):
+            drift.update(result.score)
+        return t0, t1, t2, t3, t4, clock()
 
     return StageSamples.collect(one_iteration, warmup_s, duration_s, min_iterations)
 
@@ -281,8 +308,10 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
     """Time every chosen variant (default: every one that runs here) at every batch size."""
     from occ.runtime.manifest import read_manifest
 
+    from .day import commit
     from .device_state import device_state
     from .torch_backend import checkpoint_for
+    from .training_runs import machine
 
     manifest = read_manifest(model_path)
     checkpoint_path = checkpoint_for(model_path)
@@ -291,7 +320,8 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
     patches = manifest.patches.count(manifest.input) if manifest.method == "alocc" else None
     result: dict[str, Any] = {
         "schema": SCHEMA, "model": str(model_path), "model_sha256": file_sha256(model_path), "method": manifest.method,
-        "frame_size": list(frame_size), "created": now_iso(),
+        "frame_size": list(frame_size), "created": now_iso(), "machine": machine(), "commit": commit(),
+        "command": " ".join(shlex.quote(a) for a in ["occ-bench", *sys.argv[1:]]) if sys.argv else "",
         "settings": {"warmup_s": warmup_s, "duration_s": duration_s, "min_iterations": min_iterations},
         "device": device_state(), "runs": [], "skipped": [] if chosen else skipped, "warnings": [],
     }
@@ -317,11 +347,16 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
             model = summarize(samples.stages["inference"])
             stages = {stage: (summarize(samples.stages[stage]) if stage in samples.stages else None) for stage in STAGES}
             frames_per_s = batch * 1000.0 / e2e["mean"]
+            watches = {name: summarize(values) for name, values in samples.watches.items()}
+            shares = {name: w["mean"] / e2e["mean"] for name, w in watches.items()}
+            shares_p50 = {name: w["p50"] / e2e["p50"] for name, w in watches.items()}
             result["runs"].append({
                 "variant": variant.label, "backend": variant.backend, "precision": variant.precision, "preprocess": variant.preprocess,
                 "batch": batch, "iterations": e2e["count"], "stages_ms": stages, "end_to_end_ms": e2e, "model_only_ms": model,
                 "throughput": {"frames_per_s": frames_per_s, "patches_per_s": frames_per_s * patches if patches else None,
                                "model_only_frames_per_s": batch * 1000.0 / model["mean"]},
+                **({"watch_ms": watches, "watch_share": {**shares, "total": sum(shares.values())},
+                    "watch_share_p50": {**shares_p50, "total": sum(shares_p50.values())}} if watches else {}),
             })
             if e2e["count"] < 100:
                 result["warnings"].append(

@@ -37,6 +37,7 @@ from occ.runtime.fingerprint import Fingerprint, Overlap, frame_hash
 from occ.runtime.manifest import AlarmRate, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, write_manifest
 from occ.runtime.scoring import (alocc_fires, alocc_frame_scores, alocc_patch_map, alocc_thresholds, avid_fires, avid_thresholds,
                                  block_peaks, block_values, frame_scores, threshold_warnings)
+from occ.runtime.scoring.scene_guard import ReferenceBuilder
 from occ.runtime.sources import SourceError, open_source, resolve_source
 
 from .datasets.common import Clip, DatasetError, data_name
@@ -641,7 +642,8 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
         size = (previous.input.height, previous.input.width)
         source = footage(data, minutes, progress, split, size)
         hard = add_hard_normal(source, hard_normal, size) if hard_normal is not None else None
-        statistics = footage_statistics(detector, source.clips)
+        scene = ReferenceBuilder()  # the scene guard's reference view, from the same frames
+        statistics = footage_statistics(detector, [scene.tapped(clip) for clip in source.clips])
     finally:
         detector.close()
     frames = statistics.frames
@@ -686,6 +688,8 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
         replaced_by = {"value": threshold.value, "hard_normal": hard.recorded()} if hard is not None else None
         result.manifest.set_threshold(name, dataclasses.replace(threshold, **stamp), replaced_by)
     result.manifest.episodes = rule
+    reference = scene.reference()
+    result.manifest.scene = reference.to_view(source.name) if reference is not None else None
     result.manifest.validate()
     result.warnings = warnings + threshold_warnings(result.manifest)
     if not dry_run:

@@ -24,7 +24,7 @@ from typing import Any, Union
 
 from .files import now_iso, write_atomic
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 METADATA_KEY = "occ.manifest"
 
 METHODS = ("alocc", "avid")
@@ -398,6 +398,37 @@ class Threshold:
 
 
 @dataclass
+class SceneView:
+    """The scene guard's reference view, learnt by ``occ calibrate`` from the calibration footage
+    (:class:`occ.runtime.scoring.scene_guard.SceneReference` reads and writes it).
+
+    Args:
+        width: the reference frame's width, pixels (the guard's working size).
+        height: its height, pixels.
+        png: the footage's mean working frame, an 8-bit grey PNG in base64 (6 to 8 kB at 128x85).
+        contrast_low: the footage's 1st percentile of the guard's contrast.
+        frames: frames it was learnt from.
+        data: the footage it was learnt from.
+        date: when (ISO 8601).
+    """
+
+    width: int
+    height: int
+    png: str
+    contrast_low: float
+    frames: int
+    data: str = ""
+    date: str = ""
+
+    def validate(self) -> None:
+        _positive_int("scene.width", self.width)
+        _positive_int("scene.height", self.height)
+        _positive_int("scene.frames", self.frames)
+        if not math.isfinite(self.contrast_low) or self.contrast_low < 0:
+            raise ManifestError(f"scene.contrast_low must be a finite number >= 0, got {self.contrast_low}")
+
+
+@dataclass
 class Manifest:
     """Everything a deployed model needs. See the module docstring."""
 
@@ -409,6 +440,7 @@ class Manifest:
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     episodes: EpisodeRule = field(default_factory=EpisodeRule)
     threshold_history: list[dict[str, Any]] = field(default_factory=list)
+    scene: SceneView | None = None
     training: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
     occ_version: str = ""
@@ -442,6 +474,8 @@ class Manifest:
         if "alpha" in self.thresholds and not self.thresholds["alpha"].value > 0:
             raise ManifestError(f"threshold 'alpha' must be > 0, got {self.thresholds['alpha'].value}")
         self.episodes.validate()
+        if self.scene is not None:
+            self.scene.validate()
         _choice("export.precision", self.export.get("precision", "fp32"), PRECISIONS)
         return self
 

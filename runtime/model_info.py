@@ -48,6 +48,7 @@ def describe(path: Path, manifest: Manifest) -> dict[str, Any]:
         "decision": _decision(manifest),
         "episodes": {**dataclasses.asdict(manifest.episodes), "described": manifest.episodes.describe()},
         "training_footage": _footage(manifest),
+        "scene_reference": None if manifest.scene is None else {k: v for k, v in dataclasses.asdict(manifest.scene).items() if k != "png"},
         "scoring": _scoring(manifest),
         "training": {key: value for key, value in manifest.training.items() if key not in ("history", "footage")},
         "export": manifest.export,

@@ -47,6 +47,12 @@ def test_latency_json_schema_and_stage_sums(latency_result):
         assert stage_sum <= run["end_to_end_ms"]["mean"] * (1 + 1e-9)
         assert run["iterations"] >= 5
         assert run["throughput"]["patches_per_s"] == pytest.approx(run["throughput"]["frames_per_s"] * 15)
+        # the service's per-frame watches, timed apart from the model's end to end, as a share of it
+        watches = run["watch_ms"]
+        assert set(watches) == {"scene_guard", "drift_watch"} and watches["scene_guard"]["count"] == run["iterations"]
+        assert run["watch_share"]["scene_guard"] == pytest.approx(watches["scene_guard"]["mean"] / run["end_to_end_ms"]["mean"])
+        assert run["watch_share"]["total"] == pytest.approx(run["watch_share"]["scene_guard"] + run["watch_share"]["drift_watch"])
+        assert run["watch_share_p50"]["drift_watch"] == pytest.approx(watches["drift_watch"]["p50"] / run["end_to_end_ms"]["p50"])
 
 
 def test_compare_ratios(latency_result):

@@ -2,14 +2,22 @@
 focus, a gain, a frozen and a black stream are changes of the whole view; a car on the walkway is
 not. And the service's hook: a ``scene_changed`` event, held anomaly events, the metrics."""
 import json
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from occ.cli import app
+from occ.cli.bench import app as bench_app
+from occ.evaluation.calibration import calibrate_model
 from occ.evaluation.datasets.video import write_video
+from occ.evaluation.datasets.walkway import WalkwayConfig, generate_walkway
 from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
 from occ.runtime.events import ServiceMetrics
+from occ.runtime.manifest import ManifestError, read_manifest
 from occ.runtime.scoring.scene_guard import GuardLimits, SceneGuard, SceneReference
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 
@@ -90,6 +98,29 @@ def test_a_change_of_the_whole_view_is_reported_within_2_s_with_its_reason(noon,
     assert at is not None and at < 2 * FPS and given == reason
 
 
+def crept(frames: np.ndarray, per_minute: float) -> np.ndarray:
+    """A camera creeping sideways by ``per_minute`` of the width per minute, from the first frame on,
+    linearly interpolated in floats (OpenCV's warpAffine moves in steps of 1/32 pixel)."""
+    width = frames.shape[2]
+    out = []
+    for i, frame in enumerate(frames.astype(np.float32)):
+        x = np.clip(np.arange(width) + per_minute * width * i / (60 * FPS), 0, width - 1)
+        left = np.minimum(x.astype(int), width - 2)
+        weight = x - left
+        out.append(frame[:, left] * (1 - weight) + frame[:, left + 1] * weight)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def test_a_slow_creep_is_reported_within_2_s_against_the_fixed_reference(noon, reference):
+    """2 % of the width per minute is 0.06 pixels after 2 s at 90 pixels wide: the coarse profiles
+    see it after 30 s, the sub-pixel alignment against the reference within 2 s."""
+    at, reason = first_changed(guard_after_normal(reference, noon), crept(noon[300:400], 0.02))
+    assert at is not None and at <= 2 * FPS and reason == "moved"
+    coarse_only = SceneGuard(reference, GuardLimits(fine_moved=1.0))
+    first_changed(coarse_only, noon[200:300])
+    assert first_changed(coarse_only, crept(noon[300:400], 0.02)) == (None, "")
+
+
 def test_the_change_ends_when_the_view_comes_back(noon, reference):
     guard = guard_after_normal(reference, noon)
     states = [guard.update(f) for f in np.concatenate([gained(noon[300:330], 1.6), noon[330:400]])]
@@ -152,6 +183,75 @@ def test_the_service_holds_anomaly_events_while_the_view_is_moved(alocc_onnx, ti
     opened = [line for line in lines if line["type"] == "opened"]
     assert opened and all(line["start_frame"] < len(normal) for line in opened)
     assert service.loops[0].metrics.scene_reason == "moved"
+
+
+def test_a_short_clip_raises_no_scene_change(alocc_onnx, tmp_path):
+    """30 s of the walkway with someone doing something unusual, as a video file: shorter than the
+    60 s the guard learns its reference from. Its sharpness wanders from 1.2 to 0.5 in the clip; a
+    baseline seeded by the first frame alone called that ``blurred`` at 24 s."""
+    staged = generate_walkway(WalkwayConfig(height=48, width=72, train_clips=2, test_clips=1, frames_per_clip=300, seed=11)).test[0]
+    video = write_video(tmp_path / "staged.avi", staged.frames, fps=FPS)
+    events_log = tmp_path / "events.jsonl"
+    config = ServiceConfig(model=str(alocc_onnx), cameras=[CameraConfig(str(video), name="gate")], events_log=str(events_log),
+                           thresholds={"tau": 1e9})
+    service = Service(config)
+    assert service.run().exit_code == 0 and service.loops[0].summary.frames == 300
+    lines = [json.loads(line) for line in events_log.read_text().splitlines()] if events_log.exists() else []
+    assert not [line for line in lines if line["type"].startswith("scene")]
+    assert service.loops[0].guard.reference is None  # still learning: the clip is shorter than reference_s
+
+
+def scene_lines(config: ServiceConfig) -> list[dict]:
+    """Run the service; its scene_changed and scene_restored lines."""
+    assert Service(config).run().exit_code == 0
+    path = Path(config.events_log)
+    return [line for line in map(json.loads, path.read_text().splitlines() if path.exists() else []) if line["type"].startswith("scene")]
+
+
+def test_calibration_stores_the_view_and_a_fresh_start_compares_with_it(alocc_onnx, tiny_walkway, tmp_path):
+    """`occ calibrate` learns the guard's reference from its footage into the manifest; a service
+    started on a camera that was bumped before it started reports it within 2 s, where a guard
+    without it takes the bumped view for the normal one."""
+    model = tmp_path / "alocc.onnx"
+    shutil.copy(alocc_onnx, model)
+    normal = np.concatenate([tiny_walkway.train[0].frames] * 4)  # 12 s of the view
+    result = calibrate_model(model, str(write_video(tmp_path / "normal.avi", normal, fps=FPS)), false_alarm_rate=0.05, force=True)
+    scene = read_manifest(model).scene
+    # the footage's calibration part (its last fifth): the frames the thresholds came from
+    assert (scene.width, scene.height, scene.frames) == (72, 48, result.frames) and result.frames >= 20
+    assert scene.data and len(scene.png) < 8000
+    shown = CliRunner().invoke(app, ["inspect", str(model)])
+    assert shown.exit_code == 0 and f"72x48, mean of {result.frames} frames of" in " ".join(shown.output.split())
+    bumped = shifted(tiny_walkway.train[1].frames, 0.08 * normal.shape[2], 0.04 * normal.shape[1])
+    video = write_video(tmp_path / "bumped.avi", bumped, fps=FPS)
+    for name, path, expected in [("calibrated", model, ["moved"]), ("uncalibrated", alocc_onnx, [])]:
+        config = ServiceConfig(model=str(path), cameras=[CameraConfig(str(video), name="gate")], events_log=str(tmp_path / f"{name}.jsonl"),
+                               thresholds={"tau": 1e9})
+        lines = scene_lines(config)
+        assert [line["reason"] for line in lines if line["type"] == "scene_changed"] == expected, name
+        assert all(line["frame"] < 2 * FPS for line in lines)
+
+
+def test_a_scene_reference_that_does_not_decode_is_one_line(alocc_onnx, tmp_path):
+    manifest = read_manifest(alocc_onnx)
+    manifest.scene = SceneReference(np.zeros((4, 6), np.float32), 0.1, 1).to_view()
+    manifest.scene.png = manifest.scene.png[:-8]
+    with pytest.raises(ManifestError, match="^scene.png is not a 6x4 grey PNG in base64$"):
+        SceneReference.from_view(manifest.scene)
+
+
+def test_occ_bench_guard_with_and_without_the_view_changes():
+    """Three minutes of the day at 36x54: the five changes scheduled, each with its delay or missed;
+    without them every minute after the reference's first is normal."""
+    runner = CliRunner()
+    changed = runner.invoke(bench_app, ["guard", "--hours", "0.05", "--height", "36", "--width", "54", "--json", "-", "--quiet"])
+    assert changed.exit_code == 0, changed.output
+    result = json.loads(changed.stdout)
+    assert [c["kind"] for c in result["changes"]] == ["shake", "cover", "light_jump", "creep", "bump"]
+    assert result["changes_measured"] + len(result["changes_already_held"]) == 5 and result["day"]["view_changes"]
+    plain = runner.invoke(bench_app, ["guard", "--hours", "0.05", "--height", "36", "--width", "54", "--no-view-changes", "--json", "-", "--quiet"])
+    result = json.loads(plain.stdout)
+    assert plain.exit_code == 0 and result["changes"] == [] and result["within_2s_share"] is None and result["normal_minutes"] == 2
 
 
 def test_metrics_say_which_camera_needs_calibration():

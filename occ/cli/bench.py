@@ -61,7 +61,8 @@ def _show_latency(result: dict) -> None:
              "infer p50": _fmt(run["stages_ms"]["inference"]), "post p50": _fmt(run["stages_ms"]["postprocess"]),
              "e2e p50": f"{run['end_to_end_ms']['p50']:.3f}", "e2e p99": f"{run['end_to_end_ms']['p99']:.3f}",
              "frames/s": f"{run['throughput']['frames_per_s']:.1f}",
-             "patches/s": "" if run["throughput"]["patches_per_s"] is None else f"{run['throughput']['patches_per_s']:.0f}"}
+             "patches/s": "" if run["throughput"]["patches_per_s"] is None else f"{run['throughput']['patches_per_s']:.0f}",
+             "guard+drift": f"{run['watch_share']['total']:.1%}" if "watch_share" in run else ""}
             for run in result["runs"]]
     table(f"{result['model']} ({result['method']}), frames {result['frame_size'][0]}x{result['frame_size'][1]} on "
           f"{device['cpu']['model']} ({device['cpu']['usable_cores']} cores), {gpu}; times in ms", rows)
@@ -277,6 +278,8 @@ def guard(
     height: Annotated[int, typer.Option(min=16, help="Frame height, pixels.")] = 72,
     width: Annotated[int, typer.Option(min=16, help="Frame width, pixels.")] = 108,
     seed: Seed = 202,
+    view_changes: Annotated[bool, typer.Option(help="Inject the view changes (shake, cover, lighting jump, creep, bump); without them "
+                                                    "every minute after the first is normal, both rush hours included. Default: on.")] = True,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -286,7 +289,7 @@ def guard(
     from occ.evaluation.datasets.walkway_day import DayConfig
 
     check_outputs({"--json": json_path}, {})
-    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=True)
+    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=view_changes)
     with one_line_errors(), progress_bar("guard", total=config.frames, disable=quiet) as advance:
         result = run_guard(config, progress=advance)
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))

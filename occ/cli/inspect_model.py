@@ -45,6 +45,12 @@ def expected_alarms_text(threshold: dict[str, Any]) -> str:
             f"{rate['hours'] * 60:.1f} min{f'; budget {budget:g}/day' if budget else ''})")
 
 
+def _scene(scene: dict[str, Any] | None) -> str:
+    if scene is None:
+        return "(none: the service learns it from each stream's first minute; occ calibrate stores one)"
+    return f"{scene['width']}x{scene['height']}, mean of {scene['frames']} frames of {scene['data'] or '?'}, {scene['date']}"
+
+
 def _show(info: dict[str, Any]) -> None:
     spec = info["input"]
     rows = [
@@ -59,6 +65,7 @@ def _show(info: dict[str, Any]) -> None:
         ("episode rule", info["episodes"]["described"]),
         ("trained on", info["trained_on"] or "(not recorded)"),
         ("training footage", info["training_footage"] or "(no fingerprint: occ calibrate cannot check for training frames)"),
+        ("scene guard's view", _scene(info["scene_reference"])),
     ]
     table(info["file"], [{"field": k, "value": v} for k, v in rows])
     table("thresholds (the stored ones decide; earlier values below)", [

@@ -19,7 +19,13 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
   whitens the spectrum, so at night the noise's frequencies outvote the scene's), each profile's
   centre matched on the reference's by normalized cross-correlation; an axis whose best
   correlation is under ``min_match`` has too little structure to tell and is left out, and a view
-  found along neither axis (both under ``lost_match``) is moved too;
+  found along neither axis (both under ``lost_match``) is moved too; and a view that crept by a
+  fraction of a pixel: the frame's global shift against the reference by one Lucas–Kanade step
+  (:class:`FineAlignment`: the reference's gradients, the pixels that differ from the reference
+  by more than ``3 σ`` left out, so walkers do not pull it), reported once it passes ``fine_moved``
+  of the width (height) and ``fine_z`` of its own standard error (the sensor noise's, so the
+  night's noise does not fire it). A creep only grows against the fixed reference: 2 % of the
+  width per minute is 0.07 % after 2 s, over ``fine_moved`` then and under ``moved`` for 30 s;
 - ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
 
 A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
@@ -28,21 +34,27 @@ so a lasting change (a bump to a new view, a lamp left on) holds until the camer
 again (``occ calibrate``) and the service restarted.
 
 The reference (:class:`SceneReference`) comes from normal footage: the calibration footage
-(:meth:`SceneReference.from_frames`) or, when none is given, the first ``reference_s`` seconds of
-the stream, during which only ``frozen``, black, ``blurred`` and ``lighting`` are checked.
+(``occ calibrate`` stores it in the manifest's ``scene``, :meth:`SceneReference.from_view`) or,
+when the model has none, the first ``reference_s`` seconds of the stream, during which only
+``frozen``, black, ``blurred`` and ``lighting`` are checked. A frame of another size than the
+reference's is resized to it (the same camera at another resolution).
 """
 from __future__ import annotations
 
+import base64
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 
+from ..files import now_iso
+from ..manifest import ManifestError, SceneView
 from ..preprocess.reference import to_gray
 
-REASONS = ("frozen", "covered", "moved", "blurred", "lighting", "alpha")  # first that holds names the change
+# the first that holds names the change (blurred before moved: a blur shifts the sub-pixel alignment too)
+REASONS = ("frozen", "covered", "blurred", "moved", "lighting", "alpha")
 BLACK_LEVEL = 4.0  # grey levels: a frame darker than this is a black stream or a covered lens
 COARSE = 8  # the contrast is measured on the frame shrunk this much more (sensor noise averages out)
 SEARCH = 0.125  # share of each end of a reference profile left out of its matched centre: the widest shift measured
@@ -55,6 +67,9 @@ class GuardLimits:
     Args:
         width: the guard's working frame width, pixels (at most the frame's; the height keeps the aspect).
         moved: a shift against the reference beyond this share of the width (height) is a moved view.
+        fine_moved: a sub-pixel shift (:class:`FineAlignment`) beyond this share of the width
+            (height) is a moved view too, when it is also beyond ...
+        fine_z: ... this many of its standard errors.
         min_match: a profile's best correlation with the reference's under this tells nothing along its axis.
         lost_match: both profiles' best correlations under this: the reference view is not found.
         lighting: a brightness this many times its recent level (or its inverse) is a lighting jump.
@@ -73,6 +88,8 @@ class GuardLimits:
 
     width: int = 128
     moved: float = 0.01
+    fine_moved: float = 0.0005
+    fine_z: float = 3.0
     min_match: float = 0.8
     lost_match: float = 0.5
     lighting: float = 1.3
@@ -115,6 +132,7 @@ class SceneReference:
 
     frame: np.ndarray
     contrast_low: float
+    frames: int = 0
 
     @classmethod
     def from_frames(cls, frames: Iterable[np.ndarray], limits: GuardLimits = GuardLimits()) -> "SceneReference":
@@ -122,19 +140,74 @@ class SceneReference:
 
         The lowest contrast is the 1st percentile, so a rare odd frame of the footage does not set it.
         """
-        return cls.from_working_frames([guard_frame(frame, limits.width) for frame in frames])
-
-    @classmethod
-    def from_working_frames(cls, works: list[np.ndarray]) -> "SceneReference":
-        """Build it from frames already made by :func:`guard_frame`."""
-        if not works:
+        builder = ReferenceBuilder(limits)
+        for frame in frames:
+            builder.add(frame)
+        reference = builder.reference()
+        if reference is None:
             raise ValueError("a scene reference needs at least one frame")
-        return cls.of(np.mean(works, axis=0), [contrast(w) for w in works])
+        return reference
+
+    def to_view(self, data: str = "") -> SceneView:
+        """The manifest's ``scene``: the mean frame as an 8-bit PNG (a grey level's rounding is far
+        under the sensor noise of one frame)."""
+        ok, png = cv2.imencode(".png", np.clip(np.round(self.frame), 0, 255).astype(np.uint8))
+        if not ok:
+            raise ValueError("the scene reference could not be encoded as PNG")
+        return SceneView(width=int(self.frame.shape[1]), height=int(self.frame.shape[0]), png=base64.b64encode(png.tobytes()).decode(),
+                         contrast_low=round(self.contrast_low, 6), frames=max(1, self.frames), data=data, date=now_iso())
 
     @classmethod
-    def of(cls, mean_frame: np.ndarray, contrasts: list[float]) -> "SceneReference":
-        """From the footage's mean working frame and each frame's :func:`contrast`."""
-        return cls(mean_frame.astype(np.float32), float(np.quantile(contrasts, 0.01)))
+    def from_view(cls, view: SceneView) -> "SceneReference":
+        """From the manifest's ``scene``; :class:`ManifestError` in one line when it does not decode."""
+        try:
+            frame = cv2.imdecode(np.frombuffer(base64.b64decode(view.png, validate=True), np.uint8), cv2.IMREAD_GRAYSCALE)
+        except (ValueError, TypeError):
+            frame = None
+        if frame is None or frame.shape != (view.height, view.width):
+            raise ManifestError(f"scene.png is not a {view.width}x{view.height} grey PNG in base64")
+        return cls(frame.astype(np.float32), float(view.contrast_low), view.frames)
+
+
+class ReferenceBuilder:
+    """Builds a :class:`SceneReference` from normal frames one at a time (a running sum: minutes of
+    frames are never kept). A frame of another size than the first starts it over.
+
+    Args:
+        limits: the guard's limits (its working width).
+    """
+
+    def __init__(self, limits: GuardLimits = GuardLimits()):
+        self.limits = limits
+        self._sum: np.ndarray | None = None
+        self._contrasts: list[float] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self._contrasts)
+
+    def add(self, frame: np.ndarray) -> None:
+        """Add a raw uint8 frame."""
+        self.add_work(guard_frame(frame, self.limits.width))
+
+    def add_work(self, work: np.ndarray) -> None:
+        """Add a frame already made by :func:`guard_frame`."""
+        if self._sum is None or self._sum.shape != work.shape:
+            self._sum, self._contrasts = np.zeros(work.shape), []
+        self._sum += work
+        self._contrasts.append(contrast(work))
+
+    def tapped(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``frames`` passed on unchanged, each added on the way (footage streamed to a scorer)."""
+        for frame in frames:
+            self.add(frame)
+            yield frame
+
+    def reference(self) -> SceneReference | None:
+        """The reference of the frames added so far (``None`` before the first)."""
+        if self._sum is None:
+            return None
+        return SceneReference((self._sum / self.frames).astype(np.float32), float(np.quantile(self._contrasts, 0.01)), self.frames)
 
 
 @dataclass
@@ -178,15 +251,16 @@ class SceneGuard:
 
     def __init__(self, reference: SceneReference | None = None, limits: GuardLimits = GuardLimits()):
         self.limits, self.reference = limits, reference
-        self._learning_sum: np.ndarray | None = None  # a running sum: a minute of frames is not kept
-        self._learning_contrasts: list[float] = []
+        self._learning = ReferenceBuilder(limits)
         self._last: np.ndarray | None = None
         self._repeat_since: float | None = None
         self._baseline: dict[str, float] = {}  # recent brightness and sharpness
         self._baseline_t: float | None = None
+        self._followed = 0  # frames the baseline has followed
         self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
         self._quiet_since: float | None = None
         self._frames = 0
+        self._fine: FineAlignment | None = None
         self.changed, self.reason, self.since = False, "", 0.0
 
     def update(self, frame: np.ndarray, timestamp: float | None = None, alpha_share: float | None = None) -> GuardState:
@@ -198,6 +272,8 @@ class SceneGuard:
         t = self._frames / lim.fps if timestamp is None else float(timestamp)
         self._frames += 1
         work = guard_frame(frame, lim.width)
+        if self.reference is not None and work.shape != self.reference.frame.shape:
+            work = cv2.resize(work, self.reference.frame.shape[::-1], interpolation=cv2.INTER_AREA)
         evidence = self._measure(work, t, alpha_share)
         flags = self._flags(evidence)
         for reason in REASONS:
@@ -233,13 +309,9 @@ class SceneGuard:
             self._repeat_since = None
             evidence["frozen_s"] = 0.0
         if self.reference is None:
-            if self._learning_sum is None or self._learning_sum.shape != work.shape:  # a new frame size starts it over
-                self._learning_sum, self._learning_contrasts = np.zeros(work.shape), []
-            self._learning_sum += work
-            self._learning_contrasts.append(contrast(work))
-            if t >= lim.reference_s or len(self._learning_contrasts) >= lim.reference_s * lim.fps:
-                self.reference = SceneReference.of(self._learning_sum / len(self._learning_contrasts), self._learning_contrasts)
-                self._learning_sum, self._learning_contrasts = None, []
+            self._learning.add_work(work)
+            if t >= lim.reference_s or self._learning.frames >= lim.reference_s * lim.fps:
+                self.reference, self._learning = self._learning.reference(), ReferenceBuilder(lim)
             return evidence
         evidence["contrast"] = contrast(work)
         evidence.update(self._alignment(work))
@@ -254,7 +326,8 @@ class SceneGuard:
             # an axis along which the view has too little structure (a walkway's length at night) says nothing
             shifts = [e[f"shift_{a}"] for a in "xy" if e[f"match_{a}"] >= lim.min_match]
             lost = max(e["match_x"], e["match_y"]) < lim.lost_match
-            flags["moved"] = lost or max(shifts, default=0.0) > lim.moved
+            crept = any(abs(e[f"fine_{a}"]) > lim.fine_moved and e[f"fine_z_{a}"] > lim.fine_z for a in "xy" if f"fine_{a}" in e)
+            flags["moved"] = lost or crept or max(shifts, default=0.0) > lim.moved
         if self._baseline:
             ratio = (e["brightness"] + 1) / (self._baseline["brightness"] + 1)
             flags["lighting"] = max(ratio, 1 / ratio) > lim.lighting
@@ -269,17 +342,25 @@ class SceneGuard:
         """Shift of the view against the reference's, along each axis, from the mean profiles of
         rows and columns (thousands of pixels averaged: sensor noise and walkers hardly move them)."""
         ref = self.reference.frame
-        if work.shape != ref.shape:
-            return {"shift_x": 1.0, "shift_y": 1.0, "match_x": -1.0, "match_y": -1.0}  # another camera's frame size
         out = {}
         for axis, name in ((0, "x"), (1, "y")):
             shift, match = _profile_shift(ref.mean(axis=axis), work.mean(axis=axis))
             out[f"shift_{name}"], out[f"match_{name}"] = shift, match
+        if self._fine is None or self._fine.reference is not ref:
+            self._fine = FineAlignment(ref)
+        out.update(self._fine.measure(work))
         return out
 
     def _follow(self, evidence: dict[str, float], t: float) -> None:
-        """The recent brightness and sharpness: exponential averages over ``baseline_s`` (frozen while changed)."""
-        weight = 1.0 if self._baseline_t is None else float(1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s))
+        """The recent brightness and sharpness: exponential averages over ``baseline_s`` (frozen while changed).
+
+        Until ``baseline_s`` of frames are followed, each weighs at least 1 / frames followed: the plain
+        mean so far, so the first frame does not stand for the whole warm-up (a clip's sharpness
+        wanders by a factor of 2 in 30 s of normal footage, and half the first frame's is ``blurred``).
+        """
+        self._followed += 1
+        decay = 1.0 if self._baseline_t is None else float(1 - np.exp(-max(t - self._baseline_t, 0.0) / self.limits.baseline_s))
+        weight = max(decay, 1.0 / self._followed)
         for key in ("brightness", "sharpness"):
             self._baseline[key] = self._baseline.get(key, evidence[key]) + weight * (evidence[key] - self._baseline.get(key, evidence[key]))
         self._baseline_t = t
@@ -301,3 +382,52 @@ def _profile_shift(reference: np.ndarray, profile: np.ndarray) -> tuple[float, f
         curvature = left - 2 * mid + right
         offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
     return float(abs(best + offset - margin) / length), float(scores[best])
+
+
+class FineAlignment:
+    """The sub-pixel shift of a frame against the reference, and its standard error: one
+    Lucas–Kanade step of a global translation, both frames divided by their mean (a gain moves
+    nothing). Pixels that differ from the reference by more than 3 robust σ (walkers, a car) are
+    left out. The reference's gradients are computed once; a frame costs a few dot products.
+
+    Args:
+        reference: the reference's working frame (:attr:`SceneReference.frame`).
+    """
+
+    BORDER = 2  # pixels of each edge left out: the gradients there see the border, not the view
+
+    def __init__(self, reference: np.ndarray):
+        self.reference = reference
+        b = self.BORDER
+        ref = reference / max(float(reference.mean()), 1.0)
+        # Sobel over 8: the gradient in grey levels per pixel, smoothed across (noise averages out)
+        gx = cv2.Sobel(ref, cv2.CV_32F, 1, 0, ksize=3)[b:-b, b:-b].ravel() / 8
+        gy = cv2.Sobel(ref, cv2.CV_32F, 0, 1, ksize=3)[b:-b, b:-b].ravel() / 8
+        self._ref, self._gx, self._gy = ref[b:-b, b:-b].ravel(), gx, gy
+        self._products = np.stack([gx * gx, gx * gy, gy * gy])
+        self._size = np.array(reference.shape[::-1], np.float64)  # width, height
+
+    def measure(self, work: np.ndarray) -> dict[str, float]:
+        """``fine_x``, ``fine_y``: the shift, shares of the width and height; ``fine_z_x``,
+        ``fine_z_y``: each over its standard error. Empty when the frame tells nothing (black)."""
+        b = self.BORDER
+        live = work[b:-b, b:-b].ravel()
+        mean = float(live.mean())
+        if mean < BLACK_LEVEL:
+            return {}
+        diff = live / mean - self._ref
+        sigma = 1.4826 * float(np.median(np.abs(diff[::3])))  # every 3rd pixel: as good a σ, a third of the cost
+        keep = (np.abs(diff) < 3 * sigma).astype(np.float32)
+        xx, xy, yy = self._products @ keep
+        det = xx * yy - xy * xy
+        used = float(keep.sum())
+        if sigma <= 0 or det <= 1e-12 or used < 16:
+            return {}
+        inverse = np.array([[yy, -xy], [-xy, xx]]) / det
+        kept = diff * keep
+        shift = -inverse @ np.array([self._gx @ kept, self._gy @ kept])
+        residual = (diff + self._gx * shift[0] + self._gy * shift[1]) * keep
+        error = np.sqrt(float(residual @ residual) / (used - 2) * np.diag(inverse))
+        share = shift / self._size
+        z = np.abs(shift) / np.maximum(error, 1e-12)
+        return {"fine_x": float(share[0]), "fine_y": float(share[1]), "fine_z_x": float(z[0]), "fine_z_y": float(z[1])}

@@ -34,7 +34,7 @@ from ..events.episodes import MAX_PENDING_FRAMES
 from ..scoring import frame_threshold
 from ..scoring.decide import thresholds_in_force
 from ..scoring.drift import DriftState, DriftWatch
-from ..scoring.scene_guard import GuardState, SceneGuard
+from ..scoring.scene_guard import GuardState, SceneGuard, SceneReference
 from ..sources import LiveSource, Source, open_source
 from .config import CameraConfig, ServiceConfig
 from .logs import setup_logging
@@ -132,7 +132,9 @@ class CameraLoop:
         self.peak_image = None
         self.remote_sinks = open_remote_sinks(camera.name, cfg.mqtt, cfg.webhook, on_error=on_error)
         metrics.remote_sinks = self.remote_sinks
-        self.guard = SceneGuard() if cfg.scene_guard else None
+        # the calibrated view when `occ calibrate` stored one: a fresh start compares with it, not with what it first sees
+        scene = SceneReference.from_view(manifest.scene) if cfg.scene_guard and manifest.scene is not None else None
+        self.guard = SceneGuard(scene) if cfg.scene_guard else None
         self.drift = DriftWatch() if cfg.drift_watch else None
         self.avid = manifest.method == "avid"
 
