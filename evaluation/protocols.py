@@ -1,7 +1,6 @@
 """The papers' evaluation protocols, run on an exported model through the runtime's detector."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -14,24 +13,10 @@ from occ.runtime.scoring.decide import FrameResult
 
 from .datasets.common import Clip, DatasetError
 from .datasets.irmnist import POSITIVES, IrMnistSpec
-from .localization import TruthRegion, location_map, truth_regions
+from .localization import location_map, truth_regions
 from .metrics import (DetectionDelay, FalseAlarmRate, detection_delays, equal_error_rate, f1_score, false_alarms_per_hour,
                       pixel_level_scores, roc_auc)
-from .report import Unavailable, record_json
-
-
-@dataclass
-class ClipScores:
-    name: str
-    labels: np.ndarray
-    scores: np.ndarray
-    decisions: np.ndarray
-    pixel_labels: np.ndarray | None = None
-    pixel_scores: np.ndarray | None = None
-    fps: float | None = None  # the clip's frame rate, where its reader knows it
-    location_maps: list[np.ndarray] | None = None  # per-pixel localization scores per frame (network size), where masks exist
-    truth: list[TruthRegion] | None = None  # the ground-truth regions of the clip's masks, one track per anomalous run
-    frame_size: tuple[int, int] | None = None
+from .report import ClipScores, Unavailable, record_json
 
 
 def score_clips(detector: StreamDetector, clips: list[Clip], progress: Callable[[], None] | None = None) -> list[ClipScores]:

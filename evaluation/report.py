@@ -1,14 +1,15 @@
 """The evaluation report of video data: typed, with one JSON form (what ``occ eval --json`` writes).
 
-Every metric is a dataclass in its own module (its fields are its JSON keys); the report holds them
-as fields. :func:`record_json` writes any such record, :meth:`EvaluationReport.from_json` reads a
-saved report back with every field checked against its type.
+:func:`report` turns scored clips (:class:`ClipScores`) into an :class:`EvaluationReport`. Every
+metric is a dataclass in its own module (its fields are its JSON keys); the report holds them as
+fields. :func:`record_json` writes any such record, :meth:`EvaluationReport.from_json` reads a saved
+report back with every field checked against its type (the manifest's typed reader).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -19,8 +20,22 @@ from .localization import DetectionCriteria, TruthRegion, maps_criteria
 from .metrics import (DetectionDelay, FalseAlarmRate, FrameLevelReport, MetricError, PixelLevel, detection_delays, f1_score,
                       false_alarms_per_hour, frame_level, minmax_per_video, pixel_level, roc_auc, smooth_scores)
 
-if TYPE_CHECKING:
-    from .protocols import ClipScores
+
+@dataclass
+class ClipScores:
+    """One clip's labels, frame scores and decisions (:func:`~occ.evaluation.protocols.score_clips`), and its
+    pixel-level and localization inputs where the clip has masks: what :func:`report` reads."""
+
+    name: str
+    labels: np.ndarray
+    scores: np.ndarray
+    decisions: np.ndarray
+    pixel_labels: np.ndarray | None = None
+    pixel_scores: np.ndarray | None = None
+    fps: float | None = None  # the clip's frame rate, where its reader knows it
+    location_maps: list[np.ndarray] | None = None  # per-pixel localization scores per frame (network size), where masks exist
+    truth: list[TruthRegion] | None = None  # the ground-truth regions of the clip's masks, one track per anomalous run
+    frame_size: tuple[int, int] | None = None
 
 
 class ReportError(ValueError):

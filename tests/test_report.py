@@ -11,10 +11,9 @@ from typer.testing import CliRunner
 
 from occ.cli import app
 from occ.evaluation.evaluate import evaluate
-from occ.evaluation.metrics import DetectionDelay, FalseAlarmRate, FrameLevelReport, PixelLevel
 from occ.evaluation.localization import CurvePoint, DetectionCriteria
-from occ.evaluation.protocols import ClipScores
-from occ.evaluation.report import ClipRow, EvaluationReport, ReportError, Unavailable, _optional, report
+from occ.evaluation.metrics import DetectionDelay, FalseAlarmRate, FrameLevelReport, PixelLevel
+from occ.evaluation.report import ClipRow, ClipScores, EvaluationReport, ReportError, Unavailable, _optional, report
 
 WALKWAY = "walkway:height=48,width=72,train_clips=1,test_clips=2,frames_per_clip=30,seed=7"
 FRAME_LEVEL_KEYS = ["micro_auc", "macro_auc", "eer", "eer_threshold", "videos_in_macro"]
