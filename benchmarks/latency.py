@@ -419,7 +419,9 @@ def validate(model_path: str, data_spec: str, chosen: list[Variant] | None = Non
     agreement or score error is outside :data:`BUDGETS`), ``failed`` (could not load or run).
     """
     from occ.evaluation.datasets.spec import load_video_data
-    from occ.evaluation.protocols import report, score_clips
+    from occ.evaluation.metrics import FrameLevelReport, PixelLevel
+    from occ.evaluation.protocols import score_clips
+    from occ.evaluation.report import report
     from occ.runtime.detector.gpu import GpuStreamDetector
 
     from .torch_backend import checkpoint_for
@@ -444,8 +446,10 @@ def validate(model_path: str, data_spec: str, chosen: list[Variant] | None = Non
         metrics = report(scored)
         scores = np.concatenate([c.scores for c in scored])
         decisions = np.concatenate([c.decisions for c in scored])
-        row = {"variant": variant.label, "frame_auc": metrics["frame_level"]["raw"].get("micro_auc"),
-               "frame_eer": metrics["frame_level"]["raw"].get("eer"), "pixel_eer": metrics.get("pixel_level", {}).get("eer")}
+        raw, pixel = metrics.frame_level.raw, metrics.pixel_level
+        row = {"variant": variant.label, "frame_auc": raw.micro_auc if isinstance(raw, FrameLevelReport) else None,
+               "frame_eer": raw.eer if isinstance(raw, FrameLevelReport) else None,
+               "pixel_eer": pixel.eer if isinstance(pixel, PixelLevel) else None}
         if reference_scores is None:
             reference_scores, reference_decisions = scores, decisions
             row.update({"decision_agreement": 1.0, "score_max_abs": 0.0, "score_rel_error": 0.0, "status": "works", "reference": True})

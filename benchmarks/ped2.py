@@ -33,7 +33,8 @@ from occ.evaluation.datasets.common import Clip, DatasetError
 from occ.evaluation.datasets.ucsd import clip_names, find_ucsd_root, load_ucsd
 from occ.evaluation.folds import fold_table, leave_clips_out, training_clip_folds
 from occ.evaluation.metrics import poisson_rate_interval
-from occ.evaluation.protocols import ClipScores, alarm_counts, delay_text, false_alarms_text, report, score_clips
+from occ.evaluation.protocols import ClipScores, alarm_counts, delay_text, false_alarms_text, score_clips
+from occ.evaluation.report import EvaluationReport, record_json, report
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
 from occ.runtime.preprocess import preprocess_clip
@@ -71,7 +72,7 @@ def alocc_variants(scoring: AloccScoring) -> dict[str, AloccScoring]:
     return variants
 
 
-def evaluate_model(model_path: str, clips) -> tuple[dict[str, Any], dict[str, list[ClipScores]]]:
+def evaluate_model(model_path: str, clips) -> tuple[dict[str, EvaluationReport], dict[str, list[ClipScores]]]:
     """Every scoring variant's metrics and per-frame scores; ALOCC's variants re-score one recorded
     pass through the graph."""
     detector = open_detector(model_path)
@@ -160,20 +161,20 @@ def markdown(result: dict[str, Any]) -> str:
              "| scoring | micro AUC | macro AUC | EER | micro AUC, smoothed 9 | EER, smoothed 9 | micro AUC, per-video min–max |",
              "|---|---|---|---|---|---|---|"]
     for name, metrics in result["variants"].items():
-        offline = metrics["frame_level_offline"]
-        raw, smooth, mm = metrics["frame_level"]["raw"], offline["smoothed_9"], offline["per_video_minmax"]
-        lines.append(f"| {name} | {raw['micro_auc']:.3f} | {raw['macro_auc']:.3f} | {raw['eer']:.1%} | "
-                     f"{smooth['micro_auc']:.3f} | {smooth['eer']:.1%} | {mm['micro_auc']:.3f} |")
+        offline = metrics.frame_level_offline
+        raw, smooth, mm = metrics.frame_level.raw, offline["smoothed_9"], offline["per_video_minmax"]
+        lines.append(f"| {name} | {raw.micro_auc:.3f} | {raw.macro_auc:.3f} | {raw.eer:.1%} | "
+                     f"{smooth.micro_auc:.3f} | {smooth.eer:.1%} | {mm.micro_auc:.3f} |")
     text = "\n".join(lines) + "\n\n" + operator_line(result["variants"]["deployed"]) + "\n"
     return text + ("\n" + folds_markdown([result]) if "folds" in result else "")
 
 
-def operator_line(metrics: dict[str, Any]) -> str:
+def operator_line(metrics: EvaluationReport) -> str:
     """False alarms per hour and detection delay of the deployed scoring at its stored threshold."""
-    at = metrics["at_stored_threshold"]
+    at = metrics.at_stored_threshold
     return (f"At the stored threshold (deployed scoring): false alarms per hour of normal footage "
-            f"{false_alarms_text(at['false_alarms_per_hour'])}; median detection delay in frames "
-            f"{delay_text(at['detection_delay'])}.")
+            f"{false_alarms_text(at.false_alarms_per_hour)}; median detection delay in frames "
+            f"{delay_text(at.detection_delay)}.")
 
 
 def folds_markdown(results: list[dict[str, Any]]) -> str:
@@ -335,7 +336,7 @@ def alocc_location_ablation(model: str, data: str, held_out: tuple[str, ...]) ->
         held_scores, test_scores = [scored[c.name] for c in held], [scored[c.name] for c in test]
         out[rule] = {"tau": tau, "alarms": {scope: alarm_counts(clips, fps, tracker) for scope, clips in
                                             zip(HOLDOUT_SCOPES, (held_scores, test_scores, held_scores + test_scores))},
-                     "test_frame_level": report(test_scores)["frame_level"]["raw"]}
+                     "test_frame_level": record_json(report(test_scores).frame_level.raw)}
     return out
 
 

@@ -12,8 +12,9 @@ import numpy as np
 
 from occ.evaluation.datasets import WalkwayConfig, generate_walkway
 from occ.evaluation.datasets.spec import load_video_data
-from occ.evaluation.metrics import equal_error_rate, false_alarms_per_hour, frame_level, pixel_level_scores, roc_auc
-from occ.evaluation.protocols import avid_maps, report, score_clips
+from occ.evaluation.metrics import PixelLevel, equal_error_rate, false_alarms_per_hour, frame_level, pixel_level_scores, roc_auc
+from occ.evaluation.protocols import avid_maps, score_clips
+from occ.evaluation.report import report
 from occ.runtime.detector import Detector, open_detector
 
 from .training_runs import machine
@@ -40,7 +41,7 @@ def busy_scenes(detector, base: WalkwayConfig, densities=BUSY_DENSITIES) -> list
         decisions = np.concatenate([c.decisions for c in scored])
         rows.append({"pedestrians": pedestrians, "frames": int(decisions.size), "below_threshold": float(1 - decisions.mean()),
                      "false_alarms_per_hour": false_alarms_per_hour([c.labels for c in scored], [c.decisions for c in scored],
-                                                                    base.fps)["per_hour"]})
+                                                                    base.fps).per_hour})
     return rows
 
 
@@ -103,12 +104,11 @@ def avid_components(detector: Detector, clips) -> dict[str, dict[str, float]]:
 
 def markdown(result: dict) -> str:
     deployed = result["deployed"]
-    raw = deployed["frame_level"]["raw"]
-    pixel = deployed.get("pixel_level", {})
-    pixel_cells = f"{pixel['auc']:.3f} | {pixel['eer']:.1%}" if "eer" in pixel else "n/a | n/a"
+    raw, pixel = deployed.frame_level.raw, deployed.pixel_level
+    pixel_cells = f"{pixel.auc:.3f} | {pixel.eer:.1%}" if isinstance(pixel, PixelLevel) else "n/a | n/a"
     lines = [f"{result['method'].upper()} on the synthetic walkway ({result['machine']}, {result['date']})", "",
              "| scores | micro AUC | macro AUC | EER | pixel AUC | pixel EER |", "|---|---|---|---|---|---|",
-             f"| deployed (runtime) | {raw['micro_auc']:.3f} | {raw['macro_auc']:.3f} | {raw['eer']:.1%} | {pixel_cells} |"]
+             f"| deployed (runtime) | {raw.micro_auc:.3f} | {raw.macro_auc:.3f} | {raw.eer:.1%} | {pixel_cells} |"]
     for name, c in result.get("components", {}).items():
         lines.append(f"| {name.replace('|', '&#124;')} alone | {c['micro_auc']:.3f} | {c['macro_auc']:.3f} | {c['eer']:.1%} | "
                      f"{c['pixel_auc']:.3f} | {c['pixel_eer']:.1%} |")

@@ -1,6 +1,7 @@
 """``occ eval``: an exported model on labelled data, by the protocol that fits the data."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,19 +14,21 @@ from .datasets import DatasetError, load_mnist
 from .datasets.irmnist import IrMnistSpec
 from .datasets.spec import load_video_data
 from .plots import require_matplotlib, write_evaluation_plots
-from .protocols import irmnist_protocol, mnist_protocol, report, score_clips
+from .protocols import irmnist_protocol, mnist_protocol, score_clips
+from .report import EvaluationReport, report
 
 MNIST_PREFIX = "mnist:"
 
 
 def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess: str = "cpu", digit: int | None = None,
              smoothing: int = 9, plots: str | Path | None = None, progress: Callable[..., None] | None = None,
-             thresholds: dict[str, float] | None = None, **backend_options: Any) -> dict[str, Any]:
+             thresholds: dict[str, float] | None = None, **backend_options: Any) -> EvaluationReport | dict[str, Any]:
     """Evaluate ``model`` (an exported model, or a model name with ``backend`` triton) on ``data``:
 
-    - a UCSD-layout folder or ``walkway[:opts]``: frame level (micro, macro AUC, EER) in every
-      labelled variant, pixel level where masks exist, decisions at the stored thresholds;
-      ``plots`` names a folder for the ROC and a score-over-time plot per clip (PNGs);
+    - a UCSD-layout folder or ``walkway[:opts]``: an :class:`~occ.evaluation.report.EvaluationReport`,
+      frame level (micro, macro AUC, EER) in every labelled variant, pixel level where masks
+      exist, decisions at the stored thresholds; ``plots`` names a folder for the ROC and a
+      score-over-time plot per clip (PNGs);
     - ``mnist:FOLDER``: the ALOCC paper's one-class protocol (``digit``: default the model's);
     - ``irmnist:FOLDER[:...]``: the AVID paper's detection and localization (grids, digit and
       seed default to the model's training, which fix the test grids).
@@ -60,8 +63,8 @@ def evaluate(model: str | Path, data: str, backend: str = "ort-cpu", preprocess:
     written = []
     if plots is not None:
         written = write_evaluation_plots(plots, clips, threshold, str(model))
-    return {"model": str(model), "data": video.description, "protocol": "frames", **report(clips, smoothing),
-            "plots": [str(path) for path in written], **in_force}
+    return dataclasses.replace(report(clips, smoothing), model=str(model), data=video.description, protocol="frames",
+                               plots=[str(path) for path in written], **in_force)
 
 
 def _mnist(detector: Detector, model: str, folder: str, digit: int | None) -> dict[str, Any]:

@@ -91,9 +91,35 @@ def _area(rates: np.ndarray, false_positives: np.ndarray, limit: float) -> float
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / limit)
 
 
+@dataclass
+class CurvePoint:
+    """One threshold's point of the RBDC and TBDC curves."""
+
+    threshold: float | None
+    false_positives_per_frame: float
+    region_rate: float
+    track_rate: float
+
+
+@dataclass
+class DetectionCriteria:
+    """RBDC and TBDC (:func:`detection_criteria`), what they were counted on, and their curve."""
+
+    rbdc: float
+    tbdc: float
+    regions: int
+    tracks: int
+    frames: int
+    overlap: float
+    track_share: float
+    max_false_positives_per_frame: float
+    curve: list[CurvePoint]
+    criterion: str  # the criterion in words, with its parameters
+
+
 def detection_criteria(truth: Sequence[TruthRegion], detections: Sequence[Sequence[Sequence[Box]]], frames: int,
                        thresholds: Sequence[float] | None = None, overlap: float = OVERLAP, track_share: float = TRACK_SHARE,
-                       max_false_positives: float = 1.0) -> dict:
+                       max_false_positives: float = 1.0) -> DetectionCriteria:
     """RBDC and TBDC from detections at a series of thresholds.
 
     Args:
@@ -126,14 +152,16 @@ def detection_criteria(truth: Sequence[TruthRegion], detections: Sequence[Sequen
             detected[indices] = hits
             false_positives += wrong
         track_hits = sum(detected[track_ids == track].mean() >= track_share for track in tracks)
-        points.append({"threshold": None if thresholds is None else float(thresholds[level]),
-                       "false_positives_per_frame": false_positives / frames,
-                       "region_rate": float(detected.mean()), "track_rate": float(track_hits / len(tracks))})
-    fp = np.array([p["false_positives_per_frame"] for p in points])
-    return {"rbdc": _area(np.array([p["region_rate"] for p in points]), fp, max_false_positives),
-            "tbdc": _area(np.array([p["track_rate"] for p in points]), fp, max_false_positives),
-            "regions": len(truth), "tracks": int(len(tracks)), "frames": frames, "overlap": overlap, "track_share": track_share,
-            "max_false_positives_per_frame": max_false_positives, "curve": points}
+        points.append(CurvePoint(threshold=None if thresholds is None else float(thresholds[level]),
+                                 false_positives_per_frame=false_positives / frames,
+                                 region_rate=float(detected.mean()), track_rate=float(track_hits / len(tracks))))
+    fp = np.array([p.false_positives_per_frame for p in points])
+    criterion = (f"RBDC/TBDC (Ramachandra & Jones 2020): IoU >= {overlap:g}, a track at >= {track_share * 100:g} % of its regions, "
+                 f"false positives per frame in [0, {max_false_positives:g}]")
+    return DetectionCriteria(rbdc=_area(np.array([p.region_rate for p in points]), fp, max_false_positives),
+                             tbdc=_area(np.array([p.track_rate for p in points]), fp, max_false_positives),
+                             regions=len(truth), tracks=int(len(tracks)), frames=frames, overlap=overlap, track_share=track_share,
+                             max_false_positives_per_frame=max_false_positives, curve=points, criterion=criterion)
 
 
 def map_detections(maps: Sequence[np.ndarray], thresholds: Sequence[float], frame_size: tuple[int, int]) -> list[list[list[list[int]]]]:
@@ -162,7 +190,8 @@ def sweep_thresholds(maps: Sequence[np.ndarray], levels: int = 40) -> np.ndarray
     return np.unique(np.quantile(peaks, np.linspace(0, 1, levels)))[::-1]
 
 
-def maps_criteria(maps: Sequence[np.ndarray], truth: Sequence[TruthRegion], frame_size: tuple[int, int], levels: int = 40) -> dict:
+def maps_criteria(maps: Sequence[np.ndarray], truth: Sequence[TruthRegion], frame_size: tuple[int, int],
+                  levels: int = 40) -> DetectionCriteria:
     """RBDC and TBDC of per-pixel score maps (one per frame: AVID's intersection map, ALOCC's patch
     scores painted on the pixels each patch covers, :func:`location_map`) against ground-truth
     regions at the source ``frame_size``, over thresholds from :func:`sweep_thresholds`."""

@@ -103,7 +103,21 @@ def _clip_pairs(videos_labels: Sequence, videos_decisions: Sequence) -> list[tup
     return pairs
 
 
-def false_alarms_per_hour(videos_labels: Sequence[np.ndarray], videos_decisions: Sequence[np.ndarray], fps: float) -> dict:
+@dataclass
+class FalseAlarmRate:
+    """False alarms per hour of normal footage (:func:`false_alarms_per_hour`), with the exact 95 %
+    Poisson interval of the rate (:func:`poisson_rate_interval`) and the frame rate it used."""
+
+    false_alarms: int
+    normal_hours: float
+    normal_minutes: float
+    per_hour: float
+    per_hour_low: float
+    per_hour_high: float
+    fps: float
+
+
+def false_alarms_per_hour(videos_labels: Sequence[np.ndarray], videos_decisions: Sequence[np.ndarray], fps: float) -> FalseAlarmRate:
     """False alarms per hour of normal footage, from per-frame decisions at a fixed threshold.
 
     An alarm is a maximal run of consecutive frames decided anomalous within one clip (runs never
@@ -118,7 +132,7 @@ def false_alarms_per_hour(videos_labels: Sequence[np.ndarray], videos_decisions:
         fps: the footage's frame rate, frames per second.
 
     Returns:
-        ``{"false_alarms": int, "normal_hours": float, "per_hour": float}``.
+        The count, the hours (and minutes) of normal footage, the rate and its interval, and ``fps``.
 
     Raises:
         MetricError: clip counts or lengths differ, ``fps`` is not a positive number, or no frame
@@ -133,8 +147,8 @@ def false_alarms_per_hour(videos_labels: Sequence[np.ndarray], videos_decisions:
         raise MetricError("false alarms per hour need frames labelled normal; there are none")
     hours = normal_frames / float(fps) / 3600.0
     low, high = poisson_rate_interval(false_alarms, hours)
-    return {"false_alarms": int(false_alarms), "normal_hours": hours, "normal_minutes": hours * 60.0,
-            "per_hour": false_alarms / hours, "per_hour_low": low, "per_hour_high": high}
+    return FalseAlarmRate(false_alarms=int(false_alarms), normal_hours=hours, normal_minutes=hours * 60.0,
+                          per_hour=false_alarms / hours, per_hour_low=low, per_hour_high=high, fps=float(fps))
 
 
 def _poisson_cdf(count: int, mean: float) -> float:
@@ -189,7 +203,19 @@ def poisson_rate_interval(count: int, exposure_hours: float, confidence: float =
     return lower / exposure_hours, upper / exposure_hours
 
 
-def detection_delays(videos_labels: Sequence[np.ndarray], videos_decisions: Sequence[np.ndarray]) -> dict:
+@dataclass
+class DetectionDelay:
+    """How many frames each anomalous event ran before its first alarm (:func:`detection_delays`)."""
+
+    events: int
+    detected: int
+    missed: int
+    delays: list[int]  # detected events, in clip and frame order
+    median_frames: float | None  # None when no event was detected
+    mean_frames: float | None
+
+
+def detection_delays(videos_labels: Sequence[np.ndarray], videos_decisions: Sequence[np.ndarray]) -> DetectionDelay:
     """How many frames each anomalous event runs before its first alarm, at a fixed threshold.
 
     An anomalous event is a maximal run of frames labelled anomalous within one clip (events never
@@ -203,9 +229,8 @@ def detection_delays(videos_labels: Sequence[np.ndarray], videos_decisions: Sequ
         videos_decisions: per clip, frame decisions (True = decided anomalous), same lengths.
 
     Returns:
-        ``{"events": int, "detected": int, "missed": int, "delays": [int, ...] (detected events,
-        in clip and frame order), "median_frames": float | None, "mean_frames": float | None}``;
-        the median and mean are None when no event was detected.
+        The events, how many were detected and missed, the detected events' delays in frames and
+        their median and mean.
 
     Raises:
         MetricError: clip counts or lengths differ.
@@ -217,9 +242,9 @@ def detection_delays(videos_labels: Sequence[np.ndarray], videos_decisions: Sequ
             hits = np.nonzero(decisions[start:stop])[0]
             if hits.size:
                 delays.append(int(hits[0]))
-    return {"events": events, "detected": len(delays), "missed": events - len(delays), "delays": delays,
-            "median_frames": float(np.median(delays)) if delays else None,
-            "mean_frames": float(np.mean(delays)) if delays else None}
+    return DetectionDelay(events=events, detected=len(delays), missed=events - len(delays), delays=delays,
+                          median_frames=float(np.median(delays)) if delays else None,
+                          mean_frames=float(np.mean(delays)) if delays else None)
 
 
 def minmax_per_video(videos: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -250,14 +275,13 @@ def smooth_scores(scores: np.ndarray, window: int) -> np.ndarray:
 
 @dataclass
 class FrameLevelReport:
+    """Frame-level ROC measures of one scoring variant (:func:`frame_level`)."""
+
     micro_auc: float
-    macro_auc: float
+    macro_auc: float  # NaN when no video holds both classes
     eer: float
     eer_threshold: float
     videos_in_macro: int
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 def frame_level(videos_labels: Sequence[np.ndarray], videos_scores: Sequence[np.ndarray]) -> FrameLevelReport:
@@ -275,6 +299,20 @@ def frame_level(videos_labels: Sequence[np.ndarray], videos_scores: Sequence[np.
         eer_threshold=threshold,
         videos_in_macro=len(per_video),
     )
+
+
+@dataclass
+class PixelLevel:
+    """ROC AUC and EER under the pixel-level criterion (:func:`pixel_level`)."""
+
+    auc: float
+    eer: float
+    criterion: str = "40 % of ground-truth pixels"
+
+
+def pixel_level(labels: np.ndarray, scores: np.ndarray) -> PixelLevel:
+    """AUC and EER of per-frame ``labels`` and ``scores`` from :func:`pixel_level_scores`, pooled over clips."""
+    return PixelLevel(auc=roc_auc(labels, scores), eer=equal_error_rate(labels, scores)[0])
 
 
 def pixel_level_scores(score_maps: np.ndarray, gt_masks: np.ndarray, coverage: float = 0.4) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from .metrics import equal_error_rate, roc_auc, roc_curve
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .protocols import ClipScores
+    from .report import ClipScores
 
 FIGURE_SIZE = (6.0, 4.5)  # inches
 DPI = 110

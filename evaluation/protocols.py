@@ -1,7 +1,6 @@
 """The papers' evaluation protocols, run on an exported model through the runtime's detector."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -14,23 +13,10 @@ from occ.runtime.scoring.decide import FrameResult
 
 from .datasets.common import Clip, DatasetError
 from .datasets.irmnist import POSITIVES, IrMnistSpec
-from .localization import TruthRegion, location_map, maps_criteria, truth_regions
-from .metrics import (MetricError, detection_delays, equal_error_rate, f1_score, false_alarms_per_hour, frame_level, minmax_per_video,
-                      pixel_level_scores, roc_auc, smooth_scores)
-
-
-@dataclass
-class ClipScores:
-    name: str
-    labels: np.ndarray
-    scores: np.ndarray
-    decisions: np.ndarray
-    pixel_labels: np.ndarray | None = None
-    pixel_scores: np.ndarray | None = None
-    fps: float | None = None  # the clip's frame rate, where its reader knows it
-    location_maps: list[np.ndarray] | None = None  # per-pixel localization scores per frame (network size), where masks exist
-    truth: list[TruthRegion] | None = None  # the ground-truth regions of the clip's masks, one track per anomalous run
-    frame_size: tuple[int, int] | None = None
+from .localization import location_map, truth_regions
+from .metrics import (DetectionDelay, FalseAlarmRate, detection_delays, equal_error_rate, f1_score, false_alarms_per_hour,
+                      pixel_level_scores, roc_auc)
+from .report import ClipScores, Unavailable, record_json
 
 
 def score_clips(detector: StreamDetector, clips: list[Clip], progress: Callable[[], None] | None = None) -> list[ClipScores]:
@@ -64,95 +50,6 @@ def _resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     import cv2
 
     return np.stack([cv2.resize(m.astype(np.uint8), (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0 for m in masks])
-
-
-def _variant(clips: list[ClipScores], per_video: bool, window: int) -> dict[str, Any]:
-    scores = [c.scores for c in clips]
-    if per_video:
-        scores = minmax_per_video(scores)
-    if window > 1:
-        scores = [smooth_scores(s, window) for s in scores]
-    try:
-        return frame_level([c.labels for c in clips], scores).as_dict()
-    except MetricError as exc:
-        return {"error": str(exc)}
-
-
-def clips_fps(clips: list[ClipScores]) -> float | None:
-    """The frame rate all ``clips`` share, or None where one lacks a rate or they differ."""
-    rates = {c.fps for c in clips}
-    return rates.pop() if len(rates) == 1 and None not in rates else None
-
-
-def report(clips: list[ClipScores], smoothing: int = 9, *, fps: float | None = None) -> dict[str, Any]:
-    """Frame-level metrics in every labelled variant, pixel level where masks exist, and decisions.
-
-    ``frame_level`` holds what a camera can run (raw frame scores); ``frame_level_offline`` the
-    variants that need the whole video first (centred smoothing, per-video min–max), which no
-    camera can run and which are reported apart so they are not taken for what deploys.
-
-    At the stored threshold, beside F1 and the rates: ``false_alarms_per_hour`` (see
-    :func:`~occ.evaluation.metrics.false_alarms_per_hour`, with the ``fps`` it used) and
-    ``detection_delay`` (:func:`~occ.evaluation.metrics.detection_delays`). ``fps`` defaults to
-    the clips' own rate (:func:`clips_fps`); with none known, ``false_alarms_per_hour`` is None.
-    """
-    labels = np.concatenate([c.labels for c in clips])
-    decisions = np.concatenate([c.decisions for c in clips])
-    fps = fps if fps is not None else clips_fps(clips)
-    false_alarms: dict[str, Any] | None = None
-    if fps is not None and not (~labels).any():
-        false_alarms = {"error": "no frame is labelled normal"}
-    elif fps is not None:  # a bad fps raises: it is the caller's
-        false_alarms = {**false_alarms_per_hour([c.labels for c in clips], [c.decisions for c in clips], fps), "fps": float(fps)}
-    out: dict[str, Any] = {
-        "frames": int(labels.size),
-        "anomalous_frames": int(labels.sum()),
-        "frame_level": {"raw": _variant(clips, False, 1)},  # what a camera runs: each frame scored as it comes
-        "frame_level_offline": {  # needs the whole video first: a centred window, or each video's own min and max
-            f"smoothed_{smoothing}": _variant(clips, False, smoothing),
-            "per_video_minmax": _variant(clips, True, 1),
-            f"per_video_minmax_smoothed_{smoothing}": _variant(clips, True, smoothing),
-        },
-        "at_stored_threshold": {
-            "f1_anomalous": f1_score(labels, decisions),
-            "true_positive_rate": float(decisions[labels].mean()) if labels.any() else None,
-            "false_positive_rate": float(decisions[~labels].mean()) if (~labels).any() else None,
-            "false_alarms_per_hour": false_alarms,
-            "detection_delay": detection_delays([c.labels for c in clips], [c.decisions for c in clips]),
-        },
-        "per_clip": [{"clip": c.name, "frames": int(c.labels.size), "anomalous": int(c.labels.sum()),
-                      "auc": _safe_auc(c.labels, c.scores)} for c in clips],
-    }
-    if all(c.pixel_scores is not None for c in clips):
-        pl = np.concatenate([c.pixel_labels for c in clips])
-        ps = np.concatenate([c.pixel_scores for c in clips])
-        try:
-            eer, _ = equal_error_rate(pl, ps)
-            out["pixel_level"] = {"auc": roc_auc(pl, ps), "eer": eer, "criterion": "40 % of ground-truth pixels"}
-        except MetricError as exc:
-            out["pixel_level"] = {"error": str(exc)}
-    localization = _localization(clips)
-    if localization is not None:
-        out["localization"] = localization
-    return out
-
-
-def _localization(clips: list[ClipScores]) -> dict[str, Any] | None:
-    """RBDC and TBDC over every clip (a track is one anomalous run of a clip), where every clip has
-    localization maps and all share a frame size; None otherwise."""
-    if not clips or any(c.location_maps is None for c in clips) or len({c.frame_size for c in clips}) != 1:
-        return None
-    maps, truth, offset = [], [], 0
-    for number, clip in enumerate(clips):
-        maps += clip.location_maps
-        truth += [TruthRegion(r.frame + offset, number * 1_000_000 + r.track, r.box) for r in clip.truth]
-        offset += len(clip.location_maps)
-    try:
-        result = maps_criteria(maps, truth, clips[0].frame_size)
-    except MetricError as exc:
-        return {"error": str(exc)}
-    return {**result, "criterion": "RBDC/TBDC (Ramachandra & Jones 2020): IoU >= 0.1, a track at >= 10 % of its regions, "
-                                   "false positives per frame in [0, 1]"}
 
 
 def episode_spans(decisions: np.ndarray, tracker: EpisodeTracker, scores: np.ndarray | None = None) -> list[tuple[int, int, int]]:
@@ -198,13 +95,13 @@ def alarm_counts(clips: list[ClipScores], fps: float, tracker: EpisodeTracker) -
     episodes = [episode_spans(c.decisions, tracker, c.scores) for c in clips]
     covered = [_flags(len(c.labels), [(first, last) for first, _, last in spans]) for c, spans in zip(clips, episodes)]
     shown = [_flags(len(c.labels), [(opened, last) for _, opened, last in spans]) for c, spans in zip(clips, episodes)]
-    return {
-        "raw": {"false_alarms_per_hour": {**false_alarms_per_hour(labels, [c.decisions for c in clips], fps), "fps": float(fps)},
+    return record_json({
+        "raw": {"false_alarms_per_hour": false_alarms_per_hour(labels, [c.decisions for c in clips], fps),
                 "detection_delay": detection_delays(labels, [c.decisions for c in clips])},
         "episodes": {"rule": tracker.rule.describe(),
-                     "false_alarms_per_hour": {**false_alarms_per_hour(labels, covered, fps), "fps": float(fps)},
+                     "false_alarms_per_hour": false_alarms_per_hour(labels, covered, fps),
                      "detection_delay": detection_delays(labels, shown)},
-    }
+    })
 
 
 def _duration(seconds: float) -> str:
@@ -213,30 +110,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
 
 
-def false_alarms_text(entry: dict[str, Any] | None) -> str:
+def false_alarms_text(entry: FalseAlarmRate | Unavailable | None) -> str:
     """One cell for a report's ``false_alarms_per_hour``: the rate, with the count and the normal
     footage it is measured on (a rate from seconds of footage is a coarse one)."""
     if entry is None:
         return "n/a (frame rate unknown)"
-    if "error" in entry:
-        return f"n/a ({entry['error']})"
-    interval = f"; 95 %: {entry['per_hour_low']:,.0f}–{entry['per_hour_high']:,.0f}" if "per_hour_high" in entry else ""
-    return f"{entry['per_hour']:,.0f} ({entry['false_alarms']} in {_duration(entry['normal_hours'] * 3600)}{interval})"
+    if isinstance(entry, Unavailable):
+        return f"n/a ({entry.error})"
+    interval = f"; 95 %: {entry.per_hour_low:,.0f}–{entry.per_hour_high:,.0f}"
+    return f"{entry.per_hour:,.0f} ({entry.false_alarms} in {_duration(entry.normal_hours * 3600)}{interval})"
 
 
-def delay_text(entry: dict[str, Any]) -> str:
+def delay_text(entry: DetectionDelay) -> str:
     """One cell for a report's ``detection_delay``: the median delay in frames, and how many events were caught."""
-    if not entry["events"]:
+    if not entry.events:
         return "n/a (no anomalous events)"
-    caught = f"{entry['detected']}/{entry['events']} events caught"
-    return f"{entry['median_frames']:g} ({caught})" if entry["detected"] else f"none ({caught})"
-
-
-def _safe_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    try:
-        return roc_auc(labels, scores)
-    except MetricError:
-        return None
+    caught = f"{entry.detected}/{entry.events} events caught"
+    return f"{entry.median_frames:g} ({caught})" if entry.detected else f"none ({caught})"
 
 
 def mnist_protocol(detector: StreamDetector, images: np.ndarray, labels: np.ndarray, digit: int,

@@ -36,7 +36,9 @@ def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epo
     from occ.evaluation.datasets import WalkwayConfig, generate_walkway, write_ucsd_layout
     from occ.evaluation.datasets.spec import load_video_data
     from occ.evaluation.plots import write_evaluation_plots
-    from occ.evaluation.protocols import delay_text, false_alarms_text, report, score_clips
+    from occ.evaluation.metrics import PixelLevel
+    from occ.evaluation.protocols import delay_text, false_alarms_text, score_clips
+    from occ.evaluation.report import report
     from occ.export.onnx_export import export_onnx
     from occ.runtime.detector import open_detector
     from occ.runtime.events import OverlayWriter
@@ -73,7 +75,7 @@ def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epo
         detector = open_detector(str(exported.path), "ort-cpu", pixel_maps=True, threads=THREADS)
         clips = score_clips(detector, video.test)
         metrics = report(clips)
-        write_atomic(workdir / f"{method}_eval.json", json.dumps(metrics, indent=2).encode())
+        write_atomic(workdir / f"{method}_eval.json", json.dumps(metrics.to_json(), indent=2).encode())
         if plots_available():
             write_evaluation_plots(workdir / f"{method}_plots", clips, frame_threshold(detector.manifest), str(exported.path))
         overlay_path = workdir / f"{method}_overlay_{video.test[0].name}.avi"
@@ -83,14 +85,13 @@ def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epo
             writer.write(frame, detector.process(frame))
         writer.close()
         detector.close()
-        raw = metrics["frame_level"]["raw"]
-        at = metrics["at_stored_threshold"]
-        rows.append({"method": method, "micro AUC": f"{raw['micro_auc']:.3f}", "macro AUC": f"{raw['macro_auc']:.3f}",
-                     "EER": f"{raw['eer']:.1%}",
-                     "pixel EER": f"{metrics['pixel_level']['eer']:.1%}" if "eer" in metrics.get("pixel_level", {}) else "n/a",
-                     "TPR / FPR at threshold": f"{at['true_positive_rate']:.2f} / {at['false_positive_rate']:.2f}",
-                     "false alarms / h": false_alarms_text(at["false_alarms_per_hour"]),
-                     "delay (frames, median)": delay_text(at["detection_delay"]),
+        raw, at, pixel = metrics.frame_level.raw, metrics.at_stored_threshold, metrics.pixel_level
+        rows.append({"method": method, "micro AUC": f"{raw.micro_auc:.3f}", "macro AUC": f"{raw.macro_auc:.3f}",
+                     "EER": f"{raw.eer:.1%}",
+                     "pixel EER": f"{pixel.eer:.1%}" if isinstance(pixel, PixelLevel) else "n/a",
+                     "TPR / FPR at threshold": f"{at.true_positive_rate:.2f} / {at.false_positive_rate:.2f}",
+                     "false alarms / h": false_alarms_text(at.false_alarms_per_hour),
+                     "delay (frames, median)": delay_text(at.detection_delay),
                      "train s": round(train_seconds), "overlay": str(overlay_path),
-                     "per clip AUC": {c["clip"]: c["auc"] for c in metrics["per_clip"]}})
+                     "per clip AUC": {c.clip: c.auc for c in metrics.per_clip}})
     return {"workdir": str(workdir), "seconds": round(time.monotonic() - started), "rows": rows}

@@ -74,6 +74,8 @@ def run_all(occ: str, inputs: Path, out: Path) -> None:
 
 
 def compare(work: Path) -> int:
+    from occ.evaluation.report import EvaluationReport
+
     reference, candidate = work / "x86_64", work / "aarch64"
     result: dict = {"x86_64": json.loads((reference / "platform.json").read_text()),
                     "aarch64": json.loads((candidate / "platform.json").read_text()), "models": {}}
@@ -101,11 +103,11 @@ def compare(work: Path) -> int:
             row[f"{name}_anomalous_frames"] = sum(x["decision"] for x in a)
             row[f"{name}_score_max_abs_diff"] = max((abs(x["score"] - y["score"]) for x, y in zip(a, b)), default=float("nan"))
             same = same and equal
-        eval_a = json.loads((reference / f"{model}_eval.json").read_text())
-        eval_b = json.loads((candidate / f"{model}_eval.json").read_text())
-        auc_a, auc_b = eval_a["frame_level"]["raw"]["micro_auc"], eval_b["frame_level"]["raw"]["micro_auc"]
-        at_a, at_b = eval_a["at_stored_threshold"], eval_b["at_stored_threshold"]
-        eval_equal = (at_a["true_positive_rate"], at_a["false_positive_rate"]) == (at_b["true_positive_rate"], at_b["false_positive_rate"])
+        eval_a, eval_b = (EvaluationReport.from_json(json.loads(path.read_text()), str(path))
+                          for path in (reference / f"{model}_eval.json", candidate / f"{model}_eval.json"))
+        auc_a, auc_b = eval_a.frame_level.raw.micro_auc, eval_b.frame_level.raw.micro_auc
+        at_a, at_b = eval_a.at_stored_threshold, eval_b.at_stored_threshold
+        eval_equal = (at_a.true_positive_rate, at_a.false_positive_rate) == (at_b.true_positive_rate, at_b.false_positive_rate)
         result["models"][model] = {**row, "eval_micro_auc": [auc_a, auc_b], "eval_decisions_equal": eval_equal}
         same = same and eval_equal
     result["passed"] = same

@@ -36,13 +36,13 @@ def test_curve_areas_by_hand():
     thresholds = [0.8, 0.6, 0.4]
     detections = [[[box for box, score in scored.get(frame, []) if score >= t] for frame in range(4)] for t in thresholds]
     result = detection_criteria(truth, detections, frames=4, thresholds=thresholds)
-    assert [(p["false_positives_per_frame"], p["region_rate"], p["track_rate"]) for p in result["curve"]] == \
+    assert [(p.false_positives_per_frame, p.region_rate, p.track_rate) for p in result.curve] == \
         [(0.25, 0.0, 0.0), (0.5, 0.0, 0.0), (0.5, 0.5, 1.0)]
     # region rate 0 up to 0.5 false positives per frame, then 0.5 held to 1: area 0.5 * 0.5
-    assert result["rbdc"] == pytest.approx(0.25)
+    assert result.rbdc == pytest.approx(0.25)
     # track rate 1 from 0.5 to 1: area 0.5
-    assert result["tbdc"] == pytest.approx(0.5)
-    assert (result["regions"], result["tracks"]) == (2, 1)
+    assert result.tbdc == pytest.approx(0.5)
+    assert (result.regions, result.tracks) == (2, 1)
 
 
 def test_curve_is_cut_at_one_false_positive_per_frame():
@@ -53,8 +53,8 @@ def test_curve_is_cut_at_one_false_positive_per_frame():
     stray = [[30, 30, 40, 40], [60, 60, 70, 70]]
     detections = [[[stray[0]], []], [stray + [[0, 0, 10, 10]], stray]]
     result = detection_criteria(truth, detections, frames=2)
-    assert result["rbdc"] == pytest.approx(1 / 12)
-    assert result["tbdc"] == pytest.approx(1 / 12)
+    assert result.rbdc == pytest.approx(1 / 12)
+    assert result.tbdc == pytest.approx(1 / 12)
 
 
 def test_a_lower_threshold_that_finds_less_does_not_lower_the_curve():
@@ -63,17 +63,17 @@ def test_a_lower_threshold_that_finds_less_does_not_lower_the_curve():
     # reachable with at most x false positives per frame stays 1, area 1.
     truth = [TruthRegion(0, 0, (0, 0, 10, 10))]
     detections = [[[[0, 0, 10, 10]]], [[[0, 0, 100, 100], [200, 200, 210, 210]]]]
-    assert detection_criteria(truth, detections, frames=1)["rbdc"] == pytest.approx(1.0)
+    assert detection_criteria(truth, detections, frames=1).rbdc == pytest.approx(1.0)
 
 
 def test_a_track_counts_from_one_tenth_of_its_regions():
     truth = [TruthRegion(frame, 0, (0, 0, 10, 10)) for frame in range(20)]
     two = [[[0, 0, 10, 10]] if frame < 2 else [] for frame in range(20)]
     one = [[[0, 0, 10, 10]] if frame < 1 else [] for frame in range(20)]
-    assert detection_criteria(truth, [two], frames=20)["curve"][0]["track_rate"] == 1.0  # 2 of 20 = 10 %
-    assert detection_criteria(truth, [one], frames=20)["curve"][0]["track_rate"] == 0.0  # 1 of 20 = 5 %
-    assert detection_criteria(truth, [two], frames=20)["tbdc"] == pytest.approx(1.0)
-    assert detection_criteria(truth, [one], frames=20)["rbdc"] == pytest.approx(0.05)
+    assert detection_criteria(truth, [two], frames=20).curve[0].track_rate == 1.0  # 2 of 20 = 10 %
+    assert detection_criteria(truth, [one], frames=20).curve[0].track_rate == 0.0  # 1 of 20 = 5 %
+    assert detection_criteria(truth, [two], frames=20).tbdc == pytest.approx(1.0)
+    assert detection_criteria(truth, [one], frames=20).rbdc == pytest.approx(0.05)
 
 
 def test_regions_and_boxes_from_masks_and_maps():
@@ -97,7 +97,7 @@ def test_maps_criteria_perfect_map_scores_one():
         masks[frame][4:10, 8 + frame:20 + frame] = True
     maps = [m.astype(np.float32) for m in masks]
     result = maps_criteria(maps, truth_regions(masks, [0, 0, 0, 0]), (20, 40))
-    assert result["rbdc"] == pytest.approx(1.0) and result["tbdc"] == pytest.approx(1.0)
+    assert result.rbdc == pytest.approx(1.0) and result.tbdc == pytest.approx(1.0)
 
 
 def test_bad_input_is_a_metric_error():
@@ -113,11 +113,11 @@ def test_eval_reports_rbdc_and_tbdc_on_the_walkways_masks(method, request):
 
     model = request.getfixturevalue(f"{method}_onnx")
     result = evaluate(model, "walkway:height=48,width=72,train_clips=1,test_clips=2,frames_per_clip=30,seed=7")
-    localization = result["localization"]
-    assert 0.0 <= localization["rbdc"] <= 1.0 and 0.0 <= localization["tbdc"] <= 1.0
-    assert localization["frames"] == 60 and localization["tracks"] == 2  # one anomalous mover per test clip
-    assert localization["regions"] == result["anomalous_frames"]  # each mover is one connected region per frame
-    thresholds = [p["threshold"] for p in localization["curve"]]
+    localization = result.localization
+    assert 0.0 <= localization.rbdc <= 1.0 and 0.0 <= localization.tbdc <= 1.0
+    assert localization.frames == 60 and localization.tracks == 2  # one anomalous mover per test clip
+    assert localization.regions == result.anomalous_frames  # each mover is one connected region per frame
+    thresholds = [p.threshold for p in localization.curve]
     assert thresholds == sorted(thresholds, reverse=True) and len(set(thresholds)) == len(thresholds)
     # the lowest threshold is the lowest frame peak: every frame then has a detected region
-    assert localization["curve"][-1]["false_positives_per_frame"] + localization["curve"][-1]["region_rate"] > 0
+    assert localization.curve[-1].false_positives_per_frame + localization.curve[-1].region_rate > 0

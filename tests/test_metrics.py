@@ -5,6 +5,7 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve as sk_roc_curve
 
 from occ.evaluation.metrics import (
+    DetectionDelay,
     MetricError,
     detection_delays,
     equal_error_rate,
@@ -18,7 +19,8 @@ from occ.evaluation.metrics import (
     roc_curve,
     smooth_scores,
 )
-from occ.evaluation.protocols import ClipScores, delay_text, false_alarms_text, report
+from occ.evaluation.protocols import ClipScores, delay_text, false_alarms_text
+from occ.evaluation.report import report
 
 
 def test_auc_hand_computed_with_ties():
@@ -119,18 +121,17 @@ def test_false_alarms_per_hour_hand_computed():
     # alarms (runs of decisions): frames 0, 3–4, 6–7; 3–4 lies in the event, so 2 are false.
     # normal frames 0, 1, 5, 6, 7: 5 frames at 10 frames/s = 0.5 s = 1/7200 h → 2 × 7200 per hour
     result = false_alarms_per_hour([LABELS], [DECISIONS], fps=10)
-    assert {k: result[k] for k in ("false_alarms", "normal_hours", "per_hour")} == {
-        "false_alarms": 2, "normal_hours": pytest.approx(0.5 / 3600), "per_hour": pytest.approx(14400.0)}
+    assert (result.false_alarms, result.normal_hours, result.per_hour) == (2, pytest.approx(0.5 / 3600), pytest.approx(14400.0))
     # an alarm run that reaches into the event is not false, even when it starts on normal frames
-    assert false_alarms_per_hour([[0, 0, 1, 1]], [[0, 1, 1, 0]], fps=1)["false_alarms"] == 0
+    assert false_alarms_per_hour([[0, 0, 1, 1]], [[0, 1, 1, 0]], fps=1).false_alarms == 0
     none = false_alarms_per_hour([[0, 0, 0]], [[0, 0, 0]], fps=25)
-    assert (none["false_alarms"], none["per_hour"], none["per_hour_low"]) == (0, 0.0, 0.0)
-    assert none["normal_hours"] == pytest.approx(3 / 25 / 3600)
+    assert (none.false_alarms, none.per_hour, none.per_hour_low) == (0, 0.0, 0.0)
+    assert none.normal_hours == pytest.approx(3 / 25 / 3600)
 
 
 def test_detection_delay_hand_computed():
     result = detection_delays([LABELS], [DECISIONS])  # the event is frames 2–4, first alarm inside it on frame 3
-    assert result == {"events": 1, "detected": 1, "missed": 0, "delays": [1], "median_frames": 1.0, "mean_frames": 1.0}
+    assert result == DetectionDelay(events=1, detected=1, missed=0, delays=[1], median_frames=1.0, mean_frames=1.0)
 
 
 def test_detection_delay_counts_missed_events_and_alarms_already_on():
@@ -139,24 +140,24 @@ def test_detection_delay_counts_missed_events_and_alarms_already_on():
     # events 1–2 (alarm on since frame 0: delay 0), 5–7 (no alarm inside: missed; the alarm on
     # frame 8 is after it), 9–12 (first alarm on frame 11: delay 2)
     result = detection_delays([labels], [decisions])
-    assert result == {"events": 3, "detected": 2, "missed": 1, "delays": [0, 2], "median_frames": 1.0, "mean_frames": 1.0}
+    assert result == DetectionDelay(events=3, detected=2, missed=1, delays=[0, 2], median_frames=1.0, mean_frames=1.0)
     none = detection_delays([[0, 1, 1]], [[1, 0, 0]])
-    assert (none["events"], none["detected"], none["missed"], none["median_frames"], none["mean_frames"]) == (1, 0, 1, None, None)
-    assert detection_delays([[0, 0]], [[1, 1]])["events"] == 0
+    assert (none.events, none.detected, none.missed, none.median_frames, none.mean_frames) == (1, 0, 1, None, None)
+    assert detection_delays([[0, 0]], [[1, 1]]).events == 0
 
 
 def test_runs_and_events_stop_at_clip_boundaries():
     # one alarm run across the boundary if the clips were joined: normal frames in the first clip,
     # anomalous in the second. Per clip, the first clip's run is a false alarm of its own.
     labels, decisions = [[0, 0], [1, 0]], [[0, 1], [1, 0]]
-    assert false_alarms_per_hour(labels, decisions, fps=1)["false_alarms"] == 1
-    assert false_alarms_per_hour([[0, 0, 1, 0]], [[0, 1, 1, 0]], fps=1)["false_alarms"] == 0  # the same frames joined
+    assert false_alarms_per_hour(labels, decisions, fps=1).false_alarms == 1
+    assert false_alarms_per_hour([[0, 0, 1, 0]], [[0, 1, 1, 0]], fps=1).false_alarms == 0  # the same frames joined
     # two alarm runs that would join into one: two false alarms
-    assert false_alarms_per_hour([[0, 0], [0, 0]], [[0, 1], [1, 0]], fps=1)["false_alarms"] == 2
+    assert false_alarms_per_hour([[0, 0], [0, 0]], [[0, 1], [1, 0]], fps=1).false_alarms == 2
     # an event that would span the boundary: two events, the first missed, the second caught at once
     result = detection_delays([[0, 1], [1, 1, 0]], [[0, 0], [1, 0, 0]])
-    assert (result["events"], result["missed"], result["delays"]) == (2, 1, [0])
-    assert detection_delays([[0, 1, 1, 1, 0]], [[0, 0, 1, 0, 0]])["delays"] == [1]  # joined: one event
+    assert (result.events, result.missed, result.delays) == (2, 1, [0])
+    assert detection_delays([[0, 1, 1, 1, 0]], [[0, 0, 1, 0, 0]]).delays == [1]  # joined: one event
 
 
 def test_false_alarms_and_delays_refuse_bad_input_in_one_line():
@@ -179,27 +180,27 @@ def _scored(name, labels, decisions, fps=None):
 
 def test_report_gives_false_alarms_per_hour_and_delay_at_the_stored_threshold():
     clips = [_scored("Test001", LABELS, DECISIONS), _scored("Test002", [0, 1, 1, 0], [0, 0, 0, 1])]
-    at = report(clips, smoothing=3)["at_stored_threshold"]
-    assert at["false_alarms_per_hour"] is None  # no frame rate known
-    assert at["detection_delay"] == {"events": 2, "detected": 1, "missed": 1, "delays": [1], "median_frames": 1.0, "mean_frames": 1.0}
+    at = report(clips, smoothing=3).at_stored_threshold
+    assert at.false_alarms_per_hour is None  # no frame rate known
+    assert at.detection_delay == DetectionDelay(events=2, detected=1, missed=1, delays=[1], median_frames=1.0, mean_frames=1.0)
     # given: 3 false alarms (two in Test001, frame 3 of Test002) over 7 normal frames at 10 frames/s
-    at = report(clips, smoothing=3, fps=10)["at_stored_threshold"]
-    assert {k: at["false_alarms_per_hour"][k] for k in ("false_alarms", "normal_hours", "per_hour", "fps")} == {
-        "false_alarms": 3, "normal_hours": pytest.approx(0.7 / 3600), "per_hour": pytest.approx(3 * 3600 / 0.7), "fps": 10.0}
+    rate = report(clips, smoothing=3, fps=10).at_stored_threshold.false_alarms_per_hour
+    assert (rate.false_alarms, rate.normal_hours, rate.per_hour, rate.fps) == (
+        3, pytest.approx(0.7 / 3600), pytest.approx(3 * 3600 / 0.7), 10.0)
     # the clips' own rate, when they share one
     rated = [_scored(c.name, c.labels, c.decisions, fps=25.0) for c in clips]
-    assert report(rated, smoothing=3)["at_stored_threshold"]["false_alarms_per_hour"]["fps"] == 25.0
-    assert report(rated, smoothing=3, fps=10)["at_stored_threshold"]["false_alarms_per_hour"]["fps"] == 10.0  # the argument wins
+    assert report(rated, smoothing=3).at_stored_threshold.false_alarms_per_hour.fps == 25.0
+    assert report(rated, smoothing=3, fps=10).at_stored_threshold.false_alarms_per_hour.fps == 10.0  # the argument wins
     mixed = [rated[0], _scored("Test002", [0, 1, 1, 0], [0, 0, 0, 1], fps=30.0)]
-    assert report(mixed, smoothing=3)["at_stored_threshold"]["false_alarms_per_hour"] is None
+    assert report(mixed, smoothing=3).at_stored_threshold.false_alarms_per_hour is None
     with pytest.raises(MetricError, match="fps must be a positive number"):
         report(clips, smoothing=3, fps=0)
 
 
 def test_operator_cells():
-    at = report([_scored("Test001", LABELS, DECISIONS)], smoothing=3, fps=10)["at_stored_threshold"]
-    assert false_alarms_text(at["false_alarms_per_hour"]) == "14,400 (2 in 0.5 s; 95 %: 1,744–52,018)"
-    assert delay_text(at["detection_delay"]) == "1 (1/1 events caught)"
+    at = report([_scored("Test001", LABELS, DECISIONS)], smoothing=3, fps=10).at_stored_threshold
+    assert false_alarms_text(at.false_alarms_per_hour) == "14,400 (2 in 0.5 s; 95 %: 1,744–52,018)"
+    assert delay_text(at.detection_delay) == "1 (1/1 events caught)"
     assert false_alarms_text(None) == "n/a (frame rate unknown)"
     assert delay_text(detection_delays([[0, 1]], [[0, 0]])) == "none (0/1 events caught)"
     assert delay_text(detection_delays([[0, 0]], [[0, 0]])) == "n/a (no anomalous events)"
@@ -223,5 +224,5 @@ def test_false_alarms_per_hour_reports_the_interval_and_the_minutes_behind_it():
     decisions = [np.zeros(36000, bool)]
     decisions[0][[100, 5000, 9000]] = True
     report = false_alarms_per_hour(labels, decisions, fps=10)
-    assert report["false_alarms"] == 3 and report["normal_minutes"] == pytest.approx(60.0)
-    assert report["per_hour_low"] == pytest.approx(0.619, abs=1e-3) and report["per_hour_high"] == pytest.approx(8.767, abs=1e-3)
+    assert report.false_alarms == 3 and report.normal_minutes == pytest.approx(60.0)
+    assert report.per_hour_low == pytest.approx(0.619, abs=1e-3) and report.per_hour_high == pytest.approx(8.767, abs=1e-3)

@@ -153,6 +153,8 @@ def report(result: Any, json_path: Optional[Path], quiet: bool, show: Callable[[
 def _json_default(value: Any) -> Any:
     import numpy as np
 
+    if callable(getattr(value, "to_json", None)):  # a typed result (an evaluation report) gives its own JSON form
+        return value.to_json()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -146,46 +146,57 @@ def run(
         raise typer.Exit(int(summary.exit_code))
 
 
-def _show_eval(result: dict) -> None:
-    shows = {"frames": _show_frames, "mnist": _show_mnist, "irmnist": _show_irmnist}
+def _show_eval(result) -> None:
+    from occ.evaluation.report import EvaluationReport
+
+    if isinstance(result, EvaluationReport):
+        _show_frames(result)
+        return
+    shows = {"mnist": _show_mnist, "irmnist": _show_irmnist}
     shows[result["protocol"]](result)
 
 
-def _show_operator(at: dict, where: str = "at the stored threshold") -> None:
+def _show_operator(at, where: str = "at the stored threshold") -> None:
+    from occ.evaluation.metrics import FalseAlarmRate
     from occ.evaluation.protocols import delay_text, false_alarms_text
 
-    rate = (at.get("false_alarms_per_hour") or {}).get("fps")
+    false_alarms, delay = at.false_alarms_per_hour, at.detection_delay
+    rate = false_alarms.fps if isinstance(false_alarms, FalseAlarmRate) else None
     table(f"{where}{f' ({rate:g} frames/s)' if rate else ''}: false alarms are runs of alarmed frames "
           "with no anomalous frame; delay is frames from an event's first frame to its first alarm",
-          [{"false alarms / h": false_alarms_text(at.get("false_alarms_per_hour")),
-            "delay (frames, median)": delay_text(at["detection_delay"]),
-            "delay (frames, mean)": "n/a" if at["detection_delay"]["mean_frames"] is None else f"{at['detection_delay']['mean_frames']:.1f}"}])
+          [{"false alarms / h": false_alarms_text(false_alarms),
+            "delay (frames, median)": delay_text(delay),
+            "delay (frames, mean)": "n/a" if delay.mean_frames is None else f"{delay.mean_frames:.1f}"}])
 
 
 def _frame_rows(variants: dict) -> list[dict]:
-    return [{"variant": name, "micro AUC": m.get("micro_auc") and f"{m['micro_auc']:.3f}",
-             "macro AUC": m.get("macro_auc") and f"{m['macro_auc']:.3f}", "EER": m.get("eer") is not None and f"{m['eer']:.1%}" or m.get("error")}
+    from occ.evaluation.report import Unavailable
+
+    return [{"variant": name, "micro AUC": None, "macro AUC": None, "EER": m.error} if isinstance(m, Unavailable) else
+            {"variant": name, "micro AUC": f"{m.micro_auc:.3f}", "macro AUC": f"{m.macro_auc:.3f}", "EER": f"{m.eer:.1%}"}
             for name, m in variants.items()]
 
 
-def _show_frames(result: dict) -> None:
-    rows = _frame_rows(result["frame_level"])
-    if "auc" in result.get("pixel_level", {}):
-        rows.append({"variant": "pixel level (40 % rule)", "micro AUC": f"{result['pixel_level']['auc']:.3f}",
-                     "EER": f"{result['pixel_level']['eer']:.1%}"})
-    table(f"{result['model']} on {result['data']}: what a camera runs (each frame scored as it comes)", rows)
+def _show_frames(result) -> None:
+    from occ.evaluation.metrics import PixelLevel
+
+    rows = _frame_rows({"raw": result.frame_level.raw})
+    if isinstance(result.pixel_level, PixelLevel):
+        rows.append({"variant": "pixel level (40 % rule)", "micro AUC": f"{result.pixel_level.auc:.3f}",
+                     "EER": f"{result.pixel_level.eer:.1%}"})
+    table(f"{result.model} on {result.data}: what a camera runs (each frame scored as it comes)", rows)
     table("offline only, not what a camera runs (each needs the whole video first: centred smoothing, per-video min–max)",
-          _frame_rows(result["frame_level_offline"]))
+          _frame_rows(result.frame_level_offline))
     where = "at the stored threshold"
-    if result.get("threshold_overrides"):
+    if result.threshold_overrides:
         where = "at the given thresholds"
-        console.print(_thresholds_text(result["thresholds"], result["threshold_overrides"]), highlight=False, markup=False)
-    at = result["at_stored_threshold"]  # the key keeps its name: with --threshold, the thresholds given
-    console.print(f"{where}: TPR {at['true_positive_rate']:.3f}, FPR {at['false_positive_rate']:.3f}, "
-                  f"F1 {at['f1_anomalous']:.3f} over {result['frames']} frames", highlight=False)
+        console.print(_thresholds_text(result.thresholds, result.threshold_overrides), highlight=False, markup=False)
+    at = result.at_stored_threshold  # the name stays: with --threshold, the thresholds given
+    console.print(f"{where}: TPR {at.true_positive_rate:.3f}, FPR {at.false_positive_rate:.3f}, "
+                  f"F1 {at.f1_anomalous:.3f} over {result.frames} frames", highlight=False)
     _show_operator(at, where)
-    if result.get("plots"):
-        console.print(f"wrote {len(result['plots'])} plots: {', '.join(result['plots'][:3])}{' …' if len(result['plots']) > 3 else ''}",
+    if result.plots:
+        console.print(f"wrote {len(result.plots)} plots: {', '.join(result.plots[:3])}{' …' if len(result.plots) > 3 else ''}",
                       highlight=False)
 
 

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from occ.cli import app
 from occ.evaluation.datasets.video import write_video
-from occ.evaluation.protocols import report, score_clips
+from occ.evaluation.protocols import score_clips
+from occ.evaluation.report import report
 from occ.runtime.detector import open_detector
 from occ.runtime.scoring import location_stats, normalize_by_location, quantile_threshold
 
@@ -36,10 +37,10 @@ def test_streaming_detector_equals_clip_scoring(alocc_onnx, avid_onnx, tiny_walk
 def test_eval_report_has_all_labelled_variants(avid_onnx, tiny_walkway):
     detector = open_detector(str(avid_onnx), pixel_maps=True)
     result = report(score_clips(detector, tiny_walkway.test), smoothing=3)
-    assert set(result["frame_level"]) == {"raw"}  # what a camera runs; the variants that need the whole video apart
-    assert set(result["frame_level_offline"]) == {"smoothed_3", "per_video_minmax", "per_video_minmax_smoothed_3"}
-    assert 0.0 <= result["pixel_level"]["auc"] <= 1.0  # the walkway has pixel masks
-    assert result["frames"] == sum(len(c) for c in tiny_walkway.test)
+    assert set(result.to_json()["frame_level"]) == {"raw"}  # what a camera runs; the variants that need the whole video apart
+    assert set(result.frame_level_offline) == {"smoothed_3", "per_video_minmax", "per_video_minmax_smoothed_3"}
+    assert 0.0 <= result.pixel_level.auc <= 1.0  # the walkway has pixel masks
+    assert result.frames == sum(len(c) for c in tiny_walkway.test)
 
 
 def test_site_thresholds_change_the_decisions_not_the_model(alocc_onnx, avid_onnx, tiny_walkway):
