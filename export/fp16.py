@@ -126,6 +126,10 @@ def _float_tensors(model: onnx.ModelProto) -> set[str]:
 
 # share of decisions (frames; patches or mask pixels) that must agree between the FP16 and FP32 graphs
 FP16_AGREEMENT = 0.995
+# frames and patches whose FP32 score lies within this share of the threshold are ties, not counted:
+# FP16 bodies move a frame score by up to a few tenths of a percent, and a checkpoint's 8 verification
+# frames would otherwise fail the 99.5 % budget on one frame that happens to sit at the threshold
+FP16_TIE_BAND = 0.01
 
 
 def export_fp16(fp32_path: str | Path, out: str | Path | None = None, samples: np.ndarray | None = None,
@@ -134,7 +138,7 @@ def export_fp16(fp32_path: str | Path, out: str | Path | None = None, samples: n
 
     Verification runs both graphs on ONNX Runtime CPU on real normal samples (``samples``: the
     export's own, else the first frames of ``data_spec``) and requires 99.5 % identical
-    decisions; the score error is reported. Fails with :class:`ExportError` and writes nothing
+    decisions, frames and patches within 1 % of the threshold not counted; the score error is reported. Fails with :class:`ExportError` and writes nothing
     otherwise.
     """
     fp32_path = Path(fp32_path)
@@ -159,7 +163,7 @@ def export_fp16(fp32_path: str | Path, out: str | Path | None = None, samples: n
     reference = run_onnx(model.SerializeToString(), feed, outputs)
     candidate = run_onnx(mixed_bytes, feed, outputs)
     comparisons = [compare_output("score", reference["score"], candidate["score"], tolerance=float("inf"))]
-    decisions = decision_comparisons(manifest, reference, candidate, FP16_AGREEMENT)
+    decisions = decision_comparisons(manifest, reference, candidate, FP16_AGREEMENT, FP16_TIE_BAND)
     result = ExportResult(path=out, manifest=manifest, outputs=comparisons, decisions=decisions,
                           extra={"mask IoU": round(mask_iou(reference["mask"], candidate["mask"]), 6)} if "mask" in reference else {})
     if not all(decisions):

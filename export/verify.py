@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from occ.runtime.manifest import Manifest
-from occ.runtime.scoring import alocc_fires, alocc_patch_map, decide
+from occ.runtime.scoring import alocc_fires, alocc_patch_map, decide, frame_threshold
 
 
 @dataclass
@@ -41,13 +41,16 @@ class DecisionComparison:
     agreement: float
     required: float
     count: int
+    ties: int = 0  # decisions whose reference value lay in the tie band at the threshold (not counted)
 
     def __bool__(self) -> bool:
         return self.agreement >= self.required
 
     def line(self) -> str:
         status = "PASSED" if self else "FAILED"
-        return f"{status} {self.name}: {self.agreement * 100:.2f} % agree over {self.count} (required {self.required * 100:.2f} %)"
+        ties = f", {self.ties} at the threshold not counted" if self.ties else ""
+        return (f"{status} {self.name}: {self.agreement * 100:.2f} % agree over {self.count}{ties} "
+                f"(required {self.required * 100:.2f} %)")
 
 
 def compare_output(name: str, reference: np.ndarray, candidate: np.ndarray, tolerance: float) -> OutputComparison:
@@ -73,13 +76,23 @@ def compare_outputs(reference: dict[str, np.ndarray], candidate: dict[str, np.nd
     return [compare_output(n, reference[n], candidate[n], tolerances.get(n, default_tolerance)) for n in shared]
 
 
-def compare_decisions(name: str, reference: np.ndarray, candidate: np.ndarray, required: float = 1.0) -> DecisionComparison:
+def compare_decisions(name: str, reference: np.ndarray, candidate: np.ndarray, required: float = 1.0,
+                      tied: np.ndarray | None = None) -> DecisionComparison:
+    """Share of equal decisions; ``tied`` marks decisions left out because the reference value sat
+    at the threshold, where any change of precision may flip them."""
     reference = np.asarray(reference, bool)
     candidate = np.asarray(candidate, bool)
     if reference.shape != candidate.shape:
         raise ValueError(f"{name}: shape {candidate.shape} differs from the reference {reference.shape}")
-    agreement = float((reference == candidate).mean()) if reference.size else 1.0
-    return DecisionComparison(name=name, agreement=agreement, required=required, count=int(reference.size))
+    counted = np.ones(reference.shape, bool) if tied is None else ~np.asarray(tied, bool)
+    agreement = float((reference == candidate)[counted].mean()) if counted.any() else 1.0
+    return DecisionComparison(name=name, agreement=agreement, required=required, count=int(counted.sum()),
+                              ties=int(reference.size - counted.sum()))
+
+
+def at_threshold(values: np.ndarray, threshold: float, band: float) -> np.ndarray:
+    """Values within ``band`` (relative) of ``threshold``: ties for a lower-precision graph."""
+    return np.abs(np.asarray(values, np.float64) - threshold) <= band * max(abs(threshold), np.finfo(np.float32).tiny)
 
 
 def mask_iou(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -115,15 +128,22 @@ class ExportResult:
 
 
 def decision_comparisons(manifest: Manifest, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
-                         required: float = 1.0) -> list[DecisionComparison]:
+                         required: float = 1.0, tie_band: float = 0.0) -> list[DecisionComparison]:
     """How often two backends' outputs lead to the same decisions under the manifest's scoring
-    contract: frames (and ALOCC's patches, AVID's mask pixels)."""
-    frames = [compare_decisions("frame decisions", np.array([r.decision for r in decide(reference, manifest)]),
-                                np.array([r.decision for r in decide(candidate, manifest)]), required)]
+    contract: frames (and ALOCC's patches, AVID's mask pixels). Frames and patches whose reference
+    score lies within ``tie_band`` (relative) of the threshold are ties and are not counted: a
+    verification on a few frames must not hinge on one that sits at the threshold."""
+    decided = decide(reference, manifest)
+    frame_scores = np.array([r.score for r in decided])
+    frames = [compare_decisions("frame decisions", np.array([r.decision for r in decided]),
+                                np.array([r.decision for r in decide(candidate, manifest)]), required,
+                                at_threshold(frame_scores, frame_threshold(manifest), tie_band))]
     if manifest.method == "alocc":
         tau = manifest.threshold("tau")
-        return frames + [compare_decisions("patch decisions at tau", alocc_fires(alocc_patch_map(reference, manifest), tau),
-                                           alocc_fires(alocc_patch_map(candidate, manifest), tau), required)]
+        patches = alocc_patch_map(reference, manifest)
+        return frames + [compare_decisions("patch decisions at tau", alocc_fires(patches, tau),
+                                           alocc_fires(alocc_patch_map(candidate, manifest), tau), required,
+                                           at_threshold(patches, tau, tie_band))]
     return frames + [compare_decisions("mask pixels", reference["mask"], candidate["mask"], required)]
 
 

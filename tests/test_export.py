@@ -123,6 +123,24 @@ def test_fp16_export_keeps_fp32_islands_and_agrees(alocc_checkpoint, avid_checkp
         assert agreement >= 0.95
 
 
+def test_decisions_at_the_threshold_are_ties_not_disagreements():
+    from occ.export.verify import at_threshold, compare_decisions
+
+    tau = 2.0
+    reference = np.array([1.0, 1.995, 2.004, 3.0, 2.5])
+    candidate = np.array([1.0, 2.001, 1.999, 3.0, 1.9])  # two flips at τ (0.25 % and 0.2 % off it), one far from it
+    tied = at_threshold(reference, tau, 0.01)
+    assert tied.tolist() == [False, True, True, False, False]
+    strict = compare_decisions("frames", reference > tau, candidate > tau, 0.995)
+    assert strict.agreement == 0.4 and strict.ties == 0 and not strict
+    banded = compare_decisions("frames", reference > tau, candidate > tau, 0.995, tied)
+    # the flip at 2.5 → 1.9 is 25 % off τ: still a disagreement, over the 3 frames counted
+    assert banded.count == 3 and banded.ties == 2 and banded.agreement == 2 / 3 and not banded
+    assert "2 at the threshold not counted" in banded.line()
+    agreeing = compare_decisions("frames", reference[:4] > tau, candidate[:4] > tau, 0.995, tied[:4])
+    assert agreeing and agreeing.count == 2
+
+
 def test_engine_compatibility_rules_and_missing_tensorrt(alocc_onnx, tmp_path):
     from occ.export.engine import EngineBuildError, build_engine
     from occ.runtime.backends.tensorrt import TensorRTBackend, compatibility_problem

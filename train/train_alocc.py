@@ -56,7 +56,7 @@ class AloccConfig:
         momentum: Adam's β1.
         noise_sigma: σ of the Gaussian noise on R's input (normalized units).
         lam: λ, the weight of ‖X − R(X̃)‖².
-        val_fraction: share of the normal clips (or images) held out for model selection and τ.
+        val_fraction: share of each normal clip (its last frames) or of the images held out for model selection and τ.
         max_train_patches: most training patches drawn (None: all).
         false_alarm_rate: share of held-out normal frames above τ.
         score: ``fused`` (``d_weight`` · z(−D(R(X))) + z(‖X − R(X)‖²), each normalized per patch
@@ -150,7 +150,7 @@ class AloccData:
 def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset: dict[str, Any] | None = None,
                validation: list[Clip] | None = None) -> AloccData:
     """Patches from normal clips; ``validation`` clips (footage's validation part) are held out, or
-    else the last clips (``val_fraction``)."""
+    else the last ``val_fraction`` of every clip (its tail)."""
     check_config(config, "video")
     spec = InputSpec(height=config.height, width=config.width, channels=TEMPORAL_CHANNELS[config.temporal], temporal=config.temporal)
     patch_spec = PatchSpec(size=config.patch_size, stride=config.stride)
@@ -163,17 +163,18 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset
         clips = [*clips, *validation]
     stacked = [preprocess_clip(clip.frames, spec) for clip in clips]
     per_clip = [grid.extract_clip(frames) for frames in stacked]
-    if len(per_clip) >= 2:
-        n_val = len(validation) if validation else max(1, round(config.val_fraction * len(per_clip)))
+    if validation:
+        n_val = len(validation)
         train_frames, val_frames = np.concatenate(per_clip[:-n_val]), np.concatenate(per_clip[-n_val:])
         train_stacked = stacked[:-n_val]
         val_names = [c.name for c in clips[-n_val:]]
     else:
-        frames = per_clip[0]
-        cut = int(len(frames) * (1 - config.val_fraction))
-        train_frames, val_frames = frames[:cut], frames[cut:]
-        train_stacked = [stacked[0][:cut]]
-        val_names = [f"{clips[0].name}[{cut}:]"]
+        lengths = [len(frames) for frames in per_clip]
+        cuts = validation_cuts(lengths, config.val_fraction)
+        train_frames = np.concatenate([frames[:cut] for frames, cut in zip(per_clip, cuts)])
+        val_frames = np.concatenate([frames[cut:] for frames, cut in zip(per_clip, cuts)])
+        train_stacked = [frames[:cut] for frames, cut in zip(stacked, cuts)]
+        val_names = validation_names([c.name for c in clips], lengths, cuts)
     train = train_frames.reshape(-1, *train_frames.shape[2:])
     rng = np.random.default_rng(config.seed)
     if config.max_train_patches and len(train) > config.max_train_patches:
