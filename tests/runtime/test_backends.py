@@ -87,3 +87,27 @@ def test_the_built_in_backends_declare_their_capabilities():
     assert declared["tensorrt"] == Capabilities(runs_on="gpu", artifact=".engine", device_resident=True)
     assert declared["triton"].on_server and not declared["triton"].device_resident
     assert all(kind.create("m", {}).capabilities == kind.capabilities for name, kind in REGISTRY.items() if name in declared and name != "triton")
+
+
+def test_the_device_path_is_opened_by_the_backend_class(avid_onnx):
+    """What GpuPipeline asks for, short of a GPU: each device-resident class sets itself up for the
+    caller's stream; the others refuse in one line."""
+    from occ.runtime.backends import OrtBackend, OrtCudaBackend, TensorRTBackend
+
+    class Stream:
+        ptr = 0x5000
+
+    shared = OrtCudaBackend.on_device(str(avid_onnx), Stream(), 6)
+    assert shared.providers == ("CUDAExecutionProvider",) and shared.user_stream == 0x5000
+    assert shared.fixed_dimensions == {"batch": 6} and shared.cuda_graph and shared.runs_on_bound_stream
+    assert not OrtCudaBackend.on_device(str(avid_onnx), Stream(), 6, share_stream=False).runs_on_bound_stream
+    assert OrtCudaBackend.on_device(str(avid_onnx), Stream(), 6, profile_prefix="p").profile_prefix == "p"
+    assert TensorRTBackend.on_device("m.engine", Stream(), 6).runs_on_bound_stream
+    with pytest.raises(BackendError, match="takes no option"):
+        TensorRTBackend.on_device("m.engine", Stream(), 6, profile_prefix="p")
+    with pytest.raises(BackendError, match="backend ort-cpu cannot run on device buffers"):
+        OrtBackend.on_device(str(avid_onnx), Stream(), 6)
+    with OrtBackend(str(avid_onnx)) as backend:  # α and ζ are overridable initializers, not graph inputs
+        assert backend.input_dtype("frames") == np.float32 and backend.input_dtype("alpha") == np.float32
+        with pytest.raises(BackendError, match="no input 'beta'"):
+            backend.input_dtype("beta")
