@@ -280,7 +280,7 @@ def pipeline_latency(model: str, streams: int, frame_size: tuple[int, int], dura
     for i in range(30):
         pipeline.infer(batches[i % len(batches)])
     result: dict[str, Any] = {"model": Path(model).name, "streams": streams, "frame_size": list(frame_size),
-                              "variant": variant, "notes": list(getattr(pipeline.backend, "notes", []))}
+                              "variant": variant}
     for label in ("pageable", "pinned"):
         to_host, with_results = [], []
         deadline = time.monotonic() + duration_s / 2
@@ -314,7 +314,7 @@ def model_profile(model: str, streams: int, frame_size: tuple[int, int], iterati
 
     prefix = str(Path(tempfile.mkdtemp()) / "ort_profile")
     pipeline = GpuPipeline(model, "ort-cuda", streams=streams, frame_size=frame_size, source_format="gray",
-                           cuda_graph=False, profile_prefix=prefix)
+                           cuda_graph=False, backend_options={"profile_prefix": prefix})
     frames = np.random.default_rng(0).integers(0, 256, (streams, *frame_size), dtype=np.uint8)
     for _ in range(iterations):
         pipeline.infer(frames)

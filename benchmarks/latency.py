@@ -151,11 +151,12 @@ def fp16_sibling(model_path: str) -> str | None:
 
 def artifact(variant: Variant, model_path: str, checkpoint_path: str | None) -> str:
     """The file a variant runs: the ONNX model or its FP16 sibling, the engine beside it, or the checkpoint."""
-    if variant.backend == "torch":
+    runs = REGISTRY[variant.backend].capabilities.artifact
+    if runs == ".pt":
         if checkpoint_path is None:
             raise BackendError(f"{model_path}: the torch baseline needs the source checkpoint beside the model")
         return checkpoint_path
-    if variant.backend == "tensorrt":
+    if runs == ".engine":
         engine = Path(model_path).with_suffix(".engine")
         if not engine.is_file():
             raise BackendError(f"{model_path}: no {engine.name} beside the model (occ-export --engine)")
@@ -179,15 +180,17 @@ def why_not(variant: Variant, model_path: str, checkpoint_path: str | None) -> s
     if variant.precision not in PRECISIONS or variant.preprocess not in PREPROCESSING:
         return f"precision must be one of {PRECISIONS} and preprocessing one of {PREPROCESSING}"
     kind = REGISTRY[variant.backend]
-    if kind.runs_on == "server":
+    capabilities = kind.capabilities
+    if capabilities.on_server:
         return "a server backend; benchmark it with occ-bench triton"
-    if variant.preprocess == "gpu" and not kind.device_resident:
-        return "GPU preprocessing needs a backend that runs on device buffers (ort-cuda, tensorrt)"
-    if variant.backend == "tensorrt" and variant.precision == "fp32":
+    if variant.preprocess == "gpu" and not capabilities.device_resident:
+        device_resident = [name for name, other in REGISTRY.items() if other.capabilities.device_resident]
+        return f"GPU preprocessing needs a backend that runs on device buffers ({', '.join(device_resident)})"
+    if capabilities.artifact == ".engine" and variant.precision == "fp32":
         return "occ builds FP16 and INT8 engines only"
-    if variant.backend == "torch" and variant.precision == "int8":
+    if capabilities.artifact == ".pt" and variant.precision == "int8":
         return "the PyTorch baseline has no INT8 form (INT8 lives in the Q/DQ ONNX)"
-    if variant.backend == "torch" and variant.precision == "fp16" and not _torch_cuda():
+    if capabilities.artifact == ".pt" and variant.precision == "fp16" and not _torch_cuda():
         return "PyTorch FP16 needs a CUDA device"
     problem = kind.unavailable() or (gpu_problem() if variant.preprocess == "gpu" else None)
     if problem:
@@ -209,12 +212,13 @@ def _torch_cuda() -> bool:
 
 def available(model_path: str, checkpoint_path: str | None) -> tuple[list[Variant], list[dict[str, str]]]:
     """Every variant that can run here, and the others with why not."""
-    names = [name for name, kind in REGISTRY.items() if kind.runs_on != "server"]
+    names = [name for name, kind in REGISTRY.items() if not kind.capabilities.on_server]
     runnable, skipped = [], []
     for variant in variants(names, list(PRECISIONS), list(PREPROCESSING)):
-        if variant.preprocess == "gpu" and not REGISTRY[variant.backend].device_resident:
+        capabilities = REGISTRY[variant.backend].capabilities
+        if variant.preprocess == "gpu" and not capabilities.device_resident:
             continue  # never meaningful, not worth a line
-        if variant.backend == "tensorrt" and variant.precision == "fp32":
+        if capabilities.artifact == ".engine" and variant.precision == "fp32":
             continue
         reason = why_not(variant, model_path, checkpoint_path)
         (skipped.append({"variant": variant.label, "reason": reason}) if reason else runnable.append(variant))
@@ -223,7 +227,7 @@ def available(model_path: str, checkpoint_path: str | None) -> tuple[list[Varian
 
 def open_detector_for(variant: Variant, model_path: str, checkpoint_path: str | None) -> Detector:
     """A CPU-preprocessing detector for a variant (backend options from the registry)."""
-    options = {"precision": variant.precision} if variant.backend == "torch" else {}
+    options = {"precision": variant.precision} if REGISTRY[variant.backend].capabilities.artifact == ".pt" else {}
     return Detector(create_backend(variant.backend, artifact(variant, model_path, checkpoint_path), **options))
 
 

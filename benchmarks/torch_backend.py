@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from occ.runtime.backends import BackendKind, register_backend
-from occ.runtime.backends.base import Backend, BackendError
+from occ.runtime.backends.base import Backend, BackendError, Capabilities
 from occ.runtime.manifest import read_manifest
 
 
@@ -23,11 +23,13 @@ class TorchBackend(Backend):
         device: ``cpu`` or ``cuda``.
     """
 
+    name = "torch"
+    capabilities = Capabilities(runs_on="cpu", artifact=".pt")
+
     def __init__(self, checkpoint_path: str, precision: str = "fp32", device: str | None = None):
         super().__init__(checkpoint_path)
         self.precision = precision
         self.device = device or ("cuda" if precision == "fp16" else "cpu")
-        self.name = "torch"
         self.module = None
 
     def _activate_impl(self) -> None:
@@ -80,5 +82,4 @@ def checkpoint_for(model_path: str) -> str | None:
     return str(candidate) if candidate and candidate.is_file() else None
 
 
-register_backend(BackendKind("torch", lambda model, options: TorchBackend(model, **options), "cpu", False, ".pt",
-                             "PyTorch eager on the checkpoint (a benchmark baseline)"))
+register_backend(BackendKind("torch", TorchBackend, "PyTorch eager on the checkpoint (a benchmark baseline)"))

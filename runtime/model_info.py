@@ -87,7 +87,7 @@ def backends_for(path: Path) -> list[dict[str, Any]]:
     """Each registered backend: can it run this file here, and if not, why not."""
     rows = []
     for kind in REGISTRY.values():
-        reason = _artifact_problem(kind.artifact, path) or kind.unavailable()
+        reason = _artifact_problem(kind.capabilities.artifact, path) or kind.unavailable()
         rows.append({"backend": kind.name, "usable": reason is None, "why_not": reason})
     return rows
 

@@ -21,7 +21,7 @@ from occ.cli import app
 from occ.export.engine import BuildOptions, EngineBuildError, attach_engine, build_engine, dla_problem, output_type
 from occ.runtime.backends.base import BackendError
 from occ.runtime.backends.tensorrt import TensorRTBackend, compatibility_problem
-from occ.runtime.detector.gpu import model_input_dtype, threshold_arrays
+from occ.runtime.detector.gpu import threshold_arrays
 from occ.runtime.manifest import read_manifest
 
 FAKE = Path(__file__).parent / "fakes" / "tensorrt" / "__init__.py"
@@ -144,7 +144,7 @@ def test_attached_fp16_thresholds_are_fed_in_the_engines_dtype(trt, avid, tmp_pa
     values = threshold_arrays(backend, backend.manifest)
     assert {name: value.dtype for name, value in values.items()} == {"alpha": np.float16, "zeta": np.float16}
     assert values["alpha"][0] == np.float16(manifest.threshold("alpha"))
-    assert model_input_dtype(backend, "frames") == np.float16
+    assert backend.input_dtype("frames") == np.float16
 
 
 def test_inspector_types_of_tensorrt_10_and_11(trt, avid, tmp_path):

@@ -14,7 +14,7 @@ from .common import JsonOption, QuietOption, SplitOption, check_outputs, console
 
 BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
 PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
-                   "device buffers: " + ", ".join(k.name for k in REGISTRY.values() if k.device_resident) + ").")
+                   "device buffers: " + ", ".join(k.name for k in REGISTRY.values() if k.capabilities.device_resident) + ").")
 Backend = Annotated[str, typer.Option(help=BACKEND_HELP)]
 Preprocess = Annotated[str, typer.Option(help=PREPROCESS_HELP)]
 TritonUrl = Annotated[Optional[str], typer.Option(help="Triton / KServe v2 server, HOST:PORT (with --backend triton).", rich_help_panel="Triton")]
@@ -24,9 +24,9 @@ def _backend_options(backend: str, triton_url: Optional[str]) -> dict[str, Any]:
     from occ.runtime.backends import backend_kind
 
     with one_line_errors():
-        backend_kind(backend)
-    if triton_url and backend != "triton":
-        fail("--triton-url goes with --backend triton")
+        kind = backend_kind(backend)
+    if triton_url and not kind.capabilities.on_server:
+        fail("--triton-url goes with --backend " + " or ".join(k.name for k in REGISTRY.values() if k.capabilities.on_server))
     return {"url": triton_url} if triton_url else {}
 
 

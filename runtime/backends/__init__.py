@@ -1,17 +1,22 @@
 """Network input → graph outputs. Every backend has one lifecycle (``activate`` → ``infer`` →
 ``deactivate``, or ``with backend:``) and one contract: ``infer({name: array}) -> {name: array}``.
+What a backend can do is its :class:`Capabilities` (``Backend.capabilities``); callers ask those,
+never a backend's name.
 
 The registry below is the one list of backend names; every command takes its ``--backend`` from
-it. Adding a backend: write its module, add one :class:`BackendKind` line here. Optional backends
-are imported where used; a missing one raises with the install command.
+it. Adding a backend: write its module (a :class:`Backend` subclass with its ``capabilities``), add
+one :class:`BackendKind` line here. Optional backends import their packages where used; a missing
+one raises with the install command.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .base import Backend, BackendError
-from .ort import OrtBackend
+from .base import Backend, BackendError, Capabilities
+from .ort import OrtBackend, OrtCudaBackend
+from .tensorrt import TensorRTBackend
+from .triton import TritonBackend
 
 
 @dataclass(frozen=True)
@@ -20,40 +25,36 @@ class BackendKind:
 
     Args:
         name: the name every command accepts.
-        open: ``(model, options) -> Backend``; ``model`` is a file, or a model name on a server.
-        runs_on: ``cpu``, ``gpu`` or ``server``.
-        device_resident: it can run on device buffers, so preprocessing can stay on the GPU.
-        artifact: what ``model`` must be (``.onnx``, ``.engine`` or a server's model name).
+        backend: the :class:`Backend` subclass; its ``capabilities`` are the kind's.
         summary: one line for ``--help``.
+        open: ``(model, options) -> Backend``; ``model`` is a file, or a model name on a server.
+            Default: ``backend(model, **options)``.
         unavailable: why this machine cannot run it (a missing package, no GPU), or None when it can.
     """
 
     name: str
-    open: Callable[[str, dict[str, Any]], Backend]
-    runs_on: str
-    device_resident: bool
-    artifact: str
+    backend: type[Backend]
     summary: str
+    open: Callable[[str, dict[str, Any]], Backend] | None = None
     unavailable: Callable[[], str | None] = lambda: None
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
 
-def _ort_cpu(model: str, options: dict[str, Any]) -> Backend:
-    return OrtBackend(model, providers=("CPUExecutionProvider",), name="ort-cpu", **options)
-
-
-def _ort_cuda(model: str, options: dict[str, Any]) -> Backend:
-    return OrtBackend(model, providers=("CUDAExecutionProvider", "CPUExecutionProvider"), name="ort-cuda", **options)
-
-
-def _tensorrt(model: str, options: dict[str, Any]) -> Backend:
-    from .tensorrt import TensorRTBackend
-
-    return TensorRTBackend(model)
+    def create(self, model: str, options: dict[str, Any]) -> Backend:
+        """The backend for ``model`` (not yet activated)."""
+        if self.open is not None:
+            return self.open(model, options)
+        try:
+            return self.backend(model, **options)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise BackendError(f"{model}: the {self.name} backend takes no option {str(exc).rsplit(' ', 1)[-1]}") from None
 
 
 def _triton(model: str, options: dict[str, Any]) -> Backend:
-    from .triton import TritonBackend
-
     options = dict(options)
     url = options.pop("url", None)
     if not url:
@@ -93,11 +94,10 @@ def _triton_unavailable() -> str | None:
 
 
 REGISTRY: dict[str, BackendKind] = {kind.name: kind for kind in (
-    BackendKind("ort-cpu", _ort_cpu, "cpu", False, ".onnx", "ONNX Runtime on the CPU"),
-    BackendKind("ort-cuda", _ort_cuda, "gpu", True, ".onnx", "ONNX Runtime CUDA (onnxruntime-gpu)", _ort_cuda_unavailable),
-    BackendKind("tensorrt", _tensorrt, "gpu", True, ".engine", "a TensorRT engine with its .engine.json sidecar", _tensorrt_unavailable),
-    BackendKind("triton", _triton, "server", False, "server", "a Triton / KServe v2 server; the model is its name there",
-                _triton_unavailable),
+    BackendKind("ort-cpu", OrtBackend, "ONNX Runtime on the CPU"),
+    BackendKind("ort-cuda", OrtCudaBackend, "ONNX Runtime CUDA (onnxruntime-gpu)", unavailable=_ort_cuda_unavailable),
+    BackendKind("tensorrt", TensorRTBackend, "a TensorRT engine with its .engine.json sidecar", unavailable=_tensorrt_unavailable),
+    BackendKind("triton", TritonBackend, "a Triton / KServe v2 server; the model is its name there", _triton, _triton_unavailable),
 )}
 
 
@@ -116,8 +116,8 @@ def create_backend(name: str, model: str, **options: Any) -> Backend:
     """The backend ``name`` for ``model`` (not yet activated). Options go to the backend's
     constructor (ONNX Runtime: ``threads``, ``fixed_dimensions``...; triton: ``url``, and the reconnect
     rules ``backoff``, ``max_backoff``, ``give_up_after``, ``stop``)."""
-    return backend_kind(name).open(str(model), options)
+    return backend_kind(name).create(str(model), options)
 
 
-__all__ = ["Backend", "BackendError", "BackendKind", "OrtBackend", "REGISTRY", "backend_kind", "create_backend",
-           "register_backend"]
+__all__ = ["Backend", "BackendError", "BackendKind", "Capabilities", "OrtBackend", "OrtCudaBackend", "REGISTRY", "TensorRTBackend",
+           "TritonBackend", "backend_kind", "create_backend", "register_backend"]

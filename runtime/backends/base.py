@@ -1,7 +1,8 @@
 """The backend lifecycle every runtime shares (after Polygraphy's runners)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -12,8 +13,36 @@ class BackendError(RuntimeError):
     """A backend that cannot load or run a model; one line naming the model and the problem."""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, known before it opens a model. Every caller (the detectors,
+    ``occ inspect``, the service configuration, the CLI, the benchmarks) asks these, never the
+    backend's name, so a new backend needs no branch anywhere else.
+
+    Args:
+        runs_on: ``cpu``, ``gpu`` or ``server``.
+        artifact: what the model argument must be: a file suffix (``.onnx``, ``.engine``, ``.pt``), or
+            ``server``: a model's name on a server whose address is the ``url`` option.
+        device_resident: it runs on device buffers (:meth:`Backend.device_outputs`,
+            :meth:`Backend.bind_device`, :meth:`Backend.run_device`; opened by :meth:`Backend.on_device`),
+            so preprocessing can stay on the GPU.
+    """
+
+    runs_on: str
+    artifact: str
+    device_resident: bool = False
+
+    @property
+    def on_server(self) -> bool:
+        """The model is a name on a server (the ``url`` option), not a file here."""
+        return self.artifact == "server"
+
+
 class Backend:
     """Base class: public methods check, subclasses implement the ``_impl`` methods.
+
+    What a backend can do is in :attr:`capabilities` (before a model is open) and, once active, in
+    :attr:`batch_limits`, :attr:`fixed_inputs`, :meth:`input_dtype` and :attr:`runs_on_bound_stream`.
 
     Attributes:
         name: backend name (``ort-cpu``...).
@@ -22,7 +51,11 @@ class Backend:
     """
 
     name = "base"
+    capabilities: ClassVar[Capabilities] = Capabilities(runs_on="cpu", artifact=".onnx")
     reconnects = 0  # a server backend counts the times its server came back after being lost
+    # True when run_device only enqueues its work on the stream given to bind_device, so the
+    # preprocessing before it needs no host wait; False when the host must synchronize first
+    runs_on_bound_stream = False
 
     def __init__(self, model_path: str):
         self.model_path = str(model_path)
@@ -32,7 +65,32 @@ class Backend:
         # (min, max) samples the model runs at once, set on activation where the model fixes them
         # (a TensorRT profile, an ONNX Runtime InferenceSession with a fixed batch); None: any batch
         self.batch_limits: tuple[int, int] | None = None
+        # inputs the model holds as constants (an engine built with α and ζ folded in): callers may
+        # pass them at these values, never change them
+        self.fixed_inputs: dict[str, float] = {}
         self._active = False
+
+    @classmethod
+    def on_device(cls, model_path: str, stream: Any, samples: int, cuda_graph: bool = True, share_stream: bool = True,
+                  **options: Any) -> "Backend":
+        """This backend (not yet activated) set up to run on device buffers, after preprocessing on
+        ``stream`` (:class:`occ.runtime.cuda.driver.Stream`), ``samples`` rows of the batch input per run.
+
+        Args:
+            cuda_graph: capture the model as a CUDA graph on the first run, replay after (where the backend can).
+            share_stream: run the model on ``stream`` (no host wait between preprocessing and model) where the
+                backend can choose; see :attr:`runs_on_bound_stream`.
+            options: the backend's own constructor options.
+        """
+        raise BackendError(f"{model_path}: backend {cls.name} cannot run on device buffers, so preprocessing cannot "
+                           "stay on the GPU (use --preprocess cpu)")
+
+    def input_dtype(self, name: str) -> np.dtype:
+        """The dtype the active model takes for input ``name`` (a device-resident caller writes its
+        buffers in it; the host path converts). float32 unless the backend knows otherwise."""
+        if name not in self.input_names:
+            raise BackendError(f"{self.model_path}: no input '{name}'; the model takes {self.input_names}")
+        return np.dtype(np.float32)
 
     def activate(self) -> "Backend":
         if not self._active:

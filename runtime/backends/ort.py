@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..manifest import ManifestError, manifest_from_metadata
-from .base import Backend, BackendError, check_model_io, expected_input
+from .base import Backend, BackendError, Capabilities, check_model_io, expected_input
 
 
 class OrtBackend(Backend):
     """Runs an occ ONNX model with ONNX Runtime; refuses a model without a valid manifest.
+
+    As ``ort-cpu`` it offers no device-resident path (its IOBinding on host memory is the CUDA
+    path's test double); :class:`OrtCudaBackend` does.
 
     Args:
         model_path: the ``.onnx`` file.
@@ -27,6 +31,9 @@ class OrtBackend(Backend):
             :meth:`end_profiling`.
     """
 
+    name = "ort-cpu"
+    capabilities = Capabilities(runs_on="cpu", artifact=".onnx")
+
     def __init__(self, model_path: str, providers: tuple[str, ...] = ("CPUExecutionProvider",), threads: int | None = None,
                  name: str = "ort-cpu", cuda_graph: bool = False, device_id: int = 0, user_stream: int | None = None,
                  fixed_dimensions: dict[str, int] | None = None, profile_prefix: str | None = None):
@@ -41,6 +48,17 @@ class OrtBackend(Backend):
         self.profile_prefix = profile_prefix
         self._binding = None
         self._drop_session()
+
+    @property
+    def runs_on_bound_stream(self) -> bool:  # ORT's stream is fixed when the model loads: the caller's, or its own
+        return self.user_stream is not None
+
+    def input_dtype(self, name: str) -> np.dtype:
+        # inputs with a default (AVID's α and ζ) are overridable initializers, not in get_inputs()
+        for value in [*self.session.get_inputs(), *self.session.get_overridable_initializers()]:
+            if value.name == name:
+                return np.dtype(ORT_TYPES[value.type])
+        raise BackendError(f"{self.model_path}: no input '{name}'; the model takes {self.input_names}")
 
     def _drop_session(self) -> None:
         self.session: "InferenceSession | None" = None  # noqa: F821 (onnxruntime's, imported where used)
@@ -177,6 +195,26 @@ class OrtBackend(Backend):
             raise BackendError(f"{self.model_path}: bind_device first")
         self.session.run_with_iobinding(self._binding)
         self._binding.synchronize_outputs()
+
+
+class OrtCudaBackend(OrtBackend):
+    """ONNX Runtime's CUDA provider (onnxruntime-gpu), CPU for what CUDA lacks; device-resident
+    through IOBinding. Arguments as :class:`OrtBackend`."""
+
+    name = "ort-cuda"
+    capabilities = Capabilities(runs_on="gpu", artifact=".onnx", device_resident=True)
+
+    def __init__(self, model_path: str, providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider"),
+                 name: str = "ort-cuda", **options: Any):
+        super().__init__(model_path, providers=providers, name=name, **options)
+
+    @classmethod
+    def on_device(cls, model_path: str, stream: Any, samples: int, cuda_graph: bool = True, share_stream: bool = True,
+                  **options: Any) -> "OrtCudaBackend":
+        # CUDA only: a node falling back to the CPU would break CUDA graph capture. Every dimension is
+        # fixed at ``samples`` so ORT folds the shape arithmetic into constants (see fixed_dimensions).
+        return cls(model_path, providers=("CUDAExecutionProvider",), cuda_graph=cuda_graph,
+                   user_stream=stream.ptr if share_stream else None, fixed_dimensions={"batch": samples}, **options)
 
 
 # ONNX Runtime's type strings → numpy

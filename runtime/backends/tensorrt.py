@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..manifest import engine_sidecar, read_manifest
-from .base import Backend, BackendError, expected_input
+from .base import Backend, BackendError, Capabilities, expected_input
 
 # Version-compatible engines across a major version: TensorRT 10 docs, "Version Compatibility" (8 → 9
 # and 10); TensorRT 11.4 support matrix, "Engine Portability" (10 → 11, and no other pair).
@@ -129,12 +129,27 @@ class TensorRTBackend(Backend):
     """
 
     name = "tensorrt"
+    capabilities = Capabilities(runs_on="gpu", artifact=".engine", device_resident=True)
+    runs_on_bound_stream = True  # execute_async_v3 runs on the stream bind_device was given
 
     def __init__(self, model_path: str):
         super().__init__(model_path)
         self._buffers: dict = {}
-        self.fixed_inputs: dict[str, float] = {}
         self.engine_inputs: list[str] = []
+
+    @classmethod
+    def on_device(cls, model_path: str, stream: Any, samples: int, cuda_graph: bool = True, share_stream: bool = True,
+                  **options: Any) -> "TensorRTBackend":
+        # the engine's optimization profile fixes the batches it takes, and it always runs on the
+        # caller's stream; occ does not capture TensorRT in CUDA graphs
+        if options:
+            raise BackendError(f"{model_path}: the tensorrt backend takes no option(s) {sorted(options)}")
+        return cls(model_path)
+
+    def input_dtype(self, name: str) -> np.dtype:
+        if name not in self.engine_inputs:  # a constant of the engine (fixed_inputs) is no tensor
+            raise BackendError(f"{self.model_path}: '{name}' is not an input tensor of this engine; it takes {self.engine_inputs}")
+        return self.dtypes[name]
 
     def _activate_impl(self) -> None:
         try:

@@ -33,13 +33,14 @@ import time
 import numpy as np
 
 from ..manifest import Manifest
-from .base import Backend, BackendError, check_model_io
+from .base import Backend, BackendError, Capabilities, check_model_io
 
 log = logging.getLogger("occ.backend")
 
 THRESHOLD_INPUTS = ("alpha", "zeta")
 _NUMPY_TO_KSERVE = {np.dtype(np.float32): "FP32", np.dtype(np.float16): "FP16", np.dtype(np.bool_): "BOOL",
                     np.dtype(np.uint8): "UINT8", np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64"}
+_KSERVE_TO_NUMPY = {kserve: dtype for dtype, kserve in _NUMPY_TO_KSERVE.items()}
 
 
 class _ServerLost(Exception):
@@ -61,6 +62,7 @@ class TritonBackend(Backend):
     """
 
     name = "triton"
+    capabilities = Capabilities(runs_on="server", artifact="server")
 
     def __init__(self, url: str, model_name: str, timeout_s: float = 30.0, backoff: float = 0.5, max_backoff: float = 8.0,
                  give_up_after: float | None = None, stop: threading.Event | None = None):
@@ -116,6 +118,7 @@ class TritonBackend(Backend):
         self.binary_data = "binary_tensor_data" in extensions
         self.manifest = Manifest.from_json(text, self.model_path)
         self.max_batch_size = int(config.get("max_batch_size", 0))
+        self.batch_limits = (1, self.max_batch_size) if self.max_batch_size > 0 else None
         # Triton answers with the configured dims; the graph's shape is the reshape (a score per frame: [] not [1])
         self._output_reshape = {t["name"]: list(t["reshape"].get("shape", [])) for t in config.get("output", []) if "reshape" in t}
         self._datatypes = {t["name"]: t["datatype"] for t in metadata["inputs"] + metadata["outputs"]}
@@ -123,6 +126,11 @@ class TritonBackend(Backend):
         self.output_names = [t["name"] for t in metadata["outputs"]]
         check_model_io(self.manifest, {t["name"]: t.get("shape", []) for t in metadata["inputs"]}, self.output_names,
                        self.model_path)
+
+    def input_dtype(self, name: str) -> np.dtype:
+        if name not in self.input_names:
+            raise BackendError(f"{self.model_path}: no input '{name}'; the model takes {self.input_names}")
+        return np.dtype(_KSERVE_TO_NUMPY[self._datatypes[name]])
 
     def _server_extensions(self) -> list[str]:
         """The protocol extensions the server lists (none when it has no server metadata endpoint)."""
@@ -143,12 +151,9 @@ class TritonBackend(Backend):
         self._close_client()
 
     def _infer_impl(self, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+        # Backend.infer has cut the feed to the server's max_batch_size (batch_limits)
         main = next(name for name in feed if name not in THRESHOLD_INPUTS)
-        total = len(feed[main])
-        step = self.max_batch_size or total
-        parts = [self._request(feed, main, start, min(start + step, total), outputs)
-                 for start in range(0, total, step)]
-        return {name: np.concatenate([p[name] for p in parts]) for name in outputs}
+        return self._request(feed, main, 0, len(feed[main]), outputs)
 
     def _request(self, feed: dict[str, np.ndarray], main: str, start: int, stop: int, outputs: list[str]) -> dict[str, np.ndarray]:
         failed_while_ready = 0

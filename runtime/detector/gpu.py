@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends import BackendError, OrtBackend, backend_kind
+from ..backends import BackendError, BackendKind, backend_kind
 from ..backends.base import batch_chunks, samples_per_frame
 from ..cuda.driver import Context, DeviceBuffer, GpuUnavailable, PinnedBuffer, Stream, bindings, check
 from ..manifest import read_manifest
@@ -24,25 +24,22 @@ from ..scoring.zones import Zone
 from .cpu import Detector
 
 
-def model_input_dtype(backend, name: str) -> np.dtype:
-    """The dtype a device-resident model takes for input ``name`` (ONNX Runtime's session, or the
-    TensorRT engine's tensor, which trtexec's ``--inputIOFormats`` may have made FP16)."""
-    if isinstance(backend, OrtBackend):
-        from ..backends.ort import ORT_TYPES
-
-        # inputs with a default (AVID's α and ζ) are overridable initializers, not in get_inputs()
-        args = [*backend.session.get_inputs(), *backend.session.get_overridable_initializers()]
-        return np.dtype(next(ORT_TYPES[i.type] for i in args if i.name == name))
-    return backend.dtypes[name]
+def device_resident_kind(model_path: str, backend: str) -> BackendKind:
+    """The registered backend ``backend``, refused when it cannot run on device buffers."""
+    kind = backend_kind(backend)
+    if not kind.capabilities.device_resident:
+        raise BackendError(f"{model_path}: backend {backend} cannot run on device buffers, so preprocessing cannot stay "
+                           "on the GPU (use --preprocess cpu)")
+    return kind
 
 
 def threshold_arrays(backend, manifest) -> dict[str, np.ndarray]:
     """AVID's α and ζ as the model's device inputs take them, in the model's dtype; none for ALOCC
-    (τ applies to the results) nor for an attached engine that holds them as constants."""
+    (τ applies to the results) nor for a model that holds them as constants (an attached engine)."""
     if manifest.method != "avid":
         return {}
-    fixed = getattr(backend, "fixed_inputs", {})
-    return {name: np.array([manifest.threshold(name)], model_input_dtype(backend, name)) for name in ("alpha", "zeta") if name not in fixed}
+    return {name: np.array([manifest.threshold(name)], backend.input_dtype(name)) for name in ("alpha", "zeta")
+            if name not in backend.fixed_inputs}
 
 
 class GpuPipeline:
@@ -52,47 +49,35 @@ class GpuPipeline:
     profile's maximum) runs as several model runs on slices of the input buffer, the last one padded.
 
     Args:
-        model_path: ``.onnx`` (``ort-cuda``; the ``.fp16.onnx`` sibling for FP16) or ``.engine`` (``tensorrt``).
-        backend: ``ort-cuda`` or ``tensorrt``.
+        model_path: the model file the backend runs (``.onnx``, its ``.fp16.onnx`` sibling for FP16, ``.engine``...).
+        backend: a registered backend whose capabilities say ``device_resident`` (``ort-cuda``, ``tensorrt``).
         streams: cameras per batch (the model's batch; for ALOCC each camera's patches).
         frame_size: raw frame ``(height, width)`` in pixels.
         source_format: raw pixel layout (see :data:`occ.runtime.preprocess.gpu.SOURCE_FORMATS`).
-        cuda_graph: ``ort-cuda``: capture the model as a CUDA graph on the first run, replay after.
-        share_stream: ``ort-cuda``: run ONNX Runtime on the preprocessing stream (no host wait between).
+        cuda_graph: capture the model as a CUDA graph on the first run, replay after (where the backend can).
+        share_stream: run the model on the preprocessing stream (no host wait between), where the backend can choose.
         outputs: graph outputs copied back (default: what the detector's results need, without
             AVID's full-resolution ``intersection`` map, which overlays can ask for).
-        profile_prefix: ``ort-cuda``: ONNX Runtime's per-node profile under this prefix (use
-            without ``cuda_graph``: a replayed graph is one opaque step).
+        backend_options: the backend's own options (see :meth:`occ.runtime.backends.Backend.on_device`).
     """
 
     def __init__(self, model_path: str, backend: str = "ort-cuda", streams: int = 1, frame_size: tuple[int, int] = (240, 360),
                  source_format: str = "bgr", cuda_graph: bool = True, share_stream: bool = True,
-                 outputs: list[str] | None = None, profile_prefix: str | None = None):
-        if not backend_kind(backend).device_resident:
-            raise BackendError(f"{model_path}: backend {backend} cannot run on device buffers, so preprocessing cannot stay "
-                               "on the GPU (use --preprocess cpu)")
+                 outputs: list[str] | None = None, backend_options: dict | None = None):
+        kind = device_resident_kind(model_path, backend)
         self.context = Context()
         self.stream = Stream()
-        if backend == "ort-cuda":
-            manifest = read_manifest(model_path)
-            batch = streams * samples_per_frame(manifest)
-            engine = OrtBackend(model_path, providers=("CUDAExecutionProvider",), name="ort-cuda", cuda_graph=cuda_graph,
-                                user_stream=self.stream.ptr if share_stream else None,
-                                fixed_dimensions={"batch": batch},
-                                profile_prefix=profile_prefix)
-            self._wait_before_model = not share_stream
-        else:
-            from ..backends.tensorrt import TensorRTBackend
-
-            engine = TensorRTBackend(model_path)
-            self._wait_before_model = False  # execute_async_v3 runs on our stream
+        samples = streams * samples_per_frame(read_manifest(model_path))
+        engine = kind.backend.on_device(model_path, self.stream, samples, cuda_graph=cuda_graph, share_stream=share_stream,
+                                        **(backend_options or {}))
         self.detector = Detector(engine)
+        self._wait_before_model = not engine.runs_on_bound_stream
         self.backend = engine
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         manifest = self.detector.manifest
         alocc = manifest.method == "alocc"
         self.input_name = "patches" if alocc else "frames"
-        input_dtype = model_input_dtype(engine, self.input_name)
+        input_dtype = engine.input_dtype(self.input_name)
         self.preprocessor = GpuPreprocessor(manifest.input, frame_size, source_format=source_format,
                                             precision="fp16" if input_dtype == np.float16 else "fp32",
                                             patches=manifest.patches if alocc else None, streams=streams,
@@ -135,7 +120,7 @@ class GpuPipeline:
     def set_thresholds(self, **values: float) -> None:
         """Retune thresholds on the running graph (AVID's α and ζ are rewritten in device memory:
         no re-export, no rebinding; ALOCC's τ applies to the results)."""
-        fixed = getattr(self.backend, "fixed_inputs", {})  # an attached engine may hold α and ζ as constants
+        fixed = self.backend.fixed_inputs  # an attached engine may hold α and ζ as constants
         held = [name for name, value in values.items() if name in fixed and not np.isclose(value, fixed[name], rtol=1e-6, atol=0)]
         if held:
             raise BackendError(f"{self.backend.model_path}: this engine holds {', '.join(held)} as constants; retuning needs an "
@@ -223,9 +208,7 @@ class GpuStreamDetector:
 
     def __init__(self, model_path: str, backend: str = "ort-cuda", cuda_graph: bool = True):
         self.model_path, self.backend, self.cuda_graph = str(model_path), backend, cuda_graph
-        if not backend_kind(backend).device_resident:
-            raise BackendError(f"{model_path}: backend {backend} cannot run on device buffers, so preprocessing cannot stay "
-                               "on the GPU (use --preprocess cpu)")
+        device_resident_kind(model_path, backend)
         try:  # fail before the stream is opened, not at its first frame
             Context()
         except GpuUnavailable as exc:

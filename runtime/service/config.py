@@ -195,6 +195,11 @@ class ServiceConfig:
         running service reads its paths, while the service holds the port and the outputs)."""
         return parse_toml(Path(path), check)
 
+    @property
+    def model_on_server(self) -> bool:
+        """The model is a name on a server (``triton_url``), not a file here: the backend says so."""
+        return model_on_server(self.backend)
+
     def check(self, where: str = "configuration") -> "ServiceConfig":
         """Every value in range, outputs writable and distinct from the inputs, the port free.
 
@@ -202,7 +207,7 @@ class ServiceConfig:
             BackendError: the model is a training checkpoint (one line: export it first).
             ConfigError: the first problem found.
         """
-        if self.backend != "triton":
+        if not self.model_on_server:
             refuse_checkpoint(self.model)
         problems = _problems(self)
         if problems:
@@ -390,8 +395,8 @@ def parse_toml(path: Path, check: bool = True) -> ServiceConfig:
     if "path" not in model:
         raise ConfigError(f"{path}: [model] needs path (the exported model)")
     backend = model.get("backend", "ort-cpu")
-    if backend == "triton" and not model.get("triton_url"):
-        raise ConfigError(f"{path}: [model] backend = \"triton\" needs triton_url (and path = the model's name on the server)")
+    if model_on_server(backend) and not model.get("triton_url"):
+        raise ConfigError(f"{path}: [model] backend = \"{backend}\" needs triton_url (and path = the model's name on the server)")
 
     def relative(value: str) -> str:  # paths in the file are relative to the file
         return value if not value or Path(value).is_absolute() else str(path.parent / value)
@@ -403,7 +408,7 @@ def parse_toml(path: Path, check: bool = True) -> ServiceConfig:
             camera.spec = relative(camera.spec)
     events, snapshots, frames, metrics = tables["events"], tables["snapshots"], tables["frames"], tables["metrics"]
     config = ServiceConfig(
-        model=model["path"] if backend == "triton" else relative(model["path"]), cameras=cameras, backend=backend,
+        model=model["path"] if model_on_server(backend) else relative(model["path"]), cameras=cameras, backend=backend,
         preprocess=model.get("preprocess", "cpu"), triton_url=model.get("triton_url", ""), thresholds=tables["thresholds"],
         events_log=relative(events.get("log", "events.jsonl")), open_after=events.get("open_after"),
         close_after=events.get("close_after"), events_max_mb=events.get("max_mb", 100.0), events_backups=events.get("backups", 5),
@@ -490,9 +495,16 @@ def _recorded_frame_size(target: str) -> tuple[int, int] | None:
     return None if image is None else (int(image.shape[0]), int(image.shape[1]))
 
 
+def model_on_server(backend: str) -> bool:
+    """The backend's model is a name on a server, not a file (its capabilities say; an unknown
+    backend is refused elsewhere)."""
+    kind = REGISTRY.get(backend)
+    return kind is not None and kind.capabilities.on_server
+
+
 def _problems(config: ServiceConfig) -> list[str]:
     problems = []
-    if config.backend != "triton" and not Path(config.model).is_file():
+    if not config.model_on_server and not Path(config.model).is_file():
         problems.append(f"{config.model}: model file not found")
     names = [camera.name for camera in config.cameras]
     if not config.cameras:

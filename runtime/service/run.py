@@ -329,7 +329,7 @@ class Service:
                 # a Triton server lost mid-stream is waited for by the camera's reconnect rules
                 options: dict[str, Any] = {"url": cfg.triton_url, "backoff": camera.backoff, "max_backoff": camera.max_backoff,
                                            "give_up_after": camera.give_up_after, "stop": self.stop_event} \
-                    if cfg.backend == "triton" else {}
+                    if cfg.model_on_server else {}
                 detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **options)
                 detector.set_thresholds(**cfg.thresholds)
                 detector.set_zones(zones_in(camera.zones, None))  # with profiles, the first frame's profile sets them
@@ -339,7 +339,7 @@ class Service:
             manifest = checked.manifest
             checked.close()
             summary.thresholds = thresholds_in_force(manifest)
-            sha256 = file_sha256(cfg.model) if cfg.backend != "triton" else None  # once: events carry it
+            sha256 = None if cfg.model_on_server else file_sha256(cfg.model)  # once: events carry it
             for camera in cfg.cameras:
                 camera_metrics = metrics.camera(camera.name)
                 camera_metrics.pending_events = lambda: len(events.lines.pending)

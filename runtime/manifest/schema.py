@@ -1,14 +1,5 @@
-"""The model manifest: every setting a deployed model needs, in one versioned JSON document.
-
-It travels with the model from training to the camera: inside the checkpoint, in the ONNX file's
-``metadata_props`` under :data:`METADATA_KEY`, beside every engine as ``<name>.engine.json`` and
-in a Triton model's configuration. :func:`read_manifest` finds it in any of them. The runtime
-refuses a model whose manifest is missing, invalid, or from a newer major schema, in one line.
-
-The ``scoring`` part is the scoring contract: exactly how the graph's outputs become a frame score,
-a decision and a mask (:class:`AloccScoring`, :class:`AvidScoring`). The graph builders compose
-the exported graph from it, and :func:`occ.runtime.scoring.decide` applies it.
-"""
+"""The manifest's schema: its parts as dataclasses, each validating itself, and the schema versions
+this occ reads."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,13 +7,13 @@ import json
 import math
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from .files import now_iso, write_atomic
+from ..files import now_iso, write_atomic
+from .errors import ManifestError
+from .typed import _build
 
 SCHEMA_VERSION = "1.3"
 METADATA_KEY = "occ.manifest"
@@ -48,10 +39,6 @@ FRAME_SCORES = ("peak", "evidence")
 RESIDUALS = ("newest", "mean")
 # How per-frame decisions become episodes (see EpisodeRule)
 EPISODE_RULES = ("k_of_n", "cusum")
-
-
-class ManifestError(ValueError):
-    """A manifest is missing, malformed or incompatible; the message is one line."""
 
 
 @dataclass
@@ -534,114 +521,6 @@ class Manifest:
         return write_atomic(Path(path), self.to_json().encode())
 
 
-# ---- reading and writing the manifest of any artifact ----------------------------------------------
-def read_manifest(path: str | os.PathLike) -> Manifest:
-    """The manifest of any occ artifact: an ``.onnx`` model (embedded), an ``.engine`` (its
-    ``.engine.json`` sidecar), a Triton model folder or its ``config.pbtxt``, or a manifest
-    ``.json`` (a sidecar, or what ``occ-export --deepstream`` writes)."""
-    path = Path(path)
-    if path.is_dir() and (path / "config.pbtxt").is_file():
-        path = path / "config.pbtxt"
-    if not path.exists():
-        raise ManifestError(f"{path}: model file not found")
-    readers = {".onnx": _from_onnx, ".engine": _from_engine, ".pbtxt": _from_triton_config, ".json": _from_json_file}
-    reader = readers.get(path.suffix)
-    if reader is None or not path.is_file():
-        raise ManifestError(f"{path}: not an occ model (expected .onnx, .engine, a Triton model folder or a manifest .json)")
-    return reader(path)
-
-
-def load_manifest_file(path: str | os.PathLike) -> Manifest:
-    """A manifest ``.json`` file (or an engine sidecar, which holds one under ``manifest``)."""
-    return _from_json_file(Path(path))
-
-
-def manifest_from_metadata(metadata: dict[str, str], source: str) -> Manifest:
-    """Read the manifest from an ONNX model's custom metadata map."""
-    if METADATA_KEY not in metadata:
-        raise ManifestError(f"{source}: no occ manifest in the model metadata (was it exported by occ-export?)")
-    return Manifest.from_json(metadata[METADATA_KEY], source)
-
-
-def engine_sidecar(engine: str | os.PathLike) -> Path:
-    engine = Path(engine)
-    return engine.with_name(engine.name + ".json")
-
-
-def write_manifest(path: str | os.PathLike, manifest: Manifest) -> Path:
-    """Store a changed manifest (recalibrated thresholds) with its model, atomically: inside an
-    ONNX file, or in an engine's sidecar. Returns the file that now holds it."""
-    path = Path(path)
-    manifest.validate()
-    if path.suffix == ".engine":
-        sidecar = engine_sidecar(path)
-        data = _read_json(sidecar)
-        data["manifest"] = manifest.to_dict()
-        return write_atomic(sidecar, json.dumps(data, indent=2).encode())
-    if path.suffix != ".onnx":
-        raise ManifestError(f"{path}: thresholds are stored in .onnx models and .engine sidecars, not in {path.suffix or 'this file'}")
-    onnx = _import_onnx(path)
-    model = onnx.load(str(path))
-    for entry in model.metadata_props:
-        if entry.key == METADATA_KEY:
-            entry.value = manifest.to_json()
-    write_atomic(path, model.SerializeToString())
-    return path
-
-
-def _import_onnx(path: Path):
-    try:
-        import onnx
-    except ImportError:
-        raise ManifestError(f"{path}: reading or rewriting an ONNX file needs the onnx package: pip install onnx") from None
-    return onnx
-
-
-def _from_onnx(path: Path) -> Manifest:
-    onnx = _import_onnx(path)
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a damaged file
-        raise ManifestError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-    return manifest_from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
-
-
-def _from_engine(path: Path) -> Manifest:
-    sidecar = engine_sidecar(path)
-    if not sidecar.is_file():
-        raise ManifestError(f"{sidecar}: the engine's manifest sidecar is missing; rebuild with occ-export --engine")
-    return _from_json_file(sidecar)
-
-
-def _from_json_file(path: Path) -> Manifest:
-    data = _read_json(path)
-    if isinstance(data, dict) and "manifest" in data and "method" not in data:
-        data = data["manifest"]  # an engine sidecar
-    return Manifest.from_dict(data, str(path))
-
-
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest file not found")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{path}: cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-_TRITON_PARAMETER = re.compile(r'key:\s*"' + re.escape(METADATA_KEY) + r'"\s*value:\s*\{\s*string_value:\s*"((?:[^"\\]|\\.)*)"')
-
-
-def _from_triton_config(path: Path) -> Manifest:
-    text = path.read_text()
-    match = _TRITON_PARAMETER.search(text)
-    if match is None:
-        raise ManifestError(f"{path}: the configuration carries no occ manifest (export the repository with occ-export --triton)")
-    return Manifest.from_json(re.sub(r"\\(.)", r"\1", match.group(1)), str(path))
-
-
 # ---- schema -----------------------------------------------------------------------------------------
 def _check_schema(version: Any) -> None:
     """A schema this occ reads: its own major version, minor 1 or later (1.0, before occ 0.2, is not)."""
@@ -653,68 +532,6 @@ def _check_schema(version: Any) -> None:
         raise ManifestError(f"schema {version} is newer than this occ understands ({SCHEMA_VERSION}); upgrade occ")
     if major < ours or minor < 1:
         raise ManifestError(f"schema {version} (occ before 0.2) is no longer read; export the model again with this occ")
-
-
-# ---- typed construction -----------------------------------------------------------------------------
-def _build(cls: type, data: Any, where: str):
-    """``cls(**data)`` with every field checked against its annotation; one line on any problem."""
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ManifestError(f"'{where}' must be an object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ManifestError(f"unknown field(s) in '{where}': {', '.join(unknown)}")
-    missing = [name for name, f in fields.items()
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in data]  # type: ignore[misc]
-    if missing:
-        raise ManifestError(f"missing field(s) in '{where}': {', '.join(missing)}")
-    hints = typing.get_type_hints(cls)
-    return cls(**{name: _convert(value, hints[name], f"{where}.{name}" if where != "manifest" else name)
-                  for name, value in data.items()})
-
-
-def _convert(value: Any, hint: Any, where: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        problems = []
-        for option in options:
-            try:
-                return _convert(value, option, where)
-            except ManifestError as exc:
-                problems.append(exc)
-        raise problems[0]
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ManifestError(f"'{where}' must be a list, got {type(value).__name__}")
-        return [_convert(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ManifestError(f"'{where}' must be an object, got {type(value).__name__}")
-        return {k: _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
-    scalar = _SCALARS.get(hint)
-    if scalar is None:
-        raise ManifestError(f"'{where}': unsupported type {hint}")
-    accepts, name = scalar
-    if not accepts(value):
-        raise ManifestError(f"'{where}' must be {name}, got {type(value).__name__} {str(value)[:40]!r}")
-    return float(value) if hint is float else value
-
-
-_SCALARS = {
-    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
-    float: (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
-    str: (lambda v: isinstance(v, str), "a string"),
-    bool: (lambda v: isinstance(v, bool), "true or false"),
-}
 
 
 def _origins(start: int, stop: int, size: int, stride: int) -> tuple[int, ...]:
