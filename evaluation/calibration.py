@@ -563,16 +563,15 @@ def _lit(frames: Iterable[np.ndarray], light: list[float]) -> Iterator[np.ndarra
 
 
 def drift_reference(manifest: Manifest, statistics: FootageStatistics, thresholds: dict[str, float], light: list[float],
-                    fps: float | None, data: str) -> tuple[DriftView | None, str | None]:
+                    fps: float | None, data: str) -> DriftView | None:
     """The drift watch's reference from the footage's frame scores at the new thresholds (AVID's
-    scores depend on α and ζ) and brightness, with a warning instead when the footage is too short."""
+    scores depend on α and ζ) and brightness; None when the footage holds under 4 windows (20
+    minutes at 10 frames/s, where the service learns one from each stream's start instead)."""
     scores = scores_at(manifest, statistics, thresholds)[0]
-    limits = DriftLimits(fps=fps or DriftLimits.fps)
     try:
-        return DriftReference.learn(scores, np.asarray(light[:len(scores)]), limits).to_view(data), None
-    except ValueError as exc:
-        return None, (f"{data}: no drift reference ({exc}); the service learns one from each stream's first "
-                      f"{limits.reference_windows * limits.window * limits.every / limits.fps / 60:g} minutes")
+        return DriftReference.learn(scores, np.asarray(light[:len(scores)]), DriftLimits(fps=fps or DriftLimits.fps)).to_view(data)
+    except ValueError:
+        return None
 
 
 def calibrated_by() -> str:
@@ -711,8 +710,7 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     result.manifest.episodes = rule
     reference = scene.reference()
     result.manifest.scene = reference.to_view(source.name) if reference is not None else None
-    result.manifest.drift, warning = drift_reference(previous, statistics, values, light, fps, source.name)
-    warnings += [warning] if warning else []
+    result.manifest.drift = drift_reference(previous, statistics, values, light, fps, source.name)
     result.manifest.validate()
     result.warnings = warnings + threshold_warnings(result.manifest)
     if not dry_run:

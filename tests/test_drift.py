@@ -184,3 +184,64 @@ def test_drift_metrics_carry_the_camera_label():
     assert values[("occ_drift_statistic", gate_labels)] == 0.31 and ("occ_drift_statistic", yard_labels) not in values
     assert values[("occ_drift_threshold", yard_labels)] == 0.2
     assert values[("occ_needs_calibration", gate_labels)] == 1 and values[("occ_needs_calibration", yard_labels)] == 0
+
+
+SHORT_DAY = dict(hours=0.5, start="04:00", clock_hours=16.0, height=48, width=72)  # 18,000 frames: dawn, both rush hours, the day
+SHORT_LIMITS = DriftLimits()  # 5-minute windows, a test a minute: the half-hour day holds 26 of them
+
+
+@pytest.fixture(scope="module")
+def walkway_reference():
+    """The tiny ALOCC model's scores on a short calibration day (no events), as ``occ calibrate`` learns them."""
+    from occ.benchmarks.drift import day_scores
+    from occ.evaluation.datasets.walkway_day import DayConfig
+    from occ.runtime.detector import open_detector
+
+    detector = open_detector(str(Path(__file__).parent / "data" / "alocc.onnx"))
+    calibration = day_scores(detector, DayConfig(**SHORT_DAY, seed=101, events_per_hour=0))
+    return detector, DriftReference.learn(calibration["scores"], calibration["light"], SHORT_LIMITS)
+
+
+def test_a_real_model_on_the_walkway_day_no_drift_on_normal_footage_and_the_light_ramp_caught(walkway_reference):
+    from occ.benchmarks.drift import day_scores, watch_day
+    from occ.evaluation.datasets.walkway_day import DayConfig, schedule_view_changes
+
+    detector, reference = walkway_reference
+    normal = day_scores(detector, DayConfig(**SHORT_DAY, seed=202, events_per_hour=30))  # 3 events, held while in view
+    assert normal["event"].any() and normal["light"].min() < 0.6 * normal["light"].max()  # events, and the dawn in it
+    events, tests = watch_day(reference, normal, 10.0)
+    assert events == [] and len(tests) > 20 and max(t["statistic"] for t in tests) < reference.threshold < 1
+    config = DayConfig(**SHORT_DAY, seed=202, events_per_hour=30, view_changes=True, view_change_kinds=("light_ramp",))
+    ramp = schedule_view_changes(config)[0]
+    events, _ = watch_day(reference, day_scores(detector, config), 10.0)
+    assert events and events[0]["type"] == "drift" and ramp.start_frame < events[0]["frame"] <= ramp.start_frame + 6000
+
+
+def test_the_service_reads_the_calibrated_reference_and_logs_drift(alocc_onnx, tiny_walkway, tmp_path):
+    """A model whose manifest's drift reference saw only light far brighter than the walkway's (and
+    samples every frame, 20 per test): every kept frame is lit as the reference never was, so the
+    service's first test is drift, a ``drift`` line with the camera, and the gauges say so."""
+    import shutil
+
+    from occ.evaluation.datasets.video import write_video
+    from occ.runtime.manifest import read_manifest, write_manifest
+    from occ.runtime.service import CameraConfig, Service, ServiceConfig
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(alocc_onnx, model)
+    manifest = read_manifest(model)
+    rng = np.random.default_rng(0)
+    limits = DriftLimits(every=1, window=20, stride=5)
+    manifest.drift = DriftReference.learn(rng.normal(size=400), rng.uniform(220, 250, 400), limits).to_view("bright footage")
+    write_manifest(model, manifest)
+    video = write_video(tmp_path / "walkway.avi", np.concatenate([tiny_walkway.train[0].frames] * 2))  # 60 frames
+    events_log = tmp_path / "events.jsonl"
+    config = ServiceConfig(model=str(model), cameras=[CameraConfig(str(video), name="gate")], events_log=str(events_log),
+                           thresholds={"tau": 1e9})
+    service = Service(config)
+    assert service.run().exit_code == 0
+    lines = [json.loads(line) for line in events_log.read_text().splitlines()]
+    drift = [line for line in lines if line["type"] == "drift"]
+    assert len(drift) == 1 and drift[0]["camera"] == "gate" and drift[0]["frame"] == 19 and drift[0]["statistic"] == 1.0
+    assert drift[0]["threshold"] < 1 and service.loops[0].drift.reference.frames == 400
+    assert service.loops[0].metrics.drift.drifting
