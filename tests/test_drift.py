@@ -245,3 +245,16 @@ def test_the_service_reads_the_calibrated_reference_and_logs_drift(alocc_onnx, t
     assert len(drift) == 1 and drift[0]["camera"] == "gate" and drift[0]["frame"] == 19 and drift[0]["statistic"] == 1.0
     assert drift[0]["threshold"] < 1 and service.loops[0].drift.reference.frames == 400
     assert service.loops[0].metrics.drift.drifting
+
+
+def test_calibration_learns_the_reference_from_20_minutes_of_footage_or_more(alocc_manifest_dict):
+    from occ.evaluation.calibration import FootageStatistics, drift_reference
+
+    manifest = Manifest.from_dict(alocc_manifest_dict)
+    scores, light = synthetic_day(101)
+    statistics = FootageStatistics("alocc", {"frame_scores": scores}, [0])
+    view = drift_reference(manifest, statistics, {"tau": 1.0}, list(light), 10.0, "day_calib")
+    assert view is not None and view.data == "day_calib" and view.frames == len(scores) and len(view.score_quantiles) == 8
+    assert view.spread == pytest.approx(DriftReference.learn(scores, light).spread, rel=1e-4)
+    short = FootageStatistics("alocc", {"frame_scores": scores[:11990]}, [0])  # 1,199 kept frames, one under 4 windows
+    assert drift_reference(manifest, short, {"tau": 1.0}, list(light[:11990]), 10.0, "short") is None

@@ -12,7 +12,8 @@ The walkway of :mod:`.walkway` (same scene, same movers, same anomalies) filmed 
 - view changes (off by default, for the scene guard): a camera shake, a covered lens, a lighting
   jump, a slow creep of :data:`CREEP_PER_MINUTE` of the width per minute, and a bump to a new view;
   on request (``view_change_kinds``, for the drift watch) a slow lighting ramp, a gain growing to
-  :data:`LIGHT_RAMP_GAIN` over 10 minutes that stays (a lamp left on, an exposure setting creeping).
+  :data:`LIGHT_RAMP_GAIN` for as long as the creep lasts (9 minutes on a 1-hour day, at most 10) that
+  stays (a lamp left on, an exposure setting creeping).
 
 On disk (:func:`write_day`): ``segment_NNN.avi`` (10 minutes each by default, lossless grey
 FFV1), ``frames.csv`` (one row per frame: clock, walkers in view, light, noise, event, its box,
@@ -201,7 +202,7 @@ def schedule_events(config: DayConfig) -> list[tuple[int, str]]:
 def schedule_view_changes(config: DayConfig) -> list[ViewChange]:
     """The view changes at fixed shares of the footage (none unless ``config.view_changes``; those of
     ``config.view_change_kinds``). The light ramp starts at 40 % (09:36 on a whole-day clock: daylight),
-    grows for up to 10 minutes and stays: with the creep or the bump it would change their light too."""
+    grows as long as the creep lasts and stays: with the creep or the bump it would change their light too."""
     if not config.view_changes:
         return []
     n, fps = config.frames, config.fps
