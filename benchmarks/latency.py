@@ -50,7 +50,7 @@ from occ.runtime.detector import Detector
 from occ.runtime.files import file_sha256, now_iso
 from occ.runtime.manifest import engine_sidecar
 from occ.runtime.preprocess import FramePreprocessor
-from occ.runtime.scoring.drift import DriftLimits, DriftWatch
+from occ.runtime.scoring.drift import DriftLimits, DriftReference, DriftWatch, frame_light
 from occ.runtime.scoring.scene_guard import SceneGuard, SceneReference
 
 from . import torch_backend  # noqa: F401  (registers the PyTorch baseline as backend "torch")
@@ -278,7 +278,9 @@ def measure(detector: Detector, frames: list[np.ndarray], batch: int, warmup_s: 
     frames, so every check runs) and drift watch (with reference scores, so its tests run)."""
     streams = [FramePreprocessor(detector.manifest.input) for _ in range(batch)]
     reference = SceneReference.from_frames(frames)
-    drift_reference = np.random.default_rng(0).normal(size=DriftLimits().window * DriftLimits().every * 2)
+    limits, rng = DriftLimits(), np.random.default_rng(0)
+    kept = limits.window * limits.every * limits.reference_windows
+    drift_reference = DriftReference.learn(rng.normal(size=kept), rng.uniform(40, 160, size=kept), limits)
     guards = [SceneGuard(reference) for _ in range(batch)]
     drifts = [DriftWatch(drift_reference) for _ in range(batch)]
     clock = time.perf_counter_ns
@@ -299,8 +301,8 @@ def measure(detector: Detector, frames: list[np.ndarray], batch: int, warmup_s: 
         for guard, frame in zip(guards, raw):
             guard.update(frame, step / guard.limits.fps)
         t4 = clock()
-        for drift, result in zip(drifts, results):
-            drift.update(result.score)
+        for drift, result, frame in zip(drifts, results, raw):
+            drift.update(result.score, frame_light(frame) if drift.keeps_next else 0.0)  # as the service: kept frames measured
         return t0, t1, t2, t3, t4, clock()
 
     return StageSamples.collect(one_iteration, warmup_s, duration_s, min_iterations)

@@ -34,9 +34,10 @@ from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events import EpisodeCount, FeedbackError, count_episodes, hard_normal_clips
 from occ.runtime.files import same_file, write_atomic
 from occ.runtime.fingerprint import Fingerprint, Overlap, frame_hash
-from occ.runtime.manifest import AlarmRate, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, write_manifest
+from occ.runtime.manifest import AlarmRate, DriftView, EpisodeRule, Manifest, ManifestError, Threshold, engine_sidecar, write_manifest
 from occ.runtime.scoring import (alocc_fires, alocc_frame_scores, alocc_patch_map, alocc_thresholds, avid_fires, avid_thresholds,
                                  block_peaks, block_values, frame_scores, threshold_warnings)
+from occ.runtime.scoring.drift import DriftLimits, DriftReference, frame_light
 from occ.runtime.scoring.scene_guard import ReferenceBuilder
 from occ.runtime.sources import SourceError, open_source, resolve_source
 
@@ -555,6 +556,24 @@ def _hard_normal_alarms(use: HardNormalUse, manifest: Manifest, statistics: Foot
     return alarms_at(manifest, clips, thresholds, rule).opened, int(np.count_nonzero(decisions))
 
 
+def _lit(frames: Iterable[np.ndarray], light: list[float]) -> Iterator[np.ndarray]:
+    for frame in frames:
+        light.append(frame_light(frame))
+        yield frame
+
+
+def drift_reference(manifest: Manifest, statistics: FootageStatistics, thresholds: dict[str, float], light: list[float],
+                    fps: float | None, data: str) -> DriftView | None:
+    """The drift watch's reference from the footage's frame scores at the new thresholds (AVID's
+    scores depend on α and ζ) and brightness; None when the footage holds under 4 windows (20
+    minutes at 10 frames/s, where the service learns one from each stream's start instead)."""
+    scores = scores_at(manifest, statistics, thresholds)[0]
+    try:
+        return DriftReference.learn(scores, np.asarray(light[:len(scores)]), DriftLimits(fps=fps or DriftLimits.fps)).to_view(data)
+    except ValueError:
+        return None
+
+
 def calibrated_by() -> str:
     """``user@host`` of whoever runs the calibration."""
     try:
@@ -643,7 +662,8 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
         source = footage(data, minutes, progress, split, size)
         hard = add_hard_normal(source, hard_normal, size) if hard_normal is not None else None
         scene = ReferenceBuilder()  # the scene guard's reference view, from the same frames
-        statistics = footage_statistics(detector, [scene.tapped(clip) for clip in source.clips])
+        light: list[float] = []  # each frame's brightness, for the drift watch's reference
+        statistics = footage_statistics(detector, [_lit(scene.tapped(clip), light) for clip in source.clips])
     finally:
         detector.close()
     frames = statistics.frames
@@ -690,6 +710,7 @@ def calibrate_model(model: str | Path, data: str, false_alarm_rate: float | None
     result.manifest.episodes = rule
     reference = scene.reference()
     result.manifest.scene = reference.to_view(source.name) if reference is not None else None
+    result.manifest.drift = drift_reference(previous, statistics, values, light, fps, source.name)
     result.manifest.validate()
     result.warnings = warnings + threshold_warnings(result.manifest)
     if not dry_run:

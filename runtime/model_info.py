@@ -49,6 +49,9 @@ def describe(path: Path, manifest: Manifest) -> dict[str, Any]:
         "episodes": {**dataclasses.asdict(manifest.episodes), "described": manifest.episodes.describe()},
         "training_footage": _footage(manifest),
         "scene_reference": None if manifest.scene is None else {k: v for k, v in dataclasses.asdict(manifest.scene).items() if k != "png"},
+        "drift_reference": None if manifest.drift is None else {k: v for k, v in dataclasses.asdict(manifest.drift).items()
+                                                                if k not in ("light_edges", "score_quantiles")}
+        | {"light_bins": len(manifest.drift.score_quantiles)},
         "scoring": _scoring(manifest),
         "training": {key: value for key, value in manifest.training.items() if key not in ("history", "footage")},
         "export": manifest.export,

@@ -192,3 +192,18 @@ def test_batched_stream_gives_what_process_gives_frame_by_frame(method, request,
     np.testing.assert_allclose([r.score for r in batched], [r.score for r in one_by_one], rtol=1e-5, atol=1e-6)
     assert [r.decision for r in batched] == [r.decision for r in one_by_one]
     assert [r.boxes for r in batched] == [r.boxes for r in one_by_one]
+
+
+def test_the_light_ramp_grows_to_its_gain_and_stays():
+    from occ.evaluation.datasets.walkway_day import LIGHT_RAMP_GAIN, schedule_view_changes
+
+    config = DayConfig(hours=0.05, height=48, width=72, events_per_hour=0, view_changes=True, view_change_kinds=("light_ramp",))
+    ramp, = schedule_view_changes(config)  # only the kind asked for
+    assert ramp.kind == "light_ramp" and ramp.start_frame == int(0.40 * 1800) and ramp.start_clock == "09:36:00"
+    frames = list(generate_day(config))
+    gains = [f.light / float(light_level(f.clock_hour)) for f in frames]
+    assert gains[ramp.start_frame - 1] == pytest.approx(1.0) and gains[ramp.end_frame] == pytest.approx(LIGHT_RAMP_GAIN)
+    assert 1.0 < gains[(ramp.start_frame + ramp.end_frame) // 2] < LIGHT_RAMP_GAIN and gains[-1] == pytest.approx(LIGHT_RAMP_GAIN)
+    assert frames[-1].view_change == "" and frames[ramp.start_frame].view_change == "light_ramp"
+    with pytest.raises(DatasetError, match="unknown view change"):
+        DayConfig(view_change_kinds=("fog",)).validate()

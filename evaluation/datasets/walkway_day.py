@@ -10,7 +10,10 @@ The walkway of :mod:`.walkway` (same scene, same movers, same anomalies) filmed 
 - events (``car``, ``fast``, ``against_flow``): ``events_per_hour`` per hour of footage, one in each
   equal slot of the footage, each starting at a seeded time in its slot;
 - view changes (off by default, for the scene guard): a camera shake, a covered lens, a lighting
-  jump, a slow creep of :data:`CREEP_PER_MINUTE` of the width per minute, and a bump to a new view.
+  jump, a slow creep of :data:`CREEP_PER_MINUTE` of the width per minute, and a bump to a new view;
+  on request (``view_change_kinds``, for the drift watch) a slow lighting ramp, a gain growing to
+  :data:`LIGHT_RAMP_GAIN` for as long as the creep lasts (9 minutes on a 1-hour day, at most 10) that
+  stays (a lamp left on, an exposure setting creeping).
 
 On disk (:func:`write_day`): ``segment_NNN.avi`` (10 minutes each by default, lossless grey
 FFV1), ``frames.csv`` (one row per frame: clock, walkers in view, light, noise, event, its box,
@@ -40,7 +43,9 @@ RUSH_HOURS = (8.0, 17.5)  # clock hours of the morning and evening rush
 RUSH_WIDTH = 0.75  # hours: standard deviation of a rush around its peak
 DAY_SHARE = 0.22  # daytime walkers between rushes: this share of the way from the fewest to the most
 CREEP_PER_MINUTE = 0.02  # camera creep, share of the frame width per minute of footage
-VIEW_CHANGES = ("shake", "cover", "light_jump", "creep", "bump")
+VIEW_CHANGES = ("shake", "cover", "light_jump", "creep", "bump")  # injected by default with view_changes
+LIGHT_RAMP_GAIN = 1.5  # the light ramp's gain once it has grown (it stays)
+ALL_VIEW_CHANGES = VIEW_CHANGES + ("light_ramp",)
 MIN_EVENT_SLOT_S = 45.0  # the longest event (a slow wrong-way walker) crosses in about 32 s
 CODEC = "FFV1"
 
@@ -60,6 +65,7 @@ class DayConfig:
         seed: random seed; the same seed gives the same day.
         events_per_hour: anomalous events per hour of footage (0: normal footage only).
         view_changes: inject the view changes (shake, cover, lighting jump, creep, bump).
+        view_change_kinds: which of them (and ``light_ramp``, not in the default) ``view_changes`` injects.
         min_walkers: walkers in view at night.
         max_walkers: walkers in view at the peak of a rush hour.
         noise_sigma: sensor noise in daylight, grey levels (three times this in the dark).
@@ -75,6 +81,7 @@ class DayConfig:
     seed: int = 0
     events_per_hour: float = 6.0
     view_changes: bool = False
+    view_change_kinds: tuple[str, ...] = VIEW_CHANGES
     min_walkers: float = 2.0
     max_walkers: float = 20.0
     noise_sigma: float = 2.0
@@ -103,6 +110,9 @@ class DayConfig:
         if self.events_per_hour < 0 or (self.events_per_hour > 0 and 3600 / self.events_per_hour < MIN_EVENT_SLOT_S):
             raise DatasetError(f"events_per_hour must be between 0 and {3600 / MIN_EVENT_SLOT_S:g} (an event needs "
                                f"{MIN_EVENT_SLOT_S:g} s to itself), got {self.events_per_hour}")
+        unknown = sorted(set(self.view_change_kinds) - set(ALL_VIEW_CHANGES))
+        if unknown:
+            raise DatasetError(f"unknown view change(s) {', '.join(unknown)}; known: {', '.join(ALL_VIEW_CHANGES)}")
         if not self.segment_minutes > 0:
             raise DatasetError(f"segment_minutes must be positive, got {self.segment_minutes}")
         self.start_hour  # noqa: B018 - parses, raising on a bad clock time
@@ -175,7 +185,7 @@ class DayEvent(Span):
 
 @dataclass
 class ViewChange(Span):
-    """A view change (``shake``, ``cover``, ``light_jump``, ``creep`` or ``bump``) while it is under way."""
+    """A view change (``shake``, ``cover``, ``light_jump``, ``creep``, ``bump`` or ``light_ramp``) while it is under way."""
 
 
 def schedule_events(config: DayConfig) -> list[tuple[int, str]]:
@@ -190,7 +200,9 @@ def schedule_events(config: DayConfig) -> list[tuple[int, str]]:
 
 
 def schedule_view_changes(config: DayConfig) -> list[ViewChange]:
-    """The view changes at fixed shares of the footage (none unless ``config.view_changes``)."""
+    """The view changes at fixed shares of the footage (none unless ``config.view_changes``; those of
+    ``config.view_change_kinds``). The light ramp starts at 40 % (09:36 on a whole-day clock: daylight),
+    grows as long as the creep lasts and stays: with the creep or the bump it would change their light too."""
     if not config.view_changes:
         return []
     n, fps = config.frames, config.fps
@@ -200,8 +212,10 @@ def schedule_view_changes(config: DayConfig) -> list[ViewChange]:
         return ViewChange(kind, start, min(n - 1, start + max(1, int(seconds * fps)) - 1), clock_text(float(config.clock_hour(start))))
 
     minutes = config.hours * 60
-    return [span("shake", 0.12, 5), span("cover", 0.27, 10), span("light_jump", 0.42, min(120, 6 * minutes)),
-            span("creep", 0.60, min(600, 9 * minutes)), span("bump", 0.85, config.hours * 3600)]
+    changes = [span("shake", 0.12, 5), span("cover", 0.27, 10), span("light_ramp", 0.40, min(600, 9 * minutes)),
+               span("light_jump", 0.42, min(120, 6 * minutes)), span("creep", 0.60, min(600, 9 * minutes)),
+               span("bump", 0.85, config.hours * 3600)]
+    return [c for c in changes if c.kind in config.view_change_kinds]
 
 
 class _View:
@@ -223,6 +237,9 @@ class _View:
             if change.kind == "creep":
                 minutes = (min(frame, change.end_frame) - change.start_frame) / self.config.fps / 60
                 dx += CREEP_PER_MINUTE * self.config.width * minutes  # the view stays where the creep left it
+            elif change.kind == "light_ramp":
+                grown = (min(frame, change.end_frame) - change.start_frame + 1) / (change.end_frame - change.start_frame + 1)
+                gain *= 1 + (LIGHT_RAMP_GAIN - 1) * grown  # the light stays where the ramp left it
             elif change.kind == "bump":
                 dx, dy = dx + self.bump[0], dy + self.bump[1]
             elif not active:
@@ -233,7 +250,7 @@ class _View:
             elif change.kind == "cover":
                 covered = True
             elif change.kind == "light_jump":
-                gain = 1.5
+                gain *= 1.5
             if active:
                 label = change.kind
         return label, dx, dy, gain, covered

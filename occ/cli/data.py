@@ -34,6 +34,9 @@ def generate(
         min=0, help="With --day: anomalous events (car, fast, against the flow) per hour of footage; 0 for normal footage only.")] = 6.0,
     view_changes: Annotated[bool, typer.Option(
         help="With --day: inject view changes (camera shake, covered lens, lighting jump, slow creep, bump). Default: off.")] = False,
+    view_change: Annotated[Optional[list[str]], typer.Option(
+        help="With --view-changes: inject only this one (repeat for more): shake, cover, light_jump, creep, bump, or light_ramp "
+             "(a slow gain ramp to 1.5 over 10 minutes from 40 % of the footage that stays; not in the default set).")] = None,
     segment_minutes: Annotated[float, typer.Option(min=0.01, help="With --day: minutes of footage per video file.")] = 10.0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
@@ -45,7 +48,8 @@ def generate(
         from occ.evaluation.datasets.walkway_day import DayConfig, write_day
 
         config = DayConfig(hours=day, clock_hours=clock_hours, start=start, height=height, width=width, seed=seed,
-                           events_per_hour=events_per_hour, view_changes=view_changes, segment_minutes=segment_minutes)
+                           events_per_hour=events_per_hour, view_changes=view_changes or bool(view_change), segment_minutes=segment_minutes,
+                           **({"view_change_kinds": tuple(view_change)} if view_change else {}))
         with one_line_errors(), progress_bar("generating the day", total=config.frames, disable=quiet) as advance:
             result = write_day(out, config, progress=advance)
         report(result, json_path, quiet, lambda r: table(f"{r['title']}: {r['frames']} frames in {r['segments']} segment(s); events",

@@ -51,6 +51,13 @@ def _scene(scene: dict[str, Any] | None) -> str:
     return f"{scene['width']}x{scene['height']}, mean of {scene['frames']} frames of {scene['data'] or '?'}, {scene['date']}"
 
 
+def _drift(drift: dict[str, Any] | None) -> str:
+    if drift is None:
+        return "(none: the service learns it from each stream's first 20 minutes; occ calibrate stores one)"
+    return (f"{drift['light_bins']} light bins of {drift['frames']} frames of {drift['data'] or '?'}, spread {drift['spread']:.3g}, "
+            f"{drift['date']}")
+
+
 def _show(info: dict[str, Any]) -> None:
     spec = info["input"]
     rows = [
@@ -66,6 +73,7 @@ def _show(info: dict[str, Any]) -> None:
         ("trained on", info["trained_on"] or "(not recorded)"),
         ("training footage", info["training_footage"] or "(no fingerprint: occ calibrate cannot check for training frames)"),
         ("scene guard's view", _scene(info["scene_reference"])),
+        ("drift watch's reference", _drift(info.get("drift_reference"))),
     ]
     table(info["file"], [{"field": k, "value": v} for k, v in rows])
     table("thresholds (the stored ones decide; earlier values below)", [

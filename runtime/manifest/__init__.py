@@ -14,11 +14,11 @@ from .errors import ManifestError
 from .onnx_io import manifest_from_metadata
 from .schema import (COLORS, EPISODE_RULES, FRAME_SCORES, GATES, INTERPOLATIONS, METADATA_KEY, METHODS, PRECISIONS, REGION_SCORERS,
                      RESIDUALS, SCHEMA_VERSION, SCORING_SPECS, TEMPORAL_CHANNELS, TEMPORAL_MEANINGS, TEMPORAL_RULES, THRESHOLD_NAMES,
-                     AlarmRate, AloccScoring, AvidScoring, EpisodeRule, InputSpec, LocationStats, Manifest, PatchSpec, RegionSpec,
+                     AlarmRate, AloccScoring, AvidScoring, DriftView, EpisodeRule, InputSpec, LocationStats, Manifest, PatchSpec, RegionSpec,
                      SceneView, Threshold)
 from .typed import _build  # noqa: F401 - occ.evaluation.report builds its typed report with it
 
-__all__ = ["AlarmRate", "AloccScoring", "AvidScoring", "COLORS", "EPISODE_RULES", "EpisodeRule", "FRAME_SCORES", "GATES", "INTERPOLATIONS",
+__all__ = ["AlarmRate", "AloccScoring", "AvidScoring", "COLORS", "DriftView", "EPISODE_RULES", "EpisodeRule", "FRAME_SCORES", "GATES", "INTERPOLATIONS",
            "InputSpec", "LocationStats", "METADATA_KEY", "METHODS", "Manifest", "ManifestError", "PRECISIONS", "PatchSpec", "REGION_SCORERS",
            "RESIDUALS", "RegionSpec", "SCHEMA_VERSION", "SCORING_SPECS", "SceneView", "TEMPORAL_CHANNELS", "TEMPORAL_MEANINGS",
            "TEMPORAL_RULES", "THRESHOLD_NAMES", "Threshold", "engine_sidecar", "load_manifest_file", "manifest_from_metadata",

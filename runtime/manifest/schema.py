@@ -15,7 +15,7 @@ from ..files import now_iso, write_atomic
 from .errors import ManifestError
 from .typed import _build
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 METADATA_KEY = "occ.manifest"
 
 METHODS = ("alocc", "avid")
@@ -416,6 +416,51 @@ class SceneView:
 
 
 @dataclass
+class DriftView:
+    """The drift watch's reference, learnt by ``occ calibrate`` from the calibration footage
+    (:class:`occ.runtime.scoring.drift.DriftReference` reads and writes it): the footage's frame
+    scores at each light.
+
+    Args:
+        every: one frame in this many was kept.
+        window: kept frames per test.
+        stride: kept frames between tests.
+        light_edges: edges of the brightness bins (grey levels, increasing; the outer two the
+            darkest and brightest kept frames).
+        score_quantiles: per bin, the frame score's quantiles from the lowest to the highest, evenly spaced.
+        spread: the root mean square of the footage's own window statistics over the Kolmogorov
+            distribution's: the test threshold's scale.
+        frames: frames it was learnt from.
+        data: the footage it was learnt from.
+        date: when (ISO 8601).
+    """
+
+    every: int
+    window: int
+    stride: int
+    light_edges: list[float]
+    score_quantiles: list[list[float]]
+    spread: float
+    frames: int
+    data: str = ""
+    date: str = ""
+
+    def validate(self) -> None:
+        for name in ("every", "window", "stride", "frames"):
+            _positive_int(f"drift.{name}", getattr(self, name))
+        edges = self.light_edges
+        if len(edges) < 2 or not all(math.isfinite(v) for v in edges) or any(b < a for a, b in zip(edges, edges[1:])):
+            raise ManifestError("drift.light_edges must be at least 2 finite, increasing numbers")
+        rows = self.score_quantiles
+        if len(rows) != len(edges) - 1 or any(len(row) != len(rows[0]) or len(row) < 2 for row in rows):
+            raise ManifestError(f"drift.score_quantiles must be {len(edges) - 1} rows (one per light bin) of one length >= 2")
+        if any(not all(math.isfinite(v) for v in row) or any(b < a for a, b in zip(row, row[1:])) for row in rows):
+            raise ManifestError("drift.score_quantiles: each row must be finite, increasing numbers")
+        if not math.isfinite(self.spread) or self.spread <= 0:
+            raise ManifestError(f"drift.spread must be a finite number > 0, got {self.spread}")
+
+
+@dataclass
 class Manifest:
     """Everything a deployed model needs. See the module docstring."""
 
@@ -428,6 +473,7 @@ class Manifest:
     episodes: EpisodeRule = field(default_factory=EpisodeRule)
     threshold_history: list[dict[str, Any]] = field(default_factory=list)
     scene: SceneView | None = None
+    drift: DriftView | None = None
     training: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
     occ_version: str = ""
@@ -463,6 +509,8 @@ class Manifest:
         self.episodes.validate()
         if self.scene is not None:
             self.scene.validate()
+        if self.drift is not None:
+            self.drift.validate()
         _choice("export.precision", self.export.get("precision", "fp32"), PRECISIONS)
         return self
 

@@ -98,7 +98,7 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
 
     [guard]
     enabled = true               # the scene guard: a change of the whole view holds anomaly events
-    drift = true                 # the drift watch: the score distribution against the stream's first 20 minutes
+    drift = true                 # the drift watch: the scores against the calibration footage's at the same light
 
 An unknown key is an error that names the nearest known one; values are checked for type and
 range, output folders for being writable, the metrics port for being free, and no output may be

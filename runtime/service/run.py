@@ -33,7 +33,7 @@ from ..events import event_record, open_remote_sinks
 from ..events.episodes import MAX_PENDING_FRAMES
 from ..scoring import frame_threshold
 from ..scoring.decide import thresholds_in_force
-from ..scoring.drift import DriftState, DriftWatch
+from ..scoring.drift import DriftReference, DriftState, DriftWatch, frame_light
 from ..scoring.scene_guard import GuardState, SceneGuard, SceneReference
 from ..sources import LiveSource, Source, open_source
 from .config import CameraConfig, ServiceConfig
@@ -135,7 +135,9 @@ class CameraLoop:
         # the calibrated view when `occ calibrate` stored one: a fresh start compares with it, not with what it first sees
         scene = SceneReference.from_view(manifest.scene) if cfg.scene_guard and manifest.scene is not None else None
         self.guard = SceneGuard(scene) if cfg.scene_guard else None
-        self.drift = DriftWatch() if cfg.drift_watch else None
+        # the calibration footage's scores at each light when `occ calibrate` stored them; else the stream's first 20 minutes
+        drift = DriftReference.from_view(manifest.drift) if cfg.drift_watch and manifest.drift is not None else None
+        self.drift = DriftWatch(drift) if cfg.drift_watch else None
         self.avid = manifest.method == "avid"
 
     def _sink_error(self, sink: str) -> None:
@@ -186,7 +188,7 @@ class CameraLoop:
                 self.clips.push(frame.image, frame.timestamp)
             guarded = self._guarded(frame.image, result)
             opened, closed, new_peak = self.tracker.update(guarded)
-            self._watch_drift(result, hold=guarded is not result or self.tracker.current is not None)
+            self._watch_drift(frame.image, result, hold=guarded is not result or self.tracker.current is not None)
             if self.frames_log:
                 self._frame_line(frame_record(self.camera.name, result, self.context), opened, closed)
             if opened:
@@ -243,12 +245,14 @@ class CameraLoop:
                         extra={"camera": self.camera.name})
         return dataclasses.replace(result, decision=False) if state.holds_alarms else result
 
-    def _watch_drift(self, result, hold: bool) -> None:
+    def _watch_drift(self, image, result, hold: bool) -> None:
         """The drift watch's hook: frozen while an event is open or the view is changed; a ``drift``
-        event when the score distribution leaves the stream start's, ``drift_ended`` when it is back."""
+        event when the score distribution leaves the calibration footage's at the same light (or the
+        stream start's), ``drift_ended`` when it is back. Only the frames it keeps are measured."""
         if self.drift is None:
             return
-        state = self.drift.update(result.score, hold)
+        light = frame_light(image) if self.drift.keeps_next else 0.0
+        state = self.drift.update(result.score, light, hold)
         self.metrics.drift = state
         if state.started or state.ended:
             self._log_event("drift" if state.started else "drift_ended", _CameraEvent(self.camera.name, result.index,
