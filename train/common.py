@@ -5,7 +5,7 @@ import io
 import json
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -38,6 +38,41 @@ def footage_summary(clips: list[Clip], description: str, dataset: dict[str, Any]
     named = {key: data_name(value) if key in NAMED_KEYS and isinstance(value, str) else value for key, value in dataset.items()}
     return {"data": data_name(description), "dataset": named,
             "footage": Fingerprint.of(frame for clip in clips for frame in clip.frames).to_dict()}
+
+
+DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
+
+
+def recipe_config(config_class: type, recipes: dict[str, dict[str, Any]], method: str, recipe: str, settings: dict[str, Any]) -> Any:
+    """The recipe's configuration (``config_class``'s defaults changed by ``recipes[recipe]``) with ``settings`` changed."""
+    check_recipe(recipe, recipes, method)
+    unknown = sorted(set(settings) - {f.name for f in fields(config_class)})
+    if unknown:
+        raise ValueError(f"unknown {method} setting(s) {unknown}")
+    return config_class(**{"recipe": recipe, **recipes[recipe], **settings})
+
+
+def check_recipe(recipe: str, recipes: dict[str, Any], method: str, kind: str | None = None) -> None:
+    """Refuse an unknown recipe, or one that is not for the data's ``kind`` (``video`` or ``images``)."""
+    if recipe not in recipes:
+        raise ValueError(f"unknown {method} recipe {recipe!r}; recipes: {', '.join(recipes)}")
+    if kind is not None and kind not in DATA_KINDS[recipe]:
+        raise ValueError(f"the {method} recipe '{recipe}' is for {' and '.join(DATA_KINDS[recipe])}; "
+                         f"this data is {kind}: use --recipe {kind}")
+
+
+def check_sizes(config: Any, method: str, positive: tuple[str, ...] = ("epochs", "base_width", "depth")) -> None:
+    """Refuse sizes below one, a batch of fewer than two samples and a false-alarm rate outside (0, 1)."""
+    bad = [f"{name} {getattr(config, name)}" for name in positive if getattr(config, name) < 1]
+    if bad or config.batch_size < 2:
+        raise ValueError(f"{method} needs epochs, base_width and depth >= 1 and batch_size >= 2, got {', '.join(bad) or config.batch_size}")
+    if not 0 < config.false_alarm_rate < 1:
+        raise ValueError(f"false_alarm_rate must be in (0, 1), got {config.false_alarm_rate}")
+
+
+def evenly_spaced(count: int, most: int) -> np.ndarray:
+    """Up to ``most`` row numbers spread evenly over ``count`` rows, first and last included."""
+    return np.linspace(0, count - 1, min(most, count)).astype(int)
 
 
 def seed_everything(seed: int) -> torch.Generator:
