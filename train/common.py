@@ -31,13 +31,14 @@ class CheckpointError(ValueError):
 NAMED_KEYS = ("spec", "camera")
 
 
-def footage_summary(clips: list[Clip], description: str, dataset: dict[str, Any]) -> dict[str, Any]:
+def footage_summary(clips: list[Clip], description: str, dataset: dict[str, Any] | None, validation_clips: list[str]) -> dict[str, Any]:
     """The manifest's record of the footage a model was trained on: the data set's name (no
-    paths) and the fingerprint of every frame given to training, validation clips included
-    (``occ calibrate`` refuses those frames)."""
-    named = {key: data_name(value) if key in NAMED_KEYS and isinstance(value, str) else value for key, value in dataset.items()}
+    paths), the fingerprint of every frame given to training, validation clips included
+    (``occ calibrate`` refuses those frames), the clips' names and the validation part's."""
+    named = {key: data_name(value) if key in NAMED_KEYS and isinstance(value, str) else value for key, value in (dataset or {"kind": "video"}).items()}
     return {"data": data_name(description), "dataset": named,
-            "footage": Fingerprint.of(frame for clip in clips for frame in clip.frames).to_dict()}
+            "footage": Fingerprint.of(frame for clip in clips for frame in clip.frames).to_dict(), "clips": [c.name for c in clips],
+            "validation_clips": validation_clips}
 
 
 DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
@@ -213,6 +214,18 @@ def _check_parts(checkpoint: Checkpoint) -> None:
     absent = [n for n in networks if n not in checkpoint.state_dicts] + [e for e in entries if e not in checkpoint.architecture]
     if absent:
         raise CheckpointError(f"{where}: not a complete {checkpoint.method} checkpoint, missing {', '.join(absent)}")
+
+
+def checkpoint_networks(build: Callable[[], tuple[torch.nn.Module, ...]], names: tuple[str, ...], state_dicts: dict[str, dict],
+                        method: str, where: str) -> tuple[torch.nn.Module, ...]:
+    """The networks ``build`` makes from a checkpoint's architecture, with its weights ``state_dicts[name]``."""
+    try:
+        networks = build()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: the recorded {method} architecture cannot be built ({exc})") from None
+    for name, network in zip(names, networks):
+        load_weights(network, state_dicts[name], where)
+    return networks
 
 
 def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

@@ -1,11 +1,7 @@
 """The training skeleton ALOCC and AVID share: seeding, epochs of batches, validation and model
-selection on normal data, then calibration, the manifest and the checkpoint.
-
-A method subclasses :class:`AdversarialTraining` and fills in its hooks: its two networks, one
-step on a batch, its validation, its epoch line and what it deploys. Under ``torchrun`` every
-process trains on its shard of each batch (see :mod:`occ.train.distributed`); rank 0 calibrates
-and writes the checkpoint.
-"""
+selection on normal data, then calibration, the manifest and the checkpoint. Under ``torchrun``
+every process trains on its shard of each batch (:mod:`occ.train.distributed`); rank 0
+calibrates and writes the checkpoint."""
 from __future__ import annotations
 
 import io
@@ -24,6 +20,7 @@ from occ.runtime.manifest import Manifest, Threshold
 
 from .common import CollapseMonitor, batches, evenly_spaced, make_optimizer, progress_bar, save_checkpoint, seed_everything
 from .distributed import Distributed, plain_state_dict
+
 
 @dataclass
 class Selection:
@@ -50,9 +47,8 @@ class Selection:
 
 
 class Deployment(NamedTuple):
-    """What a method deploys from its selected networks: the manifest's method-specific parts
-    (``patches`` or ``regions``, ``scoring``), calibrated thresholds, the checkpoint's architecture
-    and networks, and the held-out inputs whose first eight export verifies the graph on."""
+    """What a method deploys: the manifest's own parts (``patches`` or ``regions``, ``scoring``),
+    thresholds, the checkpoint's architecture and networks, held-out inputs to verify export on."""
 
     parts: dict[str, Any]
     thresholds: dict[str, Threshold]
@@ -62,18 +58,21 @@ class Deployment(NamedTuple):
 
 
 class AdversarialTraining:
-    """Two networks trained against each other on normal data; the hooks are each method's.
+    """Two networks trained against each other on normal data (``data.train``). A method sets
+    :attr:`method`, :attr:`optimizer` and :attr:`losses` and fills in the hooks:
 
-    Args:
-        config: the method's configuration (``seed``, ``epochs``, ``batch_size``, ``lr``, ``momentum``,
-            ``false_alarm_rate`` are read here).
-        data: the method's training data (``spec``, ``description``, ``summary`` are read here).
-        console: where progress and the epoch lines go (rank 0 only).
+    - ``build() -> {name: network}``: the networks, freshly initialised (the global torch generator is seeded);
+    - ``step(index) -> (losses, collapse_loss)``: train on the global batch of sample rows ``index``;
+      the :attr:`losses` (global means) and the D loss whose collapse :class:`CollapseMonitor` watches;
+    - ``validate() -> {metric: value}`` on held-out normal data, and ``epoch_line(record) -> str``;
+    - ``deploy(networks) -> Deployment``: calibrate the selected plain networks (CPU, eval mode);
+    - ``run_record(history)``: the method's own entries in the manifest's training record.
     """
 
     method = ""  # the manifest's
     optimizer = "adam"
-    losses: tuple[str, ...] = ()  # the per-batch losses :meth:`step` returns, in the history's order
+    losses: tuple[str, ...] = ()
+    selections: list[Selection]  # which weights model selection keeps
 
     def __init__(self, config: Any, data: Any, console: Console | None = None):
         self.config, self.data = config, data
@@ -84,34 +83,9 @@ class AdversarialTraining:
         self.optimizers = {name: make_optimizer(self.optimizer, network.parameters(), config.lr, config.momentum)
                            for name, network in self.networks.items()}
 
-    # ---- hooks -------------------------------------------------------------------------------
-    def build(self) -> dict[str, nn.Module]:
-        """The networks, freshly initialised (the global torch generator is seeded)."""
-        raise NotImplementedError
-
-    def selections(self) -> list[Selection]:
-        raise NotImplementedError
-
-    def step(self, index: torch.Tensor) -> tuple[dict[str, float], float]:
-        """Train on the global batch of sample rows ``index``: the losses named by :attr:`losses`
-        (global means) and the discriminator loss whose collapse :class:`CollapseMonitor` watches."""
-        raise NotImplementedError
-
-    def validate(self) -> dict[str, float]:
-        raise NotImplementedError
-
-    def epoch_line(self, record: dict[str, Any]) -> str:
-        raise NotImplementedError
-
-    def deploy(self, networks: dict[str, nn.Module]) -> Deployment:
-        """Calibrate the selected plain networks (on the CPU, in eval mode) on held-out normal data."""
-        raise NotImplementedError
-
     def run_record(self, history: list[dict[str, Any]]) -> dict[str, Any]:
-        """The method's own entries in the manifest's training record."""
         return {}
 
-    # ---- the skeleton ------------------------------------------------------------------------
     @property
     def calibration_data(self) -> str:
         return f"{self.data.description} (held-out normal frames)"
@@ -129,22 +103,18 @@ class AdversarialTraining:
     def global_means(self, losses: dict[str, torch.Tensor], local: int, total: int) -> dict[str, float]:
         return {name: self.ddp.global_mean(loss.item(), local, total) for name, loss in losses.items()}
 
-    def fit(self, samples: int, out: str | Path) -> Manifest | None:
-        """Train for the configured epochs over ``samples`` training rows, keep the selected weights,
-        calibrate and write the checkpoint ``out``.
-
-        Returns:
-            The manifest written into the checkpoint (None on ranks other than 0).
-        """
+    def fit(self, out: str | Path) -> Manifest | None:
+        """Train, keep the selected weights, calibrate and write the checkpoint ``out``; its manifest
+        (None on ranks other than 0)."""
         config, console = self.config, self.console
-        monitor, selections = CollapseMonitor(), self.selections()
+        monitor, selections = CollapseMonitor(), self.selections
         history: list[dict[str, Any]] = []
         started = time.monotonic()
         with progress_bar(console) as progress:
             for epoch in range(1, config.epochs + 1):
                 for network in self.networks.values():
                     network.train()
-                order = batches(samples, config.batch_size, self.generator)
+                order = batches(len(self.data.train), config.batch_size, self.generator)
                 task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=len(order))
                 losses: dict[str, list[float]] = {name: [] for name in self.losses}
                 collapse_losses: list[float] = []

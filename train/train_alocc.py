@@ -22,8 +22,7 @@ from occ.runtime.preprocess import PatchGrid, normalize, preprocess_clip
 from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 
 from .alocc import AloccScorer, create_alocc
-from .common import (CheckpointError, check_recipe, check_sizes, evaluate_in_batches, footage_summary, load_weights, recipe_config,
-                     squared_error)
+from .common import check_recipe, check_sizes, checkpoint_networks, evaluate_in_batches, footage_summary, recipe_config, squared_error
 from .irregularities import MOTION_KINDS, motion_patches
 from .loop import AdversarialTraining, Deployment, Selection
 
@@ -171,9 +170,7 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset
     return AloccData(
         spec=spec, patches=patch_spec, train=train, train_frames=train_frames, val_frames=val_frames,
         description=data_name(description),
-        summary={**footage_summary(clips, description, dataset or {"kind": "video"}), "clips": [c.name for c in clips],
-                 "validation_clips": val_names,
-                 "train_patches": int(len(train)), "patches_per_frame": grid.count,
+        summary={**footage_summary(clips, description, dataset, val_names), "train_patches": int(len(train)), "patches_per_frame": grid.count,
                  "irregular_patches": 0 if irregular is None else int(len(irregular))},
         irregular=irregular, irregular_clean=irregular_clean,
     )
@@ -233,7 +230,7 @@ def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: 
     Returns:
         The manifest written into the checkpoint (None on torchrun ranks other than 0).
     """
-    return AloccTraining(config, data, console).fit(len(data.train), out)
+    return AloccTraining(config, data, console).fit(out)
 
 
 class AloccTraining(AdversarialTraining):
@@ -244,6 +241,7 @@ class AloccTraining(AdversarialTraining):
 
     def __init__(self, config: AloccConfig, data: AloccData, console: Console | None = None):
         super().__init__(config, data, console)
+        self.selections = [Selection(("reconstructor", "discriminator"), "val_reconstruction", "selected_epoch")]
         self.train = torch.from_numpy(data.train)
         self.irregular = None  # video_data never makes an empty pool
         if config.irregular_weight > 0 and data.irregular is not None:
@@ -257,9 +255,6 @@ class AloccTraining(AdversarialTraining):
 
     def build(self) -> dict[str, nn.Module]:
         return dict(zip(("reconstructor", "discriminator"), create_alocc(**self.architecture())))
-
-    def selections(self) -> list[Selection]:
-        return [Selection(("reconstructor", "discriminator"), "val_reconstruction", "selected_epoch")]
 
     def step(self, index: torch.Tensor) -> tuple[dict[str, float], float]:
         config, ddp, generator = self.config, self.ddp, self.generator
@@ -324,10 +319,5 @@ class AloccTraining(AdversarialTraining):
 
 def build_scorer(architecture: dict[str, Any], state_dicts: dict[str, dict], where: str = "checkpoint") -> AloccScorer:
     """The deployed graph of a checkpoint's networks."""
-    try:
-        reconstructor, discriminator = create_alocc(**architecture)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: the recorded ALOCC architecture cannot be built ({exc})") from None
-    load_weights(reconstructor, state_dicts["reconstructor"], where)
-    load_weights(discriminator, state_dicts["discriminator"], where)
-    return AloccScorer(reconstructor, discriminator).eval()
+    networks = checkpoint_networks(lambda: create_alocc(**architecture), ("reconstructor", "discriminator"), state_dicts, "ALOCC", where)
+    return AloccScorer(*networks).eval()

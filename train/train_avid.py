@@ -27,8 +27,8 @@ from occ.runtime.preprocess import AVID_OFFSETS, normalized_averages, preprocess
 from occ.runtime.scoring import avid_thresholds, block_peaks
 
 from .avid import AvidGraph, HideNewest, RegionMemory, create_avid, create_avid_graph
-from .common import (CheckpointError, check_recipe, check_sizes, evaluate_in_batches, evenly_spaced, footage_summary, load_weights,
-                     recipe_config, squared_error, validation_cuts, validation_names)
+from .common import (CheckpointError, check_recipe, check_sizes, checkpoint_networks, evaluate_in_batches, evenly_spaced, footage_summary,
+                     load_weights, recipe_config, squared_error, validation_cuts, validation_names)
 from .irregularities import IrregularityMaker, SampleStore
 from .loop import AdversarialTraining, Deployment, Selection
 
@@ -198,8 +198,7 @@ def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset:
         train_rows = [train_rows[i] for i in np.sort(rng.choice(len(train_rows), config.max_train_frames, replace=False))]
     return AvidData(spec=spec, train=SampleStore(sequences, np.array(train_rows)), val=SampleStore(sequences, np.array(val_rows)),
                     description=data_name(description),
-                    summary={**footage_summary(clips, description, dataset or {"kind": "video"}), "clips": [c.name for c in clips],
-                             "validation_clips": val_names, "train_frames": len(train_rows)})
+                    summary={**footage_summary(clips, description, dataset, val_names), "train_frames": len(train_rows)})
 
 
 def image_data(images: np.ndarray, config: AvidConfig, description: str, dataset: dict[str, Any] | None = None) -> AvidData:
@@ -244,7 +243,7 @@ def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Con
         The manifest written into the checkpoint (None on torchrun ranks other than 0).
     """
     check_config(config, "video" if data.spec.temporal == "avid_triplet" else "images")
-    return AvidTraining(config, data, console).fit(len(data.train), out)
+    return AvidTraining(config, data, console).fit(out)
 
 
 class AvidTraining(AdversarialTraining):
@@ -262,6 +261,9 @@ class AvidTraining(AdversarialTraining):
         self.maker = None
         if config.irregular_fraction > 0:
             self.maker = IrregularityMaker(data.train, self.cell, config.irregular_fraction, 2, np.random.default_rng(config.seed))
+        self.selections = [Selection(("inpainter",), "val_reconstruction", "selected_epoch_inpainter", mark=" I*"),
+                           Selection(("detector",), "irregular_cell_auc" if self.maker is not None else "d_accuracy",
+                                     "selected_epoch_detector", lower_is_better=False, mark=" D*")]
         val_rows = evenly_spaced(len(data.val), 256)
         self.val_clean = data.val.inputs(val_rows)
         # a fixed validation set of synthetic irregularities (normal data only) for choosing θ_D
@@ -273,11 +275,6 @@ class AvidTraining(AdversarialTraining):
         return dict(zip(("inpainter", "detector"), create_avid(self.data.spec.channels, config.base_width, config.depth,
                                                                skip_connections=config.skip_connections,
                                                                code_channels=config.code_channels)))
-
-    def selections(self) -> list[Selection]:
-        return [Selection(("inpainter",), "val_reconstruction", "selected_epoch_inpainter", mark=" I*"),
-                Selection(("detector",), "irregular_cell_auc" if self.maker is not None else "d_accuracy", "selected_epoch_detector",
-                          lower_is_better=False, mark=" D*")]
 
     def step(self, index: torch.Tensor) -> tuple[dict[str, float], float]:
         config, ddp, bce = self.config, self.ddp, F.binary_cross_entropy_with_logits
@@ -360,14 +357,10 @@ class AvidTraining(AdversarialTraining):
 
 def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], manifest: Manifest, where: str = "checkpoint") -> AvidGraph:
     """The deployed graph of a checkpoint: its networks, composed by its manifest's scoring contract."""
-    try:
-        inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
-                                          skip_connections=architecture.get("skip_connections", True),
-                                          code_channels=architecture.get("code_channels", 0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: the recorded AVID architecture cannot be built ({exc})") from None
-    load_weights(inpainter, state_dicts["inpainter"], where)
-    load_weights(detector, state_dicts["detector"], where)
+    inpainter, detector = checkpoint_networks(
+        lambda: create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
+                            skip_connections=architecture.get("skip_connections", True), code_channels=architecture.get("code_channels", 0)),
+        ("inpainter", "detector"), state_dicts, "AVID", where)
     region_scorer: torch.nn.Module = detector
     if architecture.get("region_memory", 0):
         stored = state_dicts.get("region_memory")
