@@ -68,23 +68,16 @@ class AloccReconstructor(nn.Module):
             raise ValueError(f"patch_size {patch_size} is too small for depth {depth}")
         widths = _widths(base_width, depth)
         sizes = spatial_sizes(patch_size, depth)
-        encoder: list[nn.Module] = []
-        channels = in_channels
-        for width in widths:
-            encoder.append(ConvBlock(channels, width, norm=True, bn_eps=bn_eps))
-            channels = width
-        self.encoder = nn.Sequential(*encoder)
+        self.encoder = nn.Sequential(*(ConvBlock(c, w, norm=True, bn_eps=bn_eps) for c, w in zip([in_channels, *widths], widths)))
         self.code = nn.Identity()
         if bottleneck:
             deepest = (widths[-1], sizes[depth], sizes[depth])
             flat = deepest[0] * deepest[1] * deepest[2]
             self.code = nn.Sequential(nn.Flatten(), nn.Linear(flat, bottleneck), nn.Linear(bottleneck, flat),
                                       nn.LeakyReLU(0.2, inplace=True), nn.Unflatten(1, deepest))
-        decoder: list[nn.Module] = []
-        for level in range(depth - 1, 0, -1):
-            out_padding = sizes[level] - 2 * sizes[level + 1] + 1
-            decoder.append(UpBlock(widths[level], widths[level - 1], out_padding, bn_eps))
-        self.decoder = nn.Sequential(*decoder)
+        # output_padding: each level back to its exact encoder size
+        self.decoder = nn.Sequential(*(UpBlock(widths[level], widths[level - 1], sizes[level] - 2 * sizes[level + 1] + 1, bn_eps)
+                                       for level in range(depth - 1, 0, -1)))
         self.head = nn.ConvTranspose2d(widths[0], in_channels, 5, stride=2, padding=2,
                                        output_padding=sizes[0] - 2 * sizes[1] + 1)
         self.output_activation = nn.Tanh()
@@ -111,14 +104,10 @@ class AloccDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 1, patch_size: int = 28, base_width: int = 64, depth: int = 4, bn_eps: float = 1e-5):
         super().__init__()
         widths = _widths(base_width, depth)
-        layers: list[nn.Module] = []
-        channels = in_channels
-        for i, width in enumerate(widths):
-            layers.append(ConvBlock(channels, width, norm=i > 0, bn_eps=bn_eps))
-            channels = width
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*(ConvBlock(c, w, norm=i > 0, bn_eps=bn_eps)
+                                        for i, (c, w) in enumerate(zip([in_channels, *widths], widths))))
         final = spatial_sizes(patch_size, depth)[-1]
-        self.classifier = nn.Linear(channels * final * final, 1)
+        self.classifier = nn.Linear([in_channels, *widths][-1] * final * final, 1)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # flatten from dim 1 keeps the batch dimension dynamic in the exported graph

@@ -5,7 +5,7 @@ import io
 import json
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -31,13 +31,49 @@ class CheckpointError(ValueError):
 NAMED_KEYS = ("spec", "camera")
 
 
-def footage_summary(clips: list[Clip], description: str, dataset: dict[str, Any]) -> dict[str, Any]:
+def footage_summary(clips: list[Clip], description: str, dataset: dict[str, Any] | None, validation_clips: list[str]) -> dict[str, Any]:
     """The manifest's record of the footage a model was trained on: the data set's name (no
-    paths) and the fingerprint of every frame given to training, validation clips included
-    (``occ calibrate`` refuses those frames)."""
-    named = {key: data_name(value) if key in NAMED_KEYS and isinstance(value, str) else value for key, value in dataset.items()}
+    paths), the fingerprint of every frame given to training, validation clips included
+    (``occ calibrate`` refuses those frames), the clips' names and the validation part's."""
+    named = {key: data_name(value) if key in NAMED_KEYS and isinstance(value, str) else value for key, value in (dataset or {"kind": "video"}).items()}
     return {"data": data_name(description), "dataset": named,
-            "footage": Fingerprint.of(frame for clip in clips for frame in clip.frames).to_dict()}
+            "footage": Fingerprint.of(frame for clip in clips for frame in clip.frames).to_dict(), "clips": [c.name for c in clips],
+            "validation_clips": validation_clips}
+
+
+DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
+
+
+def recipe_config(config_class: type, recipes: dict[str, dict[str, Any]], method: str, recipe: str, settings: dict[str, Any]) -> Any:
+    """The recipe's configuration (``config_class``'s defaults changed by ``recipes[recipe]``) with ``settings`` changed."""
+    check_recipe(recipe, recipes, method)
+    unknown = sorted(set(settings) - {f.name for f in fields(config_class)})
+    if unknown:
+        raise ValueError(f"unknown {method} setting(s) {unknown}")
+    return config_class(**{"recipe": recipe, **recipes[recipe], **settings})
+
+
+def check_recipe(recipe: str, recipes: dict[str, Any], method: str, kind: str | None = None) -> None:
+    """Refuse an unknown recipe, or one that is not for the data's ``kind`` (``video`` or ``images``)."""
+    if recipe not in recipes:
+        raise ValueError(f"unknown {method} recipe {recipe!r}; recipes: {', '.join(recipes)}")
+    if kind is not None and kind not in DATA_KINDS[recipe]:
+        raise ValueError(f"the {method} recipe '{recipe}' is for {' and '.join(DATA_KINDS[recipe])}; "
+                         f"this data is {kind}: use --recipe {kind}")
+
+
+def check_sizes(config: Any, method: str, positive: tuple[str, ...] = ("epochs", "base_width", "depth")) -> None:
+    """Refuse sizes below one, a batch of fewer than two samples and a false-alarm rate outside (0, 1)."""
+    bad = [f"{name} {getattr(config, name)}" for name in positive if getattr(config, name) < 1]
+    if bad or config.batch_size < 2:
+        raise ValueError(f"{method} needs epochs, base_width and depth >= 1 and batch_size >= 2, got {', '.join(bad) or config.batch_size}")
+    if not 0 < config.false_alarm_rate < 1:
+        raise ValueError(f"false_alarm_rate must be in (0, 1), got {config.false_alarm_rate}")
+
+
+def evenly_spaced(count: int, most: int) -> np.ndarray:
+    """Up to ``most`` row numbers spread evenly over ``count`` rows, first and last included."""
+    return np.linspace(0, count - 1, min(most, count)).astype(int)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -178,6 +214,18 @@ def _check_parts(checkpoint: Checkpoint) -> None:
     absent = [n for n in networks if n not in checkpoint.state_dicts] + [e for e in entries if e not in checkpoint.architecture]
     if absent:
         raise CheckpointError(f"{where}: not a complete {checkpoint.method} checkpoint, missing {', '.join(absent)}")
+
+
+def checkpoint_networks(build: Callable[[], tuple[torch.nn.Module, ...]], names: tuple[str, ...], state_dicts: dict[str, dict],
+                        method: str, where: str) -> tuple[torch.nn.Module, ...]:
+    """The networks ``build`` makes from a checkpoint's architecture, with its weights ``state_dicts[name]``."""
+    try:
+        networks = build()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: the recorded {method} architecture cannot be built ({exc})") from None
+    for name, network in zip(names, networks):
+        load_weights(network, state_dicts[name], where)
+    return networks
 
 
 def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

@@ -6,9 +6,7 @@ with the lowest validation reconstruction error ``‖X − R(X)‖²``; anomalie
 """
 from __future__ import annotations
 
-import io
-import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +14,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from torch import nn
 
-from occ import __version__
 from occ.evaluation.datasets.common import Clip, data_name
 from occ.runtime.manifest import TEMPORAL_CHANNELS, AloccScoring, InputSpec, Manifest, ManifestError, PatchSpec
 from occ.runtime.preprocess import PatchGrid, normalize, preprocess_clip
 from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 
 from .alocc import AloccScorer, create_alocc
-from .distributed import Distributed, plain_state_dict
+from .common import check_recipe, check_sizes, checkpoint_networks, evaluate_in_batches, footage_summary, recipe_config, squared_error
 from .irregularities import MOTION_KINDS, motion_patches
-from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, footage_summary, load_weights, validation_cuts, validation_names, make_optimizer,
-                     progress_bar, save_checkpoint, seed_everything, squared_error)
+from .loop import AdversarialTraining, Deployment, Selection
 
-
-DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
 SCORES = ("fused", "paper")
 
 
@@ -105,31 +100,17 @@ ALOCC_RECIPES: dict[str, dict[str, Any]] = {
 
 def alocc_config(recipe: str = "video", **settings: Any) -> AloccConfig:
     """The recipe's configuration with ``settings`` changed (names of :class:`AloccConfig` fields)."""
-    if recipe not in ALOCC_RECIPES:
-        raise ValueError(f"unknown ALOCC recipe {recipe!r}; recipes: {', '.join(ALOCC_RECIPES)}")
-    unknown = sorted(set(settings) - {f.name for f in fields(AloccConfig)})
-    if unknown:
-        raise ValueError(f"unknown ALOCC setting(s) {unknown}")
-    return replace(AloccConfig(recipe=recipe), **{**ALOCC_RECIPES[recipe], **settings})
+    return recipe_config(AloccConfig, ALOCC_RECIPES, "ALOCC", recipe, settings)
 
 
 def check_config(config: AloccConfig, kind: str) -> None:
     """Refuse settings that do not fit together or do not fit the data (``video`` or ``images``), in one line."""
-    if config.recipe not in ALOCC_RECIPES:
-        raise ValueError(f"unknown ALOCC recipe {config.recipe!r}; recipes: {', '.join(ALOCC_RECIPES)}")
-    if kind not in DATA_KINDS[config.recipe]:
-        raise ValueError(f"the ALOCC recipe '{config.recipe}' is for {' and '.join(DATA_KINDS[config.recipe])}; "
-                         f"this data is {kind}: use --recipe {kind}")
+    check_recipe(config.recipe, ALOCC_RECIPES, "ALOCC", kind)
     if config.temporal not in ("none", "frame_diff"):
         raise ValueError(f"ALOCC temporal rule must be 'none' or 'frame_diff', got {config.temporal!r}")
     if config.score not in SCORES:
         raise ValueError(f"ALOCC score must be one of {', '.join(SCORES)}, got {config.score!r}")
-    positive = {"epochs": config.epochs, "base_width": config.base_width, "depth": config.depth}
-    bad = [f"{name} {value}" for name, value in positive.items() if value < 1]
-    if bad or config.batch_size < 2:
-        raise ValueError(f"ALOCC needs epochs, base_width and depth >= 1 and batch_size >= 2, got {', '.join(bad) or config.batch_size}")
-    if not 0 < config.false_alarm_rate < 1:
-        raise ValueError(f"false_alarm_rate must be in (0, 1), got {config.false_alarm_rate}")
+    check_sizes(config, "ALOCC")
 
 
 @dataclass
@@ -190,9 +171,7 @@ def video_data(clips: list[Clip], config: AloccConfig, description: str, dataset
     return AloccData(
         spec=spec, patches=patch_spec, train=train, train_frames=train_frames, val_frames=val_frames,
         description=data_name(description),
-        summary={**footage_summary(clips, description, dataset or {"kind": "video"}), "clips": [c.name for c in clips],
-                 "validation_clips": val_names,
-                 "train_patches": int(len(train)), "patches_per_frame": grid.count,
+        summary={**footage_summary(clips, description, dataset, val_names), "train_patches": int(len(train)), "patches_per_frame": grid.count,
                  "irregular_patches": 0 if irregular is None else int(len(irregular))},
         irregular=irregular, irregular_clean=irregular_clean,
     )
@@ -246,174 +225,100 @@ def alocc_scoring(config: AloccConfig, scorer: AloccScorer, normal_frames: np.nd
 
 
 def train_alocc(data: AloccData, config: AloccConfig, out: str | Path, console: Console | None = None) -> Manifest | None:
-    """Train R and D, calibrate the threshold on held-out normal frames, write the checkpoint.
-
-    Under ``torchrun`` every process trains on its shard of each batch (see
-    :mod:`occ.train.distributed`); rank 0 calibrates and writes the checkpoint.
+    """Train R and D, calibrate the threshold on held-out normal frames, write the checkpoint
+    (:class:`~occ.train.loop.AdversarialTraining`).
 
     Returns:
-        The manifest written into the checkpoint (None on ranks other than 0).
+        The manifest written into the checkpoint (None on torchrun ranks other than 0).
     """
-    ddp = Distributed.from_env()
-    console = (console or Console()) if ddp.is_main else Console(file=io.StringIO())
-    generator = seed_everything(config.seed)
-    channels = data.train.shape[1]
-    reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth, config.bottleneck)
-    reconstructor, discriminator = ddp.prepare(reconstructor), ddp.prepare(discriminator)
-    opt_r = make_optimizer("adam", reconstructor.parameters(), config.lr, config.momentum)
-    opt_d = make_optimizer("adam", discriminator.parameters(), config.lr, config.momentum)
-    train = torch.from_numpy(data.train)
-    use_irregular = config.irregular_weight > 0 and data.irregular is not None  # video_data never makes an empty pool
-    if use_irregular:
-        irregular, irregular_clean = torch.from_numpy(data.irregular), torch.from_numpy(data.irregular_clean)
-    val_patches = data.val_frames.reshape(-1, *data.val_frames.shape[2:])
-    val_patches = val_patches[np.random.default_rng(config.seed).permutation(len(val_patches))[:4096]]
-    monitor = CollapseMonitor()
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    started = time.monotonic()
-    ones = lambda n: torch.ones(n, device=ddp.device)  # noqa: E731
-    zeros = lambda n: torch.zeros(n, device=ddp.device)  # noqa: E731
-
-    with progress_bar(console) as progress:
-        for epoch in range(1, config.epochs + 1):
-            reconstructor.train()
-            discriminator.train()
-            order = batches(len(train), config.batch_size, generator)
-            task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=len(order))
-            d_losses, r_adv_losses, rec_losses = [], [], []
-            for index in order:
-                batch = train[index]
-                if len(batch) < 2 * ddp.world:  # batch norm needs two samples
-                    continue
-                # the global batch's noise, drawn identically in every process, then sharded
-                noisy_batch = batch + config.noise_sigma * torch.randn(batch.shape, generator=generator)
-                x, noisy = ddp.shard(batch), ddp.shard(noisy_batch)
-                weight = ddp.loss_weight(len(x), len(batch))
-                if use_irregular:
-                    picked = torch.randint(len(irregular), (len(batch),), generator=generator)
-                    odd_batch = irregular[picked]
-                    noisy_odd_batch = odd_batch + config.noise_sigma * torch.randn(batch.shape, generator=generator)
-                    odd, odd_noisy, odd_clean = ddp.shard(odd_batch), ddp.shard(noisy_odd_batch), ddp.shard(irregular_clean[picked])
-                with torch.no_grad(), ddp.autocast():
-                    fake = reconstructor(noisy)
-                with ddp.autocast():
-                    d_loss = F.binary_cross_entropy_with_logits(discriminator(x), ones(len(x))) + \
-                        F.binary_cross_entropy_with_logits(discriminator(fake), zeros(len(x)))
-                    if use_irregular:
-                        d_loss = d_loss + config.irregular_weight * F.binary_cross_entropy_with_logits(discriminator(odd), zeros(len(odd)))
-                opt_d.zero_grad(set_to_none=True)
-                (d_loss * weight).backward()
-                ddp.average_gradients(discriminator)
-                opt_d.step()
-                with ddp.autocast():
-                    fake = reconstructor(noisy)
-                    adv = F.binary_cross_entropy_with_logits(discriminator(fake), ones(len(x)))
-                    rec = squared_error(fake.float(), x)
-                    r_loss = adv + config.lam * rec
-                    if use_irregular:
-                        restored = reconstructor(odd_noisy).float()
-                        r_loss = r_loss + config.irregular_weight * config.lam * squared_error(restored, odd_clean)
-                opt_r.zero_grad(set_to_none=True)
-                (r_loss * weight).backward()
-                ddp.average_gradients(reconstructor)
-                opt_r.step()
-                d_losses.append(ddp.global_mean(d_loss.item(), len(x), len(batch)))
-                r_adv_losses.append(ddp.global_mean(adv.item(), len(x), len(batch)))
-                rec_losses.append(ddp.global_mean(rec.item(), len(x), len(batch)))
-                progress.advance(task)
-            progress.remove_task(task)
-
-            val = _validate(reconstructor, discriminator, val_patches, config, generator)
-            record = {
-                "epoch": epoch,
-                "d_loss": float(np.mean(d_losses)),
-                "r_adv_loss": float(np.mean(r_adv_losses)),
-                "train_reconstruction": float(np.mean(rec_losses)),
-                **val,
-                "seconds": round(time.monotonic() - started, 1),
-            }
-            collapse = monitor.update(epoch, record["d_loss"], float(np.std(d_losses)))
-            improved = best is None or val["val_reconstruction"] < best["val_reconstruction"]
-            if improved:
-                best = {
-                    "epoch": epoch, "val_reconstruction": val["val_reconstruction"],
-                    "reconstructor": plain_state_dict(reconstructor),
-                    "discriminator": plain_state_dict(discriminator),
-                }
-            history.append(record)
-            console.print(
-                f"epoch {epoch:3d}  D {record['d_loss']:.3f}  R adv {record['r_adv_loss']:.3f}  "
-                f"rec {record['train_reconstruction']:.2f}  val rec {val['val_reconstruction']:.4f}  "
-                f"D acc {val['d_accuracy']:.2f}{'  *' if improved else ''}",
-                highlight=False,
-            )
-            if collapse:
-                console.print(f"[yellow]warning:[/yellow] {collapse}", highlight=False)
-
-    assert best is not None, "no epoch ran"
-    if not ddp.is_main:  # rank 0 calibrates and writes the checkpoint
-        return None
-    # the rest runs on the CPU with plain networks (no synchronised batch norm)
-    reconstructor, discriminator = create_alocc(channels, data.patches.size, config.base_width, config.depth, config.bottleneck)
-    reconstructor.load_state_dict(best["reconstructor"])
-    discriminator.load_state_dict(best["discriminator"])
-    reconstructor.eval()
-    discriminator.eval()
-    scorer = AloccScorer(reconstructor, discriminator).eval()
-
-    scoring = alocc_scoring(config, scorer, data.train_frames)
-    thresholds = alocc_thresholds(frame_scores(scorer, data.val_frames, scoring), config.false_alarm_rate,
-                                  f"{data.description} (held-out normal frames)")
-
-    manifest = Manifest(
-        method="alocc",
-        input=data.spec,
-        patches=data.patches,
-        scoring=scoring,
-        training={
-            **data.summary,
-            "config": asdict(config),
-            "selected_epoch": best["epoch"],
-            "epochs_run": len(history),
-            "collapse_events": monitor.events,
-            "seconds": round(time.monotonic() - started, 1),
-        },
-        occ_version=__version__,
-    )
-    manifest.set_threshold("tau", thresholds["tau"])
-    manifest.validate()
-    architecture = {"in_channels": channels, "patch_size": data.patches.size, "base_width": config.base_width, "depth": config.depth,
-                    "bottleneck": config.bottleneck}
-    verification = data.val_frames[np.linspace(0, len(data.val_frames) - 1, min(8, len(data.val_frames))).astype(int)]
-    save_checkpoint(out, manifest, architecture, {"reconstructor": reconstructor, "discriminator": discriminator}, history,
-                    verification_inputs=verification)
-    return manifest
+    return AloccTraining(config, data, console).fit(out)
 
 
-def _validate(reconstructor, discriminator, val_patches: np.ndarray, config: AloccConfig, generator: torch.Generator) -> dict[str, float]:
-    reconstructor.eval()
-    discriminator.eval()
-    device = next(reconstructor.parameters()).device
-    errors, correct, total = [], 0, 0
-    with torch.no_grad():
-        for start in range(0, len(val_patches), 512):
-            x = torch.from_numpy(val_patches[start : start + 512])
-            noisy = (x + config.noise_sigma * torch.randn(x.shape, generator=generator)).to(device)
-            x = x.to(device)
-            r = reconstructor(x)
-            errors.append(torch.mean((x - r) ** 2, dim=(1, 2, 3)).cpu())
-            correct += int((discriminator(x) > 0).sum()) + int((discriminator(reconstructor(noisy)) < 0).sum())
-            total += 2 * len(x)
-    return {"val_reconstruction": float(torch.cat(errors).mean()), "d_accuracy": correct / total}
+class AloccTraining(AdversarialTraining):
+    """ALOCC's hooks: R's and D's steps, the validation reconstruction error, τ on frame scores."""
+
+    method = "alocc"
+    losses = ("d_loss", "r_adv_loss", "train_reconstruction")
+
+    def __init__(self, config: AloccConfig, data: AloccData, console: Console | None = None):
+        super().__init__(config, data, console)
+        self.selections = [Selection(("reconstructor", "discriminator"), "val_reconstruction", "selected_epoch")]
+        self.train = torch.from_numpy(data.train)
+        self.irregular = None  # video_data never makes an empty pool
+        if config.irregular_weight > 0 and data.irregular is not None:
+            self.irregular, self.irregular_clean = torch.from_numpy(data.irregular), torch.from_numpy(data.irregular_clean)
+        val_patches = data.val_frames.reshape(-1, *data.val_frames.shape[2:])
+        self.val_patches = val_patches[np.random.default_rng(config.seed).permutation(len(val_patches))[:4096]]
+
+    def architecture(self) -> dict[str, Any]:
+        return {"in_channels": self.data.train.shape[1], "patch_size": self.data.patches.size, "base_width": self.config.base_width,
+                "depth": self.config.depth, "bottleneck": self.config.bottleneck}
+
+    def build(self) -> dict[str, nn.Module]:
+        return dict(zip(("reconstructor", "discriminator"), create_alocc(**self.architecture())))
+
+    def step(self, index: torch.Tensor) -> tuple[dict[str, float], float]:
+        config, ddp, generator = self.config, self.ddp, self.generator
+        reconstructor, discriminator = self.networks["reconstructor"], self.networks["discriminator"]
+        batch = self.train[index]
+        # the global batch's noise, drawn identically in every process, then sharded
+        noisy_batch = batch + config.noise_sigma * torch.randn(batch.shape, generator=generator)
+        x, noisy = ddp.shard(batch), ddp.shard(noisy_batch)
+        weight = ddp.loss_weight(len(x), len(batch))
+        if self.irregular is not None:
+            picked = torch.randint(len(self.irregular), (len(batch),), generator=generator)
+            odd_batch = self.irregular[picked]
+            noisy_odd_batch = odd_batch + config.noise_sigma * torch.randn(batch.shape, generator=generator)
+            odd, odd_noisy, odd_clean = ddp.shard(odd_batch), ddp.shard(noisy_odd_batch), ddp.shard(self.irregular_clean[picked])
+        ones, zeros = torch.ones(len(x), device=ddp.device), torch.zeros(len(x), device=ddp.device)
+        with torch.no_grad(), ddp.autocast():
+            fake = reconstructor(noisy)
+        with ddp.autocast():
+            d_loss = F.binary_cross_entropy_with_logits(discriminator(x), ones) + F.binary_cross_entropy_with_logits(discriminator(fake), zeros)
+            if self.irregular is not None:
+                d_loss = d_loss + config.irregular_weight * F.binary_cross_entropy_with_logits(discriminator(odd), zeros)
+        self.update("discriminator", d_loss, weight)
+        with ddp.autocast():
+            fake = reconstructor(noisy)
+            adv = F.binary_cross_entropy_with_logits(discriminator(fake), ones)
+            rec = squared_error(fake.float(), x)
+            r_loss = adv + config.lam * rec
+            if self.irregular is not None:
+                r_loss = r_loss + config.irregular_weight * config.lam * squared_error(reconstructor(odd_noisy).float(), odd_clean)
+        self.update("reconstructor", r_loss, weight)
+        losses = self.global_means({"d_loss": d_loss, "r_adv_loss": adv, "train_reconstruction": rec}, len(x), len(batch))
+        return losses, losses["d_loss"]
+
+    def validate(self) -> dict[str, float]:
+        reconstructor, discriminator = self.networks["reconstructor"].eval(), self.networks["discriminator"].eval()
+        device = next(reconstructor.parameters()).device
+        errors, correct, total = [], 0, 0
+        with torch.no_grad():
+            for start in range(0, len(self.val_patches), 512):
+                x = torch.from_numpy(self.val_patches[start : start + 512])
+                noisy = (x + self.config.noise_sigma * torch.randn(x.shape, generator=self.generator)).to(device)
+                x = x.to(device)
+                errors.append(torch.mean((x - reconstructor(x)) ** 2, dim=(1, 2, 3)).cpu())
+                correct += int((discriminator(x) > 0).sum()) + int((discriminator(reconstructor(noisy)) < 0).sum())
+                total += 2 * len(x)
+        return {"val_reconstruction": float(torch.cat(errors).mean()), "d_accuracy": correct / total}
+
+    def epoch_line(self, record: dict[str, Any]) -> str:
+        return (f"epoch {record['epoch']:3d}  D {record['d_loss']:.3f}  R adv {record['r_adv_loss']:.3f}  "
+                f"rec {record['train_reconstruction']:.2f}  val rec {record['val_reconstruction']:.4f}  D acc {record['d_accuracy']:.2f}")
+
+    def deploy(self, networks: dict[str, nn.Module]) -> Deployment:
+        data = self.data
+        scorer = AloccScorer(networks["reconstructor"], networks["discriminator"]).eval()
+        scoring = alocc_scoring(self.config, scorer, data.train_frames)
+        thresholds = alocc_thresholds(frame_scores(scorer, data.val_frames, scoring), self.config.false_alarm_rate, self.calibration_data)
+        return Deployment({"patches": data.patches, "scoring": scoring}, thresholds, self.architecture(), networks, data.val_frames)
+
+    def run_record(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"epochs_run": len(history)}
 
 
 def build_scorer(architecture: dict[str, Any], state_dicts: dict[str, dict], where: str = "checkpoint") -> AloccScorer:
     """The deployed graph of a checkpoint's networks."""
-    try:
-        reconstructor, discriminator = create_alocc(**architecture)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: the recorded ALOCC architecture cannot be built ({exc})") from None
-    load_weights(reconstructor, state_dicts["reconstructor"], where)
-    load_weights(discriminator, state_dicts["discriminator"], where)
-    return AloccScorer(reconstructor, discriminator).eval()
+    networks = checkpoint_networks(lambda: create_alocc(**architecture), ("reconstructor", "discriminator"), state_dicts, "ALOCC", where)
+    return AloccScorer(*networks).eval()

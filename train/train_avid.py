@@ -10,9 +10,7 @@ where D best separates normal from irregular (real vs inpainted without irregula
 """
 from __future__ import annotations
 
-import io
-import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +18,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from torch import nn
 
-from occ import __version__
 from occ.evaluation.datasets.common import Clip, data_name
 from occ.evaluation.metrics import MetricError, roc_auc
 from occ.runtime.manifest import AvidScoring, InputSpec, Manifest, RegionSpec
 from occ.runtime.preprocess import AVID_OFFSETS, normalized_averages, preprocess_clip
 from occ.runtime.scoring import avid_thresholds, block_peaks
 
-from .avid import AvidGraph, RegionMemory, create_avid, create_avid_graph, hide_newest
+from .avid import AvidGraph, HideNewest, RegionMemory, create_avid, create_avid_graph
+from .common import (CheckpointError, check_recipe, check_sizes, checkpoint_networks, evaluate_in_batches, evenly_spaced, footage_summary,
+                     load_weights, recipe_config, squared_error, validation_cuts, validation_names)
 from .irregularities import IrregularityMaker, SampleStore
-from .distributed import Distributed, plain_state_dict
-from .common import (CheckpointError, CollapseMonitor, batches, evaluate_in_batches, footage_summary, load_weights, validation_cuts, validation_names, make_optimizer,
-                     progress_bar, save_checkpoint, seed_everything, squared_error)
+from .loop import AdversarialTraining, Deployment, Selection
 
 
 # The blocks' evidence counts from a quarter of a mask block's level (IR-MNIST development set:
@@ -41,7 +39,6 @@ EVIDENCE_FLOOR = 0.25
 # D vetoes the fifth of normal regions it is surest of (docs/accuracy.md: a wider veto cut the
 # walkway's pixel-level localization with frame-level results unchanged).
 REGION_QUANTILE = 0.2
-DATA_KINDS = {"video": ("video",), "images": ("images",), "paper": ("video", "images")}
 
 
 @dataclass
@@ -124,23 +121,12 @@ AVID_RECIPES: dict[str, dict[str, Any]] = {
 
 def avid_config(recipe: str = "video", **settings: Any) -> AvidConfig:
     """The recipe's configuration with ``settings`` changed (names of :class:`AvidConfig` fields)."""
-    if recipe not in AVID_RECIPES:
-        raise ValueError(f"unknown AVID recipe {recipe!r}; recipes: {', '.join(AVID_RECIPES)}")
-    config = replace(AvidConfig(recipe=recipe), **AVID_RECIPES[recipe])
-    unknown = sorted(set(settings) - {f.name for f in fields(AvidConfig)})
-    if unknown:
-        raise ValueError(f"unknown AVID setting(s) {unknown}")
-    return replace(config, **settings)
+    return recipe_config(AvidConfig, AVID_RECIPES, "AVID", recipe, settings)
 
 
 def check_config(config: AvidConfig, kind: str) -> None:
     """Refuse settings that do not fit together or do not fit the data (``video`` or ``images``), in one line."""
-    if config.recipe not in AVID_RECIPES:
-        raise ValueError(f"unknown AVID recipe {config.recipe!r}; recipes: {', '.join(AVID_RECIPES)}")
-    if kind not in DATA_KINDS[config.recipe]:
-        other = "images" if kind == "images" else "video"
-        raise ValueError(f"the AVID recipe '{config.recipe}' is for {' and '.join(DATA_KINDS[config.recipe])}; "
-                         f"this data is {kind}: use --recipe {other}")
+    check_recipe(config.recipe, AVID_RECIPES, "AVID", kind)
     cell = 2**config.depth
     if config.height % cell or config.width % cell:
         raise ValueError(f"input {config.height}x{config.width} must be a multiple of the {cell}px region cell (2**depth)")
@@ -154,12 +140,7 @@ def check_config(config: AvidConfig, kind: str) -> None:
         raise ValueError("residual_weight is the soft intersection's, which only the region memory uses")
     if config.frame_score not in ("peak", "evidence"):
         raise ValueError(f"frame_score must be 'peak' or 'evidence', got {config.frame_score!r}")
-    positive = {"epochs": config.epochs, "batch_size": config.batch_size, "base_width": config.base_width, "depth": config.depth}
-    bad = [f"{name} {value}" for name, value in positive.items() if value < 1]
-    if bad or config.batch_size < 2:
-        raise ValueError(f"AVID needs epochs, base_width and depth >= 1 and batch_size >= 2, got {', '.join(bad) or config.batch_size}")
-    if not 0 < config.false_alarm_rate < 1:
-        raise ValueError(f"false_alarm_rate must be in (0, 1), got {config.false_alarm_rate}")
+    check_sizes(config, "AVID", ("epochs", "batch_size", "base_width", "depth"))
     if not 0 <= config.irregular_fraction <= 1:
         raise ValueError(f"irregular_fraction must be in [0, 1] (0: no synthetic irregularities), got {config.irregular_fraction}")
 
@@ -217,8 +198,7 @@ def video_data(clips: list[Clip], config: AvidConfig, description: str, dataset:
         train_rows = [train_rows[i] for i in np.sort(rng.choice(len(train_rows), config.max_train_frames, replace=False))]
     return AvidData(spec=spec, train=SampleStore(sequences, np.array(train_rows)), val=SampleStore(sequences, np.array(val_rows)),
                     description=data_name(description),
-                    summary={**footage_summary(clips, description, dataset or {"kind": "video"}), "clips": [c.name for c in clips],
-                             "validation_clips": val_names, "train_frames": len(train_rows)})
+                    summary={**footage_summary(clips, description, dataset, val_names), "train_frames": len(train_rows)})
 
 
 def image_data(images: np.ndarray, config: AvidConfig, description: str, dataset: dict[str, Any] | None = None) -> AvidData:
@@ -256,189 +236,131 @@ def residual_kernel_for(height: int) -> int:
 
 
 def train_avid(data: AvidData, config: AvidConfig, out: str | Path, console: Console | None = None) -> Manifest | None:
-    """Train I and D, calibrate α and ζ on held-out normal frames, write the checkpoint.
-
-    Under ``torchrun`` every process trains on its shard of each batch (see
-    :mod:`occ.train.distributed`); rank 0 calibrates and writes the checkpoint.
+    """Train I and D, calibrate α and ζ on held-out normal frames, write the checkpoint
+    (:class:`~occ.train.loop.AdversarialTraining`).
 
     Returns:
-        The manifest written into the checkpoint (None on ranks other than 0).
+        The manifest written into the checkpoint (None on torchrun ranks other than 0).
     """
-    console = console or Console()
     check_config(config, "video" if data.spec.temporal == "avid_triplet" else "images")
-    scoring = avid_scoring(config, data.spec.height)
-    cell = 2**config.depth
-    ddp = Distributed.from_env()
-    if not ddp.is_main:
-        console = Console(file=io.StringIO())
-    generator = seed_everything(config.seed)
-    rng = np.random.default_rng(config.seed)
-    channels = data.spec.channels
-    inpainter, detector = create_avid(channels, config.base_width, config.depth,
-                                      skip_connections=config.skip_connections, code_channels=config.code_channels)
-    inpainter, detector = ddp.prepare(inpainter), ddp.prepare(detector)
-    opt_i = make_optimizer(config.optimizer, inpainter.parameters(), config.lr, config.momentum)
-    opt_d = make_optimizer(config.optimizer, detector.parameters(), config.lr, config.momentum)
-    maker = IrregularityMaker(data.train, cell, config.irregular_fraction, 2, rng) if config.irregular_fraction > 0 else None
-    val_rows = np.linspace(0, len(data.val) - 1, min(256, len(data.val))).astype(int)
-    val_clean = data.val.inputs(val_rows)
-    # a fixed validation set of synthetic irregularities (normal data only) for choosing θ_D
-    val_pseudo, val_labels = IrregularityMaker(data.val, cell, 1.0, 2, np.random.default_rng(config.seed + 1))(val_rows, val_clean)
-    monitor = CollapseMonitor()
-    history: list[dict[str, Any]] = []
-    best_i: dict[str, Any] | None = None
-    best_d: dict[str, Any] | None = None
-    started = time.monotonic()
-    bce = F.binary_cross_entropy_with_logits
-
-    with progress_bar(console) as progress:
-        for epoch in range(1, config.epochs + 1):
-            inpainter.train()
-            detector.train()
-            order = batches(len(data.train), config.batch_size, generator)
-            task = progress.add_task(f"epoch {epoch}/{config.epochs}", total=len(order))
-            d_losses, d_real_vs_inpainted, i_adv, i_rec = [], [], [], []
-            for index in order:
-                if len(index) < 2 * ddp.world:
-                    continue
-                # the global batch (irregularities and noise drawn identically in every process), sharded
-                rows = index.numpy()
-                clean_np = data.train.inputs(rows)
-                batch = torch.from_numpy(clean_np)
-                if maker is not None:
-                    pseudo_np, labels_np = maker(rows, clean_np)
-                    source, labels = ddp.shard(torch.from_numpy(pseudo_np)), ddp.shard(torch.from_numpy(labels_np))
-                noisy = (torch.from_numpy(pseudo_np) if maker is not None else batch) + \
-                    config.noise_sigma * torch.randn(batch.shape, generator=generator)
-                x, noisy = ddp.shard(batch), ddp.shard(noisy)
-                if maker is None:
-                    source = x
-                weight = ddp.loss_weight(len(x), len(batch))
-                if scoring.residual == "newest":
-                    noisy = hide_newest(noisy)
-                with torch.no_grad(), ddp.autocast():
-                    fake = inpainter(noisy)
-                with ddp.autocast():
-                    real_logits, fake_logits = detector(x), detector(fake)
-                    d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
-                    if maker is not None:
-                        d_irregular = bce(detector(source), labels)
-                d_real_vs_inpainted.append(ddp.global_mean(d_loss.item(), len(x), len(batch)))  # the part whose collapse signature is 0 or 2·ln 2
-                if maker is not None:
-                    d_loss = d_loss + d_irregular
-                opt_d.zero_grad(set_to_none=True)
-                (d_loss * weight).backward()
-                ddp.average_gradients(detector)
-                opt_d.step()
-                with ddp.autocast():
-                    fake = inpainter(noisy)
-                    logits = detector(fake)
-                    adv = bce(logits, torch.ones_like(logits))
-                    # I restores the clean input: noise and synthetic irregularities both count as damage
-                    rec = squared_error(fake.float(), x) if config.lam > 0 else torch.zeros((), device=x.device)
-                    loss = adv + config.lam * rec
-                opt_i.zero_grad(set_to_none=True)
-                (loss * weight).backward()
-                ddp.average_gradients(inpainter)
-                torch.nn.utils.clip_grad_norm_(inpainter.parameters(), 10.0)
-                opt_i.step()
-                d_losses.append(ddp.global_mean(d_loss.item(), len(x), len(batch)))
-                i_adv.append(ddp.global_mean(adv.item(), len(x), len(batch)))
-                i_rec.append(ddp.global_mean(rec.item(), len(x), len(batch)))
-                progress.advance(task)
-            progress.remove_task(task)
-            val = _validate(inpainter, detector, val_clean, val_pseudo, val_labels, config, generator)
-            record = {"epoch": epoch, "d_loss": float(np.mean(d_losses)), "i_adv_loss": float(np.mean(i_adv)),
-                      "train_reconstruction": float(np.mean(i_rec)), **val, "seconds": round(time.monotonic() - started, 1)}
-            marks = ""
-            if best_i is None or val["val_reconstruction"] < best_i["value"]:
-                best_i = {"epoch": epoch, "value": val["val_reconstruction"], "state": plain_state_dict(inpainter)}
-                marks += " I*"
-            d_score = val["irregular_cell_auc"] if maker is not None else val["d_accuracy"]
-            if best_d is None or d_score > best_d["value"]:
-                best_d = {"epoch": epoch, "value": d_score, "state": plain_state_dict(detector)}
-                marks += " D*"
-            history.append(record)
-            console.print(f"epoch {epoch:3d}  D {record['d_loss']:.3f}  I adv {record['i_adv_loss']:.3f}  "
-                          f"rec {record['train_reconstruction']:.1f}  val rec/px {val['val_reconstruction']:.4f}  "
-                          f"D acc {val['d_accuracy']:.2f}  irregular-cell AUC {val['irregular_cell_auc']:.3f}{marks}",
-                          highlight=False)
-            collapse = monitor.update(epoch, float(np.mean(d_real_vs_inpainted)), float(np.std(d_real_vs_inpainted)))
-            if collapse:
-                console.print(f"[yellow]warning:[/yellow] {collapse}", highlight=False)
-
-    if not ddp.is_main:  # rank 0 calibrates and writes the checkpoint
-        return None
-    # the rest runs on the CPU with plain networks (no synchronised batch norm)
-    inpainter, detector = create_avid(channels, config.base_width, config.depth,
-                                      skip_connections=config.skip_connections, code_channels=config.code_channels)
-    inpainter.load_state_dict(best_i["state"])
-    detector.load_state_dict(best_d["state"])
-    val_all = data.val.inputs(np.arange(len(data.val)))
-    calibration_data = f"{data.description} (held-out normal frames)"
-    memory, held_out = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed),
-                                           config.region_alignment) if config.region_memory else (None, None)
-    graph = create_avid_graph(inpainter, detector if memory is None else memory, scoring)
-    residual = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.residual, val_all, 64)])
-    if memory is not None:
-        # the region map from the distances the level was measured on: 1 − O = d / (d + level)
-        regions = (held_out / (held_out + memory.level)).numpy()
-    else:
-        regions = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.region_anomaly, val_all, 64)])
-    thresholds = avid_thresholds(scoring, block_peaks(residual, cell), regions, config.false_alarm_rate, calibration_data)
-    manifest = Manifest(
-        method="avid",
-        input=data.spec,
-        regions=RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell),
-        scoring=scoring,
-        training={**data.summary, "config": asdict(config), "selected_epoch_inpainter": best_i["epoch"],
-                  "selected_epoch_detector": best_d["epoch"], "collapse_events": monitor.events,
-                  "seconds": round(time.monotonic() - started, 1)},
-        occ_version=__version__,
-    )
-    for name, threshold in thresholds.items():
-        manifest.set_threshold(name, threshold)
-    manifest.validate()
-    architecture = {"in_channels": channels, "base_width": config.base_width, "depth": config.depth,
-                    "skip_connections": config.skip_connections, "code_channels": config.code_channels,
-                    "region_memory": 0 if memory is None else len(memory.bank), "region_alignment": memory is not None and memory.align}
-    networks = {"inpainter": inpainter, "detector": detector, **({} if memory is None else {"region_memory": memory})}
-    verification = val_clean[np.linspace(0, len(val_clean) - 1, min(8, len(val_clean))).astype(int)]
-    save_checkpoint(out, manifest, architecture, networks, history, verification_inputs=verification)
-    return manifest
+    return AvidTraining(config, data, console).fit(out)
 
 
-def _validate(inpainter, detector, clean: np.ndarray, pseudo: np.ndarray, labels: np.ndarray, config: AvidConfig,
-              generator) -> dict[str, float]:
-    inpainter.eval()
-    detector.eval()
-    device = next(inpainter.parameters()).device
-    with torch.no_grad():
-        val = torch.from_numpy(clean)
-        noisy = (val + config.noise_sigma * torch.randn(val.shape, generator=generator)).to(device)
-        val = val.to(device)
-        hide = hide_newest if config.predict_newest else (lambda v: v)  # as the graph's HideNewest
-        rec = float(torch.mean((inpainter(hide(val)) - val) ** 2))
-        real, fake = detector(val), detector(inpainter(hide(noisy)))
-        accuracy = float(((real > 0).float().mean() + (fake < 0).float().mean()) / 2)
-        logits = detector(torch.from_numpy(pseudo).to(device)).cpu().numpy()
-    try:
-        auc = roc_auc(labels.ravel() < 0.5, -logits.ravel())
-    except MetricError:
-        auc = float("nan")
-    return {"val_reconstruction": rec, "d_accuracy": accuracy, "irregular_cell_auc": auc}
+class AvidTraining(AdversarialTraining):
+    """AVID's hooks: I's and D's steps on inputs with synthetic irregularities, θ_I and θ_D chosen
+    apart, the region memory, α and ζ."""
+
+    method = "avid"
+    losses = ("d_loss", "i_adv_loss", "train_reconstruction")
+
+    def __init__(self, config: AvidConfig, data: AvidData, console: Console | None = None):
+        self.optimizer = config.optimizer
+        super().__init__(config, data, console)
+        self.cell, self.scoring = 2**config.depth, avid_scoring(config, data.spec.height)
+        self.input_mask = HideNewest() if config.predict_newest else nn.Identity()  # as the graph's
+        self.maker = None
+        if config.irregular_fraction > 0:
+            self.maker = IrregularityMaker(data.train, self.cell, config.irregular_fraction, 2, np.random.default_rng(config.seed))
+        self.selections = [Selection(("inpainter",), "val_reconstruction", "selected_epoch_inpainter", mark=" I*"),
+                           Selection(("detector",), "irregular_cell_auc" if self.maker is not None else "d_accuracy",
+                                     "selected_epoch_detector", lower_is_better=False, mark=" D*")]
+        val_rows = evenly_spaced(len(data.val), 256)
+        self.val_clean = data.val.inputs(val_rows)
+        # a fixed validation set of synthetic irregularities (normal data only) for choosing θ_D
+        self.val_pseudo, self.val_labels = IrregularityMaker(data.val, self.cell, 1.0, 2, np.random.default_rng(config.seed + 1))(
+            val_rows, self.val_clean)
+
+    def build(self) -> dict[str, nn.Module]:
+        config = self.config
+        return dict(zip(("inpainter", "detector"), create_avid(self.data.spec.channels, config.base_width, config.depth,
+                                                               skip_connections=config.skip_connections,
+                                                               code_channels=config.code_channels)))
+
+    def step(self, index: torch.Tensor) -> tuple[dict[str, float], float]:
+        config, ddp, bce = self.config, self.ddp, F.binary_cross_entropy_with_logits
+        inpainter, detector = self.networks["inpainter"], self.networks["detector"]
+        # the global batch (irregularities and noise drawn identically in every process), sharded
+        rows = index.numpy()
+        clean = self.data.train.inputs(rows)
+        inputs, labels = clean, None
+        if self.maker is not None:
+            inputs, labels_np = self.maker(rows, clean)
+            source, labels = ddp.shard(torch.from_numpy(inputs)), ddp.shard(torch.from_numpy(labels_np))
+        batch = torch.from_numpy(clean)
+        noisy = torch.from_numpy(inputs) + config.noise_sigma * torch.randn(batch.shape, generator=self.generator)
+        x, noisy = ddp.shard(batch), self.input_mask(ddp.shard(noisy))
+        weight = ddp.loss_weight(len(x), len(batch))
+        with torch.no_grad(), ddp.autocast():
+            fake = inpainter(noisy)
+        with ddp.autocast():
+            real_logits, fake_logits = detector(x), detector(fake)
+            d_loss = bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits))
+            if labels is not None:
+                d_irregular = bce(detector(source), labels)
+        # the part whose collapse signature is 0 or 2·ln 2
+        d_real_vs_inpainted = ddp.global_mean(d_loss.item(), len(x), len(batch))
+        if labels is not None:
+            d_loss = d_loss + d_irregular
+        self.update("detector", d_loss, weight)
+        with ddp.autocast():
+            fake = inpainter(noisy)
+            logits = detector(fake)
+            adv = bce(logits, torch.ones_like(logits))
+            # I restores the clean input: noise and synthetic irregularities both count as damage
+            rec = squared_error(fake.float(), x) if config.lam > 0 else torch.zeros((), device=x.device)
+            loss = adv + config.lam * rec
+        self.update("inpainter", loss, weight, max_grad_norm=10.0)
+        return self.global_means({"d_loss": d_loss, "i_adv_loss": adv, "train_reconstruction": rec}, len(x), len(batch)), d_real_vs_inpainted
+
+    def validate(self) -> dict[str, float]:
+        inpainter, detector = self.networks["inpainter"].eval(), self.networks["detector"].eval()
+        device = next(inpainter.parameters()).device
+        with torch.no_grad():
+            val = torch.from_numpy(self.val_clean)
+            noisy = (val + self.config.noise_sigma * torch.randn(val.shape, generator=self.generator)).to(device)
+            val = val.to(device)
+            rec = float(torch.mean((inpainter(self.input_mask(val)) - val) ** 2))
+            real, fake = detector(val), detector(inpainter(self.input_mask(noisy)))
+            accuracy = float(((real > 0).float().mean() + (fake < 0).float().mean()) / 2)
+            logits = detector(torch.from_numpy(self.val_pseudo).to(device)).cpu().numpy()
+        try:
+            auc = roc_auc(self.val_labels.ravel() < 0.5, -logits.ravel())
+        except MetricError:
+            auc = float("nan")
+        return {"val_reconstruction": rec, "d_accuracy": accuracy, "irregular_cell_auc": auc}
+
+    def epoch_line(self, record: dict[str, Any]) -> str:
+        return (f"epoch {record['epoch']:3d}  D {record['d_loss']:.3f}  I adv {record['i_adv_loss']:.3f}  "
+                f"rec {record['train_reconstruction']:.1f}  val rec/px {record['val_reconstruction']:.4f}  "
+                f"D acc {record['d_accuracy']:.2f}  irregular-cell AUC {record['irregular_cell_auc']:.3f}")
+
+    def deploy(self, networks: dict[str, nn.Module]) -> Deployment:
+        config, data, cell, scoring = self.config, self.data, self.cell, self.scoring
+        inpainter, detector = networks["inpainter"], networks["detector"]
+        val_all = data.val.inputs(np.arange(len(data.val)))
+        memory, held_out = build_region_memory(data.train, val_all, cell, config.region_memory, np.random.default_rng(config.seed),
+                                               config.region_alignment) if config.region_memory else (None, None)
+        graph = create_avid_graph(inpainter, detector if memory is None else memory, scoring)
+        residual = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.residual, val_all, 64)])
+        if memory is not None:
+            # the region map from the distances the level was measured on: 1 − O = d / (d + level)
+            regions = (held_out / (held_out + memory.level)).numpy()
+        else:
+            regions = np.concatenate([r.numpy() for r in evaluate_in_batches(graph.region_anomaly, val_all, 64)])
+        thresholds = avid_thresholds(scoring, block_peaks(residual, cell), regions, config.false_alarm_rate, self.calibration_data)
+        architecture = {"in_channels": data.spec.channels, "base_width": config.base_width, "depth": config.depth,
+                        "skip_connections": config.skip_connections, "code_channels": config.code_channels,
+                        "region_memory": 0 if memory is None else len(memory.bank), "region_alignment": memory is not None and memory.align}
+        return Deployment({"regions": RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell), "scoring": scoring},
+                          thresholds, architecture, {**networks, **({} if memory is None else {"region_memory": memory})}, self.val_clean)
 
 
 def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], manifest: Manifest, where: str = "checkpoint") -> AvidGraph:
     """The deployed graph of a checkpoint: its networks, composed by its manifest's scoring contract."""
-    try:
-        inpainter, detector = create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
-                                          skip_connections=architecture.get("skip_connections", True),
-                                          code_channels=architecture.get("code_channels", 0))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: the recorded AVID architecture cannot be built ({exc})") from None
-    load_weights(inpainter, state_dicts["inpainter"], where)
-    load_weights(detector, state_dicts["detector"], where)
+    inpainter, detector = checkpoint_networks(
+        lambda: create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
+                            skip_connections=architecture.get("skip_connections", True), code_channels=architecture.get("code_channels", 0)),
+        ("inpainter", "detector"), state_dicts, "AVID", where)
     region_scorer: torch.nn.Module = detector
     if architecture.get("region_memory", 0):
         stored = state_dicts.get("region_memory")
