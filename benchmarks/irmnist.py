@@ -10,6 +10,8 @@ from all of MNIST, as the paper).
 """
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from occ.evaluation.datasets.irmnist import IrMnistSpec
 from occ.evaluation.protocols import irmnist_protocol
 from occ.runtime.detector import open_detector
 
+from .day import commit
 from .training_runs import machine
 
 
@@ -50,7 +53,8 @@ def run_irmnist(folder: str, workdir: str | Path, seed: int = 0, grids: int = 50
     protocol = irmnist_protocol(detector, spec, seed)
     trained = detector.manifest.training["config"]
     detector.close()
-    return {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "recipe": trained["recipe"], "train_seconds": seconds,
+    return {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit(), "command": shlex.join(["occ-bench", *sys.argv[1:]]),
+            "seed": seed, "recipe": trained["recipe"], "train_seconds": seconds,
             "model": str(model), "train_grids": grids, "irregular_digit": digit, "epochs": trained["epochs"], **protocol}
 
 

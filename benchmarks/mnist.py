@@ -9,6 +9,8 @@ score and for D(X); AUC for the deployed score, D(R(X)) alone and D(X).
 """
 from __future__ import annotations
 
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from occ.runtime.scoring import patch_scores
 from occ.train.common import load_checkpoint
 from occ.train.train_alocc import AloccConfig, alocc_config, build_scorer, image_data, train_alocc
 
+from .day import commit
 from .training_runs import machine
 
 OUTLIER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -83,14 +86,26 @@ def run_mnist(folder: str, digits: list[int], workdir: str | Path, seed: int = 0
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     config = alocc_config("images", seed=seed, **({"epochs": epochs} if epochs else {}))
-    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "recipe": "images", "epochs": config.epochs, "mnist": []}
+    result = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
+              "command": shlex.join(["occ-bench", *sys.argv[1:]]), "seed": seed, "recipe": "images", "epochs": config.epochs,
+              "mnist": []}
     for digit in digits:
         if progress:
             progress(0, description=f"digit {digit}")
         result["mnist"].append(mnist_digit(folder, digit, config, workdir, seed, reuse))
         if progress:
             progress(1)
+    result["mean_over_digits"] = mean_over_digits(result["mnist"])
     return result
+
+
+def mean_over_digits(per_digit: list[dict]) -> dict[str, dict[str, float]]:
+    """Every metric's mean over the digits run, per outlier fraction (the figures the README quotes)."""
+    means = {}
+    for fraction in OUTLIER_FRACTIONS:
+        rows = [d["by_outlier_fraction"][str(fraction)] for d in per_digit]
+        means[str(fraction)] = {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+    return means
 
 
 def markdown(result: dict) -> str:

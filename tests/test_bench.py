@@ -122,6 +122,20 @@ def _write_glyph_digits(folder, rng) -> None:
         write_mnist(folder, split, *glyph_digits(rng, count))
 
 
+def test_mnist_benchmark_records_its_run_and_the_means_over_digits(tmp_path, rng):
+    _write_glyph_digits(tmp_path, rng)
+    run = bench("mnist", "--mnist", tmp_path, "--digits", "1,7", "--epochs", "1", "--out", tmp_path / "m", "--json", tmp_path / "m.json",
+                "--quiet")
+    assert run.exit_code == 0, run.output[-2000:]
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["seed"] == 0 and len(result["commit"]) == 40 and result["command"].startswith("occ-bench")
+    assert [d["digit"] for d in result["mnist"]] == [1, 7]
+    for fraction, means in result["mean_over_digits"].items():
+        rows = [d["by_outlier_fraction"][fraction] for d in result["mnist"]]
+        assert set(means) == set(rows[0]) and "auc_drx" in means
+        assert means["auc_drx"] == pytest.approx((rows[0]["auc_drx"] + rows[1]["auc_drx"]) / 2)
+
+
 def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
     _write_glyph_digits(tmp_path, rng)
     common = ["irmnist", "--mnist", tmp_path, "--grids", "20", "--test-grids", "12", "--epochs", "1", "--region-memory", "500"]
@@ -139,6 +153,7 @@ def test_irmnist_benchmark_both_constructions_and_reevaluation(tmp_path, rng):
                                                        "detection_auc_evidence", "localization_eer", "localization_auc"))
     # the images recipe: the region memory, and the evidence frame score
     assert result["recipe"] == "images" and result["frame_score"] == "evidence"
+    assert result["seed"] == 0 and len(result["commit"]) == 40 and result["command"].startswith("occ-bench")
     # the memory knows the normal glyphs: glyph 3's cells rank first
     assert natural["parts"]["region map, memory"]["localization_auc"] > 0.95
     assert "as the paper" in first.output and "frame score: evidence" in first.output
