@@ -22,7 +22,7 @@ from occ.runtime.preprocess import PatchGrid, normalize, preprocess_clip
 from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 
 from .alocc import AloccScorer, create_alocc
-from .common import check_recipe, check_sizes, checkpoint_networks, evaluate_in_batches, footage_summary, recipe_config, squared_error
+from .common import check_recipe, check_sizes, checkpoint_networks, evaluate_in_batches, footage_summary, recipe_config, squared_error, validation_cuts, validation_names
 from .irregularities import MOTION_KINDS, motion_patches
 from .loop import AdversarialTraining, Deployment, Selection
 
