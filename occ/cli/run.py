@@ -1,7 +1,10 @@
 """``occ run``, ``occ eval``, ``occ calibrate`` and ``occ demo``: the exported model at work."""
 from __future__ import annotations
 
+import shlex
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -390,11 +393,15 @@ def demo(
 
     from rich.console import Console
 
+    from occ.benchmarks.day import commit
+    from occ.benchmarks.training_runs import machine
     from occ.demo import run_demo
 
     say = (lambda text: None) if quiet else (lambda text: console.print(text, highlight=False, markup=False))
     with one_line_errors():
         result = run_demo(workdir, seed=seed, say=say, console=Console(file=io.StringIO()) if quiet else console)
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
+              "command": shlex.join(["occ", "demo", *sys.argv[2:]]), **result}
 
     def show(result: dict) -> None:
         from occ.evaluation.datasets import WalkwayConfig
