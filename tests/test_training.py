@@ -208,3 +208,43 @@ def test_a_recipe_for_the_wrong_kind_of_data_is_one_line(tmp_path):
     result = runner.invoke(app, ["train", "alocc", "--data", TINY_WALKWAY, "--out", str(tmp_path / "missing" / "a.pt")])
     assert result.exit_code == 2 and "does not exist or is not writable" in result.output
     assert not any(tmp_path.iterdir())
+
+
+# A child process: OpenMP reads how its workers wait when torch is imported, so each way needs its own process.
+_TRAIN_IN_CHILD = """
+import hashlib, io, os
+from occ.train.openmp import let_idle_workers_sleep
+let_idle_workers_sleep()
+import torch
+from rich.console import Console
+from occ.evaluation.datasets import WalkwayConfig, generate_walkway
+from occ.train.common import load_checkpoint
+from occ.train.train_alocc import alocc_config, train_alocc, video_data
+torch.set_num_threads(2)
+walkway = generate_walkway(WalkwayConfig(height=48, width=72, train_clips=2, test_clips=1, frames_per_clip=30, seed=7))
+config = alocc_config("video", height=48, width=72, patch_size=16, stride=16, base_width=4, depth=2, epochs=1, batch_size=64,
+                      max_train_patches=400)
+train_alocc(video_data(walkway.train, config, "tiny"), config, "model.pt", Console(file=io.StringIO()))
+digest = hashlib.sha256()
+for network, weights in sorted(load_checkpoint("model.pt").state_dicts.items()):
+    for name, tensor in sorted(weights.items()):
+        digest.update(tensor.numpy().tobytes())
+print(os.environ["OMP_WAIT_POLICY"], digest.hexdigest())
+"""
+
+
+def test_sleeping_openmp_workers_train_the_same_weights(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    def train(**wait: str) -> list[str]:
+        env = {name: value for name, value in os.environ.items() if name not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        done = subprocess.run([sys.executable, "-c", _TRAIN_IN_CHILD], cwd=tmp_path, env={**env, **wait}, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.split()
+
+    sleeping, spinning = train(), train(OMP_WAIT_POLICY="ACTIVE")
+    assert sleeping[0] == "PASSIVE" and spinning[0] == "ACTIVE"  # a policy already set is kept
+    assert sleeping[1] == spinning[1]
