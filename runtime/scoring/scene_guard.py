@@ -28,9 +28,14 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
   width per minute is 0.07 % after 2 s, over ``fine_moved`` then and under ``moved`` for 30 s;
 - ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
 
-A reason counts once it holds on ``confirm`` of the last ``confirm_window`` frames; the change is
-over after ``clear_s`` seconds with none. While it lasts the moving averages stay where they were,
-so a lasting change (a bump to a new view, a lamp left on) holds until the camera is calibrated
+While nothing is seen the guard checks every ``check_every``-th frame (a whole-frame change lasts
+far longer than a frame: every other frame at 10 frames per second is 5 checks a second, at half
+the cost), a frame in between returning the last check's verdict unmeasured; once a check sees a
+reason, every frame is checked until the last ``confirm_window`` checks see none, so a change is
+confirmed at most ``check_every - 1`` frames later than by checking every frame. A reason counts
+once it holds on ``confirm`` of the last ``confirm_window`` checks; the change is over after
+``clear_s`` seconds with none. While it lasts the moving averages stay where they were, so a
+lasting change (a bump to a new view, a lamp left on) holds until the camera is calibrated
 again (``occ calibrate``) and the service restarted.
 
 The reference (:class:`SceneReference`) comes from normal footage: the calibration footage
@@ -79,8 +84,15 @@ class GuardLimits:
         frozen_s: seconds of repeated frames that make a frozen stream.
         frozen_level: mean absolute difference, grey levels, under which a frame repeats the last.
         alpha_share: AVID: share of the frame over α beyond which the whole view changed.
+        check_every: while the last ``confirm_window`` checks saw no reason, the next check comes
+            this many frames after the last (the first frame is checked); a frame in between
+            returns the last check's verdict (``changed``, ``reason``, ``evidence``; ``suspect``
+            false) without measuring anything. Once a check sees a reason, every frame is checked,
+            so a change is confirmed at most ``check_every - 1`` frames later than with 1. The
+            delays stay in seconds (``frozen_s``, ``clear_s``, ``baseline_s``, ``reference_s``
+            compare timestamps); ``confirm`` and ``confirm_window`` count checks.
         confirm: a reason holds once it is seen on this many ...
-        confirm_window: ... of the last this many frames.
+        confirm_window: ... of the last this many checks.
         clear_s: seconds with no reason before the change is over.
         reference_s: with no reference given, seconds of the stream's start it is built from.
         fps: frames per second assumed when frames come without timestamps.
@@ -99,11 +111,16 @@ class GuardLimits:
     frozen_s: float = 1.0
     frozen_level: float = 0.25
     alpha_share: float = 0.5
+    check_every: int = 2
     confirm: int = 3
     confirm_window: int = 5
     clear_s: float = 2.0
     reference_s: float = 60.0
     fps: float = 10.0
+
+    def __post_init__(self):
+        if self.check_every < 1:
+            raise ValueError(f"GuardLimits.check_every must be 1 or more, not {self.check_every}")
 
 
 def guard_frame(frame: np.ndarray, width: int) -> np.ndarray:
@@ -260,17 +277,28 @@ class SceneGuard:
         self._seen: dict[str, deque[bool]] = {r: deque(maxlen=limits.confirm_window) for r in REASONS}
         self._quiet_since: float | None = None
         self._frames = 0
+        self._last_t = 0.0  # timestamp of the last checked frame
+        self._last_state = GuardState()  # the last check's verdict
+        self._next_check = 0  # frame count at which the next check is due while nothing is seen
         self._fine: FineAlignment | None = None
+        self._ref_profiles: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))  # mean of its columns, of its rows
         self.changed, self.reason, self.since = False, "", 0.0
 
     def update(self, frame: np.ndarray, timestamp: float | None = None, alpha_share: float | None = None) -> GuardState:
-        """Judge one raw uint8 frame (``timestamp`` in seconds; frame count / ``fps`` when None).
+        """Judge one raw uint8 frame (``timestamp`` in seconds; frame count / ``fps`` when None);
+        a frame between checks (``limits.check_every``) returns the last check's verdict, with
+        ``started``, ``ended`` and ``suspect`` false (a change starts and ends on a checked frame,
+        and once a check sees a reason every frame is checked).
 
         ``alpha_share``: AVID's share of the frame over α for this frame, when the model is AVID.
         """
         lim = self.limits
         t = self._frames / lim.fps if timestamp is None else float(timestamp)
+        due = self._frames >= self._next_check or any(any(seen) for seen in self._seen.values())
         self._frames += 1
+        if not due:
+            return GuardState(changed=self.changed, reason=self.reason if self.changed else "", evidence=self._last_state.evidence)
+        self._next_check = self._frames - 1 + lim.check_every
         work = guard_frame(frame, lim.width)
         if self.reference is not None and work.shape != self.reference.frame.shape:
             work = cv2.resize(work, self.reference.frame.shape[::-1], interpolation=cv2.INTER_AREA)
@@ -296,21 +324,22 @@ class SceneGuard:
         if not self.changed:
             self.reason = ""
             self._follow(evidence, t)
-        self._last = work
+        self._last, self._last_t, self._last_state = work, t, state
         return state
 
     def _measure(self, work: np.ndarray, t: float, alpha_share: float | None) -> dict[str, float]:
         lim = self.limits
         evidence = {"brightness": float(work.mean()), "sharpness": sharpness(work)}
         if self._last is not None and float(np.abs(work - self._last).mean()) < lim.frozen_level:
-            self._repeat_since = t if self._repeat_since is None else self._repeat_since
-            evidence["frozen_s"] = t - self._repeat_since + 1 / lim.fps
+            # the frame repeats the last checked one: repeated since that one's time
+            self._repeat_since = self._last_t if self._repeat_since is None else self._repeat_since
+            evidence["frozen_s"] = t - self._repeat_since
         else:
             self._repeat_since = None
             evidence["frozen_s"] = 0.0
         if self.reference is None:
             self._learning.add_work(work)
-            if t >= lim.reference_s or self._learning.frames >= lim.reference_s * lim.fps:
+            if t >= lim.reference_s or self._learning.frames >= lim.reference_s * lim.fps / lim.check_every:
                 self.reference, self._learning = self._learning.reference(), ReferenceBuilder(lim)
             return evidence
         evidence["contrast"] = contrast(work)
@@ -342,12 +371,13 @@ class SceneGuard:
         """Shift of the view against the reference's, along each axis, from the mean profiles of
         rows and columns (thousands of pixels averaged: sensor noise and walkers hardly move them)."""
         ref = self.reference.frame
+        if self._fine is None or self._fine.reference is not ref:
+            # the reference's profiles and gradients are computed once, not on every check
+            self._fine, self._ref_profiles = FineAlignment(ref), (ref.mean(axis=0), ref.mean(axis=1))
         out = {}
         for axis, name in ((0, "x"), (1, "y")):
-            shift, match = _profile_shift(ref.mean(axis=axis), work.mean(axis=axis))
+            shift, match = _profile_shift(self._ref_profiles[axis], work.mean(axis=axis))
             out[f"shift_{name}"], out[f"match_{name}"] = shift, match
-        if self._fine is None or self._fine.reference is not ref:
-            self._fine = FineAlignment(ref)
         out.update(self._fine.measure(work))
         return out
 
