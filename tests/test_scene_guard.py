@@ -263,3 +263,26 @@ def test_metrics_say_which_camera_needs_calibration():
     assert values[("occ_needs_calibration", (("camera", "yard"), ("model", "m.onnx")))] == 0
     assert values[("occ_scene_changed", (("camera", "gate"), ("model", "m.onnx"), ("reason", "moved")))] == 1
     assert not any(name == "occ_scene_changed" and ("camera", "yard") in labels for name, labels in values)
+
+
+@pytest.mark.parametrize("change", [covered, lambda f: shifted(f, 0.06 * f.shape[2], 0.03 * f.shape[1]), lambda f: gained(f, 1.6)])
+def test_checking_every_other_frame_confirms_a_change_at_most_a_frame_later(noon, reference, change):
+    """Every other frame is checked while nothing is seen, every frame once a reason is: a change seen
+    on every frame is confirmed at most one frame after a guard checking every frame confirms it."""
+    every = SceneGuard(reference, GuardLimits(check_every=1))
+    assert first_changed(every, noon[200:299]) == (None, "")
+    at_every, reason_every = first_changed(every, change(noon[299:399]))
+    other = SceneGuard(reference)
+    assert other.limits.check_every == 2
+    normal = [other.update(f) for f in noon[200:299]]  # 99 frames: the change starts on an unchecked frame
+    states = [other.update(f) for f in change(noon[299:399])]
+    at_other = next(i for i, s in enumerate(states) if s.changed)
+    assert at_every is not None and at_every <= at_other <= at_every + 1 and states[at_other].reason == reason_every
+    assert not any(s.suspect for s in normal) and normal[-1].evidence is not normal[-2].evidence  # the last normal frame was checked
+    assert not states[0].suspect and states[0].evidence is normal[-1].evidence  # the change's first frame is not measured
+    assert all(s.suspect for s in states[1:at_other + 1])  # from the next check on every frame is checked and holds alarms
+
+
+def test_check_every_must_be_positive():
+    with pytest.raises(ValueError, match="check_every"):
+        GuardLimits(check_every=0)

@@ -31,8 +31,9 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
 While nothing is seen the guard checks every ``check_every``-th frame (a whole-frame change lasts
 far longer than a frame: every other frame at 10 frames per second is 5 checks a second, at half
 the cost), a frame in between returning the last check's verdict unmeasured; once a check sees a
-reason, every frame is checked until the last ``confirm_window`` checks see none, so a change is
-confirmed at most ``check_every - 1`` frames later than by checking every frame. A reason counts
+reason, every frame is checked until the last ``confirm_window`` checks see none, so a change
+whose reason shows on every frame is confirmed at most ``check_every - 1`` frames later than by
+checking every frame. A reason counts
 once it holds on ``confirm`` of the last ``confirm_window`` checks; the change is over after
 ``clear_s`` seconds with none. While it lasts the moving averages stay where they were, so a
 lasting change (a bump to a new view, a lamp left on) holds until the camera is calibrated
@@ -88,7 +89,8 @@ class GuardLimits:
             this many frames after the last (the first frame is checked); a frame in between
             returns the last check's verdict (``changed``, ``reason``, ``evidence``; ``suspect``
             false) without measuring anything. Once a check sees a reason, every frame is checked,
-            so a change is confirmed at most ``check_every - 1`` frames later than with 1. The
+            so a change whose reason shows on every frame is confirmed at most ``check_every - 1``
+            frames later than with 1. The
             delays stay in seconds (``frozen_s``, ``clear_s``, ``baseline_s``, ``reference_s``
             compare timestamps); ``confirm`` and ``confirm_window`` count checks.
         confirm: a reason holds once it is seen on this many ...
