@@ -198,7 +198,7 @@ def walkway_reference():
     from occ.runtime.detector import open_detector
 
     detector = open_detector(str(Path(__file__).parent / "data" / "alocc.onnx"))
-    calibration = day_scores(detector, DayConfig(**SHORT_DAY, seed=101, events_per_hour=0))
+    calibration = day_scores(detector, DayConfig(**SHORT_DAY, seed=101, events_per_hour=0), SHORT_LIMITS.every)
     return detector, DriftReference.learn(calibration["scores"], calibration["light"], SHORT_LIMITS)
 
 
@@ -207,13 +207,13 @@ def test_a_real_model_on_the_walkway_day_no_drift_on_normal_footage_and_the_ligh
     from occ.evaluation.datasets.walkway_day import DayConfig, schedule_view_changes
 
     detector, reference = walkway_reference
-    normal = day_scores(detector, DayConfig(**SHORT_DAY, seed=202, events_per_hour=30))  # 3 events, held while in view
+    normal = day_scores(detector, DayConfig(**SHORT_DAY, seed=202, events_per_hour=30), SHORT_LIMITS.every)  # 3 events, held while in view
     assert normal["event"].any() and normal["light"].min() < 0.6 * normal["light"].max()  # events, and the dawn in it
     events, tests = watch_day(reference, normal, 10.0)
     assert events == [] and len(tests) > 20 and max(t["statistic"] for t in tests) < reference.threshold < 1
     config = DayConfig(**SHORT_DAY, seed=202, events_per_hour=30, view_changes=True, view_change_kinds=("light_ramp",))
     ramp = schedule_view_changes(config)[0]
-    events, _ = watch_day(reference, day_scores(detector, config), 10.0)
+    events, _ = watch_day(reference, day_scores(detector, config, SHORT_LIMITS.every), 10.0)
     assert events and events[0]["type"] == "drift" and ramp.start_frame < events[0]["frame"] <= ramp.start_frame + 6000
 
 
