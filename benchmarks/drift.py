@@ -12,8 +12,6 @@ reports the creep within seconds and holds the watch; the lighting ramp is too s
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import platform
 import shlex
 import sys
 import time
@@ -27,15 +25,11 @@ from occ.runtime.files import write_atomic
 from occ.runtime.scoring.drift import DriftLimits, DriftReference, DriftWatch, frame_light
 
 from .day import BATCH, commit
+from .training_runs import machine
 
 SCHEMA = "occ-bench-drift/2"
 CALIBRATION_SEED, TEST_SEED = 101, 202
 RUNS = {"normal day": (), "creep": ("creep",), "light ramp": ("light_ramp",)}
-
-
-def machine() -> str:
-    """``a 2-core x86-64 CPU``: the cores this process may use and the architecture."""
-    return f"a {len(os.sched_getaffinity(0))}-core {platform.machine().replace('_', '-')} CPU"
 
 
 def day_scores(detector, config: DayConfig, every: int) -> dict[str, np.ndarray]:
