@@ -24,7 +24,7 @@ from occ.train.common import Checkpoint, load_checkpoint
 
 from .calibration import calibration_to_keep, carry_calibration
 from .samples import samples_from_data
-from .verify import DecisionComparison, ExportError, ExportResult, OutputComparison, compare_outputs, decision_comparisons, mask_iou, run_onnx
+from .verify import DecisionComparison, ExportError, ExportResult, OutputComparison, compare_outputs, decision_comparisons, frames_at_gate, mask_iou, run_onnx
 
 DEFAULT_OPSET = 17
 SCORE_TOLERANCE = 1e-4
@@ -117,12 +117,19 @@ def verify(checkpoint: Checkpoint, module: torch.nn.Module, model_bytes: bytes, 
     inputs = (torch.from_numpy(x), torch.tensor([alpha]), torch.tensor([zeta]))
     reference = _run_torch(module, inputs, output_names)
     candidate = run_onnx(model_bytes, {"frames": x, "alpha": np.array([alpha]), "zeta": np.array([zeta])}, output_names)
+    compared = ~frames_at_gate(manifest, reference["region_anomaly"])
+    if not compared.any():
+        raise ExportError(f"{checkpoint.path}: every verification frame holds a region at the gate's threshold ζ; nothing to compare")
+    if not compared.all():
+        extra["frames with a region at ζ, not compared"] = int((~compared).sum())
+        reference = {name: value[compared] for name, value in reference.items()}
+        candidate = {name: value[compared] for name, value in candidate.items()}
     numeric = {k: v for k, v in reference.items() if k != "mask"}
     outputs = compare_outputs(numeric, candidate, {"score": tolerance}, default_tolerance=max(tolerance, 1e-3))
     decisions = decision_comparisons(manifest, reference, candidate)
     iou = mask_iou(reference["mask"], candidate["mask"])
     extra["mask IoU"] = round(iou, 6)
-    extra["verified_on"] = f"{len(x)} frames"
+    extra["verified_on"] = f"{int(compared.sum())} frames"
     if iou < 1.0:
         decisions.append(DecisionComparison("mask IoU", iou, 1.0, int(reference["mask"].size)))
     return outputs, decisions, extra

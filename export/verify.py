@@ -10,6 +10,12 @@ import numpy as np
 
 from occ.runtime.manifest import Manifest
 from occ.runtime.scoring import alocc_fires, alocc_patch_map, decide, frame_threshold
+from occ.runtime.scoring.thresholds import region_multiple
+
+# a region whose evidence lies within this share of the binary gate's threshold ζ is a tie: ζ is a quantile
+# of the calibration frames' regions, so a verification frame drawn from them can hold the very region
+# that set it, where a last-bit difference between backends opens or shuts the gate on a whole block
+GATE_TIE_BAND = 1e-4
 
 
 @dataclass
@@ -93,6 +99,16 @@ def compare_decisions(name: str, reference: np.ndarray, candidate: np.ndarray, r
 def at_threshold(values: np.ndarray, threshold: float, band: float) -> np.ndarray:
     """Values within ``band`` (relative) of ``threshold``: ties for a lower-precision graph."""
     return np.abs(np.asarray(values, np.float64) - threshold) <= band * max(abs(threshold), np.finfo(np.float32).tiny)
+
+
+def frames_at_gate(manifest: Manifest, region_anomaly: np.ndarray) -> np.ndarray:
+    """AVID frames (``(N, rows, cols)`` of ``1 − O`` in) holding a region at the binary gate's
+    threshold ζ: two backends may differ there by a whole gated block of the maps and the mask."""
+    region_anomaly = np.asarray(region_anomaly)
+    if manifest.scoring.gate != "binary":
+        return np.zeros(len(region_anomaly), bool)
+    multiple = region_multiple(region_anomaly, manifest.threshold("zeta"))
+    return (np.abs(multiple - 1.0) <= GATE_TIE_BAND).reshape(len(region_anomaly), -1).any(axis=1)
 
 
 def mask_iou(reference: np.ndarray, candidate: np.ndarray) -> float:

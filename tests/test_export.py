@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -141,6 +143,37 @@ def test_decisions_at_the_threshold_are_ties_not_disagreements():
     assert agreeing and agreeing.count == 2
 
 
+def test_a_region_at_the_gate_threshold_is_a_tie_not_a_disagreement(avid_checkpoint, tmp_path):
+    """ζ is a quantile of calibration regions, so a verification frame can hold the region that set
+    it; a last-bit difference then moves a whole block of the maps (seen on the demo's AVID)."""
+    from occ.export.onnx_export import build_graph as export_graph
+    from occ.export.onnx_export import verification_samples
+    from occ.export.verify import GATE_TIE_BAND, frames_at_gate
+
+    checkpoint = load_checkpoint(avid_checkpoint)
+    zeta = 0.9
+    regions = np.full((3, 2, 2), 0.5)
+    regions[1, 0, 1] = 1 - zeta                            # exactly at the gate
+    regions[2, 1, 0] = (1 - zeta) * (1 + 10 * GATE_TIE_BAND)  # near it, but outside the band
+    checkpoint.manifest.thresholds["zeta"].value = zeta
+    assert frames_at_gate(checkpoint.manifest, regions).tolist() == [False, True, False]
+
+    # the real checkpoint with ζ put on one of its own verification frames' regions
+    module = export_graph(checkpoint)[0]
+    samples = verification_samples(checkpoint, None)
+    alpha = torch.tensor([checkpoint.manifest.threshold("alpha")])
+    with torch.no_grad():
+        region_anomaly = module(torch.from_numpy(samples), alpha, torch.tensor([0.5]))[3].numpy()
+    payload = torch.load(avid_checkpoint, weights_only=True)
+    manifest = json.loads(payload["manifest"]) if isinstance(payload["manifest"], str) else payload["manifest"]
+    manifest["thresholds"]["zeta"]["value"] = float(1 - np.float32(region_anomaly[2].max()))
+    payload["manifest"] = json.dumps(manifest) if isinstance(payload["manifest"], str) else manifest
+    torch.save(payload, tmp_path / "at_gate.pt")
+    result = export_onnx(tmp_path / "at_gate.pt", tmp_path / "at_gate.onnx")
+    assert result.extra["frames with a region at ζ, not compared"] >= 1
+    assert result.extra["verified_on"] == f"{len(samples) - result.extra['frames with a region at ζ, not compared']} frames"
+
+
 def test_engine_compatibility_rules_and_missing_tensorrt(alocc_onnx, tmp_path):
     from occ.export.engine import EngineBuildError, build_engine
     from occ.runtime.backends.tensorrt import TensorRTBackend, compatibility_problem
@@ -271,3 +304,18 @@ def test_region_memory_refuses_video_in_one_line(tmp_path, tiny_walkway):
     with pytest.raises(ValueError, match="the region memory is for single images"):
         video_data(tiny_walkway.train, config, "tiny walkway")
     assert not (tmp_path / "never.pt").exists()
+
+
+def test_a_failed_verification_is_its_report_and_one_line(alocc_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from occ.cli import app
+
+    out = tmp_path / "never.onnx"
+    result = CliRunner().invoke(app, ["export", str(alocc_checkpoint), "--out", str(out), "--tolerance", "1e-12"],
+                                env={"COLUMNS": "250"})  # float32 kernels differ in the last bits
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert any(line.startswith("FAILED score") for line in lines)
+    assert lines[-1] == f"error: {alocc_checkpoint}: ONNX Runtime disagrees with PyTorch; nothing written"
+    assert not out.exists()

@@ -117,6 +117,20 @@ def one_line_errors(*extra: type[BaseException]) -> Iterator[None]:
         fail(_one_line(exc))
 
 
+@contextlib.contextmanager
+def export_failures() -> Iterator[None]:
+    """A failed export verification: its report, then one line, exit code 1 (the input was fine; the
+    graph disagreed with PyTorch, and nothing was written)."""
+    from occ.export.verify import ExportError
+
+    try:
+        yield
+    except ExportError as exc:
+        for line in exc.report:
+            err_console.print(line, highlight=False, markup=False)
+        fail(_one_line(exc), code=1)
+
+
 def check_outputs(outputs: dict[str, Optional[Path]], inputs: dict[str, object]) -> None:
     """Refuse, before any work, an output that would overwrite one of the command's inputs."""
     from occ.runtime.files import same_file

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import JsonOption, OneLineCommand, QuietOption, check_outputs, console, err_console, one_line_errors, report
+from .common import JsonOption, OneLineCommand, QuietOption, check_outputs, console, export_failures, one_line_errors, report
 
 TENSORRT = "TensorRT"
 SERVING = "Serving"
@@ -57,7 +57,6 @@ def export(
     """Export a checkpoint to one ONNX graph verified against PyTorch on real samples, and any other artifact asked for.
     Given an exported .onnx instead, build the other artifacts from it without torch (an engine on the Jetson itself)."""
     from occ.export.engine import EngineBuildError
-    from occ.export.verify import ExportError
     from occ.export.workflow import ExportOptions, export_model, parse_batch
 
     check_outputs({"--json": json_path}, {"model": model})
@@ -68,13 +67,8 @@ def export(
                                 version_compatible=version_compatible, triton=triton, triton_max_batch=triton_max_batch,
                                 triton_instances=triton_instances, triton_instance_kind=triton_instance_kind, deepstream=deepstream,
                                 force=force)
-        try:
+        with export_failures():
             summary = export_model(model, options)
-        except ExportError as exc:
-            for line in exc.report:
-                err_console.print(line, highlight=False, markup=False)
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(1)
 
     def show(result: dict) -> None:
         for step, lines in result["reports"].items():

@@ -13,7 +13,7 @@ import typer
 from occ.runtime.backends import REGISTRY
 from occ.runtime.sources import SOURCE_FORMS
 
-from .common import JsonOption, QuietOption, SplitOption, check_outputs, console, err_console, fail, one_line_errors, progress_bar, report, table
+from .common import JsonOption, QuietOption, SplitOption, check_outputs, console, err_console, export_failures, fail, one_line_errors, progress_bar, report, table
 
 BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
 PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
@@ -398,7 +398,7 @@ def demo(
     from occ.demo import run_demo
 
     say = (lambda text: None) if quiet else (lambda text: console.print(text, highlight=False, markup=False))
-    with one_line_errors():
+    with one_line_errors(), export_failures():
         result = run_demo(workdir, seed=seed, say=say, console=Console(file=io.StringIO()) if quiet else console)
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["occ", "demo", *sys.argv[2:]]), **result}
