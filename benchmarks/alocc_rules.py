@@ -1,0 +1,190 @@
+"""ALOCC's frame rule and threshold rule, measured on Ped2's leave-training-clips-out folds, with the
+choice made inside the folds.
+
+    python -m occ.benchmarks.alocc_rules FOLD.json [FOLD.json ...] --json OUT.json
+
+Each ``FOLD.json`` is an ``occ-bench ped2 --holdout-fold`` result whose model is still on disk. One
+pass through each model's graph gives every clip's patch terms. Each candidate then re-derives what
+training derives (the location statistics on the training clips before their validation tails, τ on
+the tails, with the candidate's own frame rule) and its alarms are counted as the holdout benchmark
+counts them, through the service's episode rule.
+
+The fold rule: for each fold of a seed, the candidate chosen on that seed's other folds (the fewest
+alarms per hour over their normal footage among the candidates that catch as many of their events
+as the deployed rule) is measured on it. A candidate is worth deploying only if it beats the deployed
+rule on the mean and on the worst fold.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from occ.evaluation.datasets.spec import load_video_data
+from occ.evaluation.datasets.ucsd import load_ucsd
+from occ.evaluation.metrics import poisson_rate_interval
+from occ.evaluation.protocols import ClipScores, alarm_counts
+from occ.evaluation.report import record_json, report
+from occ.runtime.detector import Detector, open_detector
+from occ.runtime.events import EpisodeTracker
+from occ.runtime.manifest import AloccScoring, read_manifest
+from occ.runtime.scoring import alocc_thresholds, location_stats, patch_scores
+from occ.runtime.service import ServiceConfig
+
+from .day import commit
+from .ped2 import HOLDOUT_SCOPES, _graph_terms
+from .training_runs import machine
+
+
+def _causal(patches: np.ndarray, frames: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+    """Each frame's patch scores reduced with those of the ``frames − 1`` before it in the clip."""
+    padded = np.concatenate([np.repeat(patches[:1], frames - 1, axis=0), patches])
+    return reduce(np.stack([padded[i:i + len(patches)] for i in range(frames)]), axis=0)
+
+
+FRAME_RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "largest patch (deployed)": lambda p: p.max(axis=-1),
+    "second largest patch": lambda p: np.sort(p, axis=-1)[:, -2],
+    "largest patch, each patch averaged over 3 frames": lambda p: _causal(p, 3, np.mean).max(axis=-1),
+    "largest patch, each patch at its lowest of 2 frames": lambda p: _causal(p, 2, np.min).max(axis=-1),
+}
+THRESHOLD_RULES: dict[str, Callable[[np.ndarray, float], float]] = {
+    "quantile at the recipe's false-alarm rate (deployed)": lambda tails, rate: alocc_thresholds(tails, rate, "tails")["tau"].value,
+    "largest validation frame": lambda tails, rate: float(tails.max()),
+}
+DEPLOYED = ("largest patch (deployed)", "quantile at the recipe's false-alarm rate (deployed)")
+
+
+def candidate_name(frame_rule: str, threshold_rule: str) -> str:
+    return f"{frame_rule} | {threshold_rule}"
+
+
+def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
+    """Every candidate's τ, alarms and test micro AUC on one fold's model (its JSON's ``model``)."""
+    from occ.train.common import validation_cuts  # the training split itself, not a copy of it
+
+    model, data = fold["model"], fold["data"]
+    manifest = read_manifest(model)
+    config = manifest.training.get("config", {})
+    detector = open_detector(model)
+    assert isinstance(detector, Detector)
+    detector.outputs = list(manifest.scoring.terms)
+    try:
+        trained = load_ucsd(data, "train", clips=list(manifest.training["clips"]))
+        held = load_ucsd(data, "train", clips=list(fold["held_out_clips"]))
+        test = load_video_data(data, splits=("test",)).test
+        terms = {clip.name: _graph_terms(detector, clip) for clip in [*trained, *held, *test]}
+    finally:
+        detector.close()
+    cuts = dict(zip([c.name for c in trained], validation_cuts([len(c.frames) for c in trained], config.get("val_fraction", 0.2))))
+    floors = {"score": 0.1}  # as train_alocc.alocc_scoring
+    scoring = AloccScoring(terms=manifest.scoring.terms, location_stats={
+        name: location_stats(np.concatenate([terms[c][name][:cuts[c]] for c in cuts]).astype(np.float64), floors.get(name, 0.0))
+        for name in manifest.scoring.terms})
+    patches = {name: patch_scores(values, scoring) for name, values in terms.items()}
+    fps = held[0].fps or 10.0
+    out: dict[str, Any] = {}
+    for frame_rule, frame_scores_of in FRAME_RULES.items():
+        frame_scores = {name: frame_scores_of(p) for name, p in patches.items()}
+        tails = np.concatenate([frame_scores[c][cuts[c]:] for c in cuts])
+        for threshold_rule, tau_of in THRESHOLD_RULES.items():
+            tau = tau_of(tails, config.get("false_alarm_rate", 0.01))
+            tracker = EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="ped2", rule=manifest.episodes, threshold=tau)
+            scored = {clip.name: ClipScores(clip.name, np.asarray(clip.labels, bool), frame_scores[clip.name],
+                                            frame_scores[clip.name] > tau, fps=clip.fps) for clip in [*held, *test]}
+            held_scores, test_scores = [scored[c.name] for c in held], [scored[c.name] for c in test]
+            out[candidate_name(frame_rule, threshold_rule)] = {
+                "tau": tau, "alarms": {scope: alarm_counts(clips, fps, tracker) for scope, clips in
+                                       zip(HOLDOUT_SCOPES, (held_scores, test_scores, held_scores + test_scores))},
+                "test_micro_auc": record_json(report(test_scores).frame_level.raw)["micro_auc"]}
+    return out
+
+
+def _episodes(entry: dict[str, Any]) -> tuple[int, float, int, int]:
+    """Episodes on all normal footage, its hours, events caught and events, through the service's rule."""
+    rate, delay = entry["alarms"]["all"]["episodes"]["false_alarms_per_hour"], entry["alarms"]["test_clips"]["episodes"]["detection_delay"]
+    return rate["false_alarms"], rate["normal_hours"], delay["detected"], delay["events"]
+
+
+def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    alarms, hours, caught, events = (sum(values) for values in zip(*map(_episodes, entries)))
+    low, high = poisson_rate_interval(alarms, hours)
+    return {"episodes": alarms, "normal_minutes": hours * 60, "per_hour": alarms / hours, "per_hour_low": low,
+            "per_hour_high": high, "events_caught": caught, "events": events}
+
+
+def choose(entries: list[dict[str, dict[str, Any]]]) -> str:
+    """The candidate with the fewest alarms per hour over ``entries`` (folds) among those that catch
+    as many events as the deployed rule; the deployed rule on a tie."""
+    deployed = candidate_name(*DEPLOYED)
+    totals = {name: pooled([entry[name] for entry in entries]) for name in entries[0]}
+    eligible = [name for name, total in totals.items() if total["events_caught"] >= totals[deployed]["events_caught"]]
+    return min(eligible, key=lambda name: (totals[name]["per_hour"], name != deployed))
+
+
+def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per seed with two or more folds: each fold measured with the candidate chosen on the others,
+    against the deployed rule; and every candidate's mean and worst fold."""
+    deployed = candidate_name(*DEPLOYED)
+    out: dict[str, Any] = {}
+    for seed in sorted({run["seed"] for run in runs}):
+        folds = sorted((run for run in runs if run["seed"] == seed), key=lambda run: run["fold"])
+        if len(folds) < 2:
+            continue
+        measured = []
+        for run in folds:
+            chosen = choose([other["candidates"] for other in folds if other is not run])
+            measured.append({"fold": run["fold"], "chosen": chosen, "chosen_result": pooled([run["candidates"][chosen]]),
+                             "deployed_result": pooled([run["candidates"][deployed]])})
+        rates = {name: [pooled([run["candidates"][name]])["per_hour"] for run in folds] for name in folds[0]["candidates"]}
+        out[f"seed {seed}"] = {
+            "folds": measured,
+            "chosen_inside_folds": pooled([run["candidates"][m["chosen"]] for run, m in zip(folds, measured)]),
+            "deployed": pooled([run["candidates"][deployed] for run in folds]),
+            "per_candidate": {name: {"mean_per_hour": float(np.mean(r)), "worst_fold_per_hour": float(np.max(r)),
+                                     **pooled([run["candidates"][name] for run in folds])} for name, r in rates.items()}}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m occ.benchmarks.alocc_rules", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folds", nargs="+", type=Path, help="occ-bench ped2 --holdout-fold JSONs of ALOCC models still on disk")
+    parser.add_argument("--json", type=Path, required=True, help="where to write the result")
+    args = parser.parse_args(argv)
+    started = time.time()
+    runs = []
+    for path in args.folds:
+        try:
+            fold = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"error: {path}: not a readable JSON file ({exc})", file=sys.stderr)
+            return 2
+        if fold.get("method") != "alocc" or "held_out_clips" not in fold or not Path(fold.get("model", "")).is_file():
+            print(f"error: {path}: not an ALOCC occ-bench ped2 --holdout-fold result whose model is on disk", file=sys.stderr)
+            return 2
+        runs.append({"seed": fold["seed"], "fold": fold["fold"], "model": fold["model"], "commit": fold.get("commit"),
+                     "candidates": fold_candidates(fold)})
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
+              "command": shlex.join(["python", "-m", "occ.benchmarks.alocc_rules", *(argv if argv is not None else sys.argv[1:])]),
+              "deployed": candidate_name(*DEPLOYED), "runs": runs, "inside_the_folds": inside_the_folds(runs),
+              "seconds": round(time.time() - started)}
+    args.json.write_text(json.dumps(record_json(result), indent=1) + "\n")
+    for seed, entry in result["inside_the_folds"].items():
+        print(f"{seed}: deployed {entry['deployed']['per_hour']:.0f}/h ({entry['deployed']['events_caught']}/{entry['deployed']['events']}), "
+              f"chosen inside the folds {entry['chosen_inside_folds']['per_hour']:.0f}/h "
+              f"({entry['chosen_inside_folds']['events_caught']}/{entry['chosen_inside_folds']['events']})")
+    for run in runs:
+        cells = ", ".join(f"{name.split(' | ')[0][:24]}|{name.split(' | ')[1][:8]}: {pooled([c])['episodes']} ep, "
+                          f"{pooled([c])['events_caught']} ev, AUC {c['test_micro_auc']:.3f}" for name, c in run["candidates"].items())
+        print(f"seed {run['seed']} fold {run['fold']}: {cells}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
