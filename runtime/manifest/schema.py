@@ -332,12 +332,6 @@ class EpisodeRule:
         return (f"opens when the CUSUM of score/threshold − {self.reference:g} exceeds {self.decision:g}, "
                 f"closes after {self.close_after} frames at or below it")
 
-    @property
-    def opening_frames(self) -> int:
-        """The fewest frames from the first evidence to an opening (a frame far beyond the threshold
-        opens a ``cusum`` episode at once)."""
-        return self.k if self.kind == "k_of_n" else 1
-
 
 @dataclass
 class AlarmRate:
