@@ -1,4 +1,4 @@
-"""AVID's scoring contract exists twice: the torch graph that is exported (occ.train.avid) and the
+"""AVID's scoring contract exists twice: the torch graph that is exported (occ.train.avid_graph) and the
 numpy rule calibration and evaluation use (occ.runtime.scoring.thresholds). For every contract
 training can produce, both give the same frame scores and masks; every other contract is refused
 by the manifest in one line."""
@@ -12,7 +12,8 @@ import torch
 from occ.runtime.manifest import (FRAME_SCORES, GATES, REGION_SCORERS, RESIDUALS, AvidScoring, InputSpec, Manifest, ManifestError,
                                   RegionSpec)
 from occ.runtime.scoring import block_peaks, block_values, frame_scores, solve_for_false_alarms
-from occ.train.avid import RegionMemory, create_avid, create_avid_graph
+from occ.train.avid import RegionMemory, create_avid
+from occ.train.avid_graph import create_avid_graph
 
 CELL = 4  # depth 2
 HEIGHT, WIDTH = 16, 24

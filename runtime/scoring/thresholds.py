@@ -1,5 +1,5 @@
 """Thresholds from normal data, for every scoring contract: what training sets and ``occ calibrate``
-resets. Each rule here mirrors the graph's (:mod:`occ.train.avid`) in numpy, block by block."""
+resets. Each rule here mirrors the graph's (:mod:`occ.train.avid_graph`) in numpy, block by block."""
 from __future__ import annotations
 
 from typing import Callable
