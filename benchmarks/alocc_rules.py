@@ -34,7 +34,7 @@ from occ.evaluation.report import record_json, report
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events import EpisodeTracker
 from occ.runtime.manifest import AloccScoring, read_manifest
-from occ.runtime.scoring import alocc_thresholds, location_stats, patch_scores
+from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 from occ.runtime.service import ServiceConfig
 
 from .day import commit
@@ -49,7 +49,7 @@ def _causal(patches: np.ndarray, frames: int, reduce: Callable[..., np.ndarray])
 
 
 FRAME_RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "largest patch (deployed)": lambda p: p.max(axis=-1),
+    "largest patch (deployed)": alocc_frame_scores,
     "second largest patch": lambda p: np.sort(p, axis=-1)[:, -2],
     "largest patch, each patch averaged over 3 frames": lambda p: _causal(p, 3, np.mean).max(axis=-1),
     "largest patch, each patch at its lowest of 2 frames": lambda p: _causal(p, 2, np.min).max(axis=-1),

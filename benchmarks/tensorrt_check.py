@@ -104,7 +104,7 @@ def attach_fp16_io(onnx_path: Path) -> dict[str, Any]:
     tool = trtexec()
     if tool is None:
         return {"skipped": "trtexec not found (JetPack: /usr/src/tensorrt/bin/trtexec)"}
-    graph, _ = onnx_tensors(onnx.load(str(onnx_path)))
+    graph = onnx_tensors(onnx.load(str(onnx_path)))
     inputs = [t for t in graph if t.mode == "input"]
     name, sample = expected_input(read_manifest(onnx_path))
     dims = "x".join(str(d) for d in sample)

@@ -16,6 +16,7 @@ from occ.evaluation.metrics import PixelLevel, equal_error_rate, false_alarms_pe
 from occ.evaluation.protocols import avid_maps, score_clips
 from occ.evaluation.report import report
 from occ.runtime.detector import Detector, open_detector
+from occ.runtime.scoring import frame_peak
 
 from .training_runs import machine
 
@@ -89,7 +90,7 @@ def avid_components(detector: Detector, clips) -> dict[str, dict[str, float]]:
         for name, values in maps.items():
             entry = per_map.setdefault(name, {"labels": [], "scores": [], "pl": [], "ps": []})
             entry["labels"].append(clip.labels)
-            entry["scores"].append(values.reshape(len(values), -1).max(axis=1))
+            entry["scores"].append(frame_peak(values))
             labels, scores = pixel_level_scores(values, masks)
             entry["pl"].append(labels)
             entry["ps"].append(scores)

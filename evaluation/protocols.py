@@ -8,7 +8,7 @@ import numpy as np
 from occ.runtime.detector import Detector, StreamDetector
 from occ.runtime.events.episodes import EpisodeTracker
 from occ.runtime.preprocess import preprocess_clip
-from occ.runtime.scoring import block_peaks, block_values, frame_evidence, solve_for_false_alarms
+from occ.runtime.scoring import avid_fires, block_peaks, block_values, frame_evidence, frame_peak, frame_scores, solve_for_false_alarms
 from occ.runtime.scoring.decide import FrameResult
 
 from .datasets.common import Clip, DatasetError
@@ -210,7 +210,7 @@ def grid_metrics(truth: np.ndarray, cells: np.ndarray, values: np.ndarray, floor
     localization (every cell of every image ranked by ``cells``)."""
     labels = truth.reshape(len(truth), -1).any(axis=1)
     out = {}
-    for reduction, scores in (("peak", cells.reshape(len(cells), -1).max(axis=1)), ("evidence", frame_evidence(values, floor))):
+    for reduction, scores in (("peak", frame_peak(cells)), ("evidence", frame_evidence(values, floor))):
         out[f"detection_eer_{reduction}"] = equal_error_rate(labels, scores)[0]
         out[f"detection_auc_{reduction}"] = roc_auc(labels, scores)
     return {**out, "localization_eer": equal_error_rate(truth.ravel(), cells.ravel())[0],
@@ -241,10 +241,9 @@ def irmnist_protocol(detector: Detector, spec: IrMnistSpec, seed: int) -> dict[s
         peaks = cell_peaks(maps, digit_cell)  # one cell per digit
         blocks = peaks if manifest.regions.cell == digit_cell else cell_peaks(maps, manifest.regions.cell)
         values = part_block_values(blocks, manifest, ~data.test_labels)
-        # the graph's frame score, from the same outputs (tests check the two agree)
-        deployed = (frame_evidence(values["intersection"], scoring.evidence_floor) if scoring.frame_score == "evidence"
-                    else peaks["intersection"].reshape(len(data.test), -1).max(axis=1))
-        decisions = deployed >= 1.0
+        # the graph's frame score, from its block values (tests/test_scoring_parity.py: the two agree)
+        deployed = frame_scores(values["intersection"], scoring)
+        decisions = avid_fires(deployed)
         labels = data.test_labels
         result[positives] = {
             "irregular_per_positive_grid": float(data.test_cells[labels].sum(axis=(1, 2)).mean()),

@@ -137,20 +137,6 @@ def profile_shapes(manifest: Manifest, batch: tuple[int, int, int]) -> dict[str,
     return {name: tuple((b * per_frame, *sample) for b in batch)}
 
 
-def tensorrt_model_bytes(model_bytes: bytes) -> bytes:
-    """The model as TensorRT should parse it: inputs with a default (AVID's α and ζ, initializers
-    that are also graph inputs) become plain inputs, so the engine takes them per batch and
-    thresholds can be retuned without a rebuild, as with ONNX Runtime."""
-    import onnx
-
-    model = onnx.ModelProto.FromString(model_bytes)
-    inputs = {i.name for i in model.graph.input}
-    defaults = [init for init in model.graph.initializer if init.name in inputs]
-    for initializer in defaults:
-        model.graph.initializer.remove(initializer)
-    return model.SerializeToString() if defaults else model_bytes
-
-
 def create_network(trt, builder, strongly_typed: bool):
     """A network definition; strongly typed where asked (TensorRT 11 builds only those; TensorRT 10
     needs the creation flag, which TensorRT 11 may no longer list)."""
@@ -187,7 +173,7 @@ def build_engine(onnx_path: str | Path, out: str | Path | None = None, options: 
     builder = trt.Builder(logger)
     network = create_network(trt, builder, strongly_typed)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(tensorrt_model_bytes(model_bytes)):
+    if not parser.parse(model_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineBuildError(f"{source}: TensorRT cannot parse the model: {errors[:400]}")
     config = builder.create_builder_config()
@@ -272,19 +258,16 @@ class TensorInfo:
     profile: tuple[tuple[int, ...], ...] | None = None
 
 
-def onnx_tensors(model) -> tuple[list[TensorInfo], set[str]]:
-    """The graph's inputs and outputs, and the names of inputs that have a default (α, ζ)."""
+def onnx_tensors(model) -> list[TensorInfo]:
+    """The graph's inputs and outputs."""
     from onnx import helper
-
-    defaults = {init.name for init in model.graph.initializer}
 
     def info(value, mode: str) -> TensorInfo:
         kind = value.type.tensor_type
         dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in kind.shape.dim)
         return TensorInfo(value.name, mode, str(helper.tensor_dtype_to_np_dtype(kind.elem_type)), dims)
 
-    inputs = [info(v, "input") for v in model.graph.input]
-    return inputs + [info(v, "output") for v in model.graph.output], {t.name for t in inputs if t.name in defaults}
+    return [info(v, "input") for v in model.graph.input] + [info(v, "output") for v in model.graph.output]
 
 
 def engine_tensors(trt, engine, where: str | Path = "engine") -> list[TensorInfo]:
@@ -312,21 +295,17 @@ def engine_tensors(trt, engine, where: str | Path = "engine") -> list[TensorInfo
 FLOATS = ("float32", "float16")
 
 
-def binding_problems(engine: list[TensorInfo], graph: list[TensorInfo], defaults: set[str]) -> tuple[list[str], list[str]]:
+def binding_problems(engine: list[TensorInfo], graph: list[TensorInfo]) -> tuple[list[str], list[str]]:
     """``(problems, notes)`` from comparing an engine's bindings with the ONNX graph's: every name
     with the same direction, a dtype that is the graph's (or the other float width, which
     ``--inputIOFormats``/``--outputIOFormats`` give and the runtime converts), and a shape whose
-    fixed dimensions are the graph's (the engine may fix the graph's dynamic batch). Inputs with a
-    default (α, ζ) may be constants inside the engine: noted, not a problem."""
+    fixed dimensions are the graph's (the engine may fix the graph's dynamic batch)."""
     problems, notes = [], []
     ours = {t.name: t for t in engine}
     for tensor in graph:
         other = ours.pop(tensor.name, None)
         if other is None:
-            if tensor.name in defaults:
-                notes.append(f"input {tensor.name} is a constant inside the engine (its value is fixed at the ONNX default)")
-            else:
-                problems.append(f"the engine has no {tensor.mode} '{tensor.name}'")
+            problems.append(f"the engine has no {tensor.mode} '{tensor.name}'")
             continue
         if other.mode != tensor.mode:
             problems.append(f"'{tensor.name}' is an {other.mode} of the engine but an {tensor.mode} of the graph")
@@ -375,18 +354,17 @@ def attach_engine(engine_path: str | Path, onnx_path: str | Path, version_compat
     if sidecar_path.exists():
         raise EngineBuildError(f"{sidecar_path}: a sidecar already exists; remove it to attach again")
     manifest = read_manifest(onnx_path)
-    graph, defaults = onnx_tensors(onnx.load(str(onnx_path), load_external_data=False))
+    graph = onnx_tensors(onnx.load(str(onnx_path), load_external_data=False))
     trt = import_tensorrt(engine_path)
     try:
         runtime, engine = deserialize_engine(trt, engine_path.read_bytes(), str(engine_path), version_compatible)
     except BackendError as exc:
         raise EngineBuildError(f"{exc} (built by another TensorRT version or for another GPU?)") from None
     tensors = engine_tensors(trt, engine, engine_path)
-    problems, notes = binding_problems(tensors, graph, defaults)
+    problems, notes = binding_problems(tensors, graph)
     if problems:
         raise EngineBuildError(f"{engine_path}: does not match {onnx_path.name}: " + "; ".join(problems))
     notes += threshold_rounding_notes(manifest, tensors)
-    names = {t.name for t in tensors}
     sidecar = {
         "manifest": json.loads(manifest.to_json()),
         "tensorrt_version": trt.__version__,
@@ -398,7 +376,6 @@ def attach_engine(engine_path: str | Path, onnx_path: str | Path, version_compat
         "batch_profile": frames_profile(manifest, tensors),
         "batch_unit": "frames",
         "bindings": [dataclasses.asdict(t) for t in tensors],
-        "fixed_inputs": sorted(defaults - names),
         "version_compatible": version_compatible,
         "layer_precisions": _layer_precisions(trt, engine),
         "built": now_iso(),

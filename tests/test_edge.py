@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from occ.cli import app
 from occ.evaluation.datasets import write_ucsd_layout
 from occ.export.engine import (BuildOptions, EngineBuildError, TensorInfo, binding_problems, engine_source, frames_profile,
-                               onnx_tensors, profile_shapes, rebuild_command, tensorrt_model_bytes)
+                               onnx_tensors, profile_shapes, rebuild_command)
 from occ.export.int8 import INT8_AGREEMENT, boundary_convolutions, export_int8
 from occ.export.verify import ExportError
 from occ.runtime.backends import OrtBackend
@@ -121,46 +121,41 @@ def test_engine_sources_profiles_and_threshold_inputs(int8_models, alocc_onnx, a
     assert profile_shapes(manifest, (1, 2, 4)) == {"patches": ((15, 2, 16, 16), (30, 2, 16, 16), (60, 2, 16, 16))}
     assert profile_shapes(read_manifest(avid_onnx), (1, 8, 32))["frames"][2] == (32, 3, 32, 48)
     assert "--int8 --calib-data SPEC" in rebuild_command("m.onnx", BuildOptions(precision="int8"))
-    # TensorRT gets α and ζ as inputs (retunable per batch, as on ONNX Runtime), not as constants
-    stripped = tensorrt_model_bytes(Path(avid_onnx).read_bytes())
-    session = ort.InferenceSession(stripped, providers=["CPUExecutionProvider"])
+    # α and ζ are plain inputs without defaults, which TensorRT would freeze into the engine as
+    # constants: engines take them per batch (retunable, as on ONNX Runtime)
+    session = ort.InferenceSession(str(avid_onnx), providers=["CPUExecutionProvider"])
     assert {i.name for i in session.get_inputs()} == {"frames", "alpha", "zeta"}
     assert not session.get_overridable_initializers()
-    frames = np.zeros((2, 3, 32, 48), np.float32)
     with pytest.raises(Exception, match="alpha|zeta"):
-        session.run(["score"], {"frames": frames})
-    thresholds = {"alpha": np.array([0.1], np.float32), "zeta": np.array([0.5], np.float32)}
-    reference = ort.InferenceSession(str(avid_onnx), providers=["CPUExecutionProvider"]).run(["score"], {"frames": frames, **thresholds})
-    np.testing.assert_array_equal(session.run(["score"], {"frames": frames, **thresholds})[0], reference[0])
+        session.run(["score"], {"frames": np.zeros((2, 3, 32, 48), np.float32)})
 
 
 def test_binding_check_against_the_onnx_graph(alocc_onnx, avid_onnx):
-    graph, defaults = onnx_tensors(onnx.load(str(avid_onnx)))
-    assert defaults == set()  # α and ζ are plain inputs: an engine built from the ONNX keeps them as inputs
+    graph = onnx_tensors(onnx.load(str(avid_onnx)))
     alpha_zeta = [t for t in graph if t.name in ("alpha", "zeta")]
     assert [t.shape for t in alpha_zeta] == [(1,), (1,)]
-    problems, _ = binding_problems([t for t in graph if t.name != "zeta"], graph, defaults)
+    # an engine that holds α and ζ as constants (from a model exported before occ 0.2) is refused
+    problems, _ = binding_problems([t for t in graph if t.name != "zeta"], graph)
     assert "the engine has no input 'zeta'" in "; ".join(problems)
-    defaults = {"alpha", "zeta"}  # a model exported before occ 0.2 gave them defaults, which trtexec freezes
     frames = next(t for t in graph if t.name == "frames")
     assert frames.shape == (-1, 3, 32, 48) and frames.dtype == "float32"
-    # an engine as trtexec builds it: α, ζ constants inside, the batch in a profile, an FP16 input format
+    # an engine as trtexec builds it: the batch in a profile, an FP16 input format
     engine = [TensorInfo("frames", "input", "float16", (-1, 3, 32, 48), ((1, 3, 32, 48), (4, 3, 32, 48), (8, 3, 32, 48)))]
-    engine += [t for t in graph if t.mode == "output"]
-    problems, notes = binding_problems(engine, graph, defaults)
+    engine += [t for t in graph if t.mode == "output" or t.name in ("alpha", "zeta")]
+    problems, notes = binding_problems(engine, graph)
     assert problems == []
-    assert any("alpha is a constant" in n for n in notes) and any("float16 in the engine" in n for n in notes)
+    assert any("float16 in the engine" in n for n in notes)
     assert frames_profile(read_manifest(avid_onnx), engine) == [1, 4, 8]
     # each kind of mismatch is named
     wrong = [TensorInfo("frames", "input", "float32", (-1, 3, 64, 96)), TensorInfo("alpha", "input", "int32", (1,)),
              *[TensorInfo(t.name if t.name != "score" else "logits", "output", t.dtype, t.shape) for t in graph if t.mode == "output"]]
-    problems, _ = binding_problems(wrong, graph, defaults)
+    problems, _ = binding_problems(wrong, graph)
     text = "; ".join(problems)
     assert "input 'frames' has shape [-1, 3, 64, 96] in the engine but [-1, 3, 32, 48]" in text
     assert "input 'alpha' is int32 in the engine but float32" in text
     assert "the engine has no output 'score'" in text and "the engine's output 'logits' is not in the graph" in text
-    assert "the engine has no input 'zeta'" not in text  # a default may be a constant
-    alocc_graph, _ = onnx_tensors(onnx.load(str(alocc_onnx)))
+    assert "the engine has no input 'zeta'" in text
+    alocc_graph = onnx_tensors(onnx.load(str(alocc_onnx)))
     patches = [TensorInfo("patches", "input", "float32", (-1, 2, 16, 16), ((15, 2, 16, 16), (60, 2, 16, 16), (120, 2, 16, 16)))]
     assert frames_profile(read_manifest(alocc_onnx), patches + [t for t in alocc_graph if t.mode == "output"]) == [1, 4, 8]
 

@@ -243,7 +243,8 @@ def test_region_memory_model_exports_with_parity_retunes_and_finds_the_unseen_di
     from occ.evaluation.metrics import roc_auc
     from occ.export.fp16 import export_fp16
     from occ.runtime.preprocess import preprocess_clip
-    from occ.train.avid import EvidenceScore, RegionMemory, SoftGate
+    from occ.train.avid import RegionMemory
+    from occ.train.avid_blocks import EvidenceScore, SoftGate
 
     checkpoint = load_checkpoint(memory_checkpoint)
     graph = build_graph(checkpoint.architecture, checkpoint.state_dicts, checkpoint.manifest)

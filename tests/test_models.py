@@ -4,7 +4,8 @@ import torch
 
 from occ.runtime.manifest import AvidScoring, ManifestError
 from occ.train.alocc import AloccDiscriminator, AloccReconstructor, create_alocc
-from occ.train.avid import AvidInpainter, RegionMemory, create_avid, create_avid_graph
+from occ.train.avid import AvidInpainter, RegionMemory, create_avid
+from occ.train.avid_graph import create_avid_graph
 
 
 def make_graph(inpainter, region_scorer, **scoring):

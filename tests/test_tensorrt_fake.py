@@ -57,12 +57,12 @@ NUMPY_TO_TRT = {"float32": "FLOAT", "float16": "HALF", "bool": "BOOL", "int32": 
 
 def avid_plan(trt, onnx_path, frames_dtype="FLOAT", threshold_dtype="FLOAT", outputs=None, thresholds=True, **plan):
     """An AVID plan as trtexec builds it from ``onnx_path``: the batch in a profile, α and ζ inputs
-    unless folded to constants, the graph's outputs."""
+    (``thresholds=False``: without them), the graph's outputs."""
     import onnx
 
     from occ.export.engine import onnx_tensors
 
-    graph, _ = onnx_tensors(onnx.load(str(onnx_path)))
+    graph = onnx_tensors(onnx.load(str(onnx_path)))
     frames = next(t for t in graph if t.name == "frames")
     sample = frames.shape[1:]
     tensors = [io("frames", "input", frames_dtype, (-1, *sample), [(b, *sample) for b in (1, 2, 4)])]
@@ -75,7 +75,7 @@ def avid_plan(trt, onnx_path, frames_dtype="FLOAT", threshold_dtype="FLOAT", out
 def test_fp16_build_on_tensorrt_10_pins_fp32_islands_and_keeps_thresholds_as_inputs(trt, avid):
     engine = build_engine(avid, options=BuildOptions(batch=(1, 2, 4)))
     sidecar = json.loads(engine.with_name(engine.name + ".json").read_text())
-    assert calls(trt, "parse") == [(["frames", "alpha", "zeta"],)]  # the ONNX defaults were turned into plain inputs
+    assert calls(trt, "parse") == [(["frames", "alpha", "zeta"],)]  # α and ζ are plain inputs, retunable per batch
     assert calls(trt, "build_serialized_network") == [(["FP16", "OBEY_PRECISION_CONSTRAINTS"],)]
     spec = read_manifest(avid).input
     assert calls(trt, "set_shape") == [("frames", tuple((b, spec.channels, spec.height, spec.width) for b in (1, 2, 4)))]
@@ -178,28 +178,30 @@ def test_compatibility_is_tensorrts_rule_and_the_refusal_prints_the_rebuild(trt,
         TensorRTBackend(str(engine)).open_engine(trt, gpu=None)
 
 
-def test_input_shapes_are_checked_and_only_engine_inputs_get_them(trt, avid, tmp_path):
-    """Item 11: set_input_shape's False was ignored, and the fixed α, ζ of an attached engine were
-    passed to it though they are not engine tensors."""
+def test_input_shapes_are_checked_and_an_engine_without_threshold_inputs_is_refused(trt, avid, tmp_path):
+    """Item 11: set_input_shape's False was ignored. An engine holding α and ζ as constants (attached
+    from a model exported before occ 0.2) is refused, at attach and at open, in one line."""
     manifest = read_manifest(avid)
     spec = manifest.input
     sample = (spec.channels, spec.height, spec.width)
-    # a model exported before occ 0.2 gave α and ζ defaults, which trtexec folds into constants
-    import onnx
-
-    model = onnx.load(str(avid))
-    model.graph.initializer.extend(onnx.numpy_helper.from_array(np.array([manifest.threshold(n)], np.float32), n) for n in ("alpha", "zeta"))
-    old = tmp_path / "old.onnx"
-    onnx.save(model, str(old))
-    plan = tmp_path / "fixed.engine"
-    plan.write_bytes(avid_plan(trt, avid, thresholds=False))
-    attach_engine(plan, old)
+    folded = tmp_path / "folded.engine"
+    folded.write_bytes(avid_plan(trt, avid, thresholds=False))
+    with pytest.raises(EngineBuildError, match="the engine has no input 'alpha'; the engine has no input 'zeta'"):
+        attach_engine(folded, avid)
+    plan = tmp_path / "plain.engine"
+    plan.write_bytes(avid_plan(trt, avid))
+    sidecar_path, _ = attach_engine(plan, avid)
+    old = json.loads(sidecar_path.read_text())
+    folded.with_name(folded.name + ".json").write_text(json.dumps({**old, "fixed_inputs": ["alpha", "zeta"]}))
+    with pytest.raises(BackendError, match=r"holds alpha, zeta as constants .*; rebuild: occ export") as info:
+        TensorRTBackend(str(folded)).open_engine(trt, gpu=None)
+    assert "\n" not in str(info.value)
     backend = TensorRTBackend(str(plan))
     backend.open_engine(trt, gpu=None)
-    assert backend.fixed_inputs.keys() == {"alpha", "zeta"} and backend.batch_limits == (1, 4)
+    assert backend.batch_limits == (1, 4)
     trt.calls.clear()
     shapes = backend.device_outputs({"frames": (2, *sample), "alpha": (1,), "zeta": (1,)})
-    assert calls(trt, "set_input_shape") == [("frames", (2, *sample))]
+    assert calls(trt, "set_input_shape") == [("frames", (2, *sample)), ("alpha", (1,)), ("zeta", (1,))]
     assert shapes["score"] == ((2,), np.float32) and shapes["mask"] == ((2, spec.height, spec.width), np.bool_)
     with pytest.raises(BackendError, match=r"TensorRT refused shape \[8, .*\] for input 'frames'"):
         backend.device_outputs({"frames": (8, *sample)})

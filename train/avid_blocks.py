@@ -1,7 +1,8 @@
-"""The blocks AVID's networks (:mod:`occ.train.avid`) and its deployed graph are composed of.
+"""The blocks AVID's networks (:mod:`occ.train.avid`) and its deployed graph (:mod:`occ.train.avid_graph`)
+are composed of.
 
 The graph's parts are chosen by the manifest's scoring contract
-(:class:`~occ.runtime.manifest.AvidScoring`, see :func:`occ.train.avid.create_avid_graph`); a part
+(:class:`~occ.runtime.manifest.AvidScoring`, see :func:`occ.train.avid_graph.create_avid_graph`); a part
 that is switched off is ``nn.Identity``.
 """
 from __future__ import annotations

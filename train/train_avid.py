@@ -26,7 +26,9 @@ from occ.runtime.manifest import AvidScoring, InputSpec, Manifest, RegionSpec
 from occ.runtime.preprocess import AVID_OFFSETS, normalized_averages, preprocess_clip
 from occ.runtime.scoring import avid_thresholds, block_peaks
 
-from .avid import AvidGraph, HideNewest, RegionMemory, create_avid, create_avid_graph
+from .avid import RegionMemory, create_avid
+from .avid_blocks import HideNewest
+from .avid_graph import AvidGraph, create_avid_graph
 from .common import (CheckpointError, check_recipe, check_sizes, checkpoint_networks, evaluate_in_batches, evenly_spaced, footage_summary,
                      load_weights, recipe_config, squared_error, validation_cuts, validation_names)
 from .irregularities import IrregularityMaker, SampleStore

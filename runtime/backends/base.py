@@ -42,7 +42,7 @@ class Backend:
     """Base class: public methods check, subclasses implement the ``_impl`` methods.
 
     What a backend can do is in :attr:`capabilities` (before a model is open) and, once active, in
-    :attr:`batch_limits`, :attr:`fixed_inputs`, :meth:`input_dtype` and :attr:`runs_on_bound_stream`.
+    :attr:`batch_limits`, :meth:`input_dtype` and :attr:`runs_on_bound_stream`.
 
     Attributes:
         name: backend name (``ort-cpu``...).
@@ -65,9 +65,6 @@ class Backend:
         # (min, max) samples the model runs at once, set on activation where the model fixes them
         # (a TensorRT profile, an ONNX Runtime InferenceSession with a fixed batch); None: any batch
         self.batch_limits: tuple[int, int] | None = None
-        # inputs the model holds as constants (an engine built with α and ζ folded in): callers may
-        # pass them at these values, never change them
-        self.fixed_inputs: dict[str, float] = {}
         self._active = False
 
     @classmethod

@@ -147,7 +147,7 @@ class TensorRTBackend(Backend):
         return cls(model_path)
 
     def input_dtype(self, name: str) -> np.dtype:
-        if name not in self.engine_inputs:  # a constant of the engine (fixed_inputs) is no tensor
+        if name not in self.engine_inputs:
             raise BackendError(f"{self.model_path}: '{name}' is not an input tensor of this engine; it takes {self.engine_inputs}")
         return self.dtypes[name]
 
@@ -175,6 +175,9 @@ class TensorRTBackend(Backend):
         problem = compatibility_problem(sidecar, trt.__version__, gpu)
         if problem:
             raise BackendError(f"{path}: {problem}")
+        if sidecar.get("fixed_inputs"):
+            raise BackendError(f"{path}: this engine holds {', '.join(sidecar['fixed_inputs'])} as constants (attached from a model "
+                               f"exported before occ 0.2); rebuild: {sidecar.get('rebuild', 'occ export MODEL.onnx --engine')}")
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime, self.engine = deserialize_engine(trt, path.read_bytes(), str(path), bool(sidecar.get("version_compatible")),
                                                        sidecar.get("dla_core"), self.logger)
@@ -183,10 +186,7 @@ class TensorRTBackend(Backend):
             raise BackendError(f"{path}: TensorRT could not create an execution context (out of device memory?)")
         self.engine_inputs, self.output_names = engine_io(trt, self.engine)
         self.dtypes = {name: numpy_dtype(trt, self.engine, name, str(path)) for name in self.engine_inputs + self.output_names}
-        # an engine built elsewhere may hold α and ζ as constants (the ONNX defaults at build time):
-        # callers may pass them (the detector feeds every threshold), but they are not engine tensors
-        self.fixed_inputs = {name: self.manifest.threshold(name) for name in sidecar.get("fixed_inputs", [])}
-        self.input_names = self.engine_inputs + list(self.fixed_inputs)
+        self.input_names = list(self.engine_inputs)
         batch_input = expected_input(self.manifest)[0]
         if batch_input in self.engine_inputs and -1 in tuple(self.engine.get_tensor_shape(batch_input)):
             low, _, high = self.engine.get_tensor_profile_shape(batch_input, 0)
@@ -212,14 +212,7 @@ class TensorRTBackend(Backend):
             buffer = self._buffers[name] = DeviceBuffer(nbytes)
         return buffer
 
-    def _check_fixed(self, values: dict[str, Any]) -> None:
-        for name, value in self.fixed_inputs.items():
-            if name in values and not np.allclose(values[name], value, rtol=1e-6, atol=0):
-                raise BackendError(f"{self.model_path}: this engine holds {name} = {value:g} as a constant; retuning it needs an "
-                                   "engine built by occ export --engine (which takes the thresholds as inputs)")
-
     def _infer_impl(self, feed: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
-        self._check_fixed(feed)
         arrays = {name: np.ascontiguousarray(feed[name], dtype=self.dtypes[name]) for name in self.engine_inputs if name in feed}
         set_input_shapes(self.context, self.engine_inputs, {name: array.shape for name, array in arrays.items()}, self.model_path)
         for name, array in arrays.items():
@@ -238,8 +231,7 @@ class TensorRTBackend(Backend):
         return {name: results[name] for name in outputs}
 
     def device_outputs(self, input_shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-        set_input_shapes(self.context, self.engine_inputs, {name: shape for name, shape in input_shapes.items()
-                                                            if name not in self.fixed_inputs}, self.model_path)
+        set_input_shapes(self.context, self.engine_inputs, input_shapes, self.model_path)
         return {name: (tuple(int(d) for d in self.context.get_tensor_shape(name)), self.dtypes[name]) for name in self.output_names}
 
     def bind_device(self, inputs: dict[str, tuple], outputs: dict[str, tuple], stream) -> None:
@@ -250,9 +242,8 @@ class TensorRTBackend(Backend):
         missing = sorted(set(self.engine_inputs) - set(inputs))
         if missing:
             raise BackendError(f"{self.model_path}: the engine needs device buffers for inputs {missing}")
-        bound = {name: value for name, value in inputs.items() if name not in self.fixed_inputs}  # constants of the engine
-        set_input_shapes(self.context, self.engine_inputs, {name: shape for name, (_, shape, _) in bound.items()}, self.model_path)
-        for name, (pointer, _shape, _dtype) in {**bound, **outputs}.items():
+        set_input_shapes(self.context, self.engine_inputs, {name: shape for name, (_, shape, _) in inputs.items()}, self.model_path)
+        for name, (pointer, _shape, _dtype) in {**inputs, **outputs}.items():
             if not self.context.set_tensor_address(name, device_pointer(pointer)):
                 raise BackendError(f"{self.model_path}: TensorRT refused the device address of '{name}'")
         self._device_stream = stream

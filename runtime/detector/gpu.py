@@ -35,11 +35,10 @@ def device_resident_kind(model_path: str, backend: str) -> BackendKind:
 
 def threshold_arrays(backend, manifest) -> dict[str, np.ndarray]:
     """AVID's α and ζ as the model's device inputs take them, in the model's dtype; none for ALOCC
-    (τ applies to the results) nor for a model that holds them as constants (an attached engine)."""
+    (τ applies to the results)."""
     if manifest.method != "avid":
         return {}
-    return {name: np.array([manifest.threshold(name)], backend.input_dtype(name)) for name in ("alpha", "zeta")
-            if name not in backend.fixed_inputs}
+    return {name: np.array([manifest.threshold(name)], backend.input_dtype(name)) for name in ("alpha", "zeta")}
 
 
 class GpuPipeline:
@@ -120,11 +119,6 @@ class GpuPipeline:
     def set_thresholds(self, **values: float) -> None:
         """Retune thresholds on the running graph (AVID's α and ζ are rewritten in device memory:
         no re-export, no rebinding; ALOCC's τ applies to the results)."""
-        fixed = self.backend.fixed_inputs  # an attached engine may hold α and ζ as constants
-        held = [name for name, value in values.items() if name in fixed and not np.isclose(value, fixed[name], rtol=1e-6, atol=0)]
-        if held:
-            raise BackendError(f"{self.backend.model_path}: this engine holds {', '.join(held)} as constants; retuning needs an "
-                               "engine built by occ-export --engine (which takes the thresholds as inputs)")
         self.detector.set_thresholds(**values)
         self._upload_thresholds()
 

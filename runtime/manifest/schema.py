@@ -37,6 +37,8 @@ REGION_SCORERS = ("detector", "memory")
 GATES = ("binary", "soft")
 FRAME_SCORES = ("peak", "evidence")
 RESIDUALS = ("newest", "mean")
+# The gate training deploys with each region scorer (train.train_avid.avid_scoring)
+REGION_SCORER_GATES = {"detector": "binary", "memory": "soft"}
 # How per-frame decisions become episodes (see EpisodeRule)
 EPISODE_RULES = ("k_of_n", "cusum")
 
@@ -210,6 +212,10 @@ class AvidScoring:
     - mask: ``v >= 1``, each part extended over the connected residual object it belongs to
       within ``mask_reach`` pixels (0: Eq. 4's blocks exactly).
 
+    Training deploys six of these contracts, and validation refuses the rest: ``detector`` with
+    the ``binary`` gate and either residual, or ``memory`` with the ``soft`` gate and the ``mean``
+    residual (single images), each with either frame score.
+
     Args:
         region_scorer: ``detector`` or ``memory``.
         gate: ``binary`` or ``soft``.
@@ -237,6 +243,12 @@ class AvidScoring:
         _choice("scoring.gate", self.gate, GATES)
         _choice("scoring.frame_score", self.frame_score, FRAME_SCORES)
         _choice("scoring.residual", self.residual, RESIDUALS)
+        # training pairs each region scorer with one gate, and the memory with single images
+        gate = REGION_SCORER_GATES[self.region_scorer]
+        if self.gate != gate:
+            raise ManifestError(f"scoring.gate must be '{gate}' with region_scorer '{self.region_scorer}', got '{self.gate}'")
+        if self.region_scorer == "memory" and self.residual != "mean":
+            raise ManifestError(f"scoring.residual must be 'mean' with region_scorer 'memory' (single images), got '{self.residual}'")
         soft = self.gate == "soft"
         if soft != (self.residual_weight is not None) or (soft and not 0 < self.residual_weight < 1):
             raise ManifestError(f"scoring.residual_weight must be in (0, 1) for the soft gate and absent otherwise, "
@@ -319,12 +331,6 @@ class EpisodeRule:
             return f"opens at {opens}, closes after {self.close_after} quiet frames"
         return (f"opens when the CUSUM of score/threshold − {self.reference:g} exceeds {self.decision:g}, "
                 f"closes after {self.close_after} frames at or below it")
-
-    @property
-    def opening_frames(self) -> int:
-        """The fewest frames from the first evidence to an opening (a frame far beyond the threshold
-        opens a ``cusum`` episode at once)."""
-        return self.k if self.kind == "k_of_n" else 1
 
 
 @dataclass
@@ -497,6 +503,7 @@ class Manifest:
             self.scoring.validate(self.patches.count(self.input))
         else:
             self.scoring.validate()
+            _check_avid_input(self.scoring, self.input)
         allowed = THRESHOLD_NAMES[self.method]
         for name, threshold in self.thresholds.items():
             _choice(f"threshold name for {self.method}", name, allowed)
@@ -580,6 +587,15 @@ def _check_schema(version: Any) -> None:
         raise ManifestError(f"schema {version} is newer than this occ understands ({SCHEMA_VERSION}); upgrade occ")
     if major < ours or minor < 1:
         raise ManifestError(f"schema {version} (occ before 0.2) is no longer read; export the model again with this occ")
+
+
+def _check_avid_input(scoring: AvidScoring, spec: InputSpec) -> None:
+    """The residual and region scorer the input allows, as training pairs them: the ``newest``
+    residual predicts the triplet's newest frame; the region memory scores single images."""
+    if scoring.residual == "newest" and spec.temporal != "avid_triplet":
+        raise ManifestError(f"scoring.residual 'newest' needs the 'avid_triplet' input, got input.temporal '{spec.temporal}'")
+    if scoring.region_scorer == "memory" and spec.temporal != "none":
+        raise ManifestError(f"scoring.region_scorer 'memory' needs single images (input.temporal 'none'), got '{spec.temporal}'")
 
 
 def _origins(start: int, stop: int, size: int, stride: int) -> tuple[int, ...]:

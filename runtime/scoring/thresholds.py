@@ -1,5 +1,5 @@
 """Thresholds from normal data, for every scoring contract: what training sets and ``occ calibrate``
-resets. Each rule here mirrors the graph's (:mod:`occ.train.avid`) in numpy, block by block."""
+resets. Each rule here mirrors the graph's (:mod:`occ.train.avid_graph`) in numpy, block by block."""
 from __future__ import annotations
 
 from typing import Callable
@@ -107,11 +107,16 @@ def frame_evidence(values: np.ndarray, floor: float) -> np.ndarray:
     return np.maximum(values - floor, 0.0).sum(axis=1) / (1.0 - floor)
 
 
+def frame_peak(values: np.ndarray) -> np.ndarray:
+    """``(N, ...)`` block values → ``(N,)``: the largest."""
+    return np.asarray(values, np.float64).reshape(len(values), -1).max(axis=1)
+
+
 def frame_scores(values: np.ndarray, scoring: AvidScoring) -> np.ndarray:
     """The graph's frame score from block values ``(N, rows, cols)``."""
     if scoring.frame_score == "evidence":
         return frame_evidence(values, scoring.evidence_floor)
-    return np.asarray(values, np.float64).reshape(len(values), -1).max(axis=1)
+    return frame_peak(values)
 
 
 def _binary_gate_thresholds(scoring: AvidScoring, peaks: np.ndarray, regions: np.ndarray, rate: float):
@@ -119,7 +124,7 @@ def _binary_gate_thresholds(scoring: AvidScoring, peaks: np.ndarray, regions: np
     the normal frames fire (for ``peak``: the quantile of the frames' largest gated residual)."""
     zeta = float(np.clip(1.0 - np.quantile(regions, scoring.region_quantile), 1e-6, 1 - 1e-6))
     gated = np.where(regions >= 1.0 - zeta, peaks, 0.0)
-    largest = gated.reshape(len(gated), -1).max(axis=1)
+    largest = frame_peak(gated)
     if scoring.frame_score == "peak":
         alpha = max(float(np.quantile(largest, 1 - rate)), 1e-6)
         how = f"quantile {1 - rate:g} of the frames' largest gated residual"

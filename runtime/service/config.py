@@ -195,11 +195,6 @@ class ServiceConfig:
         running service reads its paths, while the service holds the port and the outputs)."""
         return parse_toml(Path(path), check)
 
-    @property
-    def model_on_server(self) -> bool:
-        """The model is a name on a server (``triton_url``), not a file here: the backend says so."""
-        return model_on_server(self.backend)
-
     def check(self, where: str = "configuration") -> "ServiceConfig":
         """Every value in range, outputs writable and distinct from the inputs, the port free.
 
@@ -207,7 +202,7 @@ class ServiceConfig:
             BackendError: the model is a training checkpoint (one line: export it first).
             ConfigError: the first problem found.
         """
-        if not self.model_on_server:
+        if not model_on_server(self.backend):
             refuse_checkpoint(self.model)
         problems = _problems(self)
         if problems:
@@ -504,7 +499,7 @@ def model_on_server(backend: str) -> bool:
 
 def _problems(config: ServiceConfig) -> list[str]:
     problems = []
-    if not config.model_on_server and not Path(config.model).is_file():
+    if not model_on_server(config.backend) and not Path(config.model).is_file():
         problems.append(f"{config.model}: model file not found")
     names = [camera.name for camera in config.cameras]
     if not config.cameras:

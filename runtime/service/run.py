@@ -36,7 +36,7 @@ from ..scoring.decide import thresholds_in_force
 from ..scoring.drift import DriftReference, DriftState, DriftWatch, frame_light
 from ..scoring.scene_guard import GuardState, SceneGuard, SceneReference
 from ..sources import LiveSource, Source, open_source
-from .config import CameraConfig, ServiceConfig
+from .config import CameraConfig, ServiceConfig, model_on_server
 from .logs import setup_logging
 from .profiles import ProfileSwitch, zones_in
 
@@ -333,7 +333,7 @@ class Service:
                 # a Triton server lost mid-stream is waited for by the camera's reconnect rules
                 options: dict[str, Any] = {"url": cfg.triton_url, "backoff": camera.backoff, "max_backoff": camera.max_backoff,
                                            "give_up_after": camera.give_up_after, "stop": self.stop_event} \
-                    if cfg.model_on_server else {}
+                    if model_on_server(cfg.backend) else {}
                 detector = open_detector(cfg.model, cfg.backend, cfg.preprocess, **options)
                 detector.set_thresholds(**cfg.thresholds)
                 detector.set_zones(zones_in(camera.zones, None))  # with profiles, the first frame's profile sets them
@@ -343,7 +343,7 @@ class Service:
             manifest = checked.manifest
             checked.close()
             summary.thresholds = thresholds_in_force(manifest)
-            sha256 = None if cfg.model_on_server else file_sha256(cfg.model)  # once: events carry it
+            sha256 = None if model_on_server(cfg.backend) else file_sha256(cfg.model)  # once: events carry it
             for camera in cfg.cameras:
                 camera_metrics = metrics.camera(camera.name)
                 camera_metrics.pending_events = lambda: len(events.lines.pending)
