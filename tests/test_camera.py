@@ -4,7 +4,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,22 +20,9 @@ from occ.runtime.events import EpisodeTracker, MetricsServer, ServiceMetrics, Sn
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 from occ.runtime.sources import ACCEPTED_FORMS, FileSource, FolderSource, LiveSource, SourceError, open_source
 
+from service_utils import free_port, parse_metrics, wait_for  # noqa: F401 - the other service tests import them from here
+
 FFMPEG = shutil.which("ffmpeg")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _results(decisions, scores=None):
@@ -88,14 +74,6 @@ def test_snapshot_rotation_is_bounded(tmp_path):
     by_bytes.rotate()
     assert sum(p.stat().st_size for p in tmp_path.glob("*.jpg")) <= 2 * one
     assert not list(tmp_path.glob(".*.tmp"))
-
-
-def parse_metrics(body: str) -> dict[tuple, float]:
-    """Samples of a Prometheus text body, parsed by prometheus_client's own parser: {(name, labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(body) for sample in family.samples}
 
 
 def test_metrics_follow_prometheus_conventions():

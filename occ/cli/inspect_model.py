@@ -1,4 +1,4 @@
-"""``occ inspect MODEL``: a model at a glance."""
+"""``occ inspect MODEL``: a model at a glance; ``occ inspect cameras/``: which cameras need ``occ calibrate``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,13 +11,23 @@ from .common import JsonOption, QuietOption, console, err_console, fail, one_lin
 
 def inspect(
     model: Annotated[Path, typer.Argument(help="An exported model (.onnx), an engine (.engine, with its .engine.json beside it), a "
-                                               "Triton model folder, or a checkpoint (.pt; needs torch).")],
+                                               "Triton model folder, or a checkpoint (.pt; needs torch). Or the service's camera "
+                                               "state: the cameras/ folder beside its events log, one camera's cameras/NAME.json, "
+                                               "or the events log itself.")],
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Show a model's method, recipe, input geometry, temporal rule, thresholds with their provenance
-    and history, scoring, precision and SHA-256, and which backends can run it on this machine."""
+    and history, scoring, precision and SHA-256, and which backends can run it on this machine. Given
+    the service's camera state instead: each camera, whether it needs occ calibrate, why and since when."""
+    from occ.runtime.events.camera_state import CameraStateError, is_camera_state_path, read_camera_states
     from occ.runtime.model_info import model_info
+
+    if is_camera_state_path(model):
+        with one_line_errors(CameraStateError):
+            cameras = read_camera_states(model)
+        report({"path": str(model), "cameras": cameras}, json_path, quiet, _show_cameras)
+        return
 
     manifest = _checkpoint_manifest(model) if model.suffix == ".pt" else None
     with one_line_errors():
@@ -89,3 +99,27 @@ def _show(info: dict[str, Any]) -> None:
     for t in info["thresholds"].values():
         if t["warning"]:
             err_console.print(f"warning: {t['warning']}", highlight=False, markup=False)
+
+
+def _since(cause: dict[str, Any]) -> str:
+    """When a cause started: the capture time (live), or the position in the file, and when the service saw it."""
+    at = cause["wall_time"] or (f"{cause['clip_s']:g} s into the file" if cause["clip_s"] is not None else f"frame {cause['frame']}")
+    return f"{at} (frame {cause['frame']}; seen {cause['noticed']})"
+
+
+def _why(cause: dict[str, Any]) -> str:
+    if cause["type"] == "drift":
+        measured = cause["statistic"] is not None and cause["threshold"] is not None
+        return "scores drifted" + (f" (KS statistic {cause['statistic']:.3g} over {cause['threshold']:.3g})" if measured else "")
+    return f"scene changed: {cause['reason']}"
+
+
+def _show_cameras(result: dict[str, Any]) -> None:
+    """One line per camera (not a table: the reasons and times are long, and a line stays whole for grep)."""
+    console.print(f"{result['path']}: {sum(s['needs_calibration'] for s in result['cameras'])} of {len(result['cameras'])} "
+                  "camera(s) need occ calibrate", highlight=False, markup=False, soft_wrap=True)
+    for state in result["cameras"]:
+        service = f"service {state['service']}, as of {state['updated']}; model {state['model']}"
+        needs = "; ".join(f"{_why(cause)} since {_since(cause)}" for cause in state["causes"])
+        console.print(f"{state['camera']}: " + (f"needs occ calibrate: {needs}" if state["needs_calibration"] else "no calibration needed")
+                      + f" ({service})", highlight=False, markup=False, soft_wrap=True)

@@ -1,7 +1,8 @@
 """``occ run``: the long-running camera service, one loop per camera.
 
 Each camera's loop: source → detector → episodes → event log, snapshots and event clips, overlay,
-per-frame log, metrics; event and per-frame lines follow the versioned schema of docs/events.md.
+per-frame log, metrics, and the camera's state file (cameras/<camera>.json beside the event log:
+whether it needs ``occ calibrate``); each follows its versioned schema of docs/events.md.
 A full disk or an unwritable sink degrades (counted, logged at most once a minute, retried) while
 scoring goes on. Remote sinks (MQTT, a webhook) cost the loop a spool append per event; their own
 threads deliver. SIGTERM or SIGINT stops every loop after its current frame; open
@@ -30,6 +31,7 @@ from ..events import (CAMERA_SCHEMA, CameraMetrics, EpisodeTracker, EventClips, 
 from ..files import file_sha256
 from ..manifest import Manifest
 from ..events import event_record, open_remote_sinks
+from ..events.camera_state import CameraState, state_folder
 from ..events.episodes import MAX_PENDING_FRAMES
 from ..scoring import frame_threshold
 from ..scoring.decide import thresholds_in_force
@@ -139,6 +141,8 @@ class CameraLoop:
         drift = DriftReference.from_view(manifest.drift) if cfg.drift_watch and manifest.drift is not None else None
         self.drift = DriftWatch(drift) if cfg.drift_watch else None
         self.avid = manifest.method == "avid"
+        # what `occ inspect` reads: whether the camera needs `occ calibrate` now, why and since when
+        self.state = CameraState(state_folder(cfg.events_log), camera.name, self.context.model, model_sha256, on_error)
 
     def _sink_error(self, sink: str) -> None:
         self.summary.sink_errors += 1
@@ -155,6 +159,7 @@ class CameraLoop:
     def run(self) -> None:
         try:
             self.detector = self.open_detector(self.camera)
+            self.state.started()
             self._loop()
             gave_up = getattr(self.source, "gave_up", False) or self._backend_gave_up()
             self.summary.outcome = "gave up" if gave_up else "stopped" if self.service.stop_event.is_set() else "finished"
@@ -274,6 +279,8 @@ class CameraLoop:
         if not self.events.write(kind, event):  # held in memory and retried; counted here, per camera
             self._sink_error(str(self.events.path))
         record = event_record(kind, event)
+        if isinstance(event, _CameraEvent):
+            self.state.update(record)
         for sink in self.remote_sinks:  # a spool append each; delivery happens on the sink's own thread
             sink.put(record)
 
@@ -293,6 +300,7 @@ class CameraLoop:
             self.frames_log.close()
         for sink in self.remote_sinks:
             sink.close()
+        self.state.stopped()
         if self.detector is not None:
             self.detector.close()
 

@@ -21,7 +21,7 @@ from occ.runtime.manifest import ManifestError, read_manifest
 from occ.runtime.scoring.scene_guard import GuardLimits, SceneGuard, SceneReference
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 
-from test_camera import parse_metrics
+from service_utils import parse_metrics
 
 FPS = 10
 CAR_SEED = 8  # its one event is a car, entering at frame 30

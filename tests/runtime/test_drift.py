@@ -49,7 +49,7 @@ def synthetic_day(seed: int, shift_from: int | None = None, gain_from: int | Non
 @pytest.fixture(scope="module")
 def alocc_manifest_dict() -> dict:
     """The tiny test model's manifest, as its readable copy holds it."""
-    return json.loads((Path(__file__).parent / "data" / "alocc.onnx.json").read_text())
+    return json.loads((Path(__file__).resolve().parents[1] / "data" / "alocc.onnx.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_drift_metrics_carry_the_camera_label():
     from occ.runtime.events import ServiceMetrics
     from occ.runtime.scoring.drift import DriftState
 
-    from test_camera import parse_metrics
+    from service_utils import parse_metrics
 
     metrics = ServiceMetrics("m.onnx")
     gate, yard = metrics.camera("gate"), metrics.camera("yard")
@@ -197,7 +197,7 @@ def walkway_reference():
     from occ.evaluation.datasets.walkway_day import DayConfig
     from occ.runtime.detector import open_detector
 
-    detector = open_detector(str(Path(__file__).parent / "data" / "alocc.onnx"))
+    detector = open_detector(str(Path(__file__).resolve().parents[1] / "data" / "alocc.onnx"))
     calibration = day_scores(detector, DayConfig(**SHORT_DAY, seed=101, events_per_hour=0), SHORT_LIMITS.every)
     return detector, DriftReference.learn(calibration["scores"], calibration["light"], SHORT_LIMITS)
 

@@ -31,7 +31,7 @@ from occ.runtime.events.webhook import SIGNATURE_HEADER, WebhookDelivery
 from occ.runtime.service import ConfigError, Service, ServiceConfig
 from occ.runtime.service.config import parse_toml
 
-from test_camera import free_port, parse_metrics, wait_for
+from service_utils import free_port, parse_metrics, wait_for
 
 OUTAGE_S = float(os.environ.get("OCC_SINK_OUTAGE_S", "2"))
 
@@ -202,7 +202,7 @@ def test_the_sinks_counters_are_exported_per_camera_and_sink(tmp_path):
         assert sink.drain(10)
         samples = parse_metrics(metrics.render().decode())
         assert samples[("occ_sink_delivered_events_total", labels)] == 2 and samples[("occ_sink_spooled_events", labels)] == 0
-        documented = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
+        documented = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
         for name in ("occ_sink_delivered_events_total", "occ_sink_dropped_events_total", "occ_sink_spooled_events"):
             assert f"| `{name}` |" in documented, f"{name} has no row in docs/metrics.md"
     finally:
