@@ -1,12 +1,13 @@
-"""ALOCC's frame rule and threshold rule, measured on Ped2's leave-training-clips-out folds, with the
+"""ALOCC's location statistics, frame rule and threshold rule, measured on Ped2's leave-training-clips-out folds, with the
 choice made inside the folds.
 
     python -m occ.benchmarks.alocc_rules FOLD.json [FOLD.json ...] --json OUT.json
+    python -m occ.benchmarks.alocc_rules OUT1.json OUT2.json --json ALL.json   # earlier results pooled
 
 Each ``FOLD.json`` is an ``occ-bench ped2 --holdout-fold`` result whose model is still on disk. One
 pass through each model's graph gives every clip's patch terms. Each candidate then re-derives what
-training derives (the location statistics on the training clips before their validation tails, τ on
-the tails, with the candidate's own frame rule) and its alarms are counted as the holdout benchmark
+training derives (the candidate's location statistics on the training clips before their validation
+tails, τ on the tails, with the candidate's own frame rule) and its alarms are counted as the holdout benchmark
 counts them, through the service's episode rule.
 
 The fold rule: for each fold of a seed, the candidate chosen on that seed's other folds (the fewest
@@ -33,12 +34,12 @@ from occ.evaluation.protocols import ClipScores, alarm_counts
 from occ.evaluation.report import record_json, report
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events import EpisodeTracker
-from occ.runtime.manifest import AloccScoring, read_manifest
+from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
 from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 from occ.runtime.service import ServiceConfig
 
 from .day import commit
-from .ped2 import HOLDOUT_SCOPES, _graph_terms
+from .ped2 import HOLDOUT_SCOPES, _global_stats, _graph_terms
 from .training_runs import machine
 
 
@@ -54,15 +55,26 @@ FRAME_RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "largest patch, each patch averaged over 3 frames": lambda p: _causal(p, 3, np.mean).max(axis=-1),
     "largest patch, each patch at its lowest of 2 frames": lambda p: _causal(p, 2, np.min).max(axis=-1),
 }
+def _halfway_to_pooled_mean(scores: np.ndarray, floor: float) -> LocationStats:
+    stats = location_stats(scores, floor)
+    mean = np.asarray(stats.mean)
+    return LocationStats(mean=(0.5 * (mean + mean.mean())).tolist(), std=stats.std)
+
+
+STATS_RULES: dict[str, Callable[[np.ndarray, float], LocationStats]] = {
+    "per location (deployed)": location_stats,
+    "location means half-way to the pooled mean": _halfway_to_pooled_mean,
+    "pooled over locations": lambda scores, floor: _global_stats(location_stats(scores, floor)),
+}
 THRESHOLD_RULES: dict[str, Callable[[np.ndarray, float], float]] = {
     "quantile at the recipe's false-alarm rate (deployed)": lambda tails, rate: alocc_thresholds(tails, rate, "tails")["tau"].value,
     "largest validation frame": lambda tails, rate: float(tails.max()),
 }
-DEPLOYED = ("largest patch (deployed)", "quantile at the recipe's false-alarm rate (deployed)")
+DEPLOYED = ("per location (deployed)", "largest patch (deployed)", "quantile at the recipe's false-alarm rate (deployed)")
 
 
-def candidate_name(frame_rule: str, threshold_rule: str) -> str:
-    return f"{frame_rule} | {threshold_rule}"
+def candidate_name(stats_rule: str, frame_rule: str, threshold_rule: str) -> str:
+    return f"{stats_rule} | {frame_rule} | {threshold_rule}"
 
 
 def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
@@ -84,25 +96,27 @@ def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
         detector.close()
     cuts = dict(zip([c.name for c in trained], validation_cuts([len(c.frames) for c in trained], config.get("val_fraction", 0.2))))
     floors = {"score": 0.1}  # as train_alocc.alocc_scoring
-    scoring = AloccScoring(terms=manifest.scoring.terms, location_stats={
-        name: location_stats(np.concatenate([terms[c][name][:cuts[c]] for c in cuts]).astype(np.float64), floors.get(name, 0.0))
-        for name in manifest.scoring.terms})
-    patches = {name: patch_scores(values, scoring) for name, values in terms.items()}
     fps = held[0].fps or 10.0
     out: dict[str, Any] = {}
-    for frame_rule, frame_scores_of in FRAME_RULES.items():
-        frame_scores = {name: frame_scores_of(p) for name, p in patches.items()}
-        tails = np.concatenate([frame_scores[c][cuts[c]:] for c in cuts])
-        for threshold_rule, tau_of in THRESHOLD_RULES.items():
-            tau = tau_of(tails, config.get("false_alarm_rate", 0.01))
-            tracker = EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="ped2", rule=manifest.episodes, threshold=tau)
-            scored = {clip.name: ClipScores(clip.name, np.asarray(clip.labels, bool), frame_scores[clip.name],
-                                            frame_scores[clip.name] > tau, fps=clip.fps) for clip in [*held, *test]}
-            held_scores, test_scores = [scored[c.name] for c in held], [scored[c.name] for c in test]
-            out[candidate_name(frame_rule, threshold_rule)] = {
-                "tau": tau, "alarms": {scope: alarm_counts(clips, fps, tracker) for scope, clips in
-                                       zip(HOLDOUT_SCOPES, (held_scores, test_scores, held_scores + test_scores))},
-                "test_micro_auc": record_json(report(test_scores).frame_level.raw)["micro_auc"]}
+    for stats_rule, stats_of in STATS_RULES.items():
+        scoring = AloccScoring(terms=manifest.scoring.terms, location_stats={
+            name: stats_of(np.concatenate([terms[c][name][:cuts[c]] for c in cuts]).astype(np.float64), floors.get(name, 0.0))
+            for name in manifest.scoring.terms})
+        patches = {name: patch_scores(values, scoring) for name, values in terms.items()}
+        for frame_rule, frame_scores_of in FRAME_RULES.items():
+            frame_scores = {name: frame_scores_of(p) for name, p in patches.items()}
+            tails = np.concatenate([frame_scores[c][cuts[c]:] for c in cuts])
+            for threshold_rule, tau_of in THRESHOLD_RULES.items():
+                tau = tau_of(tails, config.get("false_alarm_rate", 0.01))
+                tracker = EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="ped2", rule=manifest.episodes,
+                                         threshold=tau)
+                scored = {clip.name: ClipScores(clip.name, np.asarray(clip.labels, bool), frame_scores[clip.name],
+                                                frame_scores[clip.name] > tau, fps=clip.fps) for clip in [*held, *test]}
+                held_scores, test_scores = [scored[c.name] for c in held], [scored[c.name] for c in test]
+                out[candidate_name(stats_rule, frame_rule, threshold_rule)] = {
+                    "tau": tau, "alarms": {scope: alarm_counts(clips, fps, tracker) for scope, clips in
+                                           zip(HOLDOUT_SCOPES, (held_scores, test_scores, held_scores + test_scores))},
+                    "test_micro_auc": record_json(report(test_scores).frame_level.raw)["micro_auc"]}
     return out
 
 
@@ -154,7 +168,8 @@ def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m occ.benchmarks.alocc_rules", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folds", nargs="+", type=Path, help="occ-bench ped2 --holdout-fold JSONs of ALOCC models still on disk")
+    parser.add_argument("folds", nargs="+", type=Path, help="occ-bench ped2 --holdout-fold JSONs of ALOCC models still on disk, "
+                        "or earlier results of this benchmark (their runs are taken as they are)")
     parser.add_argument("--json", type=Path, required=True, help="where to write the result")
     args = parser.parse_args(argv)
     started = time.time()
@@ -165,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             print(f"error: {path}: not a readable JSON file ({exc})", file=sys.stderr)
             return 2
+        if isinstance(fold, dict) and isinstance(fold.get("runs"), list):  # an earlier result of this benchmark: its runs again
+            runs += fold["runs"]
+            continue
         if fold.get("method") != "alocc" or "held_out_clips" not in fold or not Path(fold.get("model", "")).is_file():
             print(f"error: {path}: not an ALOCC occ-bench ped2 --holdout-fold result whose model is on disk", file=sys.stderr)
             return 2
@@ -180,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
               f"chosen inside the folds {entry['chosen_inside_folds']['per_hour']:.0f}/h "
               f"({entry['chosen_inside_folds']['events_caught']}/{entry['chosen_inside_folds']['events']})")
     for run in runs:
-        cells = ", ".join(f"{name.split(' | ')[0][:24]}|{name.split(' | ')[1][:8]}: {pooled([c])['episodes']} ep, "
-                          f"{pooled([c])['events_caught']} ev, AUC {c['test_micro_auc']:.3f}" for name, c in run["candidates"].items())
-        print(f"seed {run['seed']} fold {run['fold']}: {cells}")
+        deployed = pooled([run["candidates"][candidate_name(*DEPLOYED)]])
+        best = min(run["candidates"], key=lambda name: (-pooled([run["candidates"][name]])["events_caught"], pooled([run["candidates"][name]])["episodes"]))
+        print(f"seed {run['seed']} fold {run['fold']}: deployed {deployed['episodes']} episodes, {deployed['events_caught']} events; "
+              f"fewest here: {best} ({pooled([run['candidates'][best]])['episodes']} episodes)")
     return 0
 
 
