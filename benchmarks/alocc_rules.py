@@ -35,12 +35,22 @@ from occ.evaluation.report import record_json, report
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events import EpisodeTracker
 from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
+from occ.runtime.preprocess import preprocess_clip
 from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 from occ.runtime.service import ServiceConfig
 
 from .day import commit
-from .ped2 import HOLDOUT_SCOPES, _global_stats, _graph_terms
+from .ped2 import HOLDOUT_SCOPES, _global_stats
 from .training_runs import machine
+
+
+def graph_terms(detector: Detector, clip: Clip) -> dict[str, np.ndarray]:
+    """ALOCC's scoring terms of every frame of a clip, ``(frames, patches)`` each."""
+    manifest = detector.manifest
+    inputs = preprocess_clip(clip.frames, manifest.input)
+    count = manifest.patches.count(manifest.input)
+    parts = [detector.forward(detector.prepare(inputs[start:start + 64])) for start in range(0, len(inputs), 64)]
+    return {name: np.concatenate([np.asarray(p[name]).reshape(-1, count) for p in parts]) for name in manifest.scoring.terms}
 
 
 def _causal(patches: np.ndarray, frames: int, reduce: Callable[..., np.ndarray]) -> np.ndarray:
@@ -91,7 +101,7 @@ def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
         trained = load_ucsd(data, "train", clips=list(manifest.training["clips"]))
         held = load_ucsd(data, "train", clips=list(fold["held_out_clips"]))
         test = load_video_data(data, splits=("test",)).test
-        terms = {clip.name: _graph_terms(detector, clip) for clip in [*trained, *held, *test]}
+        terms = {clip.name: graph_terms(detector, clip) for clip in [*trained, *held, *test]}
     finally:
         detector.close()
     cuts = dict(zip([c.name for c in trained], validation_cuts([len(c.frames) for c in trained], config.get("val_fraction", 0.2))))

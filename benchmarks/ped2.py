@@ -29,16 +29,14 @@ import numpy as np
 from rich.console import Console
 
 from occ.evaluation.datasets.spec import load_video_data
-from occ.evaluation.datasets.common import Clip, DatasetError
+from occ.evaluation.datasets.common import DatasetError
 from occ.evaluation.datasets.ucsd import clip_names, find_ucsd_root, load_ucsd
 from occ.evaluation.folds import fold_table, leave_clips_out, training_clip_folds
 from occ.evaluation.metrics import poisson_rate_interval
 from occ.evaluation.protocols import ClipScores, alarm_counts, delay_text, false_alarms_text, score_clips
-from occ.evaluation.report import EvaluationReport, record_json, report
+from occ.evaluation.report import EvaluationReport, report
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
-from occ.runtime.preprocess import preprocess_clip
-from occ.runtime.scoring import alocc_fires, alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 
 from .day import commit, service_tracker
 from .training_runs import machine
@@ -272,72 +270,7 @@ def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, fol
     result["alarms"] = {scope: alarm_counts(clips, fps, tracker)
                         for scope, clips in zip(HOLDOUT_SCOPES, (held, test, held + test))}
     result["test_report"] = report(test)
-    if method == "alocc":
-        result["location_rule_ablation"] = alocc_location_ablation(str(model), data, held_out)
     return result
-
-
-def _own_spread_stats(normal_scores: np.ndarray, absolute_floor: float) -> LocationStats:
-    """The location statistics before 2026-12-06, for the ablation only: each location's own
-    spread, floored at a quarter of the median spread (and at ``absolute_floor``)."""
-    mean, std = normal_scores.mean(axis=0), normal_scores.std(axis=0)
-    floor = max(0.25 * float(np.median(std)) + 1e-6, absolute_floor)
-    return LocationStats(mean=mean.tolist(), std=np.maximum(std, floor).tolist())
-
-
-LOCATION_RULES = {"pooled spread (deployed)": lambda scores, floor: location_stats(scores, floor),
-                  "own spread, quarter-median floor (before 2026-12-06)": _own_spread_stats}
-
-
-def _graph_terms(detector: Detector, clip: Clip) -> dict[str, np.ndarray]:
-    """ALOCC's scoring terms of every frame of a clip, ``(frames, patches)`` each."""
-    manifest = detector.manifest
-    inputs = preprocess_clip(clip.frames, manifest.input)
-    count = manifest.patches.count(manifest.input)
-    parts = [detector.forward(detector.prepare(inputs[start:start + 64])) for start in range(0, len(inputs), 64)]
-    return {name: np.concatenate([np.asarray(p[name]).reshape(-1, count) for p in parts]) for name in manifest.scoring.terms}
-
-
-def alocc_location_ablation(model: str, data: str, held_out: tuple[str, ...]) -> dict[str, Any]:
-    """ALOCC's alarms and test AUC under each per-location rule, from one pass through the graph.
-
-    Statistics are re-derived as training derives them (on each training clip before its
-    validation tail) and τ at the recipe's false-alarm rate on the tails, for each rule; the
-    held-out clips and the test clips are then counted as :func:`run_ped2_holdout` counts them.
-    """
-    from occ.train.common import validation_cuts  # the training split itself, not a copy of it
-
-    manifest = read_manifest(model)
-    config = manifest.training.get("config", {})
-    detector = open_detector(model)
-    assert isinstance(detector, Detector)
-    detector.outputs = list(manifest.scoring.terms)
-    try:
-        trained = load_ucsd(data, "train", clips=list(manifest.training["clips"]))
-        held = load_ucsd(data, "train", clips=list(held_out))
-        test = load_video_data(data, splits=("test",)).test
-        terms = {clip.name: _graph_terms(detector, clip) for clip in [*trained, *held, *test]}
-    finally:
-        detector.close()
-    cuts = dict(zip([c.name for c in trained], validation_cuts([len(c.frames) for c in trained], config.get("val_fraction", 0.2))))
-    floors = {"score": 0.1}  # as train_alocc.alocc_scoring
-    fps = held[0].fps or 10.0
-    tracker = service_tracker(manifest)
-    out: dict[str, Any] = {}
-    for rule, stats_of in LOCATION_RULES.items():
-        scoring = AloccScoring(terms=manifest.scoring.terms, location_stats={
-            name: stats_of(np.concatenate([terms[c][name][:cuts[c]] for c in cuts]).astype(np.float64), floors.get(name, 0.0))
-            for name in manifest.scoring.terms})
-        frame_scores = {name: alocc_frame_scores(patch_scores(values, scoring)) for name, values in terms.items()}
-        tau = alocc_thresholds(np.concatenate([frame_scores[c][cuts[c]:] for c in cuts]), config.get("false_alarm_rate", 0.01),
-                               "validation tails")["tau"].value
-        scored = {clip.name: ClipScores(clip.name, np.asarray(clip.labels, bool), frame_scores[clip.name],
-                                        alocc_fires(frame_scores[clip.name], tau), fps=clip.fps) for clip in [*held, *test]}
-        held_scores, test_scores = [scored[c.name] for c in held], [scored[c.name] for c in test]
-        out[rule] = {"tau": tau, "alarms": {scope: alarm_counts(clips, fps, tracker) for scope, clips in
-                                            zip(HOLDOUT_SCOPES, (held_scores, test_scores, held_scores + test_scores))},
-                     "test_frame_level": record_json(report(test_scores).frame_level.raw)}
-    return out
 
 
 def holdout_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -380,13 +313,6 @@ def holdout_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary = {"method": method, "seed": seed, "size": size, "folds": folds, "folds_pooled": sorted(fold_numbers),
                "complete": sorted(fold_numbers) == list(range(folds)), "machine": results[0].get("machine"),
                "pooled": pooled, "detection": detection, "per_fold": per_fold}
-    if all("location_rule_ablation" in r for r in results):
-        summary["location_rule_ablation"] = {rule: holdout_summary([{**without(r, "location_rule_ablation"),
-                                                                     "alarms": r["location_rule_ablation"][rule]["alarms"]} for r in results]) | {
-            "test_micro_auc": [r["location_rule_ablation"][rule]["test_frame_level"]["micro_auc"] for r in results]}
-            for rule in results[0]["location_rule_ablation"]}
-        for entry in summary["location_rule_ablation"].values():
-            entry.pop("per_fold")
     return summary
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from occ.benchmarks.ped2 import holdout_summary, holdout_view
+from occ.benchmarks.ped2 import HOLDOUT_SCOPES, holdout_summary, holdout_view
 from occ.cli.bench import app
 from occ.evaluation.datasets import WalkwayConfig, generate_walkway
 from occ.evaluation.datasets.spec import load_video_data
@@ -126,14 +126,25 @@ def test_holdout_folds_count_alarms_on_unseen_clips_and_pool(eight_clip_walkway,
         assert (pooled["per_hour_low"], pooled["per_hour_high"]) == pytest.approx(
             poisson_rate_interval(pooled["false_alarms"], pooled["normal_hours"]))
     assert summary["detection"]["raw"]["events"] == 4
-    # ALOCC's location-statistics rules, each pooled as the deployed one is
-    rules = summary["location_rule_ablation"]
-    assert set(rules) == set(first["location_rule_ablation"]) and len(rules) == 2
-    for rule, entry in rules.items():
-        held = [r["location_rule_ablation"][rule]["alarms"]["held_out_training_clips"]["episodes"]["false_alarms_per_hour"] for r in results]
-        assert entry["pooled"]["held_out_training_clips"]["episodes"]["false_alarms"] == sum(e["false_alarms"] for e in held)
-        assert entry["pooled"]["held_out_training_clips"]["episodes"]["normal_minutes"] == pytest.approx(4 * 20 / 10 / 60)
-        assert len(entry["test_micro_auc"]) == 2
+    # ALOCC's scoring rules on the same folds: every candidate counted on the same footage, chosen inside the folds
+    from occ.benchmarks.alocc_rules import DEPLOYED, candidate_name, main as alocc_rules
+
+    assert alocc_rules([str(tmp_path / "fold2.json"), str(tmp_path / "fold3.json"), "--json", str(tmp_path / "rules.json")]) == 0
+    rules = json.loads((tmp_path / "rules.json").read_text())
+    assert [(run["seed"], run["fold"]) for run in rules["runs"]] == [(0, 2), (0, 3)]
+    for run, fold in zip(rules["runs"], results):
+        assert len(run["candidates"]) == 24 and candidate_name(*DEPLOYED) in run["candidates"]
+        for entry in run["candidates"].values():
+            minutes = [entry["alarms"][scope]["episodes"]["false_alarms_per_hour"]["normal_minutes"] for scope in HOLDOUT_SCOPES]
+            assert minutes[0] == pytest.approx(fold["alarms"]["held_out_training_clips"]["episodes"]["false_alarms_per_hour"]["normal_minutes"])
+            assert minutes[0] + minutes[1] == pytest.approx(minutes[2])
+    inside = rules["inside_the_folds"]["seed 0"]
+    assert [fold["fold"] for fold in inside["folds"]] == [2, 3]
+    assert inside["deployed"]["normal_minutes"] == pytest.approx(sum(
+        r["alarms"]["all"]["episodes"]["false_alarms_per_hour"]["normal_minutes"] for r in results))
+    # pooling earlier results again gives the same choice without touching the models
+    assert alocc_rules([str(tmp_path / "rules.json"), "--json", str(tmp_path / "again.json")]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["inside_the_folds"] == rules["inside_the_folds"]
 
 
 def test_a_model_trained_on_a_held_out_clip_is_refused(eight_clip_walkway, alocc_onnx, tmp_path):
