@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from occ.evaluation.datasets.common import Clip
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.ucsd import load_ucsd
 from occ.evaluation.metrics import poisson_rate_interval
