@@ -80,7 +80,8 @@ def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epo
         detector = open_detector(str(exported.path), "ort-cpu", pixel_maps=True, threads=THREADS)
         clips = score_clips(detector, video.test)
         metrics = report(clips)
-        write_atomic(workdir / f"{method}_eval.json", json.dumps(metrics.to_json(), indent=2).encode())
+        evaluation = metrics.to_json()
+        write_atomic(workdir / f"{method}_eval.json", json.dumps(evaluation, indent=2).encode())
         if plots_available():
             write_evaluation_plots(workdir / f"{method}_plots", clips, frame_threshold(detector.manifest), str(exported.path))
         overlay_path = workdir / f"{method}_overlay_{video.test[0].name}.avi"
@@ -98,5 +99,7 @@ def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epo
                      "false alarms / h": false_alarms_text(at.false_alarms_per_hour),
                      "delay (frames, median)": delay_text(at.detection_delay),
                      "train s": round(train_seconds), "overlay": str(overlay_path),
-                     "per clip AUC": {c.clip: c.auc for c in metrics.per_clip}})
+                     "per clip AUC": {c.clip: c.auc for c in metrics.per_clip},
+                     # the same figures as numbers, for scripts and for the README's check against committed results
+                     "metrics": {key: evaluation[key] for key in ("frame_level", "at_stored_threshold", "pixel_level") if key in evaluation}})
     return {"workdir": str(workdir), "seconds": round(time.monotonic() - started), "rows": rows}
