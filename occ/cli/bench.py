@@ -282,15 +282,23 @@ def guard(
     seed: Seed = 202,
     view_changes: Annotated[bool, typer.Option(help="Inject the view changes (shake, cover, lighting jump, creep, bump); without them "
                                                     "every minute after the first is normal, both rush hours included. Default: on.")] = True,
+    ped2: Annotated[Optional[Path], typer.Option(
+        help="Measure on real footage instead: a UCSD Ped2 folder (Train/TrainNNN). The reference is learnt from every other "
+             "training clip; the others are watched untouched and with each view change injected 6 s in; the test clips untouched.")] = None,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """The scene guard on a walkway day with its view changes injected (generated in memory): the delay to report each
-    change, and the share of normal minutes (rush hours apart) where it fires."""
-    from occ.benchmarks.scene_guard import markdown, run_guard
+    change, and the share of normal minutes (rush hours apart) where it fires. With --ped2, on UCSD Ped2's clips."""
+    from occ.benchmarks.scene_guard import markdown, markdown_ped2, run_guard, run_guard_ped2
     from occ.evaluation.datasets.walkway_day import DayConfig
 
-    check_outputs({"--json": json_path}, {})
+    check_outputs({"--json": json_path}, {"--ped2": ped2})
+    if ped2 is not None:
+        with one_line_errors(), progress_bar("guard on Ped2", disable=quiet) as advance:
+            result = run_guard_ped2(str(ped2), progress=advance)
+        report(result, json_path, quiet, lambda r: _print_markdown(markdown_ped2(r)))
+        return
     config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=view_changes)
     with one_line_errors(), progress_bar("guard", total=config.frames, disable=quiet) as advance:
         result = run_guard(config, progress=advance)
