@@ -282,6 +282,9 @@ def guard(
     seed: Seed = 202,
     view_changes: Annotated[bool, typer.Option(help="Inject the view changes (shake, cover, lighting jump, creep, bump); without them "
                                                     "every minute after the first is normal, both rush hours included. Default: on.")] = True,
+    view_change: Annotated[Optional[list[str]], typer.Option(
+        help="With --view-changes: inject only this one (repeat for more): shake, cover, light_jump, creep, bump, or light_ramp "
+             "(a slow gain ramp to 1.5 that stays, the drift watch's to catch; not in the default set).")] = None,
     ped2: Annotated[Optional[Path], typer.Option(
         help="Measure on real footage instead: a UCSD Ped2 folder (Train/TrainNNN). The reference is learnt from every other "
              "training clip; the others are watched untouched and with each view change injected 6 s in; the test clips untouched.")] = None,
@@ -291,7 +294,7 @@ def guard(
     """The scene guard on a walkway day with its view changes injected (generated in memory): the delay to report each
     change, and the share of normal minutes (rush hours apart) where it fires. With --ped2, on UCSD Ped2's clips."""
     from occ.benchmarks.scene_guard import markdown, markdown_ped2, run_guard, run_guard_ped2
-    from occ.evaluation.datasets.walkway_day import DayConfig
+    from occ.evaluation.datasets.walkway_day import VIEW_CHANGES, DayConfig
 
     check_outputs({"--json": json_path}, {"--ped2": ped2})
     if ped2 is not None:
@@ -299,8 +302,10 @@ def guard(
             result = run_guard_ped2(str(ped2), progress=advance)
         report(result, json_path, quiet, lambda r: _print_markdown(markdown_ped2(r)))
         return
-    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=view_changes)
+    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=view_changes,
+                       view_change_kinds=tuple(view_change) if view_change else VIEW_CHANGES)
     with one_line_errors(), progress_bar("guard", total=config.frames, disable=quiet) as advance:
+        config.validate()
         result = run_guard(config, progress=advance)
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 

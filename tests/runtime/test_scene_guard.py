@@ -276,3 +276,14 @@ def test_occ_bench_guard_on_footage_in_the_ucsd_layout(noon, tmp_path):
     missing = CliRunner().invoke(bench_app, ["guard", "--ped2", str(tmp_path / "nothing"), "--quiet"])
     assert missing.exit_code == 2 and "UCSD folder not found" in missing.output
 
+
+def test_occ_bench_guard_times_the_light_ramp_apart_as_the_drift_watchs():
+    shown = CliRunner().invoke(bench_app, ["guard", "--hours", "0.05", "--height", "36", "--width", "54", "--view-change", "light_ramp",
+                                           "--json", "-", "--quiet"])
+    assert shown.exit_code == 0, shown.output
+    result = json.loads(shown.stdout)
+    [ramp] = result["changes"]
+    assert ramp["kind"] == "light_ramp" and not ramp["for_the_guard"] and result["within_2s_share"] is None
+    assert ramp["brightness_ratio_max"] > 1
+    wrong = CliRunner().invoke(bench_app, ["guard", "--hours", "0.05", "--view-change", "fog", "--quiet"])
+    assert wrong.exit_code == 2 and "unknown view change(s) fog" in wrong.output
