@@ -30,7 +30,7 @@ from occ.runtime.events.webhook import SIGNATURE_HEADER, WebhookDelivery
 from occ.runtime.service import ConfigError, Service, ServiceConfig
 from occ.runtime.service.config import parse_toml
 
-from service_utils import free_port, parse_metrics, wait_for
+from service_utils import parse_metrics, wait_for
 
 OUTAGE_S = float(os.environ.get("OCC_SINK_OUTAGE_S", "2"))
 
