@@ -282,17 +282,30 @@ def guard(
     seed: Seed = 202,
     view_changes: Annotated[bool, typer.Option(help="Inject the view changes (shake, cover, lighting jump, creep, bump); without them "
                                                     "every minute after the first is normal, both rush hours included. Default: on.")] = True,
+    view_change: Annotated[Optional[list[str]], typer.Option(
+        help="With --view-changes: inject only this one (repeat for more): shake, cover, light_jump, creep, bump, or light_ramp "
+             "(a slow gain ramp to 1.5 that stays, the drift watch's to catch; not in the default set).")] = None,
+    ped2: Annotated[Optional[Path], typer.Option(
+        help="Measure on real footage instead: a UCSD Ped2 folder (Train/TrainNNN). The reference is learnt from every other "
+             "training clip; the others are watched untouched and with each view change injected 6 s in; the test clips untouched.")] = None,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """The scene guard on a walkway day with its view changes injected (generated in memory): the delay to report each
-    change, and the share of normal minutes (rush hours apart) where it fires."""
-    from occ.benchmarks.scene_guard import markdown, run_guard
-    from occ.evaluation.datasets.walkway_day import DayConfig
+    change, and the share of normal minutes (rush hours apart) where it fires. With --ped2, on UCSD Ped2's clips."""
+    from occ.benchmarks.scene_guard import markdown, markdown_ped2, run_guard, run_guard_ped2
+    from occ.evaluation.datasets.walkway_day import VIEW_CHANGES, DayConfig
 
-    check_outputs({"--json": json_path}, {})
-    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=view_changes)
+    check_outputs({"--json": json_path}, {"--ped2": ped2})
+    if ped2 is not None:
+        with one_line_errors(), progress_bar("guard on Ped2", disable=quiet) as advance:
+            result = run_guard_ped2(str(ped2), progress=advance)
+        report(result, json_path, quiet, lambda r: _print_markdown(markdown_ped2(r)))
+        return
+    config = DayConfig(hours=hours, height=height, width=width, seed=seed, view_changes=view_changes,
+                       view_change_kinds=tuple(view_change) if view_change else VIEW_CHANGES)
     with one_line_errors(), progress_bar("guard", total=config.frames, disable=quiet) as advance:
+        config.validate()
         result = run_guard(config, progress=advance)
     report(result, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
@@ -432,19 +445,36 @@ def soak(
 def sinks(
     appends: Annotated[int, typer.Option(min=10, help="Events spooled to time one spool append (default 1000).")] = 1000,
     idle: Annotated[int, typer.Option(min=0, help="Silent connections held open to /metrics while it is scraped (default 100).")] = 100,
+    outage_s: Annotated[float, typer.Option("--outage-s", min=0, help="Also stream events through both sinks while a real webhook receiver "
+                                                                     "is stopped and a real mosquitto broker killed for this many seconds, "
+                                                                     "and count what is lost (0: off, the default).")] = 0.0,
+    rate: Annotated[float, typer.Option(min=0.1, max=100, help="With --outage-s: events per second (default 10).")] = 10.0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """What a remote event sink costs the frame loop (a spool append, ms) and a /metrics scrape under idle connections (ms)."""
+    """What a remote event sink costs the frame loop (a spool append, ms) and a /metrics scrape under idle connections (ms);
+    with --outage-s, what the sinks lose across an outage of their servers."""
+    from occ.benchmarks.sink_servers import broker_problem
     from occ.benchmarks.sinks import run
 
-    result = run(appends, idle)
-    report(result, json_path, quiet, lambda r: table("sinks", [{"what": "spool append", **r["spool_append_ms"]},
-                                                                {"what": "spool append, fsynced", **r["spool_append_fsync_ms"]},
-                                                                *({"what": f"scrape, {k.replace('_', ' ')} connections", **v}
-                                                                  for k, v in r["scrape_ms"].items())]))
+    check_outputs({"--json": json_path}, {})
+    if outage_s > 0 and broker_problem():
+        fail(f"--outage-s: {broker_problem()}")
+    with one_line_errors(RuntimeError):
+        result = run(appends, idle, outage_s, rate)
+    report(result, json_path, quiet, _show_sinks)
     if not result["passed"]:
         raise typer.Exit(1)
+
+
+def _show_sinks(result: dict) -> None:
+    table("sinks", [{"what": "spool append", **result["spool_append_ms"]},
+                    {"what": "spool append, fsynced", **result["spool_append_fsync_ms"]},
+                    *({"what": f"scrape, {k.replace('_', ' ')} connections", **v} for k, v in result["scrape_ms"].items())])
+    if "outage" in result:
+        outage = result["outage"]
+        table(f"a {outage['outage_s']:g} s outage, {outage['rate_hz']:g} events/s",
+              [{"sink": name, **{k: v for k, v in row.items() if k not in ("backoff_s", "max_backoff_s")}} for name, row in outage["sinks"].items()])
 
 
 device_app = typer.Typer(help="The GPU check: kernels, agreement and latency on an NVIDIA GPU, in one JSON.", no_args_is_help=True,

@@ -1,22 +1,6 @@
 """What the tests that run the camera service or scrape its /metrics share (no torch); tests/ imports
 it too (tests/conftest.py puts tests/runtime on the path)."""
-import socket
-import time
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from occ.benchmarks.sink_servers import free_port, wait_for  # noqa: F401  (the sinks benchmark waits the same way)
 
 
 def parse_metrics(body: str) -> dict[tuple, float]:

@@ -14,6 +14,7 @@ from occ.cli import app
 from occ.cli.bench import app as bench_app
 from occ.evaluation.calibration import calibrate_model
 from occ.evaluation.datasets.video import write_video
+from occ.evaluation.datasets.view_changes import black, blurred, covered, crept, frozen, gained, shifted
 from occ.evaluation.datasets.walkway import WalkwayConfig, generate_walkway
 from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
 from occ.runtime.events import ServiceMetrics
@@ -61,54 +62,19 @@ def guard_after_normal(reference: SceneReference, noon: np.ndarray) -> SceneGuar
     return guard
 
 
-def sensor_noise(shape, sigma: float, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0, sigma, shape)
-
-
-def covered(frames: np.ndarray) -> np.ndarray:
-    """A hand over the lens: a dark, flat frame with the sensor's noise."""
-    return np.clip(12 + sensor_noise(frames.shape, 2.0), 0, 255).astype(np.uint8)
-
-
-def shifted(frames: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    matrix = np.float32([[1, 0, round(dx)], [0, 1, round(dy)]])  # whole pixels: a moved camera blurs nothing
-    return np.stack([cv2.warpAffine(f, matrix, (f.shape[1], f.shape[0]), borderMode=cv2.BORDER_REFLECT) for f in frames])
-
-
-def blurred(frames: np.ndarray, sigma: float) -> np.ndarray:
-    return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in frames])
-
-
-def gained(frames: np.ndarray, gain: float) -> np.ndarray:
-    return np.clip(frames.astype(np.float32) * gain, 0, 255).astype(np.uint8)
-
-
 @pytest.mark.parametrize("change, reason", [
     (covered, "covered"),
     (lambda f: shifted(f, 0.06 * f.shape[2], 0.03 * f.shape[1]), "moved"),
     (lambda f: blurred(f, 2.0), "blurred"),
     (lambda f: gained(f, 1.6), "lighting"),
     (lambda f: gained(f, 0.6), "lighting"),
-    (lambda f: np.repeat(f[:1], len(f), axis=0), "frozen"),
-    (np.zeros_like, "covered"),
+    (frozen, "frozen"),
+    (black, "covered"),
 ])
 def test_a_change_of_the_whole_view_is_reported_within_2_s_with_its_reason(noon, reference, change, reason):
     guard = guard_after_normal(reference, noon)
     at, given = first_changed(guard, change(noon[300:400]))
     assert at is not None and at < 2 * FPS and given == reason
-
-
-def crept(frames: np.ndarray, per_minute: float) -> np.ndarray:
-    """A camera creeping sideways by ``per_minute`` of the width per minute, from the first frame on,
-    linearly interpolated in floats (OpenCV's warpAffine moves in steps of 1/32 pixel)."""
-    width = frames.shape[2]
-    out = []
-    for i, frame in enumerate(frames.astype(np.float32)):
-        x = np.clip(np.arange(width) + per_minute * width * i / (60 * FPS), 0, width - 1)
-        left = np.minimum(x.astype(int), width - 2)
-        weight = x - left
-        out.append(frame[:, left] * (1 - weight) + frame[:, left + 1] * weight)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def test_a_slow_creep_is_reported_within_2_s_against_the_fixed_reference(noon, reference):
@@ -286,3 +252,38 @@ def test_checking_every_other_frame_confirms_a_change_at_most_a_frame_later(noon
 def test_check_every_must_be_positive():
     with pytest.raises(ValueError, match="check_every"):
         GuardLimits(check_every=0)
+
+
+def test_occ_bench_guard_on_footage_in_the_ucsd_layout(noon, tmp_path):
+    """``--ped2``: four 10-s clips of the walkway's noon written as Train001–Train004 frames; the
+    reference from Train001 and Train003, the other two watched untouched and with each change."""
+    for clip in range(4):
+        folder = tmp_path / "UCSDped2" / "Train" / f"Train{clip + 1:03d}"
+        folder.mkdir(parents=True)
+        for i, frame in enumerate(noon[clip * 100:(clip + 1) * 100]):
+            cv2.imwrite(str(folder / f"{i + 1:03d}.png"), frame)
+    shown = CliRunner().invoke(bench_app, ["guard", "--ped2", str(tmp_path / "UCSDped2"), "--json", "-", "--quiet"])
+    assert shown.exit_code == 0, shown.output
+    result = json.loads(shown.stdout)
+    assert result["data"]["calibration_clips"] == ["Train001", "Train003"] and result["data"]["watched_clips"] == ["Train002", "Train004"]
+    assert [run["limits_name"] for run in result["runs"]] == ["default", "coarse alignment only (fine_moved=1)"]
+    default = result["runs"][0]
+    assert default["untouched_train"] == {"clips": 2, "frames": 200, "clips_fired": 0, "changed_frames": 0, "held_frames": 0}
+    rows = {row["change"]: row for row in default["changes"]}
+    for change in ("covered lens", "shift x 8 px", "shift y 8 px", "blur sigma 2", "gain 1.6", "frozen stream", "black stream"):
+        assert rows[change]["as_expected"] and rows[change]["within_2s"] == 2, rows[change]
+    assert rows["gain 1.2"]["expected"] == "" and rows["gain 1.2"]["reported"] == 0
+    missing = CliRunner().invoke(bench_app, ["guard", "--ped2", str(tmp_path / "nothing"), "--quiet"])
+    assert missing.exit_code == 2 and "UCSD folder not found" in missing.output
+
+
+def test_occ_bench_guard_times_the_light_ramp_apart_as_the_drift_watchs():
+    shown = CliRunner().invoke(bench_app, ["guard", "--hours", "0.05", "--height", "36", "--width", "54", "--view-change", "light_ramp",
+                                           "--json", "-", "--quiet"])
+    assert shown.exit_code == 0, shown.output
+    result = json.loads(shown.stdout)
+    [ramp] = result["changes"]
+    assert ramp["kind"] == "light_ramp" and not ramp["for_the_guard"] and result["within_2s_share"] is None
+    assert ramp["brightness_ratio_max"] > 1
+    wrong = CliRunner().invoke(bench_app, ["guard", "--hours", "0.05", "--view-change", "fog", "--quiet"])
+    assert wrong.exit_code == 2 and "unknown view change(s) fog" in wrong.output

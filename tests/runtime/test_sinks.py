@@ -3,35 +3,34 @@ HTTP receiver that fails, goes away and verifies signatures; the on-disk spool b
 the frame loop; /metrics under idle connections.
 
 The outages here last 2 s; a 60 s outage runs the same code (the spool waits, the backoff is
-capped at max_backoff), only longer: ``OCC_SINK_OUTAGE_S=60 pytest tests/test_sinks.py -k outage``
-runs it (about 2.5 minutes)."""
+capped at max_backoff), only longer: ``OCC_SINK_OUTAGE_S=60 pytest tests/runtime/test_sinks.py -k outage``
+runs it (about 2.5 minutes), and ``occ-bench sinks --outage-s 60`` measures it with both sinks at
+their default backoff (events lost, repeated, the delay after the servers came back). The servers
+are benchmarks/sink_servers.py's."""
 import hashlib
 import hmac
 import json
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from occ.benchmarks.sink_servers import MOSQUITTO_MISSING, PAHO_MISSING, Broker, Receiver, Subscriber, mosquitto_binary
 from occ.evaluation.datasets.video import write_video
 from occ.runtime.events import MetricsServer, MqttConfig, ServiceMetrics, Spool, SpooledSink, WebhookConfig, open_remote_sinks
 from occ.runtime.events.webhook import SIGNATURE_HEADER, WebhookDelivery
 from occ.runtime.service import ConfigError, Service, ServiceConfig
 from occ.runtime.service.config import parse_toml
 
-from service_utils import free_port, parse_metrics, wait_for
+from service_utils import parse_metrics, wait_for
 
 OUTAGE_S = float(os.environ.get("OCC_SINK_OUTAGE_S", "2"))
 
@@ -69,53 +68,6 @@ def test_the_spool_survives_a_restart_in_order_and_counts_what_it_drops_past_its
 
 
 # ---- a real HTTP receiver -------------------------------------------------------------------------
-class Receiver:
-    """A local webhook receiver: answers ``fail_first`` 500s, then 200s (or ``status``); records bodies and
-    headers; can go away and come back on the same port; can hang (never answer)."""
-
-    def __init__(self, fail_first: int = 0, status: int = 200):
-        self.fail_first, self.status, self.hang = fail_first, status, threading.Event()
-        self.received: list[tuple[bytes, dict]] = []
-        self.answers: list[int] = []
-        self.port = free_port()
-        self.server = None
-        self.start()
-
-    def start(self) -> None:
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if owner.hang.is_set():
-                    time.sleep(3)
-                status = 500 if len(owner.answers) < owner.fail_first else owner.status
-                owner.answers.append(status)
-                if status == 200:
-                    owner.received.append((body, dict(self.headers)))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def ids(self) -> list[str]:
-        return [json.loads(body)["event_id"] for body, _ in self.received]
-
-
 def _webhook_sink(tmp_path, receiver, **options) -> SpooledSink:
     config = WebhookConfig(url=receiver.url, timeout=1.0, backoff=0.05, max_backoff=0.4, spool=str(tmp_path / "spool"), **options)
     return open_remote_sinks("gate", webhook=config)[0]
@@ -211,78 +163,16 @@ def test_the_sinks_counters_are_exported_per_camera_and_sink(tmp_path):
 
 
 # ---- a real MQTT broker ---------------------------------------------------------------------------
-class Broker:
-    """mosquitto on a free loopback port, with persistence (saved every second) so a subscriber's
-    session outlives a broker killed with SIGKILL."""
-
-    def __init__(self, folder: Path, binary: str):
-        self.folder, self.binary, self.port = folder, binary, free_port()
-        folder.mkdir(exist_ok=True)
-        self.conf = folder / "mosquitto.conf"
-        user = pwd.getpwuid(os.geteuid()).pw_name  # as root, mosquitto would switch to a user that cannot write here
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser {user}\npersistence true\n"
-                             f"persistence_location {folder}/\nautosave_interval 1\n")
-        self.process = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(listening, 10, "mosquitto to listen")
-
-    def wait_saved(self) -> None:
-        """Until the broker has saved its state (sessions, subscriptions) as it is now."""
-        now = time.time()
-        database = self.folder / "mosquitto.db"
-        wait_for(lambda: database.exists() and database.stat().st_mtime > now, 10, "mosquitto to save its state")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-
 @pytest.fixture
 def broker(tmp_path):
-    binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    binary = mosquitto_binary()
     if binary is None:
-        pytest.skip("mosquitto is not installed (make tools installs Debian's package as root): no real broker to test with")
-    pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed (pip install 'occ[mqtt]')")
+        pytest.skip(MOSQUITTO_MISSING)
+    pytest.importorskip("paho.mqtt.client", reason=PAHO_MISSING)
     server = Broker(tmp_path / "broker", binary)
     server.start()
     yield server
-    if server.process.poll() is None:
-        server.process.terminate()
-        server.process.wait(10)
-
-
-class Subscriber:
-    """A paho client on ``occ/#`` with a persistent session (QoS 1): what a broker queues while it is away arrives later."""
-
-    def __init__(self, port: int, client_id: str = "test-subscriber", clean: bool = False):
-        import paho.mqtt.client as mqtt
-
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
-        self.subscribed = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("occ/#", qos=1)
-        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, bool(m.retain)))
-        self.client.reconnect_delay_set(min_delay=1, max_delay=1)
-        self.client.connect("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-
-    def on(self, topic: str) -> list[bytes]:
-        return [payload for t, payload, _ in list(self.messages) if t == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+    server.stop()
 
 
 def test_mqtt_loses_no_event_in_an_outage_when_the_broker_dies_and_comes_back_mid_stream(tmp_path, broker):
@@ -466,3 +356,17 @@ def test_occ_bench_sinks_writes_its_json(tmp_path):
     assert set(report["scrape_ms"]) == {"idle_0", "idle_10"} and report["passed"] == (report["scrape_ms"]["idle_10"]["max"] < 100)
     assert 0 < report["spool_append_ms"]["p50"] <= report["spool_append_ms"]["max"]
 
+
+
+def test_the_outage_benchmark_counts_no_loss_across_a_short_outage_of_both_servers(tmp_path):
+    from occ.benchmarks.sink_servers import broker_problem
+    from occ.benchmarks.sinks import outage_loss
+
+    if problem := broker_problem():
+        pytest.skip(problem)
+    result = outage_loss(1.5, rate_hz=10, lead_s=1.0, tail_s=1.0, backoff=0.1, max_backoff=0.5, folder=tmp_path)
+    assert result["lost"] == 0 and 1.4 <= result["outage_s"] < 3, result
+    for name, sink in result["sinks"].items():
+        assert sink["sent"] == sink["received"] == result["events"] >= 30, (name, sink)
+        assert sink["spool_peak"] >= 10 and sink["spool_left"] == 0 and sink["failed_deliveries"] >= 1, (name, sink)  # it did wait
+        assert 0 <= sink["first_delivery_after_restore_s"] <= sink["backlog_cleared_s"] < 10, (name, sink)
