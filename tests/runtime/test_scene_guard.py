@@ -231,6 +231,7 @@ def test_calibration_stores_the_view_and_a_fresh_start_compares_with_it(alocc_on
     assert scene.data and len(scene.png) < 8000
     shown = CliRunner().invoke(app, ["inspect", str(model)])
     assert shown.exit_code == 0 and f"72x48, mean of {result.frames} frames of" in " ".join(shown.output.split())
+    assert scene.fine_wander is not None and "sub-pixel wander" in shown.output, shown.output
     bumped = shifted(tiny_walkway.train[1].frames, 0.08 * normal.shape[2], 0.04 * normal.shape[1])
     video = write_video(tmp_path / "bumped.avi", bumped, fps=FPS)
     for name, path, expected in [("calibrated", model, ["moved"]), ("uncalibrated", alocc_onnx, [])]:
