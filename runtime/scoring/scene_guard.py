@@ -218,7 +218,7 @@ class ReferenceBuilder:
     KEPT = 200  # working frames kept for the wander: 4 MB at 128x85 in float16
     # the wander is this quantile of a sample's absolute shifts (one odd frame, a truck filling the
     # view, does not set it) times this margin: a few minutes of footage show less of the camera's
-    # wander than the hours watched later (on UCSD Ped2 the watched clips' largest shift is 1.1 times
+    # wander than the hours watched later (on UCSD Ped2 the watched clips' largest shift is up to 1.2 times
     # the calibration clips' 99th percentile)
     WANDER_QUANTILE = 0.99
     WANDER_MARGIN = 1.5
