@@ -108,6 +108,8 @@ def run_guard(config: DayConfig, limits: GuardLimits = GuardLimits(), progress: 
         "day": {"hours": config.hours, "height": config.height, "width": config.width, "seed": config.seed, "frames": n, "view_changes": config.view_changes,
                 "events_per_hour": config.events_per_hour},
         "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
+        # the sub-pixel wander the reference learnt from the stream's start (a creep counts beyond it)
+        "fine_wander": None if guard.reference is None or guard.reference.fine_wander is None else [round(v, 6) for v in guard.reference.fine_wander],
         "changes": found,
         "within_2s_share": round(sum(c["within_2s"] for c in measured) / len(measured), 4) if measured else None,
         "changes_measured": len(measured), "changes_already_held": [c["kind"] for c in found if c["already_changed"]],
@@ -276,7 +278,8 @@ def run_guard_ped2(folder: str, inject_s: float = 6.0, variants: dict[str, Guard
         "schema": SCHEMA_PED2, "date": _dt.date.today().isoformat(), "machine": machine(), "commit": commit(),
         "command": " ".join(shlex.quote(a) for a in ["occ-bench", *sys.argv[1:]]) if sys.argv else "",
         "data": {"folder": root.name, "fps": fps, "frame_size": frame_size, "guard_frame_size": list(reference.frame.shape),
-                 "calibration_clips": calibration, "calibration_frames": reference.frames, "watched_clips": watched, "test_clips": tests,
+                 "calibration_clips": calibration, "calibration_frames": reference.frames,
+                 "fine_wander": None if reference.fine_wander is None else [round(v, 6) for v in reference.fine_wander], "watched_clips": watched, "test_clips": tests,
                  "inject_s": inject_s},
         "runs": runs,
         "guard_ms_per_frame": round(1000 * guard_s / max(guard_frames, 1), 4), "seconds": round(time.perf_counter() - started, 1),

@@ -58,7 +58,9 @@ def expected_alarms_text(threshold: dict[str, Any]) -> str:
 def _scene(scene: dict[str, Any] | None) -> str:
     if scene is None:
         return "(none: the service learns it from each stream's first minute; occ calibrate stores one)"
-    return f"{scene['width']}x{scene['height']}, mean of {scene['frames']} frames of {scene['data'] or '?'}, {scene['date']}"
+    wander = scene.get("fine_wander")
+    shown = "" if wander is None else f"; its sub-pixel wander {wander[0]:.2%} x, {wander[1]:.2%} y of the frame"
+    return f"{scene['width']}x{scene['height']}, mean of {scene['frames']} frames of {scene['data'] or '?'}, {scene['date']}{shown}"
 
 
 def _drift(drift: dict[str, Any] | None) -> str:

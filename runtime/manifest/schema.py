@@ -15,7 +15,7 @@ from ..files import now_iso, write_atomic
 from .errors import ManifestError
 from .typed import _build
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 METADATA_KEY = "occ.manifest"
 
 METHODS = ("alocc", "avid")
@@ -403,6 +403,9 @@ class SceneView:
         frames: frames it was learnt from.
         data: the footage it was learnt from.
         date: when (ISO 8601).
+        fine_wander: ``[x, y]``, shares of the width and height: how far the guard's sub-pixel
+            alignment wanders on the footage (a shift within it is no creep); ``null`` in a view
+            stored before schema 1.5: ``GuardLimits.fine_moved`` alone decides.
     """
 
     width: int
@@ -412,6 +415,7 @@ class SceneView:
     frames: int
     data: str = ""
     date: str = ""
+    fine_wander: list[float] | None = None
 
     def validate(self) -> None:
         _positive_int("scene.width", self.width)
@@ -419,6 +423,9 @@ class SceneView:
         _positive_int("scene.frames", self.frames)
         if not math.isfinite(self.contrast_low) or self.contrast_low < 0:
             raise ManifestError(f"scene.contrast_low must be a finite number >= 0, got {self.contrast_low}")
+        wander = self.fine_wander
+        if wander is not None and (len(wander) != 2 or not all(math.isfinite(v) and 0 <= v < 1 for v in wander)):
+            raise ManifestError(f"scene.fine_wander must be 2 numbers >= 0 and < 1 (shares of the width and height), got {wander}")
 
 
 @dataclass

@@ -23,9 +23,14 @@ Cheap evidence, measured on a small grey copy of each frame (``GuardLimits.width
   fraction of a pixel: the frame's global shift against the reference by one Lucas–Kanade step
   (:class:`FineAlignment`: the reference's gradients, the pixels that differ from the reference
   by more than ``3 σ`` left out, so walkers do not pull it), reported once it passes ``fine_moved``
-  of the width (height) and ``fine_z`` of its own standard error (the sensor noise's, so the
-  night's noise does not fire it). A creep only grows against the fixed reference: 2 % of the
-  width per minute is 0.07 % after 2 s, over ``fine_moved`` then and under ``moved`` for 30 s;
+  of the width (height), the reference footage's own wander (:attr:`SceneReference.fine_wander`)
+  and ``fine_z`` of its own standard error (the sensor noise's, so the night's noise does not fire
+  it). The standard error takes the pixels' residuals as independent, and a real camera's frames
+  wander by a tenth of a pixel or more at many of them (UCSD Ped2: 0.1–0.3 source pixels, 8–23
+  standard errors, on untouched clips), so the wander learnt from the camera's own footage, not the
+  standard error, is what tells a creep from the camera's normal sway. A creep only grows against
+  the fixed reference: 2 % of the width per minute is 0.07 % after 2 s, over ``fine_moved`` then
+  and under ``moved`` for 30 s;
 - ``alpha`` (AVID only, when given): more than ``alpha_share`` of the frame over α.
 
 While nothing is seen the guard checks every ``check_every``-th frame (a whole-frame change lasts
@@ -39,7 +44,8 @@ once it holds on ``confirm`` of the last ``confirm_window`` checks; the change i
 lasting change (a bump to a new view, a lamp left on) holds until the camera is calibrated
 again (``occ calibrate``) and the service restarted.
 
-The reference (:class:`SceneReference`) comes from normal footage: the calibration footage
+The reference (:class:`SceneReference`: the mean frame, the lowest contrast, the sub-pixel wander)
+comes from normal footage: the calibration footage
 (``occ calibrate`` stores it in the manifest's ``scene``, :meth:`SceneReference.from_view`) or,
 when the model has none, the first ``reference_s`` seconds of the stream, during which only
 ``frozen``, black, ``blurred`` and ``lighting`` are checked. A frame of another size than the
@@ -147,11 +153,19 @@ def sharpness(work: np.ndarray) -> float:
 
 @dataclass
 class SceneReference:
-    """What the normal view looks like: its mean frame and the lowest contrast seen."""
+    """What the normal view looks like: its mean frame, the lowest contrast seen, and how far the
+    sub-pixel alignment wanders on the footage it was learnt from.
+
+    ``fine_wander``: ``(x, y)``, shares of the width and height: a sub-pixel shift within it is the
+    camera's own (UCSD Ped2's untouched clips sit 0.1–0.3 source pixels off their mean view), so
+    only a shift beyond it counts as a creep. ``None``
+    (a reference stored before it was learnt): ``GuardLimits.fine_moved`` alone decides.
+    """
 
     frame: np.ndarray
     contrast_low: float
     frames: int = 0
+    fine_wander: tuple[float, float] | None = None
 
     @classmethod
     def from_frames(cls, frames: Iterable[np.ndarray], limits: GuardLimits = GuardLimits()) -> "SceneReference":
@@ -173,8 +187,10 @@ class SceneReference:
         ok, png = cv2.imencode(".png", np.clip(np.round(self.frame), 0, 255).astype(np.uint8))
         if not ok:
             raise ValueError("the scene reference could not be encoded as PNG")
+        wander = None if self.fine_wander is None else [round(float(v), 7) for v in self.fine_wander]
         return SceneView(width=int(self.frame.shape[1]), height=int(self.frame.shape[0]), png=base64.b64encode(png.tobytes()).decode(),
-                         contrast_low=round(self.contrast_low, 6), frames=max(1, self.frames), data=data, date=now_iso())
+                         contrast_low=round(self.contrast_low, 6), frames=max(1, self.frames), data=data, date=now_iso(),
+                         fine_wander=wander)
 
     @classmethod
     def from_view(cls, view: SceneView) -> "SceneReference":
@@ -185,21 +201,34 @@ class SceneReference:
             frame = None
         if frame is None or frame.shape != (view.height, view.width):
             raise ManifestError(f"scene.png is not a {view.width}x{view.height} grey PNG in base64")
-        return cls(frame.astype(np.float32), float(view.contrast_low), view.frames)
+        wander = None if view.fine_wander is None else (float(view.fine_wander[0]), float(view.fine_wander[1]))
+        return cls(frame.astype(np.float32), float(view.contrast_low), view.frames, wander)
 
 
 class ReferenceBuilder:
     """Builds a :class:`SceneReference` from normal frames one at a time (a running sum: minutes of
-    frames are never kept). A frame of another size than the first starts it over.
+    frames are never kept, only an evenly spaced sample of at most :attr:`KEPT` working frames,
+    whose sub-pixel shifts against the finished mean frame give its ``fine_wander``). A frame of
+    another size than the first starts it over.
 
     Args:
         limits: the guard's limits (its working width).
     """
 
+    KEPT = 200  # working frames kept for the wander: 4 MB at 128x85 in float16
+    # the wander is this quantile of a sample's absolute shifts (one odd frame, a truck filling the
+    # view, does not set it) times this margin: a few minutes of footage show less of the camera's
+    # wander than the hours watched later (on UCSD Ped2 the watched clips' largest shift is up to 1.2 times
+    # the calibration clips' 99th percentile)
+    WANDER_QUANTILE = 0.99
+    WANDER_MARGIN = 1.5
+
     def __init__(self, limits: GuardLimits = GuardLimits()):
         self.limits = limits
         self._sum: np.ndarray | None = None
         self._contrasts: list[float] = []
+        self._kept: list[np.ndarray] = []
+        self._keep_every = 1  # doubled, and every other kept frame dropped, each time KEPT are kept
 
     @property
     def frames(self) -> int:
@@ -212,7 +241,11 @@ class ReferenceBuilder:
     def add_work(self, work: np.ndarray) -> None:
         """Add a frame already made by :func:`guard_frame`."""
         if self._sum is None or self._sum.shape != work.shape:
-            self._sum, self._contrasts = np.zeros(work.shape), []
+            self._sum, self._contrasts, self._kept, self._keep_every = np.zeros(work.shape), [], [], 1
+        if self.frames % self._keep_every == 0:
+            self._kept.append(work.astype(np.float16))  # a step of 1/8 grey level: far under the sensor noise
+            if len(self._kept) >= self.KEPT:
+                self._kept, self._keep_every = self._kept[::2], 2 * self._keep_every
         self._sum += work
         self._contrasts.append(contrast(work))
 
@@ -226,7 +259,18 @@ class ReferenceBuilder:
         """The reference of the frames added so far (``None`` before the first)."""
         if self._sum is None:
             return None
-        return SceneReference((self._sum / self.frames).astype(np.float32), float(np.quantile(self._contrasts, 0.01)), self.frames)
+        frame = (self._sum / self.frames).astype(np.float32)
+        fine = FineAlignment(frame)
+        # a shift within fine_z of its standard error counts as none: the guard's z test already
+        # takes the sensor noise's scatter (5 times the day's at night) for no creep, and learning it
+        # here too would raise the bound by day as far as the night's noise
+        lim = self.limits
+        shifts = [[abs(m[f"fine_{a}"]) if m[f"fine_z_{a}"] > lim.fine_z else 0.0 for a in "xy"]
+                  for m in (fine.measure(w.astype(np.float32)) for w in self._kept) if m]
+        wander = None
+        if shifts:
+            wander = tuple(float(v) for v in self.WANDER_MARGIN * np.quantile(shifts, self.WANDER_QUANTILE, axis=0))
+        return SceneReference(frame, float(np.quantile(self._contrasts, 0.01)), self.frames, wander)
 
 
 @dataclass
@@ -357,7 +401,10 @@ class SceneGuard:
             # an axis along which the view has too little structure (a walkway's length at night) says nothing
             shifts = [e[f"shift_{a}"] for a in "xy" if e[f"match_{a}"] >= lim.min_match]
             lost = max(e["match_x"], e["match_y"]) < lim.lost_match
-            crept = any(abs(e[f"fine_{a}"]) > lim.fine_moved and e[f"fine_z_{a}"] > lim.fine_z for a in "xy" if f"fine_{a}" in e)
+            # a creep is a shift beyond the reference footage's own wander as well as beyond fine_moved
+            wander = ref.fine_wander if ref is not None and ref.fine_wander is not None else (0.0, 0.0)
+            crept = any(abs(e[f"fine_{a}"]) > max(lim.fine_moved, wander[i]) and e[f"fine_z_{a}"] > lim.fine_z
+                        for i, a in enumerate("xy") if f"fine_{a}" in e)
             flags["moved"] = lost or crept or max(shifts, default=0.0) > lim.moved
         if self._baseline:
             ratio = (e["brightness"] + 1) / (self._baseline["brightness"] + 1)

@@ -1,6 +1,7 @@
 """The scene guard on real transformations of walkway frames: a covered lens, a shifted view, lost
 focus, a gain, a frozen and a black stream are changes of the whole view; a car on the walkway is
 not. And the service's hook: a ``scene_changed`` event, held anomaly events, the metrics."""
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -18,7 +19,7 @@ from occ.evaluation.datasets.view_changes import black, blurred, covered, crept,
 from occ.evaluation.datasets.walkway import WalkwayConfig, generate_walkway
 from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
 from occ.runtime.events import ServiceMetrics
-from occ.runtime.manifest import ManifestError, read_manifest
+from occ.runtime.manifest import Manifest, ManifestError, read_manifest
 from occ.runtime.scoring.scene_guard import GuardLimits, SceneGuard, SceneReference
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 
@@ -87,6 +88,48 @@ def test_a_slow_creep_is_reported_within_2_s_against_the_fixed_reference(noon, r
     assert first_changed(coarse_only, crept(noon[300:400], 0.02)) == (None, "")
 
 
+def jittered(frames: np.ndarray, pixels: float, seed: int) -> np.ndarray:
+    """Each frame shifted by its own random sub-pixel offset, up to ``pixels`` along each axis, as a
+    real camera's frames wander about its view."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for frame in frames:
+        dx, dy = rng.uniform(-pixels, pixels, 2)
+        out.append(cv2.warpAffine(frame, np.float32([[1, 0, dx], [0, 1, dy]]), frame.shape[1::-1], flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REFLECT))
+    return np.stack(out)
+
+
+def test_a_reference_learnt_on_wandering_footage_takes_the_wander_for_normal_and_a_creep_beyond_it_for_moved(noon):
+    """Frames jittered by up to 0.12 pixels (0.13 % of the 90-pixel width, over ``fine_moved``'s 0.05 %
+    and tens of standard errors): the reference learns the wander, so more of the same footage fires
+    nothing, where a reference without it (one stored before it was learnt) holds the view moved;
+    a creep of 10 % of the width per minute (0.15 pixels a second) is still reported within 3 s."""
+    reference = SceneReference.from_frames(jittered(noon[:200:2], 0.12, seed=1))
+    wander_x, wander_y = reference.fine_wander
+    assert 0.0005 < wander_x < 0.005 and 0.0005 < wander_y < 0.005
+    assert SceneReference.from_view(reference.to_view()).fine_wander == pytest.approx(reference.fine_wander, abs=1e-6)
+    wandering = jittered(noon[200:400], 0.12, seed=2)
+    assert first_changed(SceneGuard(reference), wandering) == (None, "")
+    unlearnt = SceneReference(reference.frame, reference.contrast_low, reference.frames)
+    assert first_changed(SceneGuard(unlearnt), wandering)[1] == "moved"
+    guard = SceneGuard(reference)
+    assert first_changed(guard, wandering[:100]) == (None, "")
+    at, reason = first_changed(guard, crept(wandering[100:], 0.1))
+    assert at is not None and at <= 3 * FPS and reason == "moved"
+
+
+def test_a_manifest_of_schema_1_4_loads_its_view_without_the_wander(alocc_onnx, reference):
+    """A scene stored before the wander was learnt: the guard decides on ``fine_moved`` alone, as then."""
+    data = read_manifest(alocc_onnx).to_dict()
+    view = dataclasses.asdict(reference.to_view())
+    data["schema_version"], data["scene"] = "1.4", {k: v for k, v in view.items() if k != "fine_wander"}
+    assert SceneReference.from_view(Manifest.from_dict(data).scene).fine_wander is None
+    data["scene"] = {**view, "fine_wander": [0.001]}
+    with pytest.raises(ManifestError, match="scene.fine_wander must be 2 numbers >= 0 and < 1"):
+        Manifest.from_dict(data)
+
+
 def test_the_change_ends_when_the_view_comes_back(noon, reference):
     guard = guard_after_normal(reference, noon)
     states = [guard.update(f) for f in np.concatenate([gained(noon[300:330], 1.6), noon[330:400]])]
@@ -111,7 +154,7 @@ def test_a_car_on_the_walkway_is_a_local_anomaly_not_a_change_of_view(reference)
 def test_without_a_reference_the_guard_learns_the_view_from_the_stream_start(noon):
     guard = SceneGuard(limits=GuardLimits(reference_s=10.0))
     assert first_changed(guard, noon[:200]) == (None, "")
-    assert guard.reference is not None
+    assert guard.reference is not None and guard.reference.fine_wander is not None  # learnt with the view
     # downwards: the walkway runs across the frame, its columns' profile is too flat to tell a sideways shift
     at, reason = first_changed(guard, shifted(noon[200:300], 0, 0.05 * noon.shape[1]))
     assert at is not None and at < 2 * FPS and reason == "moved"
@@ -188,6 +231,7 @@ def test_calibration_stores_the_view_and_a_fresh_start_compares_with_it(alocc_on
     assert scene.data and len(scene.png) < 8000
     shown = CliRunner().invoke(app, ["inspect", str(model)])
     assert shown.exit_code == 0 and f"72x48, mean of {result.frames} frames of" in " ".join(shown.output.split())
+    assert scene.fine_wander is not None and "sub-pixel wander" in shown.output, shown.output
     bumped = shifted(tiny_walkway.train[1].frames, 0.08 * normal.shape[2], 0.04 * normal.shape[1])
     video = write_video(tmp_path / "bumped.avi", bumped, fps=FPS)
     for name, path, expected in [("calibrated", model, ["moved"]), ("uncalibrated", alocc_onnx, [])]:
