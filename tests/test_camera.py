@@ -20,7 +20,7 @@ from occ.runtime.events import EpisodeTracker, MetricsServer, ServiceMetrics, Sn
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 from occ.runtime.sources import ACCEPTED_FORMS, FileSource, FolderSource, LiveSource, SourceError, open_source
 
-from service_utils import free_port, parse_metrics, wait_for  # noqa: F401 - the other service tests import them from here
+from service_utils import free_port, parse_metrics, wait_for
 
 FFMPEG = shutil.which("ffmpeg")
 

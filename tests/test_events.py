@@ -19,7 +19,7 @@ from occ.evaluation.datasets.walkway import write_ucsd_layout
 from occ.runtime.events import EVENT_SCHEMA, FRAME_SCHEMA, SCHEMA_FILES, EventContext, iso_time
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 
-from test_camera import free_port, parse_metrics, wait_for
+from service_utils import free_port, parse_metrics, wait_for
 
 jsonschema = pytest.importorskip("jsonschema")
 

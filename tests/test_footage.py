@@ -21,7 +21,8 @@ from occ.evaluation.datasets.footage import DEFAULT_SPLIT, Split, open_footage, 
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.video import read_video, write_video
 
-from test_camera import FFMPEG, _serve, free_port
+from service_utils import free_port
+from test_camera import FFMPEG, _serve
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}

@@ -24,7 +24,8 @@ from occ.evaluation.datasets.video import read_video, write_video
 from occ.runtime.events import EVENT_SCHEMA, FRAME_SCHEMA, SCHEMA_FILES
 from occ.runtime.manifest import read_manifest
 
-from test_camera import FFMPEG, _serve, free_port, parse_metrics, wait_for
+from service_utils import free_port, parse_metrics, wait_for
+from test_camera import FFMPEG, _serve
 
 jsonschema = pytest.importorskip("jsonschema")
 

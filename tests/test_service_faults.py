@@ -20,7 +20,7 @@ from occ.runtime.events import EventLog, JsonLinesLog, MetricsServer, ServiceMet
 from occ.runtime.service import CameraConfig, ConfigError, Service, ServiceConfig
 from occ.runtime.sources import LiveSource, SourceError
 
-from test_camera import free_port, parse_metrics, wait_for
+from service_utils import free_port, parse_metrics, wait_for
 
 
 @pytest.fixture
