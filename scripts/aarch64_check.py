@@ -1,7 +1,7 @@
 """The two x86-64 halves of `make check-aarch64` (scripts/check-aarch64.sh runs the arm64 half).
 
     python scripts/aarch64_check.py prepare WORK   # small models, a clip and a data folder; occ run / occ eval on x86-64
-    python scripts/aarch64_check.py compare WORK   # the arm64 results against x86-64's; exit 1 when a decision differs
+    python scripts/aarch64_check.py compare WORK   # the arm64 results against x86-64's; exit 1 when a decision on the same pixels differs
 
 The models are tiny (trained here for one epoch, seconds on a CPU): the check is about the
 runtime giving the same decisions on another architecture, not about accuracy.
@@ -14,6 +14,8 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 MODELS = ("alocc", "avid")
 
@@ -67,8 +69,11 @@ def run_all(occ: str, inputs: Path, out: Path) -> None:
             subprocess.run([occ, "run", str(inputs / f"{model}.onnx"), "--source", str(source), "--out", str(frames)], check=True)
         subprocess.run([occ, "eval", str(inputs / f"{model}.onnx"), "--data", str(inputs / "walkway"), "--json",
                         str(out / f"{model}_eval.json"), "--quiet"], check=True)
-    decoded = {name: [hashlib.sha256(frame.image.tobytes()).hexdigest()[:16] for frame in open_source(str(source))]
-               for name, source in sources(inputs).items()}
+    decoded = {}
+    for name, source in sources(inputs).items():
+        frames = np.stack([frame.image for frame in open_source(str(source))])
+        np.save(out / f"decoded_{name}.npy", frames)
+        decoded[name] = [hashlib.sha256(frame.tobytes()).hexdigest()[:16] for frame in frames]
     (out / "platform.json").write_text(json.dumps({"machine": platform.machine(), "python": platform.python_version(),
                                                    "decoded_frames_sha256": decoded}))
 
@@ -77,7 +82,14 @@ def compare(work: Path) -> int:
     from occ.evaluation.report import EvaluationReport
 
     reference, candidate = work / "x86_64", work / "aarch64"
-    result: dict = {"x86_64": json.loads((reference / "platform.json").read_text()),
+    import datetime
+
+    from occ.benchmarks.day import commit
+    from occ.benchmarks.training_runs import machine
+
+    result: dict = {"date": datetime.date.today().isoformat(), "machine": f"{machine()}, arm64 through qemu-user-static",
+                    "commit": commit(), "command": "make check-aarch64",
+                    "x86_64": json.loads((reference / "platform.json").read_text()),
                     "aarch64": json.loads((candidate / "platform.json").read_text()), "models": {}}
     same = True
     packages = candidate / "packages.txt"
@@ -92,6 +104,11 @@ def compare(work: Path) -> int:
     hashes = result["x86_64"].pop("decoded_frames_sha256"), result["aarch64"].pop("decoded_frames_sha256")
     decoded = {name: hashes[0][name] == hashes[1][name] for name in sources(work)}
     result["decoded_pixels_equal"] = decoded
+    # a lossy clip is decoded by each platform's own OpenCV and FFmpeg, whose inverse transforms may
+    # round differently: its decisions are reported, and held to x86-64's only where the pixels are the same
+    result["decoded_pixels_max_abs_diff"] = {name: int(np.abs(np.load(reference / f"decoded_{name}.npy").astype(int)
+                                                              - np.load(candidate / f"decoded_{name}.npy")).max())
+                                             for name in sources(work)}
     for model in MODELS:
         row: dict = {}
         for name in sources(work):
@@ -102,7 +119,8 @@ def compare(work: Path) -> int:
             row[f"{name}_decisions_equal"] = equal
             row[f"{name}_anomalous_frames"] = sum(x["decision"] for x in a)
             row[f"{name}_score_max_abs_diff"] = max((abs(x["score"] - y["score"]) for x, y in zip(a, b)), default=float("nan"))
-            same = same and equal
+            row[f"{name}_decisions_differing"] = sum(x["decision"] != y["decision"] for x, y in zip(a, b))
+            same = same and (equal or not decoded[name])
         eval_a, eval_b = (EvaluationReport.from_json(json.loads(path.read_text()), str(path))
                           for path in (reference / f"{model}_eval.json", candidate / f"{model}_eval.json"))
         auc_a, auc_b = eval_a.frame_level.raw.micro_auc, eval_b.frame_level.raw.micro_auc
@@ -112,11 +130,11 @@ def compare(work: Path) -> int:
         same = same and eval_equal
     result["passed"] = same
     (work / "result.json").write_text(json.dumps(result, indent=2))
-    print(f"decoded pixels equal on both: {decoded}")
+    print(f"decoded pixels equal on both: {decoded}; largest difference, grey levels: {result['decoded_pixels_max_abs_diff']}")
     for model, row in result["models"].items():
         for name in sources(work):
-            print(f"{model} on the {name}: {row[f'{name}_frames']} frames, decisions equal: {row[f'{name}_decisions_equal']}, "
-                  f"max |score diff| {row[f'{name}_score_max_abs_diff']:.3g}")
+            print(f"{model} on the {name}: {row[f'{name}_frames']} frames, decisions equal: {row[f'{name}_decisions_equal']} "
+                  f"({row[f'{name}_decisions_differing']} differ), max |score diff| {row[f'{name}_score_max_abs_diff']:.3g}")
         print(f"{model} eval: micro AUC x86-64 {row['eval_micro_auc'][0]:.6f} / aarch64 {row['eval_micro_auc'][1]:.6f}, "
               f"decisions at the stored threshold equal: {row['eval_decisions_equal']}")
     print(f"aarch64 check {'passed' if same else 'FAILED'}: {work / 'result.json'}")

@@ -3,7 +3,7 @@
 # qemu-user-static; inside it the camera-box package is installed from the registry's aarch64 wheels
 # (`pip install .`: numpy, onnxruntime, onnx, OpenCV, typer; no torch) and runs `occ run` and
 # `occ eval` on small models and a clip made on x86-64, whose decisions must be x86-64's, and the
-# runtime tier of the tests (tests/runtime, with pytest added after the package list is taken),
+# runtime tier of the tests (tests/runtime, with pytest, jsonschema and paho-mqtt added after the package list is taken),
 # whose summary line it prints.
 # Needs root (debootstrap, chroot, binfmt_misc), Debian's packages and the package registry.
 # Too slow for CI (tens of minutes under emulation): run it by hand; the README's table says where.
@@ -68,7 +68,7 @@ chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root L
   mkdir -p aarch64
   /opt/occ-venv/bin/pip freeze > aarch64/packages.txt
   /opt/occ-venv/bin/python /opt/occ-src/scripts/aarch64_check.py run /opt/occ-check
-  /opt/occ-venv/bin/pip install -q pytest
+  /opt/occ-venv/bin/pip install -q pytest jsonschema paho-mqtt   # what tests/runtime uses beyond the package (paho: the mqtt extra)
   # the pytest script, not python -m: the source tree must not shadow the installed occ on sys.path
   if PYTHONPATH=/opt/occ-src/tests/runtime /opt/occ-venv/bin/pytest -p block_torch -p no:cacheprovider /opt/occ-src/tests/runtime \
       > aarch64/runtime-tests.txt 2>&1; then tests=0; else tests=$?; fi

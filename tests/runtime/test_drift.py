@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from occ.evaluation.datasets.walkway_day import daylight, walkers_in_view
-from occ.runtime.manifest import DriftView, Manifest, ManifestError
+from occ.runtime.manifest import Manifest, ManifestError
 from occ.runtime.scoring.drift import (KOLMOGOROV_RMS, UNSEEN, DriftLimits, DriftReference, DriftWatch, frame_light,
                                         kolmogorov_quantile, uniform_ks_statistic)
 

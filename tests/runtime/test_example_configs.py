@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from occ.benchmarks.sink_servers import PAHO_MISSING
 from occ.runtime.service import ServiceConfig
 from occ.runtime.service import config as service_config
 from occ.runtime.service.config import parse_toml
@@ -80,6 +81,7 @@ def test_the_configuration_modules_own_example_parses(tmp_path):
 def test_the_complete_configuration_in_deploy_md_passes_the_whole_check(alocc_onnx, tmp_path, monkeypatch):
     """Zones, profiles, the guard, the drift watch and both sinks, as docs/deploy.md gives them; only
     the machine's paths, the port and the secrets are this test's."""
+    pytest.importorskip("paho.mqtt.client", reason=PAHO_MISSING)  # its [sinks.mqtt] needs the mqtt extra
     block = (DOCS / "deploy.md").read_text().split(COMPLETE_MARK, 1)[1].split("```", 1)[0]
     block = block.replace("/var/lib/occ/models/gate.onnx", str(alocc_onnx)).replace("/var/lib/occ/", f"{tmp_path}/")
     block = re.sub(r"^port = 9100", "port = 0", block, flags=re.M)

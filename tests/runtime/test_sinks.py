@@ -280,6 +280,7 @@ def test_the_service_sends_every_logged_event_to_both_sinks(alocc_onnx, tiny_wal
 
 
 def test_sink_configuration_errors_are_one_line(alocc_onnx, tmp_path, monkeypatch):
+    pytest.importorskip("paho.mqtt.client", reason=PAHO_MISSING)  # [sinks.mqtt] needs the mqtt extra
     video = tmp_path / "clip.avi"
     video.write_bytes(b"")
     head = f'[model]\npath = "{alocc_onnx}"\n[source]\nspec = "{video}"\n'
@@ -344,6 +345,7 @@ def test_the_metrics_server_answers_bad_requests_and_unknown_paths():
 
 
 def test_occ_bench_sinks_writes_its_json(tmp_path):
+    pytest.importorskip("paho.mqtt.client", reason=PAHO_MISSING)  # [sinks.mqtt] needs the mqtt extra
     from typer.testing import CliRunner
 
     from occ.cli.bench import app
