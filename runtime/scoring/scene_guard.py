@@ -54,8 +54,10 @@ reference's is resized to it (the same camera at another resolution).
 from __future__ import annotations
 
 import base64
+import math
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Iterator
 
 import cv2
@@ -70,6 +72,8 @@ REASONS = ("frozen", "covered", "blurred", "moved", "lighting", "alpha")
 BLACK_LEVEL = 4.0  # grey levels: a frame darker than this is a black stream or a covered lens
 COARSE = 8  # the contrast is measured on the frame shrunk this much more (sensor noise averages out)
 SEARCH = 0.125  # share of each end of a reference profile left out of its matched centre: the widest shift measured
+LUMA = np.array([[0.114, 0.587, 0.299, 0.0]], np.float32)  # to_gray's BT.601 weights of B, G, R (and none of alpha)
+AREA_BLOCK = 32  # most output pixels in one repeating block of area weights resized by matrix products
 
 
 @dataclass(frozen=True)
@@ -133,22 +137,70 @@ class GuardLimits:
 
 def guard_frame(frame: np.ndarray, width: int) -> np.ndarray:
     """The guard's working copy of a raw uint8 frame: grey, float32, ``width`` pixels wide (or
-    the frame's own width when smaller: nothing is gained by enlarging it)."""
-    gray = to_gray(frame)
+    the frame's own width when smaller: nothing is gained by enlarging it).
+
+    It is ``cv2.resize(to_gray(frame), ..., interpolation=cv2.INTER_AREA)`` to float32's rounding
+    (``tests/runtime/test_scene_guard.py`` holds it there: the stored references were made so),
+    computed the cheap way: a colour frame's luma in one OpenCV pass, and the area average by
+    :func:`area_resize`."""
+    if isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] in (3, 4):
+        gray = cv2.transform(frame.astype(np.float32), LUMA[:, : frame.shape[2]])  # numpy's three passes take 4 times as long
+    else:
+        gray = to_gray(frame)
     width = min(width, gray.shape[1])
     height = max(COARSE, int(round(gray.shape[0] * width / gray.shape[1])))
-    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+    return area_resize(gray, width, height)
+
+
+@lru_cache(maxsize=64)
+def _area_weights(length: int, size: int) -> np.ndarray | None:
+    """INTER_AREA's weights from ``length`` pixels down to ``size``, ``(size, length)`` over the
+    greatest common divisor: they repeat every ``length / gcd`` source pixels. ``None`` when a
+    block has more than :data:`AREA_BLOCK` outputs (a product then costs more than OpenCV's resize)."""
+    common = math.gcd(length, size)
+    sources, outputs = length // common, size // common
+    if outputs > AREA_BLOCK:
+        return None
+    edges = np.arange(outputs + 1) * (sources / outputs)
+    pixel = np.arange(sources)
+    overlap = np.minimum(edges[1:, None], pixel + 1) - np.maximum(edges[:-1, None], pixel)
+    weights = (np.clip(overlap, 0.0, None) * (outputs / sources)).astype(np.float32)
+    weights.flags.writeable = False
+    return weights
+
+
+def area_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)`` of a float32 H×W
+    image, to float32's rounding, at about a third of its cost when shrinking by a ratio that is not an
+    integer (OpenCV's general area path; 360 to 128 pixels): the weights repeat in small blocks, so
+    each axis is a batch of small matrix products. Other cases (enlarging, long blocks) are OpenCV's."""
+    rows, cols = image.shape
+    if (rows, cols) == (height, width):
+        return image
+    down_rows = _area_weights(rows, height) if height <= rows else None
+    down_cols = _area_weights(cols, width) if width <= cols else None
+    if down_rows is None or down_cols is None:
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    out = image.astype(np.float32, copy=False)
+    if height != rows:
+        out = (down_rows @ out.reshape(-1, down_rows.shape[1], cols)).reshape(height, cols)
+    if width != cols:
+        out = (out.reshape(height, -1, down_cols.shape[1]) @ down_cols.T).reshape(height, width)
+    return out
 
 
 def contrast(work: np.ndarray) -> float:
     """Coefficient of variation of the frame shrunk by :data:`COARSE` (a gain does not change it)."""
-    coarse = cv2.resize(work, (max(2, work.shape[1] // COARSE), max(2, work.shape[0] // COARSE)), interpolation=cv2.INTER_AREA)
-    return float(coarse.std() / max(float(coarse.mean()), 1.0))
+    coarse = area_resize(work, max(2, work.shape[1] // COARSE), max(2, work.shape[0] // COARSE))
+    mean, std = cv2.meanStdDev(coarse)
+    return float(std[0, 0] / max(float(mean[0, 0]), 1.0))
 
 
 def sharpness(work: np.ndarray) -> float:
     """Variance of the Laplacian over the variance of the frame (a gain does not change it)."""
-    return float(cv2.Laplacian(work, cv2.CV_32F).var() / max(float(work.var()), 1e-6))
+    edges = float(cv2.meanStdDev(cv2.Laplacian(work, cv2.CV_32F))[1][0, 0])
+    spread = float(cv2.meanStdDev(work)[1][0, 0])
+    return edges * edges / max(spread * spread, 1e-6)
 
 
 @dataclass
@@ -375,8 +427,8 @@ class SceneGuard:
 
     def _measure(self, work: np.ndarray, t: float, alpha_share: float | None) -> dict[str, float]:
         lim = self.limits
-        evidence = {"brightness": float(work.mean()), "sharpness": sharpness(work)}
-        if self._last is not None and float(np.abs(work - self._last).mean()) < lim.frozen_level:
+        evidence = {"brightness": float(cv2.mean(work)[0]), "sharpness": sharpness(work)}
+        if self._last is not None and cv2.norm(work, self._last, cv2.NORM_L1) / work.size < lim.frozen_level:
             # the frame repeats the last checked one: repeated since that one's time
             self._repeat_since = self._last_t if self._repeat_since is None else self._repeat_since
             evidence["frozen_s"] = t - self._repeat_since
@@ -425,7 +477,7 @@ class SceneGuard:
             self._fine, self._ref_profiles = FineAlignment(ref), (ref.mean(axis=0), ref.mean(axis=1))
         out = {}
         for axis, name in ((0, "x"), (1, "y")):
-            shift, match = _profile_shift(self._ref_profiles[axis], work.mean(axis=axis))
+            shift, match = _profile_shift(self._ref_profiles[axis], cv2.reduce(work, axis, cv2.REDUCE_AVG).ravel())
             out[f"shift_{name}"], out[f"match_{name}"] = shift, match
         out.update(self._fine.measure(work))
         return out
@@ -453,7 +505,7 @@ def _profile_shift(reference: np.ndarray, profile: np.ndarray) -> tuple[float, f
     length = len(reference)
     margin = max(1, int(round(SEARCH * length)))
     template = reference[margin:length - margin].astype(np.float32)[None]
-    scores = cv2.matchTemplate(profile.astype(np.float32)[None], template, cv2.TM_CCOEFF_NORMED)[0]
+    scores = cv2.matchTemplate(profile.astype(np.float32, copy=False)[None], template, cv2.TM_CCOEFF_NORMED)[0]
     best = int(np.argmax(scores))
     offset = 0.0
     if 0 < best < len(scores) - 1:
@@ -482,31 +534,45 @@ class FineAlignment:
         # Sobel over 8: the gradient in grey levels per pixel, smoothed across (noise averages out)
         gx = cv2.Sobel(ref, cv2.CV_32F, 1, 0, ksize=3)[b:-b, b:-b].ravel() / 8
         gy = cv2.Sobel(ref, cv2.CV_32F, 0, 1, ksize=3)[b:-b, b:-b].ravel() / 8
-        self._ref, self._gx, self._gy = ref[b:-b, b:-b].ravel(), gx, gy
-        self._products = np.stack([gx * gx, gx * gy, gy * gy])
-        self._size = np.array(reference.shape[::-1], np.float64)  # width, height
+        self._ref = np.ascontiguousarray(ref[b:-b, b:-b])
+        self._gradients = np.stack([gx, gy])
+        # a frame's mask of kept pixels times these: the gradients' products summed, and the count kept
+        self._moments = np.stack([gx * gx, gx * gy, gy * gy, np.ones_like(gx)])
+        self._width, self._height = float(reference.shape[1]), float(reference.shape[0])
 
     def measure(self, work: np.ndarray) -> dict[str, float]:
         """``fine_x``, ``fine_y``: the shift, shares of the width and height; ``fine_z_x``,
         ``fine_z_y``: each over its standard error. Empty when the frame tells nothing (black)."""
         b = self.BORDER
-        live = work[b:-b, b:-b].ravel()
-        mean = float(live.mean())
+        live = work[b:-b, b:-b]
+        mean = float(cv2.mean(live)[0])
         if mean < BLACK_LEVEL:
             return {}
-        diff = live / mean - self._ref
-        sigma = 1.4826 * float(np.median(np.abs(diff[::3])))  # every 3rd pixel: as good a σ, a third of the cost
-        keep = (np.abs(diff) < 3 * sigma).astype(np.float32)
-        xx, xy, yy = self._products @ keep
+        diff = live / mean
+        diff -= self._ref
+        diff = diff.ravel()
+        spread = np.abs(diff)
+        sigma = 1.4826 * _median(spread[::3])  # every 3rd pixel: as good a σ, a third of the cost
+        keep = (spread < 3 * sigma).astype(np.float32)
+        xx, xy, yy, used = (float(v) for v in self._moments @ keep)
         det = xx * yy - xy * xy
-        used = float(keep.sum())
         if sigma <= 0 or det <= 1e-12 or used < 16:
             return {}
-        inverse = np.array([[yy, -xy], [-xy, xx]]) / det
         kept = diff * keep
-        shift = -inverse @ np.array([self._gx @ kept, self._gy @ kept])
-        residual = (diff + self._gx * shift[0] + self._gy * shift[1]) * keep
-        error = np.sqrt(float(residual @ residual) / (used - 2) * np.diag(inverse))
-        share = shift / self._size
-        z = np.abs(shift) / np.maximum(error, 1e-12)
-        return {"fine_x": float(share[0]), "fine_y": float(share[1]), "fine_z_x": float(z[0]), "fine_z_y": float(z[1])}
+        along_x, along_y = (float(v) for v in self._gradients @ kept)
+        # the step: shift = -M⁻¹ g, M = [[xx, xy], [xy, yy]], g the gradients' products with the kept differences
+        shift_x, shift_y = (xy * along_y - yy * along_x) / det, (xy * along_x - xx * along_y) / det
+        # the kept pixels' squared residual after it, Σ keep (diff + gradient · shift)², is Σ keep diff² + shift · g
+        variance = max(float(kept @ diff) + shift_x * along_x + shift_y * along_y, 0.0) / (used - 2)
+        error_x, error_y = math.sqrt(variance * yy / det), math.sqrt(variance * xx / det)
+        return {"fine_x": shift_x / self._width, "fine_y": shift_y / self._height,
+                "fine_z_x": abs(shift_x) / max(error_x, 1e-12), "fine_z_y": abs(shift_y) / max(error_y, 1e-12)}
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-D float array without NaNs, by its own partition, without its checks."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, half)[half])
+    low, high = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return float((low + high) / 2)

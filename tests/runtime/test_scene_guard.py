@@ -20,7 +20,8 @@ from occ.evaluation.datasets.walkway import WalkwayConfig, generate_walkway
 from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
 from occ.runtime.events import ServiceMetrics
 from occ.runtime.manifest import Manifest, ManifestError, read_manifest
-from occ.runtime.scoring.scene_guard import GuardLimits, SceneGuard, SceneReference
+from occ.runtime.preprocess.reference import to_gray
+from occ.runtime.scoring.scene_guard import FineAlignment, GuardLimits, SceneGuard, SceneReference, contrast, guard_frame
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 
 from service_utils import parse_metrics
@@ -331,3 +332,53 @@ def test_occ_bench_guard_times_the_light_ramp_apart_as_the_drift_watchs():
     assert ramp["brightness_ratio_max"] > 1
     wrong = CliRunner().invoke(bench_app, ["guard", "--hours", "0.05", "--view-change", "fog", "--quiet"])
     assert wrong.exit_code == 2 and "unknown view change(s) fog" in wrong.output
+
+
+WORKING_FRAME_TOLERANCE = 1e-3  # grey levels; float32's rounding leaves about 5e-5
+
+
+def stored_working_frame(frame: np.ndarray, width: int = GuardLimits.width) -> np.ndarray:
+    """The working frame that stored references (``occ calibrate``'s manifests) were made with:
+    ``to_gray``, then OpenCV's area resize."""
+    gray = to_gray(frame)
+    width = min(width, gray.shape[1])
+    height = max(8, int(round(gray.shape[0] * width / gray.shape[1])))
+    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("height, width", [(240, 360), (250, 333), (576, 704), (1080, 1920), (60, 90)])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_the_working_frame_and_its_contrast_stay_those_the_stored_references_were_made_with(noon, height, width, channels):
+    """UCSD Ped2's 240×360 (ratios 2.82 and 2.81, no integer), a size whose area weights do not
+    repeat in short blocks (250×333), D1, 1080p, one smaller than the working width; grey, BGR and
+    BGRA; the walkway's edges kept sharp and each channel with its own noise."""
+    rng = np.random.default_rng(height + channels)
+    base = cv2.resize(noon[0], (width, height), interpolation=cv2.INTER_NEAREST).astype(np.int16)
+    planes = [np.clip(base + rng.integers(-40, 41, base.shape), 0, 255).astype(np.uint8) for _ in range(channels)]
+    frame = planes[0] if channels == 1 else np.dstack(planes)
+    work, stored = guard_frame(frame, GuardLimits.width), stored_working_frame(frame)
+    assert work.dtype == np.float32 and work.shape == stored.shape
+    assert float(np.abs(work - stored).max()) <= WORKING_FRAME_TOLERANCE
+    coarse = cv2.resize(stored, (stored.shape[1] // 8, stored.shape[0] // 8), interpolation=cv2.INTER_AREA)
+    assert contrast(work) == pytest.approx(float(coarse.std() / coarse.mean()), rel=1e-5)
+
+
+def test_the_sub_pixel_alignment_is_the_lucas_kanade_step_written_out(noon, reference):
+    """:class:`FineAlignment` sums each product in one pass over the kept pixels; the same step and
+    standard error written out pixel by pixel in float64 give the same shift and z."""
+    work = guard_frame(jittered(noon[300:301], 0.4, seed=3)[0], GuardLimits.width)
+    measured = FineAlignment(reference.frame).measure(work)
+    b = FineAlignment.BORDER
+    ref = reference.frame.astype(np.float64) / reference.frame.mean()
+    gradients = np.stack([cv2.Sobel(ref, cv2.CV_64F, 1, 0, ksize=3)[b:-b, b:-b].ravel() / 8,
+                          cv2.Sobel(ref, cv2.CV_64F, 0, 1, ksize=3)[b:-b, b:-b].ravel() / 8], axis=1)
+    live = work[b:-b, b:-b].astype(np.float64).ravel()
+    diff = live / live.mean() - ref[b:-b, b:-b].ravel()
+    keep = np.abs(diff) < 3 * 1.4826 * np.median(np.abs(diff[::3]))
+    moments = gradients[keep].T @ gradients[keep]
+    shift = -np.linalg.solve(moments, gradients[keep].T @ diff[keep])
+    residual = diff[keep] + gradients[keep] @ shift
+    error = np.sqrt(residual @ residual / (keep.sum() - 2) * np.diag(np.linalg.inv(moments)))
+    assert [measured["fine_x"] * work.shape[1], measured["fine_y"] * work.shape[0]] == pytest.approx(shift, rel=1e-4)
+    assert [measured["fine_z_x"], measured["fine_z_y"]] == pytest.approx(np.abs(shift) / error, rel=1e-4)
+    assert max(measured["fine_z_x"], measured["fine_z_y"]) > 3  # a shift it tells from the noise
