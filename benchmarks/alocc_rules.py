@@ -77,11 +77,11 @@ STATS_RULES: dict[str, Callable[[np.ndarray, float], LocationStats]] = {
     "location means half-way to the pooled mean": _halfway_to_pooled_mean,
     "pooled over locations": lambda scores, floor: _global_stats(location_stats(scores, floor)),
 }
-THRESHOLD_RULES: dict[str, Callable[[np.ndarray, float], float]] = {
-    "quantile at the recipe's false-alarm rate (deployed)": lambda tails, rate: alocc_thresholds(tails, rate, "tails")["tau"].value,
-    "largest validation frame": lambda tails, rate: float(tails.max()),
+THRESHOLD_RULES: dict[str, Callable[[np.ndarray], float]] = {
+    "largest validation frame (deployed)": lambda tails: alocc_thresholds(tails, 0.0, "tails")["tau"].value,
+    "1 % quantile of the validation frames": lambda tails: alocc_thresholds(tails, 0.01, "tails")["tau"].value,
 }
-DEPLOYED = ("per location (deployed)", "largest patch (deployed)", "quantile at the recipe's false-alarm rate (deployed)")
+DEPLOYED = ("per location (deployed)", "largest patch (deployed)", "largest validation frame (deployed)")
 
 
 def candidate_name(stats_rule: str, frame_rule: str, threshold_rule: str) -> str:
@@ -118,7 +118,7 @@ def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
             frame_scores = {name: frame_scores_of(p) for name, p in patches.items()}
             tails = np.concatenate([frame_scores[c][cuts[c]:] for c in cuts])
             for threshold_rule, tau_of in THRESHOLD_RULES.items():
-                tau = tau_of(tails, config.get("false_alarm_rate", 0.01))
+                tau = tau_of(tails)
                 tracker = EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="ped2", rule=manifest.episodes,
                                          threshold=tau)
                 scored = {clip.name: ClipScores(clip.name, np.asarray(clip.labels, bool), frame_scores[clip.name],
@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {path}: not a readable JSON file ({exc})", file=sys.stderr)
             return 2
         if isinstance(fold, dict) and isinstance(fold.get("runs"), list):  # an earlier result of this benchmark: its runs again
+            if any(candidate_name(*DEPLOYED) not in run["candidates"] for run in fold["runs"]):
+                print(f"error: {path}: its candidates are not today's (written before {DEPLOYED[2]!r} was deployed): "
+                      "run this benchmark on its folds' JSONs again", file=sys.stderr)
+                return 2
             runs += fold["runs"]
             continue
         if fold.get("method") != "alocc" or "held_out_clips" not in fold or not Path(fold.get("model", "")).is_file():
@@ -202,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["python", "-m", "occ.benchmarks.alocc_rules", *(argv if argv is not None else sys.argv[1:])]),
               "deployed": candidate_name(*DEPLOYED), "runs": runs, "inside_the_folds": inside_the_folds(runs),
+              # every fold of every seed together: each candidate's episodes over all their normal footage
+              "all_runs": {name: pooled([run["candidates"][name] for run in runs]) for name in runs[0]["candidates"]},
               "seconds": round(time.time() - started)}
     args.json.write_text(json.dumps(record_json(result), indent=1) + "\n")
     for seed, entry in result["inside_the_folds"].items():

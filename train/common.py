@@ -63,12 +63,12 @@ def check_recipe(recipe: str, recipes: dict[str, Any], method: str, kind: str | 
 
 
 def check_sizes(config: Any, method: str, positive: tuple[str, ...] = ("epochs", "base_width", "depth")) -> None:
-    """Refuse sizes below one, a batch of fewer than two samples and a false-alarm rate outside (0, 1)."""
+    """Refuse sizes below one, a batch of fewer than two samples and a false-alarm rate outside [0, 1)."""
     bad = [f"{name} {getattr(config, name)}" for name in positive if getattr(config, name) < 1]
     if bad or config.batch_size < 2:
         raise ValueError(f"{method} needs epochs, base_width and depth >= 1 and batch_size >= 2, got {', '.join(bad) or config.batch_size}")
-    if not 0 < config.false_alarm_rate < 1:
-        raise ValueError(f"false_alarm_rate must be in (0, 1), got {config.false_alarm_rate}")
+    if not 0 <= config.false_alarm_rate < 1:
+        raise ValueError(f"false_alarm_rate must be in [0, 1), got {config.false_alarm_rate}")
 
 
 def evenly_spaced(count: int, most: int) -> np.ndarray:

@@ -143,6 +143,8 @@ def check_config(config: AvidConfig, kind: str) -> None:
     if config.frame_score not in ("peak", "evidence"):
         raise ValueError(f"frame_score must be 'peak' or 'evidence', got {config.frame_score!r}")
     check_sizes(config, "AVID", ("epochs", "batch_size", "base_width", "depth"))
+    if config.false_alarm_rate == 0:
+        raise ValueError("AVID's false_alarm_rate must be above 0: α and ζ are solved for that share of normal frames")
     if not 0 <= config.irregular_fraction <= 1:
         raise ValueError(f"irregular_fraction must be in [0, 1] (0: no synthetic irregularities), got {config.irregular_fraction}")
 

@@ -27,7 +27,9 @@ Epochs = Annotated[Optional[int], typer.Option(min=1, help="Training epochs. Def
 BatchSize = Annotated[Optional[int], typer.Option(min=2, help="Samples per batch. Default: the recipe's.", rich_help_panel=RUN)]
 BaseWidth = Annotated[Optional[int], typer.Option(min=1, help="Channels of the first layer (each level down doubles them). "
                                                              "Default: the recipe's.", rich_help_panel=GEOMETRY)]
-FalseAlarms = Annotated[float, typer.Option(min=0.0001, max=0.5, help="Share of held-out normal frames that fire at the stored thresholds.")]
+FalseAlarms = Annotated[Optional[float], typer.Option(
+    min=0.0, max=0.5, help="Share of held-out normal frames that fire at the stored thresholds; ALOCC: 0 puts τ at the largest "
+    "of them. Default: the recipe's (ALOCC video 0; otherwise 0.01).")]
 Devices = Annotated[int, typer.Option(min=1, help="Processes to train in (torchrun: one per GPU with NCCL, else gloo on the CPU); "
                                                  "results equal one process on the same global batch.", rich_help_panel=RUN)]
 Seed = Annotated[int, typer.Option(help="Random seed (training is deterministic on the CPU; IR-MNIST: also the grids).", rich_help_panel=RUN)]
@@ -85,7 +87,7 @@ def alocc(
     base_width: BaseWidth = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
-    false_alarm_rate: FalseAlarms = 0.01,
+    false_alarm_rate: FalseAlarms = None,
     split: SplitOption = "70/10/20",
     devices: Devices = 1,
     seed: Seed = 0,
@@ -98,15 +100,16 @@ def alocc(
     from occ.train.workflow import train_alocc_from
 
     with one_line_errors():
-        manifest = train_alocc_from(data, out, recipe, digit, console, split=Split.parse(split), false_alarm_rate=false_alarm_rate, seed=seed,
+        manifest = train_alocc_from(data, out, recipe, digit, console, split=Split.parse(split), seed=seed,
                                     **_settings(height=height, width=width, patch_size=patch_size, stride=stride,
-                                                base_width=base_width, epochs=epochs, batch_size=batch_size))
+                                                base_width=base_width, epochs=epochs, batch_size=batch_size,
+                                                false_alarm_rate=false_alarm_rate))
     if manifest is None:  # a torchrun rank other than 0
         return
     _show_footage_split(manifest)
     tau = manifest.thresholds["tau"]
-    console.print(f"wrote {out}: tau = {tau.value:.4f} at {tau.target_false_alarm_rate:.1%} false alarms on {tau.n_samples} "
-                  "held-out normal frames", highlight=False)
+    where = f"at {tau.target_false_alarm_rate:.1%} false alarms on" if tau.target_false_alarm_rate else "the largest of"
+    console.print(f"wrote {out}: tau = {tau.value:.4f}, {where} {tau.n_samples} held-out normal frames", highlight=False)
     _warn_thresholds(manifest)
 
 
@@ -128,7 +131,7 @@ def avid(
                                                          rich_help_panel=GEOMETRY)] = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
-    false_alarm_rate: FalseAlarms = 0.01,
+    false_alarm_rate: FalseAlarms = None,
     split: SplitOption = "70/10/20",
     devices: Devices = 1,
     seed: Seed = 0,
@@ -141,9 +144,9 @@ def avid(
     from occ.train.workflow import train_avid_from
 
     with one_line_errors():
-        manifest = train_avid_from(data, out, recipe, console, split=Split.parse(split), false_alarm_rate=false_alarm_rate, seed=seed,
+        manifest = train_avid_from(data, out, recipe, console, split=Split.parse(split), seed=seed,
                                    **_settings(height=height, width=width, base_width=base_width, region_memory=region_memory,
-                                               epochs=epochs, batch_size=batch_size))
+                                               epochs=epochs, batch_size=batch_size, false_alarm_rate=false_alarm_rate))
     if manifest is None:
         return
     _show_footage_split(manifest)

@@ -35,14 +35,16 @@ def threshold_warnings(manifest: Manifest) -> list[str]:
 
 
 def quantile_threshold(normal_scores: np.ndarray, false_alarm_rate: float, data: str) -> Threshold:
-    """Threshold such that a fraction ``false_alarm_rate`` of normal scores lies above it."""
+    """Threshold such that a fraction ``false_alarm_rate`` of normal scores lies above it; at 0,
+    the largest normal score (none of the frames it was set on fires)."""
     normal_scores = np.asarray(normal_scores, dtype=np.float64).ravel()
-    check_rate(false_alarm_rate)
+    if not 0 <= false_alarm_rate < 1:
+        raise ValueError(f"false-alarm rate must be in [0, 1), got {false_alarm_rate}")
     if normal_scores.size == 0:
         raise ValueError("no normal scores to calibrate on")
     value = float(np.quantile(normal_scores, 1.0 - false_alarm_rate))
     return Threshold(value=value, data=data, target_false_alarm_rate=false_alarm_rate,
-                     n_samples=int(normal_scores.size), date=now_iso(), method="quantile")
+                     n_samples=int(normal_scores.size), date=now_iso(), method="quantile" if false_alarm_rate else "largest normal frame")
 
 
 def check_rate(false_alarm_rate: float) -> None:
@@ -51,7 +53,7 @@ def check_rate(false_alarm_rate: float) -> None:
 
 
 def alocc_thresholds(frame_scores: np.ndarray, false_alarm_rate: float, data: str) -> dict[str, Threshold]:
-    """τ: the ``1 − false_alarm_rate`` quantile of normal frame scores."""
+    """τ: the ``1 − false_alarm_rate`` quantile of normal frame scores (at 0, the largest)."""
     return {"tau": quantile_threshold(frame_scores, false_alarm_rate, data)}
 
 
