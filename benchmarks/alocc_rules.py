@@ -40,9 +40,8 @@ from occ.runtime.preprocess import preprocess_clip
 from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 from occ.runtime.service import ServiceConfig
 
-from .day import commit
 from .ped2 import HOLDOUT_SCOPES, _global_stats
-from .training_runs import machine
+from .training_runs import commit, machine
 
 
 def graph_terms(detector: Detector, clip: Clip) -> dict[str, np.ndarray]:

@@ -14,7 +14,6 @@ import dataclasses
 import datetime as _dt
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,20 +31,11 @@ from occ.runtime.manifest import Manifest
 from occ.runtime.scoring.decide import FrameResult, frame_threshold, on_frame
 from occ.runtime.service.config import ServiceConfig
 
-from .training_runs import machine
+from .training_runs import commit, machine
 
 SCHEMA = "occ-bench-day/1"
 FLAG_WITHIN_S = 1.0
 BATCH = 32
-
-
-def commit() -> str | None:
-    """The git commit of the code that ran (None outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def service_tracker(manifest: Manifest) -> EpisodeTracker:

@@ -24,8 +24,8 @@ from occ.runtime.detector import open_detector
 from occ.runtime.files import write_atomic
 from occ.runtime.scoring.drift import DriftLimits, DriftReference, DriftWatch, frame_light
 
-from .day import BATCH, commit
-from .training_runs import machine
+from .day import BATCH
+from .training_runs import commit, machine
 
 SCHEMA = "occ-bench-drift/2"
 CALIBRATION_SEED, TEST_SEED = 101, 202

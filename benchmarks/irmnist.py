@@ -21,8 +21,7 @@ from occ.evaluation.datasets.irmnist import IrMnistSpec
 from occ.evaluation.protocols import irmnist_protocol
 from occ.runtime.detector import open_detector
 
-from .day import commit
-from .training_runs import machine
+from .training_runs import commit, machine
 
 
 def run_irmnist(folder: str, workdir: str | Path, seed: int = 0, grids: int = 5000, test_grids: int = 1000, digit: int = 3,

@@ -314,10 +314,9 @@ def run_latency(model_path: str, chosen: list[Variant] | None, batches: list[int
     """Time every chosen variant (default: every one that runs here) at every batch size."""
     from occ.runtime.manifest import read_manifest
 
-    from .day import commit
     from .device_state import device_state
     from .torch_backend import checkpoint_for
-    from .training_runs import machine
+    from .training_runs import commit, machine
 
     manifest = read_manifest(model_path)
     checkpoint_path = checkpoint_for(model_path)

@@ -25,8 +25,7 @@ from occ.runtime.scoring import patch_scores
 from occ.train.common import load_checkpoint
 from occ.train.train_alocc import AloccConfig, alocc_config, build_scorer, image_data, train_alocc
 
-from .day import commit
-from .training_runs import machine
+from .training_runs import commit, machine
 
 OUTLIER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 # false-alarm rates on held-out target images at which F1 is reported; the first is the trained

@@ -38,8 +38,8 @@ from occ.evaluation.report import EvaluationReport, report
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.manifest import AloccScoring, LocationStats, read_manifest
 
-from .day import commit, service_tracker
-from .training_runs import machine
+from .day import service_tracker
+from .training_runs import commit, machine
 
 SIZES = {
     "cpu": {"alocc": dict(height=120, width=180, patch_size=32, stride=16, epochs=5),

@@ -34,8 +34,7 @@ from occ.evaluation.datasets.ucsd import UCSD_PED_FPS, clip_names, find_ucsd_roo
 from occ.evaluation.datasets.walkway_day import DayConfig, generate_day, schedule_view_changes
 from occ.runtime.scoring.scene_guard import GuardLimits, ReferenceBuilder, SceneGuard
 
-from .day import commit
-from .training_runs import machine
+from .training_runs import commit, machine
 
 SCHEMA = "occ-bench-guard/1"
 SCHEMA_PED2 = "occ-bench-guard-ped2/1"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -30,7 +29,7 @@ import numpy as np
 from occ.runtime.events import MetricsServer, MqttConfig, ServiceMetrics, Spool, WebhookConfig, open_remote_sinks
 
 from .sink_servers import Broker, Receiver, Subscriber, broker_problem, mosquitto_binary, wait_for
-from .training_runs import machine
+from .training_runs import commit, machine
 
 SCRAPE_AIM_MS = 100.0
 
@@ -181,10 +180,9 @@ def outage_loss(outage_s: float, rate_hz: float = 10.0, lead_s: float = 5.0, tai
 
 
 def run(appends: int = 1000, idle_connections: int = 100, outage_s: float = 0.0, rate_hz: float = 10.0) -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
     idle = scrape_cost(idle_connections)
     command = f"occ-bench sinks --appends {appends} --idle {idle_connections}"
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit.stdout.strip() or "unknown", "command": command,
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(), "command": command,
               "spool_append_ms": spool_append_cost(appends), "spool_append_fsync_ms": spool_append_cost(appends, sync=True), "appends": appends,
               "scrape_ms": {"idle_0": scrape_cost(0), f"idle_{idle_connections}": idle}, "idle_connections": idle_connections,
               "aims": {"scrape_ms_max": SCRAPE_AIM_MS}, "passed": idle["max"] < SCRAPE_AIM_MS}

@@ -1,8 +1,19 @@
-"""What the accuracy benchmarks share about the models they train: the machine."""
+"""What the benchmarks share about where and what ran: the machine and the commit."""
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
+from pathlib import Path
+
+
+def commit() -> str | None:
+    """The git commit of the code that ran (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def machine() -> str:

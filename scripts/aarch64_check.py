@@ -84,7 +84,7 @@ def compare(work: Path) -> int:
     reference, candidate = work / "x86_64", work / "aarch64"
     import datetime
 
-    from occ.benchmarks.day import commit
+    from occ.benchmarks.training_runs import commit
     from occ.benchmarks.training_runs import machine
 
     result: dict = {"date": datetime.date.today().isoformat(), "machine": f"{machine()}, arm64 through qemu-user-static",

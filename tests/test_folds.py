@@ -84,6 +84,5 @@ def test_busier_walkway_clips_are_the_same_scene_with_more_walkers():
 
 
 def test_walkway_benchmark_reports_busy_scenes_for_a_given_model(alocc_onnx, tmp_path):
-    out = tmp_path / "walkway.json"
     result = CliRunner().invoke(app, ["walkway", "--method", "avid", "--model", str(alocc_onnx)], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "an alocc model, not avid" in result.output

@@ -2,15 +2,12 @@
 fails, a restart, native libraries writing to standard error, idle clients on /metrics."""
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -393,7 +393,7 @@ def demo(
 
     from rich.console import Console
 
-    from occ.benchmarks.day import commit
+    from occ.benchmarks.training_runs import commit
     from occ.benchmarks.training_runs import machine
     from occ.demo import run_demo
 

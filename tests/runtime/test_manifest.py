@@ -5,7 +5,6 @@ import pytest
 
 from occ.runtime.manifest import (
     METADATA_KEY,
-    SCHEMA_VERSION,
     AloccScoring,
     AvidScoring,
     InputSpec,

@@ -267,7 +267,8 @@ def test_occ_bench_guard_with_and_without_the_view_changes():
 
 def test_metrics_say_which_camera_needs_calibration():
     metrics = ServiceMetrics("m.onnx")
-    gate, yard = metrics.camera("gate"), metrics.camera("yard")
+    gate = metrics.camera("gate")
+    metrics.camera("yard")  # a second camera, never moved
     gate.scene_reason = "moved"
     values = parse_metrics(metrics.render().decode())
     assert values[("occ_needs_calibration", (("camera", "gate"), ("model", "m.onnx")))] == 1

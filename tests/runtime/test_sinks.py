@@ -26,8 +26,8 @@ import pytest
 from occ.benchmarks.sink_servers import MOSQUITTO_MISSING, PAHO_MISSING, Broker, Receiver, Subscriber, mosquitto_binary
 from occ.evaluation.datasets.video import write_video
 from occ.runtime.events import MetricsServer, MqttConfig, ServiceMetrics, Spool, SpooledSink, WebhookConfig, open_remote_sinks
-from occ.runtime.events.webhook import SIGNATURE_HEADER, WebhookDelivery
-from occ.runtime.service import ConfigError, Service, ServiceConfig
+from occ.runtime.events.webhook import SIGNATURE_HEADER
+from occ.runtime.service import ConfigError, Service
 from occ.runtime.service.config import parse_toml
 
 from service_utils import parse_metrics, wait_for
@@ -352,6 +352,7 @@ def test_occ_bench_sinks_writes_its_json(tmp_path):
 
     out = tmp_path / "sinks.json"
     result = CliRunner().invoke(app, ["sinks", "--appends", "20", "--idle", "10", "--json", str(out), "--quiet"])
+    assert out.is_file(), result.output
     report = json.loads(out.read_text())
     assert result.exit_code == (0 if report["passed"] else 1), result.output
     assert report["command"] == "occ-bench sinks --appends 20 --idle 10" and report["appends"] == 20
