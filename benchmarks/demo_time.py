@@ -1,6 +1,7 @@
-"""``python -m occ.benchmarks.demo_time OUT.json [STEPS] [ROUNDS]``: the demo's training steps with
-PyTorch's idle OpenMP workers spinning (GNU OpenMP's default) and sleeping (what the demo and
-``occ train`` ask for, :mod:`occ.train.openmp`).
+"""``python -m occ.benchmarks.demo_time OUT.json [STEPS] [ROUNDS] [BUSY]``: the demo's training steps with
+PyTorch's idle OpenMP workers spinning for GNU OpenMP's default 300,000 PAUSEs, for fewer, and
+sleeping at once (:mod:`occ.train.openmp` says which the demo and ``occ train`` ask for), on an
+otherwise idle CPU or beside BUSY processes that each keep a core busy (a shared machine).
 
 The demo's data and configurations (walkway seed 0; ALOCC 60×90, AVID 64×96) are prepared once;
 then, per round, method and way of waiting, a fresh process (OpenMP reads how its workers wait when
@@ -27,13 +28,14 @@ from pathlib import Path
 
 from occ.runtime.files import write_atomic
 
-from .day import commit
-from .training_runs import machine
+from occ.train.openmp import WAIT_VARIABLES
+
+from .training_runs import commit, machine
 
 SCHEMA = "occ-bench-demo-time/1"
 METHODS = ("alocc", "avid")
-WAITS = {"spinning": {}, "sleeping": {"OMP_WAIT_POLICY": "PASSIVE"}}
-WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+WAITS = {"spinning": {}, **{f"spinning {count:,} PAUSEs": {"GOMP_SPINCOUNT": str(count)} for count in (10000, 2000, 500)},
+         "sleeping": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
 
 def demo_configs() -> dict:
@@ -92,29 +94,35 @@ def time_steps(folder: Path, method: str, steps: int) -> dict:
     return {"steps": min(steps, len(order) - 1), "seconds": round(wall, 3), "cpu_seconds": round(cpu, 3), "weights": digest.hexdigest()[:16]}
 
 
-def run(steps: int = 5, rounds: int = 2) -> dict:
+def run(steps: int = 5, rounds: int = 2, busy: int = 0) -> dict:
     base_env = {name: value for name, value in os.environ.items() if name not in WAIT_VARIABLES}
     runs: dict[str, dict[str, list[dict]]] = {method: {wait: [] for wait in WAITS} for method in METHODS}
     with tempfile.TemporaryDirectory() as folder:
         prepared = prepare(Path(folder))
-        for _ in range(rounds):
-            for method in METHODS:
-                for wait, variables in WAITS.items():
-                    done = subprocess.run([sys.executable, "-m", "occ.benchmarks.demo_time", "--steps-in-this-process", folder, method,
-                                           str(steps)], env={**base_env, **variables}, capture_output=True, text=True)
-                    if done.returncode != 0:
-                        raise RuntimeError(f"{method} ({wait}) failed: {done.stderr.strip()[-500:]}")
-                    runs[method][wait].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        busy_processes = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
+        try:
+            for _ in range(rounds):
+                for method in METHODS:
+                    for wait, variables in WAITS.items():
+                        done = subprocess.run([sys.executable, "-m", "occ.benchmarks.demo_time", "--steps-in-this-process", folder,
+                                               method, str(steps)], env={**base_env, **variables}, capture_output=True, text=True)
+                        if done.returncode != 0:
+                            raise RuntimeError(f"{method} ({wait}) failed: {done.stderr.strip()[-500:]}")
+                        runs[method][wait].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        finally:
+            for process in busy_processes:
+                process.kill()
+                process.wait()
     methods = {}
     for method, by_wait in runs.items():
         median = {wait: statistics.median(r["seconds"] for r in rows) for wait, rows in by_wait.items()}
         methods[method] = {"runs": by_wait, "median_seconds": median,
-                           "spinning_over_sleeping": round(median["spinning"] / median["sleeping"], 2),
+                           "over_sleeping": {wait: round(median[wait] / median["sleeping"], 2) for wait in WAITS},
                            "same_weights": len({r["weights"] for rows in by_wait.values() for r in rows}) == 1}
     load = os.getloadavg()
     return {"schema": SCHEMA, "date": _dt.date.today().isoformat(), "machine": machine(), "commit": commit(),
             "command": shlex.join(["python", "-m", "occ.benchmarks.demo_time", *sys.argv[1:]]),
-            "load_average_1min_at_end": round(load[0], 2), "steps": steps, "rounds": rounds,
+            "load_average_1min_at_end": round(load[0], 2), "steps": steps, "rounds": rounds, "busy_processes_beside": busy,
             "data_seconds": prepared, "methods": methods}
 
 
@@ -122,8 +130,8 @@ def main(args: list[str]) -> int:
     if args[:1] == ["--steps-in-this-process"]:
         print(json.dumps(time_steps(Path(args[1]), args[2], int(args[3]))))
         return 0
-    if not 1 <= len(args) <= 3 or not all(a.isdigit() and int(a) > 0 for a in args[1:]):
-        print("usage: python -m occ.benchmarks.demo_time OUT.json [STEPS (5)] [ROUNDS (2)]", file=sys.stderr)
+    if not 1 <= len(args) <= 4 or not all(a.isdigit() and int(a) > 0 for a in args[1:3]) or not all(a.isdigit() for a in args[3:]):
+        print("usage: python -m occ.benchmarks.demo_time OUT.json [STEPS (5)] [ROUNDS (2)] [BUSY (0)]", file=sys.stderr)
         return 2
     result = run(*(int(a) for a in args[1:]))
     write_atomic(Path(args[0]), json.dumps(result, indent=2).encode())

@@ -6,8 +6,8 @@ sizes for a 2-core CPU) → exported to verified ONNX → run through the runtim
 
 Every number it prints is reproducible: the data and training are seeded, and PyTorch and ONNX
 Runtime run on a fixed number of threads (their reductions are summed in a thread-dependent order).
-PyTorch's idle OpenMP workers sleep rather than spin (:mod:`occ.train.openmp`): the same
-arithmetic, many times faster on a 2-core CPU that runs anything else.
+PyTorch's idle OpenMP workers spin only briefly before they sleep (:mod:`occ.train.openmp`): the
+same arithmetic, many times faster than the default spin on a 2-core CPU that runs anything else.
 """
 from __future__ import annotations
 
@@ -33,9 +33,9 @@ def run_demo(workdir: str | Path, seed: int = 0, alocc_epochs: int = 4, avid_epo
     delay in frames; ``<method>_eval.json`` has both in full."""
     import json
 
-    from occ.train.openmp import let_idle_workers_sleep
+    from occ.train.openmp import let_idle_workers_spin_briefly
 
-    let_idle_workers_sleep()  # before torch is imported
+    let_idle_workers_spin_briefly()  # before torch is imported
     import torch
 
     from occ.evaluation.datasets import WalkwayConfig, generate_walkway, write_ucsd_layout

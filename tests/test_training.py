@@ -213,8 +213,8 @@ def test_a_recipe_for_the_wrong_kind_of_data_is_one_line(tmp_path):
 # A child process: OpenMP reads how its workers wait when torch is imported, so each way needs its own process.
 _TRAIN_IN_CHILD = """
 import hashlib, io, os
-from occ.train.openmp import let_idle_workers_sleep
-let_idle_workers_sleep()
+from occ.train.openmp import let_idle_workers_spin_briefly
+let_idle_workers_spin_briefly()
 import torch
 from rich.console import Console
 from occ.evaluation.datasets import WalkwayConfig, generate_walkway
@@ -229,11 +229,11 @@ digest = hashlib.sha256()
 for network, weights in sorted(load_checkpoint("model.pt").state_dicts.items()):
     for name, tensor in sorted(weights.items()):
         digest.update(tensor.numpy().tobytes())
-print(os.environ["OMP_WAIT_POLICY"], digest.hexdigest())
+print(os.environ.get("OMP_WAIT_POLICY", "-"), os.environ.get("GOMP_SPINCOUNT", "-"), digest.hexdigest())
 """
 
 
-def test_sleeping_openmp_workers_train_the_same_weights(tmp_path):
+def test_briefly_spinning_openmp_workers_train_the_same_weights(tmp_path):
     import os
     import subprocess
     import sys
@@ -245,6 +245,6 @@ def test_sleeping_openmp_workers_train_the_same_weights(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.split()
 
-    sleeping, spinning = train(), train(OMP_WAIT_POLICY="ACTIVE")
-    assert sleeping[0] == "PASSIVE" and spinning[0] == "ACTIVE"  # a policy already set is kept
-    assert sleeping[1] == spinning[1]
+    brief, spinning = train(), train(OMP_WAIT_POLICY="ACTIVE")
+    assert brief[:2] == ["-", "2000"] and spinning[:2] == ["ACTIVE", "-"]  # a policy already set is kept
+    assert brief[2] == spinning[2]

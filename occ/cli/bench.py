@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from occ.train.openmp import let_idle_workers_sleep
+from occ.train.openmp import let_idle_workers_spin_briefly
 
 from .common import JsonOption, OneLineGroup, QuietOption, check_outputs, comma_list, console, err_console, fail, one_line_errors, progress_bar, report, table
 
@@ -322,7 +322,7 @@ def mnist(
     quiet: QuietOption = False,
 ) -> None:
     """ALOCC on MNIST by the paper's one-class protocol (the images recipe), every digit."""
-    let_idle_workers_sleep()  # before torch is imported: training trains the same bits, faster on a busy CPU
+    let_idle_workers_spin_briefly()  # before torch is imported: the same bits, faster (occ.train.openmp)
     from occ.benchmarks.mnist import markdown, run_mnist
 
     chosen = [int(d) for d in comma_list(digits) if d.isdigit() and 0 <= int(d) <= 9]
@@ -349,7 +349,7 @@ def irmnist(
     quiet: QuietOption = False,
 ) -> None:
     """AVID on the paper's IR-MNIST digit grids: detection and localization of the deployed intersection and of each part."""
-    let_idle_workers_sleep()  # before torch is imported: training trains the same bits, faster on a busy CPU
+    let_idle_workers_spin_briefly()  # before torch is imported: the same bits, faster (occ.train.openmp)
     from occ.benchmarks.irmnist import markdown, run_irmnist
 
     with one_line_errors():
@@ -379,7 +379,7 @@ def ped2(
 ) -> None:
     """Real video: train on Ped2's normal clips, export, evaluate every scoring variant on its test clips
     (with --holdout-fold: count alarms on training clips held out of training)."""
-    let_idle_workers_sleep()  # before torch is imported: training trains the same bits, faster on a busy CPU
+    let_idle_workers_spin_briefly()  # before torch is imported: the same bits, faster (occ.train.openmp)
     from occ.benchmarks.ped2 import holdout_markdown, markdown, run_ped2, run_ped2_holdout
 
     if holdout_fold is not None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from occ.train.openmp import let_idle_workers_sleep
+from occ.train.openmp import let_idle_workers_spin_briefly
 
 from .common import OneLineGroup, SplitOption, console, err_console, fail, one_line_errors, table
 
@@ -93,7 +93,7 @@ def alocc(
     seed: Seed = 0,
 ) -> None:
     """Train ALOCC (reconstructor R + discriminator D) on normal data; τ from held-out normal frames."""
-    let_idle_workers_sleep()  # before torch is imported; torchrun's ranks inherit it
+    let_idle_workers_spin_briefly()  # before torch is imported; torchrun's ranks inherit it
     _relaunch_on_devices(devices)
     _check_writable(out)
     from occ.evaluation.datasets.footage import Split
@@ -137,7 +137,7 @@ def avid(
     seed: Seed = 0,
 ) -> None:
     """Train AVID (U-Net inpainter I + fully convolutional detector D) on normal video or images; α and ζ from held-out normal frames."""
-    let_idle_workers_sleep()  # before torch is imported; torchrun's ranks inherit it
+    let_idle_workers_spin_briefly()  # before torch is imported; torchrun's ranks inherit it
     _relaunch_on_devices(devices)
     _check_writable(out)
     from occ.evaluation.datasets.footage import Split
