@@ -248,3 +248,13 @@ def test_briefly_spinning_openmp_workers_train_the_same_weights(tmp_path):
     brief, spinning = train(), train(OMP_WAIT_POLICY="ACTIVE")
     assert brief[:2] == ["-", "2000"] and spinning[:2] == ["ACTIVE", "-"]  # a policy already set is kept
     assert brief[2] == spinning[2]
+
+
+def test_the_video_recipes_threshold_rules():
+    from occ.train.train_alocc import alocc_config
+    from occ.train.train_avid import avid_config, check_config
+
+    assert alocc_config("video").false_alarm_rate == 0.0  # τ at the largest held-out normal frame
+    assert alocc_config("images").false_alarm_rate == alocc_config("paper").false_alarm_rate == 0.01
+    with pytest.raises(ValueError, match="AVID's false_alarm_rate must be above 0"):
+        check_config(avid_config("video", false_alarm_rate=0.0), "video")

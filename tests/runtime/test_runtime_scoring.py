@@ -141,3 +141,14 @@ def test_a_passer_by_where_training_footage_rarely_moved_is_not_extreme(rng):
     # and an error far beyond anything normal anywhere still stands out at the edge
     at_edge[0, 7] = 4 * float(normal.max())
     assert float(normalize_by_location(at_edge, stats)[0, 7]) > 3 * z_walkway
+
+
+def test_alocc_tau_at_rate_zero_is_the_largest_normal_frame_and_says_so(rng):
+    from occ.runtime.scoring import alocc_thresholds
+
+    scores = rng.normal(size=500)
+    largest, quantile = alocc_thresholds(scores, 0.0, "tails")["tau"], alocc_thresholds(scores, 0.01, "tails")["tau"]
+    assert largest.value == scores.max() and (scores > largest.value).sum() == 0 and largest.method == "largest normal frame"
+    assert quantile.value < largest.value and (scores > quantile.value).sum() == 5 and quantile.method == "quantile"
+    with pytest.raises(ValueError, match=r"false-alarm rate must be in \[0, 1\), got 1"):
+        alocc_thresholds(scores, 1.0, "tails")
