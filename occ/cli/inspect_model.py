@@ -89,8 +89,7 @@ def _show(info: dict[str, Any]) -> None:
     ]
     table(info["file"], [{"field": k, "value": v} for k, v in rows])
     table("thresholds (the stored ones decide; earlier values below)", [
-        {"name": name, "value": f"{t['value']:.6g}", "from": t["data"], "false alarms": t["target_false_alarm_rate"] if t["target_false_alarm_rate"] is None else
-         f"{t['target_false_alarm_rate']:.2%}", "frames": t["n_samples"], "alarms / h": expected_alarms_text(t), "how": t["method"],
+        {"name": name, "value": f"{t['value']:.6g}", "from": t["data"], "false alarms": None if (rate := t["target_false_alarm_rate"]) is None else f"{rate:.2%}", "frames": t["n_samples"], "alarms / h": expected_alarms_text(t), "how": t["method"],
          "by": t.get("by") or "", "date": t["date"]}
         for name, t in info["thresholds"].items()] + [
         {"name": f"{old['name']} (until {old.get('replaced_on', '?')})", "value": f"{old['value']:.6g}", "from": old.get("data"),
