@@ -199,7 +199,8 @@ def validate(
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Evaluate every variant, compare each with ONNX Runtime CPU FP32; exit 1 when any is off budget or failed."""
+    """Evaluate every variant, compare each with ONNX Runtime CPU FP32 and time each end to end; exit 1 when any is off budget
+    or failed."""
     from occ.benchmarks.latency import validate as run_validation
 
     chosen = _variants(backend, precision, preprocess)
