@@ -414,6 +414,9 @@ def _measured_differently(a: dict[str, Any], b: dict[str, Any]) -> str | None:
 BUDGETS = {"decision_agreement": 0.995, "decision_agreement_int8": 0.99, "score_rel_error_fp32": 1e-3, "score_rel_error_fp16": 5e-2,
            "score_rel_error_int8": 0.25}
 REFERENCE = Variant("ort-cpu")
+# Passes over the test clips per variant for its speed, taken in turns (each variant once per round) so that a
+# load that comes and goes on shared cores falls on every variant alike; the median pass counts.
+SPEED_ROUNDS = 3
 
 
 def validate(model_path: str, data_spec: str, chosen: list[Variant] | None = None) -> dict[str, Any]:
@@ -422,11 +425,11 @@ def validate(model_path: str, data_spec: str, chosen: list[Variant] | None = Non
 
     Status per variant: ``works`` (inside every budget), ``off-budget`` (ran, but decision
     agreement or score error is outside :data:`BUDGETS`), ``failed`` (could not load or run).
+    Speed per variant that ran: frames/s over the test clips end to end, as ``occ run`` scores a
+    stream (:data:`SPEED_ROUNDS` passes in turns, the median), and its ratio to the reference's.
     """
     from occ.evaluation.datasets.spec import load_video_data
-    from occ.evaluation.metrics import FrameLevelReport, PixelLevel
     from occ.evaluation.protocols import score_clips
-    from occ.evaluation.report import report
     from occ.runtime.detector.gpu import GpuStreamDetector
 
     from .torch_backend import checkpoint_for
@@ -435,38 +438,87 @@ def validate(model_path: str, data_spec: str, chosen: list[Variant] | None = Non
     checkpoint_path = checkpoint_for(model_path)
     present, skipped = available(model_path, checkpoint_path)
     rows = []
+    detectors: dict[str, Any] = {}  # variant label → its open detector, timed once every variant has run
     reference_scores = reference_decisions = None
-    for variant in [REFERENCE] + [v for v in (chosen or present) if v != REFERENCE]:
-        try:
-            reason = why_not(variant, model_path, checkpoint_path)
-            if reason:
-                raise BackendError(reason)
-            detector = (GpuStreamDetector(artifact(variant, model_path, checkpoint_path), variant.backend)
-                        if variant.preprocess == "gpu" else open_detector_for(variant, model_path, checkpoint_path))
-            scored = score_clips(detector, clips)
+    try:
+        for variant in [REFERENCE] + [v for v in (chosen or present) if v != REFERENCE]:
+            detector = None
+            try:
+                reason = why_not(variant, model_path, checkpoint_path)
+                if reason:
+                    raise BackendError(reason)
+                detector = (GpuStreamDetector(artifact(variant, model_path, checkpoint_path), variant.backend)
+                            if variant.preprocess == "gpu" else open_detector_for(variant, model_path, checkpoint_path))
+                scored = score_clips(detector, clips)
+            except Exception as exc:  # a variant failing at load or run is a result, not a crash
+                if detector is not None:
+                    detector.close()
+                rows.append({"variant": variant.label, "status": "failed", "reason": str(exc).splitlines()[0][:200]})
+                continue
+            detectors[variant.label] = detector
+            rows.append(_compared(variant, scored, reference_scores, reference_decisions))
+            if reference_scores is None:
+                reference_scores = np.concatenate([c.scores for c in scored])
+                reference_decisions = np.concatenate([c.decisions for c in scored])
+        speeds = frames_per_second(detectors, [clip.frames for clip in clips])
+    finally:
+        for detector in detectors.values():
             detector.close()
-        except Exception as exc:  # a variant failing at load or run is a result, not a crash
-            rows.append({"variant": variant.label, "status": "failed", "reason": str(exc).splitlines()[0][:200]})
-            continue
-        metrics = report(scored)
-        scores = np.concatenate([c.scores for c in scored])
-        decisions = np.concatenate([c.decisions for c in scored])
-        raw, pixel = metrics.frame_level.raw, metrics.pixel_level
-        row = {"variant": variant.label, "frame_auc": raw.micro_auc if isinstance(raw, FrameLevelReport) else None,
-               "frame_eer": raw.eer if isinstance(raw, FrameLevelReport) else None,
-               "pixel_eer": pixel.eer if isinstance(pixel, PixelLevel) else None}
-        if reference_scores is None:
-            reference_scores, reference_decisions = scores, decisions
-            row.update({"decision_agreement": 1.0, "score_max_abs": 0.0, "score_rel_error": 0.0, "status": "works", "reference": True})
-        else:
-            agreement = float(np.mean(decisions == reference_decisions))
-            error = float(np.max(np.abs(scores - reference_scores)))
-            relative = float(np.max(np.abs(scores - reference_scores) / np.maximum(1.0, np.abs(reference_scores))))
-            budget = BUDGETS[f"score_rel_error_{variant.precision}"]
-            required = BUDGETS.get(f"decision_agreement_{variant.precision}", BUDGETS["decision_agreement"])
-            ok = agreement >= required and relative <= budget
-            row.update({"decision_agreement": agreement, "score_max_abs": error, "score_rel_error": relative, "score_budget": budget,
-                        "status": "works" if ok else "off-budget"})
-        rows.append(row)
+    reference_speed = next((speeds[row["variant"]] for row in rows if row.get("reference")), None)
+    for row in rows:
+        if row["variant"] in speeds:
+            row["frames_per_s"] = speeds[row["variant"]]
+            row["speed_vs_reference"] = speeds[row["variant"]] / reference_speed if reference_speed else None
     return {"schema": "occ-bench-validate/2", "model": str(model_path), "data": data_spec, "budgets": BUDGETS,
-            "variants": rows, "skipped": [] if chosen else skipped, "created": now_iso()}
+            "variants": rows, "skipped": [] if chosen else skipped, "created": now_iso(), **run_record(),
+            "speed": {"rounds": SPEED_ROUNDS, "frames": sum(len(clip.frames) for clip in clips),
+                      "what": "frames/s over the test clips end to end (preprocessing, model, decision), median of the rounds"}}
+
+
+def frames_per_second(detectors: dict[str, Any], clips: list[Any]) -> dict[str, float]:
+    """Each detector's frames/s over ``clips`` (frame sequences), :data:`SPEED_ROUNDS` passes taken in turns; the median pass."""
+    frames = sum(len(frames) for frames in clips)
+    seconds: dict[str, list[float]] = {label: [] for label in detectors}
+    for _ in range(SPEED_ROUNDS):
+        for label, detector in detectors.items():
+            started = time.perf_counter()
+            for frames_of_clip in clips:
+                detector.reset()
+                detector.process_clip(frames_of_clip)
+            seconds[label].append(time.perf_counter() - started)
+    return {label: frames / float(np.median(taken)) for label, taken in seconds.items()}
+
+
+def run_record() -> dict[str, Any]:
+    """Where and how a result was made: date, machine, commit and the command line."""
+    from .training_runs import commit, machine
+
+    return {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
+            "command": shlex.join(["occ-bench", *sys.argv[1:]]) if sys.argv else ""}
+
+
+def _compared(variant: Variant, scored: list[Any], reference_scores: np.ndarray | None,
+              reference_decisions: np.ndarray | None) -> dict[str, Any]:
+    """A variant's metrics, and its agreement with the reference (None: it is the reference)."""
+    from occ.evaluation.metrics import FrameLevelReport, PixelLevel
+    from occ.evaluation.report import report
+
+    metrics = report(scored)
+    raw, pixel = metrics.frame_level.raw, metrics.pixel_level
+    row = {"variant": variant.label, "frame_auc": raw.micro_auc if isinstance(raw, FrameLevelReport) else None,
+           "frame_eer": raw.eer if isinstance(raw, FrameLevelReport) else None,
+           "pixel_eer": pixel.eer if isinstance(pixel, PixelLevel) else None}
+    if reference_scores is None:
+        row.update({"decision_agreement": 1.0, "score_max_abs": 0.0, "score_rel_error": 0.0, "status": "works", "reference": True})
+        return row
+    scores = np.concatenate([c.scores for c in scored])
+    decisions = np.concatenate([c.decisions for c in scored])
+    agreement = float(np.mean(decisions == reference_decisions))
+    error = float(np.max(np.abs(scores - reference_scores)))
+    relative = float(np.max(np.abs(scores - reference_scores) / np.maximum(1.0, np.abs(reference_scores))))
+    budget = BUDGETS[f"score_rel_error_{variant.precision}"]
+    required = BUDGETS.get(f"decision_agreement_{variant.precision}", BUDGETS["decision_agreement"])
+    ok = agreement >= required and relative <= budget
+    row.update({"decision_agreement": agreement, "score_max_abs": error, "score_rel_error": relative, "score_budget": budget,
+                "status": "works" if ok else "off-budget"})
+    return row

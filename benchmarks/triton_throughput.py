@@ -17,7 +17,7 @@ none removed or renamed):
 
     {
       "schema": "occ-bench-triton/1", "model": str, "method": "alocc" | "avid", "frame_size": [h, w],
-      "created": ISO time,
+      "created": ISO time, "date": "YYYY-MM-DD", "machine": str, "commit": str | null, "command": str,
       "settings": {"cameras": [int], "duration_s": float, "warmup_s": float, "ort_threads": int | null},
       "device": {... benchmarks.device_state.device_state() ...},
       "load_average": {"before": [1, 5, 15 min], "after": [...]}   (other work on the machine shows here),
@@ -30,7 +30,8 @@ none removed or renamed):
          "latency_ms": {"min","mean","p50","p90","p99","max","count"},
          "server": {"requests": int, "inferences": int, "executions": int, "mean_batch_frames": float} | null},
         ...
-      ]
+      ],
+      "triton_over_local": {"<cameras>": float}   (frames/s through Triton / locally, per camera count)
     }
 
 ``server`` in a run counts Triton's own ``/metrics`` over the recorded window: requests (one per
@@ -54,7 +55,7 @@ from occ.runtime.detector import open_detector
 from occ.runtime.files import now_iso
 from occ.runtime.manifest import read_manifest
 
-from .latency import summarize, synthetic_frames
+from .latency import run_record, summarize, synthetic_frames
 from .triton_server import LocalTritonServer, model_counter, python_backend_repository
 
 SCHEMA = "occ-bench-triton/1"
@@ -151,7 +152,7 @@ def run_triton_throughput(model_path: str, cameras: list[int], duration_s: float
         repository = python_backend_repository(model_path, Path(scratch) / "models", name=MODEL_NAME)
         result: dict[str, Any] = {
             "schema": SCHEMA, "model": str(model_path), "method": manifest.method, "frame_size": list(frame_size),
-            "created": now_iso(), "settings": {"cameras": cameras, "duration_s": duration_s, "warmup_s": warmup_s,
+            "created": now_iso(), **run_record(), "settings": {"cameras": cameras, "duration_s": duration_s, "warmup_s": warmup_s,
                                                "ort_threads": threads},
             "device": device_state(), "load_average": {"before": list(os.getloadavg())}, "server": None, "runs": [],
         }
@@ -175,6 +176,8 @@ def run_triton_throughput(model_path: str, cameras: list[int], duration_s: float
                                                  if counters["executions"] else None)
                 result["runs"].append({"backend": "triton", **run, "server": counters})
     result["load_average"]["after"] = list(os.getloadavg())
+    by_key = {(run["backend"], run["cameras"]): run["frames_per_s"] for run in result["runs"]}
+    result["triton_over_local"] = {str(count): by_key[("triton", count)] / by_key[("ort-cpu", count)] for count in cameras}
     return result
 
 

@@ -91,9 +91,19 @@ def test_validate_statuses_and_exit_codes(alocc_onnx, avid_checkpoint, tmp_path)
     # no .fp16.onnx beside the model: that variant fails with its reason, the others work
     assert statuses == {"ort-cpu fp32 cpu": "works", "torch fp32 cpu": "works", "ort-cpu fp16 cpu": "failed"}
     assert "occ-export --fp16" in result["variants"][2]["reason"]
+    # the speed of each variant that ran, timed in the same run, and its ratio to the reference's
+    reference, torch_row = result["variants"][:2]
+    assert reference["speed_vs_reference"] == 1.0 and torch_row["frames_per_s"] > 0
+    assert torch_row["speed_vs_reference"] == pytest.approx(torch_row["frames_per_s"] / reference["frames_per_s"])
+    assert result["speed"]["frames"] == 40 and "frames_per_s" not in result["variants"][2]
     ok = bench("validate", model, "--data", data, "--backend", "ort-cpu,torch", "--json", "-")
     assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.stdout)["variants"][1]["decision_agreement"] >= 0.995
+    recorded = json.loads(ok.stdout)
+    assert recorded["variants"][1]["decision_agreement"] >= 0.995
+    assert len(recorded["commit"]) == 40 and recorded["command"].startswith("occ-bench") and recorded["machine"]
+    # --precision without --backend would be ignored (every variant that runs here is validated): refused in one line
+    unnarrowed = bench("validate", model, "--data", data, "--precision", "fp32,int8")
+    assert unnarrowed.exit_code == 2 and unnarrowed.output == "error: --precision and --preprocess narrow an explicit --backend list\n"
     # A stale checkpoint beside the model: PyTorch no longer matches the ONNX graph → off budget, exit 1.
     from occ.train.common import load_checkpoint, save_checkpoint
     from occ.train.train_alocc import build_scorer

@@ -267,6 +267,9 @@ def test_occ_bench_triton_writes_local_and_served_frame_rates_per_camera_count(a
     assert result["server"]["backend"].startswith("python") and result["server"]["tensors"] == "binary"
     assert result["server"]["instance_kind"] in ("KIND_CPU", "KIND_GPU")
     assert [(r["backend"], r["cameras"]) for r in result["runs"]] == [("ort-cpu", 1), ("ort-cpu", 3), ("triton", 1), ("triton", 3)]
+    assert len(result["commit"]) == 40 and result["command"].startswith("occ-bench") and result["machine"]
+    rates = {(r["backend"], r["cameras"]): r["frames_per_s"] for r in result["runs"]}
+    assert result["triton_over_local"] == pytest.approx({str(count): rates["triton", count] / rates["ort-cpu", count] for count in (1, 3)})
     for row in result["runs"]:
         assert row["frames"] > 0 and row["frames_per_s"] == pytest.approx(row["frames"] / row["seconds"])
         assert row["per_camera_frames_per_s"]["min"] > 0  # every camera was served

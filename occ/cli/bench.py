@@ -199,10 +199,13 @@ def validate(
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Evaluate every variant, compare each with ONNX Runtime CPU FP32; exit 1 when any is off budget or failed."""
+    """Evaluate every variant, compare each with ONNX Runtime CPU FP32 and time each end to end; exit 1 when any is off budget
+    or failed."""
     from occ.benchmarks.latency import validate as run_validation
 
     chosen = _variants(backend, precision, preprocess)
+    if chosen is None and (precision, preprocess) != ("fp32", "cpu"):
+        fail("--precision and --preprocess narrow an explicit --backend list")
     check_outputs({"--json": json_path}, {"model": model, "data": data})
     with one_line_errors(), progress_bar("validating", disable=quiet):
         result = run_validation(str(model), data, chosen)
@@ -218,7 +221,9 @@ def validate(
                          "frame AUC": f"{row['frame_auc']:.3f}", "frame EER": f"{row['frame_eer']:.1%}",
                          "pixel EER": "n/a" if row["pixel_eer"] is None else f"{row['pixel_eer']:.1%}",
                          "decision agreement": f"{row['decision_agreement']:.2%}", "max |score error|": f"{row['score_max_abs']:.2e}",
-                         "relative": f"{row['score_rel_error']:.2e}"})
+                         "relative": f"{row['score_rel_error']:.2e}",
+                         "frames/s": f"{row['frames_per_s']:.1f}" + ("" if row["speed_vs_reference"] is None
+                                                                     else f" ({row['speed_vs_reference']:.2f}×)")})
         table(f"validate {model} on {data}", rows)
         for skipped in result["skipped"]:
             console.print(f"skipped {skipped['variant']}: {skipped['reason']}", highlight=False)
