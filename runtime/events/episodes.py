@@ -232,8 +232,7 @@ class EpisodeTracker:
             None: the rule's).
         close_after: consecutive quiet frames that close it (an override; None: the rule's).
         camera: the source's name, carried by every event.
-        rule: the model's episode rule (its manifest's ``episodes``); default: 3 firing frames in
-            a row open, 5 quiet frames close.
+        rule: the model's episode rule (its manifest's ``episodes``); default: :class:`EpisodeRule`'s.
         threshold: the value frame scores are compared with (τ for ALOCC, 1 for AVID), for the
             ``cusum`` rule.
     """

@@ -40,7 +40,7 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
     log = "events.jsonl"         # JSON lines: opened / closed events of every camera
                                  # (and cameras/<camera>.json beside it: each camera's state, for occ inspect)
     # open_after = 3             # overrides the model's episode rule (occ inspect shows it):
-    # close_after = 5            # K anomalous frames in a row open an episode, J quiet ones close it
+    # close_after = 20           # K anomalous frames in a row open an episode, J quiet ones close it
     max_mb = 100                 # rotate the log at this size (events.jsonl.1, .2, …)
     backups = 5
     max_pending = 10000          # event lines held in memory while the log cannot be written
