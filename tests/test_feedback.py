@@ -1,6 +1,7 @@
 """The operator's loop: an event of the real service → `occ feedback EVENT_ID --not-anomaly` puts its
-clip in the camera's hard-normal set → `occ calibrate --hard-normal` counts it as normal, reports how
-the thresholds and the expected alarms moved, and records it in the threshold history."""
+clip in the camera's hard-normal set → `occ calibrate --config` (or `--hard-normal`) counts it as
+normal, reports how the thresholds and the expected alarms moved, and records it in the threshold
+history."""
 import json
 import shutil
 import socket
@@ -235,3 +236,80 @@ def test_calibrate_avid_with_the_hard_normal_set_moves_alpha_and_zeta(avid_onnx,
                                              for name in ("alpha", "zeta")}
     assert [(h["name"], h["replaced_by"]["hard_normal"]["events"]) for h in after.threshold_history[-2:]] == [
         ("alpha", [event["event_id"]]), ("zeta", [event["event_id"]])]
+
+
+def site_config(site, cameras=("gate",), hard_normal=None):
+    """The service configuration of ``site``: its model, events log and snapshots, one [source] or
+    several [[cameras]], and [feedback] hard_normal when given (default: hard-normal/ beside it)."""
+    if len(cameras) == 1:
+        sources = f'[source]\nspec = "gate.avi"\nname = "{cameras[0]}"\n'
+    else:
+        sources = "".join(f'[[cameras]]\nspec = "gate.avi"\nname = "{name}"\n' for name in cameras)
+    feedback = f'[feedback]\nhard_normal = "{hard_normal}"\n' if hard_normal else ""
+    config = site / "site.toml"
+    config.write_text(f'[model]\npath = "gate.onnx"\n{sources}[events]\nlog = "events.jsonl"\n[snapshots]\nfolder = "snapshots"\n'
+                      f'{feedback}')
+    return config
+
+
+def test_feedback_then_calibrate_with_the_configuration_includes_the_clip_and_reports_the_move(copy):
+    model = copy / "gate.onnx"
+    old_tau = read_manifest(model).threshold("tau")
+    event = max(closed_events(copy), key=lambda e: e["peak_score"])
+    config = site_config(copy, hard_normal="verdicts")
+    hint = " ".join(ok("feedback", event["event_id"], "--not-anomaly", "--config", config).split())
+    assert f"the next `occ calibrate MODEL --data ... --config {config}` counts it as normal" in hint  # one camera: no --camera
+    folder = copy / "verdicts" / "gate"
+
+    # the same set, named by the configuration or by hand, gives the same calibration
+    ok("calibrate", model, "--data", OTHER_SPEC, "--alarms-per-day", "2000", "--hard-normal", folder, "--dry-run",
+       "--json", copy / "by-hand.json")
+    output = ok("calibrate", model, "--data", OTHER_SPEC, "--alarms-per-day", "2000", "--config", config, "--json", copy / "with.json")
+    report, by_hand = json.loads((copy / "with.json").read_text()), json.loads((copy / "by-hand.json").read_text())
+    new_tau = read_manifest(model).threshold("tau")
+    assert report["hard_normal"]["folder"] == str(folder) and report["hard_normal"]["events"] == [event["event_id"]]
+    assert report["hard_normal_empty"] is None and report["hard_normal"]["alarms_after"] == 0
+    assert report["new"]["thresholds"] == by_hand["new"]["thresholds"] == {"tau": new_tau} and new_tau > old_tau
+    assert report["moved"]["thresholds"]["tau"]["old"] == old_tau and report["moved"]["thresholds"]["tau"]["new"] == new_tau
+    text = " ".join(output.split())
+    assert f"moved: tau {old_tau:.5g} → {new_tau:.5g}" in text
+    assert f"hard-normal set {folder}: 1 clip(s)" in text and "no clip yet" not in text
+    assert read_manifest(model).threshold_history[-1]["replaced_by"]["hard_normal"]["events"] == [event["event_id"]]
+
+
+def test_calibrate_with_a_configuration_whose_set_is_empty_says_so_in_one_line(copy):
+    model = copy / "gate.onnx"
+    config = site_config(copy, cameras=("gate", "road"))
+    for camera in ("gate", "road"):  # gate's folder is absent, road's is there but empty
+        if camera == "road":
+            (copy / "hard-normal" / "road").mkdir(parents=True)
+        output = ok("calibrate", model, "--data", OTHER_SPEC, "--config", config, "--camera", camera, "--dry-run",
+                    "--json", copy / "empty.json")
+        report = json.loads((copy / "empty.json").read_text())
+        folder = copy / "hard-normal" / camera
+        assert report["hard_normal"] is None and report["hard_normal_empty"] == str(folder)
+        lines = [line for line in output.splitlines() if "no clip yet" in line]
+        assert len(lines) == 1 and lines[0].startswith(f"hard-normal set {folder} (camera {camera}, {config}): no clip yet")
+        assert report["frames"] == 80  # the footage alone
+
+
+def test_calibrate_with_a_configuration_refusals_are_one_line(copy):
+    model = copy / "gate.onnx"
+    before = model.read_bytes()
+    config = site_config(copy, cameras=("gate", "road"))
+    assert "conflicts with --config" in refused("calibrate", model, "--data", OTHER_SPEC, "--config", config,
+                                                "--hard-normal", copy / "hard-normal" / "gate")
+    assert f"{config}: no camera named 'yard'; its cameras: gate, road" in refused(
+        "calibrate", model, "--data", OTHER_SPEC, "--config", config, "--camera", "yard")
+    assert f"{config}: has cameras gate, road; say which one with --camera NAME" in refused(
+        "calibrate", model, "--data", OTHER_SPEC, "--config", config)
+    assert "--camera gate goes with --config" in refused("calibrate", model, "--data", OTHER_SPEC, "--camera", "gate")
+    assert str(copy / "missing.toml") in refused("calibrate", model, "--data", OTHER_SPEC, "--config", copy / "missing.toml")
+    (copy / "broken.toml").write_text("[model\n")
+    assert str(copy / "broken.toml") in refused("calibrate", model, "--data", OTHER_SPEC, "--config", copy / "broken.toml")
+    assert model.read_bytes() == before
+
+    # feedback with several cameras names the event's camera in its hint
+    event = closed_events(copy)[0]
+    hint = " ".join(ok("feedback", event["event_id"], "--not-anomaly", "--config", config).split())
+    assert f"--config {config} --camera gate` counts it as normal" in hint

@@ -14,6 +14,7 @@ from occ.runtime.backends import REGISTRY
 from occ.runtime.sources import SOURCE_FORMS
 
 from .common import JsonOption, QuietOption, SplitOption, check_outputs, console, err_console, export_failures, fail, one_line_errors, progress_bar, report, table
+from .feedback import camera_hard_normal
 
 BACKEND_HELP = "Inference backend: " + "; ".join(f"{kind.name} ({kind.summary})" for kind in REGISTRY.values()) + "."
 PREPROCESS_HELP = ("Where preprocessing runs: cpu (the numpy reference) or gpu (CUDA kernels; only with a backend that runs on "
@@ -282,10 +283,21 @@ def calibrate(
                                                      "changing MODEL. Default: MODEL is changed.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the old and new values and the expected alarms; write nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Calibrate even on the model's own training footage (refused otherwise).")] = False,
-    hard_normal: Annotated[Optional[Path], typer.Option("--hard-normal", metavar="DIR", help="The camera's hard-normal set "
+    config: Annotated[Optional[Path], typer.Option(metavar="FILE", help="The camera's service configuration (TOML), as given to "
+                                                                       "occ feedback --config: the camera's folder of its "
+                                                                       "hard-normal set ([feedback] hard_normal, default "
+                                                                       "hard-normal/ beside the configuration, then /<camera>) is "
+                                                                       "added to the footage as normal; an empty or absent folder "
+                                                                       "is noted and the footage is used alone. Default: none.")] = None,
+    camera: Annotated[Optional[str], typer.Option(metavar="NAME", help="With --config: the camera whose hard-normal set is "
+                                                                       "added. Default: the configuration's camera; required "
+                                                                       "when it has several.")] = None,
+    hard_normal: Annotated[Optional[Path], typer.Option("--hard-normal", metavar="DIR", help="A camera's hard-normal folder, given "
+                                                                                            "by hand instead of --config "
                                                                                             "(<[feedback] hard_normal>/<camera>, filled by "
                                                                                             "occ feedback EVENT_ID --not-anomaly): its "
-                                                                                            "clips are added to the footage as normal. "
+                                                                                            "clips are added to the footage as normal; "
+                                                                                            "an empty or absent one is refused. "
                                                                                             "Default: none.")] = None,
     split: SplitOption = "70/10/20",
     backend: Backend = "ort-cpu",
@@ -294,7 +306,9 @@ def calibrate(
 ) -> None:
     """Recompute thresholds (ALOCC τ; AVID α, ζ) on new normal footage, for a frame rate or an alarm budget; the old values go to the history.
 
-    Prints the old and new values with the alarms per hour each would raise on this footage."""
+    Prints the old and new values with the alarms per hour each would raise on this footage. With
+    --config, the camera's hard-normal set (events the operator marked with occ feedback) is added as
+    normal footage, and the summary says how the thresholds and the alarms moved."""
     from occ.evaluation.calibration import calibrate_model
     from occ.evaluation.datasets.footage import Split
 
@@ -303,11 +317,23 @@ def calibrate(
         fail("give --alarms-per-day or --false-alarm-rate, not both")
     if alarms_per_day is not None and not alarms_per_day > 0:
         fail(f"--alarms-per-day must be > 0, got {alarms_per_day:g}")
-    check_outputs({"--json": json_path, "--out": out}, {"model": model, "data": data, "hard-normal set": hard_normal})
+    if hard_normal is not None and config is not None:
+        fail(f"--hard-normal {hard_normal} conflicts with --config {config}, which names the camera's hard-normal set: drop one")
+    if camera is not None and config is None:
+        fail(f"--camera {camera} goes with --config FILE: it picks the configuration's camera whose hard-normal set is added")
+    hard_normal_empty = None  # the configuration's folder for the camera, when it holds no clip yet
+    if config is not None:
+        camera, folder = camera_hard_normal(config, camera)
+        if folder.is_dir() and any(not p.name.startswith(".") for p in folder.glob("*.json")):
+            hard_normal = folder
+        else:
+            hard_normal_empty = str(folder)
+    check_outputs({"--json": json_path, "--out": out}, {"model": model, "data": data, "hard-normal set": hard_normal,
+                                                         "service configuration": config})
     with one_line_errors(), progress_bar(f"collecting normal frames from {data}", disable=quiet) as advance:
         result = calibrate_model(model, data, false_alarm_rate, minutes, backend, progress=advance, alarms_per_day=alarms_per_day,
                                  fps=fps, force=force, dry_run=dry_run, out=out, split=Split.parse(split), hard_normal=hard_normal)
-    payload = calibration_payload(model, result)
+    payload = {**calibration_payload(model, result), "hard_normal_empty": hard_normal_empty}
 
     def show(payload: dict) -> None:
         where = "not written (--dry-run)" if payload["written"] is None else f"written to {payload['written']}"
@@ -326,6 +352,10 @@ def calibrate(
         console.print(_moved_text(payload), highlight=False, markup=False, soft_wrap=True)
         if payload["hard_normal"] is not None:
             console.print(_hard_normal_text(payload["hard_normal"]), highlight=False, markup=False, soft_wrap=True)
+        if payload["hard_normal_empty"] is not None:
+            console.print(f"hard-normal set {payload['hard_normal_empty']} (camera {camera}, {config}): no clip yet, the footage "
+                          f"alone was used; occ feedback EVENT_ID --not-anomaly --config {config} puts clips there",
+                          highlight=False, markup=False, soft_wrap=True)
 
     report(payload, json_path, quiet, show)
     for warning in payload["warnings"]:
