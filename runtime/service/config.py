@@ -58,7 +58,7 @@ Example (every key but ``model.path`` and a source's ``spec`` has a default)::
 
     [feedback]
     hard_normal = "hard-normal"  # the hard-normal set: occ feedback EVENT_ID --not-anomaly copies the event's clip to
-                                 # <hard_normal>/<camera>/; occ calibrate --hard-normal <hard_normal>/<camera> adds them
+                                 # <hard_normal>/<camera>/; occ calibrate MODEL --data ... --config <this file> adds them
 
     [overlay]
     video = ""                   # overlay video (.avi) or PNG folder; "{camera}" in it with several cameras
