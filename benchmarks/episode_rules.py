@@ -1,20 +1,24 @@
-"""How long an episode waits before it closes, measured on Ped2's leave-training-clips-out folds.
+"""How many frames open an episode and how many quiet ones close it, measured on Ped2's
+leave-training-clips-out folds.
 
     python -m occ.benchmarks.episode_rules FOLD.json [FOLD.json ...] --json OUT.json
     python -m occ.benchmarks.episode_rules OUT.json FOLD.json --json ALL.json   # an earlier result and one more fold
 
 Each ``FOLD.json`` is an ``occ-bench ped2 --holdout-fold`` result (ALOCC or AVID) whose model is still
 on disk. Its held-out training clips and the test clips are scored once through the runtime at the
-stored thresholds, as the holdout benchmark scores them; then the episodes are counted with the
-model's own rule and with its ``close_after`` replaced by each of :data:`CLOSE_AFTER` quiet frames. Only
-the closing changes: an episode still opens on the same frames, so an event is flagged no later.
-What a longer wait costs is that an episode ends that much later, and that two incidents less than
-that far apart are reported as one.
+stored thresholds, as the holdout benchmark scores them; then the episodes are counted with each
+rule of :data:`OPEN_AFTER` firing frames in a row and :data:`CLOSE_AFTER` quiet frames. The closing
+does not move when an episode opens, so it never flags an event later: a longer wait costs an
+episode that ends that much later, and two incidents closer than that reported as one. Each more
+frame to open flags every event a frame later.
+
+The fold rule, as ``alocc_rules`` applies it, for the opening at the deployed closing: for each fold
+of a seed, the opening chosen on that seed's other folds (the fewest alarms per hour among those
+that catch as many events as the deployed one) is measured on it.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shlex
 import sys
@@ -31,16 +35,25 @@ from occ.evaluation.protocols import alarm_counts, score_clips
 from occ.evaluation.report import record_json
 from occ.runtime.detector import open_detector
 from occ.runtime.events import EpisodeTracker
-from occ.runtime.manifest import read_manifest
+from occ.runtime.manifest import EpisodeRule, read_manifest
 from occ.runtime.scoring.decide import frame_threshold
 
 from .training_runs import commit, machine
 
+OPEN_AFTER = (3, 4)  # firing frames in a row
 CLOSE_AFTER = (5, 10, 20, 30)  # quiet frames; at 10 frames/s 0.5, 1, 2 and 3 s
+DEPLOYED = EpisodeRule()
+
+
+def rule_name(rule: EpisodeRule) -> str:
+    return f"{rule.k} in a row open, {rule.close_after} quiet close"
+
+
+RULES = {rule_name(rule): rule for rule in (EpisodeRule("k_of_n", k, k, j) for k in OPEN_AFTER for j in CLOSE_AFTER)}
 
 
 def fold_counts(fold: dict[str, Any]) -> dict[str, Any]:
-    """Episodes on the fold's normal footage and events caught, for each ``close_after``."""
+    """Episodes on the fold's normal footage, events caught and how soon, for each rule of :data:`RULES`."""
     model, data = fold["model"], fold["data"]
     manifest = read_manifest(model)
     detector = open_detector(model)
@@ -51,12 +64,12 @@ def fold_counts(fold: dict[str, Any]) -> dict[str, Any]:
         detector.close()
     fps = clips[0].fps or 10.0
     out: dict[str, Any] = {"stored_rule": manifest.episodes.describe()}
-    for close_after in CLOSE_AFTER:
-        rule = dataclasses.replace(manifest.episodes, close_after=close_after)
+    for name, rule in RULES.items():
         episodes = alarm_counts(clips, fps, EpisodeTracker(rule=rule, threshold=frame_threshold(manifest), camera="ped2"))["episodes"]
         rate, delay = episodes["false_alarms_per_hour"], episodes["detection_delay"]
-        out[str(close_after)] = {"episodes": rate["false_alarms"], "normal_hours": rate["normal_hours"], "events_caught": delay["detected"],
-                                 "events": delay["events"], "median_delay_frames": delay["median_frames"]}
+        out[name] = {"episodes": rate["false_alarms"], "normal_hours": rate["normal_hours"], "events_caught": delay["detected"],
+                     "events": delay["events"], "median_delay_frames": delay["median_frames"],
+                     "events_within_1s": sum(frames <= round(fps) for frames in delay["delays"])}
     return out
 
 
@@ -66,8 +79,34 @@ def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
     low, high = poisson_rate_interval(episodes, hours)
     return {"episodes": episodes, "normal_minutes": hours * 60, "per_hour": episodes / hours, "per_hour_low": low, "per_hour_high": high,
             "events_caught": sum(e["events_caught"] for e in entries), "events": sum(e["events"] for e in entries),
+            "events_within_1s": sum(e["events_within_1s"] for e in entries),
             "worst_fold_per_hour": max(e["episodes"] / e["normal_hours"] for e in entries),
             "mean_fold_per_hour": float(np.mean([e["episodes"] / e["normal_hours"] for e in entries]))}
+
+
+def choose(runs: list[dict[str, Any]]) -> str:
+    """The opening with the fewest alarms per hour over ``runs`` among those that catch as many of
+    their events as the deployed rule, at the deployed closing (a longer wait always has fewer alarms:
+    its limit is the operator's, not the folds'); the deployed rule on a tie."""
+    totals = {name: pooled([run["counts"][name] for run in runs]) for name, rule in RULES.items() if rule.close_after == DEPLOYED.close_after}
+    deployed = totals[rule_name(DEPLOYED)]
+    eligible = [name for name, total in totals.items() if total["events_caught"] >= deployed["events_caught"]]
+    return min(eligible, key=lambda name: (totals[name]["per_hour"], name != rule_name(DEPLOYED)))
+
+
+def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per method and seed with two or more folds: each fold measured with the rule chosen on the others."""
+    out: dict[str, Any] = {}
+    for method, seed in sorted({(run["method"], run["seed"]) for run in runs}):
+        folds = sorted((run for run in runs if (run["method"], run["seed"]) == (method, seed)), key=lambda run: run["fold"])
+        if len(folds) < 2:
+            continue
+        chosen = [choose([other for other in folds if other is not run]) for run in folds]
+        out[f"{method} seed {seed}"] = {
+            "chosen": [{"fold": run["fold"], "rule": name} for run, name in zip(folds, chosen)],
+            "chosen_inside_folds": pooled([run["counts"][name] for run, name in zip(folds, chosen)]),
+            "deployed": pooled([run["counts"][rule_name(DEPLOYED)] for run in folds])}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             print(f"error: {path}: not a readable JSON file ({exc})", file=sys.stderr)
             return 2
-        if isinstance(fold, dict) and isinstance(fold.get("runs"), list) and fold.get("close_after") == list(CLOSE_AFTER):
+        if isinstance(fold, dict) and isinstance(fold.get("runs"), list) and fold.get("rules") == list(RULES):
             runs += fold["runs"]  # an earlier result of this benchmark: its runs as they are
             continue
         if not isinstance(fold, dict) or "held_out_clips" not in fold or not Path(fold.get("model", "")).is_file():
@@ -94,16 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     methods = sorted({run["method"] for run in runs})
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["python", "-m", "occ.benchmarks.episode_rules", *(argv if argv is not None else sys.argv[1:])]),
-              "close_after": list(CLOSE_AFTER), "runs": runs,
-              "pooled": {method: {str(j): pooled([run["counts"][str(j)] for run in runs if run["method"] == method]) for j in CLOSE_AFTER}
+              "deployed": rule_name(DEPLOYED), "rules": list(RULES), "runs": runs,
+              "pooled": {method: {name: pooled([run["counts"][name] for run in runs if run["method"] == method]) for name in RULES}
                          for method in methods},
+              "inside_the_folds": inside_the_folds(runs),
               "seconds": round(time.time() - started)}
     args.json.write_text(json.dumps(record_json(result), indent=1) + "\n")
     for method in methods:
-        for close_after, entry in result["pooled"][method].items():
-            print(f"{method} close_after {close_after}: {entry['episodes']} episodes in {entry['normal_minutes']:.2f} min, "
+        for name, entry in result["pooled"][method].items():
+            print(f"{method}, {name}: {entry['episodes']} episodes in {entry['normal_minutes']:.2f} min, "
                   f"{entry['per_hour']:.0f}/h (95 %: {entry['per_hour_low']:.0f}–{entry['per_hour_high']:.0f}; worst fold "
-                  f"{entry['worst_fold_per_hour']:.0f}/h), {entry['events_caught']}/{entry['events']} events")
+                  f"{entry['worst_fold_per_hour']:.0f}/h), {entry['events_caught']}/{entry['events']} events, "
+                  f"{entry['events_within_1s']} within 1 s")
+    for key, entry in result["inside_the_folds"].items():
+        print(f"{key}: chosen inside the folds {entry['chosen_inside_folds']['episodes']} episodes, deployed {entry['deployed']['episodes']}")
     return 0
 
 
