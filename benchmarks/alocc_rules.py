@@ -30,6 +30,7 @@ import numpy as np
 from occ.evaluation.datasets.common import Clip
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.ucsd import load_ucsd
+from occ.evaluation.folds import fewest_alarms_choice
 from occ.evaluation.metrics import poisson_rate_interval
 from occ.evaluation.protocols import ClipScores, alarm_counts
 from occ.evaluation.report import record_json, report
@@ -146,10 +147,7 @@ def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
 def choose(entries: list[dict[str, dict[str, Any]]]) -> str:
     """The candidate with the fewest alarms per hour over ``entries`` (folds) among those that catch
     as many events as the deployed rule; the deployed rule on a tie."""
-    deployed = candidate_name(*DEPLOYED)
-    totals = {name: pooled([entry[name] for entry in entries]) for name in entries[0]}
-    eligible = [name for name, total in totals.items() if total["events_caught"] >= totals[deployed]["events_caught"]]
-    return min(eligible, key=lambda name: (totals[name]["per_hour"], name != deployed))
+    return fewest_alarms_choice({name: pooled([entry[name] for entry in entries]) for name in entries[0]}, candidate_name(*DEPLOYED))
 
 
 def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:

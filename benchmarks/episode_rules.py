@@ -12,7 +12,7 @@ does not move when an episode opens, so it never flags an event later: a longer 
 episode that ends that much later, and two incidents closer than that reported as one. Each more
 frame to open flags every event a frame later.
 
-The fold rule, as ``alocc_rules`` applies it, for the opening at the deployed closing: for each fold
+The fold rule (:func:`occ.evaluation.folds.fewest_alarms_choice`, as ``alocc_rules``), for the opening at the deployed closing: for each fold
 of a seed, the opening chosen on that seed's other folds (the fewest alarms per hour among those
 that catch as many events as the deployed one) is measured on it.
 """
@@ -30,6 +30,7 @@ import numpy as np
 
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.ucsd import load_ucsd
+from occ.evaluation.folds import fewest_alarms_choice
 from occ.evaluation.metrics import poisson_rate_interval
 from occ.evaluation.protocols import alarm_counts, score_clips
 from occ.evaluation.report import record_json
@@ -86,12 +87,10 @@ def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def choose(runs: list[dict[str, Any]]) -> str:
     """The opening with the fewest alarms per hour over ``runs`` among those that catch as many of
-    their events as the deployed rule, at the deployed closing (a longer wait always has fewer alarms:
+    their events as the deployed rule, at the deployed closing (a longer wait never has more alarms:
     its limit is the operator's, not the folds'); the deployed rule on a tie."""
-    totals = {name: pooled([run["counts"][name] for run in runs]) for name, rule in RULES.items() if rule.close_after == DEPLOYED.close_after}
-    deployed = totals[rule_name(DEPLOYED)]
-    eligible = [name for name, total in totals.items() if total["events_caught"] >= deployed["events_caught"]]
-    return min(eligible, key=lambda name: (totals[name]["per_hour"], name != rule_name(DEPLOYED)))
+    return fewest_alarms_choice({name: pooled([run["counts"][name] for run in runs]) for name, rule in RULES.items()
+                                 if rule.close_after == DEPLOYED.close_after}, rule_name(DEPLOYED))
 
 
 def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:

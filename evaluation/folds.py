@@ -86,3 +86,11 @@ def fold_table(labels: Mapping[str, np.ndarray], candidates: Mapping[str, Mappin
 def keeps(baseline: FoldTable, variant: FoldTable) -> bool:
     """The rule a choice must pass: a higher mean and a worst fold no lower than the baseline's."""
     return variant.mean > baseline.mean and variant.worst >= baseline.worst
+
+
+def fewest_alarms_choice(totals: Mapping[str, Mapping[str, float]], deployed: str) -> str:
+    """The normal side's choice on the folds it is made on: the candidate with the fewest alarms per
+    hour (``totals[name]["per_hour"]``) among those that catch as many events (``"events_caught"``)
+    as the ``deployed`` one; the deployed one on a tie."""
+    eligible = [name for name, total in totals.items() if total["events_caught"] >= totals[deployed]["events_caught"]]
+    return min(eligible, key=lambda name: (totals[name]["per_hour"], name != deployed))
