@@ -12,9 +12,10 @@ does not move when an episode opens, so it never flags an event later: a longer 
 episode that ends that much later, and two incidents closer than that reported as one. Each more
 frame to open flags every event a frame later.
 
-The fold rule (:func:`occ.evaluation.folds.fewest_alarms_choice`, as ``alocc_rules``), for the opening at the deployed closing: for each fold
-of a seed, the opening chosen on that seed's other folds (the fewest alarms per hour among those
-that catch as many events as the deployed one) is measured on it.
+The fold rule (:func:`occ.evaluation.folds.fewest_alarms_choice`, as in ``alocc_rules``), for the
+opening at the deployed closing: for each fold of a seed, the opening chosen on that seed's other
+folds (the fewest alarms per hour among those that catch as many events as the deployed one) is
+measured on it.
 """
 from __future__ import annotations
 
