@@ -17,7 +17,6 @@ rule on the mean and on the worst fold.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -42,7 +41,7 @@ from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_s
 from occ.runtime.service import ServiceConfig
 
 from .ped2 import HOLDOUT_SCOPES, _global_stats
-from .training_runs import commit, machine
+from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine
 
 
 def graph_terms(detector: Detector, clip: Clip) -> dict[str, np.ndarray]:
@@ -174,32 +173,30 @@ def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _earlier_runs(path: Path, document: Any) -> list | None:
+    if not (isinstance(document, dict) and isinstance(document.get("runs"), list)):
+        return None
+    if any(candidate_name(*DEPLOYED) not in run["candidates"] for run in document["runs"]):
+        raise ResultError(f"{path}: its candidates are not today's (written before {DEPLOYED[2]!r} was deployed): "
+                          "run this benchmark on its folds' JSONs again")
+    return document["runs"]
+
+
+def _fold_run(path: Path, fold: Any) -> dict:
+    if not isinstance(fold, dict) or fold.get("method") != "alocc" or "held_out_clips" not in fold or not Path(fold.get("model", "")).is_file():
+        raise ResultError(f"{path}: not an ALOCC occ-bench ped2 --holdout-fold result whose model is on disk")
+    return {"seed": fold["seed"], "fold": fold["fold"], "model": fold["model"], "commit": fold.get("commit"), "candidates": fold_candidates(fold)}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m occ.benchmarks.alocc_rules", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folds", nargs="+", type=Path, help="occ-bench ped2 --holdout-fold JSONs of ALOCC models still on disk, "
-                        "or earlier results of this benchmark (their runs are taken as they are)")
-    parser.add_argument("--json", type=Path, required=True, help="where to write the result")
-    args = parser.parse_args(argv)
+    args = fold_benchmark_arguments("python -m occ.benchmarks.alocc_rules", __doc__.split("\n\n")[0],
+                                    "occ-bench ped2 --holdout-fold JSONs of ALOCC models still on disk", argv)
     started = time.time()
-    runs = []
-    for path in args.folds:
-        try:
-            fold = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            print(f"error: {path}: not a readable JSON file ({exc})", file=sys.stderr)
-            return 2
-        if isinstance(fold, dict) and isinstance(fold.get("runs"), list):  # an earlier result of this benchmark: its runs again
-            if any(candidate_name(*DEPLOYED) not in run["candidates"] for run in fold["runs"]):
-                print(f"error: {path}: its candidates are not today's (written before {DEPLOYED[2]!r} was deployed): "
-                      "run this benchmark on its folds' JSONs again", file=sys.stderr)
-                return 2
-            runs += fold["runs"]
-            continue
-        if fold.get("method") != "alocc" or "held_out_clips" not in fold or not Path(fold.get("model", "")).is_file():
-            print(f"error: {path}: not an ALOCC occ-bench ped2 --holdout-fold result whose model is on disk", file=sys.stderr)
-            return 2
-        runs.append({"seed": fold["seed"], "fold": fold["fold"], "model": fold["model"], "commit": fold.get("commit"),
-                     "candidates": fold_candidates(fold)})
+    try:
+        runs = gather_runs(args.folds, _earlier_runs, _fold_run)
+    except ResultError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["python", "-m", "occ.benchmarks.alocc_rules", *(argv if argv is not None else sys.argv[1:])]),
               "deployed": candidate_name(*DEPLOYED), "runs": runs, "inside_the_folds": inside_the_folds(runs),

@@ -19,7 +19,6 @@ measured on it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -40,7 +39,7 @@ from occ.runtime.events import EpisodeTracker
 from occ.runtime.manifest import EpisodeRule, read_manifest
 from occ.runtime.scoring.decide import frame_threshold
 
-from .training_runs import commit, machine
+from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine
 
 OPEN_AFTER = (3, 4)  # firing frames in a row
 CLOSE_AFTER = (5, 10, 20, 30)  # quiet frames; at 10 frames/s 0.5, 1, 2 and 3 s
@@ -109,27 +108,27 @@ def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _earlier_runs(path: Path, document: Any) -> list | None:
+    if isinstance(document, dict) and isinstance(document.get("runs"), list) and document.get("rules") == list(RULES):
+        return document["runs"]
+    return None
+
+
+def _fold_run(path: Path, fold: Any) -> dict:
+    if not isinstance(fold, dict) or "held_out_clips" not in fold or not Path(fold.get("model", "")).is_file():
+        raise ResultError(f"{path}: neither an occ-bench ped2 --holdout-fold result whose model is on disk nor a result of this benchmark")
+    return {"method": fold["method"], "seed": fold["seed"], "fold": fold["fold"], "model": fold["model"], "counts": fold_counts(fold)}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m occ.benchmarks.episode_rules", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folds", nargs="+", type=Path, help="occ-bench ped2 --holdout-fold JSONs whose models are on disk, "
-                        "or earlier results of this benchmark (their runs are taken as they are)")
-    parser.add_argument("--json", type=Path, required=True, help="where to write the result")
-    args = parser.parse_args(argv)
+    args = fold_benchmark_arguments("python -m occ.benchmarks.episode_rules", __doc__.split("\n\n")[0],
+                                    "occ-bench ped2 --holdout-fold JSONs whose models are on disk", argv)
     started = time.time()
-    runs = []
-    for path in args.folds:
-        try:
-            fold = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            print(f"error: {path}: not a readable JSON file ({exc})", file=sys.stderr)
-            return 2
-        if isinstance(fold, dict) and isinstance(fold.get("runs"), list) and fold.get("rules") == list(RULES):
-            runs += fold["runs"]  # an earlier result of this benchmark: its runs as they are
-            continue
-        if not isinstance(fold, dict) or "held_out_clips" not in fold or not Path(fold.get("model", "")).is_file():
-            print(f"error: {path}: neither an occ-bench ped2 --holdout-fold result whose model is on disk nor a result of this benchmark", file=sys.stderr)
-            return 2
-        runs.append({"method": fold["method"], "seed": fold["seed"], "fold": fold["fold"], "model": fold["model"], "counts": fold_counts(fold)})
+    try:
+        runs = gather_runs(args.folds, _earlier_runs, _fold_run)
+    except ResultError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     methods = sorted({run["method"] for run in runs})
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["python", "-m", "occ.benchmarks.episode_rules", *(argv if argv is not None else sys.argv[1:])]),

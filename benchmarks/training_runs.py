@@ -1,10 +1,14 @@
-"""What the benchmarks share about where and what ran: the machine and the commit."""
+"""What the benchmarks share about where and what ran (the machine and the commit), and how the fold
+benchmarks read their inputs: holdout-fold results, or their own earlier results."""
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 
 def commit() -> str | None:
@@ -46,3 +50,32 @@ def cpu_model() -> str | None:
     units = [name for flag, name in (("avx512f", "AVX-512"), ("amx_tile", "AMX")) if flag in flags]
     model = fields.get("model name")
     return "; ".join(filter(None, [model, ", ".join(units)])) or None
+
+
+class ResultError(ValueError):
+    """A benchmark input that cannot be used, in one line that names its file."""
+
+
+def fold_benchmark_arguments(prog: str, description: str, folds_help: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The fold benchmarks' command line: the folds' (or earlier results') JSONs and ``--json OUT``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("folds", nargs="+", type=Path, help=f"{folds_help}, or earlier results of this benchmark (their runs are "
+                        "taken as they are)")
+    parser.add_argument("--json", type=Path, required=True, help="where to write the result")
+    return parser.parse_args(argv)
+
+
+def gather_runs(paths: Sequence[Path], earlier_runs: Callable[[Path, Any], list | None],
+                fold_run: Callable[[Path, dict], dict]) -> list[dict]:
+    """Every run of ``paths``, in order: an earlier result's runs as they are (``earlier_runs``: None
+    when the document is not one), else the fold measured (``fold_run``). A file that is not
+    readable JSON, or that neither can use (they raise), raises :class:`ResultError`."""
+    runs: list[dict] = []
+    for path in paths:
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResultError(f"{path}: not a readable JSON file ({exc})") from None
+        earlier = earlier_runs(path, document)
+        runs += earlier if earlier is not None else [fold_run(path, document)]
+    return runs
