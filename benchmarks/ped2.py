@@ -133,16 +133,19 @@ def run_ped2(data: str, method: str, workdir: str | Path, size: str = "cpu", see
         raise ValueError(f"method must be alocc or avid and size one of {', '.join(SIZES)}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    command = ["occ-bench", "ped2", "--data", data, "--method", method, "--size", size, "--seed", str(seed), "--out", str(workdir)]
     result: dict[str, Any] = {"method": method, "size": size, "recipe": recipe, "data": data, "seed": seed, "machine": machine(),
-                              "date": time.strftime("%Y-%m-%d")}
+                              "date": time.strftime("%Y-%m-%d"), "commit": commit()}
     if model is None:
         model_path, seconds = train(method, data, size, workdir, seed, recipe)
         result["train_seconds"] = round(seconds)
         model = str(model_path)
     else:
+        command += ["--model", str(model)]
         config = read_manifest(model).training.get("config", {})
         result.update(seed=config.get("seed"), recipe=config.get("recipe"))
-    result["model"] = str(model)
+    result["command"] = shlex.join(command + (["--folds"] if folds else []))
+    result.update(model=str(model), trained_on_clips=read_manifest(model).training.get("clips", []))
     result["variants"], per_frame = evaluate_model(str(model), load_video_data(data, splits=("test",)).test)
     if folds:
         result["folds"] = leave_clips_out_tables(per_frame)
