@@ -135,7 +135,9 @@ def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
                             "validation_frames_fired": int(avid_fires(fired).sum()), "validation_frames": len(fired),
                             **counts(clips, maps, manifest, alpha, zeta, held_names, fps)}
     own_rate = manifest.thresholds["alpha"].target_false_alarm_rate
-    own = next(name for name, rate in RATES.items() if rate == own_rate)
+    own = next((name for name, rate in RATES.items() if rate == own_rate), None)
+    if own is None:
+        raise ResultError(f"{model}: α was set at a false-alarm rate of {own_rate}, none of this benchmark's ({', '.join(RATES)})")
     at_stored = counts(clips, maps, manifest, stored["alpha"], stored["zeta"], held_names, fps)["stored"]
     graph_decisions = np.concatenate([avid_fires(maps[c.name]["score"]) for c in clips])
     numpy_decisions = np.concatenate([clip_scores(c, maps[c.name], manifest, stored["alpha"], stored["zeta"]).decisions for c in clips])
