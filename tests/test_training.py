@@ -256,5 +256,9 @@ def test_the_video_recipes_threshold_rules():
 
     assert alocc_config("video").false_alarm_rate == 0.0  # τ at the largest held-out normal frame
     assert alocc_config("images").false_alarm_rate == alocc_config("paper").false_alarm_rate == 0.01
-    with pytest.raises(ValueError, match="AVID's false_alarm_rate must be above 0"):
-        check_config(avid_config("video", false_alarm_rate=0.0), "video")
+    assert avid_config("video").false_alarm_rate == 0.0  # α at the largest held-out normal frame
+    assert avid_config("images").false_alarm_rate == avid_config("paper").false_alarm_rate == 0.01
+    check_config(avid_config("paper", false_alarm_rate=0.0), "video")  # the binary gate with the peak score: α at the largest
+    for refused in (avid_config("images", false_alarm_rate=0.0), avid_config("video", frame_score="evidence")):
+        with pytest.raises(ValueError, match="AVID's false_alarm_rate must be above 0 with the region memory or the evidence frame score"):
+            check_config(refused, "images" if refused.region_memory else "video")

@@ -47,9 +47,13 @@ def quantile_threshold(normal_scores: np.ndarray, false_alarm_rate: float, data:
                      n_samples=int(normal_scores.size), date=now_iso(), method="quantile" if false_alarm_rate else "largest normal frame")
 
 
-def check_rate(false_alarm_rate: float) -> None:
-    if not 0 < false_alarm_rate < 1:
-        raise ValueError(f"false-alarm rate must be in (0, 1), got {false_alarm_rate}")
+def check_rate(false_alarm_rate: float, scoring: AvidScoring) -> None:
+    """Refuse a rate outside [0, 1), and 0 where α and ζ are solved for a share of frames that fire."""
+    if not 0 <= false_alarm_rate < 1:
+        raise ValueError(f"false-alarm rate must be in [0, 1), got {false_alarm_rate}")
+    if false_alarm_rate == 0 and (scoring.gate, scoring.frame_score) != ("binary", "peak"):
+        raise ValueError(f"a false-alarm rate of 0 needs the binary gate and the peak frame score (α at the largest normal frame): "
+                         f"the {scoring.gate} gate with the {scoring.frame_score} frame score needs a rate above 0")
 
 
 def alocc_thresholds(frame_scores: np.ndarray, false_alarm_rate: float, data: str) -> dict[str, Threshold]:
@@ -123,13 +127,14 @@ def frame_scores(values: np.ndarray, scoring: AvidScoring) -> np.ndarray:
 
 def _binary_gate_thresholds(scoring: AvidScoring, peaks: np.ndarray, regions: np.ndarray, rate: float):
     """ζ vetoes the ``region_quantile`` of normal regions D is surest of; α then makes ``rate`` of
-    the normal frames fire (for ``peak``: the quantile of the frames' largest gated residual)."""
+    the normal frames fire (for ``peak``: the quantile of the frames' largest gated residual; at 0,
+    the largest, which that frame itself reaches: it scores exactly 1)."""
     zeta = float(np.clip(1.0 - np.quantile(regions, scoring.region_quantile), 1e-6, 1 - 1e-6))
     gated = np.where(regions >= 1.0 - zeta, peaks, 0.0)
     largest = frame_peak(gated)
     if scoring.frame_score == "peak":
         alpha = max(float(np.quantile(largest, 1 - rate)), 1e-6)
-        how = f"quantile {1 - rate:g} of the frames' largest gated residual"
+        how = f"quantile {1 - rate:g} of the frames' largest gated residual" if rate else "largest normal frame (its largest gated residual)"
     else:
         alpha = solve_for_false_alarms(lambda a: float((frame_scores(gated / a, scoring) >= 1).mean()), rate,
                                        1e-9, max(float(largest.max()), 1e-6) * 1e3)
@@ -157,8 +162,9 @@ def avid_thresholds(scoring: AvidScoring, peaks: np.ndarray, regions: np.ndarray
                     data: str) -> dict[str, Threshold]:
     """α and ζ from normal frames such that ``false_alarm_rate`` of them fire, by the contract's
     gate: ``peaks`` are the residual's block peaks (:func:`block_peaks`) and ``regions`` the
-    region map ``1 − O``, both ``(N, rows, cols)``."""
-    check_rate(false_alarm_rate)
+    region map ``1 − O``, both ``(N, rows, cols)``. A rate of 0 (binary gate, ``peak`` frame
+    score) puts α at the largest normal frame's gated residual."""
+    check_rate(false_alarm_rate, scoring)
     if len(peaks) == 0:
         raise ValueError("no normal frames to calibrate on")
     peaks = np.asarray(peaks, np.float64)

@@ -1,5 +1,7 @@
 """Scoring components on synthetic cases built to need them (moved from tests/test_scoring.py; the
 synthetic irregularities of training stay there)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -121,8 +123,14 @@ def test_evidence_thresholds_hit_the_false_alarm_rate_and_fire_on_every_non_empt
     else:  # a larger α
         assert thresholds["alpha"].value > peak["alpha"].value and thresholds["zeta"].value == peak["zeta"].value
     assert np.all(fired[values.reshape(2000, -1).max(axis=1) >= 1])
-    with pytest.raises(ValueError, match=r"false-alarm rate must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"false-alarm rate must be in \[0, 1\), got 1.5"):
         avid_thresholds(spec, block_peaks(residual[:20], cell), regions[:20], 1.5, "synthetic")
+    # α and ζ solved for a share of frames that fire have no rule at 0
+    for refused in (spec, peak_spec) if gate == "soft" else (spec,):
+        with pytest.raises(ValueError, match=re.escape(f"a false-alarm rate of 0 needs the binary gate and the peak frame score (α at the "
+                                                       f"largest normal frame): the {gate} gate with the {refused.frame_score} frame "
+                                                       "score needs a rate above 0")):
+            avid_thresholds(refused, block_peaks(residual[:20], cell), regions[:20], 0.0, "synthetic")
 
 
 def test_a_passer_by_where_training_footage_rarely_moved_is_not_extreme(rng):
@@ -152,3 +160,18 @@ def test_alocc_tau_at_rate_zero_is_the_largest_normal_frame_and_says_so(rng):
     assert quantile.value < largest.value and (scores > quantile.value).sum() == 5 and quantile.method == "quantile"
     with pytest.raises(ValueError, match=r"false-alarm rate must be in \[0, 1\), got 1"):
         alocc_thresholds(scores, 1.0, "tails")
+
+
+def test_avid_alpha_at_rate_zero_is_the_largest_normal_frames_gated_residual_and_says_so():
+    # four frames of two blocks (cell 1); D is surest of the first block of frames 0 and 1 (1 − O
+    # 0.10, 0.11: under ζ's veto at the 0.2 quantile, 0.114), so their residual peaks 5 and 4 do not count
+    regions = np.array([[[0.10, 0.9]], [[0.11, 0.9]], [[0.12, 0.9]], [[0.13, 0.9]]])
+    peaks = np.array([[[5.0, 1.0]], [[4.0, 2.0]], [[3.0, 0.5]], [[0.2, 0.7]]])
+    largest = avid_thresholds(binary(), peaks, regions, 0.0, "four frames")
+    assert largest["zeta"].value == pytest.approx(1 - 0.114)
+    assert largest["alpha"].value == 3.0 and largest["alpha"].method == "largest normal frame (its largest gated residual)"
+    # that frame itself reaches exactly 1 (AVID fires at 1), no other does
+    scores = frame_scores(block_values(peaks, regions, 3.0, largest["zeta"].value, binary()), binary())
+    assert scores.tolist() == pytest.approx([1 / 3, 2 / 3, 1.0, 0.7 / 3])
+    # a quarter of the frames: the 0.75 quantile of the gated largest 1, 2, 3, 0.7
+    assert avid_thresholds(binary(), peaks, regions, 0.25, "four frames")["alpha"].value == pytest.approx(2.25)
