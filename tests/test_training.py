@@ -260,5 +260,5 @@ def test_the_video_recipes_threshold_rules():
     assert avid_config("images").false_alarm_rate == avid_config("paper").false_alarm_rate == 0.01
     check_config(avid_config("paper", false_alarm_rate=0.0), "video")  # the binary gate with the peak score: α at the largest
     for refused in (avid_config("images", false_alarm_rate=0.0), avid_config("video", frame_score="evidence")):
-        with pytest.raises(ValueError, match="AVID's false_alarm_rate must be above 0 with the region memory or the evidence frame score"):
+        with pytest.raises(ValueError, match="a false-alarm rate of 0 needs the binary gate and the peak frame score"):
             check_config(refused, "images" if refused.region_memory else "video")

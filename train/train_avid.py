@@ -24,7 +24,7 @@ from occ.evaluation.datasets.common import Clip, data_name
 from occ.evaluation.metrics import MetricError, roc_auc
 from occ.runtime.manifest import AvidScoring, InputSpec, Manifest, RegionSpec
 from occ.runtime.preprocess import AVID_OFFSETS, normalized_averages, preprocess_clip
-from occ.runtime.scoring import avid_thresholds, block_peaks
+from occ.runtime.scoring import avid_thresholds, block_peaks, check_rate
 
 from .avid import RegionMemory, create_avid
 from .avid_blocks import HideNewest
@@ -146,9 +146,7 @@ def check_config(config: AvidConfig, kind: str) -> None:
     if config.frame_score not in ("peak", "evidence"):
         raise ValueError(f"frame_score must be 'peak' or 'evidence', got {config.frame_score!r}")
     check_sizes(config, "AVID", ("epochs", "batch_size", "base_width", "depth"))
-    if config.false_alarm_rate == 0 and (config.region_memory or config.frame_score != "peak"):
-        raise ValueError("AVID's false_alarm_rate must be above 0 with the region memory or the evidence frame score: α and ζ are "
-                         "solved for that share of normal frames")
+    check_rate(config.false_alarm_rate, avid_scoring(config, config.height))
     if not 0 <= config.irregular_fraction <= 1:
         raise ValueError(f"irregular_fraction must be in [0, 1] (0: no synthetic irregularities), got {config.irregular_fraction}")
 
