@@ -178,22 +178,33 @@ def operator_line(metrics: EvaluationReport) -> str:
             f"{delay_text(at.detection_delay)}.")
 
 
+def folds_over_models(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per scoring every model was measured with: the mean of the models' fold means and the worst
+    of their worst folds."""
+    results = [r for r in results if "folds" in r]
+    names = [name for name in (results[0]["folds"] if results else {}) if all(name in r["folds"] for r in results)]
+    return {name: {"mean": float(np.mean([r["folds"][name]["mean"] for r in results])),
+                   "worst": float(min(r["folds"][name]["worst"] for r in results))} for name in names}
+
+
+def models_result(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several models' results, with their leave-clips-out tables pooled (:func:`folds_over_models`)."""
+    pooled = folds_over_models(results)
+    return {"models": results, **({"folds_over_models": pooled} if pooled else {})}
+
+
 def folds_markdown(results: list[dict[str, Any]]) -> str:
     """Mean and worst measured-clip AUC over the leave-clips-out folds, per model and scoring, and
-    over all models (mean of their means, worst of their worst folds)."""
+    over all models (:func:`folds_over_models`)."""
     results = [r for r in results if "folds" in r]
     if not results:
         return ""
     lines = ["Leave-clips-out (raw causal scores; choose on half the test clips, measure on the others, every split: 20 for six clips):", "",
              "| scoring | " + " | ".join(f"seed {r['seed']}: mean / worst" for r in results) + " | all: mean / worst |",
              "|---|" + "---|" * (len(results) + 1)]
-    for name in results[0]["folds"]:
-        tables = [r["folds"][name] for r in results if name in r["folds"]]
-        if len(tables) != len(results):
-            continue
-        cells = [f"{t['mean']:.3f} / {t['worst']:.3f}" for t in tables]
-        overall = f"{np.mean([t['mean'] for t in tables]):.3f} / {min(t['worst'] for t in tables):.3f}"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {overall} |")
+    for name, overall in folds_over_models(results).items():
+        cells = [f"{r['folds'][name]['mean']:.3f} / {r['folds'][name]['worst']:.3f}" for r in results]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {overall['mean']:.3f} / {overall['worst']:.3f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -67,6 +67,7 @@ def test_ped2_benchmark_prints_the_fold_table(tmp_path, tiny_walkway, alocc_onnx
     assert len(deployed["folds"]) == 3  # three test clips: choose on one, measure on two
     assert deployed["worst"] <= deployed["mean"] <= 1.0
     assert "chosen in each fold among these" in first["folds"]
+    assert payload["folds_over_models"]["deployed"] == {"mean": deployed["mean"], "worst": deployed["worst"]}
 
 
 def test_busier_walkway_clips_are_the_same_scene_with_more_walkers():

@@ -385,7 +385,7 @@ def ped2(
     """Real video: train on Ped2's normal clips, export, evaluate every scoring variant on its test clips
     (with --holdout-fold: count alarms on training clips held out of training)."""
     let_idle_workers_spin_briefly()  # before torch is imported: the same bits, faster (occ.train.openmp)
-    from occ.benchmarks.ped2 import holdout_markdown, markdown, run_ped2, run_ped2_holdout
+    from occ.benchmarks.ped2 import holdout_markdown, markdown, models_result, run_ped2, run_ped2_holdout
 
     if holdout_fold is not None:
         if folds or (model and len(model) > 1):
@@ -396,7 +396,7 @@ def ped2(
         return
     with one_line_errors():
         results = [run_ped2(data, method, out, size, seed, model=m, folds=folds) for m in (model or [None])]
-    payload = results[0] if len(results) == 1 else {"models": results}
+    payload = results[0] if len(results) == 1 else models_result(results)
     report(payload, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
 
