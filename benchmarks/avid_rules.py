@@ -40,14 +40,16 @@ from occ.runtime.events import EpisodeTracker
 from occ.runtime.manifest import EpisodeRule, Manifest, read_manifest
 from occ.runtime.preprocess import preprocess_clip
 from occ.runtime.scoring import avid_fires, avid_thresholds, block_peaks, block_values, frame_scores
-from occ.runtime.service import ServiceConfig
 
 from .ped2 import HOLDOUT_SCOPES
 from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine
 
 # α lets this share of the validation frames fire (0: α at the largest of them).
 RATES = {"1 % of the validation frames": 0.01, "0.5 % of the validation frames": 0.005, "largest validation frame": 0.0}
-CLOSINGS = {"stored": None, "today": EpisodeRule().close_after}  # None: the model's own
+# (opening, closing) overrides of the model's episode rule: its own (None), today's, and today's closing
+# with the opening one firing frame later.
+CLOSINGS = {"stored": (None, None), "today": (EpisodeRule().k, EpisodeRule().close_after),
+            "today, 4 in a row open": (EpisodeRule().k + 1, EpisodeRule().close_after)}
 BATCH = 32
 
 
@@ -93,12 +95,12 @@ def clip_scores(clip: Clip, maps: dict[str, np.ndarray], manifest: Manifest, alp
 
 def counts(clips: list[Clip], maps: dict[str, dict[str, np.ndarray]], manifest: Manifest, alpha: float, zeta: float,
            held: set[str], fps: float) -> dict[str, Any]:
-    """Episodes on the normal footage, events caught and how soon, at each closing of :data:`CLOSINGS`."""
+    """Episodes on the normal footage, events caught and how soon, at each episode rule of :data:`CLOSINGS`."""
     scored = [clip_scores(clip, maps[clip.name], manifest, alpha, zeta) for clip in clips]
     held_scores, test_scores = [c for c in scored if c.name in held], [c for c in scored if c.name not in held]
     out: dict[str, Any] = {}
-    for closing, close_after in CLOSINGS.items():
-        tracker = EpisodeTracker(ServiceConfig.open_after, close_after or ServiceConfig.close_after, camera="ped2", rule=manifest.episodes)
+    for closing, (open_after, close_after) in CLOSINGS.items():
+        tracker = EpisodeTracker(open_after, close_after, camera="ped2", rule=manifest.episodes)
         alarms = {scope: alarm_counts(part, fps, tracker)["episodes"]
                   for scope, part in zip(HOLDOUT_SCOPES, (held_scores, test_scores, held_scores + test_scores))}
         rate, delay = alarms["all"]["false_alarms_per_hour"], alarms["test_clips"]["detection_delay"]
@@ -163,17 +165,28 @@ def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
             "worst_run_per_hour": max(e["episodes"] / e["normal_hours"] for e in entries)}
 
 
+# What the choice inside the folds chooses among: every rate, at today's episode rule and with its later opening.
+CHOSEN_AMONG = {f"{rate}, {rule}": (rate, rule) for rate in RATES for rule in ("today", "today, 4 in a row open")}
+
+
 def inside_the_folds(runs: list[dict[str, Any]], deployed: str) -> dict[str, Any]:
-    """Each run measured with the rate chosen on the other runs (at today's closing), against the deployed rate."""
-    chosen = [fewest_alarms_choice({name: pooled([other["candidates"][name]["today"] for other in runs if other is not run])
-                                    for name in RATES}, deployed) for run in runs]
-    return {"chosen": [{"seed": run["seed"], "fold": run["fold"], "rate": name} for run, name in zip(runs, chosen)],
-            "chosen_inside_folds": pooled([run["candidates"][name]["today"] for run, name in zip(runs, chosen)]),
-            "deployed": pooled([run["candidates"][deployed]["today"] for run in runs])}
+    """Each run measured with the rate and opening chosen on the other runs (:data:`CHOSEN_AMONG`), against the deployed
+    rate at today's rule."""
+    def counts_of(run: dict[str, Any], name: str) -> dict[str, Any]:
+        rate, rule = CHOSEN_AMONG[name]
+        return run["candidates"][rate][rule]
+
+    deployed_name = f"{deployed}, today"
+    chosen = [fewest_alarms_choice({name: pooled([counts_of(other, name) for other in runs if other is not run]) for name in CHOSEN_AMONG},
+                                   deployed_name) for run in runs]
+    return {"chosen": [{"seed": run["seed"], "fold": run["fold"], "candidate": name} for run, name in zip(runs, chosen)],
+            "chosen_inside_folds": pooled([counts_of(run, name) for run, name in zip(runs, chosen)]),
+            "deployed": pooled([counts_of(run, deployed_name) for run in runs])}
 
 
 def _earlier_runs(path: Path, document: Any) -> list | None:
-    if isinstance(document, dict) and isinstance(document.get("runs"), list) and document.get("rates") == RATES:
+    if (isinstance(document, dict) and isinstance(document.get("runs"), list) and document.get("rates") == RATES
+            and document.get("closings") == {name: list(rule) for name, rule in CLOSINGS.items()}):
         return document["runs"]
     return None
 
@@ -209,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
               + "; ".join(f"{name}: {entry['today']['episodes']} episodes, {entry['today']['events_caught']}/{entry['today']['events']} events, "
                           f"median delay {entry['today']['median_delay_frames']}" for name, entry in run["candidates"].items()))
     for name, entry in result["pooled"]["today"].items():
-        print(f"{name}: {entry['episodes']} episodes in {entry['normal_minutes']:.2f} min, {entry['per_hour']:.0f}/h "
+        four = result["pooled"]["today, 4 in a row open"][name]
+        print(f"{name}: {entry['episodes']} episodes (4 in a row open: {four['episodes']}) in {entry['normal_minutes']:.2f} min, {entry['per_hour']:.0f}/h "
               f"(95 %: {entry['per_hour_low']:.0f}–{entry['per_hour_high']:.0f}), {entry['events_caught']}/{entry['events']} events")
     if result["inside_the_folds"]:
         inside = result["inside_the_folds"]

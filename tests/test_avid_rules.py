@@ -9,8 +9,12 @@ from occ.benchmarks.avid_rules import RATES, inside_the_folds, main, pooled
 ONE, HALF, LARGEST = RATES
 
 
-def _counts(episodes: int, caught: int = 6, delays: tuple[int, ...] = (3, 5)) -> dict:
-    return {"today": {"episodes": episodes, "normal_hours": 1.5 / 60, "events_caught": caught, "events": 6, "delays": list(delays)}}
+def _one(episodes: int, caught: int = 6, delays: tuple[int, ...] = (3, 5)) -> dict:
+    return {"episodes": episodes, "normal_hours": 1.5 / 60, "events_caught": caught, "events": 6, "delays": list(delays)}
+
+
+def _counts(episodes: int, caught: int = 6, delays: tuple[int, ...] = (3, 5), later_opening: tuple = (9,)) -> dict:
+    return {"today": _one(episodes, caught, delays), "today, 4 in a row open": _one(*later_opening)}
 
 
 def test_runs_pool_into_one_rate_with_the_median_delay_over_every_event():
@@ -29,8 +33,20 @@ def test_each_run_is_measured_with_the_rate_chosen_on_the_others():
     result = inside_the_folds(runs, ONE)
     # run 0: runs 1 and 2 give 0.5 % 11 of 12 events, the largest 2 alarms against 4; run 1: runs 0 and 2
     # give 0.5 % 1 alarm, every event; run 2: runs 0 and 1 give 0.5 % 11 of 12, the largest 2 against 3
-    assert [c["rate"] for c in result["chosen"]] == [LARGEST, HALF, LARGEST]
+    assert [c["candidate"] for c in result["chosen"]] == [f"{LARGEST}, today", f"{HALF}, today", f"{LARGEST}, today"]
     assert result["chosen_inside_folds"]["episodes"] == 2 + 0 + 2 and result["deployed"]["episodes"] == 6
+
+
+def test_the_later_opening_is_chosen_only_where_it_catches_as_many_events():
+    def run(seed, today, later):
+        return {"seed": seed, "fold": 0, "candidates": {rate: _counts(today, later_opening=later) for rate in RATES}}
+
+    # opening one frame later halves the alarms on runs 0 and 2, but misses an event on run 1
+    runs = [run(0, 2, (1,)), run(1, 2, (0, 5)), run(2, 2, (1,))]
+    chosen = [c["candidate"] for c in inside_the_folds(runs, ONE)["chosen"]]
+    # run 1 is measured with the choice of runs 0 and 2 (every event, fewer alarms); runs 0 and 2 with
+    # that of a pair holding run 1, where the later opening misses an event
+    assert chosen == [f"{ONE}, today", f"{ONE}, today, 4 in a row open", f"{ONE}, today"]
 
 
 def test_a_file_that_is_not_an_avid_fold_is_refused_in_one_line(tmp_path, capsys):
