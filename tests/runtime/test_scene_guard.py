@@ -21,7 +21,8 @@ from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
 from occ.runtime.events import ServiceMetrics
 from occ.runtime.manifest import Manifest, ManifestError, read_manifest
 from occ.runtime.preprocess.reference import to_gray
-from occ.runtime.scoring.scene_guard import FineAlignment, GuardLimits, SceneGuard, SceneReference, contrast, guard_frame
+from occ.runtime.scoring.scene_guard import (FineAlignment, GuardLimits, ProfileMatch, SceneGuard, SceneReference, contrast,
+                                           guard_frame)
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 
 from service_utils import parse_metrics
@@ -383,3 +384,29 @@ def test_the_sub_pixel_alignment_is_the_lucas_kanade_step_written_out(noon, refe
     assert [measured["fine_x"] * work.shape[1], measured["fine_y"] * work.shape[0]] == pytest.approx(shift, rel=1e-4)
     assert [measured["fine_z_x"], measured["fine_z_y"]] == pytest.approx(np.abs(shift) / error, rel=1e-4)
     assert max(measured["fine_z_x"], measured["fine_z_y"]) > 3  # a shift it tells from the noise
+
+
+def opencv_profile_shift(reference: np.ndarray, profile: np.ndarray) -> tuple[float, float]:
+    """The profile match written with OpenCV's template matching, as the guard had it."""
+    length = len(reference)
+    margin = max(1, int(round(0.125 * length)))
+    scores = cv2.matchTemplate(profile.astype(np.float32)[None], reference[margin:length - margin].astype(np.float32)[None],
+                               cv2.TM_CCOEFF_NORMED)[0]
+    best = int(np.argmax(scores))
+    offset = 0.0
+    if 0 < best < len(scores) - 1:
+        left, mid, right = scores[best - 1 : best + 2]
+        offset = 0.5 * (left - right) / (left - 2 * mid + right) if left - 2 * mid + right < 0 else 0.0
+    return float(abs(best + offset - margin) / length), float(scores[best])
+
+
+def test_the_profile_match_is_opencvs_normalized_cross_correlation(noon, reference):
+    """:class:`ProfileMatch` correlates both axes by one matrix product; OpenCV's ``TM_CCOEFF_NORMED``
+    on the same profiles gives the same shifts and correlations (OpenCV sums in float32: 10⁻⁴ apart
+    where the correlation is low): shifted views, walkers, a flat (black) frame."""
+    match = ProfileMatch(reference.frame)
+    frames = [*noon[300:310], *shifted(noon[300:304], 3.3, 0), *shifted(noon[300:304], 0, 2.7), np.zeros_like(noon[0])]
+    for frame in frames:
+        work = guard_frame(frame, GuardLimits.width)
+        expected = [v for along in (0, 1) for v in opencv_profile_shift(reference.frame.mean(axis=along), work.mean(axis=along))]
+        assert match.measure(work) == pytest.approx(expected, abs=5e-4)
