@@ -30,7 +30,6 @@ from occ.evaluation.datasets.common import Clip
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.ucsd import load_ucsd
 from occ.evaluation.folds import fewest_alarms_choice
-from occ.evaluation.metrics import poisson_rate_interval
 from occ.evaluation.protocols import ClipScores, alarm_counts
 from occ.evaluation.report import record_json, report
 from occ.runtime.detector import Detector, open_detector
@@ -41,7 +40,7 @@ from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_s
 from occ.runtime.service import ServiceConfig
 
 from .ped2 import HOLDOUT_SCOPES, _global_stats
-from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine
+from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine, pooled_alarms
 
 
 def graph_terms(detector: Detector, clip: Clip) -> dict[str, np.ndarray]:
@@ -130,17 +129,14 @@ def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _episodes(entry: dict[str, Any]) -> tuple[int, float, int, int]:
+def _episodes(entry: dict[str, Any]) -> dict[str, Any]:
     """Episodes on all normal footage, its hours, events caught and events, through the service's rule."""
     rate, delay = entry["alarms"]["all"]["episodes"]["false_alarms_per_hour"], entry["alarms"]["test_clips"]["episodes"]["detection_delay"]
-    return rate["false_alarms"], rate["normal_hours"], delay["detected"], delay["events"]
+    return {"episodes": rate["false_alarms"], "normal_hours": rate["normal_hours"], "events_caught": delay["detected"], "events": delay["events"]}
 
 
 def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    alarms, hours, caught, events = (sum(values) for values in zip(*map(_episodes, entries)))
-    low, high = poisson_rate_interval(alarms, hours)
-    return {"episodes": alarms, "normal_minutes": hours * 60, "per_hour": alarms / hours, "per_hour_low": low,
-            "per_hour_high": high, "events_caught": caught, "events": events}
+    return pooled_alarms([_episodes(entry) for entry in entries])
 
 
 def choose(entries: list[dict[str, dict[str, Any]]]) -> str:

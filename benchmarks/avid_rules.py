@@ -32,7 +32,6 @@ from occ.evaluation.datasets.common import Clip
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.ucsd import load_ucsd
 from occ.evaluation.folds import fewest_alarms_choice
-from occ.evaluation.metrics import poisson_rate_interval
 from occ.evaluation.protocols import ClipScores, alarm_counts
 from occ.evaluation.report import record_json
 from occ.runtime.detector import Detector, open_detector
@@ -42,7 +41,7 @@ from occ.runtime.preprocess import preprocess_clip
 from occ.runtime.scoring import avid_fires, avid_thresholds, block_peaks, block_values, frame_scores
 
 from .ped2 import HOLDOUT_SCOPES
-from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine
+from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine, pooled_alarms
 
 # α lets this share of the validation frames fire (0: α at the largest of them).
 RATES = {"1 % of the validation frames": 0.01, "0.5 % of the validation frames": 0.005, "largest validation frame": 0.0}
@@ -155,13 +154,10 @@ def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
 
 
 def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Episodes over several runs' normal footage, per hour with its exact 95 % Poisson interval."""
-    episodes, hours = sum(e["episodes"] for e in entries), sum(e["normal_hours"] for e in entries)
-    low, high = poisson_rate_interval(episodes, hours)
+    """Episodes over several runs' normal footage (:func:`pooled_alarms`), with the median delay over
+    every caught event and the worst run."""
     delays = [d for e in entries for d in e["delays"]]
-    return {"episodes": episodes, "normal_minutes": hours * 60, "per_hour": episodes / hours, "per_hour_low": low, "per_hour_high": high,
-            "events_caught": sum(e["events_caught"] for e in entries), "events": sum(e["events"] for e in entries),
-            "median_delay_frames": float(np.median(delays)) if delays else None,
+    return {**pooled_alarms(entries), "median_delay_frames": float(np.median(delays)) if delays else None,
             "worst_run_per_hour": max(e["episodes"] / e["normal_hours"] for e in entries)}
 
 

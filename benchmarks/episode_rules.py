@@ -31,7 +31,6 @@ import numpy as np
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.ucsd import load_ucsd
 from occ.evaluation.folds import fewest_alarms_choice
-from occ.evaluation.metrics import poisson_rate_interval
 from occ.evaluation.protocols import alarm_counts, score_clips
 from occ.evaluation.report import record_json
 from occ.runtime.detector import open_detector
@@ -39,7 +38,7 @@ from occ.runtime.events import EpisodeTracker
 from occ.runtime.manifest import EpisodeRule, read_manifest
 from occ.runtime.scoring.decide import frame_threshold
 
-from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine
+from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine, pooled_alarms
 
 OPEN_AFTER = (3, 4)  # firing frames in a row
 CLOSE_AFTER = (5, 10, 20, 30)  # quiet frames; at 10 frames/s 0.5, 1, 2 and 3 s
@@ -75,12 +74,9 @@ def fold_counts(fold: dict[str, Any]) -> dict[str, Any]:
 
 
 def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Episodes over several folds' normal footage, per hour with its exact 95 % Poisson interval."""
-    episodes, hours = sum(e["episodes"] for e in entries), sum(e["normal_hours"] for e in entries)
-    low, high = poisson_rate_interval(episodes, hours)
-    return {"episodes": episodes, "normal_minutes": hours * 60, "per_hour": episodes / hours, "per_hour_low": low, "per_hour_high": high,
-            "events_caught": sum(e["events_caught"] for e in entries), "events": sum(e["events"] for e in entries),
-            "events_within_1s": sum(e["events_within_1s"] for e in entries),
+    """Episodes over several folds' normal footage (:func:`pooled_alarms`), with the events flagged
+    within 1 s and the worst and mean fold."""
+    return {**pooled_alarms(entries), "events_within_1s": sum(e["events_within_1s"] for e in entries),
             "worst_fold_per_hour": max(e["episodes"] / e["normal_hours"] for e in entries),
             "mean_fold_per_hour": float(np.mean([e["episodes"] / e["normal_hours"] for e in entries]))}
 

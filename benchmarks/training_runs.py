@@ -1,5 +1,6 @@
-"""What the benchmarks share about where and what ran (the machine and the commit), and how the fold
-benchmarks read their inputs: holdout-fold results, or their own earlier results."""
+"""What the benchmarks share about where and what ran (the machine and the commit), how the fold
+benchmarks read their inputs (holdout-fold results, or their own earlier results), and how they pool
+the runs' alarms."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +10,8 @@ import platform
 import subprocess
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from occ.evaluation.metrics import poisson_rate_interval
 
 
 def commit() -> str | None:
@@ -79,3 +82,13 @@ def gather_runs(paths: Sequence[Path], earlier_runs: Callable[[Path, Any], list 
         earlier = earlier_runs(path, document)
         runs += earlier if earlier is not None else [fold_run(path, document)]
     return runs
+
+
+def pooled_alarms(entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Runs pooled: their episodes over their normal footage, per hour with its exact 95 % Poisson
+    interval, and the events caught. Each entry has ``episodes``, ``normal_hours``,
+    ``events_caught`` and ``events``."""
+    episodes, hours = sum(e["episodes"] for e in entries), sum(e["normal_hours"] for e in entries)
+    low, high = poisson_rate_interval(episodes, hours)
+    return {"episodes": episodes, "normal_minutes": hours * 60, "per_hour": episodes / hours, "per_hour_low": low, "per_hour_high": high,
+            "events_caught": sum(e["events_caught"] for e in entries), "events": sum(e["events"] for e in entries)}
