@@ -30,7 +30,7 @@ from occ.evaluation.datasets.common import Clip
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.ucsd import load_ucsd
 from occ.evaluation.folds import fewest_alarms_choice
-from occ.evaluation.protocols import ClipScores, alarm_counts
+from occ.evaluation.protocols import ClipScores
 from occ.evaluation.report import record_json, report
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events import EpisodeTracker
@@ -39,7 +39,7 @@ from occ.runtime.preprocess import preprocess_clip
 from occ.runtime.scoring import alocc_frame_scores, alocc_thresholds, location_stats, patch_scores
 from occ.runtime.service import ServiceConfig
 
-from .ped2 import HOLDOUT_SCOPES, _global_stats
+from .ped2 import _global_stats, holdout_alarms
 from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine, pooled_alarms
 
 
@@ -123,8 +123,7 @@ def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
                                                 frame_scores[clip.name] > tau, fps=clip.fps) for clip in [*held, *test]}
                 held_scores, test_scores = [scored[c.name] for c in held], [scored[c.name] for c in test]
                 out[candidate_name(stats_rule, frame_rule, threshold_rule)] = {
-                    "tau": tau, "alarms": {scope: alarm_counts(clips, fps, tracker) for scope, clips in
-                                           zip(HOLDOUT_SCOPES, (held_scores, test_scores, held_scores + test_scores))},
+                    "tau": tau, "alarms": holdout_alarms(held_scores, test_scores, fps, tracker),
                     "test_micro_auc": record_json(report(test_scores).frame_level.raw)["micro_auc"]}
     return out
 

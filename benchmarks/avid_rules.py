@@ -32,7 +32,7 @@ from occ.evaluation.datasets.common import Clip
 from occ.evaluation.datasets.spec import load_video_data
 from occ.evaluation.datasets.ucsd import load_ucsd
 from occ.evaluation.folds import fewest_alarms_choice
-from occ.evaluation.protocols import ClipScores, alarm_counts
+from occ.evaluation.protocols import ClipScores
 from occ.evaluation.report import record_json
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events import EpisodeTracker
@@ -40,7 +40,7 @@ from occ.runtime.manifest import EpisodeRule, Manifest, read_manifest
 from occ.runtime.preprocess import preprocess_clip
 from occ.runtime.scoring import avid_fires, avid_thresholds, block_peaks, block_values, frame_scores
 
-from .ped2 import HOLDOUT_SCOPES
+from .ped2 import holdout_alarms
 from .training_runs import ResultError, commit, fold_benchmark_arguments, gather_runs, machine, pooled_alarms
 
 # α lets this share of the validation frames fire (0: α at the largest of them).
@@ -100,8 +100,7 @@ def counts(clips: list[Clip], maps: dict[str, dict[str, np.ndarray]], manifest: 
     out: dict[str, Any] = {}
     for closing, (open_after, close_after) in CLOSINGS.items():
         tracker = EpisodeTracker(open_after, close_after, camera="ped2", rule=manifest.episodes)
-        alarms = {scope: alarm_counts(part, fps, tracker)["episodes"]
-                  for scope, part in zip(HOLDOUT_SCOPES, (held_scores, test_scores, held_scores + test_scores))}
+        alarms = {scope: counted["episodes"] for scope, counted in holdout_alarms(held_scores, test_scores, fps, tracker).items()}
         rate, delay = alarms["all"]["false_alarms_per_hour"], alarms["test_clips"]["detection_delay"]
         out[closing] = {"rule": alarms["all"]["rule"], "episodes": rate["false_alarms"],
                         "held_out_training_clips_episodes": alarms["held_out_training_clips"]["false_alarms_per_hour"]["false_alarms"],

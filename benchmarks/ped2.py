@@ -211,6 +211,12 @@ def folds_markdown(results: list[dict[str, Any]]) -> str:
 HOLDOUT_SCOPES = ("held_out_training_clips", "test_clips", "all")
 
 
+def holdout_alarms(held: list[ClipScores], test: list[ClipScores], fps: float, tracker: Any) -> dict[str, Any]:
+    """:func:`~occ.evaluation.protocols.alarm_counts` in each of :data:`HOLDOUT_SCOPES`: the held-out
+    training clips, the test clips, and both."""
+    return {scope: alarm_counts(clips, fps, tracker) for scope, clips in zip(HOLDOUT_SCOPES, (held, test, held + test))}
+
+
 def holdout_view(data: str, fold: int, folds: int, workdir: Path) -> tuple[Path, tuple[str, ...]]:
     """A UCSD-layout folder under ``workdir`` that links every training clip of ``data`` but fold
     ``fold``'s, and everything beside ``Train/``; and the held-out clip names. Training on it leaves
@@ -281,8 +287,7 @@ def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, fol
     if fps is None:
         raise DatasetError(f"{data}: the frame rate is unknown (not a UCSD Ped folder), so alarms per hour cannot be counted")
     tracker = service_tracker(manifest)
-    result["alarms"] = {scope: alarm_counts(clips, fps, tracker)
-                        for scope, clips in zip(HOLDOUT_SCOPES, (held, test, held + test))}
+    result["alarms"] = holdout_alarms(held, test, fps, tracker)
     result["test_report"] = report(test)
     return result
 
