@@ -11,11 +11,11 @@ frames training calibrated on (its validation tails, cut again by training's own
 Each candidate rate of :data:`RATES` then re-derives α and ζ as training derives them
 (:func:`occ.runtime.scoring.avid_thresholds`) and its frames are scored and decided by the
 runtime's rule; its alarms are counted as the holdout benchmark counts them, through the service's
-episode rule, at the model's stored closing and at today's (:class:`EpisodeRule`'s).
+episode rule, at each rule of :data:`CLOSINGS`.
 
 The fold rule (:func:`occ.evaluation.folds.fewest_alarms_choice`, as in ``alocc_rules``): each run
-(a seed's fold) is measured with the rate chosen on the other runs (the fewest alarms per hour
-among those that catch as many events as the deployed rate), at today's closing.
+(a seed's fold) is measured with the rate and opening chosen on the other runs (the fewest alarms per
+hour among those that catch as many events as the deployed rate at today's rule).
 """
 from __future__ import annotations
 
@@ -45,10 +45,12 @@ from .training_runs import ResultError, commit, fold_benchmark_arguments, gather
 
 # α lets this share of the validation frames fire (0: α at the largest of them).
 RATES = {"1 % of the validation frames": 0.01, "0.5 % of the validation frames": 0.005, "largest validation frame": 0.0}
-# (opening, closing) overrides of the model's episode rule: its own (None), today's, and today's closing
-# with the opening one firing frame later.
-CLOSINGS = {"stored": (None, None), "today": (EpisodeRule().k, EpisodeRule().close_after),
-            "today, 4 in a row open": (EpisodeRule().k + 1, EpisodeRule().close_after)}
+# Episode rules the frames are counted with: the model's own (None), today's, and today's closing with an
+# opening that waits one firing frame more, or that lets two quiet frames through (AVID fires in broken runs).
+CLOSINGS: dict[str, EpisodeRule | None] = {
+    "stored": None, "today": EpisodeRule(),
+    "today, 4 in a row open": EpisodeRule(k=EpisodeRule().k + 1, n=EpisodeRule().k + 1),
+    "today, 3 of 5 open": EpisodeRule(n=EpisodeRule().k + 2)}
 BATCH = 32
 
 
@@ -98,8 +100,8 @@ def counts(clips: list[Clip], maps: dict[str, dict[str, np.ndarray]], manifest: 
     scored = [clip_scores(clip, maps[clip.name], manifest, alpha, zeta) for clip in clips]
     held_scores, test_scores = [c for c in scored if c.name in held], [c for c in scored if c.name not in held]
     out: dict[str, Any] = {}
-    for closing, (open_after, close_after) in CLOSINGS.items():
-        tracker = EpisodeTracker(open_after, close_after, camera="ped2", rule=manifest.episodes)
+    for closing, rule in CLOSINGS.items():
+        tracker = EpisodeTracker(camera="ped2", rule=rule or manifest.episodes)
         alarms = {scope: counted["episodes"] for scope, counted in holdout_alarms(held_scores, test_scores, fps, tracker).items()}
         rate, delay = alarms["all"]["false_alarms_per_hour"], alarms["test_clips"]["detection_delay"]
         out[closing] = {"rule": alarms["all"]["rule"], "episodes": rate["false_alarms"],
@@ -152,6 +154,11 @@ def fold_candidates(fold: dict[str, Any]) -> dict[str, Any]:
     return {"candidates": candidates, "reproduces_fold_json": check}
 
 
+def closings_json() -> dict[str, str]:
+    """:data:`CLOSINGS` as a result records them."""
+    return {name: rule.describe() if rule else "the model's own" for name, rule in CLOSINGS.items()}
+
+
 def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
     """Episodes over several runs' normal footage (:func:`pooled_alarms`), with the median delay over
     every caught event and the worst run."""
@@ -161,7 +168,7 @@ def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # What the choice inside the folds chooses among: every rate, at today's episode rule and with its later opening.
-CHOSEN_AMONG = {f"{rate}, {rule}": (rate, rule) for rate in RATES for rule in ("today", "today, 4 in a row open")}
+CHOSEN_AMONG = {f"{rate}, {rule}": (rate, rule) for rate in RATES for rule in CLOSINGS if rule != "stored"}
 
 
 def inside_the_folds(runs: list[dict[str, Any]], deployed: str) -> dict[str, Any]:
@@ -181,7 +188,7 @@ def inside_the_folds(runs: list[dict[str, Any]], deployed: str) -> dict[str, Any
 
 def _earlier_runs(path: Path, document: Any) -> list | None:
     if (isinstance(document, dict) and isinstance(document.get("runs"), list) and document.get("rates") == RATES
-            and document.get("closings") == {name: list(rule) for name, rule in CLOSINGS.items()}):
+            and document.get("closings") == closings_json()):
         return document["runs"]
     return None
 
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     deployed = deployed_rate()
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["python", "-m", "occ.benchmarks.avid_rules", *(argv if argv is not None else sys.argv[1:])]),
-              "deployed": deployed, "rates": RATES, "closings": CLOSINGS, "runs": runs,
+              "deployed": deployed, "rates": RATES, "closings": closings_json(), "runs": runs,
               "pooled": {closing: {name: pooled([run["candidates"][name][closing] for run in runs]) for name in RATES} for closing in CLOSINGS},
               "inside_the_folds": inside_the_folds(runs, deployed) if len(runs) > 1 else None,
               "seconds": round(time.time() - started)}
@@ -216,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
               f"here {check['derived_again_at_stored_closing']['episodes']}; "
               + "; ".join(f"{name}: {entry['today']['episodes']} episodes, {entry['today']['events_caught']}/{entry['today']['events']} events, "
                           f"median delay {entry['today']['median_delay_frames']}" for name, entry in run["candidates"].items()))
-    for name, entry in result["pooled"]["today"].items():
-        four = result["pooled"]["today, 4 in a row open"][name]
-        print(f"{name}: {entry['episodes']} episodes (4 in a row open: {four['episodes']}) in {entry['normal_minutes']:.2f} min, {entry['per_hour']:.0f}/h "
-              f"(95 %: {entry['per_hour_low']:.0f}–{entry['per_hour_high']:.0f}), {entry['events_caught']}/{entry['events']} events")
+    for closing in CLOSINGS:
+        for name, entry in result["pooled"][closing].items():
+            print(f"{name}, {closing}: {entry['episodes']} episodes in {entry['normal_minutes']:.2f} min, {entry['per_hour']:.0f}/h "
+                  f"(95 %: {entry['per_hour_low']:.0f}–{entry['per_hour_high']:.0f}), {entry['events_caught']}/{entry['events']} events, "
+                  f"median delay {entry['median_delay_frames']}")
     if result["inside_the_folds"]:
         inside = result["inside_the_folds"]
         print(f"chosen inside the folds: {inside['chosen_inside_folds']['episodes']} episodes, deployed {inside['deployed']['episodes']}")

@@ -13,8 +13,10 @@ def _one(episodes: int, caught: int = 6, delays: tuple[int, ...] = (3, 5)) -> di
     return {"episodes": episodes, "normal_hours": 1.5 / 60, "events_caught": caught, "events": 6, "delays": list(delays)}
 
 
-def _counts(episodes: int, caught: int = 6, delays: tuple[int, ...] = (3, 5), later_opening: tuple = (9,)) -> dict:
-    return {"today": _one(episodes, caught, delays), "today, 4 in a row open": _one(*later_opening)}
+def _counts(episodes: int, caught: int = 6, delays: tuple[int, ...] = (3, 5), later_opening: tuple = (9,),
+            broken_opening: tuple = (9,)) -> dict:
+    return {"today": _one(episodes, caught, delays), "today, 4 in a row open": _one(*later_opening),
+            "today, 3 of 5 open": _one(*broken_opening)}
 
 
 def test_runs_pool_into_one_rate_with_the_median_delay_over_every_event():
