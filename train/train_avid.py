@@ -69,9 +69,9 @@ class AvidConfig:
         val_fraction: share of each normal clip (its last frames) or of the images held out for model selection and thresholds.
         max_train_frames: most training frames drawn (None: all).
         false_alarm_rate: share of held-out normal frames that fire at the stored thresholds; 0 puts α
-            at the largest of them (binary gate with the ``peak`` frame score only; the video recipe:
-            on Ped2's held-out training clips 1 % gave 6 false episodes where 0 gave 4, at the same
-            events caught; docs/accuracy-log.md, 2026-12-07).
+            at the largest of them (binary gate with the ``peak`` frame score only). Every recipe keeps
+            1 %: on Ped2's held-out training clips the largest frame raised 4 false episodes where 1 %
+            raised 6, and caught 30 of 36 events where 1 % caught 34 (docs/accuracy-log.md, 2026-12-07).
         irregular_fraction: share of training inputs that get synthetic irregularities made from
             the normal data (the data's kinds: ``train.irregularities``); 0: none.
         predict_newest: video: hide the newest frame from I, so the residual is a prediction error.
@@ -101,7 +101,7 @@ class AvidConfig:
     mask_reach: int | None = None
     val_fraction: float = 0.2
     max_train_frames: int | None = 4000
-    false_alarm_rate: float = 0.0
+    false_alarm_rate: float = 0.01
     irregular_fraction: float = 0.5
     predict_newest: bool = True
     region_memory: int = 0
@@ -117,10 +117,10 @@ AVID_RECIPES: dict[str, dict[str, Any]] = {
     # 176 = 11 × 16 px: with depth 4 every region cell is one IR-MNIST digit
     "images": dict(height=176, width=176, depth=4, epochs=5, skip_connections=False, code_channels=16, residual_kernel=5,
                    mask_reach=0, predict_newest=False, region_memory=60000, region_alignment=True, residual_weight=0.2,
-                   frame_score="evidence", false_alarm_rate=0.01),
+                   frame_score="evidence"),
     # as published: the paper's optimizer and objective, Eq. 4's mask block by block, the per-pixel residual
     "paper": dict(optimizer="sgd", lr=0.002, momentum=0.9, lam=0.0, residual_kernel=1, mask_reach=0, irregular_fraction=0.0,
-                  predict_newest=False, false_alarm_rate=0.01),
+                  predict_newest=False),
 }
 
 

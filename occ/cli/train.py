@@ -29,7 +29,7 @@ BaseWidth = Annotated[Optional[int], typer.Option(min=1, help="Channels of the f
                                                              "Default: the recipe's.", rich_help_panel=GEOMETRY)]
 FalseAlarms = Annotated[Optional[float], typer.Option(
     min=0.0, max=0.5, help="Share of held-out normal frames that fire at the stored thresholds; 0 puts ALOCC's τ or AVID's α "
-    "at the largest of them. Default: the recipe's (video 0; otherwise 0.01).")]
+    "at the largest of them. Default: the recipe's (ALOCC video 0; otherwise 0.01).")]
 Devices = Annotated[int, typer.Option(min=1, help="Processes to train in (torchrun: one per GPU with NCCL, else gloo on the CPU); "
                                                  "results equal one process on the same global batch.", rich_help_panel=RUN)]
 Seed = Annotated[int, typer.Option(help="Random seed (training is deterministic on the CPU; IR-MNIST: also the grids).", rich_help_panel=RUN)]
