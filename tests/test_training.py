@@ -259,6 +259,6 @@ def test_the_video_recipes_threshold_rules():
     # AVID's α at the largest held-out normal frame missed events on Ped2's folds (docs/accuracy-log.md, 2026-12-07)
     assert avid_config("video").false_alarm_rate == avid_config("images").false_alarm_rate == avid_config("paper").false_alarm_rate == 0.01
     check_config(avid_config("paper", false_alarm_rate=0.0), "video")  # the binary gate with the peak score: α at the largest
-    for refused in (avid_config("images", false_alarm_rate=0.0), avid_config("video", frame_score="evidence")):
+    for refused in (avid_config("images", false_alarm_rate=0.0), avid_config("video", frame_score="evidence", false_alarm_rate=0.0)):
         with pytest.raises(ValueError, match="a false-alarm rate of 0 needs the binary gate and the peak frame score"):
             check_config(refused, "images" if refused.region_memory else "video")
