@@ -15,7 +15,7 @@ episode rule, at each rule of :data:`CLOSINGS`.
 
 The fold rule (:func:`occ.evaluation.folds.fewest_alarms_choice`, as in ``alocc_rules``): each run
 (a seed's fold) is measured with the rate and opening chosen on the other runs (the fewest alarms per
-hour among those that catch as many events as the deployed rate at today's rule).
+hour among those that catch as many events as the deployed candidate: the `video` recipe's rate and opening).
 """
 from __future__ import annotations
 
@@ -54,12 +54,14 @@ CLOSINGS: dict[str, EpisodeRule | None] = {
 BATCH = 32
 
 
-def deployed_rate() -> str:
-    """The name of the rate the ``video`` recipe deploys."""
+def deployed_candidate() -> str:
+    """The candidate the ``video`` recipe deploys: its rate and its opening at today's closing."""
     from occ.train.train_avid import avid_config
 
-    rate = avid_config("video").false_alarm_rate
-    return next(name for name, value in RATES.items() if value == rate)
+    config = avid_config("video")
+    rate = next(name for name, value in RATES.items() if value == config.false_alarm_rate)
+    opening = EpisodeRule(k=config.episode_opening, n=config.episode_opening)
+    return f"{rate}, {next(name for name, rule in CLOSINGS.items() if rule == opening)}"
 
 
 def graph_maps(detector: Detector, inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -172,18 +174,17 @@ CHOSEN_AMONG = {f"{rate}, {rule}": (rate, rule) for rate in RATES for rule in CL
 
 
 def inside_the_folds(runs: list[dict[str, Any]], deployed: str) -> dict[str, Any]:
-    """Each run measured with the rate and opening chosen on the other runs (:data:`CHOSEN_AMONG`), against the deployed
-    rate at today's rule."""
+    """Each run measured with the rate and opening chosen on the other runs (:data:`CHOSEN_AMONG`), against the
+    ``deployed`` candidate (a name of :data:`CHOSEN_AMONG`)."""
     def counts_of(run: dict[str, Any], name: str) -> dict[str, Any]:
         rate, rule = CHOSEN_AMONG[name]
         return run["candidates"][rate][rule]
 
-    deployed_name = f"{deployed}, today"
     chosen = [fewest_alarms_choice({name: pooled([counts_of(other, name) for other in runs if other is not run]) for name in CHOSEN_AMONG},
-                                   deployed_name) for run in runs]
+                                   deployed) for run in runs]
     return {"chosen": [{"seed": run["seed"], "fold": run["fold"], "candidate": name} for run, name in zip(runs, chosen)],
             "chosen_inside_folds": pooled([counts_of(run, name) for run, name in zip(runs, chosen)]),
-            "deployed": pooled([counts_of(run, deployed_name) for run in runs])}
+            "deployed": pooled([counts_of(run, deployed) for run in runs])}
 
 
 def _earlier_runs(path: Path, document: Any) -> list | None:
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except ResultError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    deployed = deployed_rate()
+    deployed = deployed_candidate()
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["python", "-m", "occ.benchmarks.avid_rules", *(argv if argv is not None else sys.argv[1:])]),
               "deployed": deployed, "rates": RATES, "closings": closings_json(), "runs": runs,

@@ -42,7 +42,17 @@ from .training_runs import ResultError, commit, fold_benchmark_arguments, gather
 
 OPEN_AFTER = (3, 4)  # firing frames in a row
 CLOSE_AFTER = (5, 10, 20, 30)  # quiet frames; at 10 frames/s 0.5, 1, 2 and 3 s
-DEPLOYED = EpisodeRule()
+DEPLOYED = EpisodeRule()  # ALOCC's; AVID's opening is its recipe's (deployed_rule)
+
+
+def deployed_rule(method: str) -> EpisodeRule:
+    """The rule the method's ``video`` recipe stores: :data:`DEPLOYED`, with AVID's own opening."""
+    if method != "avid":
+        return DEPLOYED
+    from occ.train.train_avid import avid_config
+
+    opening = avid_config("video").episode_opening
+    return EpisodeRule(k=opening, n=opening, close_after=DEPLOYED.close_after)
 
 
 def rule_name(rule: EpisodeRule) -> str:
@@ -81,12 +91,12 @@ def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_fold_per_hour": float(np.mean([e["episodes"] / e["normal_hours"] for e in entries]))}
 
 
-def choose(runs: list[dict[str, Any]]) -> str:
+def choose(runs: list[dict[str, Any]], deployed: EpisodeRule = DEPLOYED) -> str:
     """The opening with the fewest alarms per hour over ``runs`` among those that catch as many of
     their events as the deployed rule, at the deployed closing (a longer wait never has more alarms:
     its limit is the operator's, not the folds'); the deployed rule on a tie."""
     return fewest_alarms_choice({name: pooled([run["counts"][name] for run in runs]) for name, rule in RULES.items()
-                                 if rule.close_after == DEPLOYED.close_after}, rule_name(DEPLOYED))
+                                 if rule.close_after == deployed.close_after}, rule_name(deployed))
 
 
 def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -96,11 +106,12 @@ def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         folds = sorted((run for run in runs if (run["method"], run["seed"]) == (method, seed)), key=lambda run: run["fold"])
         if len(folds) < 2:
             continue
-        chosen = [choose([other for other in folds if other is not run]) for run in folds]
+        deployed = deployed_rule(method)
+        chosen = [choose([other for other in folds if other is not run], deployed) for run in folds]
         out[f"{method} seed {seed}"] = {
             "chosen": [{"fold": run["fold"], "rule": name} for run, name in zip(folds, chosen)],
             "chosen_inside_folds": pooled([run["counts"][name] for run, name in zip(folds, chosen)]),
-            "deployed": pooled([run["counts"][rule_name(DEPLOYED)] for run in folds])}
+            "deployed": pooled([run["counts"][rule_name(deployed)] for run in folds])}
     return out
 
 
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = sorted({run["method"] for run in runs})
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["python", "-m", "occ.benchmarks.episode_rules", *(argv if argv is not None else sys.argv[1:])]),
-              "deployed": rule_name(DEPLOYED), "rules": list(RULES), "runs": runs,
+              "deployed": {method: rule_name(deployed_rule(method)) for method in methods}, "rules": list(RULES), "runs": runs,
               "pooled": {method: {name: pooled([run["counts"][name] for run in runs if run["method"] == method]) for name in RULES}
                          for method in methods},
               "inside_the_folds": inside_the_folds(runs),

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from occ.benchmarks.avid_rules import RATES, inside_the_folds, main, pooled
+from occ.benchmarks.avid_rules import CHOSEN_AMONG, RATES, deployed_candidate, inside_the_folds, main, pooled
 
 ONE, HALF, LARGEST = RATES
 
@@ -32,7 +32,7 @@ def test_each_run_is_measured_with_the_rate_chosen_on_the_others():
 
     # 0.5 % has the fewest alarms everywhere but misses an event on run 1
     runs = [run(0, 2, (0,), 2), run(1, 1, (0, 5), 0), run(2, 3, (1,), 2)]
-    result = inside_the_folds(runs, ONE)
+    result = inside_the_folds(runs, f"{ONE}, today")
     # run 0: runs 1 and 2 give 0.5 % 11 of 12 events, the largest 2 alarms against 4; run 1: runs 0 and 2
     # give 0.5 % 1 alarm, every event; run 2: runs 0 and 1 give 0.5 % 11 of 12, the largest 2 against 3
     assert [c["candidate"] for c in result["chosen"]] == [f"{LARGEST}, today", f"{HALF}, today", f"{LARGEST}, today"]
@@ -45,10 +45,14 @@ def test_the_later_opening_is_chosen_only_where_it_catches_as_many_events():
 
     # opening one frame later halves the alarms on runs 0 and 2, but misses an event on run 1
     runs = [run(0, 2, (1,)), run(1, 2, (0, 5)), run(2, 2, (1,))]
-    chosen = [c["candidate"] for c in inside_the_folds(runs, ONE)["chosen"]]
+    chosen = [c["candidate"] for c in inside_the_folds(runs, f"{ONE}, today")["chosen"]]
     # run 1 is measured with the choice of runs 0 and 2 (every event, fewer alarms); runs 0 and 2 with
     # that of a pair holding run 1, where the later opening misses an event
     assert chosen == [f"{ONE}, today", f"{ONE}, today, 4 in a row open", f"{ONE}, today"]
+
+
+def test_the_deployed_candidate_is_the_video_recipes_rate_and_opening():
+    assert deployed_candidate() == f"{ONE}, today, 4 in a row open" and deployed_candidate() in CHOSEN_AMONG
 
 
 def test_a_file_that_is_not_an_avid_fold_is_refused_in_one_line(tmp_path, capsys):

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from occ.benchmarks.episode_rules import DEPLOYED, RULES, inside_the_folds, main, pooled, rule_name
+from occ.benchmarks.episode_rules import DEPLOYED, RULES, deployed_rule, inside_the_folds, main, pooled, rule_name
 from occ.evaluation.protocols import ClipScores, alarm_counts
 from occ.runtime.events import EpisodeTracker
 from occ.runtime.manifest import EpisodeRule
@@ -65,3 +65,8 @@ def test_the_opening_is_chosen_on_the_other_folds_at_the_deployed_closing():
     # 12 events: deployed. The longer wait, with no alarms anywhere, is never a candidate.
     assert [c["rule"] for c in result["chosen"]] == [deployed, later, deployed]
     assert result["chosen_inside_folds"]["episodes"] == 2 + 0 + 1 and result["deployed"]["episodes"] == 5
+
+
+def test_avid_is_measured_against_its_own_opening():
+    avid = deployed_rule("avid")
+    assert rule_name(avid) in RULES and (avid.k, avid.close_after) == (4, DEPLOYED.close_after) and deployed_rule("alocc") == DEPLOYED
