@@ -70,8 +70,8 @@ class AvidConfig:
         max_train_frames: most training frames drawn (None: all).
         false_alarm_rate: share of held-out normal frames that fire at the stored thresholds; 0 puts α
             at the largest of them (binary gate with the ``peak`` frame score only). Every recipe keeps
-            1 %: on Ped2's held-out training clips the largest frame raised 4 false episodes where 1 %
-            raised 6, and caught 30 of 36 events where 1 % caught 34 (docs/accuracy-log.md, 2026-12-07).
+            1 %: on six Ped2 holdout runs the largest frame raised 4 false episodes where 1 % raised 8,
+            and caught 30 of 36 events where 1 % caught 33 (docs/accuracy-log.md, 2026-12-07).
         episode_opening: firing frames in a row that open an episode (the manifest's episode rule; it
             closes as :class:`EpisodeRule`'s). 4, where ALOCC keeps 3: on six Ped2 holdout runs 4 in a
             row raised half the false episodes of 3 at the same events caught, each a frame later
