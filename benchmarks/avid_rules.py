@@ -60,8 +60,7 @@ def deployed_candidate() -> str:
 
     config = avid_config("video")
     rate = next(name for name, value in RATES.items() if value == config.false_alarm_rate)
-    opening = EpisodeRule(k=config.episode_opening, n=config.episode_opening)
-    return f"{rate}, {next(name for name, rule in CLOSINGS.items() if rule == opening)}"
+    return f"{rate}, {next(name for name, rule in CLOSINGS.items() if rule == config.episode_rule())}"
 
 
 def graph_maps(detector: Detector, inputs: np.ndarray) -> dict[str, np.ndarray]:

@@ -51,8 +51,7 @@ def deployed_rule(method: str) -> EpisodeRule:
         return DEPLOYED
     from occ.train.train_avid import avid_config
 
-    opening = avid_config("video").episode_opening
-    return EpisodeRule(k=opening, n=opening, close_after=DEPLOYED.close_after)
+    return avid_config("video").episode_rule()
 
 
 def rule_name(rule: EpisodeRule) -> str:

@@ -115,6 +115,10 @@ class AvidConfig:
     frame_score: str = "peak"
     seed: int = 0
 
+    def episode_rule(self) -> EpisodeRule:
+        """The episode rule training stores: :class:`EpisodeRule`'s, opening at ``episode_opening`` firing frames in a row."""
+        return EpisodeRule(k=self.episode_opening, n=self.episode_opening)
+
 
 # What each recipe changes from the video recipe's defaults (docs/methods.md says why).
 AVID_RECIPES: dict[str, dict[str, Any]] = {
@@ -365,7 +369,7 @@ class AvidTraining(AdversarialTraining):
                         "skip_connections": config.skip_connections, "code_channels": config.code_channels,
                         "region_memory": 0 if memory is None else len(memory.bank), "region_alignment": memory is not None and memory.align}
         return Deployment({"regions": RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell), "scoring": scoring,
-                           "episodes": EpisodeRule(k=config.episode_opening, n=config.episode_opening)},
+                           "episodes": config.episode_rule()},
                           thresholds, architecture, {**networks, **({} if memory is None else {"region_memory": memory})}, self.val_clean)
 
 
