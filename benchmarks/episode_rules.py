@@ -12,10 +12,10 @@ does not move when an episode opens, so it never flags an event later: a longer 
 episode that ends that much later, and two incidents closer than that reported as one. Each more
 frame to open flags every event a frame later.
 
-The fold rule (:func:`occ.evaluation.folds.fewest_alarms_choice`, as in ``alocc_rules``), for the
-opening at the deployed closing: for each fold of a seed, the opening chosen on that seed's other
-folds (the fewest alarms per hour among those that catch as many events as the deployed one) is
-measured on it.
+The fold rule (:func:`occ.evaluation.folds.fewest_alarms_choice`, as in ``alocc_rules`` and
+``avid_rules``), for the opening at the deployed closing: each run of a method (a seed's fold) is
+measured with the opening chosen on that method's other runs, every seed's (the fewest alarms per
+hour among those that catch as many events as the deployed one).
 """
 from __future__ import annotations
 
@@ -99,18 +99,18 @@ def choose(runs: list[dict[str, Any]], deployed: EpisodeRule = DEPLOYED) -> str:
 
 
 def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per method and seed with two or more folds: each fold measured with the rule chosen on the others."""
+    """Per method with two or more runs: each run measured with the rule chosen on the method's others."""
     out: dict[str, Any] = {}
-    for method, seed in sorted({(run["method"], run["seed"]) for run in runs}):
-        folds = sorted((run for run in runs if (run["method"], run["seed"]) == (method, seed)), key=lambda run: run["fold"])
-        if len(folds) < 2:
+    for method in sorted({run["method"] for run in runs}):
+        mine = sorted((run for run in runs if run["method"] == method), key=lambda run: (run["seed"], run["fold"]))
+        if len(mine) < 2:
             continue
         deployed = deployed_rule(method)
-        chosen = [choose([other for other in folds if other is not run], deployed) for run in folds]
-        out[f"{method} seed {seed}"] = {
-            "chosen": [{"fold": run["fold"], "rule": name} for run, name in zip(folds, chosen)],
-            "chosen_inside_folds": pooled([run["counts"][name] for run, name in zip(folds, chosen)]),
-            "deployed": pooled([run["counts"][rule_name(deployed)] for run in folds])}
+        chosen = [choose([other for other in mine if other is not run], deployed) for run in mine]
+        out[method] = {
+            "chosen": [{"seed": run["seed"], "fold": run["fold"], "rule": name} for run, name in zip(mine, chosen)],
+            "chosen_inside_folds": pooled([run["counts"][name] for run, name in zip(mine, chosen)]),
+            "deployed": pooled([run["counts"][rule_name(deployed)] for run in mine])}
     return out
 
 

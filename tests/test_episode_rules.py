@@ -59,7 +59,7 @@ def test_the_opening_is_chosen_on_the_other_folds_at_the_deployed_closing():
     runs = [run(0, {deployed: _counts(2, 1.5), later: _counts(1, 1.5), longer_wait: _counts(0, 1.5)}),
             run(1, {deployed: _counts(2, 1.5), later: _counts(0, 1.5, 5), longer_wait: _counts(0, 1.5)}),
             run(2, {deployed: _counts(1, 1.5), later: _counts(0, 1.5), longer_wait: _counts(0, 1.5)})]
-    result = inside_the_folds(runs)["alocc seed 0"]
+    result = inside_the_folds(runs)["alocc"]
     # fold 0: folds 1 and 2 give 'later' no alarm but 11 of 12 events: the deployed rule; fold 1: folds 0
     # and 2 give 'later' 1 alarm against 3, every event: 'later'; fold 2: folds 0 and 1 give it 11 of
     # 12 events: deployed. The longer wait, with no alarms anywhere, is never a candidate.
@@ -70,3 +70,17 @@ def test_the_opening_is_chosen_on_the_other_folds_at_the_deployed_closing():
 def test_avid_is_measured_against_its_own_opening():
     avid = deployed_rule("avid")
     assert rule_name(avid) in RULES and (avid.k, avid.close_after) == (4, DEPLOYED.close_after) and deployed_rule("alocc") == DEPLOYED
+
+
+def test_the_choice_pools_every_seed_of_a_method():
+    deployed, later = rule_name(DEPLOYED), rule_name(type(DEPLOYED)("k_of_n", 4, 4, DEPLOYED.close_after))
+
+    def run(seed, counts):
+        every = {name: _counts(9, 1.5) for name in RULES}
+        return {"method": "alocc", "seed": seed, "fold": 0, "counts": {**every, **counts}}
+
+    # one fold per seed: each run is measured with the choice made on the other seeds' runs
+    runs = [run(seed, {deployed: _counts(2, 1.5), later: _counts(1, 1.5)}) for seed in (0, 1, 2)]
+    result = inside_the_folds(runs)["alocc"]
+    assert [(c["seed"], c["rule"]) for c in result["chosen"]] == [(0, later), (1, later), (2, later)]
+    assert result["chosen_inside_folds"]["episodes"] == 3 and result["deployed"]["episodes"] == 6
