@@ -42,16 +42,7 @@ from .training_runs import ResultError, commit, fold_benchmark_arguments, gather
 
 OPEN_AFTER = (3, 4)  # firing frames in a row
 CLOSE_AFTER = (5, 10, 20, 30)  # quiet frames; at 10 frames/s 0.5, 1, 2 and 3 s
-DEPLOYED = EpisodeRule()  # ALOCC's; AVID's opening is its recipe's (deployed_rule)
-
-
-def deployed_rule(method: str) -> EpisodeRule:
-    """The rule the method's ``video`` recipe stores: :data:`DEPLOYED`, with AVID's own opening."""
-    if method != "avid":
-        return DEPLOYED
-    from occ.train.train_avid import avid_config
-
-    return avid_config("video").episode_rule()
+DEPLOYED = EpisodeRule()
 
 
 def rule_name(rule: EpisodeRule) -> str:
@@ -105,12 +96,11 @@ def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         mine = sorted((run for run in runs if run["method"] == method), key=lambda run: (run["seed"], run["fold"]))
         if len(mine) < 2:
             continue
-        deployed = deployed_rule(method)
-        chosen = [choose([other for other in mine if other is not run], deployed) for run in mine]
+        chosen = [choose([other for other in mine if other is not run]) for run in mine]
         out[method] = {
             "chosen": [{"seed": run["seed"], "fold": run["fold"], "rule": name} for run, name in zip(mine, chosen)],
             "chosen_inside_folds": pooled([run["counts"][name] for run, name in zip(mine, chosen)]),
-            "deployed": pooled([run["counts"][rule_name(deployed)] for run in mine])}
+            "deployed": pooled([run["counts"][rule_name(DEPLOYED)] for run in mine])}
     return out
 
 
@@ -138,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     methods = sorted({run["method"] for run in runs})
     result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit(),
               "command": shlex.join(["python", "-m", "occ.benchmarks.episode_rules", *(argv if argv is not None else sys.argv[1:])]),
-              "deployed": {method: rule_name(deployed_rule(method)) for method in methods}, "rules": list(RULES), "runs": runs,
+              "deployed": rule_name(DEPLOYED), "rules": list(RULES), "runs": runs,
               "pooled": {method: {name: pooled([run["counts"][name] for run in runs if run["method"] == method]) for name in RULES}
                          for method in methods},
               "inside_the_folds": inside_the_folds(runs),

@@ -259,17 +259,12 @@ def test_the_video_recipes_threshold_rules():
     # AVID's α at the largest held-out normal frame missed events on Ped2's folds (docs/accuracy-log.md, 2026-12-07)
     assert avid_config("video").false_alarm_rate == avid_config("images").false_alarm_rate == avid_config("paper").false_alarm_rate == 0.01
     check_config(avid_config("paper", false_alarm_rate=0.0), "video")  # the binary gate with the peak score: α at the largest
-    with pytest.raises(ValueError, match="episode_opening must be at least 1 firing frame, got 0"):
-        check_config(avid_config("video", episode_opening=0), "video")
     for refused in (avid_config("images", false_alarm_rate=0.0), avid_config("video", frame_score="evidence", false_alarm_rate=0.0)):
         with pytest.raises(ValueError, match="a false-alarm rate of 0 needs the binary gate and the peak frame score"):
             check_config(refused, "images" if refused.region_memory else "video")
 
 
-def test_avid_stores_its_episode_opening(avid_onnx):
+def test_training_stores_the_episode_rule(avid_onnx):
     from occ.runtime.manifest import EpisodeRule, read_manifest
-    from occ.train.train_avid import AvidConfig
 
-    manifest = read_manifest(avid_onnx)
-    opening = AvidConfig(**manifest.training["config"]).episode_opening
-    assert manifest.episodes == EpisodeRule(k=opening, n=opening) and opening == 4
+    assert read_manifest(avid_onnx).episodes == EpisodeRule() and (EpisodeRule().k, EpisodeRule().n) == (4, 4)

@@ -22,7 +22,7 @@ from torch import nn
 
 from occ.evaluation.datasets.common import Clip, data_name
 from occ.evaluation.metrics import MetricError, roc_auc
-from occ.runtime.manifest import AvidScoring, EpisodeRule, InputSpec, Manifest, RegionSpec
+from occ.runtime.manifest import AvidScoring, InputSpec, Manifest, RegionSpec
 from occ.runtime.preprocess import AVID_OFFSETS, normalized_averages, preprocess_clip
 from occ.runtime.scoring import avid_thresholds, block_peaks, check_rate
 
@@ -72,10 +72,6 @@ class AvidConfig:
             at the largest of them (binary gate with the ``peak`` frame score only). Every recipe keeps
             1 %: on six Ped2 holdout runs the largest frame raised 4 false episodes where 1 % raised 8,
             and caught 30 of 36 events where 1 % caught 33 (docs/accuracy-log.md, 2026-12-07).
-        episode_opening: firing frames in a row that open an episode (the manifest's episode rule; it
-            closes as :class:`EpisodeRule`'s). 4, where ALOCC keeps 3: on six Ped2 holdout runs 4 in a
-            row raised half the false episodes of 3 at the same events caught, each a frame later
-            (docs/accuracy-log.md, 2026-12-07).
         irregular_fraction: share of training inputs that get synthetic irregularities made from
             the normal data (the data's kinds: ``train.irregularities``); 0: none.
         predict_newest: video: hide the newest frame from I, so the residual is a prediction error.
@@ -106,7 +102,6 @@ class AvidConfig:
     val_fraction: float = 0.2
     max_train_frames: int | None = 4000
     false_alarm_rate: float = 0.01
-    episode_opening: int = 4
     irregular_fraction: float = 0.5
     predict_newest: bool = True
     region_memory: int = 0
@@ -114,10 +109,6 @@ class AvidConfig:
     residual_weight: float | None = None
     frame_score: str = "peak"
     seed: int = 0
-
-    def episode_rule(self) -> EpisodeRule:
-        """The episode rule training stores: :class:`EpisodeRule`'s, opening at ``episode_opening`` firing frames in a row."""
-        return EpisodeRule(k=self.episode_opening, n=self.episode_opening)
 
 
 # What each recipe changes from the video recipe's defaults (docs/methods.md says why).
@@ -156,8 +147,6 @@ def check_config(config: AvidConfig, kind: str) -> None:
         raise ValueError(f"frame_score must be 'peak' or 'evidence', got {config.frame_score!r}")
     check_sizes(config, "AVID", ("epochs", "batch_size", "base_width", "depth"))
     check_rate(config.false_alarm_rate, avid_scoring(config, config.height))
-    if config.episode_opening < 1:
-        raise ValueError(f"episode_opening must be at least 1 firing frame, got {config.episode_opening}")
     if not 0 <= config.irregular_fraction <= 1:
         raise ValueError(f"irregular_fraction must be in [0, 1] (0: no synthetic irregularities), got {config.irregular_fraction}")
 
@@ -368,8 +357,7 @@ class AvidTraining(AdversarialTraining):
         architecture = {"in_channels": data.spec.channels, "base_width": config.base_width, "depth": config.depth,
                         "skip_connections": config.skip_connections, "code_channels": config.code_channels,
                         "region_memory": 0 if memory is None else len(memory.bank), "region_alignment": memory is not None and memory.align}
-        return Deployment({"regions": RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell), "scoring": scoring,
-                           "episodes": config.episode_rule()},
+        return Deployment({"regions": RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell), "scoring": scoring},
                           thresholds, architecture, {**networks, **({} if memory is None else {"region_memory": memory})}, self.val_clean)
 
 
