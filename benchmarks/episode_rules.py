@@ -81,12 +81,12 @@ def pooled(entries: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_fold_per_hour": float(np.mean([e["episodes"] / e["normal_hours"] for e in entries]))}
 
 
-def choose(runs: list[dict[str, Any]], deployed: EpisodeRule = DEPLOYED) -> str:
+def choose(runs: list[dict[str, Any]]) -> str:
     """The opening with the fewest alarms per hour over ``runs`` among those that catch as many of
     their events as the deployed rule, at the deployed closing (a longer wait never has more alarms:
     its limit is the operator's, not the folds'); the deployed rule on a tie."""
     return fewest_alarms_choice({name: pooled([run["counts"][name] for run in runs]) for name, rule in RULES.items()
-                                 if rule.close_after == deployed.close_after}, rule_name(deployed))
+                                 if rule.close_after == DEPLOYED.close_after}, rule_name(DEPLOYED))
 
 
 def inside_the_folds(runs: list[dict[str, Any]]) -> dict[str, Any]:
