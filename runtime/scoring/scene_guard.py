@@ -550,17 +550,16 @@ class ProfileMatch:
         products, totals, squares = sums[:count, 0], sums[count:, 0], sums[count:, 1]
         bound = np.sqrt(np.maximum(squares - totals * totals / self._sizes, 0.0)) * self._norms
         # as OpenCV: a window with no spread (a flat profile) correlates 0
-        scores = np.divide(products, bound, out=np.zeros(count), where=np.abs(products) < 1.125 * bound).tolist()
+        scores = np.clip(np.divide(products, bound, out=np.zeros(count), where=np.abs(products) < 1.125 * bound), -1.0, 1.0)
         out = []
         for axis_scores, length, margin in zip((scores[:self._split], scores[self._split:]), self.lengths, self.margins):
-            scores_axis = [max(-1.0, min(1.0, v)) for v in axis_scores]
-            best = max(range(len(scores_axis)), key=scores_axis.__getitem__)
+            best = int(np.argmax(axis_scores))  # the first of equal bests
             offset = 0.0
-            if 0 < best < len(scores_axis) - 1:
-                left, mid, right = scores_axis[best - 1 : best + 2]
+            if 0 < best < len(axis_scores) - 1:
+                left, mid, right = axis_scores[best - 1 : best + 2].tolist()
                 curvature = left - 2 * mid + right
                 offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
-            out += [abs(best + offset - margin) / length, scores_axis[best]]
+            out += [abs(best + offset - margin) / length, float(axis_scores[best])]
         return tuple(out)
 
 
