@@ -94,14 +94,18 @@ def run_on_day(detector: Detector, day: Day, tracker: EpisodeTracker,
     return scores, decisions, episodes
 
 
-def day_report(day: Day, decisions: np.ndarray, episodes: list[dict]) -> dict:
+def day_report(day: Day, decisions: np.ndarray, episodes: list[dict], scores: np.ndarray | None = None, threshold: float = 1.0) -> dict:
     """Alarms per hour of normal footage for each hour of the clock and in total (95 % intervals),
-    and for each event whether and how soon an episode flagged it."""
+    and for each event whether and how soon an episode flagged it. With the frame ``scores``, in
+    units of the frame ``threshold``: each hour's normal frames' median, 99th percentile and largest,
+    and each event's largest, over its whole length and over its first second (what a threshold would
+    have to sit under to flag it, against what the normal frames of its hour reach)."""
     labels, fps = day.labels, day.config.fps
     for episode in episodes:
         episode["event"] = bool(labels[episode["start_frame"]:episode["end_frame"] + 1].any())
     false_alarms = [e for e in episodes if not e["event"]]
     hour_of = np.floor(day.table["clock_hour"]).astype(int)
+    relative = None if scores is None else np.asarray(scores, np.float64) / threshold
     rows = []
     for hour in sorted(set(hour_of.tolist()), key=lambda h: np.flatnonzero(hour_of == h)[0]):
         in_hour = hour_of == hour
@@ -109,16 +113,32 @@ def day_report(day: Day, decisions: np.ndarray, episodes: list[dict]) -> dict:
         count = sum(1 for e in false_alarms if hour_of[e["open_frame"]] == hour)
         rows.append({"clock_hour": f"{hour:02d}:00", **_rate(count, normal_hours),
                      "walkers_mean": float(day.table["walkers"][in_hour].mean()), "light_mean": float(day.table["light"][in_hour].mean()),
-                     "frames_over_threshold": float(decisions[in_hour & ~labels].mean()) if (in_hour & ~labels).any() else None})
+                     "frames_over_threshold": float(decisions[in_hour & ~labels].mean()) if (in_hour & ~labels).any() else None,
+                     **_normal_scores(relative, in_hour & ~labels)})
     within = int(round(FLAG_WITHIN_S * fps))
     events = []
     for event in day.events:
         delay = _flag_delay(event.start_frame, event.end_frame, episodes)
-        events.append({**event.to_json(), "delay_frames": delay, "flagged_within_1s": delay is not None and delay <= within})
+        events.append({**event.to_json(), "delay_frames": delay, "flagged_within_1s": delay is not None and delay <= within,
+                       **_event_scores(relative, event.start_frame, event.end_frame, within)})
     flagged_share = float(np.mean([e["flagged_within_1s"] for e in events])) if events else None
     return {"per_clock_hour": rows, "false_alarms": _rate(len(false_alarms), float((~labels).sum() / fps / 3600)),
             "episodes": len(episodes), "events": events, "flagged_within_1s": flagged_share,
             "flag_window_frames": within, "frames_over_threshold": float(decisions[~labels].mean()) if (~labels).any() else None}
+
+
+def _normal_scores(relative: np.ndarray | None, normal: np.ndarray) -> dict:
+    if relative is None or not normal.any():
+        return {}
+    p50, p99, top = np.quantile(relative[normal], [0.5, 0.99, 1.0])
+    return {"normal_score_over_threshold": {"p50": float(p50), "p99": float(p99), "max": float(top)}}
+
+
+def _event_scores(relative: np.ndarray | None, start: int, end: int, first: int) -> dict:
+    if relative is None:
+        return {}
+    return {"peak_over_threshold": float(relative[start:end + 1].max()),
+            "first_second_peak_over_threshold": float(relative[start:min(start + first, end + 1)].max())}
 
 
 def _flag_delay(start: int, end: int, episodes: list[dict]) -> int | None:
@@ -160,7 +180,7 @@ def run_day(model: str | Path, calibration: str | Path, test: str | Path, workdi
     try:
         if progress is not None:
             progress(0, description="test day")
-        _, decisions, episodes = run_on_day(detector, day, tracker, progress=(lambda: progress(1)) if progress else None)
+        scores, decisions, episodes = run_on_day(detector, day, tracker, progress=(lambda: progress(1)) if progress else None)
     finally:
         detector.close()
     return {"schema": SCHEMA, "date": _dt.date.today().isoformat(), "machine": machine(), "commit": commit(),
@@ -173,7 +193,7 @@ def run_day(model: str | Path, calibration: str | Path, test: str | Path, workdi
             "test_day": {"day": str(test), "hours": day.config.hours, "clock_hours": day.config.clock_hours, "start": day.config.start,
                          "seed": day.config.seed, "frame_size": [day.config.height, day.config.width], "fps": day.config.fps,
                          "events": len(day.events)},
-            **day_report(day, decisions, episodes), "seconds": round(time.monotonic() - started, 1)}
+            **day_report(day, decisions, episodes, scores, frame_threshold(manifest)), "seconds": round(time.monotonic() - started, 1)}
 
 
 def markdown(result: dict) -> str:

@@ -109,6 +109,14 @@ def test_day_report_by_hand(tmp_path):
     assert late["events"][0]["delay_frames"] == 3
     missed = day_report(day, decisions, [{"start_frame": 2, "open_frame": 4, "end_frame": 5}])
     assert missed["events"][0]["delay_frames"] is None and missed["flagged_within_1s"] == 0.0
+    assert "normal_score_over_threshold" not in seven and "peak_over_threshold" not in report["events"][0]
+    # scores 0..19, threshold 2: hour 07 holds frames 0-9 (all normal), hour 08 the normal 10, 11, 16-19
+    scored = day_report(day, decisions, episodes, scores=np.arange(20.0), threshold=2.0)
+    seven, eight = scored["per_clock_hour"]
+    assert seven["normal_score_over_threshold"] == pytest.approx({"p50": 2.25, "p99": 4.455, "max": 4.5})
+    assert eight["normal_score_over_threshold"]["max"] == 9.5 and eight["normal_score_over_threshold"]["p50"] == pytest.approx(8.25)
+    # the event (frames 12-15) is shorter than its first second: both peaks are frame 15's
+    assert scored["events"][0]["peak_over_threshold"] == 7.5 and scored["events"][0]["first_second_peak_over_threshold"] == 7.5
 
 
 def test_cli_generates_a_day_and_refuses_bad_input(tmp_path):
