@@ -342,19 +342,6 @@ def pixel_level_scores(score_maps: np.ndarray, gt_masks: np.ndarray, coverage: f
     return labels, scores
 
 
-def pixel_level_rates(pred_masks: np.ndarray, gt_masks: np.ndarray, coverage: float = 0.4) -> tuple[float, float]:
-    """True- and false-positive rates of binary masks under the pixel-level criterion."""
-    pred_masks = np.asarray(pred_masks, bool)
-    gt_masks = np.asarray(gt_masks, bool)
-    flat_gt = gt_masks.reshape(len(gt_masks), -1)
-    flat_pred = pred_masks.reshape(len(pred_masks), -1)
-    anomalous = flat_gt.any(axis=1)
-    hit = (flat_pred & flat_gt).sum(axis=1) >= np.ceil(coverage * flat_gt.sum(axis=1))
-    tpr = float(hit[anomalous].mean()) if anomalous.any() else float("nan")
-    fpr = float(flat_pred[~anomalous].any(axis=1).mean()) if (~anomalous).any() else float("nan")
-    return tpr, fpr
-
-
 def _average_ranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="mergesort")
     _, inverse, counts = np.unique(values[order], return_inverse=True, return_counts=True)

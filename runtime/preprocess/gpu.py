@@ -110,7 +110,6 @@ class GpuPreprocessor:
         self.k_patches = load_kernels("extract_patches.cu", self.context.arch) if patches else None
         h, w = self.frame_size
         code, per_pixel = SOURCE_FORMATS[source_format]
-        self._format_code = code
         self.frame_bytes = h * w * per_pixel  # only the luma plane of NV12 is read and uploaded
         self.device_frame_bytes = h * w * 3 // 2 if source_format.startswith("nv12") else self.frame_bytes
         self.pixels = spec.height * spec.width
