@@ -109,12 +109,12 @@ def day_report(day: Day, decisions: np.ndarray, episodes: list[dict], scores: np
     rows = []
     for hour in sorted(set(hour_of.tolist()), key=lambda h: np.flatnonzero(hour_of == h)[0]):
         in_hour = hour_of == hour
-        normal_hours = float((in_hour & ~labels).sum() / fps / 3600)
+        normal = in_hour & ~labels
         count = sum(1 for e in false_alarms if hour_of[e["open_frame"]] == hour)
-        rows.append({"clock_hour": f"{hour:02d}:00", **_rate(count, normal_hours),
+        rows.append({"clock_hour": f"{hour:02d}:00", **_rate(count, float(normal.sum() / fps / 3600)),
                      "walkers_mean": float(day.table["walkers"][in_hour].mean()), "light_mean": float(day.table["light"][in_hour].mean()),
-                     "frames_over_threshold": float(decisions[in_hour & ~labels].mean()) if (in_hour & ~labels).any() else None,
-                     **_normal_scores(relative, in_hour & ~labels)})
+                     "frames_over_threshold": float(decisions[normal].mean()) if normal.any() else None,
+                     **_normal_scores(relative, normal)})
     within = int(round(FLAG_WITHIN_S * fps))
     events = []
     for event in day.events:
