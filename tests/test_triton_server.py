@@ -279,7 +279,8 @@ def test_occ_bench_triton_writes_local_and_served_frame_rates_per_camera_count(a
             assert abs(server["requests"] - row["frames"]) <= max(2 * row["cameras"], 0.1 * row["frames"])
             # Triton counts a frame's inference before its request's success: a frame in flight may sit between them
             assert abs(server["inferences"] - server["requests"]) <= row["cameras"]
-            assert 1.0 <= server["mean_batch_frames"] <= row["cameras"] * 1.01
+            # the same frames in flight at the window's edges: an execution counted before its inferences
+            assert 1.0 - row["cameras"] / server["executions"] <= server["mean_batch_frames"] <= row["cameras"] * 1.01
 
     bad = CliRunner().invoke(app, ["triton", str(avid_onnx), "--cameras", "0,4"])
     assert bad.exit_code == 2 and "--cameras must be positive integers" in bad.output
