@@ -164,6 +164,12 @@ def test_holdout_errors_are_one_line(eight_clip_walkway, alocc_onnx, tmp_path):
     bad.write_text("{}")
     result = CliRunner().invoke(app, ["ped2-holdout-summary", str(bad)])
     assert result.exit_code == 2 and f"{bad}: not an occ-bench ped2 --holdout-fold result" in result.output
+    result = CliRunner().invoke(app, ["ped2", "--data", str(eight_clip_walkway), "--model", str(alocc_onnx), "--epochs", "3"])
+    assert result.exit_code == 2 and "--epochs is for the model it trains: it takes no --model" in result.output
+    assert len(result.output.strip().splitlines()) == 1
     with pytest.raises(ValueError, match="one method, seed"):
         holdout_summary([{"method": "alocc", "seed": 0, "folds": 4, "size": "cpu", "fold": 0, "alarms": {}},
                          {"method": "avid", "seed": 0, "folds": 4, "size": "cpu", "fold": 1, "alarms": {}}])
+    with pytest.raises(ValueError, match="seed, size, epochs"):  # folds trained for 6 and for 12 epochs are not one model's
+        holdout_summary([{"method": "avid", "seed": 0, "folds": 4, "size": "cpu", "epochs": 6, "fold": 0, "alarms": {}},
+                         {"method": "avid", "seed": 0, "folds": 4, "size": "cpu", "epochs": 12, "fold": 1, "alarms": {}}])

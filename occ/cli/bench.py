@@ -378,6 +378,8 @@ def ped2(
              "alarms per hour on them and on the test clips' normal frames, raw and as the service's episodes. Default: none, "
              "train on every clip.")] = None,
     holdout_folds: Annotated[int, typer.Option(min=2, help="Folds the training clips are split into for --holdout-fold.")] = 4,
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, help="Training epochs. Default: the size's (cpu: ALOCC 5, AVID 6; gpu: 15, 20).")] = None,
     seed: Seed = 0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
@@ -387,15 +389,18 @@ def ped2(
     let_idle_workers_spin_briefly()  # before torch is imported: the same bits, faster (occ.train.openmp)
     from occ.benchmarks.ped2 import holdout_markdown, markdown, models_result, run_ped2, run_ped2_holdout
 
+    if model and epochs is not None:
+        fail("--epochs is for the model it trains: it takes no --model")
     if holdout_fold is not None:
         if folds or (model and len(model) > 1):
             fail("--holdout-fold takes one --model and no --folds")
         with one_line_errors():
-            result = run_ped2_holdout(data, method, out, holdout_fold, holdout_folds, size, seed, model=model[0] if model else None)
+            result = run_ped2_holdout(data, method, out, holdout_fold, holdout_folds, size, seed, model=model[0] if model else None,
+                                      epochs=epochs)
         report(result, json_path, quiet, lambda r: _print_markdown(holdout_markdown(r)))
         return
     with one_line_errors():
-        results = [run_ped2(data, method, out, size, seed, model=m, folds=folds) for m in (model or [None])]
+        results = [run_ped2(data, method, out, size, seed, model=m, folds=folds, epochs=epochs) for m in (model or [None])]
     payload = results[0] if len(results) == 1 else models_result(results)
     report(payload, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 
