@@ -49,6 +49,22 @@ def test_same_seed_same_day_and_exact_masks():
     assert number == 0 and mask.any() and not mask.all()
 
 
+def test_auto_gain_brightens_the_night_to_the_day_and_its_noise_with_it():
+    config = DayConfig(**TINY, events_per_hour=0, seed=5)  # 360 frames over the whole clock: night, day and night
+    plain, gained = list(generate_day(config)), list(generate_day(DayConfig(**TINY, events_per_hour=0, seed=5, auto_gain=True)))
+    night = next(i for i, f in enumerate(plain) if f.light == pytest.approx(0.35))
+    day = next(i for i, f in enumerate(plain) if f.light == pytest.approx(1.0))
+    # by hand: the same frame times 1 / 0.35, rounded and clipped; daylight's frames are untouched
+    expected = np.clip(np.round(plain[night].image.astype(np.float32) * np.float32(1 / np.float32(0.35))), 0, 255)
+    assert np.array_equal(gained[night].image, expected.astype(np.uint8))
+    assert np.array_equal(gained[day].image, plain[day].image)
+    assert plain[night].image.mean() < 0.5 * plain[day].image.mean()
+    assert gained[night].image.mean() == pytest.approx(plain[day].image.mean(), rel=0.15)
+    # the sensor noise is brightened too: frame-to-frame differences of the night's frames grow by 1 / 0.35
+    noise = [np.std(np.diff([frames[i].image.astype(float) for i in (night, night + 1)], axis=0)) for frames in (plain, gained)]
+    assert noise[1] == pytest.approx(noise[0] / 0.35, rel=0.1)
+
+
 def test_write_read_back_is_lossless(tmp_path):
     config = DayConfig(**TINY, events_per_hour=80, seed=1)
     written = write_day(tmp_path / "day", config)
@@ -127,7 +143,11 @@ def test_cli_generates_a_day_and_refuses_bad_input(tmp_path):
     assert result.exit_code == 0, result.output
     written = json.loads(result.output)
     assert written["frames"] == 180 and (out / "segment_000.avi").is_file() and (out / "frames.csv").is_file()
-    assert open_day(out).table["clock_hour"][0] == pytest.approx(7.25)
+    assert open_day(out).table["clock_hour"][0] == pytest.approx(7.25) and not open_day(out).config.auto_gain
+    gained = runner.invoke(data_app, ["generate", str(tmp_path / "gained"), "--day", "0.005", "--height", "48", "--width", "72",
+                                      "--auto-gain", "--quiet"])
+    assert gained.exit_code == 0, gained.output
+    assert open_day(tmp_path / "gained").config.auto_gain
     bad = runner.invoke(data_app, ["generate", str(tmp_path / "x"), "--day", "0.005", "--start", "7am"])
     assert bad.exit_code == 2 and "06:30" in bad.output and "Traceback" not in bad.output
     (tmp_path / "mine").mkdir()

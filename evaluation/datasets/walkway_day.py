@@ -69,6 +69,10 @@ class DayConfig:
         max_walkers: walkers in view at the peak of a rush hour.
         noise_sigma: sensor noise in daylight, grey levels (three times this in the dark).
         segment_minutes: length of each video file, minutes of footage.
+        auto_gain: a camera with automatic gain: each frame brightened by 1 / the light (the light
+            recorded in ``frames.csv``, 4 decimals), so the night is as bright as the day and its
+            sensor noise grows with it (3 / 0.35 = 8.6 times the day's); the view changes' own gains
+            are kept in the light, so a lighting jump or ramp is compensated too.
     """
 
     hours: float = 1.0
@@ -85,6 +89,7 @@ class DayConfig:
     max_walkers: float = 20.0
     noise_sigma: float = 2.0
     segment_minutes: float = 10.0
+    auto_gain: bool = False
 
     @property
     def frames(self) -> int:
@@ -308,6 +313,8 @@ def generate_day(config: DayConfig) -> Iterator[DayFrame]:
         if covered:
             canvas = np.full_like(canvas, 12.0)
         image = scene.expose(canvas, noise)
+        if config.auto_gain:
+            image = auto_gained(image, light * gain)
         frame_events = []
         for (number, mover), mask in zip(active, masks):
             mask = _shift(mask.astype(np.uint8), dx, dy, nearest=True).astype(bool) if not covered else np.zeros_like(mask)
@@ -315,6 +322,13 @@ def generate_day(config: DayConfig) -> Iterator[DayFrame]:
                 frame_events.append((number, mask))
         active = [(n, m) for n, m in active if -3 * m.half_w <= m.x <= width + 3 * m.half_w]
         yield DayFrame(t, image, hour, visible, light * gain, noise, frame_events, label, (dx, dy))
+
+
+def auto_gained(image: np.ndarray, light: float) -> np.ndarray:
+    """An 8-bit frame as a camera with automatic gain gives it: brightened by 1 / ``light`` (rounded
+    to the 4 decimals ``frames.csv`` records), rounded and clipped."""
+    gain = np.float32(1.0) / np.float32(round(light, 4))
+    return np.clip(np.round(image.astype(np.float32) * gain), 0, 255).astype(np.uint8)
 
 
 # ---- on disk ----------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ def generate(
         help="With --view-changes: inject only this one (repeat for more): shake, cover, light_jump, creep, bump, or light_ramp "
              "(a slow gain ramp to 1.5 over 10 minutes from 40 % of the footage that stays; not in the default set).")] = None,
     segment_minutes: Annotated[float, typer.Option(min=0.01, help="With --day: minutes of footage per video file.")] = 10.0,
+    auto_gain: Annotated[bool, typer.Option(
+        help="With --day: a camera with automatic gain: each frame brightened back to daylight's level, its sensor noise "
+             "with it. Default: off (the night is dark).")] = False,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
 ) -> None:
@@ -49,6 +52,7 @@ def generate(
 
         config = DayConfig(hours=day, clock_hours=clock_hours, start=start, height=height, width=width, seed=seed,
                            events_per_hour=events_per_hour, view_changes=view_changes or bool(view_change), segment_minutes=segment_minutes,
+                           auto_gain=auto_gain,
                            **({"view_change_kinds": tuple(view_change)} if view_change else {}))
         with one_line_errors(), progress_bar("generating the day", total=config.frames, disable=quiet) as advance:
             result = write_day(out, config, progress=advance)
