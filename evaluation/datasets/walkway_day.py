@@ -47,6 +47,7 @@ LIGHT_RAMP_GAIN = 1.5  # the light ramp's gain once it has grown (it stays)
 ALL_VIEW_CHANGES = VIEW_CHANGES + ("light_ramp",)
 MIN_EVENT_SLOT_S = 45.0  # the longest event (a slow wrong-way walker) crosses in about 32 s
 CODEC = "FFV1"
+LIGHT_DECIMALS = 4  # the light as frames.csv records it, and as automatic gain divides by it
 
 
 @dataclass
@@ -69,8 +70,8 @@ class DayConfig:
         max_walkers: walkers in view at the peak of a rush hour.
         noise_sigma: sensor noise in daylight, grey levels (three times this in the dark).
         segment_minutes: length of each video file, minutes of footage.
-        auto_gain: a camera with automatic gain: each frame brightened by 1 / the light (the light
-            recorded in ``frames.csv``, 4 decimals), so the night is as bright as the day and its
+        auto_gain: a camera with automatic gain: each frame brightened by 1 / the light (as
+            ``frames.csv`` records it), so the night is as bright as the day and its
             sensor noise grows with it (3 / 0.35 = 8.6 times the day's); the view changes' own gains
             are kept in the light, so a lighting jump or ramp is compensated too.
     """
@@ -325,9 +326,9 @@ def generate_day(config: DayConfig) -> Iterator[DayFrame]:
 
 
 def auto_gained(image: np.ndarray, light: float) -> np.ndarray:
-    """An 8-bit frame as a camera with automatic gain gives it: brightened by 1 / ``light`` (rounded
-    to the 4 decimals ``frames.csv`` records), rounded and clipped."""
-    gain = np.float32(1.0) / np.float32(round(light, 4))
+    """An 8-bit frame as a camera with automatic gain gives it: brightened by 1 / ``light`` (as
+    ``frames.csv`` records it, :data:`LIGHT_DECIMALS`), rounded and clipped."""
+    gain = np.float32(1.0) / np.float32(round(light, LIGHT_DECIMALS))
     return np.clip(np.round(image.astype(np.float32) * gain), 0, 255).astype(np.uint8)
 
 
@@ -388,7 +389,7 @@ def write_day(root: str | Path, config: DayConfig, progress: Callable[[], None] 
                         events[number].end_frame = frame.index
                     numbers = ";".join(str(n) for n, _ in frame.events)
                     kind = ";".join(events[n].kind for n, _ in frame.events)
-                    rows.writerow((frame.index, clock_text(frame.clock_hour), f"{frame.clock_hour:.5f}", frame.walkers, f"{frame.light:.4f}",
+                    rows.writerow((frame.index, clock_text(frame.clock_hour), f"{frame.clock_hour:.5f}", frame.walkers, f"{frame.light:.{LIGHT_DECIMALS}f}",
                                    f"{frame.noise:.3f}", numbers, kind, first_box, frame.view_change,
                                    f"{frame.offset[0]:.2f}", f"{frame.offset[1]:.2f}"))
                     if progress is not None:
