@@ -27,7 +27,7 @@ from occ.evaluation.datasets.walkway_day import Day, is_day, open_day
 from occ.evaluation.metrics import poisson_rate_interval
 from occ.runtime.detector import Detector, open_detector
 from occ.runtime.events.episodes import EpisodeTracker
-from occ.runtime.manifest import Manifest
+from occ.runtime.manifest import EpisodeRule, Manifest
 from occ.runtime.scoring.decide import FrameResult, frame_threshold, on_frame
 from occ.runtime.service.config import ServiceConfig
 
@@ -38,12 +38,12 @@ FLAG_WITHIN_S = 1.0
 BATCH = 32
 
 
-def service_tracker(manifest: Manifest) -> EpisodeTracker:
+def service_tracker(manifest: Manifest, rule: EpisodeRule | None = None, threshold: float | None = None) -> EpisodeTracker:
     """The episode tracker the service builds for a camera running this model: the manifest's
-    episode rule, with :class:`ServiceConfig`'s overrides (none by default); the one place to
-    follow the service when its rule changes."""
-    return EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="walkway-day", rule=manifest.episodes,
-                          threshold=frame_threshold(manifest))
+    episode rule and frame threshold (or ``rule`` and ``threshold``), with :class:`ServiceConfig`'s
+    overrides (none by default); the one place to follow the service when its rule changes."""
+    return EpisodeTracker(ServiceConfig.open_after, ServiceConfig.close_after, camera="walkway-day", rule=rule or manifest.episodes,
+                          threshold=frame_threshold(manifest) if threshold is None else threshold)
 
 
 def stream_results(detector: Detector, frames: Iterable[np.ndarray], fps: float) -> Iterator[FrameResult]:
@@ -76,10 +76,17 @@ def run_on_day(detector: Detector, day: Day, tracker: EpisodeTracker,
                progress: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Stream ``day`` through the detector and the episode ``tracker``: per-frame scores and decisions,
     and the episodes (``start_frame``, ``open_frame`` (when the operator hears of it), ``end_frame``)."""
-    scores = np.zeros(day.config.frames, np.float32)
-    decisions = np.zeros(day.config.frames, bool)
+    return track_episodes(stream_results(detector, (image for _, image in day.frames()), day.config.fps), day.config.frames,
+                          tracker, progress)
+
+
+def track_episodes(results: Iterable[FrameResult], frames: int, tracker: EpisodeTracker,
+                   progress: Callable[[], None] | None = None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """The episodes ``tracker`` opens over a stream's ``frames`` results, as :func:`run_on_day` returns them."""
+    scores = np.zeros(frames, np.float32)
+    decisions = np.zeros(frames, bool)
     episodes: list[dict] = []
-    for result in stream_results(detector, (image for _, image in day.frames()), day.config.fps):
+    for result in results:
         scores[result.index], decisions[result.index] = result.score, result.decision
         opened, closed, _ = tracker.update(result)
         if opened is not None:

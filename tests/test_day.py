@@ -1,4 +1,5 @@
 """A day on the walkway (occ data generate --day) and its benchmark (occ-bench day), at a tiny size."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -6,13 +7,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from occ.benchmarks.day import day_report, run_day
+from occ.benchmarks.day import day_report, run_day, run_on_day, service_tracker
+from occ.benchmarks.day_rules import every_rule, main as day_rules_main
 from occ.cli.bench import app as bench_app
 from occ.cli.data import app as data_app
-from occ.evaluation.calibration import footage
+from occ.evaluation.calibration import footage, write_calibrated
 from occ.evaluation.datasets.common import DatasetError
 from occ.evaluation.datasets.walkway_day import (CREEP_PER_MINUTE, Day, DayConfig, DayEvent, generate_day, light_level, open_day,
                                                  schedule_events, sensor_noise, walkers_in_view, write_day)
+from occ.runtime.detector import open_detector
+from occ.runtime.manifest import EpisodeRule, read_manifest
 
 TINY = dict(hours=0.01, height=48, width=72, segment_minutes=0.25)  # 360 frames, 36 s, in 3 segments
 
@@ -198,6 +202,50 @@ def test_bench_day_cli_writes_json_and_refuses_a_clip_folder(two_days, alocc_onn
     assert bad.exit_code == 2 and "not a walkway day" in bad.output
 
 
+@pytest.mark.parametrize("method", ["alocc", "avid"])
+def test_every_rule_replays_the_chosen_rule_as_the_stream_runs_it(method, two_days, tmp_path, request, capsys):
+    model = request.getfixturevalue(f"{method}_onnx")
+    calibration, test = two_days
+    budget = 5000.0  # about 2 alarms in the tiny calibration day's 36 s
+    streamed = run_day(model, calibration, test, tmp_path / "work", alarms_per_day=budget)
+    out = tmp_path / "rules.json"
+    assert day_rules_main([str(model), "--calibration", str(calibration), "--test", str(test), "--alarms-per-day", str(budget), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    chosen = [row for row in result["rules"] if row["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["described"] == streamed["episode_rule"]["described"]
+    # scores replayed from the test day's statistics give what the detector's stream gave, episode for episode
+    assert chosen[0]["thresholds"] == pytest.approx(streamed["calibration"]["thresholds"])
+    assert chosen[0]["false_alarms"] == streamed["false_alarms"]
+    assert chosen[0]["delays_frames"] == [event["delay_frames"] for event in streamed["events"]]
+    assert len(result["rules"]) > 1 and "(chosen)" in capsys.readouterr().out
+    assert day_rules_main([str(model), "--calibration", str(tmp_path), "--test", str(test)]) == 2
+    assert capsys.readouterr().err.strip().endswith("not a walkway day (write one with `occ data generate --day HOURS`)")
+
+
+def test_every_rule_replays_any_rule_as_a_detector_streams_it(two_days, avid_onnx, tmp_path):
+    """A rule that flags the tiny day's event, written into a model, streamed through the detector:
+    the episodes the replay counted."""
+    calibration, test = two_days
+    result = every_rule(avid_onnx, calibration, test, 50000.0)
+    flagging = [row for row in result["rules"] if any(d is not None for d in row.get("delays_frames", []))]
+    assert flagging, "no candidate flags the tiny day's event: the replay is not tested"
+    manifest = read_manifest(avid_onnx)
+    for row in flagging[:2]:
+        for name, value in row["thresholds"].items():
+            manifest.set_threshold(name, dataclasses.replace(manifest.thresholds[name], value=value))
+        manifest.episodes = EpisodeRule(**row["rule"])
+        model = write_calibrated(Path(avid_onnx), manifest, tmp_path / "rule.onnx")
+        detector = open_detector(str(model))
+        try:
+            day = open_day(test)
+            _, decisions, episodes = run_on_day(detector, day, service_tracker(manifest))
+        finally:
+            detector.close()
+        streamed = day_report(day, decisions, episodes)
+        assert [e["delay_frames"] for e in streamed["events"]] == row["delays_frames"]
+        assert streamed["false_alarms"] == row["false_alarms"]
+
+
 def test_open_day_refuses_other_folders(tmp_path):
     with pytest.raises(DatasetError, match="not a walkway day"):
         open_day(tmp_path)
@@ -206,7 +254,6 @@ def test_open_day_refuses_other_folders(tmp_path):
 @pytest.mark.parametrize("method", ["alocc", "avid"])
 def test_batched_stream_gives_what_process_gives_frame_by_frame(method, request, tiny_walkway):
     from occ.benchmarks.day import stream_results
-    from occ.runtime.detector import open_detector
 
     model = request.getfixturevalue(f"{method}_onnx")
     frames = np.concatenate([tiny_walkway.test[0].frames, tiny_walkway.test[1].frames])[:45]  # more than one batch
@@ -224,7 +271,10 @@ def test_batched_stream_gives_what_process_gives_frame_by_frame(method, request,
 
 
 def test_the_light_ramp_grows_to_its_gain_and_stays():
-    from occ.evaluation.datasets.walkway_day import LIGHT_RAMP_GAIN, schedule_view_changes
+    from occ.evaluation.datasets.walkway_day import (
+        LIGHT_RAMP_GAIN,
+        schedule_view_changes,
+    )
 
     config = DayConfig(hours=0.05, height=48, width=72, events_per_hour=0, view_changes=True, view_change_kinds=("light_ramp",))
     ramp, = schedule_view_changes(config)  # only the kind asked for
