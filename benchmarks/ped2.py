@@ -114,27 +114,26 @@ def leave_clips_out_tables(per_frame: dict[str, list[ClipScores]], choose: int |
 
 
 def train(method: str, data: str, size: str, workdir: Path, seed: int, recipe: str = "video",
-          epochs: int | None = None, coordinates: bool = False) -> tuple[Path, float]:
-    """Train ``method`` at ``size`` (``epochs``: the size's when None; ``coordinates``: AVID's networks also see
-    each pixel's place), export; the model and the training's seconds."""
+          epochs: int | None = None) -> tuple[Path, float]:
+    """Train ``method`` at ``size`` (``epochs``: the size's when None), export; the model and the training's seconds."""
     from occ.export.onnx_export import export_onnx
     from occ.train.workflow import train_alocc_from, train_avid_from
 
     started = time.monotonic()
     checkpoint = workdir / f"ped2_{method}.pt"
     train_from = train_alocc_from if method == "alocc" else train_avid_from
-    settings = {**SIZES[size][method], **({} if epochs is None else {"epochs": epochs}), **({"coordinates": True} if coordinates else {})}
+    settings = {**SIZES[size][method], **({} if epochs is None else {"epochs": epochs})}
     train_from(data, checkpoint, recipe, console=Console(stderr=True), seed=seed, **settings)
     seconds = time.monotonic() - started
     return export_onnx(checkpoint).path, seconds
 
 
-def _training_options(epochs: int | None, coordinates: bool) -> list[str]:
-    return ([] if epochs is None else ["--epochs", str(epochs)]) + (["--coordinates"] if coordinates else [])
+def _epochs_option(epochs: int | None) -> list[str]:
+    return [] if epochs is None else ["--epochs", str(epochs)]
 
 
 def run_ped2(data: str, method: str, workdir: str | Path, size: str = "cpu", seed: int = 0, recipe: str = "video",
-             model: str | None = None, folds: bool = False, epochs: int | None = None, coordinates: bool = False) -> dict[str, Any]:
+             model: str | None = None, folds: bool = False, epochs: int | None = None) -> dict[str, Any]:
     """Train (or take ``model``), export and evaluate on the test clips of ``data``; with ``folds``,
     the leave-clips-out table (choose on three test clips, measure on the rest, every split)."""
     if method not in ("alocc", "avid") or size not in SIZES:
@@ -142,11 +141,11 @@ def run_ped2(data: str, method: str, workdir: str | Path, size: str = "cpu", see
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     command = ["occ-bench", "ped2", "--data", data, "--method", method, "--size", size, "--seed", str(seed), "--out", str(workdir),
-               *_training_options(epochs, coordinates)]
+               *_epochs_option(epochs)]
     result: dict[str, Any] = {"method": method, "size": size, "recipe": recipe, "data": data, "seed": seed, "machine": machine(),
                               "date": time.strftime("%Y-%m-%d"), "commit": commit()}
     if model is None:
-        model_path, seconds = train(method, data, size, workdir, seed, recipe, epochs, coordinates)
+        model_path, seconds = train(method, data, size, workdir, seed, recipe, epochs)
         result["train_seconds"] = round(seconds)
         model = str(model_path)
     else:
@@ -251,7 +250,7 @@ def holdout_view(data: str, fold: int, folds: int, workdir: Path) -> tuple[Path,
 
 
 def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, folds: int = 4, size: str = "cpu", seed: int = 0,
-                     recipe: str = "video", model: str | None = None, epochs: int | None = None, coordinates: bool = False) -> dict[str, Any]:
+                     recipe: str = "video", model: str | None = None, epochs: int | None = None) -> dict[str, Any]:
     """Train (or take ``model``) without fold ``fold`` of the normal training clips, export, and
     count alarms at the stored threshold on those clips and on the test clips, through the runtime.
 
@@ -265,12 +264,12 @@ def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, fol
     workdir = Path(workdir)
     view, held_out = holdout_view(data, fold, folds, workdir)
     command = ["occ-bench", "ped2", "--data", data, "--method", method, "--size", size, "--seed", str(seed),
-               "--holdout-fold", str(fold), "--holdout-folds", str(folds), "--out", str(workdir), *_training_options(epochs, coordinates)]
+               "--holdout-fold", str(fold), "--holdout-folds", str(folds), "--out", str(workdir), *_epochs_option(epochs)]
     result: dict[str, Any] = {"method": method, "size": size, "recipe": recipe, "data": data, "seed": seed,
                               "fold": fold, "folds": folds, "held_out_clips": list(held_out),
                               "date": time.strftime("%Y-%m-%d"), "machine": machine(), "commit": commit()}
     if model is None:
-        model_path, seconds = train(method, str(view), size, workdir, seed, recipe, epochs, coordinates)
+        model_path, seconds = train(method, str(view), size, workdir, seed, recipe, epochs)
         result["train_seconds"] = round(seconds)
         model = str(model_path)
     else:
@@ -284,8 +283,7 @@ def run_ped2_holdout(data: str, method: str, workdir: str | Path, fold: int, fol
     config = manifest.training.get("config", {})
     result.update(model=str(model), trained_on_data=manifest.training.get("data"), trained_on_clips=trained_on,
                   validation_clips=manifest.training.get("validation_clips"), seed=config.get("seed", seed),
-                  recipe=config.get("recipe", recipe), epochs=config.get("epochs"), coordinates=config.get("coordinates", False),
-                  stored_thresholds={k: t.value for k, t in manifest.thresholds.items()})
+                  recipe=config.get("recipe", recipe), epochs=config.get("epochs"), stored_thresholds={k: t.value for k, t in manifest.thresholds.items()})
     result.setdefault("train_seconds", manifest.training.get("seconds"))
     detector = open_detector(str(model))
     try:
@@ -311,10 +309,10 @@ def holdout_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     """
     if not results:
         raise ValueError("no fold results to pool")
-    keys = {(r.get("method"), r.get("seed"), r.get("folds"), r.get("size"), r.get("epochs"), r.get("coordinates", False)) for r in results}
+    keys = {(r.get("method"), r.get("seed"), r.get("folds"), r.get("size"), r.get("epochs")) for r in results}
     if len(keys) != 1 or any("alarms" not in r for r in results):
-        raise ValueError("pool the holdout folds of one method, seed, size, epochs, coordinates and number of folds (occ-bench ped2 --holdout-fold)")
-    method, seed, folds, size, _, _ = keys.pop()
+        raise ValueError("pool the holdout folds of one method, seed, size, epochs and number of folds (occ-bench ped2 --holdout-fold)")
+    method, seed, folds, size, _ = keys.pop()
     fold_numbers = [r["fold"] for r in results]
     if len(set(fold_numbers)) != len(fold_numbers):
         raise ValueError(f"a fold is given twice: {sorted(fold_numbers)}")

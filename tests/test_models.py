@@ -5,7 +5,6 @@ import torch
 from occ.runtime.manifest import AvidScoring, ManifestError
 from occ.train.alocc import AloccDiscriminator, AloccReconstructor, create_alocc
 from occ.train.avid import AvidInpainter, RegionMemory, create_avid
-from occ.train.avid_blocks import CoordinateChannels
 from occ.train.avid_graph import create_avid_graph
 
 
@@ -53,26 +52,6 @@ def test_avid_shapes_and_cells():
         assert detector(x).shape == (2, h // 8, w // 8)
     assert detector.cell == 8
     assert not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.Linear)) for m in detector.modules())
-
-
-def test_coordinate_channels_tell_the_networks_where_they_look():
-    x = torch.randn(2, 3, 4, 5)
-    out = CoordinateChannels()(x)
-    assert out.shape == (2, 5, 4, 5) and torch.equal(out[:, :3], x)
-    assert torch.allclose(out[1, 3, :, 2], torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0]))  # each row's place, top to bottom
-    assert torch.allclose(out[0, 4, 3], torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]))  # each column's, left to right
-    torch.manual_seed(0)
-    content = torch.randn(1, 3, 32, 96)
-    moved = torch.roll(content, 8, dims=3)  # one region cell to the right
-    inner = slice(3, 9)  # regions whose field of view does not reach the frame's edges, before and after
-    for coordinates, same_where_moved in ((False, True), (True, False)):
-        inpainter, detector = create_avid(3, base_width=4, depth=3, coordinates=coordinates)
-        detector.eval()
-        assert inpainter(content).shape == content.shape and detector(content).shape == (1, 4, 12)
-        with torch.no_grad():
-            here, there = detector(content), detector(moved)
-        # a plain D scores the same content the same wherever it is; with coordinates the place counts
-        assert torch.allclose(there[..., 4:10], here[..., inner], atol=1e-5) == same_where_moved
 
 
 class FixedLogits(torch.nn.Module):

@@ -165,16 +165,11 @@ def test_holdout_errors_are_one_line(eight_clip_walkway, alocc_onnx, tmp_path):
     result = CliRunner().invoke(app, ["ped2-holdout-summary", str(bad)])
     assert result.exit_code == 2 and f"{bad}: not an occ-bench ped2 --holdout-fold result" in result.output
     result = CliRunner().invoke(app, ["ped2", "--data", str(eight_clip_walkway), "--model", str(alocc_onnx), "--epochs", "3"])
-    assert result.exit_code == 2 and "--epochs and --coordinates are for the model it trains: they take no --model" in result.output
+    assert result.exit_code == 2 and "--epochs is for the model it trains: it takes no --model" in result.output
     assert len(result.output.strip().splitlines()) == 1
-    result = CliRunner().invoke(app, ["ped2", "--data", str(eight_clip_walkway), "--method", "alocc", "--coordinates"])
-    assert result.exit_code == 2 and result.output.strip() == "error: --coordinates is for AVID's networks: give --method avid"
     with pytest.raises(ValueError, match="one method, seed"):
         holdout_summary([{"method": "alocc", "seed": 0, "folds": 4, "size": "cpu", "fold": 0, "alarms": {}},
                          {"method": "avid", "seed": 0, "folds": 4, "size": "cpu", "fold": 1, "alarms": {}}])
     with pytest.raises(ValueError, match="seed, size, epochs"):  # folds trained for 6 and for 12 epochs are not one model's
         holdout_summary([{"method": "avid", "seed": 0, "folds": 4, "size": "cpu", "epochs": 6, "fold": 0, "alarms": {}},
                          {"method": "avid", "seed": 0, "folds": 4, "size": "cpu", "epochs": 12, "fold": 1, "alarms": {}}])
-    with pytest.raises(ValueError, match="epochs, coordinates"):  # networks that see each pixel's place are another model
-        holdout_summary([{"method": "avid", "seed": 0, "folds": 4, "size": "cpu", "epochs": 6, "fold": 0, "alarms": {}},
-                         {"method": "avid", "seed": 0, "folds": 4, "size": "cpu", "epochs": 6, "coordinates": True, "fold": 1, "alarms": {}}])

@@ -192,27 +192,6 @@ def test_recipes_are_named_and_checked_against_the_data():
         avid_config("video", gate="soft")
 
 
-def test_occ_train_avid_coordinates_builds_networks_that_see_each_pixels_place_and_exports_them(tmp_path):
-    """``--coordinates``: the checkpoint's networks take two more input channels, its architecture says so
-    (so the deployed graph is rebuilt alike), and the export's ONNX agrees with PyTorch on it."""
-    from typer.testing import CliRunner
-
-    from occ.cli import app
-    from occ.export.onnx_export import export_onnx
-    from occ.runtime.manifest import read_manifest
-
-    out = tmp_path / "a.pt"
-    result = CliRunner().invoke(app, ["train", "avid", "--data", TINY_WALKWAY, "--out", str(out), "--coordinates", *TRAIN_ARGS["avid"]])
-    assert result.exit_code == 0, result.output
-    checkpoint = load_checkpoint(out)
-    assert checkpoint.architecture["coordinates"] is True
-    for network in ("inpainter", "detector"):
-        first = next(v for k, v in checkpoint.state_dicts[network].items() if k.endswith("weight") and v.dim() == 4)
-        assert first.shape[1] == 3 + 2  # the triplet, then the row and the column
-    exported = export_onnx(out)
-    assert read_manifest(exported.path).method == "avid" and exported.outputs and all(exported.outputs) and all(exported.decisions)
-
-
 def test_a_recipe_for_the_wrong_kind_of_data_is_one_line(tmp_path):
     """The images recipe on video, or the video recipe on MNIST, is refused before any training."""
     from typer.testing import CliRunner

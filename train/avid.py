@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .avid_blocks import CoordinateChannels, DoubleConv, moment_aligned
+from .avid_blocks import DoubleConv, moment_aligned
 from .init import dcgan_init
 
 
@@ -31,15 +31,13 @@ class AvidInpainter(nn.Module):
             and with a narrow ``code_channels``, I cannot copy what it is shown and must draw on
             what it learned of normal data (images; see docs/accuracy.md).
         code_channels: 0, or the channels of a 1×1 bottleneck at the deepest level.
-        coordinates: the input gets each pixel's row and column (:class:`CoordinateChannels`).
     """
 
     def __init__(self, in_channels: int = 3, base_width: int = 32, depth: int = 3, skip_connections: bool = True,
-                 code_channels: int = 0, coordinates: bool = False):
+                 code_channels: int = 0):
         super().__init__()
         widths = [base_width * 2**i for i in range(depth + 1)]
-        self.coordinates = CoordinateChannels() if coordinates else nn.Identity()
-        self.stem = DoubleConv(in_channels + CoordinateChannels.CHANNELS * coordinates, widths[0])
+        self.stem = DoubleConv(in_channels, widths[0])
         self.down = nn.ModuleList(DoubleConv(widths[i], widths[i + 1]) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
         self.code = nn.Identity()
@@ -54,7 +52,7 @@ class AvidInpainter(nn.Module):
         self.skip_connections = skip_connections
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(self.coordinates(x))]
+        skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(self.pool(skips[-1])))
         y = self.code(skips.pop())
@@ -77,15 +75,12 @@ class AvidDetector(nn.Module):
         base_width: channels of the first layer; doubled per stride-2 layer (capped at 8×).
         depth: stride-2 layers; the region cell is ``2**depth`` pixels.
         pointwise_layers: 1×1 convolution layers before the output layer.
-        coordinates: the input gets each pixel's row and column (:class:`CoordinateChannels`).
     """
 
-    def __init__(self, in_channels: int = 3, base_width: int = 32, depth: int = 3, pointwise_layers: int = 2,
-                 coordinates: bool = False):
+    def __init__(self, in_channels: int = 3, base_width: int = 32, depth: int = 3, pointwise_layers: int = 2):
         super().__init__()
-        self.coordinates = CoordinateChannels() if coordinates else nn.Identity()
         layers: list[nn.Module] = []
-        channels = in_channels + CoordinateChannels.CHANNELS * coordinates
+        channels = in_channels
         for i in range(depth):
             width = base_width * min(2**i, 8)
             layers += [
@@ -102,7 +97,7 @@ class AvidDetector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` → region logits ``(N, H / cell, W / cell)``."""
-        return self.head(self.features(self.coordinates(x))).squeeze(1)
+        return self.head(self.features(x)).squeeze(1)
 
 
 class RegionMemory(nn.Module):
@@ -183,14 +178,14 @@ class RegionMemory(nn.Module):
 
 
 def create_avid(in_channels: int, base_width: int = 32, depth: int = 3, detector_width: int | None = None,
-                skip_connections: bool = True, code_channels: int = 0, coordinates: bool = False) -> tuple[AvidInpainter, AvidDetector]:
+                skip_connections: bool = True, code_channels: int = 0) -> tuple[AvidInpainter, AvidDetector]:
     """Build I (DCGAN initialisation) and D.
 
     D keeps PyTorch's default (Kaiming-uniform) initialisation: with N(0, 0.02) through its six
     layers the logits start near zero with vanishing gradients, and plain SGD at the paper's
     learning rate never moved D off 2·ln 2 (seen on the walkway).
     """
-    inpainter = AvidInpainter(in_channels, base_width, depth, skip_connections, code_channels, coordinates)
-    detector = AvidDetector(in_channels, detector_width or base_width, depth, coordinates=coordinates)
+    inpainter = AvidInpainter(in_channels, base_width, depth, skip_connections, code_channels)
+    detector = AvidDetector(in_channels, detector_width or base_width, depth)
     inpainter.apply(dcgan_init)
     return inpainter, detector

@@ -28,20 +28,6 @@ class DoubleConv(nn.Sequential):
         )
 
 
-class CoordinateChannels(nn.Module):
-    """Appends each pixel's row and column, scaled to −1..1, as two channels (CoordConv, Liu et al.
-    2018): a convolution alone cannot tell where in a fixed camera's view it looks, so it cannot
-    learn that walkers go one way in one lane and the other way in the next."""
-
-    CHANNELS = 2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        rows = torch.arange(h, dtype=x.dtype, device=x.device) * (2.0 / max(h - 1, 1)) - 1.0
-        cols = torch.arange(w, dtype=x.dtype, device=x.device) * (2.0 / max(w - 1, 1)) - 1.0
-        return torch.cat([x, rows.view(1, 1, h, 1).expand(n, 1, h, w), cols.view(1, 1, 1, w).expand(n, 1, h, w)], dim=1)
-
-
 def moment_aligned(regions: torch.Tensor) -> torch.Tensor:
     """``(N, R, C, h, w)`` regions, each resampled so that its ink's centroid is the centre and its
     slant is removed: the moment normalization of handwritten-digit matching (deskewing), under

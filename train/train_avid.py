@@ -56,7 +56,6 @@ class AvidConfig:
         depth: down-sampling steps; the region cell is 2**depth pixels.
         skip_connections: I's U-Net skips (off for images: I must not copy an unseen digit through).
         code_channels: channels of a 1×1 code at I's deepest level (0: none).
-        coordinates: I and D also see each pixel's row and column (a fixed view's lanes have directions).
         epochs: training epochs.
         batch_size: frames per batch.
         optimizer: ``adam`` or ``sgd``.
@@ -91,7 +90,6 @@ class AvidConfig:
     depth: int = 3
     skip_connections: bool = True
     code_channels: int = 0
-    coordinates: bool = False
     epochs: int = 6
     batch_size: int = 16
     optimizer: str = "adam"
@@ -282,7 +280,7 @@ class AvidTraining(AdversarialTraining):
         config = self.config
         return dict(zip(("inpainter", "detector"), create_avid(self.data.spec.channels, config.base_width, config.depth,
                                                                skip_connections=config.skip_connections,
-                                                               code_channels=config.code_channels, coordinates=config.coordinates)))
+                                                               code_channels=config.code_channels)))
 
     def step(self, index: torch.Tensor) -> tuple[dict[str, float], float]:
         config, ddp, bce = self.config, self.ddp, F.binary_cross_entropy_with_logits
@@ -358,7 +356,6 @@ class AvidTraining(AdversarialTraining):
         thresholds = avid_thresholds(scoring, block_peaks(residual, cell), regions, config.false_alarm_rate, self.calibration_data)
         architecture = {"in_channels": data.spec.channels, "base_width": config.base_width, "depth": config.depth,
                         "skip_connections": config.skip_connections, "code_channels": config.code_channels,
-                        "coordinates": config.coordinates,
                         "region_memory": 0 if memory is None else len(memory.bank), "region_alignment": memory is not None and memory.align}
         return Deployment({"regions": RegionSpec(cell=cell, rows=data.spec.height // cell, cols=data.spec.width // cell), "scoring": scoring},
                           thresholds, architecture, {**networks, **({} if memory is None else {"region_memory": memory})}, self.val_clean)
@@ -368,8 +365,7 @@ def build_graph(architecture: dict[str, Any], state_dicts: dict[str, dict], mani
     """The deployed graph of a checkpoint: its networks, composed by its manifest's scoring contract."""
     inpainter, detector = checkpoint_networks(
         lambda: create_avid(architecture["in_channels"], architecture["base_width"], architecture["depth"],
-                            skip_connections=architecture.get("skip_connections", True), code_channels=architecture.get("code_channels", 0),
-                            coordinates=architecture.get("coordinates", False)),
+                            skip_connections=architecture.get("skip_connections", True), code_channels=architecture.get("code_channels", 0)),
         ("inpainter", "detector"), state_dicts, "AVID", where)
     region_scorer: torch.nn.Module = detector
     if architecture.get("region_memory", 0):

@@ -380,9 +380,6 @@ def ped2(
     holdout_folds: Annotated[int, typer.Option(min=2, help="Folds the training clips are split into for --holdout-fold.")] = 4,
     epochs: Annotated[Optional[int], typer.Option(
         min=1, help="Training epochs. Default: the size's (cpu: ALOCC 5, AVID 6; gpu: 15, 20).")] = None,
-    coordinates: Annotated[bool, typer.Option(
-        "--coordinates", help="AVID: train I and D with each pixel's row and column as two more input channels (a candidate, "
-                              "off in the recipe; docs/accuracy-log.md).")] = False,
     seed: Seed = 0,
     json_path: JsonOption = None,
     quiet: QuietOption = False,
@@ -392,21 +389,18 @@ def ped2(
     let_idle_workers_spin_briefly()  # before torch is imported: the same bits, faster (occ.train.openmp)
     from occ.benchmarks.ped2 import holdout_markdown, markdown, models_result, run_ped2, run_ped2_holdout
 
-    if model and (epochs is not None or coordinates):
-        fail("--epochs and --coordinates are for the model it trains: they take no --model")
-    if coordinates and method != "avid":
-        fail("--coordinates is for AVID's networks: give --method avid")
+    if model and epochs is not None:
+        fail("--epochs is for the model it trains: it takes no --model")
     if holdout_fold is not None:
         if folds or (model and len(model) > 1):
             fail("--holdout-fold takes one --model and no --folds")
         with one_line_errors():
             result = run_ped2_holdout(data, method, out, holdout_fold, holdout_folds, size, seed, model=model[0] if model else None,
-                                      epochs=epochs, coordinates=coordinates)
+                                      epochs=epochs)
         report(result, json_path, quiet, lambda r: _print_markdown(holdout_markdown(r)))
         return
     with one_line_errors():
-        results = [run_ped2(data, method, out, size, seed, model=m, folds=folds, epochs=epochs, coordinates=coordinates)
-                   for m in (model or [None])]
+        results = [run_ped2(data, method, out, size, seed, model=m, folds=folds, epochs=epochs) for m in (model or [None])]
     payload = results[0] if len(results) == 1 else models_result(results)
     report(payload, json_path, quiet, lambda r: _print_markdown(markdown(r)))
 

@@ -129,10 +129,6 @@ def avid(
     region_memory: Annotated[Optional[int], typer.Option(min=1, help="Images recipe: the most normal training regions the region "
                                                                      "memory keeps (bank size, about 1 KB each). Default: 60000.",
                                                          rich_help_panel=GEOMETRY)] = None,
-    coordinates: Annotated[bool, typer.Option(
-        "--coordinates", help="Give I and D each pixel's row and column as two more input channels, so they can learn what is "
-                              "normal where (lanes that go one way). A candidate, off in every recipe: docs/accuracy-log.md.",
-        rich_help_panel=GEOMETRY)] = False,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     false_alarm_rate: FalseAlarms = None,
@@ -150,8 +146,7 @@ def avid(
     with one_line_errors():
         manifest = train_avid_from(data, out, recipe, console, split=Split.parse(split), seed=seed,
                                    **_settings(height=height, width=width, base_width=base_width, region_memory=region_memory,
-                                               epochs=epochs, batch_size=batch_size, false_alarm_rate=false_alarm_rate,
-                                               coordinates=coordinates or None))
+                                               epochs=epochs, batch_size=batch_size, false_alarm_rate=false_alarm_rate))
     if manifest is None:
         return
     _show_footage_split(manifest)
