@@ -159,18 +159,25 @@ def _rate(count: int, hours: float) -> dict:
     return {"alarms": count, "normal_hours": hours, "per_hour": count / hours if hours > 0 else None, "per_hour_low": low, "per_hour_high": high}
 
 
+def check_inputs(model: str | Path, calibration: str | Path, test: str | Path) -> Path:
+    """``model`` as a path, once it is an exported ONNX model and both days are walkway days; else
+    :class:`DatasetError` in one line."""
+    model = Path(model)
+    if not model.is_file() or model.suffix != ".onnx":
+        raise DatasetError(f"{model}: not an exported .onnx model")
+    for path in (calibration, test):
+        if not is_day(path):
+            raise DatasetError(f"{path}: not a walkway day (write one with `occ data generate --day HOURS`)")
+    return model
+
+
 def run_day(model: str | Path, calibration: str | Path, test: str | Path, workdir: str | Path, false_alarm_rate: float = 0.01,
             progress: Callable[..., None] | None = None, alarms_per_day: float | None = None) -> dict:
     """``occ-bench day``: copy ``model`` into ``workdir``, calibrate the copy on the ``calibration``
     day's normal stretches (at ``false_alarm_rate`` of its frames, or to an alarm budget of
     ``alarms_per_day``: thresholds and episode rule), run it on the ``test`` day, report alarms and
     events."""
-    model, workdir = Path(model), Path(workdir)
-    if not model.is_file() or model.suffix != ".onnx":
-        raise DatasetError(f"{model}: not an exported .onnx model")
-    for path in (calibration, test):
-        if not is_day(path):
-            raise DatasetError(f"{path}: not a walkway day (write one with `occ data generate --day HOURS`)")
+    model, workdir = check_inputs(model, calibration, test), Path(workdir)
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     calibrated = workdir / f"{model.stem}.day-calibrated.onnx"

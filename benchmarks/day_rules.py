@@ -22,11 +22,11 @@ import numpy as np
 
 from occ.evaluation.calibration import calibrate_model, footage_statistics, scores_at
 from occ.evaluation.datasets.common import DatasetError
-from occ.evaluation.datasets.walkway_day import is_day, open_day
+from occ.evaluation.datasets.walkway_day import open_day
 from occ.runtime.detector import open_detector
 from occ.runtime.scoring.decide import FrameResult
 
-from .day import FLAG_WITHIN_S, day_report, service_tracker, track_episodes
+from .day import FLAG_WITHIN_S, check_inputs, day_report, service_tracker, track_episodes
 from .training_runs import commit, machine
 
 NO_LOCATIONS = np.zeros((0, 0), np.float32)
@@ -35,12 +35,7 @@ NO_LOCATIONS = np.zeros((0, 0), np.float32)
 def every_rule(model: str | Path, calibration: str | Path, test: str | Path, alarms_per_day: float) -> dict:
     """Each candidate rule's thresholds at the budget on ``calibration``, and its false alarms and
     event delays on ``test``; ``chosen`` marks the calibration's pick."""
-    model = Path(model)
-    if not model.is_file() or model.suffix != ".onnx":
-        raise DatasetError(f"{model}: not an exported .onnx model")
-    for path in (calibration, test):
-        if not is_day(path):
-            raise DatasetError(f"{path}: not a walkway day (write one with `occ data generate --day HOURS`)")
+    model = check_inputs(model, calibration, test)
     calibrated = calibrate_model(model, str(calibration), false_alarm_rate=None, alarms_per_day=alarms_per_day, dry_run=True)
     manifest, day = calibrated.manifest, open_day(test)
     detector = open_detector(str(model))
