@@ -101,6 +101,11 @@ def track_episodes(results: Iterable[FrameResult], frames: int, tracker: Episode
     return scores, decisions, episodes
 
 
+def flag_window_frames(fps: float) -> int:
+    """Frames within which an event counts as flagged in time (:data:`FLAG_WITHIN_S` at ``fps``)."""
+    return int(round(FLAG_WITHIN_S * fps))
+
+
 def day_report(day: Day, decisions: np.ndarray, episodes: list[dict], scores: np.ndarray | None = None, threshold: float = 1.0) -> dict:
     """Alarms per hour of normal footage for each hour of the clock and in total (95 % intervals),
     and for each event whether and how soon an episode flagged it. With the frame ``scores``, in
@@ -122,7 +127,7 @@ def day_report(day: Day, decisions: np.ndarray, episodes: list[dict], scores: np
                      "walkers_mean": float(day.table["walkers"][in_hour].mean()), "light_mean": float(day.table["light"][in_hour].mean()),
                      "frames_over_threshold": float(decisions[normal].mean()) if normal.any() else None,
                      **_normal_scores(relative, normal)})
-    within = int(round(FLAG_WITHIN_S * fps))
+    within = flag_window_frames(fps)
     events = []
     for event in day.events:
         delay = _flag_delay(event.start_frame, event.end_frame, episodes)

@@ -26,7 +26,7 @@ from occ.evaluation.datasets.walkway_day import open_day
 from occ.runtime.detector import open_detector
 from occ.runtime.scoring.decide import FrameResult
 
-from .day import FLAG_WITHIN_S, check_inputs, day_report, service_tracker, track_episodes
+from .day import check_inputs, day_report, flag_window_frames, service_tracker, track_episodes
 from .training_runs import commit, machine
 
 NO_LOCATIONS = np.zeros((0, 0), np.float32)
@@ -61,7 +61,7 @@ def every_rule(model: str | Path, calibration: str | Path, test: str | Path, ala
         rows.append(row)
     return {"model": str(model), "method": manifest.method, "alarms_per_day": alarms_per_day, "calibration": str(calibration),
             "choice": calibrated.choice, "test": str(test), "events": [event.to_json() for event in day.events],
-            "flag_window_frames": int(round(FLAG_WITHIN_S * day.config.fps)), "rules": rows}
+            "flag_window_frames": flag_window_frames(day.config.fps), "rules": rows}
 
 
 def markdown(result: dict) -> str:
