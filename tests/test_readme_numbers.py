@@ -61,6 +61,7 @@ NOT_RESULTS = [
     r"`[^`]*`",                                   # commands, arguments, file names
     r"\d{4}-\d{2}-\d{2}(?:/\d{2})?",               # dates, and day ranges like 2026-11-26/28
     r"x86-64",
+    r"AVX-512",                                   # a CPU's vector units
     r"\b\d{2}:\d{2}\b",                            # clock times
     r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b",  # commit hashes
     r"\d+×\d+",                                   # sizes
