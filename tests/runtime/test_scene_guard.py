@@ -21,8 +21,8 @@ from occ.evaluation.datasets.walkway_day import DayConfig, generate_day
 from occ.runtime.events import ServiceMetrics
 from occ.runtime.manifest import Manifest, ManifestError, read_manifest
 from occ.runtime.preprocess.reference import to_gray
-from occ.runtime.scoring.scene_guard import (FineAlignment, GuardLimits, ProfileMatch, SceneGuard, SceneReference, contrast,
-                                           guard_frame)
+from occ.runtime.scoring.scene_guard import (FineAlignment, GuardLimits, ProfileMatch, SceneGuard, SceneReference, _median,
+                                           contrast, guard_frame)
 from occ.runtime.service import CameraConfig, Service, ServiceConfig
 
 from service_utils import parse_metrics
@@ -410,3 +410,11 @@ def test_the_profile_match_is_opencvs_normalized_cross_correlation(noon, referen
         work = guard_frame(frame, GuardLimits.width)
         expected = [v for along in (0, 1) for v in opencv_profile_shift(reference.frame.mean(axis=along), work.mean(axis=along))]
         assert match.measure(work) == pytest.approx(expected, abs=5e-4)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3348, 3349])
+def test_the_sub_pixel_steps_median_is_numpys_to_the_bit(count):
+    """One selection and the largest of the lower half give numpy's median of an even count exactly."""
+    values = np.abs(np.random.default_rng(count).normal(size=count)).astype(np.float32)
+    values[: count // 3] = values[0]  # ties, as a frame's flat areas give
+    assert _median(values) == float(np.median(values))
