@@ -601,9 +601,9 @@ class FineAlignment:
         diff = diff.ravel()
         spread = np.abs(diff)
         sigma = 1.4826 * _median(spread[::3])  # every 3rd pixel: as good a σ, a third of the cost
-        kept_pixels = spread < 3 * sigma
-        used = int(np.count_nonzero(kept_pixels))
-        keep = kept_pixels.astype(np.float32)
+        inliers = spread < 3 * sigma
+        used = int(np.count_nonzero(inliers))
+        keep = inliers.astype(np.float32)
         xx, xy, yy = (float(v) for v in self._moments @ keep)
         det = xx * yy - xy * xy
         if sigma <= 0 or det <= 1e-12 or used < 16:
